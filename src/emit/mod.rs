@@ -1,0 +1,272 @@
+//! Emit: engine frames to plain, well-typed Parquet, written atomically.
+//!
+//! Frames cross from the engine to arrow-rs through the Arrow C Data Interface (no copy), string
+//! views are cast to plain `string`, and each file is written to a hidden temporary file in the
+//! target folder, fsynced and renamed, so a crash leaves the previous output or none.
+//! Depends on: nothing else in the crate.
+
+use arrow::array::{make_array, ArrayRef, RecordBatch};
+use arrow::datatypes::{DataType as ArrowType, Field as ArrowField, Schema as ArrowSchema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use polars::prelude::{CompatLevel, DataFrame};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{BufWriter, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Footer key holding the run's lineage summary.
+pub const LINEAGE_KEY: &str = "privprep.lineage";
+/// Marker in temporary file names; stale ones are removed by the next run.
+pub const TMP_MARKER: &str = ".privprep-tmp-";
+
+/// Errors writing outputs.
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    #[error("{path}: cannot write output: {source}\n  = hint: check that the folder exists or can be created and that there is free disk space")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: Parquet writer failed: {message}")]
+    Parquet { path: String, message: String },
+    #[error("column `{column}`: cannot hand the column to the Parquet writer: {message}")]
+    Convert { column: String, message: String },
+}
+
+/// Converts an engine frame to an Arrow record batch with plain `string` columns.
+pub fn to_record_batch(df: &DataFrame, schema: &SchemaRef) -> Result<RecordBatch, EmitError> {
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(df.width());
+    for (column, field) in df.get_columns().iter().zip(schema.fields()) {
+        let series = column.as_materialized_series().rechunk();
+        let conv = |message: String| EmitError::Convert {
+            column: column.name().to_string(),
+            message,
+        };
+        let array = series.to_arrow(0, CompatLevel::newest());
+        let pl_field = series.field().to_arrow(CompatLevel::newest());
+        // SAFETY: both sides implement the Arrow C Data Interface; the structs are #[repr(C)]
+        // with the same layout, and ownership of the buffers moves to arrow-rs, whose release
+        // callback frees them through polars' exporter.
+        let data = unsafe {
+            let c_array = polars_arrow::ffi::export_array_to_c(array);
+            let c_schema = polars_arrow::ffi::export_field_to_c(&pl_field);
+            let c_array: arrow::ffi::FFI_ArrowArray = std::mem::transmute(c_array);
+            let c_schema: arrow::ffi::FFI_ArrowSchema = std::mem::transmute(c_schema);
+            arrow::ffi::from_ffi(c_array, &c_schema).map_err(|e| conv(e.to_string()))?
+        };
+        let mut array = make_array(data);
+        if array.data_type() != field.data_type() {
+            array = arrow::compute::cast(&array, field.data_type()).map_err(|e| conv(e.to_string()))?;
+        }
+        arrays.push(array);
+    }
+    RecordBatch::try_new(schema.clone(), arrays).map_err(|e| EmitError::Convert {
+        column: "*".into(),
+        message: e.to_string(),
+    })
+}
+
+/// The Arrow schema users get: the engine's schema with string views as plain strings.
+pub fn arrow_schema(df_schema: &polars::prelude::Schema) -> Result<SchemaRef, EmitError> {
+    let mut fields = Vec::new();
+    for (name, dtype) in df_schema.iter() {
+        let pl_field = polars::prelude::Field::new(name.clone(), dtype.clone()).to_arrow(CompatLevel::newest());
+        // SAFETY: see `to_record_batch`.
+        let field = unsafe {
+            let c_schema = polars_arrow::ffi::export_field_to_c(&pl_field);
+            let c_schema: arrow::ffi::FFI_ArrowSchema = std::mem::transmute(c_schema);
+            ArrowField::try_from(&c_schema).map_err(|e| EmitError::Convert {
+                column: name.to_string(),
+                message: e.to_string(),
+            })?
+        };
+        let ty = plain_type(field.data_type());
+        let field = ArrowField::new(field.name(), ty, true);
+        fields.push(field);
+    }
+    Ok(Arc::new(ArrowSchema::new(fields)))
+}
+
+fn plain_type(t: &ArrowType) -> ArrowType {
+    match t {
+        ArrowType::Utf8View | ArrowType::LargeUtf8 => ArrowType::Utf8,
+        ArrowType::BinaryView | ArrowType::LargeBinary => ArrowType::Binary,
+        other => other.clone(),
+    }
+}
+
+/// Writer settings shared by every output of a run.
+#[derive(Debug, Clone)]
+pub struct ParquetSettings {
+    pub row_group_size: usize,
+    /// JSON put in the footer under [`LINEAGE_KEY`].
+    pub lineage_json: String,
+}
+
+/// A Parquet file being written to a temporary path, renamed into place on commit.
+pub struct AtomicParquet {
+    final_path: PathBuf,
+    tmp_path: PathBuf,
+    writer: Option<ArrowWriter<BufWriter<File>>>,
+    rows: u64,
+}
+
+impl AtomicParquet {
+    /// Creates the temporary file next to `final_path`.
+    pub fn create(final_path: &Path, run_id: &str, schema: SchemaRef, settings: &ParquetSettings) -> Result<Self, EmitError> {
+        let io = |source| EmitError::Io {
+            path: final_path.display().to_string(),
+            source,
+        };
+        let dir = crate::spec::base_dir(final_path);
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let tmp_path = tmp_path_for(final_path, run_id);
+        let file = File::create(&tmp_path).map_err(io)?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+            .set_max_row_group_row_count(Some(settings.row_group_size))
+            .set_key_value_metadata(Some(vec![KeyValue::new(LINEAGE_KEY.to_string(), settings.lineage_json.clone())]))
+            .set_created_by(format!("privprep {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let writer = ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema, Some(props)).map_err(|e| EmitError::Parquet {
+            path: final_path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(AtomicParquet {
+            final_path: final_path.to_path_buf(),
+            tmp_path,
+            writer: Some(writer),
+            rows: 0,
+        })
+    }
+
+    /// Appends one batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), EmitError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let w = self.writer.as_mut().ok_or_else(|| EmitError::Parquet {
+            path: self.final_path.display().to_string(),
+            message: "writer already closed".into(),
+        })?;
+        w.write(batch).map_err(|e| EmitError::Parquet {
+            path: self.final_path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Final path.
+    pub fn path(&self) -> &Path {
+        &self.final_path
+    }
+
+    /// Closes and fsyncs the temporary file; returns its SHA-256. Not yet visible.
+    pub fn finish(&mut self) -> Result<String, EmitError> {
+        let path = self.final_path.display().to_string();
+        if let Some(w) = self.writer.take() {
+            let buf = w.into_inner().map_err(|e| EmitError::Parquet {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            let file = buf.into_inner().map_err(|e| EmitError::Io {
+                path: path.clone(),
+                source: e.into_error(),
+            })?;
+            file.sync_all().map_err(|source| EmitError::Io { path: path.clone(), source })?;
+        }
+        sha256_file(&self.tmp_path).map_err(|source| EmitError::Io { path, source })
+    }
+
+    /// Renames the finished temporary file into place and fsyncs the folder.
+    pub fn commit(self) -> Result<PathBuf, EmitError> {
+        let io = |source| EmitError::Io {
+            path: self.final_path.display().to_string(),
+            source,
+        };
+        std::fs::rename(&self.tmp_path, &self.final_path).map_err(io)?;
+        sync_dir(&self.final_path).map_err(io)?;
+        Ok(self.final_path.clone())
+    }
+
+    /// Removes the temporary file (on failure).
+    pub fn abort(mut self) {
+        self.writer.take();
+        let _ = std::fs::remove_file(&self.tmp_path);
+    }
+}
+
+/// Temporary path used for `final_path` by run `run_id`.
+pub fn tmp_path_for(final_path: &Path, run_id: &str) -> PathBuf {
+    let name = final_path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    crate::spec::base_dir(final_path).join(format!(".{name}{TMP_MARKER}{run_id}"))
+}
+
+/// Removes temporary files that runs which died left beside `final_path`.
+pub fn remove_stale_tmp(final_path: &Path) -> usize {
+    let name = final_path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let prefix = format!(".{name}{TMP_MARKER}");
+    let Ok(entries) = std::fs::read_dir(crate::spec::base_dir(final_path)) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+/// Writes a whole small file atomically (reports, JSON).
+pub fn write_atomic(path: &Path, run_id: &str, bytes: &[u8]) -> Result<String, EmitError> {
+    let io = |source| EmitError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(crate::spec::base_dir(path)).map_err(io)?;
+    let tmp = tmp_path_for(path, run_id);
+    {
+        use std::io::Write;
+        let mut f = File::create(&tmp).map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    std::fs::rename(&tmp, path).map_err(io)?;
+    sync_dir(path).map_err(io)?;
+    Ok(hex::encode(Sha256::digest(bytes)))
+}
+
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    File::open(crate::spec::base_dir(path))?.sync_all()
+}
+
+/// SHA-256 of a file, lowercase hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Output path of a split: `tickets.parquet` → `tickets.train.parquet`.
+pub fn split_path(path: &Path, split: &str) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    crate::spec::base_dir(path).join(format!("{stem}.{split}.parquet"))
+}

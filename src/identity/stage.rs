@@ -1,0 +1,264 @@
+//! The identifier stage on the engine: each output column's action as a lazy expression.
+//!
+//! The per-value work is done by the plain kernels in [`super::kernels`]; this file only walks
+//! engine string columns in parallel chunks and builds new columns without a per-row allocation.
+
+use super::kernels::{self, TokenEncoding, Tokenizer};
+use super::keys::Key;
+use crate::ingest::ColumnType;
+use crate::spec::DatePart;
+use hmac::{Hmac, Mac};
+use polars::prelude::*;
+use rayon::prelude::*;
+use sha2::Sha256;
+use std::sync::Arc;
+
+/// Internal column holding each row's split (0 train, 1 validation, 2 test).
+pub const SPLIT: &str = "__split";
+
+/// What is done to one column, resolved against its type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Tokenize { bits: u32, encoding: TokenEncoding },
+    Hash,
+    Mask { keep_last: usize },
+    GeneralizeDate(DatePart),
+    GeneralizeNumber(f64),
+    GeneralizePrefix(usize),
+    Drop,
+    Keep,
+}
+
+impl Action {
+    /// The transformation in words, as lineage and `explain` show it.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Tokenize { bits, encoding } => format!(
+                "tokenize (HMAC-SHA256 with the run key, {bits} bits, {})",
+                match encoding {
+                    TokenEncoding::Hex => "hex",
+                    TokenEncoding::Base64Url => "base64url",
+                }
+            ),
+            Action::Hash => "hash (unkeyed SHA-256, hex)".into(),
+            Action::Mask { keep_last } => format!("mask (keep the last {keep_last} characters)"),
+            Action::GeneralizeDate(DatePart::Year) => "generalize to the year".into(),
+            Action::GeneralizeDate(DatePart::Month) => "generalize to the first day of the month".into(),
+            Action::GeneralizeNumber(w) => format!("generalize to buckets of width {w} (lower bound)"),
+            Action::GeneralizePrefix(n) => format!("generalize to the first {n} characters"),
+            Action::Drop => "dropped".into(),
+            Action::Keep => "kept as is".into(),
+        }
+    }
+
+    /// True when the output no longer holds the raw value.
+    pub fn masks(&self) -> bool {
+        !matches!(self, Action::Keep | Action::Drop)
+    }
+
+    /// True when the action needs the run key.
+    pub fn needs_key(&self) -> bool {
+        matches!(self, Action::Tokenize { .. })
+    }
+
+    /// Engine type of the output column.
+    pub fn output_type(&self, input: ColumnType) -> DataType {
+        match self {
+            Action::Tokenize { .. } | Action::Hash | Action::Mask { .. } | Action::GeneralizePrefix(_) => DataType::String,
+            Action::GeneralizeDate(DatePart::Year) => DataType::Int32,
+            Action::GeneralizeDate(DatePart::Month) => DataType::Date,
+            Action::GeneralizeNumber(_) | Action::Drop | Action::Keep => crate::ingest::engine_type(input),
+        }
+    }
+
+    /// The output expression for column `name` (None for `Drop`). `input` is the typed column.
+    pub fn expr(&self, name: &str, input: Expr, ty: ColumnType, key: Option<&Arc<Key>>) -> Option<Expr> {
+        let out = match self {
+            Action::Drop => return None,
+            Action::Keep => input,
+            Action::Tokenize { bits, encoding } => {
+                let key = key?;
+                let tokenizer = Arc::new(Tokenizer::new(key, *bits, *encoding).ok()?);
+                map_str_expr(input, move |v, out| tokenizer.token_into(v, out))
+            }
+            Action::Hash => map_str_expr(input, kernels::sha256_hex_into),
+            Action::Mask { keep_last } => {
+                let n = *keep_last;
+                map_str_expr(input, move |v, out| kernels::mask_into(v, n, out))
+            }
+            Action::GeneralizePrefix(n) => {
+                let n = *n;
+                map_str_expr(input, move |v, out| kernels::prefix_into(v, n, out))
+            }
+            Action::GeneralizeDate(part) => generalize_date(input, ty, *part),
+            Action::GeneralizeNumber(w) => generalize_number(input, ty, *w),
+        };
+        Some(out.alias(name))
+    }
+}
+
+/// Applies a string kernel to every non-null value (non-string inputs are cast to text first).
+fn map_str_expr(input: Expr, f: impl Fn(&str, &mut String) + Send + Sync + 'static) -> Expr {
+    input.cast(DataType::String).map(
+        move |c| {
+            let ca = c.str()?;
+            Ok(map_str_column(ca, &f).into_column())
+        },
+        |_, field| Ok(Field::new(field.name().clone(), DataType::String)),
+    )
+}
+
+/// Below this many values a column is mapped on the calling thread.
+const PARALLEL_MIN: usize = 16 * 1024;
+
+/// Maps a string column through a kernel, in parallel slices, reusing one buffer per slice.
+pub fn map_str_column(ca: &StringChunked, f: &(dyn Fn(&str, &mut String) + Sync)) -> StringChunked {
+    let n = ca.len();
+    if n < PARALLEL_MIN {
+        return map_str_slice(ca, f);
+    }
+    let parts = rayon::current_num_threads().clamp(1, n / (PARALLEL_MIN / 2));
+    let step = n.div_ceil(parts);
+    let pieces: Vec<StringChunked> = (0..parts)
+        .into_par_iter()
+        .map(|i| map_str_slice(&ca.slice((i * step) as i64, step), f))
+        .collect();
+    let mut iter = pieces.into_iter();
+    let mut out = iter.next().unwrap_or_else(|| StringChunked::full_null(ca.name().clone(), 0));
+    for p in iter {
+        // Appending chunks only moves array pointers.
+        if out.append(&p).is_err() {
+            return map_str_slice(ca, f);
+        }
+    }
+    out
+}
+
+fn map_str_slice(ca: &StringChunked, f: &(dyn Fn(&str, &mut String) + Sync)) -> StringChunked {
+    let mut builder = StringChunkedBuilder::new(ca.name().clone(), ca.len());
+    let mut buf = String::new();
+    for v in ca.iter() {
+        match v {
+            Some(v) => {
+                buf.clear();
+                f(v, &mut buf);
+                builder.append_value(&buf);
+            }
+            None => builder.append_null(),
+        }
+    }
+    builder.finish()
+}
+
+fn generalize_date(input: Expr, ty: ColumnType, part: DatePart) -> Expr {
+    let date = if ty == ColumnType::Date { input } else { input.cast(DataType::Date) };
+    match part {
+        DatePart::Year => date.dt().year(),
+        DatePart::Month => date.map(
+            |c| {
+                let days = c.cast(&DataType::Int32)?;
+                let out: Int32Chunked = days.i32()?.apply_values(month_start_days);
+                out.into_column().cast(&DataType::Date)
+            },
+            |_, f| Ok(Field::new(f.name().clone(), DataType::Date)),
+        ),
+    }
+}
+
+/// Days since the epoch of the first day of the month holding `days`.
+pub fn month_start_days(days: i32) -> i32 {
+    use chrono::Datelike;
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    let Some(d) = epoch.checked_add_signed(chrono::Duration::days(days as i64)) else {
+        return days;
+    };
+    let first = d.with_day(1).unwrap_or(d);
+    (first - epoch).num_days() as i32
+}
+
+fn generalize_number(input: Expr, ty: ColumnType, width: f64) -> Expr {
+    if ty == ColumnType::Int64 {
+        let w = (width.round() as i64).max(1);
+        input.map(
+            move |c| {
+                let ca = c.cast(&DataType::Int64)?;
+                Ok(ca.i64()?.apply_values(|x| kernels::bucket_i64(x, w)).into_column())
+            },
+            |_, f| Ok(Field::new(f.name().clone(), DataType::Int64)),
+        )
+    } else {
+        input.map(
+            move |c| {
+                let ca = c.cast(&DataType::Float64)?;
+                Ok(ca.f64()?.apply_values(|x| kernels::bucket_f64(x, width)).into_column())
+            },
+            |_, f| Ok(Field::new(f.name().clone(), DataType::Float64)),
+        )
+    }
+}
+
+/// A subject's position in [0, 1) for splitting: keyed, so nobody without the key can predict
+/// or steer which split a person lands in, and the same subject always lands in the same one.
+pub fn split_unit(mac: &Hmac<Sha256>, subject: &str) -> f64 {
+    let mut m = mac.clone();
+    m.update(subject.as_bytes());
+    let bytes = m.finalize().into_bytes();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&bytes[..8]);
+    (u64::from_be_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The `__split` expression: 0 train, 1 validation, 2 test, by keyed hash of the subject.
+pub fn split_expr(subject: Expr, key: &Key, train: f64, validation: f64) -> Expr {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.bytes()).expect("HMAC takes keys of any length");
+    mac.update(b"privprep-split\0");
+    subject
+        .cast(DataType::String)
+        .map(
+            move |c| {
+                let ca = c.str()?;
+                let out: UInt8Chunked = ca
+                    .iter()
+                    .map(|v| {
+                        let u = split_unit(&mac, v.unwrap_or(""));
+                        Some(if u < train {
+                            0u8
+                        } else if u < train + validation {
+                            1
+                        } else {
+                            2
+                        })
+                    })
+                    .collect::<UInt8Chunked>()
+                    .with_name(ca.name().clone());
+                Ok(out.into_column())
+            },
+            |_, f| Ok(Field::new(f.name().clone(), DataType::UInt8)),
+        )
+        .alias(SPLIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn month_start_is_first_of_month() {
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        let d = chrono::NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
+        let got = month_start_days((d - epoch).num_days() as i32);
+        assert_eq!(epoch + chrono::Duration::days(got as i64), chrono::NaiveDate::from_ymd_opt(2024, 2, 1).unwrap());
+    }
+
+    #[test]
+    fn parallel_map_matches_sequential_and_keeps_nulls() {
+        let values: Vec<Option<String>> = (0..50_000).map(|i| if i % 7 == 0 { None } else { Some(format!("v{i}")) }).collect();
+        let ca = StringChunked::from_iter_options("c".into(), values.iter().map(|v| v.as_deref()));
+        let f = |v: &str, out: &mut String| kernels::mask_into(v, 2, out);
+        let par = map_str_column(&ca, &f);
+        let seq = map_str_slice(&ca, &f);
+        assert_eq!(par.len(), ca.len());
+        assert!(par.iter().zip(seq.iter()).all(|(a, b)| a == b));
+        assert_eq!(par.null_count(), ca.null_count());
+    }
+}

@@ -1,0 +1,219 @@
+//! Dataset manifests: who owns a dataset, where it came from, and what class each column is.
+
+use crate::spec::{read_toml, Diagnostic, Diagnostics};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Logical column types a manifest may declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    String,
+    Int64,
+    Float64,
+    Bool,
+    Date,
+    Datetime,
+}
+
+impl ColumnType {
+    /// Lowercase name as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnType::String => "string",
+            ColumnType::Int64 => "int64",
+            ColumnType::Float64 => "float64",
+            ColumnType::Bool => "bool",
+            ColumnType::Date => "date",
+            ColumnType::Datetime => "datetime",
+        }
+    }
+    /// True for int64 and float64.
+    pub fn is_numeric(self) -> bool {
+        matches!(self, ColumnType::Int64 | ColumnType::Float64)
+    }
+    /// True for date and datetime.
+    pub fn is_temporal(self) -> bool {
+        matches!(self, ColumnType::Date | ColumnType::Datetime)
+    }
+}
+
+/// Privacy classes of columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnClass {
+    /// Names a person directly (name, email, phone, account id).
+    Identifier,
+    /// Identifies in combination (birth date, zip, country).
+    QuasiIdentifier,
+    /// Personal data worth protecting in itself (health, ratings, income).
+    Sensitive,
+    /// Free text that may hold any of the above.
+    FreeText,
+    /// Not personal; may pass through.
+    Public,
+}
+
+impl ColumnClass {
+    /// snake_case name as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnClass::Identifier => "identifier",
+            ColumnClass::QuasiIdentifier => "quasi_identifier",
+            ColumnClass::Sensitive => "sensitive",
+            ColumnClass::FreeText => "free_text",
+            ColumnClass::Public => "public",
+        }
+    }
+}
+
+/// One `[[columns]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestColumn {
+    pub name: Spanned<String>,
+    #[serde(rename = "type")]
+    pub ty: Spanned<ColumnType>,
+    pub class: Spanned<ColumnClass>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// chrono format for date/datetime columns; defaults `%Y-%m-%d` and `%Y-%m-%dT%H:%M:%S`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+impl ManifestColumn {
+    /// The parse format for temporal columns.
+    pub fn temporal_format(&self) -> &str {
+        match (&self.format, self.ty.get_ref()) {
+            (Some(f), _) => f,
+            (None, ColumnType::Date) => "%Y-%m-%d",
+            (None, _) => "%Y-%m-%dT%H:%M:%S",
+        }
+    }
+}
+
+/// A dataset manifest as written beside the data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestSpec {
+    pub dataset_id: Spanned<String>,
+    pub owner: String,
+    pub license: String,
+    pub origin: String,
+    pub collected_at: String,
+    /// Column holding the data subject (the privacy unit).
+    pub subject_column: Spanned<String>,
+    /// Column holding each row's provenance tag…
+    #[serde(default)]
+    pub provenance_column: Option<Spanned<String>>,
+    /// …or one tag for the whole dataset.
+    #[serde(default)]
+    pub provenance_tag: Option<Spanned<String>>,
+    pub consent_purposes_column: Spanned<String>,
+    pub consent_status_column: Spanned<String>,
+    /// Column the retention window is checked against.
+    #[serde(default)]
+    pub timestamp_column: Option<Spanned<String>>,
+    /// Separator between consent purposes, default `;`.
+    #[serde(default = "default_separator")]
+    pub purpose_separator: String,
+    pub columns: Vec<ManifestColumn>,
+}
+
+fn default_separator() -> String {
+    ";".to_string()
+}
+
+/// A manifest with the file it came from, checked for internal consistency.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub path: PathBuf,
+    pub text: String,
+    pub spec: ManifestSpec,
+}
+
+impl Manifest {
+    /// Reads, parses and checks a manifest; every problem is reported.
+    pub fn load(path: &Path) -> Result<Manifest, Diagnostics> {
+        let (text, spec) = read_toml::<ManifestSpec>(path, "manifest").map_err(|d| Diagnostics(vec![d]))?;
+        let m = Manifest {
+            path: path.to_path_buf(),
+            text,
+            spec,
+        };
+        let diags = m.check();
+        if diags.is_empty() {
+            Ok(m)
+        } else {
+            Err(diags)
+        }
+    }
+
+    /// A diagnostic at a span of this manifest.
+    pub fn diag(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::at(&self.path, &self.text, Some(span), message)
+    }
+
+    /// The column entry with this name.
+    pub fn column(&self, name: &str) -> Option<&ManifestColumn> {
+        self.spec.columns.iter().find(|c| c.name.get_ref() == name)
+    }
+
+    /// The dataset id.
+    pub fn dataset_id(&self) -> &str {
+        self.spec.dataset_id.get_ref()
+    }
+
+    fn check(&self) -> Diagnostics {
+        let mut diags = Diagnostics::default();
+        let s = &self.spec;
+        let mut seen = std::collections::HashSet::new();
+        for c in &s.columns {
+            if !seen.insert(c.name.get_ref().as_str()) {
+                diags.push(self.diag(c.name.span(), format!("column `{}` is listed twice", c.name.get_ref())).hint("each column needs exactly one [[columns]] entry"));
+            }
+        }
+        let mut role = |col: &Spanned<String>, role: &str, want: &[ColumnType]| {
+            match self.column(col.get_ref()) {
+                None => diags.push(
+                    self.diag(col.span(), format!("{role} `{}` is not a column of this manifest", col.get_ref()))
+                        .hint(format!("add a [[columns]] entry for it or name one of: {}", self.column_names().join(", "))),
+                ),
+                Some(c) if !want.contains(c.ty.get_ref()) => diags.push(
+                    self.diag(col.span(), format!("{role} `{}` has type {}, expected {}", col.get_ref(), c.ty.get_ref().as_str(), want.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(" or ")))
+                        .hint("fix the column's type or name another column"),
+                ),
+                Some(_) => {}
+            }
+        };
+        let any = [ColumnType::String, ColumnType::Int64];
+        role(&s.subject_column, "subject_column", &any);
+        role(&s.consent_purposes_column, "consent_purposes_column", &[ColumnType::String]);
+        role(&s.consent_status_column, "consent_status_column", &[ColumnType::String]);
+        if let Some(c) = &s.provenance_column {
+            role(c, "provenance_column", &[ColumnType::String]);
+        }
+        if let Some(c) = &s.timestamp_column {
+            role(c, "timestamp_column", &[ColumnType::Date, ColumnType::Datetime]);
+        }
+        match (&s.provenance_column, &s.provenance_tag) {
+            (Some(_), Some(t)) => diags.push(self.diag(t.span(), "both provenance_column and provenance_tag are set").hint("keep provenance_column when rows differ, provenance_tag when the whole dataset has one origin")),
+            (None, None) => diags.push(self.diag(s.dataset_id.span(), "the manifest gives no provenance").hint("add provenance_column = \"<column>\" or provenance_tag = \"app\"")),
+            _ => {}
+        }
+        if s.purpose_separator.is_empty() {
+            diags.push(Diagnostic::file(&self.path, "purpose_separator is empty").hint("the usual value is \";\""));
+        }
+        if s.columns.is_empty() {
+            diags.push(Diagnostic::file(&self.path, "the manifest lists no columns").hint("add one [[columns]] entry per column, with name, type and class"));
+        }
+        diags
+    }
+
+    /// Column names in manifest order.
+    pub fn column_names(&self) -> Vec<String> {
+        self.spec.columns.iter().map(|c| c.name.get_ref().clone()).collect()
+    }
+}

@@ -1,0 +1,116 @@
+//! The run record: everything one run did, in a shape compliance can query.
+//!
+//! A record names files, columns, rules and counts. It never holds a cell value or a key.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Outcome of a run as it is stored in lineage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every output was committed.
+    Succeeded,
+    /// The run stopped with an error; no output was committed.
+    Failed,
+}
+
+impl RunStatus {
+    /// The lowercase name used in the store, JSON and summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One input file read by the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputRecord {
+    /// Path as given (after glob expansion).
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the file content, lowercase hex.
+    pub sha256: String,
+    /// Data rows read from this file (records, not lines).
+    pub rows_read: u64,
+    /// Dataset id from the manifest.
+    pub dataset_id: String,
+}
+
+/// One committed output file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputRecord {
+    /// Path of the committed file.
+    pub path: String,
+    /// Split name (`train`, `validation`, `test`) or `all`.
+    pub split: String,
+    /// Rows written.
+    pub rows: u64,
+    /// SHA-256 of the committed file, lowercase hex.
+    pub sha256: String,
+    /// Column name → Arrow type name, in file order.
+    pub schema: Vec<(String, String)>,
+}
+
+/// Where an output column came from and what was done to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnLineage {
+    /// Output column name.
+    pub output_column: String,
+    /// Input columns it was derived from.
+    pub input_columns: Vec<String>,
+    /// Transformation in words, e.g. `tokenize(hmac-sha256, 128 bits, hex)`.
+    pub transformation: String,
+    /// True when the output no longer holds the raw input value.
+    pub masked: bool,
+}
+
+/// The policy the run enforced, as a summary (no values).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PolicySummary {
+    pub purpose: String,
+    pub allowed_status: Vec<String>,
+    pub allowed_provenance: Vec<String>,
+    /// Revocation list files with their SHA-256 and entry counts.
+    pub revocation_lists: Vec<(String, String, u64)>,
+    pub retention_days: Option<u32>,
+    pub as_of: String,
+}
+
+/// A full run record as appended to the lineage store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub status: RunStatus,
+    /// RFC 3339 UTC.
+    pub started_at: String,
+    /// RFC 3339 UTC.
+    pub finished_at: String,
+    pub privprep_version: String,
+    pub pipeline_name: String,
+    pub pipeline_path: String,
+    /// SHA-256 of the pipeline file content.
+    pub pipeline_sha256: String,
+    /// The pipeline file content (it holds no keys and no data values).
+    pub pipeline_content: String,
+    pub inputs: Vec<InputRecord>,
+    pub policy: PolicySummary,
+    /// Rows after each stage, in stage order, e.g. `("read", n)`, `("policy", n)`.
+    pub rows_per_stage: Vec<(String, u64)>,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    /// Dropped rows per reason (only reasons with a count).
+    pub dropped: BTreeMap<String, u64>,
+    pub quarantined: u64,
+    /// Path of the quarantine report, when rows were quarantined.
+    pub quarantine_report: Option<String>,
+    pub column_lineage: Vec<ColumnLineage>,
+    pub outputs: Vec<OutputRecord>,
+    /// Key id (short SHA-256 prefix of the key), never the key.
+    pub key_id: Option<String>,
+    /// Error message for failed runs (names files/rows/columns, never values).
+    pub error: Option<String>,
+}

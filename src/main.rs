@@ -1,0 +1,421 @@
+//! The command line. Every command calls into the library; this file only parses arguments,
+//! prints, and maps outcomes to exit codes (0 ok, 1 run failed, 2 usage or config error).
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use privprep::lineage::store::Store;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "privprep",
+    version,
+    about = "Turn raw personal datasets into consent-filtered, tokenized, training-ready Parquet with tamper-evident lineage"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Print only errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More logs on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// No progress spinner.
+    #[arg(long, global = true)]
+    no_progress: bool,
+    /// State folder: keys, lineage store, run journal.
+    #[arg(
+        long,
+        global = true,
+        env = "PRIVPREP_STATE_DIR",
+        default_value = ".privprep"
+    )]
+    state_dir: PathBuf,
+    /// Lineage store (default: <state-dir>/lineage.db).
+    #[arg(long, global = true, env = "PRIVPREP_LINEAGE_DB")]
+    lineage_db: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DataFormat {
+    Csv,
+    Parquet,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline: read, filter by policy, transform identifiers, write Parquet, record lineage.
+    Run {
+        /// Pipeline file.
+        file: PathBuf,
+        /// Key file (hex or base64, at least 32 bytes); else PRIVPREP_KEY_FILE, PRIVPREP_KEY, or .privprep/keys/default.key.
+        #[arg(long, env = "PRIVPREP_KEY_FILE", hide_env_values = true)]
+        key_file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Check a pipeline file and every manifest it names; report every problem.
+    Validate {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Print the resolved plan: sources, policy, and what happens to each column.
+    Explain {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Generate a synthetic support-tickets dataset with manifest, revocations and PII ground truth.
+    Datagen {
+        #[arg(long, default_value_t = 2000)]
+        rows: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: DataFormat,
+        /// Plant this many malformed rows (CSV only), listed in bad_rows.json.
+        #[arg(long, default_value_t = 0)]
+        bad_rows: u64,
+    },
+    /// Read the lineage store.
+    Lineage {
+        #[command(subcommand)]
+        command: LineageCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LineageCommand {
+    /// One line per run, oldest first.
+    List {
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// One run in full (a unique prefix of its id is enough).
+    Show {
+        run: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Recompute the hash chain; exit 1 and name the first broken record if anything was edited.
+    Verify {
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(&cli.global);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logs(g: &Global) {
+    let level = match (g.quiet, g.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PRIVPREP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("privprep={level}")));
+    let ansi = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn config_error(d: &privprep::Diagnostics, format: Format) -> ExitCode {
+    if format == Format::Json {
+        let _ = print_json(&serde_json::json!({"valid": false, "errors": d.0}));
+    }
+    eprintln!("{d}");
+    ExitCode::from(2)
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = cli.global;
+    let lineage_db = g
+        .lineage_db
+        .clone()
+        .unwrap_or_else(|| g.state_dir.join("lineage.db"));
+    match cli.command {
+        Command::Validate { file, format } => match privprep::validate(&file) {
+            Err(d) => Ok(config_error(&d, format)),
+            Ok(plan) => {
+                let warnings = plan.explain().warnings;
+                if format == Format::Json {
+                    print_json(
+                        &serde_json::json!({"valid": true, "errors": [], "warnings": warnings}),
+                    )?;
+                } else if !g.quiet {
+                    for w in &warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    println!(
+                        "{}: ok ({} input file(s), {} output column(s))",
+                        file.display(),
+                        plan.files.len(),
+                        plan.output_columns().count()
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+        Command::Explain { file, format } => match privprep::validate(&file) {
+            Err(d) => Ok(config_error(&d, format)),
+            Ok(plan) => {
+                let e = plan.explain();
+                if format == Format::Json {
+                    print_json(&e)?;
+                } else {
+                    print!("{e}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+        Command::Run {
+            file,
+            key_file,
+            format,
+        } => {
+            let plan = match privprep::validate(&file) {
+                Err(d) => return Ok(config_error(&d, format)),
+                Ok(p) => p,
+            };
+            let mut opts = privprep::RunOptions::new(&g.state_dir);
+            opts.lineage_db = lineage_db;
+            opts.key_file = key_file;
+            opts.progress = !g.no_progress && !g.quiet && std::io::stderr().is_terminal();
+            match privprep::run(&plan, &opts) {
+                Ok(summary) => {
+                    if format == Format::Json {
+                        print_json(&summary)?;
+                    } else if !g.quiet {
+                        print_summary(&summary);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(failure) => {
+                    if format == Format::Json {
+                        print_json(&failure.summary)?;
+                    }
+                    eprintln!("error: {failure}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Datagen {
+            rows,
+            seed,
+            out,
+            format,
+            bad_rows,
+        } => {
+            let opts = privprep::datagen::DatagenOptions {
+                rows,
+                seed,
+                out: out.clone(),
+                format: match format {
+                    DataFormat::Csv => privprep::datagen::DataFormat::Csv,
+                    DataFormat::Parquet => privprep::datagen::DataFormat::Parquet,
+                },
+                bad_rows,
+            };
+            let summary = privprep::datagen::generate(&opts)
+                .with_context(|| format!("generating data in {}", out.display()))?;
+            if !g.quiet {
+                eprintln!(
+                    "wrote {} rows for {} subjects to {}",
+                    summary.rows,
+                    summary.subjects,
+                    out.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lineage { command } => {
+            let mut store = Store::open(&lineage_db)
+                .with_context(|| format!("opening lineage store {}", lineage_db.display()))?;
+            privprep::run::recover_interrupted(&g.state_dir, &mut store);
+            lineage(&store, command)
+        }
+    }
+}
+
+fn lineage(store: &Store, command: LineageCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        LineageCommand::List { format } => {
+            let runs = store.list()?;
+            if format == Format::Json {
+                print_json(&runs)?;
+            } else {
+                println!(
+                    "{:<4} {:<24} {:<10} {:<26} {:>10} {:>10}  pipeline",
+                    "seq", "run", "status", "started", "read", "written"
+                );
+                for r in &runs {
+                    println!(
+                        "{:<4} {:<24} {:<10} {:<26} {:>10} {:>10}  {}",
+                        r.seq,
+                        r.run_id,
+                        r.status,
+                        r.started_at,
+                        r.rows_read,
+                        r.rows_written,
+                        r.pipeline_name
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LineageCommand::Show { run, format } => match store.get(&run)? {
+            None => {
+                eprintln!("error: no run `{run}` in the lineage store\n  = hint: `privprep lineage list` shows the run ids");
+                Ok(ExitCode::from(2))
+            }
+            Some(stored) => {
+                if format == Format::Json {
+                    print_json(&stored)?;
+                } else {
+                    let r = &stored.record;
+                    println!(
+                        "run {} ({}), record {} of the chain",
+                        r.run_id,
+                        r.status.as_str(),
+                        stored.seq
+                    );
+                    println!(
+                        "  pipeline   {} ({}, sha256 {})",
+                        r.pipeline_name, r.pipeline_path, r.pipeline_sha256
+                    );
+                    println!(
+                        "  started    {}\n  finished   {}",
+                        r.started_at, r.finished_at
+                    );
+                    println!("  key id     {}", r.key_id.as_deref().unwrap_or("-"));
+                    for i in &r.inputs {
+                        println!(
+                            "  input      {} ({} bytes, {} rows, sha256 {})",
+                            i.path, i.bytes, i.rows_read, i.sha256
+                        );
+                    }
+                    println!(
+                        "  rows       read {}, written {}, quarantined {}",
+                        r.rows_read, r.rows_written, r.quarantined
+                    );
+                    for (reason, n) in &r.dropped {
+                        println!("  dropped    {reason}: {n}");
+                    }
+                    for c in &r.column_lineage {
+                        println!(
+                            "  column     {} ← {}: {}",
+                            c.output_column,
+                            c.input_columns.join(", "),
+                            c.transformation
+                        );
+                    }
+                    for o in &r.outputs {
+                        println!(
+                            "  output     {} ({}, {} rows, sha256 {})",
+                            o.path, o.split, o.rows, o.sha256
+                        );
+                    }
+                    if let Some(e) = &r.error {
+                        println!("  error      {e}");
+                    }
+                    println!(
+                        "  hash       {} (previous {})",
+                        stored.record_hash, stored.prev_hash
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+        LineageCommand::Verify { format } => {
+            let report = store.verify()?;
+            if format == Format::Json {
+                print_json(&report)?;
+            } else if let Some(b) = &report.first_broken {
+                eprintln!(
+                    "error: lineage chain broken at record {} (run {}): {}",
+                    b.seq, b.run_id, b.reason
+                );
+            } else {
+                println!(
+                    "lineage ok: {} record(s), head {}",
+                    report.records,
+                    report.head_hash.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(if report.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+fn print_summary(s: &privprep::RunSummary) {
+    println!("run {} {}", s.run_id, s.status);
+    println!("  rows read      {}", s.rows_read);
+    println!("  rows written   {}", s.rows_written);
+    let dropped: u64 = s.dropped.values().sum();
+    println!("  dropped        {dropped}");
+    for (reason, n) in &s.dropped {
+        println!("    {reason:<18} {n}");
+    }
+    println!("  quarantined    {}", s.quarantined);
+    if let Some(q) = &s.quarantine_report {
+        println!("    report       {q}");
+    }
+    for o in &s.outputs {
+        println!(
+            "  output         {} ({}, {} rows, sha256 {})",
+            o.path,
+            o.split,
+            o.rows,
+            &o.sha256[..16.min(o.sha256.len())]
+        );
+    }
+    if let Some(k) = &s.key_id {
+        println!("  key id         {k}");
+    }
+    println!("  lineage        {}", s.lineage_db);
+    println!("  took           {:.2} s", s.duration_ms as f64 / 1000.0);
+}

@@ -1,0 +1,493 @@
+//! Spec + manifest + input schema → the executable plan, and `explain`.
+//!
+//! This is the second validation phase: everything that needs the manifest or the data's
+//! schema is checked here, and every problem is reported at once with its file and line.
+//! Privacy by default lives here: a column that is not public and has no rule is an error.
+
+use crate::identity::kernels::TokenEncoding;
+use crate::identity::stage::Action;
+use crate::ingest::{self, ColumnClass, ColumnType, Conversion, Manifest};
+use crate::policy::{self, PolicyPlan, Provenance};
+use crate::spec::{self, ColumnRule, Diagnostic, Diagnostics, PipelineFile, SourceFormat, TokenEncodingSpec};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// One output (or dropped) column.
+#[derive(Debug, Clone)]
+pub struct ColumnPlan {
+    pub name: String,
+    pub ty: ColumnType,
+    pub class: ColumnClass,
+    pub action: Action,
+    /// True when the rule came from the pipeline (false: a public column passed through).
+    pub explicit: bool,
+    pub conversion: Conversion,
+}
+
+impl ColumnPlan {
+    /// True when the output holds raw personal data (a non-public column kept as is).
+    pub fn is_unsafe(&self) -> bool {
+        self.action == Action::Keep && self.class != ColumnClass::Public
+    }
+}
+
+/// Output settings.
+#[derive(Debug, Clone)]
+pub struct OutputPlan {
+    pub path: PathBuf,
+    pub row_group_size: usize,
+    pub max_bad_rows: u64,
+    pub quarantine_path: PathBuf,
+    /// (train, validation, test) fractions.
+    pub split: Option<(f64, f64, f64)>,
+}
+
+impl OutputPlan {
+    /// (split name, split code, path) of every file the run writes.
+    pub fn files(&self) -> Vec<(&'static str, u8, PathBuf)> {
+        match self.split {
+            None => vec![("all", 0, self.path.clone())],
+            Some((_, v, t)) => {
+                let mut out = vec![("train", 0, crate::emit::split_path(&self.path, "train"))];
+                if v > 0.0 {
+                    out.push(("validation", 1, crate::emit::split_path(&self.path, "validation")));
+                }
+                if t > 0.0 {
+                    out.push(("test", 2, crate::emit::split_path(&self.path, "test")));
+                }
+                out
+            }
+        }
+    }
+}
+
+/// The resolved, executable plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub pipeline: PipelineFile,
+    pub name: String,
+    pub files: Vec<PathBuf>,
+    pub format: SourceFormat,
+    pub separator: u8,
+    /// CSV header names in file order (CSV only).
+    pub csv_names: Vec<String>,
+    pub manifest: Manifest,
+    pub policy: PolicyPlan,
+    pub columns: Vec<ColumnPlan>,
+    pub output: OutputPlan,
+}
+
+impl Plan {
+    /// True when some action or the split needs the run key.
+    pub fn needs_key(&self) -> bool {
+        self.output.split.is_some() || self.columns.iter().any(|c| c.action.needs_key())
+    }
+
+    /// Columns that reach the output, in order.
+    pub fn output_columns(&self) -> impl Iterator<Item = &ColumnPlan> {
+        self.columns.iter().filter(|c| c.action != Action::Drop)
+    }
+}
+
+fn token_encoding(e: TokenEncodingSpec) -> TokenEncoding {
+    match e {
+        TokenEncodingSpec::Hex => TokenEncoding::Hex,
+        TokenEncodingSpec::Base64url => TokenEncoding::Base64Url,
+    }
+}
+
+/// Loads and validates a pipeline and everything it names; returns the plan or every problem.
+pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
+    let file = spec::load(path)?;
+    let mut diags = Diagnostics::default();
+    let base = file.base_dir();
+    let s = &file.spec;
+    let at = |span: std::ops::Range<usize>, msg: String| Diagnostic::at(&file.path, &file.text, Some(span), msg);
+
+    // Inputs.
+    let patterns = s.source.path.get_ref().to_vec();
+    let files = match ingest::expand(&base, &patterns) {
+        Ok(f) => f,
+        Err(msg) => {
+            diags.push(at(s.source.path.span(), msg).hint("paths are relative to the folder of the pipeline file"));
+            Vec::new()
+        }
+    };
+    let format = match (&s.source.format, files.first()) {
+        (Some(f), _) => Some(*f.get_ref()),
+        (None, Some(first)) => {
+            let f = SourceFormat::from_path(first);
+            if f.is_none() {
+                diags.push(at(s.source.path.span(), format!("cannot tell the format of `{}` from its extension", first.display())).hint("add format = \"csv\", \"parquet\" or \"ndjson\" to [source]"));
+            }
+            f
+        }
+        (None, None) => None,
+    };
+    let separator = s.source.separator.as_ref().and_then(|x| x.get_ref().bytes().next()).unwrap_or(b',');
+
+    // Manifest.
+    let manifest_path = match (&s.source.manifest, files.first()) {
+        (Some(m), _) => Some(base.join(m.get_ref())),
+        (None, Some(first)) => Some(spec::base_dir(first).join("manifest.toml")),
+        (None, None) => None,
+    };
+    let manifest = match manifest_path {
+        Some(p) if !p.is_file() => {
+            let span = s.source.manifest.as_ref().map(|m| m.span()).unwrap_or(s.source.path.span());
+            diags.push(at(span, format!("manifest `{}` does not exist", p.display())).hint("every source needs a dataset manifest; `privprep datagen` writes one, or set manifest = \"path\" in [source]"));
+            None
+        }
+        Some(p) => match Manifest::load(&p) {
+            Ok(m) => Some(m),
+            Err(ds) => {
+                diags.0.extend(ds.0);
+                None
+            }
+        },
+        None => None,
+    };
+
+    let Some(manifest) = manifest else {
+        return Err(diags);
+    };
+    let Some(format) = format else {
+        return Err(diags);
+    };
+
+    // Schema of every input against the manifest.
+    let mut csv_names = Vec::new();
+    let mut conversions: Vec<Conversion> = manifest.spec.columns.iter().map(|_| Conversion::AsIs).collect();
+    for f in &files {
+        match ingest::file_schema(f, format, separator) {
+            Err(e) => diags.push(Diagnostic::file(f, e.to_string())),
+            Ok(schema) => {
+                for (name, _) in &schema {
+                    if manifest.column(name).is_none() {
+                        diags.push(Diagnostic::file(f, format!("column `{name}` is in the data but not in the manifest")).hint(format!("add a [[columns]] entry for `{name}` with its type and class to {}", manifest.path.display())));
+                    }
+                }
+                for (i, c) in manifest.spec.columns.iter().enumerate() {
+                    let name = c.name.get_ref();
+                    match schema.iter().find(|(n, _)| n == name) {
+                        None => diags.push(manifest.diag(c.name.span(), format!("column `{name}` is in the manifest but not in {}", f.display())).hint("fix the name, or remove the entry if the data no longer has the column")),
+                        Some((_, have)) => match ingest::conversion(have, *c.ty.get_ref()) {
+                            None => diags.push(manifest.diag(c.ty.span(), format!("column `{name}` is {have} in {} but the manifest says {}", f.display(), c.ty.get_ref().as_str())).hint("fix the manifest type or convert the data")),
+                            Some(conv) => {
+                                if conv != Conversion::AsIs {
+                                    conversions[i] = conv;
+                                }
+                            }
+                        },
+                    }
+                }
+                if format == SourceFormat::Csv {
+                    if !csv_names.is_empty() && csv_names != schema.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>() {
+                        diags.push(Diagnostic::file(f, "this CSV's header differs from the first input's").hint("all files of one source must have the same columns in the same order"));
+                    }
+                    csv_names = schema.into_iter().map(|(n, _)| n).collect();
+                }
+            }
+        }
+    }
+
+    // Column rules.
+    for (name, _) in &s.columns {
+        if manifest.column(name.get_ref()).is_none() {
+            let hint = match closest(name.get_ref(), &manifest.column_names()) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None => format!("the manifest's columns are: {}", manifest.column_names().join(", ")),
+            };
+            diags.push(at(name.span(), format!("column `{}` is not in the manifest", name.get_ref())).hint(hint));
+        }
+    }
+    let mut columns = Vec::new();
+    for (c, conversion) in manifest.spec.columns.iter().zip(&conversions) {
+        let name = c.name.get_ref();
+        let ty = *c.ty.get_ref();
+        let class = *c.class.get_ref();
+        let rule = s.columns.iter().find(|(k, _)| k.get_ref() == name).map(|(_, v)| v);
+        let action = match rule {
+            None if class == ColumnClass::Public => Action::Keep,
+            None => {
+                let suggestion = match class {
+                    ColumnClass::Identifier => "action = \"tokenize\"",
+                    ColumnClass::QuasiIdentifier => "action = \"generalize\" or \"drop\"",
+                    ColumnClass::FreeText => "action = \"drop\" (free-text redaction is not available yet)",
+                    _ => "action = \"drop\", or \"keep\" if the purpose needs it",
+                };
+                diags.push(
+                    manifest
+                        .diag(c.name.span(), format!("column `{name}` is classed {} but the pipeline gives it no action", class.as_str()))
+                        .hint(format!("privacy by default: add `{name} = {{ {suggestion} }}` under [columns] in {}", file.path.display())),
+                );
+                continue;
+            }
+            Some(rule) => {
+                let err = |msg: String, hint: &str| at(rule.span(), format!("column `{name}` ({}): {msg}", ty.as_str())).hint(hint.to_string());
+                match rule.get_ref() {
+                    ColumnRule::Tokenize { bits, encoding } => Action::Tokenize {
+                        bits: bits.unwrap_or(s.tokens.bits),
+                        encoding: token_encoding(encoding.unwrap_or(s.tokens.encoding)),
+                    },
+                    ColumnRule::Hash { .. } => Action::Hash,
+                    ColumnRule::Mask { keep_last } => {
+                        if ty != ColumnType::String {
+                            diags.push(err("mask works on text".into(), "use generalize for numbers and dates"));
+                        }
+                        Action::Mask { keep_last: *keep_last }
+                    }
+                    ColumnRule::Generalize { to: Some(part), .. } => {
+                        if !ty.is_temporal() {
+                            diags.push(err("`to` generalizes dates, but this column is not a date".into(), "use width = N for numbers, prefix = N for text"));
+                        }
+                        Action::GeneralizeDate(*part)
+                    }
+                    ColumnRule::Generalize { width: Some(w), .. } => {
+                        if !ty.is_numeric() {
+                            diags.push(err("`width` generalizes numbers, but this column is not numeric".into(), "use to = \"year\" for dates, prefix = N for text"));
+                        }
+                        Action::GeneralizeNumber(*w)
+                    }
+                    ColumnRule::Generalize { prefix, .. } => {
+                        if ty != ColumnType::String {
+                            diags.push(err("`prefix` generalizes text, but this column is not text".into(), "use to = \"year\" for dates, width = N for numbers"));
+                        }
+                        Action::GeneralizePrefix(prefix.unwrap_or(1))
+                    }
+                    ColumnRule::Drop => Action::Drop,
+                    ColumnRule::Keep => Action::Keep,
+                }
+            }
+        };
+        columns.push(ColumnPlan {
+            name: name.clone(),
+            ty,
+            class,
+            action,
+            explicit: rule.is_some(),
+            conversion: conversion.clone(),
+        });
+    }
+    if !columns.is_empty() && columns.iter().all(|c| c.action == Action::Drop) {
+        diags.push(Diagnostic::file(&file.path, "every column is dropped, so the output would have no columns").hint("keep at least one column"));
+    }
+
+    // Policy.
+    let mut revocations = Vec::new();
+    for r in &s.policy.revocations {
+        let p = base.join(r.get_ref());
+        match policy::load_revocations(&p, manifest.spec.subject_column.get_ref()) {
+            Ok(l) => revocations.push(l),
+            Err(e) => diags.push(at(r.span(), format!("cannot read revocation list `{}`: {e}", p.display())).hint("a revocation list is a CSV or text file with one subject id per line")),
+        }
+    }
+    let as_of = s
+        .policy
+        .as_of
+        .as_ref()
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d.get_ref(), "%Y-%m-%d").ok())
+        .unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let timestamp = manifest.spec.timestamp_column.as_ref().and_then(|t| manifest.column(t.get_ref()).map(|c| (t.get_ref().clone(), *c.ty.get_ref() == ColumnType::Datetime)));
+    if let (Some(days), None) = (&s.policy.retention_days, &timestamp) {
+        diags.push(at(days.span(), "retention_days is set but the manifest names no timestamp_column".into()).hint(format!("add timestamp_column = \"<column>\" to {}", manifest.path.display())));
+    }
+    let policy = PolicyPlan {
+        purpose: s.policy.purpose.get_ref().clone(),
+        allowed_status: s.policy.allowed_status.as_ref().map(|v| v.get_ref().clone()).unwrap_or_else(|| vec!["given".to_string()]),
+        allowed_provenance: s.policy.allowed_provenance.get_ref().clone(),
+        revocations,
+        retention_days: s.policy.retention_days.as_ref().map(|d| *d.get_ref()),
+        as_of,
+        subject_column: manifest.spec.subject_column.get_ref().clone(),
+        purposes_column: manifest.spec.consent_purposes_column.get_ref().clone(),
+        status_column: manifest.spec.consent_status_column.get_ref().clone(),
+        purpose_separator: manifest.spec.purpose_separator.clone(),
+        provenance: match (&manifest.spec.provenance_column, &manifest.spec.provenance_tag) {
+            (Some(c), _) => Provenance::Column(c.get_ref().clone()),
+            (None, Some(t)) => Provenance::Tag(t.get_ref().clone()),
+            (None, None) => Provenance::Tag(String::new()),
+        },
+        timestamp,
+    };
+
+    // Output.
+    let out_path = base.join(s.output.path.get_ref());
+    let quarantine_path = match &s.output.quarantine {
+        Some(q) => base.join(q.get_ref()),
+        None => {
+            let stem = out_path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            spec::base_dir(&out_path).join(format!("{stem}.quarantine.jsonl"))
+        }
+    };
+    let output = OutputPlan {
+        path: out_path,
+        row_group_size: s.output.row_group_size.as_ref().map(|r| *r.get_ref()).unwrap_or(131_072),
+        max_bad_rows: s.output.max_bad_rows,
+        quarantine_path,
+        split: s.output.split.as_ref().map(|x| {
+            let x = x.get_ref();
+            (x.train, x.validation, x.test)
+        }),
+    };
+
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    Ok(Plan {
+        name: s.pipeline.name.get_ref().clone(),
+        pipeline: file.clone(),
+        files,
+        format,
+        separator,
+        csv_names,
+        manifest,
+        policy,
+        columns,
+        output,
+    })
+}
+
+/// The nearest name by edit distance, if it is close enough to be a typo.
+fn closest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.as_str())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// `explain` as data, for `--format json`.
+#[derive(Debug, Serialize)]
+pub struct Explained {
+    pub pipeline: String,
+    pub sources: Vec<String>,
+    pub format: String,
+    pub dataset_id: String,
+    pub manifest: String,
+    pub policy: Vec<String>,
+    pub columns: Vec<ExplainedColumn>,
+    pub outputs: Vec<String>,
+    pub quarantine: String,
+    pub warnings: Vec<String>,
+}
+
+/// One column in `explain`.
+#[derive(Debug, Serialize)]
+pub struct ExplainedColumn {
+    pub column: String,
+    pub from: String,
+    pub class: String,
+    pub input_type: String,
+    pub output_type: Option<String>,
+    pub transformation: String,
+    pub unsafe_raw: bool,
+}
+
+impl Plan {
+    /// The plan in words.
+    pub fn explain(&self) -> Explained {
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| ExplainedColumn {
+                column: c.name.clone(),
+                from: c.name.clone(),
+                class: c.class.as_str().into(),
+                input_type: c.ty.as_str().into(),
+                output_type: (c.action != Action::Drop).then(|| format!("{}", c.action.output_type(c.ty))),
+                transformation: if c.explicit || c.action == Action::Drop {
+                    c.action.describe()
+                } else {
+                    "kept as is (public in the manifest)".into()
+                },
+                unsafe_raw: c.is_unsafe(),
+            })
+            .collect();
+        let mut warnings = Vec::new();
+        for c in self.columns.iter().filter(|c| c.is_unsafe()) {
+            warnings.push(format!("UNSAFE: column `{}` is classed {} and is kept as is: raw personal data will be in the output", c.name, c.class.as_str()));
+        }
+        let mut outputs: Vec<String> = self.output.files().iter().map(|(split, _, p)| format!("{} ({split})", p.display())).collect();
+        if let Some((t, v, te)) = self.output.split {
+            outputs.push(format!("splits are subject-disjoint: each subject goes to one split by keyed hash (train {t}, validation {v}, test {te})"));
+        }
+        Explained {
+            pipeline: format!("{} ({})", self.name, self.pipeline.path.display()),
+            sources: self.files.iter().map(|f| f.display().to_string()).collect(),
+            format: self.format.as_str().into(),
+            dataset_id: self.manifest.dataset_id().into(),
+            manifest: self.manifest.path.display().to_string(),
+            policy: self.policy.describe(),
+            columns,
+            outputs,
+            quarantine: format!(
+                "rows whose values do not parse go to {} (file, line, column, error; never the value); the run fails above {} such rows",
+                self.output.quarantine_path.display(),
+                self.output.max_bad_rows
+            ),
+            warnings,
+        }
+    }
+}
+
+impl std::fmt::Display for Explained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "pipeline {}", self.pipeline)?;
+        writeln!(f, "\nsources ({}, dataset `{}`, manifest {})", self.format, self.dataset_id, self.manifest)?;
+        for s in &self.sources {
+            writeln!(f, "  {s}")?;
+        }
+        writeln!(f, "\npolicy (a row is dropped for the first rule it fails)")?;
+        for p in &self.policy {
+            writeln!(f, "  {p}")?;
+        }
+        writeln!(f, "\ncolumns")?;
+        let width = self.columns.iter().map(|c| c.column.len()).max().unwrap_or(0);
+        for c in &self.columns {
+            match &c.output_type {
+                Some(t) => writeln!(f, "  {:<width$}  ← {} ({}, {}): {} → {t}{}", c.column, c.from, c.class, c.input_type, c.transformation, if c.unsafe_raw { "  [UNSAFE]" } else { "" })?,
+                None => writeln!(f, "  {:<width$}  ✗ dropped ({}, {})", c.column, c.class, c.input_type)?,
+            }
+        }
+        writeln!(f, "\noutputs")?;
+        for o in &self.outputs {
+            writeln!(f, "  {o}")?;
+        }
+        writeln!(f, "  {}", self.quarantine)?;
+        if !self.warnings.is_empty() {
+            writeln!(f)?;
+            for w in &self.warnings {
+                writeln!(f, "warning: {w}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names_only() {
+        let names = vec!["email".to_string(), "phone".to_string(), "birth_date".to_string()];
+        assert_eq!(closest("emial", &names), Some("email"));
+        assert_eq!(closest("birthdate", &names), Some("birth_date"));
+        assert_eq!(closest("zzzzzz", &names), None);
+    }
+}

@@ -1,0 +1,283 @@
+//! Consent, provenance, revocation and retention: which rows may be processed at all.
+//!
+//! Every row gets one status code. A row is dropped for the first reason that applies, in the
+//! fixed order of [`DropReason::ALL`], so the counts add up to exactly the rows dropped.
+//! Missing consent or status values mean no consent. Depends on: `ingest` (column names).
+
+use polars::prelude::*;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Internal column holding each row's status code (0 = kept, 1 = quarantined, 2.. = dropped).
+pub const STATUS: &str = "__status";
+/// Status code of rows that are kept.
+pub const KEPT: u8 = 0;
+/// Status code of rows quarantined because a value did not parse.
+pub const QUARANTINED: u8 = 1;
+
+/// Why a row was dropped. The order of the variants is the order the checks apply in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// The subject column is empty: the row cannot be tied to a person, so no consent applies.
+    MissingSubject,
+    /// The subject is on a revocation list.
+    Revoked,
+    /// Consent status missing or not in `allowed_status`.
+    ConsentStatus,
+    /// Consent purposes missing or not including the pipeline's purpose.
+    ConsentPurpose,
+    /// Provenance tag missing or not in `allowed_provenance`.
+    Provenance,
+    /// Timestamp missing or outside the retention window.
+    Retention,
+}
+
+impl DropReason {
+    /// All reasons, in the order they are checked.
+    pub const ALL: [DropReason; 6] = [
+        DropReason::MissingSubject,
+        DropReason::Revoked,
+        DropReason::ConsentStatus,
+        DropReason::ConsentPurpose,
+        DropReason::Provenance,
+        DropReason::Retention,
+    ];
+
+    /// Status code of rows dropped for this reason.
+    pub fn code(self) -> u8 {
+        2 + DropReason::ALL.iter().position(|r| *r == self).unwrap_or(0) as u8
+    }
+
+    /// The reason for a status code, if it is a drop.
+    pub fn from_code(code: u8) -> Option<DropReason> {
+        DropReason::ALL.get(code.checked_sub(2)? as usize).copied()
+    }
+
+    /// snake_case name used in summaries, JSON and lineage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::MissingSubject => "missing_subject",
+            DropReason::Revoked => "revoked",
+            DropReason::ConsentStatus => "consent_status",
+            DropReason::ConsentPurpose => "consent_purpose",
+            DropReason::Provenance => "provenance",
+            DropReason::Retention => "retention",
+        }
+    }
+}
+
+/// Where a row's provenance tag comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Provenance {
+    Column(String),
+    Tag(String),
+}
+
+/// A loaded revocation list.
+#[derive(Debug, Clone)]
+pub struct RevocationList {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub ids: HashSet<String>,
+}
+
+/// Reads a revocation list: one subject id per line, with an optional header line naming the
+/// subject column (or `subject_id`). For CSV with several columns the subject column is used.
+pub fn load_revocations(path: &Path, subject_column: &str) -> std::io::Result<RevocationList> {
+    let bytes = std::fs::read(path)?;
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let text = String::from_utf8(bytes).map_err(|_| std::io::Error::other("revocation list is not UTF-8"))?;
+    let mut lines = text.lines().map(|l| l.trim().trim_start_matches('\u{feff}')).filter(|l| !l.is_empty()).peekable();
+    let mut field = 0usize;
+    if let Some(first) = lines.peek() {
+        let names: Vec<&str> = first.split(',').map(|s| s.trim().trim_matches('"')).collect();
+        if let Some(i) = names.iter().position(|n| *n == subject_column || *n == "subject_id") {
+            field = i;
+            lines.next();
+        }
+    }
+    let ids = lines
+        .filter_map(|l| l.split(',').nth(field).map(|s| s.trim().trim_matches('"').to_string()))
+        .filter(|s| !s.is_empty())
+        .collect();
+    Ok(RevocationList {
+        path: path.to_path_buf(),
+        sha256,
+        ids,
+    })
+}
+
+/// The policy with every column role resolved against the manifest.
+#[derive(Debug, Clone)]
+pub struct PolicyPlan {
+    pub purpose: String,
+    pub allowed_status: Vec<String>,
+    pub allowed_provenance: Vec<String>,
+    pub revocations: Vec<RevocationList>,
+    pub retention_days: Option<u32>,
+    pub as_of: chrono::NaiveDate,
+    pub subject_column: String,
+    pub purposes_column: String,
+    pub status_column: String,
+    pub purpose_separator: String,
+    pub provenance: Provenance,
+    /// Timestamp column and whether it is a datetime (else a date).
+    pub timestamp: Option<(String, bool)>,
+}
+
+/// True when a `sep`-separated purposes list includes `purpose` (trimmed, ASCII case-insensitive).
+pub fn purposes_include(list: &str, sep: &str, purpose: &str) -> bool {
+    list.split(sep).any(|p| p.trim().eq_ignore_ascii_case(purpose))
+}
+
+/// True when `value` (trimmed) equals one of `allowed`, ASCII case-insensitively.
+pub fn one_of(value: &str, allowed: &[String]) -> bool {
+    let v = value.trim();
+    allowed.iter().any(|a| a.eq_ignore_ascii_case(v))
+}
+
+/// A boolean expression from a per-value predicate over a string column; nulls give false.
+fn str_predicate(expr: Expr, f: impl Fn(&str) -> bool + Send + Sync + 'static) -> Expr {
+    expr.cast(DataType::String).map(
+        move |c| {
+            let ca = c.str()?;
+            let out: BooleanChunked = ca
+                .iter()
+                .map(|v| Some(v.is_some_and(&f)))
+                .collect::<BooleanChunked>()
+                .with_name(ca.name().clone());
+            Ok(out.into_column())
+        },
+        |_, f| Ok(Field::new(f.name().clone(), DataType::Boolean)),
+    )
+}
+
+impl PolicyPlan {
+    /// All revoked ids across lists.
+    pub fn revoked_ids(&self) -> Arc<HashSet<String>> {
+        let mut all = HashSet::new();
+        for l in &self.revocations {
+            all.extend(l.ids.iter().cloned());
+        }
+        Arc::new(all)
+    }
+
+    /// The `__status` expression. Needs the typed columns and `__badcol`.
+    pub fn status_expr(&self, badcol: &str) -> Expr {
+        let revoked = self.revoked_ids();
+        let subject = col(self.subject_column.as_str());
+        let missing_subject = subject.clone().is_null().or(subject.clone().cast(DataType::String).str().strip_chars(lit(NULL)).eq(lit("")));
+        let is_revoked = str_predicate(subject, move |v| revoked.contains(v.trim()));
+        let status = self.allowed_status.clone();
+        let bad_status = str_predicate(col(self.status_column.as_str()), move |v| one_of(v, &status)).not();
+        let (sep, purpose) = (self.purpose_separator.clone(), self.purpose.clone());
+        let bad_purpose = str_predicate(col(self.purposes_column.as_str()), move |v| purposes_include(v, &sep, &purpose)).not();
+        let bad_provenance = match &self.provenance {
+            Provenance::Column(c) => {
+                let allowed = self.allowed_provenance.clone();
+                str_predicate(col(c.as_str()), move |v| one_of(v, &allowed)).not()
+            }
+            Provenance::Tag(t) => lit(!one_of(t, &self.allowed_provenance)),
+        };
+        let bad_retention = self.retention_expr().map(|ok| ok.fill_null(lit(false)).not()).unwrap_or(lit(false));
+        let checks = [
+            (col(badcol).is_not_null(), QUARANTINED),
+            (missing_subject, DropReason::MissingSubject.code()),
+            (is_revoked, DropReason::Revoked.code()),
+            (bad_status, DropReason::ConsentStatus.code()),
+            (bad_purpose, DropReason::ConsentPurpose.code()),
+            (bad_provenance, DropReason::Provenance.code()),
+            (bad_retention, DropReason::Retention.code()),
+        ];
+        checks
+            .into_iter()
+            .rev()
+            .fold(lit(KEPT), |acc, (cond, code)| when(cond).then(lit(code)).otherwise(acc))
+            .cast(DataType::UInt8)
+            .alias(STATUS)
+    }
+
+    /// Inclusive window `[as_of - retention_days, as_of]` (whole days) on the timestamp.
+    fn retention_expr(&self) -> Option<Expr> {
+        let days = self.retention_days? as i64;
+        let (name, is_datetime) = self.timestamp.as_ref()?;
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
+        let end_day = (self.as_of - epoch).num_days() + 1; // exclusive
+        let start_day = end_day - 1 - days;
+        Some(if *is_datetime {
+            let us = 86_400_000_000i64;
+            let v = col(name.as_str()).cast(DataType::Int64);
+            v.clone().gt_eq(lit(start_day * us)).and(v.lt(lit(end_day * us)))
+        } else {
+            let v = col(name.as_str()).cast(DataType::Int32);
+            v.clone().gt_eq(lit(start_day as i32)).and(v.lt(lit(end_day as i32)))
+        })
+    }
+
+    /// The policy in words, one line per rule, for `explain`.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = vec![
+            format!("1. drop rows with an empty subject (`{}`)", self.subject_column),
+            format!(
+                "2. drop rows whose subject is on a revocation list ({} list(s), {} ids)",
+                self.revocations.len(),
+                self.revoked_ids().len()
+            ),
+            format!("3. drop rows whose consent status (`{}`) is not one of: {}", self.status_column, self.allowed_status.join(", ")),
+            format!("4. drop rows whose consent purposes (`{}`, separated by `{}`) do not include `{}`", self.purposes_column, self.purpose_separator, self.purpose),
+            match &self.provenance {
+                Provenance::Column(c) => format!("5. drop rows whose provenance (`{c}`) is not one of: {}", self.allowed_provenance.join(", ")),
+                Provenance::Tag(t) => format!(
+                    "5. the dataset's provenance tag is `{t}`: {}",
+                    if one_of(t, &self.allowed_provenance) { "allowed" } else { "NOT allowed, every row is dropped" }
+                ),
+            },
+        ];
+        out.push(match (&self.retention_days, &self.timestamp) {
+            (Some(d), Some((c, _))) => format!("6. drop rows whose `{c}` is missing or more than {d} days before {}", self.as_of),
+            (Some(_), None) => "6. retention: the manifest names no timestamp column, so no retention check applies".into(),
+            (None, _) => "6. retention: no limit".into(),
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purposes_match_whole_tokens_only() {
+        assert!(purposes_include("training;analytics", ";", "training"));
+        assert!(purposes_include(" Training ; x", ";", "training"));
+        assert!(!purposes_include("pretraining;analytics", ";", "training"));
+        assert!(!purposes_include("", ";", "training"));
+    }
+
+    #[test]
+    fn reason_codes_round_trip_in_order() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.code(), 2 + i as u8);
+            assert_eq!(DropReason::from_code(r.code()), Some(*r));
+        }
+        assert_eq!(DropReason::from_code(KEPT), None);
+        assert_eq!(DropReason::from_code(QUARANTINED), None);
+    }
+
+    #[test]
+    fn revocation_list_with_and_without_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.csv");
+        std::fs::write(&a, "subject_id\nS1\n\nS2\n").unwrap();
+        let l = load_revocations(&a, "subject_id").unwrap();
+        assert_eq!(l.ids.len(), 2);
+        assert!(l.ids.contains("S1") && !l.ids.contains("subject_id"));
+        let b = dir.path().join("b.txt");
+        std::fs::write(&b, "S3\nS4\n").unwrap();
+        let l = load_revocations(&b, "subject_id").unwrap();
+        assert!(l.ids.contains("S3") && l.ids.contains("S4"));
+    }
+}

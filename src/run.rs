@@ -1,0 +1,790 @@
+//! Executes a plan: one streaming pass from the inputs to committed Parquet and a lineage record.
+//!
+//! The engine computes, per row, a status (kept, quarantined, or dropped for one reason) and the
+//! transformed output columns; batches arrive here in order, are counted by status, and the kept
+//! rows are written to temporary files. Only when every row is accounted for are the files
+//! renamed into place and the run recorded. A run that dies leaves a journal entry that the next
+//! command turns into a `failed` record.
+
+use crate::emit::{self, AtomicParquet, ParquetSettings};
+use crate::identity::keys::{self, Key};
+use crate::identity::stage::{split_expr, SPLIT};
+use crate::ingest::{self, BADCOL, FILE, ROW};
+use crate::lineage::record::{ColumnLineage, InputRecord, OutputRecord, PolicySummary, RunRecord, RunStatus};
+use crate::lineage::store::Store;
+use crate::plan::Plan;
+use crate::policy::{DropReason, KEPT, QUARANTINED, STATUS};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Where a run keeps its state and how it reports.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// `--key-file`, if given.
+    pub key_file: Option<PathBuf>,
+    /// State folder (keys, lineage, journal), default `.privprep`.
+    pub state_dir: PathBuf,
+    /// Lineage store path, default `<state_dir>/lineage.db`.
+    pub lineage_db: PathBuf,
+    /// Show a progress spinner on stderr.
+    pub progress: bool,
+}
+
+impl RunOptions {
+    /// Options with the default lineage store inside `state_dir`.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        let state_dir = state_dir.into();
+        RunOptions {
+            key_file: None,
+            lineage_db: state_dir.join("lineage.db"),
+            state_dir,
+            progress: false,
+        }
+    }
+}
+
+/// One committed output, as scripts see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OutputSummary {
+    pub path: String,
+    pub split: String,
+    pub rows: u64,
+    pub sha256: String,
+}
+
+/// The run summary printed at the end (`--format json` prints exactly this).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub status: String,
+    pub pipeline: String,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub dropped: BTreeMap<String, u64>,
+    pub quarantined: u64,
+    pub quarantine_report: Option<String>,
+    pub outputs: Vec<OutputSummary>,
+    pub key_id: Option<String>,
+    pub lineage_db: String,
+    pub record_hash: Option<String>,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    #[error(transparent)]
+    Ingest(#[from] ingest::IngestError),
+    #[error(transparent)]
+    Emit(#[from] emit::EmitError),
+    #[error("lineage store {path}: {message}")]
+    Lineage { path: String, message: String },
+    #[error("the engine failed: {0}\n  = hint: the message above names the file or column involved")]
+    Engine(String),
+    #[error("{count} rows could not be parsed, more than max_bad_rows = {max} (first: {first})\n  = hint: see the quarantine report {report}; fix the data or raise [output] max_bad_rows")]
+    TooManyBadRows { count: u64, max: u64, first: String, report: String },
+    #[error("row accounting does not add up: read {read} ≠ written {written} + dropped {dropped} + quarantined {quarantined}\n  = hint: this is a bug in privprep; the outputs were not committed")]
+    Accounting { read: u64, written: u64, dropped: u64, quarantined: u64 },
+}
+
+/// A run that failed, with what was recorded about it.
+#[derive(Debug)]
+pub struct RunFailure {
+    pub error: RunError,
+    pub summary: RunSummary,
+}
+
+impl std::fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "run {} failed: {}", self.summary.run_id, self.error)
+    }
+}
+
+impl std::error::Error for RunFailure {}
+
+/// A fresh run id: UTC time plus random hex, sortable and unique.
+pub fn new_run_id() -> String {
+    let now = chrono::Utc::now();
+    format!("{}-{:06x}", now.format("%Y%m%dT%H%M%SZ"), rand::random::<u32>() & 0xff_ffff)
+}
+
+/// What a run leaves in the journal while it is in progress.
+#[derive(Debug, Serialize, Deserialize)]
+struct Pending {
+    run_id: String,
+    pid: u32,
+    started_at: String,
+    pipeline_name: String,
+    pipeline_path: String,
+    pipeline_sha256: String,
+    pipeline_content: String,
+    temp_files: Vec<PathBuf>,
+}
+
+fn journal_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("runs")
+}
+
+fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Turns journal entries of runs whose process is gone into `failed` lineage records and
+/// removes their temporary files. Returns the run ids recovered.
+pub fn recover_interrupted(state_dir: &Path, store: &mut Store) -> Vec<String> {
+    let mut recovered = Vec::new();
+    let Ok(entries) = std::fs::read_dir(journal_dir(state_dir)) else {
+        return recovered;
+    };
+    for e in entries.filter_map(Result::ok) {
+        let path = e.path();
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let Ok(p) = serde_json::from_str::<Pending>(&text) else { continue };
+        if process_alive(p.pid) {
+            continue;
+        }
+        for t in &p.temp_files {
+            let _ = std::fs::remove_file(t);
+        }
+        let now = chrono::Utc::now().to_rfc3339();
+        let record = RunRecord {
+            run_id: p.run_id.clone(),
+            status: RunStatus::Failed,
+            started_at: p.started_at,
+            finished_at: now,
+            privprep_version: env!("CARGO_PKG_VERSION").into(),
+            pipeline_name: p.pipeline_name,
+            pipeline_path: p.pipeline_path,
+            pipeline_sha256: p.pipeline_sha256,
+            pipeline_content: p.pipeline_content,
+            inputs: vec![],
+            policy: PolicySummary::default(),
+            rows_per_stage: vec![],
+            rows_read: 0,
+            rows_written: 0,
+            dropped: BTreeMap::new(),
+            quarantined: 0,
+            quarantine_report: None,
+            column_lineage: vec![],
+            outputs: vec![],
+            key_id: None,
+            error: Some("interrupted: the process ended before the run finished (killed or crashed); no output was committed".into()),
+        };
+        if store.append(&record).is_ok() {
+            let _ = std::fs::remove_file(&path);
+            recovered.push(p.run_id);
+        }
+    }
+    recovered
+}
+
+/// Per-status row counts and quarantined rows, filled batch by batch.
+#[derive(Default)]
+struct Tally {
+    by_status: [u64; 8],
+    /// (file index, record index, column index) of rows whose values did not parse.
+    bad_values: Vec<(u32, u64, i32)>,
+    seen: u64,
+}
+
+struct Sinks {
+    writers: Vec<(u8, AtomicParquet)>,
+    schema: arrow::datatypes::SchemaRef,
+    output_names: Vec<PlSmallStr>,
+    split: bool,
+}
+
+/// Runs the plan and records it. On failure the error is recorded in lineage too.
+pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, RunFailure> {
+    let started = std::time::Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let run_id = new_run_id();
+    let pipeline_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(plan.pipeline.text.as_bytes()));
+    let mut summary = RunSummary {
+        run_id: run_id.clone(),
+        status: "failed".into(),
+        pipeline: plan.name.clone(),
+        rows_read: 0,
+        rows_written: 0,
+        dropped: BTreeMap::new(),
+        quarantined: 0,
+        quarantine_report: None,
+        outputs: vec![],
+        key_id: None,
+        lineage_db: opts.lineage_db.display().to_string(),
+        record_hash: None,
+        started_at: started_at.clone(),
+        finished_at: String::new(),
+        duration_ms: 0,
+        error: None,
+    };
+    let mut store = match Store::open(&opts.lineage_db) {
+        Ok(s) => s,
+        Err(e) => {
+            let error = RunError::Lineage {
+                path: opts.lineage_db.display().to_string(),
+                message: e.to_string(),
+            };
+            summary.error = Some(error.to_string());
+            return Err(RunFailure { error, summary });
+        }
+    };
+    recover_interrupted(&opts.state_dir, &mut store);
+
+    let mut record = RunRecord {
+        run_id: run_id.clone(),
+        status: RunStatus::Failed,
+        started_at: started_at.clone(),
+        finished_at: String::new(),
+        privprep_version: env!("CARGO_PKG_VERSION").into(),
+        pipeline_name: plan.name.clone(),
+        pipeline_path: plan.pipeline.path.display().to_string(),
+        pipeline_sha256: pipeline_sha256.clone(),
+        pipeline_content: plan.pipeline.text.clone(),
+        inputs: vec![],
+        policy: policy_summary(plan),
+        rows_per_stage: vec![],
+        rows_read: 0,
+        rows_written: 0,
+        dropped: BTreeMap::new(),
+        quarantined: 0,
+        quarantine_report: None,
+        column_lineage: column_lineage(plan),
+        outputs: vec![],
+        key_id: None,
+        error: None,
+    };
+
+    // Journal first, so a killed run is still accounted for.
+    let files = plan.output.files();
+    let temp_files: Vec<PathBuf> = files.iter().map(|(_, _, p)| emit::tmp_path_for(p, &run_id)).chain([emit::tmp_path_for(&plan.output.quarantine_path, &run_id)]).collect();
+    let journal = journal_dir(&opts.state_dir).join(format!("{run_id}.json"));
+    let pending = Pending {
+        run_id: run_id.clone(),
+        pid: std::process::id(),
+        started_at: started_at.clone(),
+        pipeline_name: plan.name.clone(),
+        pipeline_path: plan.pipeline.path.display().to_string(),
+        pipeline_sha256,
+        pipeline_content: plan.pipeline.text.clone(),
+        temp_files,
+    };
+    let _ = std::fs::create_dir_all(journal_dir(&opts.state_dir));
+    let _ = std::fs::write(&journal, serde_json::to_vec(&pending).unwrap_or_default());
+
+    let result = execute(plan, opts, &run_id, &mut record, &mut summary);
+    let _ = std::fs::remove_file(&journal);
+    summary.finished_at = chrono::Utc::now().to_rfc3339();
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    record.finished_at = summary.finished_at.clone();
+    match result {
+        Ok(committed) => {
+            record.status = RunStatus::Succeeded;
+            match store.append(&record) {
+                Ok(hash) => {
+                    summary.status = "succeeded".into();
+                    summary.record_hash = Some(hash);
+                    Ok(summary)
+                }
+                Err(e) => {
+                    // Lineage is recorded only for committed files, and committed files only
+                    // exist with lineage: take the outputs back.
+                    for p in committed {
+                        let _ = std::fs::remove_file(p);
+                    }
+                    let error = RunError::Lineage {
+                        path: opts.lineage_db.display().to_string(),
+                        message: e.to_string(),
+                    };
+                    summary.error = Some(error.to_string());
+                    summary.outputs.clear();
+                    Err(RunFailure { error, summary })
+                }
+            }
+        }
+        Err(error) => {
+            let message = error.to_string();
+            record.status = RunStatus::Failed;
+            record.error = Some(message.clone());
+            record.outputs.clear();
+            summary.outputs.clear();
+            summary.error = Some(message);
+            if let Ok(hash) = store.append(&record) {
+                summary.record_hash = Some(hash);
+            }
+            Err(RunFailure { error, summary })
+        }
+    }
+}
+
+fn policy_summary(plan: &Plan) -> PolicySummary {
+    PolicySummary {
+        purpose: plan.policy.purpose.clone(),
+        allowed_status: plan.policy.allowed_status.clone(),
+        allowed_provenance: plan.policy.allowed_provenance.clone(),
+        revocation_lists: plan.policy.revocations.iter().map(|l| (l.path.display().to_string(), l.sha256.clone(), l.ids.len() as u64)).collect(),
+        retention_days: plan.policy.retention_days,
+        as_of: plan.policy.as_of.to_string(),
+    }
+}
+
+fn column_lineage(plan: &Plan) -> Vec<ColumnLineage> {
+    plan.output_columns()
+        .map(|c| ColumnLineage {
+            output_column: c.name.clone(),
+            input_columns: vec![c.name.clone()],
+            transformation: c.action.describe(),
+            masked: c.action.masks(),
+        })
+        .collect()
+}
+
+/// Rewrites an engine message so it cannot carry a cell value: quoted parts that are not a
+/// column name or path of this plan are replaced.
+fn sanitize(message: &str, plan: &Plan) -> String {
+    let known: Vec<String> = plan
+        .columns
+        .iter()
+        .map(|c| c.name.clone())
+        .chain(plan.files.iter().map(|f| f.display().to_string()))
+        .collect();
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(['`', '\'', '"']) {
+        let quote = rest[start..].chars().next().unwrap_or('`');
+        out.push_str(&rest[..=start]);
+        let after = &rest[start + 1..];
+        match after.find(quote) {
+            Some(end) => {
+                let inner = &after[..end];
+                if known.iter().any(|k| k == inner) {
+                    out.push_str(inner);
+                } else {
+                    out.push('…');
+                }
+                out.push(quote);
+                rest = &after[end + 1..];
+            }
+            None => {
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn execute(plan: &Plan, opts: &RunOptions, run_id: &str, record: &mut RunRecord, summary: &mut RunSummary) -> Result<Vec<PathBuf>, RunError> {
+    let progress = progress_bar(opts.progress);
+    // Key.
+    let key: Option<Arc<Key>> = if plan.needs_key() {
+        let (key, source) = keys::resolve_key(opts.key_file.as_deref(), &opts.state_dir)?;
+        if let keys::KeySource::Created(p) = &source {
+            progress.suspend(|| eprintln!("privprep: no key configured; created a new random key at {} (mode 0600). Keep it: the same key gives the same tokens.", p.display()));
+        }
+        tracing::info!(key_source = %source.describe(), "key loaded");
+        Some(Arc::new(key))
+    } else {
+        None
+    };
+    let key_id = key.as_ref().map(|k| k.id());
+    record.key_id = key_id.clone();
+    summary.key_id = key_id.clone();
+
+    // Stale temporary files from runs that died.
+    for (_, _, p) in plan.output.files() {
+        emit::remove_stale_tmp(&p);
+    }
+
+    // Pre-scan: hashes, record counts, records that cannot be split into fields.
+    progress.set_message("hashing and checking inputs");
+    let mut inputs = Vec::new();
+    for f in &plan.files {
+        let input = ingest::prescan(f, plan.format, plan.separator)?;
+        tracing::info!(file = %f.display(), records = input.scan.records, unparseable = input.scan.bad.len(), "input scanned");
+        inputs.push(input);
+    }
+    record.inputs = inputs
+        .iter()
+        .map(|i| InputRecord {
+            path: i.path.display().to_string(),
+            bytes: i.scan.bytes,
+            sha256: i.scan.sha256.clone(),
+            rows_read: i.scan.records,
+            dataset_id: plan.manifest.dataset_id().to_string(),
+        })
+        .collect();
+    let rows_read: u64 = inputs.iter().map(|i| i.scan.records).sum();
+    let structural_bad: u64 = inputs.iter().map(|i| i.scan.bad.len() as u64).sum();
+    record.rows_read = rows_read;
+    summary.rows_read = rows_read;
+
+    // The lazy plan.
+    let scratch = tempdir_in(&opts.state_dir).map_err(|source| emit::EmitError::Io {
+        path: opts.state_dir.display().to_string(),
+        source,
+    })?;
+    let mut scans = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        scans.push(ingest::scan_input(input, i as u32, plan.separator, &plan.csv_names, scratch.path())?);
+    }
+    let lf = if scans.len() == 1 {
+        scans.pop().expect("one scan")
+    } else {
+        concat(scans, UnionArgs::default()).map_err(|e| RunError::Engine(sanitize(&e.to_string(), plan)))?
+    };
+    let conversions: Vec<_> = plan.columns.iter().map(|c| c.conversion.clone()).collect();
+    let (typed, badcol) = ingest::typed_columns(&plan.manifest, &conversions);
+    let mut select = typed;
+    select.extend([col(ROW), col(FILE), badcol]);
+    let lf = lf.select(select).with_column(plan.policy.status_expr(BADCOL));
+    let lf = match (&plan.output.split, &key) {
+        (Some((train, validation, _)), Some(k)) => lf.with_column(split_expr(col(plan.policy.subject_column.as_str()), k, *train, *validation)),
+        _ => lf.with_column(lit(0u8).alias(SPLIT)),
+    };
+    let mut outputs = Vec::new();
+    for c in plan.output_columns() {
+        // Transform only rows that are kept: values of dropped rows are never processed further.
+        let input = when(col(STATUS).eq(lit(KEPT))).then(col(c.name.as_str())).otherwise(lit(NULL));
+        if let Some(e) = c.action.expr(&c.name, input, c.ty, key.as_ref()) {
+            outputs.push(e);
+        }
+    }
+    let output_names: Vec<PlSmallStr> = plan.output_columns().map(|c| c.name.as_str().into()).collect();
+    outputs.extend([col(STATUS), col(ROW), col(FILE), col(BADCOL), col(SPLIT)]);
+    let mut lf = lf.select(outputs);
+
+    // Writers.
+    let schema = lf.collect_schema().map_err(|e| RunError::Engine(sanitize(&e.to_string(), plan)))?;
+    let out_schema: polars::prelude::Schema = output_names.iter().filter_map(|n| schema.get(n).map(|t| Field::new(n.clone(), t.clone()))).collect();
+    let arrow_schema = emit::arrow_schema(&out_schema)?;
+    let settings = ParquetSettings {
+        row_group_size: plan.output.row_group_size,
+        lineage_json: footer_json(plan, run_id, record),
+    };
+    let mut writers = Vec::new();
+    for (_, code, path) in plan.output.files() {
+        writers.push((code, AtomicParquet::create(&path, run_id, arrow_schema.clone(), &settings)?));
+    }
+    let sinks = Arc::new(Mutex::new(Sinks {
+        writers,
+        schema: arrow_schema,
+        output_names,
+        split: plan.output.split.is_some(),
+    }));
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let write_error: Arc<Mutex<Option<emit::EmitError>>> = Arc::new(Mutex::new(None));
+
+    progress.set_message("processing");
+    let (sinks_cb, tally_cb, err_cb, bar) = (sinks.clone(), tally.clone(), write_error.clone(), progress.clone());
+    let callback = PlanCallback::Rust(SpecialEq::new(Arc::new(move |df: DataFrame| -> PolarsResult<bool> {
+        bar.inc(df.height() as u64);
+        let status = df.column(STATUS)?.u8()?.clone();
+        {
+            let mut t = tally_cb.lock().map_err(|_| polars_err!(ComputeError: "tally lock poisoned"))?;
+            t.seen += df.height() as u64;
+            for s in status.into_no_null_iter() {
+                t.by_status[(s as usize).min(7)] += 1;
+            }
+            let bad_mask = status.equal(QUARANTINED);
+            if bad_mask.any() {
+                let bad = df.filter(&bad_mask)?;
+                let files = bad.column(FILE)?.u32()?.clone();
+                let rows = bad.column(ROW)?.u64()?.clone();
+                let cols = bad.column(BADCOL)?.i32()?.clone();
+                for ((f, r), c) in files.into_no_null_iter().zip(rows.into_no_null_iter()).zip(cols.iter()) {
+                    t.bad_values.push((f, r, c.unwrap_or(-1)));
+                }
+            }
+        }
+        let kept_mask = status.equal(KEPT);
+        if !kept_mask.any() {
+            return Ok(false);
+        }
+        let kept = df.filter(&kept_mask)?;
+        let mut s = sinks_cb.lock().map_err(|_| polars_err!(ComputeError: "writer lock poisoned"))?;
+        let sinks = &mut *s;
+        let write = |frame: &DataFrame, w: &mut AtomicParquet, schema: &arrow::datatypes::SchemaRef, names: &[PlSmallStr]| -> Result<(), emit::EmitError> {
+            let out = frame.select(names.iter().cloned()).map_err(|e| emit::EmitError::Convert {
+                column: "*".into(),
+                message: e.to_string(),
+            })?;
+            let batch = emit::to_record_batch(&out, schema)?;
+            w.write(&batch)
+        };
+        let result = if sinks.split {
+            let split = kept.column(SPLIT)?.u8()?.clone();
+            let mut r = Ok(());
+            for (code, w) in sinks.writers.iter_mut() {
+                let part = kept.filter(&split.equal(*code))?;
+                if part.height() > 0 {
+                    r = write(&part, w, &sinks.schema, &sinks.output_names);
+                    if r.is_err() {
+                        break;
+                    }
+                }
+            }
+            r
+        } else {
+            let (_, w) = &mut sinks.writers[0];
+            write(&kept, w, &sinks.schema, &sinks.output_names)
+        };
+        if let Err(e) = result {
+            let msg = e.to_string();
+            if let Ok(mut slot) = err_cb.lock() {
+                *slot = Some(e);
+            }
+            return Err(polars_err!(ComputeError: "{}", msg));
+        }
+        Ok(false)
+    })));
+    let engine_result = lf
+        .sink_batches(callback, true, None)
+        .and_then(|lf| lf.collect_with_engine(Engine::Streaming));
+    progress.finish_and_clear();
+    let abort = |sinks: Arc<Mutex<Sinks>>| {
+        if let Ok(mut s) = sinks.lock() {
+            for (_, w) in s.writers.drain(..) {
+                w.abort();
+            }
+        }
+    };
+    if let Err(e) = engine_result {
+        abort(sinks);
+        if let Some(e) = write_error.lock().ok().and_then(|mut s| s.take()) {
+            return Err(RunError::Emit(e));
+        }
+        return Err(RunError::Engine(sanitize(&e.to_string(), plan)));
+    }
+
+    // Accounting.
+    let tally = std::mem::take(&mut *tally.lock().map_err(|_| RunError::Engine("tally lock poisoned".into()))?);
+    let written = tally.by_status[KEPT as usize];
+    let quarantined = structural_bad + tally.by_status[QUARANTINED as usize];
+    let mut dropped = BTreeMap::new();
+    for r in DropReason::ALL {
+        let n = tally.by_status[r.code() as usize];
+        if n > 0 {
+            dropped.insert(r.as_str().to_string(), n);
+        }
+    }
+    let dropped_total: u64 = dropped.values().sum();
+    record.dropped = dropped.clone();
+    record.quarantined = quarantined;
+    summary.dropped = dropped;
+    summary.quarantined = quarantined;
+    record.rows_per_stage = vec![
+        ("read".into(), rows_read),
+        ("parsed".into(), rows_read - quarantined.min(rows_read)),
+        ("policy".into(), written),
+        ("written".into(), written),
+    ];
+
+    // Quarantine report: where and why, never what.
+    if quarantined > 0 {
+        let report = quarantine_report(plan, &inputs, &tally.bad_values);
+        let sha = emit::write_atomic(&plan.output.quarantine_path, run_id, report.as_bytes());
+        match sha {
+            Ok(_) => {
+                record.quarantine_report = Some(plan.output.quarantine_path.display().to_string());
+                summary.quarantine_report = record.quarantine_report.clone();
+            }
+            Err(e) => {
+                abort(sinks);
+                return Err(e.into());
+            }
+        }
+        if quarantined > plan.output.max_bad_rows {
+            abort(sinks);
+            let first = report.lines().next().and_then(|l| serde_json::from_str::<QuarantineEntry>(l).ok()).map(|q| q.to_string()).unwrap_or_default();
+            return Err(RunError::TooManyBadRows {
+                count: quarantined,
+                max: plan.output.max_bad_rows,
+                first,
+                report: plan.output.quarantine_path.display().to_string(),
+            });
+        }
+    }
+    if rows_read != written + dropped_total + quarantined || tally.seen + structural_bad != rows_read {
+        abort(sinks);
+        return Err(RunError::Accounting {
+            read: rows_read,
+            written,
+            dropped: dropped_total,
+            quarantined,
+        });
+    }
+
+    // Finish every file before any is renamed, so either all outputs change or none.
+    let mut finished = Vec::new();
+    {
+        let mut s = sinks.lock().map_err(|_| RunError::Engine("writer lock poisoned".into()))?;
+        let writers: Vec<(u8, AtomicParquet)> = s.writers.drain(..).collect();
+        let names: BTreeMap<u8, &str> = plan.output.files().iter().map(|(n, c, _)| (*c, *n)).collect();
+        let mut failed = None;
+        for (code, mut w) in writers {
+            if failed.is_some() {
+                w.abort();
+                continue;
+            }
+            match w.finish() {
+                Ok(sha) => finished.push((names.get(&code).copied().unwrap_or("all").to_string(), sha, w)),
+                Err(e) => {
+                    failed = Some(e);
+                    w.abort();
+                }
+            }
+        }
+        if let Some(e) = failed {
+            for (_, _, w) in finished {
+                w.abort();
+            }
+            return Err(e.into());
+        }
+    }
+    let schema_desc: Vec<(String, String)> = {
+        let s = sinks.lock().map_err(|_| RunError::Engine("writer lock poisoned".into()))?;
+        s.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect()
+    };
+    let mut committed = Vec::new();
+    for (split, sha, w) in finished {
+        let rows = w.rows();
+        let path = w.commit()?;
+        committed.push(path.clone());
+        record.outputs.push(OutputRecord {
+            path: path.display().to_string(),
+            split: split.clone(),
+            rows,
+            sha256: sha.clone(),
+            schema: schema_desc.clone(),
+        });
+        summary.outputs.push(OutputSummary {
+            path: path.display().to_string(),
+            split,
+            rows,
+            sha256: sha,
+        });
+    }
+    record.rows_written = written;
+    summary.rows_written = written;
+    Ok(committed)
+}
+
+/// Footer metadata: enough to find the run in lineage and check the inputs.
+fn footer_json(plan: &Plan, run_id: &str, record: &RunRecord) -> String {
+    serde_json::json!({
+        "run_id": run_id,
+        "privprep_version": env!("CARGO_PKG_VERSION"),
+        "pipeline": plan.name,
+        "pipeline_sha256": record.pipeline_sha256,
+        "dataset_id": plan.manifest.dataset_id(),
+        "inputs": record.inputs.iter().map(|i| serde_json::json!({"path": i.path, "sha256": i.sha256, "rows": i.rows_read})).collect::<Vec<_>>(),
+        "key_id": record.key_id,
+        "policy": record.policy,
+        "columns": record.column_lineage,
+    })
+    .to_string()
+}
+
+/// One line of the quarantine report.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct QuarantineEntry {
+    pub file: String,
+    pub line: u64,
+    /// 0-based data record index in the file.
+    pub record: u64,
+    pub column: Option<String>,
+    pub error: String,
+}
+
+impl std::fmt::Display for QuarantineEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)?;
+        if let Some(c) = &self.column {
+            write!(f, " column `{c}`")?;
+        }
+        write!(f, ": {}", self.error)
+    }
+}
+
+fn quarantine_report(plan: &Plan, inputs: &[ingest::InputFile], bad_values: &[(u32, u64, i32)]) -> String {
+    let mut entries: Vec<QuarantineEntry> = Vec::new();
+    for input in inputs {
+        for b in &input.scan.bad {
+            entries.push(QuarantineEntry {
+                file: input.path.display().to_string(),
+                line: b.line,
+                record: b.record,
+                column: None,
+                error: b.error.clone(),
+            });
+        }
+    }
+    for &(f, r, c) in bad_values {
+        let input = &inputs[f as usize];
+        let column = plan.columns.get(c.max(0) as usize);
+        entries.push(QuarantineEntry {
+            file: input.path.display().to_string(),
+            line: input.scan.line_of(r),
+            record: r,
+            column: column.map(|c| c.name.clone()),
+            error: match column {
+                Some(c) if c.ty.is_temporal() => format!("value is not a {} in the format {}", c.ty.as_str(), plan.manifest.column(&c.name).map(|m| m.temporal_format().to_string()).unwrap_or_default()),
+                Some(c) => format!("value is not a valid {}", c.ty.as_str()),
+                None => "value did not parse".into(),
+            },
+        });
+    }
+    entries.sort_by(|a, b| (a.file.as_str(), a.record).cmp(&(b.file.as_str(), b.record)));
+    let mut out = String::new();
+    for e in entries {
+        out.push_str(&serde_json::to_string(&e).unwrap_or_default());
+        out.push('\n');
+    }
+    out
+}
+
+fn progress_bar(enabled: bool) -> indicatif::ProgressBar {
+    if !enabled {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg}: {human_pos} rows ({per_sec}) {elapsed}") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// A scratch folder inside the state dir, removed on drop.
+fn tempdir_in(state_dir: &Path) -> std::io::Result<ScratchDir> {
+    let p = state_dir.join("tmp").join(new_run_id());
+    std::fs::create_dir_all(&p)?;
+    Ok(ScratchDir(p))
+}
+
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

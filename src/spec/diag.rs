@@ -1,0 +1,163 @@
+//! Diagnostics: one problem in a file, with where it is and what to do about it.
+//!
+//! Every config error is a `Diagnostic` so that `validate` can report all of them at once and
+//! render each like a compiler does: message, `file:line:col`, the offending line, a hint.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// One problem found in a pipeline file or a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Diagnostic {
+    /// The file the problem is in.
+    pub file: PathBuf,
+    /// 1-based line; 0 when the problem concerns the whole file.
+    pub line: usize,
+    /// 1-based column (in characters); 0 when unknown.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+    /// The source line the problem is on, for display (config text, never data).
+    #[serde(skip)]
+    pub snippet: Option<(String, usize)>,
+}
+
+impl Diagnostic {
+    /// A problem at a byte span of `text`, the content of `file`.
+    pub fn at(file: &Path, text: &str, span: Option<Range<usize>>, message: impl Into<String>) -> Self {
+        let (line, column, snippet) = match span {
+            Some(span) => locate(text, span),
+            None => (0, 0, None),
+        };
+        Diagnostic {
+            file: file.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+            hint: None,
+            snippet,
+        }
+    }
+
+    /// A problem that concerns a whole file (missing, unreadable).
+    pub fn file(file: &Path, message: impl Into<String>) -> Self {
+        Diagnostic::at(file, "", None, message)
+    }
+
+    /// Adds a hint.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// Byte span → (line, column, (line text, caret width)), all 1-based.
+fn locate(text: &str, span: Range<usize>) -> (usize, usize, Option<(String, usize)>) {
+    let start = span.start.min(text.len());
+    let before = &text[..floor_char_boundary(text, start)];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let line_end = text[line_start..].find('\n').map_or(text.len(), |i| line_start + i);
+    let line_text = text[line_start..line_end].trim_end_matches('\r').to_string();
+    let end = span.end.clamp(start, line_end);
+    let width = text[floor_char_boundary(text, start)..floor_char_boundary(text, end)]
+        .chars()
+        .count()
+        .max(1);
+    (line, column, Some((line_text, width)))
+}
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    while i > 0 && !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "error: {}", self.message)?;
+        if self.line > 0 {
+            writeln!(f, "  --> {}:{}:{}", self.file.display(), self.line, self.column)?;
+        } else {
+            writeln!(f, "  --> {}", self.file.display())?;
+        }
+        if let Some((text, width)) = &self.snippet {
+            let num = self.line.to_string();
+            let pad = " ".repeat(num.len());
+            writeln!(f, "{pad} |")?;
+            writeln!(f, "{num} | {text}")?;
+            let lead: String = text
+                .chars()
+                .take(self.column.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            writeln!(f, "{pad} | {lead}{}", "^".repeat(*width))?;
+        }
+        if let Some(hint) = &self.hint {
+            writeln!(f, "  = hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// All problems found in one validation, in the order found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    /// Adds one problem.
+    pub fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+    /// True when nothing was found.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// Number of problems.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.0 {
+            writeln!(f, "{d}")?;
+        }
+        let n = self.0.len();
+        write!(
+            f,
+            "{n} error{} found",
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locates_line_and_column_of_a_span() {
+        let text = "a = 1\nbb = \"x\"\n";
+        let d = Diagnostic::at(Path::new("p.toml"), text, Some(6..8), "bad key");
+        assert_eq!((d.line, d.column), (2, 1));
+        let shown = d.to_string();
+        assert!(shown.contains("p.toml:2:1"), "{shown}");
+        assert!(shown.contains("^^"), "{shown}");
+    }
+
+    #[test]
+    fn counts_columns_in_characters_not_bytes() {
+        let text = "name = \"Zoë\" x";
+        let d = Diagnostic::at(Path::new("p.toml"), text, Some(14..15), "m");
+        assert_eq!(d.column, 14);
+    }
+}

@@ -1,0 +1,151 @@
+//! Shared helpers for the integration tests: run the binary, generate data, write pipelines.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The privprep binary built for these tests.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_privprep"))
+}
+
+/// A scratch workspace: data folder, state folder, pipeline files.
+pub struct Work {
+    pub dir: tempfile::TempDir,
+}
+
+impl Work {
+    pub fn new() -> Work {
+        Work {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn data(&self) -> PathBuf {
+        self.path().join("data")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.path().join("state")
+    }
+    /// A privprep command with this workspace's state folder and a clean environment.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.current_dir(self.path())
+            .env_remove("PRIVPREP_KEY")
+            .env_remove("PRIVPREP_KEY_FILE")
+            .env_remove("PRIVPREP_LINEAGE_DB")
+            .env("PRIVPREP_STATE_DIR", self.state())
+            .env("NO_COLOR", "1");
+        c
+    }
+    /// Runs privprep with these arguments.
+    pub fn privprep(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run privprep")
+    }
+    /// Generates the support-tickets dataset into `data/`.
+    pub fn datagen(&self, rows: u64, seed: u64, extra: &[&str]) {
+        let rows = rows.to_string();
+        let seed = seed.to_string();
+        let data = self.data();
+        let mut args = vec![
+            "datagen",
+            "--rows",
+            &rows,
+            "--seed",
+            &seed,
+            "--out",
+            data.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = self.privprep(&args);
+        assert!(
+            out.status.success(),
+            "datagen failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    /// Writes a pipeline file with the standard sections; `columns` and `output_extra` are
+    /// inserted as given.
+    pub fn pipeline(
+        &self,
+        name: &str,
+        policy_extra: &str,
+        columns: &str,
+        output_extra: &str,
+    ) -> PathBuf {
+        let text = format!(
+            r#"[pipeline]
+name = "{name}"
+
+[source]
+path = "data/tickets.csv"
+manifest = "data/manifest.toml"
+
+[policy]
+purpose = "training"
+allowed_provenance = ["app", "web", "partner_api"]
+revocations = ["data/revocations.csv"]
+retention_days = 1095
+as_of = "2026-11-01"
+{policy_extra}
+
+[columns]
+{columns}
+
+[output]
+path = "out/{name}.parquet"
+{output_extra}
+"#
+        );
+        let p = self.path().join(format!("{name}.toml"));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+    /// Runs a pipeline with `--format json` and returns (exit code, parsed summary, stderr).
+    pub fn run_json(&self, pipeline: &Path, extra: &[&str]) -> (i32, serde_json::Value, String) {
+        let mut args = vec![
+            "run",
+            pipeline.to_str().unwrap(),
+            "--format",
+            "json",
+            "--no-progress",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.privprep(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let summary = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON object ({e}): {}\nstderr: {stderr}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        (out.status.code().unwrap_or(-1), summary, stderr)
+    }
+}
+
+/// Column rules that satisfy privacy-by-default for the tickets manifest.
+pub const SAFE_COLUMNS: &str = r#"subject_id = { action = "tokenize" }
+full_name = { action = "drop" }
+email = { action = "tokenize" }
+phone = { action = "mask", keep_last = 2 }
+birth_date = { action = "generalize", to = "year" }
+zip = { action = "generalize", prefix = 3 }
+country = { action = "keep" }
+satisfaction = { action = "keep" }
+body = { action = "drop" }"#;
+
+/// Reads a Parquet file with the engine.
+pub fn read_parquet(path: &Path) -> polars::prelude::DataFrame {
+    use polars::prelude::*;
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    ParquetReader::new(file).finish().expect("read parquet")
+}
+
+/// Writes a 32-byte key file (hex) and returns its path.
+pub fn key_file(dir: &Path, name: &str, byte: u8) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, hex::encode([byte; 32])).unwrap();
+    p
+}

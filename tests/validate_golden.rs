@@ -1,0 +1,113 @@
+//! `privprep validate` on broken pipeline files: every problem at once, with file:line:column
+//! and a hint, compared against golden files. Set UPDATE_GOLDEN=1 to rewrite them after a
+//! deliberate change, then review the diff.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/validate")
+}
+
+fn validate(name: &str) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_privprep"))
+        .current_dir(fixtures())
+        .env("NO_COLOR", "1")
+        .args(["validate", name])
+        .output()
+        .expect("run privprep");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn check_golden(name: &str) -> String {
+    let (code, _, stderr) = validate(name);
+    assert_eq!(code, 2, "validate must exit 2 on a config error: {stderr}");
+    let golden = fixtures().join(name.replace(".toml", ".stderr"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &stderr).unwrap();
+    }
+    let want = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
+        panic!(
+            "missing golden file {}; run with UPDATE_GOLDEN=1",
+            golden.display()
+        )
+    });
+    assert_eq!(stderr, want, "output of `privprep validate {name}` changed");
+    stderr
+}
+
+#[test]
+fn valid_pipeline_passes() {
+    let (code, stdout, stderr) = validate("ok.toml");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("ok"), "{stdout}");
+}
+
+#[test]
+fn typo_in_a_rule_names_line_and_column() {
+    let out = check_golden("typo_in_rule.toml");
+    assert!(out.contains("typo_in_rule.toml:13:"), "{out}");
+    assert!(out.contains("acton"), "{out}");
+}
+
+#[test]
+fn unknown_action_lists_the_valid_ones() {
+    let out = check_golden("unknown_action.toml");
+    assert!(out.contains("unknown_action.toml:12:"), "{out}");
+    assert!(out.contains("tokenize"), "{out}");
+}
+
+#[test]
+fn privacy_by_default_reports_every_unhandled_column_at_once() {
+    let out = check_golden("privacy_by_default.toml");
+    assert!(out.contains("`emial` is not in the manifest"), "{out}");
+    assert!(out.contains("did you mean `email`?"), "{out}");
+    assert!(
+        out.contains("`email` is classed identifier but the pipeline gives it no action"),
+        "{out}"
+    );
+    assert!(out.contains("`zip` is classed quasi_identifier"), "{out}");
+    assert!(
+        out.contains("unkeyed hash needs an explicit opt-in"),
+        "{out}"
+    );
+    assert!(out.contains("manifest.toml:"), "{out}");
+}
+
+#[test]
+fn bad_values_are_all_reported() {
+    let out = check_golden("bad_values.toml");
+    for needle in [
+        "allowed_provenance is empty",
+        "as_of is not a date",
+        "token length 100 bits",
+        "exactly one of",
+        "must end in .parquet",
+        "sum to 1",
+    ] {
+        assert!(out.contains(needle), "missing `{needle}` in:\n{out}");
+    }
+}
+
+#[test]
+fn missing_inputs_name_the_path() {
+    let out = check_golden("missing_inputs.toml");
+    assert!(out.contains("no_such_dir/*.csv"), "{out}");
+}
+
+#[test]
+fn schema_drift_names_the_columns() {
+    let out = check_golden("schema_drift.toml");
+    assert!(
+        out.contains("column `note` is in the data but not in the manifest"),
+        "{out}"
+    );
+    assert!(
+        out.contains("column `priority` is in the manifest but not in"),
+        "{out}"
+    );
+}
