@@ -373,7 +373,9 @@ fn lineage(store: &Store, command: LineageCommand) -> anyhow::Result<ExitCode> {
             } else if let Some(b) = &report.first_broken {
                 eprintln!(
                     "error: lineage chain broken at record {} (run {}): {}",
-                    b.seq, b.run_id, b.reason
+                    b.seq.map_or("?".to_string(), |s| s.to_string()),
+                    b.run_id.as_deref().unwrap_or("?"),
+                    b.reason
                 );
             } else {
                 println!(

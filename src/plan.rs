@@ -25,9 +25,11 @@ pub struct ColumnPlan {
 }
 
 impl ColumnPlan {
-    /// True when the output holds raw personal data (a non-public column kept as is).
+    /// True when the output holds raw direct identifiers or raw free text. Kept
+    /// quasi-identifiers and sensitive columns are a deliberate choice the pipeline states;
+    /// `explain` shows them with their class.
     pub fn is_unsafe(&self) -> bool {
-        self.action == Action::Keep && self.class != ColumnClass::Public
+        self.action == Action::Keep && matches!(self.class, ColumnClass::Identifier | ColumnClass::FreeText)
     }
 }
 
@@ -128,7 +130,7 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
 
     // Manifest.
     let manifest_path = match (&s.source.manifest, files.first()) {
-        (Some(m), _) => Some(base.join(m.get_ref())),
+        (Some(m), _) => Some(spec::resolve(&base, m.get_ref())),
         (None, Some(first)) => Some(spec::base_dir(first).join("manifest.toml")),
         (None, None) => None,
     };
@@ -276,7 +278,7 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
     // Policy.
     let mut revocations = Vec::new();
     for r in &s.policy.revocations {
-        let p = base.join(r.get_ref());
+        let p = spec::resolve(&base, r.get_ref());
         match policy::load_revocations(&p, manifest.spec.subject_column.get_ref()) {
             Ok(l) => revocations.push(l),
             Err(e) => diags.push(at(r.span(), format!("cannot read revocation list `{}`: {e}", p.display())).hint("a revocation list is a CSV or text file with one subject id per line")),
@@ -312,9 +314,9 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
     };
 
     // Output.
-    let out_path = base.join(s.output.path.get_ref());
+    let out_path = spec::resolve(&base, s.output.path.get_ref());
     let quarantine_path = match &s.output.quarantine {
-        Some(q) => base.join(q.get_ref()),
+        Some(q) => spec::resolve(&base, q.get_ref()),
         None => {
             let stem = out_path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
             spec::base_dir(&out_path).join(format!("{stem}.quarantine.jsonl"))

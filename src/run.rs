@@ -451,12 +451,12 @@ fn execute(plan: &Plan, opts: &RunOptions, run_id: &str, record: &mut RunRecord,
     let lf = lf.select(select).with_column(plan.policy.status_expr(BADCOL));
     let lf = match (&plan.output.split, &key) {
         (Some((train, validation, _)), Some(k)) => lf.with_column(split_expr(col(plan.policy.subject_column.as_str()), k, *train, *validation)),
-        _ => lf.with_column(lit(0u8).alias(SPLIT)),
+        _ => lf.with_column(lit(0i32).alias(SPLIT)),
     };
     let mut outputs = Vec::new();
     for c in plan.output_columns() {
         // Transform only rows that are kept: values of dropped rows are never processed further.
-        let input = when(col(STATUS).eq(lit(KEPT))).then(col(c.name.as_str())).otherwise(lit(NULL));
+        let input = when(col(STATUS).eq(lit(KEPT as i32))).then(col(c.name.as_str())).otherwise(lit(NULL));
         if let Some(e) = c.action.expr(&c.name, input, c.ty, key.as_ref()) {
             outputs.push(e);
         }
@@ -490,14 +490,14 @@ fn execute(plan: &Plan, opts: &RunOptions, run_id: &str, record: &mut RunRecord,
     let (sinks_cb, tally_cb, err_cb, bar) = (sinks.clone(), tally.clone(), write_error.clone(), progress.clone());
     let callback = PlanCallback::Rust(SpecialEq::new(Arc::new(move |df: DataFrame| -> PolarsResult<bool> {
         bar.inc(df.height() as u64);
-        let status = df.column(STATUS)?.u8()?.clone();
+        let status = df.column(STATUS)?.i32()?.clone();
         {
             let mut t = tally_cb.lock().map_err(|_| polars_err!(ComputeError: "tally lock poisoned"))?;
             t.seen += df.height() as u64;
             for s in status.into_no_null_iter() {
-                t.by_status[(s as usize).min(7)] += 1;
+                t.by_status[(s.max(0) as usize).min(7)] += 1;
             }
-            let bad_mask = status.equal(QUARANTINED);
+            let bad_mask = status.equal(QUARANTINED as i32);
             if bad_mask.any() {
                 let bad = df.filter(&bad_mask)?;
                 let files = bad.column(FILE)?.u32()?.clone();
@@ -508,7 +508,7 @@ fn execute(plan: &Plan, opts: &RunOptions, run_id: &str, record: &mut RunRecord,
                 }
             }
         }
-        let kept_mask = status.equal(KEPT);
+        let kept_mask = status.equal(KEPT as i32);
         if !kept_mask.any() {
             return Ok(false);
         }
@@ -524,10 +524,10 @@ fn execute(plan: &Plan, opts: &RunOptions, run_id: &str, record: &mut RunRecord,
             w.write(&batch)
         };
         let result = if sinks.split {
-            let split = kept.column(SPLIT)?.u8()?.clone();
+            let split = kept.column(SPLIT)?.i32()?.clone();
             let mut r = Ok(());
             for (code, w) in sinks.writers.iter_mut() {
-                let part = kept.filter(&split.equal(*code))?;
+                let part = kept.filter(&split.equal(*code as i32))?;
                 if part.height() > 0 {
                     r = write(&part, w, &sinks.schema, &sinks.output_names);
                     if r.is_err() {

@@ -13,7 +13,8 @@ use rayon::prelude::*;
 use sha2::Sha256;
 use std::sync::Arc;
 
-/// Internal column holding each row's split (0 train, 1 validation, 2 test).
+/// Internal column holding each row's split (0 train, 1 validation, 2 test; Int32 because
+/// the engine is built without 8-bit integer types).
 pub const SPLIT: &str = "__split";
 
 /// What is done to one column, resolved against its type.
@@ -217,23 +218,23 @@ pub fn split_expr(subject: Expr, key: &Key, train: f64, validation: f64) -> Expr
         .map(
             move |c| {
                 let ca = c.str()?;
-                let out: UInt8Chunked = ca
+                let out: Int32Chunked = ca
                     .iter()
                     .map(|v| {
                         let u = split_unit(&mac, v.unwrap_or(""));
                         Some(if u < train {
-                            0u8
+                            0i32
                         } else if u < train + validation {
                             1
                         } else {
                             2
                         })
                     })
-                    .collect::<UInt8Chunked>()
+                    .collect::<Int32Chunked>()
                     .with_name(ca.name().clone());
                 Ok(out.into_column())
             },
-            |_, f| Ok(Field::new(f.name().clone(), DataType::UInt8)),
+            |_, f| Ok(Field::new(f.name().clone(), DataType::Int32)),
         )
         .alias(SPLIT)
 }

@@ -51,7 +51,7 @@ pub struct InputFile {
 pub fn expand(base: &Path, patterns: &[String]) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
     for p in patterns {
-        let full = base.join(p);
+        let full = crate::spec::resolve(base, p);
         let text = full.to_string_lossy().to_string();
         if p.contains(['*', '?', '[']) {
             let paths = glob::glob(&text).map_err(|e| format!("`{p}` is not a valid glob: {e}"))?;
@@ -106,7 +106,7 @@ fn plpath(path: &Path) -> PlPath {
 /// A lazy scan of one file with a `__row` index. `csv_names` gives the CSV header (all read
 /// as strings).
 fn raw_scan(path: &Path, format: SourceFormat, sep: u8, csv_names: &[String]) -> PolarsResult<LazyFrame> {
-    let row_index = Some(RowIndex {
+    let row_index = Some(polars::io::RowIndex {
         name: ROW.into(),
         offset: 0,
     });

@@ -238,7 +238,7 @@ pub fn prescan_ndjson(path: &Path) -> std::io::Result<PreScan> {
     let mut records = 0u64;
     let mut bad = Vec::new();
     let mut shifts: Vec<(u64, u64)> = Vec::new();
-    let mut check = |text: &[u8], line: u64, records: &mut u64, bad: &mut Vec<BadRecord>, shifts: &mut Vec<(u64, u64)>| {
+    let check = |text: &[u8], line: u64, records: &mut u64, bad: &mut Vec<BadRecord>, shifts: &mut Vec<(u64, u64)>| {
         let trimmed = text.trim_ascii();
         if trimmed.is_empty() {
             return;

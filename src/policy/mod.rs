@@ -10,7 +10,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Internal column holding each row's status code (0 = kept, 1 = quarantined, 2.. = dropped).
+/// Internal column holding each row's status code (0 = kept, 1 = quarantined, 2.. = dropped),
+/// as Int32 because the engine is built without 8-bit integer types.
 pub const STATUS: &str = "__status";
 /// Status code of rows that are kept.
 pub const KEPT: u8 = 0;
@@ -195,8 +196,8 @@ impl PolicyPlan {
         checks
             .into_iter()
             .rev()
-            .fold(lit(KEPT), |acc, (cond, code)| when(cond).then(lit(code)).otherwise(acc))
-            .cast(DataType::UInt8)
+            .fold(lit(KEPT as i32), |acc, (cond, code)| when(cond).then(lit(code as i32)).otherwise(acc))
+            .cast(DataType::Int32)
             .alias(STATUS)
     }
 

@@ -254,6 +254,30 @@ pub fn base_dir(path: &Path) -> PathBuf {
     }
 }
 
+/// `rel` resolved against `base`, with `.` and `..` folded away lexically so paths in messages
+/// and lineage read as a user would write them (`datasets/x.csv`, not `pipelines/../datasets/x.csv`).
+pub fn resolve(base: &Path, rel: &str) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in base.join(rel).components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) {
+                    out.pop();
+                } else {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
 /// Reads a TOML file into `T`, turning read and parse errors into a located diagnostic.
 pub fn read_toml<T: serde::de::DeserializeOwned>(
     path: &Path,
@@ -402,6 +426,19 @@ fn find_key(text: &str, key: &str) -> Option<std::ops::Range<usize>> {
         offset += line.len();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_folds_dots() {
+        assert_eq!(resolve(Path::new("pipelines"), "../datasets/a.csv"), PathBuf::from("datasets/a.csv"));
+        assert_eq!(resolve(Path::new("."), "a.csv"), PathBuf::from("a.csv"));
+        assert_eq!(resolve(Path::new("."), "../x/a.csv"), PathBuf::from("../x/a.csv"));
+        assert_eq!(resolve(Path::new("/srv/p"), "./d/../e.csv"), PathBuf::from("/srv/p/e.csv"));
+    }
 }
 
 /// Token lengths we support.
