@@ -100,8 +100,7 @@ fn token_encoding(e: TokenEncodingSpec) -> TokenEncoding {
 
 /// Loads and validates a pipeline and everything it names; returns the plan or every problem.
 pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
-    let file = spec::load(path)?;
-    let mut diags = Diagnostics::default();
+    let (file, mut diags) = spec::load(path)?;
     let base = file.base_dir();
     let s = &file.spec;
     let at = |span: std::ops::Range<usize>, msg: String| Diagnostic::at(&file.path, &file.text, Some(span), msg);
@@ -131,7 +130,7 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
     // Manifest.
     let manifest_path = match (&s.source.manifest, files.first()) {
         (Some(m), _) => Some(spec::resolve(&base, m.get_ref())),
-        (None, Some(first)) => Some(spec::base_dir(first).join("manifest.toml")),
+        (None, Some(first)) => Some(spec::resolve(&spec::base_dir(first), "manifest.toml")),
         (None, None) => None,
     };
     let manifest = match manifest_path {
@@ -212,16 +211,16 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
         let action = match rule {
             None if class == ColumnClass::Public => Action::Keep,
             None => {
-                let suggestion = match class {
-                    ColumnClass::Identifier => "action = \"tokenize\"",
-                    ColumnClass::QuasiIdentifier => "action = \"generalize\" or \"drop\"",
-                    ColumnClass::FreeText => "action = \"drop\" (free-text redaction is not available yet)",
-                    _ => "action = \"drop\", or \"keep\" if the purpose needs it",
+                let (rule, alternative) = match class {
+                    ColumnClass::Identifier => ("{ action = \"tokenize\" }", "or drop it"),
+                    ColumnClass::QuasiIdentifier => ("{ action = \"drop\" }", "or generalize it"),
+                    ColumnClass::FreeText => ("{ action = \"drop\" }", "free-text redaction is not available yet"),
+                    _ => ("{ action = \"drop\" }", "or keep it if the purpose needs it"),
                 };
                 diags.push(
                     manifest
                         .diag(c.name.span(), format!("column `{name}` is classed {} but the pipeline gives it no action", class.as_str()))
-                        .hint(format!("privacy by default: add `{name} = {{ {suggestion} }}` under [columns] in {}", file.path.display())),
+                        .hint(format!("privacy by default: add `{name} = {rule}` ({alternative}) under [columns] in {}", file.path.display())),
                 );
                 continue;
             }

@@ -368,7 +368,7 @@ fn sanitize(message: &str, plan: &Plan) -> String {
         match after.find(quote) {
             Some(end) => {
                 let inner = &after[..end];
-                if known.iter().any(|k| k == inner) {
+                if known.iter().any(|k| k == inner) || inner.starts_with("__") || is_dtype_name(inner) {
                     out.push_str(inner);
                 } else {
                     out.push('…');
@@ -383,6 +383,15 @@ fn sanitize(message: &str, plan: &Plan) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Engine type names (`u64`, `str`, `datetime[μs]`…) are not values and help users.
+fn is_dtype_name(s: &str) -> bool {
+    const NAMES: [&str; 22] = [
+        "i8", "i16", "i32", "i64", "i128", "u8", "u16", "u32", "u64", "f32", "f64", "str", "bool", "date", "time", "null", "binary", "datetime", "duration", "list", "struct", "decimal",
+    ];
+    let head = s.split(['[', '(']).next().unwrap_or("");
+    NAMES.contains(&head) && s.len() <= 40
 }
 
 fn execute(plan: &Plan, opts: &RunOptions, run_id: &str, record: &mut RunRecord, summary: &mut RunSummary) -> Result<Vec<PathBuf>, RunError> {
@@ -451,7 +460,7 @@ fn execute(plan: &Plan, opts: &RunOptions, run_id: &str, record: &mut RunRecord,
     let lf = lf.select(select).with_column(plan.policy.status_expr(BADCOL));
     let lf = match (&plan.output.split, &key) {
         (Some((train, validation, _)), Some(k)) => lf.with_column(split_expr(col(plan.policy.subject_column.as_str()), k, *train, *validation)),
-        _ => lf.with_column(lit(0i32).alias(SPLIT)),
+        _ => lf.with_column(lit(0i32).cast(DataType::Int32).alias(SPLIT)),
     };
     let mut outputs = Vec::new();
     for c in plan.output_columns() {

@@ -15,13 +15,14 @@ import pyarrow.parquet as pq
 t = pq.read_table(path)
 result["pyarrow_rows"] = t.num_rows
 result["pyarrow_types"] = {f.name: str(f.type) for f in t.schema}
-result["lineage_key"] = b"privprep.lineage" in (t.schema.metadata or {})
+meta = pq.read_metadata(path).metadata or {}
+result["lineage"] = json.loads(meta[b"privprep.lineage"]) if b"privprep.lineage" in meta else None
 import polars as pl
 df = pl.read_parquet(path)
 result["polars_rows"] = df.height
 result["polars_types"] = {k: str(v) for k, v in df.schema.items()}
 import duckdb
-result["duckdb_rows"] = duckdb.sql(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
+result["duckdb_rows"] = duckdb.sql(f"SELECT count(*) FROM read_parquet('{path}')").fetchall()[0][0]
 result["duckdb_types"] = {r[0]: r[1] for r in duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall()}
 print(json.dumps(result))
 "#;
@@ -53,7 +54,8 @@ fn pyarrow_polars_and_duckdb_read_the_output_with_no_options() {
     assert_eq!(r["pyarrow_rows"].as_u64(), Some(rows));
     assert_eq!(r["polars_rows"].as_u64(), Some(rows));
     assert_eq!(r["duckdb_rows"].as_u64(), Some(rows));
-    assert_eq!(r["lineage_key"], true);
+    assert_eq!(r["lineage"]["run_id"], s["run_id"], "footer lineage names the run");
+    assert_eq!(r["lineage"]["key_id"], s["key_id"]);
     assert_eq!(r["pyarrow_types"]["email"], "string");
     assert_eq!(r["pyarrow_types"]["created_at"], "timestamp[us]");
     assert_eq!(r["pyarrow_types"]["birth_date"], "int32");

@@ -213,7 +213,7 @@ pub fn scan_input(
             lf.filter(col(ROW).cast(DataType::UInt64).is_in(lit(bad).implode(), false).not())
         }
     };
-    lf = lf.with_columns([col(ROW).cast(DataType::UInt64), lit(file_index).alias(FILE)]);
+    lf = lf.with_columns([col(ROW).cast(DataType::UInt64), lit(file_index).cast(DataType::UInt32).alias(FILE)]);
     Ok(lf)
 }
 

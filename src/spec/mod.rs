@@ -304,6 +304,8 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(
 fn toml_hint(message: &str, what: &str) -> Option<String> {
     if message.contains("unknown field") {
         Some(format!("remove the field or fix its spelling; see the {what} reference in README.md"))
+    } else if message.contains("missing field `action`") {
+        Some("every column rule needs action = \"tokenize\", \"hash\", \"mask\", \"generalize\", \"drop\" or \"keep\"; check for a misspelled key".to_string())
     } else if message.contains("missing field") {
         Some(format!("add the field; see the {what} reference in README.md"))
     } else if message.contains("unknown variant") {
@@ -313,8 +315,10 @@ fn toml_hint(message: &str, what: &str) -> Option<String> {
     }
 }
 
-/// Reads and parses a pipeline file, then runs the structural checks. Returns every problem.
-pub fn load(path: &Path) -> Result<PipelineFile, Diagnostics> {
+/// Reads and parses a pipeline file, then runs the structural checks. A file that does not
+/// parse is an error; a file that parses comes back with every structural problem found, so
+/// the checks against manifests can still run and all problems are reported together.
+pub fn load(path: &Path) -> Result<(PipelineFile, Diagnostics), Diagnostics> {
     let (text, spec) = read_toml::<PipelineSpec>(path, "pipeline file").map_err(|d| Diagnostics(vec![d]))?;
     let file = PipelineFile {
         path: path.to_path_buf(),
@@ -323,11 +327,7 @@ pub fn load(path: &Path) -> Result<PipelineFile, Diagnostics> {
     };
     let mut diags = Diagnostics::default();
     check_structure(&file, &mut diags);
-    if diags.is_empty() {
-        Ok(file)
-    } else {
-        Err(diags)
-    }
+    Ok((file, diags))
 }
 
 /// Checks that need only the pipeline file itself.
