@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_privprep");
 
 fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.replace('_', "").parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
 }
 
 /// Runs a command, returns (wall time, peak RSS in MiB) read from wait4's rusage.
@@ -24,7 +27,10 @@ fn timed(cmd: &mut Command) -> (Duration, f64) {
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let elapsed = start.elapsed();
     assert_eq!(r, pid, "wait4 failed");
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "command failed: {cmd:?}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "command failed: {cmd:?}"
+    );
     std::mem::forget(child);
     (elapsed, usage.ru_maxrss as f64 / 1024.0)
 }
@@ -74,14 +80,22 @@ path = "out/bench.parquet"
 /// Parquet sink, zstd).
 fn plain_conversion(input: &str, output: &str) {
     use polars::prelude::*;
-    let lf = LazyCsvReader::new(PlPath::new(input)).with_has_header(true).finish().expect("scan csv");
+    let lf = LazyCsvReader::new(PlPath::new(input))
+        .with_has_header(true)
+        .finish()
+        .expect("scan csv");
     let options = ParquetWriteOptions {
         compression: ParquetCompression::Zstd(None),
         ..Default::default()
     };
-    lf.sink_parquet(SinkTarget::Path(PlPath::new(output)), options, None, SinkOptions::default())
-        .and_then(|lf| lf.collect_with_engine(Engine::Streaming))
-        .expect("convert");
+    lf.sink_parquet(
+        SinkTarget::Path(PlPath::new(output)),
+        options,
+        None,
+        SinkOptions::default(),
+    )
+    .and_then(|lf| lf.collect_with_engine(Engine::Streaming))
+    .expect("convert");
 }
 
 fn main() {
@@ -95,27 +109,58 @@ fn main() {
     }
     let rows = env_num("PRIVPREP_BENCH_ROWS", 1_000_000);
     let reps = env_num("PRIVPREP_BENCH_REPS", 3).max(1);
-    let dir = PathBuf::from(std::env::var("PRIVPREP_BENCH_DIR").unwrap_or_else(|_| format!("{}/privprep-bench-{rows}", std::env::temp_dir().display())));
+    let dir =
+        PathBuf::from(std::env::var("PRIVPREP_BENCH_DIR").unwrap_or_else(|_| {
+            format!("{}/privprep-bench-{rows}", std::env::temp_dir().display())
+        }));
     let data = dir.join("data");
     if !data.join("tickets.csv").exists() {
         eprintln!("generating {rows} rows into {}", data.display());
-        let ok = Command::new(BIN).args(["datagen", "--rows", &rows.to_string(), "--seed", "1", "--out"]).arg(&data).status().expect("datagen");
+        let ok = Command::new(BIN)
+            .args([
+                "datagen",
+                "--rows",
+                &rows.to_string(),
+                "--seed",
+                "1",
+                "--out",
+            ])
+            .arg(&data)
+            .status()
+            .expect("datagen");
         assert!(ok.success());
     }
-    let csv_bytes = std::fs::metadata(data.join("tickets.csv")).map(|m| m.len()).unwrap_or(0);
+    let csv_bytes = std::fs::metadata(data.join("tickets.csv"))
+        .map(|m| m.len())
+        .unwrap_or(0);
     let p = pipeline(&dir);
     let key = dir.join("bench.key");
     std::fs::write(&key, "cd".repeat(32)).expect("key");
     let mut ours = Vec::new();
     let mut plain = Vec::new();
     for _ in 0..reps {
-        ours.push(timed(Command::new(BIN).current_dir(&dir).args(["-q", "--no-progress", "--state-dir", "state", "run"]).arg(&p).arg("--key-file").arg(&key)));
-        plain.push(timed(Command::new(std::env::current_exe().expect("exe")).arg("--plain-conversion").arg(data.join("tickets.csv")).arg(dir.join("plain.parquet"))));
+        ours.push(timed(
+            Command::new(BIN)
+                .current_dir(&dir)
+                .args(["-q", "--no-progress", "--state-dir", "state", "run"])
+                .arg(&p)
+                .arg("--key-file")
+                .arg(&key),
+        ));
+        plain.push(timed(
+            Command::new(std::env::current_exe().expect("exe"))
+                .arg("--plain-conversion")
+                .arg(data.join("tickets.csv"))
+                .arg(dir.join("plain.parquet")),
+        ));
     }
     let (ot, om) = median(ours);
     let (pt, pm) = median(plain);
     println!("end_to_end rows={rows} csv_bytes={csv_bytes} reps={reps}");
     println!("  privprep run (tokenize, mask, generalize, policy, splits off): {:.3} s, peak RSS {om:.0} MiB", ot.as_secs_f64());
     println!("  plain polars CSV→Parquet:                                     {:.3} s, peak RSS {pm:.0} MiB", pt.as_secs_f64());
-    println!("  ratio privprep / plain: {:.2}", ot.as_secs_f64() / pt.as_secs_f64());
+    println!(
+        "  ratio privprep / plain: {:.2}",
+        ot.as_secs_f64() / pt.as_secs_f64()
+    );
 }

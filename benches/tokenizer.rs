@@ -8,7 +8,9 @@ use privprep::identity::keys::Key;
 use privprep::identity::stage::map_str_column;
 
 fn values(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("person{}.name{}@example{}.com", i, i % 977, i % 13)).collect()
+    (0..n)
+        .map(|i| format!("person{}.name{}@example{}.com", i, i % 977, i % 13))
+        .collect()
 }
 
 fn bench(c: &mut Criterion) {
@@ -32,7 +34,9 @@ fn bench(c: &mut Criterion) {
     let ca = StringChunked::from_iter_values("email".into(), vals.iter().map(|s| s.as_str()));
     let t = tok.clone();
     let f = move |v: &str, out: &mut String| t.token_into(v, out);
-    g.bench_function(BenchmarkId::new("column_all_cores", vals.len()), |b| b.iter(|| map_str_column(&ca, &f).len()));
+    g.bench_function(BenchmarkId::new("column_all_cores", vals.len()), |b| {
+        b.iter(|| map_str_column(&ca, &f).len())
+    });
     g.finish();
 
     let mut g = c.benchmark_group("mask");

@@ -399,8 +399,11 @@ fn print_summary(s: &privprep::RunSummary) {
     println!("  rows written   {}", s.rows_written);
     let dropped: u64 = s.dropped.values().sum();
     println!("  dropped        {dropped}");
-    for (reason, n) in &s.dropped {
-        println!("    {reason:<18} {n}");
+    // In the order the policy applies its checks, not alphabetically.
+    for reason in privprep::policy::DropReason::ALL {
+        if let Some(n) = s.dropped.get(reason.as_str()) {
+            println!("    {:<18} {n}", reason.as_str());
+        }
     }
     println!("  quarantined    {}", s.quarantined);
     if let Some(q) = &s.quarantine_report {

@@ -8,7 +8,9 @@ use crate::identity::kernels::TokenEncoding;
 use crate::identity::stage::Action;
 use crate::ingest::{self, ColumnClass, ColumnType, Conversion, Manifest};
 use crate::policy::{self, PolicyPlan, Provenance};
-use crate::spec::{self, ColumnRule, Diagnostic, Diagnostics, PipelineFile, SourceFormat, TokenEncodingSpec};
+use crate::spec::{
+    self, ColumnRule, Diagnostic, Diagnostics, PipelineFile, SourceFormat, TokenEncodingSpec,
+};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -29,7 +31,8 @@ impl ColumnPlan {
     /// quasi-identifiers and sensitive columns are a deliberate choice the pipeline states;
     /// `explain` shows them with their class.
     pub fn is_unsafe(&self) -> bool {
-        self.action == Action::Keep && matches!(self.class, ColumnClass::Identifier | ColumnClass::FreeText)
+        self.action == Action::Keep
+            && matches!(self.class, ColumnClass::Identifier | ColumnClass::FreeText)
     }
 }
 
@@ -52,7 +55,11 @@ impl OutputPlan {
             Some((_, v, t)) => {
                 let mut out = vec![("train", 0, crate::emit::split_path(&self.path, "train"))];
                 if v > 0.0 {
-                    out.push(("validation", 1, crate::emit::split_path(&self.path, "validation")));
+                    out.push((
+                        "validation",
+                        1,
+                        crate::emit::split_path(&self.path, "validation"),
+                    ));
                 }
                 if t > 0.0 {
                     out.push(("test", 2, crate::emit::split_path(&self.path, "test")));
@@ -103,14 +110,19 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
     let (file, mut diags) = spec::load(path)?;
     let base = file.base_dir();
     let s = &file.spec;
-    let at = |span: std::ops::Range<usize>, msg: String| Diagnostic::at(&file.path, &file.text, Some(span), msg);
+    let at = |span: std::ops::Range<usize>, msg: String| {
+        Diagnostic::at(&file.path, &file.text, Some(span), msg)
+    };
 
     // Inputs.
     let patterns = s.source.path.get_ref().to_vec();
     let files = match ingest::expand(&base, &patterns) {
         Ok(f) => f,
         Err(msg) => {
-            diags.push(at(s.source.path.span(), msg).hint("paths are relative to the folder of the pipeline file"));
+            diags.push(
+                at(s.source.path.span(), msg)
+                    .hint("paths are relative to the folder of the pipeline file"),
+            );
             Vec::new()
         }
     };
@@ -119,13 +131,27 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
         (None, Some(first)) => {
             let f = SourceFormat::from_path(first);
             if f.is_none() {
-                diags.push(at(s.source.path.span(), format!("cannot tell the format of `{}` from its extension", first.display())).hint("add format = \"csv\", \"parquet\" or \"ndjson\" to [source]"));
+                diags.push(
+                    at(
+                        s.source.path.span(),
+                        format!(
+                            "cannot tell the format of `{}` from its extension",
+                            first.display()
+                        ),
+                    )
+                    .hint("add format = \"csv\", \"parquet\" or \"ndjson\" to [source]"),
+                );
             }
             f
         }
         (None, None) => None,
     };
-    let separator = s.source.separator.as_ref().and_then(|x| x.get_ref().bytes().next()).unwrap_or(b',');
+    let separator = s
+        .source
+        .separator
+        .as_ref()
+        .and_then(|x| x.get_ref().bytes().next())
+        .unwrap_or(b',');
 
     // Manifest.
     let manifest_path = match (&s.source.manifest, files.first()) {
@@ -135,7 +161,12 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
     };
     let manifest = match manifest_path {
         Some(p) if !p.is_file() => {
-            let span = s.source.manifest.as_ref().map(|m| m.span()).unwrap_or(s.source.path.span());
+            let span = s
+                .source
+                .manifest
+                .as_ref()
+                .map(|m| m.span())
+                .unwrap_or(s.source.path.span());
             diags.push(at(span, format!("manifest `{}` does not exist", p.display())).hint("every source needs a dataset manifest; `privprep datagen` writes one, or set manifest = \"path\" in [source]"));
             None
         }
@@ -158,7 +189,12 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
 
     // Schema of every input against the manifest.
     let mut csv_names = Vec::new();
-    let mut conversions: Vec<Conversion> = manifest.spec.columns.iter().map(|_| Conversion::AsIs).collect();
+    let mut conversions: Vec<Conversion> = manifest
+        .spec
+        .columns
+        .iter()
+        .map(|_| Conversion::AsIs)
+        .collect();
     for f in &files {
         match ingest::file_schema(f, format, separator) {
             Err(e) => diags.push(Diagnostic::file(f, e.to_string())),
@@ -183,7 +219,9 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
                     }
                 }
                 if format == SourceFormat::Csv {
-                    if !csv_names.is_empty() && csv_names != schema.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>() {
+                    if !csv_names.is_empty()
+                        && csv_names != schema.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()
+                    {
                         diags.push(Diagnostic::file(f, "this CSV's header differs from the first input's").hint("all files of one source must have the same columns in the same order"));
                     }
                     csv_names = schema.into_iter().map(|(n, _)| n).collect();
@@ -193,13 +231,22 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
     }
 
     // Column rules.
-    for (name, _) in &s.columns {
+    for name in s.columns.keys() {
         if manifest.column(name.get_ref()).is_none() {
             let hint = match closest(name.get_ref(), &manifest.column_names()) {
                 Some(c) => format!("did you mean `{c}`?"),
-                None => format!("the manifest's columns are: {}", manifest.column_names().join(", ")),
+                None => format!(
+                    "the manifest's columns are: {}",
+                    manifest.column_names().join(", ")
+                ),
             };
-            diags.push(at(name.span(), format!("column `{}` is not in the manifest", name.get_ref())).hint(hint));
+            diags.push(
+                at(
+                    name.span(),
+                    format!("column `{}` is not in the manifest", name.get_ref()),
+                )
+                .hint(hint),
+            );
         }
     }
     let mut columns = Vec::new();
@@ -207,15 +254,25 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
         let name = c.name.get_ref();
         let ty = *c.ty.get_ref();
         let class = *c.class.get_ref();
-        let rule = s.columns.iter().find(|(k, _)| k.get_ref() == name).map(|(_, v)| v);
+        let rule = s
+            .columns
+            .iter()
+            .find(|(k, _)| k.get_ref() == name)
+            .map(|(_, v)| v);
         let action = match rule {
             None if class == ColumnClass::Public => Action::Keep,
             None => {
                 let (rule, alternative) = match class {
                     ColumnClass::Identifier => ("{ action = \"tokenize\" }", "or drop it"),
                     ColumnClass::QuasiIdentifier => ("{ action = \"drop\" }", "or generalize it"),
-                    ColumnClass::FreeText => ("{ action = \"drop\" }", "free-text redaction is not available yet"),
-                    _ => ("{ action = \"drop\" }", "or keep it if the purpose needs it"),
+                    ColumnClass::FreeText => (
+                        "{ action = \"drop\" }",
+                        "free-text redaction is not available yet",
+                    ),
+                    _ => (
+                        "{ action = \"drop\" }",
+                        "or keep it if the purpose needs it",
+                    ),
                 };
                 diags.push(
                     manifest
@@ -225,7 +282,13 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
                 continue;
             }
             Some(rule) => {
-                let err = |msg: String, hint: &str| at(rule.span(), format!("column `{name}` ({}): {msg}", ty.as_str())).hint(hint.to_string());
+                let err = |msg: String, hint: &str| {
+                    at(
+                        rule.span(),
+                        format!("column `{name}` ({}): {msg}", ty.as_str()),
+                    )
+                    .hint(hint.to_string())
+                };
                 match rule.get_ref() {
                     ColumnRule::Tokenize { bits, encoding } => Action::Tokenize {
                         bits: bits.unwrap_or(s.tokens.bits),
@@ -234,25 +297,40 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
                     ColumnRule::Hash { .. } => Action::Hash,
                     ColumnRule::Mask { keep_last } => {
                         if ty != ColumnType::String {
-                            diags.push(err("mask works on text".into(), "use generalize for numbers and dates"));
+                            diags.push(err(
+                                "mask works on text".into(),
+                                "use generalize for numbers and dates",
+                            ));
                         }
-                        Action::Mask { keep_last: *keep_last }
+                        Action::Mask {
+                            keep_last: *keep_last,
+                        }
                     }
                     ColumnRule::Generalize { to: Some(part), .. } => {
                         if !ty.is_temporal() {
-                            diags.push(err("`to` generalizes dates, but this column is not a date".into(), "use width = N for numbers, prefix = N for text"));
+                            diags.push(err(
+                                "`to` generalizes dates, but this column is not a date".into(),
+                                "use width = N for numbers, prefix = N for text",
+                            ));
                         }
                         Action::GeneralizeDate(*part)
                     }
                     ColumnRule::Generalize { width: Some(w), .. } => {
                         if !ty.is_numeric() {
-                            diags.push(err("`width` generalizes numbers, but this column is not numeric".into(), "use to = \"year\" for dates, prefix = N for text"));
+                            diags.push(err(
+                                "`width` generalizes numbers, but this column is not numeric"
+                                    .into(),
+                                "use to = \"year\" for dates, prefix = N for text",
+                            ));
                         }
                         Action::GeneralizeNumber(*w)
                     }
                     ColumnRule::Generalize { prefix, .. } => {
                         if ty != ColumnType::String {
-                            diags.push(err("`prefix` generalizes text, but this column is not text".into(), "use to = \"year\" for dates, width = N for numbers"));
+                            diags.push(err(
+                                "`prefix` generalizes text, but this column is not text".into(),
+                                "use to = \"year\" for dates, width = N for numbers",
+                            ));
                         }
                         Action::GeneralizePrefix(prefix.unwrap_or(1))
                     }
@@ -271,7 +349,13 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
         });
     }
     if !columns.is_empty() && columns.iter().all(|c| c.action == Action::Drop) {
-        diags.push(Diagnostic::file(&file.path, "every column is dropped, so the output would have no columns").hint("keep at least one column"));
+        diags.push(
+            Diagnostic::file(
+                &file.path,
+                "every column is dropped, so the output would have no columns",
+            )
+            .hint("keep at least one column"),
+        );
     }
 
     // Policy.
@@ -280,7 +364,13 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
         let p = spec::resolve(&base, r.get_ref());
         match policy::load_revocations(&p, manifest.spec.subject_column.get_ref()) {
             Ok(l) => revocations.push(l),
-            Err(e) => diags.push(at(r.span(), format!("cannot read revocation list `{}`: {e}", p.display())).hint("a revocation list is a CSV or text file with one subject id per line")),
+            Err(e) => diags.push(
+                at(
+                    r.span(),
+                    format!("cannot read revocation list `{}`: {e}", p.display()),
+                )
+                .hint("a revocation list is a CSV or text file with one subject id per line"),
+            ),
         }
     }
     let as_of = s
@@ -289,13 +379,31 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
         .as_ref()
         .and_then(|d| chrono::NaiveDate::parse_from_str(d.get_ref(), "%Y-%m-%d").ok())
         .unwrap_or_else(|| chrono::Utc::now().date_naive());
-    let timestamp = manifest.spec.timestamp_column.as_ref().and_then(|t| manifest.column(t.get_ref()).map(|c| (t.get_ref().clone(), *c.ty.get_ref() == ColumnType::Datetime)));
+    let timestamp = manifest.spec.timestamp_column.as_ref().and_then(|t| {
+        manifest
+            .column(t.get_ref())
+            .map(|c| (t.get_ref().clone(), *c.ty.get_ref() == ColumnType::Datetime))
+    });
     if let (Some(days), None) = (&s.policy.retention_days, &timestamp) {
-        diags.push(at(days.span(), "retention_days is set but the manifest names no timestamp_column".into()).hint(format!("add timestamp_column = \"<column>\" to {}", manifest.path.display())));
+        diags.push(
+            at(
+                days.span(),
+                "retention_days is set but the manifest names no timestamp_column".into(),
+            )
+            .hint(format!(
+                "add timestamp_column = \"<column>\" to {}",
+                manifest.path.display()
+            )),
+        );
     }
     let policy = PolicyPlan {
         purpose: s.policy.purpose.get_ref().clone(),
-        allowed_status: s.policy.allowed_status.as_ref().map(|v| v.get_ref().clone()).unwrap_or_else(|| vec!["given".to_string()]),
+        allowed_status: s
+            .policy
+            .allowed_status
+            .as_ref()
+            .map(|v| v.get_ref().clone())
+            .unwrap_or_else(|| vec!["given".to_string()]),
         allowed_provenance: s.policy.allowed_provenance.get_ref().clone(),
         revocations,
         retention_days: s.policy.retention_days.as_ref().map(|d| *d.get_ref()),
@@ -304,7 +412,10 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
         purposes_column: manifest.spec.consent_purposes_column.get_ref().clone(),
         status_column: manifest.spec.consent_status_column.get_ref().clone(),
         purpose_separator: manifest.spec.purpose_separator.clone(),
-        provenance: match (&manifest.spec.provenance_column, &manifest.spec.provenance_tag) {
+        provenance: match (
+            &manifest.spec.provenance_column,
+            &manifest.spec.provenance_tag,
+        ) {
             (Some(c), _) => Provenance::Column(c.get_ref().clone()),
             (None, Some(t)) => Provenance::Tag(t.get_ref().clone()),
             (None, None) => Provenance::Tag(String::new()),
@@ -317,13 +428,21 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
     let quarantine_path = match &s.output.quarantine {
         Some(q) => spec::resolve(&base, q.get_ref()),
         None => {
-            let stem = out_path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            let stem = out_path
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
             spec::base_dir(&out_path).join(format!("{stem}.quarantine.jsonl"))
         }
     };
     let output = OutputPlan {
         path: out_path,
-        row_group_size: s.output.row_group_size.as_ref().map(|r| *r.get_ref()).unwrap_or(131_072),
+        row_group_size: s
+            .output
+            .row_group_size
+            .as_ref()
+            .map(|r| *r.get_ref())
+            .unwrap_or(131_072),
         max_bad_rows: s.output.max_bad_rows,
         quarantine_path,
         split: s.output.split.as_ref().map(|x| {
@@ -365,7 +484,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -410,7 +531,8 @@ impl Plan {
                 from: c.name.clone(),
                 class: c.class.as_str().into(),
                 input_type: c.ty.as_str().into(),
-                output_type: (c.action != Action::Drop).then(|| format!("{}", c.action.output_type(c.ty))),
+                output_type: (c.action != Action::Drop)
+                    .then(|| format!("{}", c.action.output_type(c.ty))),
                 transformation: if c.explicit || c.action == Action::Drop {
                     c.action.describe()
                 } else {
@@ -423,7 +545,12 @@ impl Plan {
         for c in self.columns.iter().filter(|c| c.is_unsafe()) {
             warnings.push(format!("UNSAFE: column `{}` is classed {} and is kept as is: raw personal data will be in the output", c.name, c.class.as_str()));
         }
-        let mut outputs: Vec<String> = self.output.files().iter().map(|(split, _, p)| format!("{} ({split})", p.display())).collect();
+        let mut outputs: Vec<String> = self
+            .output
+            .files()
+            .iter()
+            .map(|(split, _, p)| format!("{} ({split})", p.display()))
+            .collect();
         if let Some((t, v, te)) = self.output.split {
             outputs.push(format!("splits are subject-disjoint: each subject goes to one split by keyed hash (train {t}, validation {v}, test {te})"));
         }
@@ -449,7 +576,11 @@ impl Plan {
 impl std::fmt::Display for Explained {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "pipeline {}", self.pipeline)?;
-        writeln!(f, "\nsources ({}, dataset `{}`, manifest {})", self.format, self.dataset_id, self.manifest)?;
+        writeln!(
+            f,
+            "\nsources ({}, dataset `{}`, manifest {})",
+            self.format, self.dataset_id, self.manifest
+        )?;
         for s in &self.sources {
             writeln!(f, "  {s}")?;
         }
@@ -458,11 +589,29 @@ impl std::fmt::Display for Explained {
             writeln!(f, "  {p}")?;
         }
         writeln!(f, "\ncolumns")?;
-        let width = self.columns.iter().map(|c| c.column.len()).max().unwrap_or(0);
+        let width = self
+            .columns
+            .iter()
+            .map(|c| c.column.len())
+            .max()
+            .unwrap_or(0);
         for c in &self.columns {
             match &c.output_type {
-                Some(t) => writeln!(f, "  {:<width$}  ← {} ({}, {}): {} → {t}{}", c.column, c.from, c.class, c.input_type, c.transformation, if c.unsafe_raw { "  [UNSAFE]" } else { "" })?,
-                None => writeln!(f, "  {:<width$}  ✗ dropped ({}, {})", c.column, c.class, c.input_type)?,
+                Some(t) => writeln!(
+                    f,
+                    "  {:<width$}  ← {} ({}, {}): {} → {t}{}",
+                    c.column,
+                    c.from,
+                    c.class,
+                    c.input_type,
+                    c.transformation,
+                    if c.unsafe_raw { "  [UNSAFE]" } else { "" }
+                )?,
+                None => writeln!(
+                    f,
+                    "  {:<width$}  ✗ dropped ({}, {})",
+                    c.column, c.class, c.input_type
+                )?,
             }
         }
         writeln!(f, "\noutputs")?;
@@ -486,7 +635,11 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        let names = vec!["email".to_string(), "phone".to_string(), "birth_date".to_string()];
+        let names = vec![
+            "email".to_string(),
+            "phone".to_string(),
+            "birth_date".to_string(),
+        ];
         assert_eq!(closest("emial", &names), Some("email"));
         assert_eq!(closest("birthdate", &names), Some("birth_date"));
         assert_eq!(closest("zzzzzz", &names), None);

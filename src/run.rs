@@ -10,7 +10,9 @@ use crate::emit::{self, AtomicParquet, ParquetSettings};
 use crate::identity::keys::{self, Key};
 use crate::identity::stage::{split_expr, SPLIT};
 use crate::ingest::{self, BADCOL, FILE, ROW};
-use crate::lineage::record::{ColumnLineage, InputRecord, OutputRecord, PolicySummary, RunRecord, RunStatus};
+use crate::lineage::record::{
+    ColumnLineage, InputRecord, OutputRecord, PolicySummary, RunRecord, RunStatus,
+};
 use crate::lineage::store::Store;
 use crate::plan::Plan;
 use crate::policy::{DropReason, KEPT, QUARANTINED, STATUS};
@@ -87,12 +89,24 @@ pub enum RunError {
     Emit(#[from] emit::EmitError),
     #[error("lineage store {path}: {message}")]
     Lineage { path: String, message: String },
-    #[error("the engine failed: {0}\n  = hint: the message above names the file or column involved")]
+    #[error(
+        "the engine failed: {0}\n  = hint: the message above names the file or column involved"
+    )]
     Engine(String),
     #[error("{count} rows could not be parsed, more than max_bad_rows = {max} (first: {first})\n  = hint: see the quarantine report {report}; fix the data or raise [output] max_bad_rows")]
-    TooManyBadRows { count: u64, max: u64, first: String, report: String },
+    TooManyBadRows {
+        count: u64,
+        max: u64,
+        first: String,
+        report: String,
+    },
     #[error("row accounting does not add up: read {read} ≠ written {written} + dropped {dropped} + quarantined {quarantined}\n  = hint: this is a bug in privprep; the outputs were not committed")]
-    Accounting { read: u64, written: u64, dropped: u64, quarantined: u64 },
+    Accounting {
+        read: u64,
+        written: u64,
+        dropped: u64,
+        quarantined: u64,
+    },
 }
 
 /// A run that failed, with what was recorded about it.
@@ -113,7 +127,11 @@ impl std::error::Error for RunFailure {}
 /// A fresh run id: UTC time plus random hex, sortable and unique.
 pub fn new_run_id() -> String {
     let now = chrono::Utc::now();
-    format!("{}-{:06x}", now.format("%Y%m%dT%H%M%SZ"), rand::random::<u32>() & 0xff_ffff)
+    format!(
+        "{}-{:06x}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        rand::random::<u32>() & 0xff_ffff
+    )
 }
 
 /// What a run leaves in the journal while it is in progress.
@@ -149,8 +167,12 @@ pub fn recover_interrupted(state_dir: &Path, store: &mut Store) -> Vec<String> {
     };
     for e in entries.filter_map(Result::ok) {
         let path = e.path();
-        let Ok(text) = std::fs::read_to_string(&path) else { continue };
-        let Ok(p) = serde_json::from_str::<Pending>(&text) else { continue };
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(p) = serde_json::from_str::<Pending>(&text) else {
+            continue;
+        };
         if process_alive(p.pid) {
             continue;
         }
@@ -206,11 +228,13 @@ struct Sinks {
 }
 
 /// Runs the plan and records it. On failure the error is recorded in lineage too.
-pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, RunFailure> {
+pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>> {
     let started = std::time::Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339();
     let run_id = new_run_id();
-    let pipeline_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(plan.pipeline.text.as_bytes()));
+    let pipeline_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        plan.pipeline.text.as_bytes(),
+    ));
     let mut summary = RunSummary {
         run_id: run_id.clone(),
         status: "failed".into(),
@@ -237,7 +261,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, RunFailure> {
                 message: e.to_string(),
             };
             summary.error = Some(error.to_string());
-            return Err(RunFailure { error, summary });
+            return Err(Box::new(RunFailure { error, summary }));
         }
     };
     recover_interrupted(&opts.state_dir, &mut store);
@@ -268,7 +292,11 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, RunFailure> {
 
     // Journal first, so a killed run is still accounted for.
     let files = plan.output.files();
-    let temp_files: Vec<PathBuf> = files.iter().map(|(_, _, p)| emit::tmp_path_for(p, &run_id)).chain([emit::tmp_path_for(&plan.output.quarantine_path, &run_id)]).collect();
+    let temp_files: Vec<PathBuf> = files
+        .iter()
+        .map(|(_, _, p)| emit::tmp_path_for(p, &run_id))
+        .chain([emit::tmp_path_for(&plan.output.quarantine_path, &run_id)])
+        .collect();
     let journal = journal_dir(&opts.state_dir).join(format!("{run_id}.json"));
     let pending = Pending {
         run_id: run_id.clone(),
@@ -309,7 +337,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, RunFailure> {
                     };
                     summary.error = Some(error.to_string());
                     summary.outputs.clear();
-                    Err(RunFailure { error, summary })
+                    Err(Box::new(RunFailure { error, summary }))
                 }
             }
         }
@@ -323,7 +351,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, RunFailure> {
             if let Ok(hash) = store.append(&record) {
                 summary.record_hash = Some(hash);
             }
-            Err(RunFailure { error, summary })
+            Err(Box::new(RunFailure { error, summary }))
         }
     }
 }
@@ -333,7 +361,18 @@ fn policy_summary(plan: &Plan) -> PolicySummary {
         purpose: plan.policy.purpose.clone(),
         allowed_status: plan.policy.allowed_status.clone(),
         allowed_provenance: plan.policy.allowed_provenance.clone(),
-        revocation_lists: plan.policy.revocations.iter().map(|l| (l.path.display().to_string(), l.sha256.clone(), l.ids.len() as u64)).collect(),
+        revocation_lists: plan
+            .policy
+            .revocations
+            .iter()
+            .map(|l| {
+                (
+                    l.path.display().to_string(),
+                    l.sha256.clone(),
+                    l.ids.len() as u64,
+                )
+            })
+            .collect(),
         retention_days: plan.policy.retention_days,
         as_of: plan.policy.as_of.to_string(),
     }
@@ -359,42 +398,28 @@ fn sanitize(message: &str, plan: &Plan) -> String {
         .map(|c| c.name.clone())
         .chain(plan.files.iter().map(|f| f.display().to_string()))
         .collect();
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(start) = rest.find(['`', '\'', '"']) {
-        let quote = rest[start..].chars().next().unwrap_or('`');
-        out.push_str(&rest[..=start]);
-        let after = &rest[start + 1..];
-        match after.find(quote) {
-            Some(end) => {
-                let inner = &after[..end];
-                if known.iter().any(|k| k == inner) || inner.starts_with("__") || is_dtype_name(inner) {
-                    out.push_str(inner);
-                } else {
-                    out.push('…');
-                }
-                out.push(quote);
-                rest = &after[end + 1..];
-            }
-            None => {
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    crate::spec::diag::redact_quoted(message, |inner| {
+        known.iter().any(|k| k == inner) || inner.starts_with("__") || is_dtype_name(inner)
+    })
 }
 
 /// Engine type names (`u64`, `str`, `datetime[μs]`…) are not values and help users.
 fn is_dtype_name(s: &str) -> bool {
     const NAMES: [&str; 22] = [
-        "i8", "i16", "i32", "i64", "i128", "u8", "u16", "u32", "u64", "f32", "f64", "str", "bool", "date", "time", "null", "binary", "datetime", "duration", "list", "struct", "decimal",
+        "i8", "i16", "i32", "i64", "i128", "u8", "u16", "u32", "u64", "f32", "f64", "str", "bool",
+        "date", "time", "null", "binary", "datetime", "duration", "list", "struct", "decimal",
     ];
     let head = s.split(['[', '(']).next().unwrap_or("");
     NAMES.contains(&head) && s.len() <= 40
 }
 
-fn execute(plan: &Plan, opts: &RunOptions, run_id: &str, record: &mut RunRecord, summary: &mut RunSummary) -> Result<Vec<PathBuf>, RunError> {
+fn execute(
+    plan: &Plan,
+    opts: &RunOptions,
+    run_id: &str,
+    record: &mut RunRecord,
+    summary: &mut RunSummary,
+) -> Result<Vec<PathBuf>, RunError> {
     let progress = progress_bar(opts.progress);
     // Key.
     let key: Option<Arc<Key>> = if plan.needs_key() {
@@ -403,6 +428,14 @@ fn execute(plan: &Plan, opts: &RunOptions, run_id: &str, record: &mut RunRecord,
             progress.suspend(|| eprintln!("privprep: no key configured; created a new random key at {} (mode 0600). Keep it: the same key gives the same tokens.", p.display()));
         }
         tracing::info!(key_source = %source.describe(), "key loaded");
+        if let keys::KeySource::Flag(p)
+        | keys::KeySource::EnvFile(p)
+        | keys::KeySource::DefaultFile(p) = &source
+        {
+            if keys::loose_permissions(p) {
+                progress.suspend(|| eprintln!("privprep: warning: key file {} is readable by other users; run: chmod 600 {}", p.display(), p.display()));
+            }
+        }
         Some(Arc::new(key))
     } else {
         None
@@ -446,37 +479,61 @@ fn execute(plan: &Plan, opts: &RunOptions, run_id: &str, record: &mut RunRecord,
     })?;
     let mut scans = Vec::new();
     for (i, input) in inputs.iter().enumerate() {
-        scans.push(ingest::scan_input(input, i as u32, plan.separator, &plan.csv_names, scratch.path())?);
+        scans.push(ingest::scan_input(
+            input,
+            i as u32,
+            plan.separator,
+            &plan.csv_names,
+            scratch.path(),
+        )?);
     }
     let lf = if scans.len() == 1 {
         scans.pop().expect("one scan")
     } else {
-        concat(scans, UnionArgs::default()).map_err(|e| RunError::Engine(sanitize(&e.to_string(), plan)))?
+        concat(scans, UnionArgs::default())
+            .map_err(|e| RunError::Engine(sanitize(&e.to_string(), plan)))?
     };
     let conversions: Vec<_> = plan.columns.iter().map(|c| c.conversion.clone()).collect();
     let (typed, badcol) = ingest::typed_columns(&plan.manifest, &conversions);
     let mut select = typed;
     select.extend([col(ROW), col(FILE), badcol]);
-    let lf = lf.select(select).with_column(plan.policy.status_expr(BADCOL));
+    let lf = lf
+        .select(select)
+        .with_column(plan.policy.status_expr(BADCOL));
     let lf = match (&plan.output.split, &key) {
-        (Some((train, validation, _)), Some(k)) => lf.with_column(split_expr(col(plan.policy.subject_column.as_str()), k, *train, *validation)),
+        (Some((train, validation, _)), Some(k)) => lf.with_column(split_expr(
+            col(plan.policy.subject_column.as_str()),
+            k,
+            *train,
+            *validation,
+        )),
         _ => lf.with_column(lit(0i32).cast(DataType::Int32).alias(SPLIT)),
     };
     let mut outputs = Vec::new();
     for c in plan.output_columns() {
         // Transform only rows that are kept: values of dropped rows are never processed further.
-        let input = when(col(STATUS).eq(lit(KEPT as i32))).then(col(c.name.as_str())).otherwise(lit(NULL));
+        let input = when(col(STATUS).eq(lit(KEPT as i32)))
+            .then(col(c.name.as_str()))
+            .otherwise(lit(NULL));
         if let Some(e) = c.action.expr(&c.name, input, c.ty, key.as_ref()) {
             outputs.push(e);
         }
     }
-    let output_names: Vec<PlSmallStr> = plan.output_columns().map(|c| c.name.as_str().into()).collect();
+    let output_names: Vec<PlSmallStr> = plan
+        .output_columns()
+        .map(|c| c.name.as_str().into())
+        .collect();
     outputs.extend([col(STATUS), col(ROW), col(FILE), col(BADCOL), col(SPLIT)]);
     let mut lf = lf.select(outputs);
 
     // Writers.
-    let schema = lf.collect_schema().map_err(|e| RunError::Engine(sanitize(&e.to_string(), plan)))?;
-    let out_schema: polars::prelude::Schema = output_names.iter().filter_map(|n| schema.get(n).map(|t| Field::new(n.clone(), t.clone()))).collect();
+    let schema = lf
+        .collect_schema()
+        .map_err(|e| RunError::Engine(sanitize(&e.to_string(), plan)))?;
+    let out_schema: polars::prelude::Schema = output_names
+        .iter()
+        .filter_map(|n| schema.get(n).map(|t| Field::new(n.clone(), t.clone())))
+        .collect();
     let arrow_schema = emit::arrow_schema(&out_schema)?;
     let settings = ParquetSettings {
         row_group_size: plan.output.row_group_size,
@@ -484,7 +541,10 @@ fn execute(plan: &Plan, opts: &RunOptions, run_id: &str, record: &mut RunRecord,
     };
     let mut writers = Vec::new();
     for (_, code, path) in plan.output.files() {
-        writers.push((code, AtomicParquet::create(&path, run_id, arrow_schema.clone(), &settings)?));
+        writers.push((
+            code,
+            AtomicParquet::create(&path, run_id, arrow_schema.clone(), &settings)?,
+        ));
     }
     let sinks = Arc::new(Mutex::new(Sinks {
         writers,
@@ -496,68 +556,90 @@ fn execute(plan: &Plan, opts: &RunOptions, run_id: &str, record: &mut RunRecord,
     let write_error: Arc<Mutex<Option<emit::EmitError>>> = Arc::new(Mutex::new(None));
 
     progress.set_message("processing");
-    let (sinks_cb, tally_cb, err_cb, bar) = (sinks.clone(), tally.clone(), write_error.clone(), progress.clone());
-    let callback = PlanCallback::Rust(SpecialEq::new(Arc::new(move |df: DataFrame| -> PolarsResult<bool> {
-        bar.inc(df.height() as u64);
-        let status = df.column(STATUS)?.i32()?.clone();
-        {
-            let mut t = tally_cb.lock().map_err(|_| polars_err!(ComputeError: "tally lock poisoned"))?;
-            t.seen += df.height() as u64;
-            for s in status.into_no_null_iter() {
-                t.by_status[(s.max(0) as usize).min(7)] += 1;
-            }
-            let bad_mask = status.equal(QUARANTINED as i32);
-            if bad_mask.any() {
-                let bad = df.filter(&bad_mask)?;
-                let files = bad.column(FILE)?.u32()?.clone();
-                let rows = bad.column(ROW)?.u64()?.clone();
-                let cols = bad.column(BADCOL)?.i32()?.clone();
-                for ((f, r), c) in files.into_no_null_iter().zip(rows.into_no_null_iter()).zip(cols.iter()) {
-                    t.bad_values.push((f, r, c.unwrap_or(-1)));
+    let (sinks_cb, tally_cb, err_cb, bar) = (
+        sinks.clone(),
+        tally.clone(),
+        write_error.clone(),
+        progress.clone(),
+    );
+    let callback = PlanCallback::Rust(SpecialEq::new(Arc::new(
+        move |df: DataFrame| -> PolarsResult<bool> {
+            bar.inc(df.height() as u64);
+            let status = df.column(STATUS)?.i32()?.clone();
+            {
+                let mut t = tally_cb
+                    .lock()
+                    .map_err(|_| polars_err!(ComputeError: "tally lock poisoned"))?;
+                t.seen += df.height() as u64;
+                for s in status.into_no_null_iter() {
+                    t.by_status[(s.max(0) as usize).min(7)] += 1;
                 }
-            }
-        }
-        let kept_mask = status.equal(KEPT as i32);
-        if !kept_mask.any() {
-            return Ok(false);
-        }
-        let kept = df.filter(&kept_mask)?;
-        let mut s = sinks_cb.lock().map_err(|_| polars_err!(ComputeError: "writer lock poisoned"))?;
-        let sinks = &mut *s;
-        let write = |frame: &DataFrame, w: &mut AtomicParquet, schema: &arrow::datatypes::SchemaRef, names: &[PlSmallStr]| -> Result<(), emit::EmitError> {
-            let out = frame.select(names.iter().cloned()).map_err(|e| emit::EmitError::Convert {
-                column: "*".into(),
-                message: e.to_string(),
-            })?;
-            let batch = emit::to_record_batch(&out, schema)?;
-            w.write(&batch)
-        };
-        let result = if sinks.split {
-            let split = kept.column(SPLIT)?.i32()?.clone();
-            let mut r = Ok(());
-            for (code, w) in sinks.writers.iter_mut() {
-                let part = kept.filter(&split.equal(*code as i32))?;
-                if part.height() > 0 {
-                    r = write(&part, w, &sinks.schema, &sinks.output_names);
-                    if r.is_err() {
-                        break;
+                let bad_mask = status.equal(QUARANTINED as i32);
+                if bad_mask.any() {
+                    let bad = df.filter(&bad_mask)?;
+                    let files = bad.column(FILE)?.u32()?.clone();
+                    let rows = bad.column(ROW)?.u64()?.clone();
+                    let cols = bad.column(BADCOL)?.i32()?.clone();
+                    for ((f, r), c) in files
+                        .into_no_null_iter()
+                        .zip(rows.into_no_null_iter())
+                        .zip(cols.iter())
+                    {
+                        t.bad_values.push((f, r, c.unwrap_or(-1)));
                     }
                 }
             }
-            r
-        } else {
-            let (_, w) = &mut sinks.writers[0];
-            write(&kept, w, &sinks.schema, &sinks.output_names)
-        };
-        if let Err(e) = result {
-            let msg = e.to_string();
-            if let Ok(mut slot) = err_cb.lock() {
-                *slot = Some(e);
+            let kept_mask = status.equal(KEPT as i32);
+            if !kept_mask.any() {
+                return Ok(false);
             }
-            return Err(polars_err!(ComputeError: "{}", msg));
-        }
-        Ok(false)
-    })));
+            let kept = df.filter(&kept_mask)?;
+            let mut s = sinks_cb
+                .lock()
+                .map_err(|_| polars_err!(ComputeError: "writer lock poisoned"))?;
+            let sinks = &mut *s;
+            let write = |frame: &DataFrame,
+                         w: &mut AtomicParquet,
+                         schema: &arrow::datatypes::SchemaRef,
+                         names: &[PlSmallStr]|
+             -> Result<(), emit::EmitError> {
+                let out =
+                    frame
+                        .select(names.iter().cloned())
+                        .map_err(|e| emit::EmitError::Convert {
+                            column: "*".into(),
+                            message: e.to_string(),
+                        })?;
+                let batch = emit::to_record_batch(&out, schema)?;
+                w.write(&batch)
+            };
+            let result = if sinks.split {
+                let split = kept.column(SPLIT)?.i32()?.clone();
+                let mut r = Ok(());
+                for (code, w) in sinks.writers.iter_mut() {
+                    let part = kept.filter(&split.equal(*code as i32))?;
+                    if part.height() > 0 {
+                        r = write(&part, w, &sinks.schema, &sinks.output_names);
+                        if r.is_err() {
+                            break;
+                        }
+                    }
+                }
+                r
+            } else {
+                let (_, w) = &mut sinks.writers[0];
+                write(&kept, w, &sinks.schema, &sinks.output_names)
+            };
+            if let Err(e) = result {
+                let msg = e.to_string();
+                if let Ok(mut slot) = err_cb.lock() {
+                    *slot = Some(e);
+                }
+                return Err(polars_err!(ComputeError: "{}", msg));
+            }
+            Ok(false)
+        },
+    )));
     let engine_result = lf
         .sink_batches(callback, true, None)
         .and_then(|lf| lf.collect_with_engine(Engine::Streaming));
@@ -578,7 +660,11 @@ fn execute(plan: &Plan, opts: &RunOptions, run_id: &str, record: &mut RunRecord,
     }
 
     // Accounting.
-    let tally = std::mem::take(&mut *tally.lock().map_err(|_| RunError::Engine("tally lock poisoned".into()))?);
+    let tally = std::mem::take(
+        &mut *tally
+            .lock()
+            .map_err(|_| RunError::Engine("tally lock poisoned".into()))?,
+    );
     let written = tally.by_status[KEPT as usize];
     let quarantined = structural_bad + tally.by_status[QUARANTINED as usize];
     let mut dropped = BTreeMap::new();
@@ -616,7 +702,12 @@ fn execute(plan: &Plan, opts: &RunOptions, run_id: &str, record: &mut RunRecord,
         }
         if quarantined > plan.output.max_bad_rows {
             abort(sinks);
-            let first = report.lines().next().and_then(|l| serde_json::from_str::<QuarantineEntry>(l).ok()).map(|q| q.to_string()).unwrap_or_default();
+            let first = report
+                .lines()
+                .next()
+                .and_then(|l| serde_json::from_str::<QuarantineEntry>(l).ok())
+                .map(|q| q.to_string())
+                .unwrap_or_default();
             return Err(RunError::TooManyBadRows {
                 count: quarantined,
                 max: plan.output.max_bad_rows,
@@ -625,7 +716,9 @@ fn execute(plan: &Plan, opts: &RunOptions, run_id: &str, record: &mut RunRecord,
             });
         }
     }
-    if rows_read != written + dropped_total + quarantined || tally.seen + structural_bad != rows_read {
+    if rows_read != written + dropped_total + quarantined
+        || tally.seen + structural_bad != rows_read
+    {
         abort(sinks);
         return Err(RunError::Accounting {
             read: rows_read,
@@ -638,9 +731,16 @@ fn execute(plan: &Plan, opts: &RunOptions, run_id: &str, record: &mut RunRecord,
     // Finish every file before any is renamed, so either all outputs change or none.
     let mut finished = Vec::new();
     {
-        let mut s = sinks.lock().map_err(|_| RunError::Engine("writer lock poisoned".into()))?;
+        let mut s = sinks
+            .lock()
+            .map_err(|_| RunError::Engine("writer lock poisoned".into()))?;
         let writers: Vec<(u8, AtomicParquet)> = s.writers.drain(..).collect();
-        let names: BTreeMap<u8, &str> = plan.output.files().iter().map(|(n, c, _)| (*c, *n)).collect();
+        let names: BTreeMap<u8, &str> = plan
+            .output
+            .files()
+            .iter()
+            .map(|(n, c, _)| (*c, *n))
+            .collect();
         let mut failed = None;
         for (code, mut w) in writers {
             if failed.is_some() {
@@ -648,7 +748,11 @@ fn execute(plan: &Plan, opts: &RunOptions, run_id: &str, record: &mut RunRecord,
                 continue;
             }
             match w.finish() {
-                Ok(sha) => finished.push((names.get(&code).copied().unwrap_or("all").to_string(), sha, w)),
+                Ok(sha) => finished.push((
+                    names.get(&code).copied().unwrap_or("all").to_string(),
+                    sha,
+                    w,
+                )),
                 Err(e) => {
                     failed = Some(e);
                     w.abort();
@@ -663,8 +767,14 @@ fn execute(plan: &Plan, opts: &RunOptions, run_id: &str, record: &mut RunRecord,
         }
     }
     let schema_desc: Vec<(String, String)> = {
-        let s = sinks.lock().map_err(|_| RunError::Engine("writer lock poisoned".into()))?;
-        s.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect()
+        let s = sinks
+            .lock()
+            .map_err(|_| RunError::Engine("writer lock poisoned".into()))?;
+        s.schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().to_string()))
+            .collect()
     };
     let mut committed = Vec::new();
     for (split, sha, w) in finished {
@@ -727,7 +837,11 @@ impl std::fmt::Display for QuarantineEntry {
     }
 }
 
-fn quarantine_report(plan: &Plan, inputs: &[ingest::InputFile], bad_values: &[(u32, u64, i32)]) -> String {
+fn quarantine_report(
+    plan: &Plan,
+    inputs: &[ingest::InputFile],
+    bad_values: &[(u32, u64, i32)],
+) -> String {
     let mut entries: Vec<QuarantineEntry> = Vec::new();
     for input in inputs {
         for b in &input.scan.bad {
@@ -749,7 +863,14 @@ fn quarantine_report(plan: &Plan, inputs: &[ingest::InputFile], bad_values: &[(u
             record: r,
             column: column.map(|c| c.name.clone()),
             error: match column {
-                Some(c) if c.ty.is_temporal() => format!("value is not a {} in the format {}", c.ty.as_str(), plan.manifest.column(&c.name).map(|m| m.temporal_format().to_string()).unwrap_or_default()),
+                Some(c) if c.ty.is_temporal() => format!(
+                    "value is not a {} in the format {}",
+                    c.ty.as_str(),
+                    plan.manifest
+                        .column(&c.name)
+                        .map(|m| m.temporal_format().to_string())
+                        .unwrap_or_default()
+                ),
                 Some(c) => format!("value is not a valid {}", c.ty.as_str()),
                 None => "value did not parse".into(),
             },
@@ -770,7 +891,9 @@ fn progress_bar(enabled: bool) -> indicatif::ProgressBar {
     }
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg}: {human_pos} rows ({per_sec}) {elapsed}") {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} {msg}: {human_pos} rows ({per_sec}) {elapsed}",
+    ) {
         bar.set_style(style);
     }
     bar.enable_steady_tick(std::time::Duration::from_millis(120));

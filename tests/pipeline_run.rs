@@ -492,3 +492,68 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The same data as CSV, Parquet and NDJSON gives the same rows and drop counts.
+#[test]
+fn parquet_and_ndjson_sources_give_the_same_result_as_csv() {
+    let w = Work::new();
+    w.datagen(2500, 37, &[]);
+    let parquet_dir = w.path().join("pq");
+    let out = w.privprep(&[
+        "datagen",
+        "--rows",
+        "2500",
+        "--seed",
+        "37",
+        "--format",
+        "parquet",
+        "--out",
+        parquet_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    // NDJSON with every value as text, plus one line that is not JSON.
+    let df = LazyCsvReader::new(PlPath::new(w.data().join("tickets.csv").to_str().unwrap()))
+        .with_infer_schema_length(Some(0))
+        .finish()
+        .unwrap()
+        .collect()
+        .unwrap();
+    let mut buf = Vec::new();
+    JsonWriter::new(&mut buf)
+        .with_json_format(JsonFormat::JsonLines)
+        .finish(&mut df.clone())
+        .unwrap();
+    let mut text = String::from_utf8(buf).unwrap();
+    let first_newline = text.find('\n').unwrap();
+    text.insert_str(first_newline + 1, "{not json\n");
+    std::fs::write(w.data().join("tickets.ndjson"), text).unwrap();
+
+    let csv = w.pipeline("csv", "", SAFE_COLUMNS, "");
+    let (code, a, e) = w.run_json(&csv, &[]);
+    assert_eq!(code, 0, "{e}");
+    for (name, path, manifest, quarantined) in [
+        ("pq", "pq/tickets.parquet", "pq/manifest.toml", 0u64),
+        ("nd", "data/tickets.ndjson", "data/manifest.toml", 1),
+    ] {
+        let p = w.pipeline(name, "", SAFE_COLUMNS, "max_bad_rows = 5");
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("data/tickets.csv", path)
+            .replace(
+                "manifest = \"data/manifest.toml\"",
+                &format!("manifest = \"{manifest}\""),
+            );
+        std::fs::write(&p, text).unwrap();
+        let (code, b, e) = w.run_json(&p, &[]);
+        assert_eq!(code, 0, "{name}: {e}");
+        assert_eq!(b["rows_written"], a["rows_written"], "{name}");
+        assert_eq!(b["dropped"], a["dropped"], "{name}");
+        assert_eq!(b["quarantined"].as_u64().unwrap(), quarantined, "{name}");
+        let left = read_parquet(&w.path().join("out/csv.parquet"));
+        let right = read_parquet(&w.path().join(format!("out/{name}.parquet")));
+        assert!(
+            left.equals_missing(&right),
+            "{name}: same values and tokens as from CSV"
+        );
+    }
+}

@@ -47,14 +47,25 @@ fn pyarrow_polars_and_duckdb_read_the_output_with_no_options() {
     let (code, s, e) = w.run_json(&p, &[]);
     assert_eq!(code, 0, "{e}");
     let path = w.path().join("out/py.parquet");
-    let out = Command::new("python3").args(["-c", SCRIPT]).arg(&path).output().expect("python3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(&path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = s["rows_written"].as_u64().unwrap();
     assert_eq!(r["pyarrow_rows"].as_u64(), Some(rows));
     assert_eq!(r["polars_rows"].as_u64(), Some(rows));
     assert_eq!(r["duckdb_rows"].as_u64(), Some(rows));
-    assert_eq!(r["lineage"]["run_id"], s["run_id"], "footer lineage names the run");
+    assert_eq!(
+        r["lineage"]["run_id"], s["run_id"],
+        "footer lineage names the run"
+    );
     assert_eq!(r["lineage"]["key_id"], s["key_id"]);
     assert_eq!(r["pyarrow_types"]["email"], "string");
     assert_eq!(r["pyarrow_types"]["created_at"], "timestamp[us]");

@@ -48,6 +48,40 @@ fn valid_pipeline_passes() {
 }
 
 #[test]
+fn explain_says_what_happens_to_every_column() {
+    let out = Command::new(env!("CARGO_BIN_EXE_privprep"))
+        .current_dir(fixtures())
+        .env("NO_COLOR", "1")
+        .args(["explain", "ok.toml"])
+        .output()
+        .expect("run privprep");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let golden = fixtures().join("ok.explain");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &text).unwrap();
+    }
+    assert_eq!(
+        text,
+        std::fs::read_to_string(&golden).expect("golden explain file; run with UPDATE_GOLDEN=1")
+    );
+    for column in [
+        "subject_id",
+        "full_name",
+        "email",
+        "birth_date",
+        "zip",
+        "priority",
+    ] {
+        assert!(
+            text.contains(&format!("  {column} ")),
+            "explain must mention `{column}`:\n{text}"
+        );
+    }
+    assert!(text.contains("✗ dropped (identifier, string)"), "{text}");
+}
+
+#[test]
 fn typo_in_a_rule_names_line_and_column() {
     let out = check_golden("typo_in_rule.toml");
     assert!(out.contains("typo_in_rule.toml:13:"), "{out}");

@@ -6,7 +6,9 @@
 //! Depends on: nothing else in the crate.
 
 use arrow::array::{make_array, ArrayRef, RecordBatch};
-use arrow::datatypes::{DataType as ArrowType, Field as ArrowField, Schema as ArrowSchema, SchemaRef};
+use arrow::datatypes::{
+    DataType as ArrowType, Field as ArrowField, Schema as ArrowSchema, SchemaRef,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -61,7 +63,8 @@ pub fn to_record_batch(df: &DataFrame, schema: &SchemaRef) -> Result<RecordBatch
         };
         let mut array = make_array(data);
         if array.data_type() != field.data_type() {
-            array = arrow::compute::cast(&array, field.data_type()).map_err(|e| conv(e.to_string()))?;
+            array =
+                arrow::compute::cast(&array, field.data_type()).map_err(|e| conv(e.to_string()))?;
         }
         arrays.push(array);
     }
@@ -75,7 +78,8 @@ pub fn to_record_batch(df: &DataFrame, schema: &SchemaRef) -> Result<RecordBatch
 pub fn arrow_schema(df_schema: &polars::prelude::Schema) -> Result<SchemaRef, EmitError> {
     let mut fields = Vec::new();
     for (name, dtype) in df_schema.iter() {
-        let pl_field = polars::prelude::Field::new(name.clone(), dtype.clone()).to_arrow(CompatLevel::newest());
+        let pl_field = polars::prelude::Field::new(name.clone(), dtype.clone())
+            .to_arrow(CompatLevel::newest());
         // SAFETY: see `to_record_batch`.
         let field = unsafe {
             let c_schema = polars_arrow::ffi::export_field_to_c(&pl_field);
@@ -118,7 +122,12 @@ pub struct AtomicParquet {
 
 impl AtomicParquet {
     /// Creates the temporary file next to `final_path`.
-    pub fn create(final_path: &Path, run_id: &str, schema: SchemaRef, settings: &ParquetSettings) -> Result<Self, EmitError> {
+    pub fn create(
+        final_path: &Path,
+        run_id: &str,
+        schema: SchemaRef,
+        settings: &ParquetSettings,
+    ) -> Result<Self, EmitError> {
         let io = |source| EmitError::Io {
             path: final_path.display().to_string(),
             source,
@@ -130,13 +139,18 @@ impl AtomicParquet {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
             .set_max_row_group_row_count(Some(settings.row_group_size))
-            .set_key_value_metadata(Some(vec![KeyValue::new(LINEAGE_KEY.to_string(), settings.lineage_json.clone())]))
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                LINEAGE_KEY.to_string(),
+                settings.lineage_json.clone(),
+            )]))
             .set_created_by(format!("privprep {}", env!("CARGO_PKG_VERSION")))
             .build();
-        let writer = ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema, Some(props)).map_err(|e| EmitError::Parquet {
-            path: final_path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let writer =
+            ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema, Some(props))
+                .map_err(|e| EmitError::Parquet {
+                    path: final_path.display().to_string(),
+                    message: e.to_string(),
+                })?;
         Ok(AtomicParquet {
             final_path: final_path.to_path_buf(),
             tmp_path,
@@ -184,7 +198,10 @@ impl AtomicParquet {
                 path: path.clone(),
                 source: e.into_error(),
             })?;
-            file.sync_all().map_err(|source| EmitError::Io { path: path.clone(), source })?;
+            file.sync_all().map_err(|source| EmitError::Io {
+                path: path.clone(),
+                source,
+            })?;
         }
         sha256_file(&self.tmp_path).map_err(|source| EmitError::Io { path, source })
     }
@@ -209,13 +226,19 @@ impl AtomicParquet {
 
 /// Temporary path used for `final_path` by run `run_id`.
 pub fn tmp_path_for(final_path: &Path, run_id: &str) -> PathBuf {
-    let name = final_path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     crate::spec::base_dir(final_path).join(format!(".{name}{TMP_MARKER}{run_id}"))
 }
 
 /// Removes temporary files that runs which died left beside `final_path`.
 pub fn remove_stale_tmp(final_path: &Path) -> usize {
-    let name = final_path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let prefix = format!(".{name}{TMP_MARKER}");
     let Ok(entries) = std::fs::read_dir(crate::spec::base_dir(final_path)) else {
         return 0;
@@ -267,7 +290,10 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 
 /// Output path of a split: `tickets.parquet` → `tickets.train.parquet`.
 pub fn split_path(path: &Path, split: &str) -> PathBuf {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
     crate::spec::base_dir(path).join(format!("{stem}.{split}.parquet"))
 }
 
@@ -288,7 +314,9 @@ mod tests {
         w.write(&to_record_batch(df, &schema).unwrap()).unwrap();
         w.finish().unwrap();
         w.commit().unwrap();
-        polars::prelude::ParquetReader::new(File::open(&path).unwrap()).finish().unwrap()
+        polars::prelude::ParquetReader::new(File::open(&path).unwrap())
+            .finish()
+            .unwrap()
     }
 
     /// Regression: a Parquet writer that declared IEEE-754 total order for float columns made
@@ -319,7 +347,10 @@ mod tests {
 
     #[test]
     fn split_paths_insert_the_split_name() {
-        assert_eq!(split_path(Path::new("out/t.parquet"), "train"), PathBuf::from("out/t.train.parquet"));
+        assert_eq!(
+            split_path(Path::new("out/t.parquet"), "train"),
+            PathBuf::from("out/t.train.parquet")
+        );
     }
 
     #[test]

@@ -44,8 +44,12 @@ impl Action {
             Action::Hash => "hash (unkeyed SHA-256, hex)".into(),
             Action::Mask { keep_last } => format!("mask (keep the last {keep_last} characters)"),
             Action::GeneralizeDate(DatePart::Year) => "generalize to the year".into(),
-            Action::GeneralizeDate(DatePart::Month) => "generalize to the first day of the month".into(),
-            Action::GeneralizeNumber(w) => format!("generalize to buckets of width {w} (lower bound)"),
+            Action::GeneralizeDate(DatePart::Month) => {
+                "generalize to the first day of the month".into()
+            }
+            Action::GeneralizeNumber(w) => {
+                format!("generalize to buckets of width {w} (lower bound)")
+            }
             Action::GeneralizePrefix(n) => format!("generalize to the first {n} characters"),
             Action::Drop => "dropped".into(),
             Action::Keep => "kept as is".into(),
@@ -65,15 +69,26 @@ impl Action {
     /// Engine type of the output column.
     pub fn output_type(&self, input: ColumnType) -> DataType {
         match self {
-            Action::Tokenize { .. } | Action::Hash | Action::Mask { .. } | Action::GeneralizePrefix(_) => DataType::String,
+            Action::Tokenize { .. }
+            | Action::Hash
+            | Action::Mask { .. }
+            | Action::GeneralizePrefix(_) => DataType::String,
             Action::GeneralizeDate(DatePart::Year) => DataType::Int32,
             Action::GeneralizeDate(DatePart::Month) => DataType::Date,
-            Action::GeneralizeNumber(_) | Action::Drop | Action::Keep => crate::ingest::engine_type(input),
+            Action::GeneralizeNumber(_) | Action::Drop | Action::Keep => {
+                crate::ingest::engine_type(input)
+            }
         }
     }
 
     /// The output expression for column `name` (None for `Drop`). `input` is the typed column.
-    pub fn expr(&self, name: &str, input: Expr, ty: ColumnType, key: Option<&Arc<Key>>) -> Option<Expr> {
+    pub fn expr(
+        &self,
+        name: &str,
+        input: Expr,
+        ty: ColumnType,
+        key: Option<&Arc<Key>>,
+    ) -> Option<Expr> {
         let out = match self {
             Action::Drop => return None,
             Action::Keep => input,
@@ -125,7 +140,9 @@ pub fn map_str_column(ca: &StringChunked, f: &(dyn Fn(&str, &mut String) + Sync)
         .map(|i| map_str_slice(&ca.slice((i * step) as i64, step), f))
         .collect();
     let mut iter = pieces.into_iter();
-    let mut out = iter.next().unwrap_or_else(|| StringChunked::full_null(ca.name().clone(), 0));
+    let mut out = iter
+        .next()
+        .unwrap_or_else(|| StringChunked::full_null(ca.name().clone(), 0));
     for p in iter {
         // Appending chunks only moves array pointers.
         if out.append(&p).is_err() {
@@ -152,7 +169,11 @@ fn map_str_slice(ca: &StringChunked, f: &(dyn Fn(&str, &mut String) + Sync)) -> 
 }
 
 fn generalize_date(input: Expr, ty: ColumnType, part: DatePart) -> Expr {
-    let date = if ty == ColumnType::Date { input } else { input.cast(DataType::Date) };
+    let date = if ty == ColumnType::Date {
+        input
+    } else {
+        input.cast(DataType::Date)
+    };
     match part {
         DatePart::Year => date.dt().year(),
         DatePart::Month => date.map(
@@ -183,7 +204,10 @@ fn generalize_number(input: Expr, ty: ColumnType, width: f64) -> Expr {
         input.map(
             move |c| {
                 let ca = c.cast(&DataType::Int64)?;
-                Ok(ca.i64()?.apply_values(|x| kernels::bucket_i64(x, w)).into_column())
+                Ok(ca
+                    .i64()?
+                    .apply_values(|x| kernels::bucket_i64(x, w))
+                    .into_column())
             },
             |_, f| Ok(Field::new(f.name().clone(), DataType::Int64)),
         )
@@ -191,7 +215,10 @@ fn generalize_number(input: Expr, ty: ColumnType, width: f64) -> Expr {
         input.map(
             move |c| {
                 let ca = c.cast(&DataType::Float64)?;
-                Ok(ca.f64()?.apply_values(|x| kernels::bucket_f64(x, width)).into_column())
+                Ok(ca
+                    .f64()?
+                    .apply_values(|x| kernels::bucket_f64(x, width))
+                    .into_column())
             },
             |_, f| Ok(Field::new(f.name().clone(), DataType::Float64)),
         )
@@ -211,7 +238,8 @@ pub fn split_unit(mac: &Hmac<Sha256>, subject: &str) -> f64 {
 
 /// The `__split` expression: 0 train, 1 validation, 2 test, by keyed hash of the subject.
 pub fn split_expr(subject: Expr, key: &Key, train: f64, validation: f64) -> Expr {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.bytes()).expect("HMAC takes keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key.bytes()).expect("HMAC takes keys of any length");
     mac.update(b"privprep-split\0");
     subject
         .cast(DataType::String)
@@ -248,12 +276,23 @@ mod tests {
         let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
         let d = chrono::NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
         let got = month_start_days((d - epoch).num_days() as i32);
-        assert_eq!(epoch + chrono::Duration::days(got as i64), chrono::NaiveDate::from_ymd_opt(2024, 2, 1).unwrap());
+        assert_eq!(
+            epoch + chrono::Duration::days(got as i64),
+            chrono::NaiveDate::from_ymd_opt(2024, 2, 1).unwrap()
+        );
     }
 
     #[test]
     fn parallel_map_matches_sequential_and_keeps_nulls() {
-        let values: Vec<Option<String>> = (0..50_000).map(|i| if i % 7 == 0 { None } else { Some(format!("v{i}")) }).collect();
+        let values: Vec<Option<String>> = (0..50_000)
+            .map(|i| {
+                if i % 7 == 0 {
+                    None
+                } else {
+                    Some(format!("v{i}"))
+                }
+            })
+            .collect();
         let ca = StringChunked::from_iter_options("c".into(), values.iter().map(|v| v.as_deref()));
         let f = |v: &str, out: &mut String| kernels::mask_into(v, 2, out);
         let par = map_str_column(&ca, &f);

@@ -137,7 +137,8 @@ pub struct Manifest {
 impl Manifest {
     /// Reads, parses and checks a manifest; every problem is reported.
     pub fn load(path: &Path) -> Result<Manifest, Diagnostics> {
-        let (text, spec) = read_toml::<ManifestSpec>(path, "manifest").map_err(|d| Diagnostics(vec![d]))?;
+        let (text, spec) =
+            read_toml::<ManifestSpec>(path, "manifest").map_err(|d| Diagnostics(vec![d]))?;
         let m = Manifest {
             path: path.to_path_buf(),
             text,
@@ -172,31 +173,69 @@ impl Manifest {
         let mut seen = std::collections::HashSet::new();
         for c in &s.columns {
             if !seen.insert(c.name.get_ref().as_str()) {
-                diags.push(self.diag(c.name.span(), format!("column `{}` is listed twice", c.name.get_ref())).hint("each column needs exactly one [[columns]] entry"));
+                diags.push(
+                    self.diag(
+                        c.name.span(),
+                        format!("column `{}` is listed twice", c.name.get_ref()),
+                    )
+                    .hint("each column needs exactly one [[columns]] entry"),
+                );
             }
         }
-        let mut role = |col: &Spanned<String>, role: &str, want: &[ColumnType]| {
-            match self.column(col.get_ref()) {
-                None => diags.push(
-                    self.diag(col.span(), format!("{role} `{}` is not a column of this manifest", col.get_ref()))
-                        .hint(format!("add a [[columns]] entry for it or name one of: {}", self.column_names().join(", "))),
-                ),
-                Some(c) if !want.contains(c.ty.get_ref()) => diags.push(
-                    self.diag(col.span(), format!("{role} `{}` has type {}, expected {}", col.get_ref(), c.ty.get_ref().as_str(), want.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(" or ")))
-                        .hint("fix the column's type or name another column"),
-                ),
-                Some(_) => {}
-            }
+        let mut role = |col: &Spanned<String>, role: &str, want: &[ColumnType]| match self
+            .column(col.get_ref())
+        {
+            None => diags.push(
+                self.diag(
+                    col.span(),
+                    format!(
+                        "{role} `{}` is not a column of this manifest",
+                        col.get_ref()
+                    ),
+                )
+                .hint(format!(
+                    "add a [[columns]] entry for it or name one of: {}",
+                    self.column_names().join(", ")
+                )),
+            ),
+            Some(c) if !want.contains(c.ty.get_ref()) => diags.push(
+                self.diag(
+                    col.span(),
+                    format!(
+                        "{role} `{}` has type {}, expected {}",
+                        col.get_ref(),
+                        c.ty.get_ref().as_str(),
+                        want.iter()
+                            .map(|t| t.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    ),
+                )
+                .hint("fix the column's type or name another column"),
+            ),
+            Some(_) => {}
         };
         let any = [ColumnType::String, ColumnType::Int64];
         role(&s.subject_column, "subject_column", &any);
-        role(&s.consent_purposes_column, "consent_purposes_column", &[ColumnType::String]);
-        role(&s.consent_status_column, "consent_status_column", &[ColumnType::String]);
+        role(
+            &s.consent_purposes_column,
+            "consent_purposes_column",
+            &[ColumnType::String],
+        );
+        role(
+            &s.consent_status_column,
+            "consent_status_column",
+            &[ColumnType::String],
+        );
         if let Some(c) = &s.provenance_column {
             role(c, "provenance_column", &[ColumnType::String]);
         }
         if let Some(c) = &s.timestamp_column {
-            role(c, "timestamp_column", &[ColumnType::Date, ColumnType::Datetime]);
+            role(
+                c,
+                "timestamp_column",
+                &[ColumnType::Date, ColumnType::Datetime],
+            );
         }
         match (&s.provenance_column, &s.provenance_tag) {
             (Some(_), Some(t)) => diags.push(self.diag(t.span(), "both provenance_column and provenance_tag are set").hint("keep provenance_column when rows differ, provenance_tag when the whole dataset has one origin")),
@@ -204,16 +243,26 @@ impl Manifest {
             _ => {}
         }
         if s.purpose_separator.is_empty() {
-            diags.push(Diagnostic::file(&self.path, "purpose_separator is empty").hint("the usual value is \";\""));
+            diags.push(
+                Diagnostic::file(&self.path, "purpose_separator is empty")
+                    .hint("the usual value is \";\""),
+            );
         }
         if s.columns.is_empty() {
-            diags.push(Diagnostic::file(&self.path, "the manifest lists no columns").hint("add one [[columns]] entry per column, with name, type and class"));
+            diags.push(
+                Diagnostic::file(&self.path, "the manifest lists no columns")
+                    .hint("add one [[columns]] entry per column, with name, type and class"),
+            );
         }
         diags
     }
 
     /// Column names in manifest order.
     pub fn column_names(&self) -> Vec<String> {
-        self.spec.columns.iter().map(|c| c.name.get_ref().clone()).collect()
+        self.spec
+            .columns
+            .iter()
+            .map(|c| c.name.get_ref().clone())
+            .collect()
     }
 }

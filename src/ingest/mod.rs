@@ -25,7 +25,9 @@ pub const BADCOL: &str = "__badcol";
 /// Errors reading inputs.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("{path}: cannot read input: {source}\n  = hint: check that the file exists and is readable")]
+    #[error(
+        "{path}: cannot read input: {source}\n  = hint: check that the file exists and is readable"
+    )]
     Io {
         path: String,
         #[source]
@@ -55,9 +57,15 @@ pub fn expand(base: &Path, patterns: &[String]) -> Result<Vec<PathBuf>, String> 
         let text = full.to_string_lossy().to_string();
         if p.contains(['*', '?', '[']) {
             let paths = glob::glob(&text).map_err(|e| format!("`{p}` is not a valid glob: {e}"))?;
-            let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+            let mut found: Vec<PathBuf> = paths
+                .filter_map(Result::ok)
+                .filter(|p| p.is_file())
+                .collect();
             if found.is_empty() {
-                return Err(format!("`{p}` matches no file (looked in {})", base.display()));
+                return Err(format!(
+                    "`{p}` matches no file (looked in {})",
+                    base.display()
+                ));
             }
             found.sort();
             out.extend(found);
@@ -73,11 +81,15 @@ pub fn expand(base: &Path, patterns: &[String]) -> Result<Vec<PathBuf>, String> 
 
 /// Column names and engine types of a file, as the engine would read it. CSV columns are all
 /// read as strings (types are applied afterwards so bad values can be quarantined).
-pub fn file_schema(path: &Path, format: SourceFormat, sep: u8) -> Result<Vec<(String, DataType)>, IngestError> {
+pub fn file_schema(
+    path: &Path,
+    format: SourceFormat,
+    sep: u8,
+) -> Result<Vec<(String, DataType)>, IngestError> {
     let engine_err = |e: PolarsError| IngestError::Engine {
         path: path.display().to_string(),
         format: format.as_str(),
-        message: e.to_string(),
+        message: redact(&e),
     };
     match format {
         SourceFormat::Csv => {
@@ -87,7 +99,23 @@ pub fn file_schema(path: &Path, format: SourceFormat, sep: u8) -> Result<Vec<(St
             })?;
             Ok(names.into_iter().map(|n| (n, DataType::String)).collect())
         }
-        SourceFormat::Parquet | SourceFormat::Ndjson => {
+        SourceFormat::Ndjson => {
+            // Infer from valid lines only: one broken line must not hide the schema (it is
+            // quarantined at run time).
+            let sample = ndjson_sample(path, 1000).map_err(|source| IngestError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let df = JsonLineReader::new(std::io::Cursor::new(sample))
+                .finish()
+                .map_err(engine_err)?;
+            Ok(df
+                .schema()
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.clone()))
+                .collect())
+        }
+        SourceFormat::Parquet => {
             let mut lf = raw_scan(path, format, sep, &[]).map_err(engine_err)?;
             let schema = lf.collect_schema().map_err(engine_err)?;
             Ok(schema
@@ -99,20 +127,54 @@ pub fn file_schema(path: &Path, format: SourceFormat, sep: u8) -> Result<Vec<(St
     }
 }
 
+/// An engine error message with every quoted part removed: it may quote cell values.
+fn redact(e: &PolarsError) -> String {
+    crate::spec::diag::redact_quoted(&e.to_string(), |_| false)
+}
+
+/// Up to `n` lines of an NDJSON file that parse as JSON objects.
+fn ndjson_sample(path: &Path, n: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::BufRead;
+    let reader = std::io::BufReader::new(std::fs::File::open(path)?);
+    let mut out = Vec::new();
+    let mut taken = 0;
+    for line in reader.split(b'\n') {
+        let line = line?;
+        let t = line.trim_ascii();
+        if t.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(t).is_ok() {
+            out.extend_from_slice(t);
+            out.push(b'\n');
+            taken += 1;
+            if taken >= n {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn plpath(path: &Path) -> PlPath {
     PlPath::new(&path.to_string_lossy())
 }
 
 /// A lazy scan of one file with a `__row` index. `csv_names` gives the CSV header (all read
 /// as strings).
-fn raw_scan(path: &Path, format: SourceFormat, sep: u8, csv_names: &[String]) -> PolarsResult<LazyFrame> {
+fn raw_scan(
+    path: &Path,
+    format: SourceFormat,
+    sep: u8,
+    csv_names: &[String],
+) -> PolarsResult<LazyFrame> {
     let row_index = Some(polars::io::RowIndex {
         name: ROW.into(),
         offset: 0,
     });
     match format {
         SourceFormat::Csv => {
-            let schema: Schema = csv_names.iter().map(|n| Field::new(n.as_str().into(), DataType::String)).collect();
+            let schema: Schema = csv_names
+                .iter()
+                .map(|n| Field::new(n.as_str().into(), DataType::String))
+                .collect();
             LazyCsvReader::new(plpath(path))
                 .with_has_header(true)
                 .with_separator(sep)
@@ -128,7 +190,9 @@ fn raw_scan(path: &Path, format: SourceFormat, sep: u8, csv_names: &[String]) ->
             };
             LazyFrame::scan_parquet(plpath(path), args)
         }
-        SourceFormat::Ndjson => LazyJsonLineReader::new(plpath(path)).with_row_index(row_index).finish(),
+        SourceFormat::Ndjson => LazyJsonLineReader::new(plpath(path))
+            .with_row_index(row_index)
+            .finish(),
     }
 }
 
@@ -146,17 +210,21 @@ pub fn prescan(path: &Path, format: SourceFormat, sep: u8) -> Result<InputFile, 
             let lf = raw_scan(path, format, sep, &[]).map_err(|e| IngestError::Engine {
                 path: path.display().to_string(),
                 format: format.as_str(),
-                message: e.to_string(),
+                message: redact(&e),
             })?;
             let n = lf
                 .clone()
                 .select([len()])
                 .collect()
-                .and_then(|df| df.column("len")?.get(0).map(|v| v.extract::<u64>().unwrap_or(0)))
+                .and_then(|df| {
+                    df.column("len")?
+                        .get(0)
+                        .map(|v| v.extract::<u64>().unwrap_or(0))
+                })
                 .map_err(|e| IngestError::Engine {
                     path: path.display().to_string(),
                     format: format.as_str(),
-                    message: e.to_string(),
+                    message: redact(&e),
                 })?;
             PreScan::without_lines(bytes, sha256, n)
         }
@@ -182,24 +250,34 @@ pub fn scan_input(
     let err = |e: PolarsError| IngestError::Engine {
         path: input.path.display().to_string(),
         format: input.format.as_str(),
-        message: e.to_string(),
+        message: redact(&e),
     };
     let bad: Vec<u64> = input.scan.bad.iter().map(|b| b.record).collect();
     let mut lf = if input.format == SourceFormat::Ndjson && !bad.is_empty() {
         let cleaned = scratch.join(format!("input-{file_index}.ndjson"));
-        copy_without_lines(&input.path, &cleaned, &input.scan).map_err(|source| IngestError::Io {
-            path: input.path.display().to_string(),
-            source,
+        copy_without_lines(&input.path, &cleaned, &input.scan).map_err(|source| {
+            IngestError::Io {
+                path: input.path.display().to_string(),
+                source,
+            }
         })?;
         // Map the cleaned file's row index back to the original record index.
-        let kept: Vec<u64> = (0..input.scan.records).filter(|r| bad.binary_search(r).is_err()).collect();
+        let kept: Vec<u64> = (0..input.scan.records)
+            .filter(|r| bad.binary_search(r).is_err())
+            .collect();
         let map = Series::new("__map".into(), kept);
         raw_scan(&cleaned, input.format, sep, csv_names)
             .map_err(err)?
             .with_column(col(ROW).map(
                 move |c| {
                     let idx = c.as_materialized_series().cast(&DataType::UInt64)?;
-                    let idx = IdxCa::from_vec(ROW.into(), idx.u64()?.into_no_null_iter().map(|i| i as IdxSize).collect());
+                    let idx = IdxCa::from_vec(
+                        ROW.into(),
+                        idx.u64()?
+                            .into_no_null_iter()
+                            .map(|i| i as IdxSize)
+                            .collect(),
+                    );
                     Ok(map.take(&idx)?.with_name(ROW.into()).into_column())
                 },
                 |_, f| Ok(Field::new(f.name().clone(), DataType::UInt64)),
@@ -210,10 +288,18 @@ pub fn scan_input(
             lf
         } else {
             let bad = Series::new("__bad".into(), bad);
-            lf.filter(col(ROW).cast(DataType::UInt64).is_in(lit(bad).implode(), false).not())
+            lf.filter(
+                col(ROW)
+                    .cast(DataType::UInt64)
+                    .is_in(lit(bad).implode(), false)
+                    .not(),
+            )
         }
     };
-    lf = lf.with_columns([col(ROW).cast(DataType::UInt64), lit(file_index).cast(DataType::UInt32).alias(FILE)]);
+    lf = lf.with_columns([
+        col(ROW).cast(DataType::UInt64),
+        lit(file_index).cast(DataType::UInt32).alias(FILE),
+    ]);
     Ok(lf)
 }
 
@@ -250,7 +336,10 @@ pub fn conversion(have: &DataType, want: ColumnType) -> Option<Conversion> {
     let conv = match (have, want) {
         (DataType::String, T::String) => Conversion::AsIs,
         (DataType::String, _) => Conversion::Parse,
-        (DataType::Int64, T::Int64) | (DataType::Float64, T::Float64) | (DataType::Boolean, T::Bool) | (DataType::Date, T::Date) => Conversion::AsIs,
+        (DataType::Int64, T::Int64)
+        | (DataType::Float64, T::Float64)
+        | (DataType::Boolean, T::Bool)
+        | (DataType::Date, T::Date) => Conversion::AsIs,
         (DataType::Datetime(TimeUnit::Microseconds, None), T::Datetime) => Conversion::AsIs,
         (t, T::Int64) if t.is_integer() => Conversion::Cast,
         (t, T::Float64) if t.is_primitive_numeric() => Conversion::Cast,
@@ -287,7 +376,9 @@ pub fn typed_columns(manifest: &Manifest, conversions: &[Conversion]) -> (Vec<Ex
             Conversion::Cast => col(name).cast(engine_type(ty)),
             Conversion::Parse => {
                 let parsed = parse_expr(col(name), c);
-                let present = col(name).is_not_null().and(col(name).str().strip_chars(lit(NULL)).neq(lit("")));
+                let present = col(name)
+                    .is_not_null()
+                    .and(col(name).str().strip_chars(lit(NULL)).neq(lit("")));
                 bad_flags.push((i, present.and(parsed.clone().is_null())));
                 // Empty text is a missing value, not an error.
                 parsed
@@ -312,8 +403,14 @@ fn parse_expr(text: Expr, c: &ManifestColumn) -> Expr {
         ColumnType::Int64 => text.cast(DataType::Int64),
         ColumnType::Float64 => text.cast(DataType::Float64),
         ColumnType::Bool => {
-            let t = Series::new("t".into(), ["true", "True", "TRUE", "1", "yes", "Yes", "YES", "y", "Y"]);
-            let f = Series::new("f".into(), ["false", "False", "FALSE", "0", "no", "No", "NO", "n", "N"]);
+            let t = Series::new(
+                "t".into(),
+                ["true", "True", "TRUE", "1", "yes", "Yes", "YES", "y", "Y"],
+            );
+            let f = Series::new(
+                "f".into(),
+                ["false", "False", "FALSE", "0", "no", "No", "NO", "n", "N"],
+            );
             when(text.clone().is_in(lit(t).implode(), false))
                 .then(lit(true))
                 .when(text.is_in(lit(f).implode(), false))

@@ -51,7 +51,11 @@ impl PreScan {
     /// 1-based line that data record `record` starts on.
     pub fn line_of(&self, record: u64) -> u64 {
         let idx = self.line_shifts.partition_point(|(r, _)| *r <= record);
-        let extra = if idx == 0 { 0 } else { self.line_shifts[idx - 1].1 };
+        let extra = if idx == 0 {
+            0
+        } else {
+            self.line_shifts[idx - 1].1
+        };
         self.first_line + record + extra
     }
 }
@@ -183,7 +187,8 @@ impl CsvScanner {
             let first_line = if self.has_header { 2 } else { 1 };
             let expected_line = first_line + record + self.shifts.last().map_or(0, |s| s.1);
             if self.record_start_line != expected_line {
-                self.shifts.push((record, self.record_start_line - first_line - record));
+                self.shifts
+                    .push((record, self.record_start_line - first_line - record));
             }
             match self.expected {
                 Some(n) if n != self.fields => self.bad.push(BadRecord {
@@ -238,7 +243,11 @@ pub fn prescan_ndjson(path: &Path) -> std::io::Result<PreScan> {
     let mut records = 0u64;
     let mut bad = Vec::new();
     let mut shifts: Vec<(u64, u64)> = Vec::new();
-    let check = |text: &[u8], line: u64, records: &mut u64, bad: &mut Vec<BadRecord>, shifts: &mut Vec<(u64, u64)>| {
+    let check = |text: &[u8],
+                 line: u64,
+                 records: &mut u64,
+                 bad: &mut Vec<BadRecord>,
+                 shifts: &mut Vec<(u64, u64)>| {
         let trimmed = text.trim_ascii();
         if trimmed.is_empty() {
             return;

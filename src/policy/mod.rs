@@ -90,18 +90,33 @@ pub struct RevocationList {
 pub fn load_revocations(path: &Path, subject_column: &str) -> std::io::Result<RevocationList> {
     let bytes = std::fs::read(path)?;
     let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-    let text = String::from_utf8(bytes).map_err(|_| std::io::Error::other("revocation list is not UTF-8"))?;
-    let mut lines = text.lines().map(|l| l.trim().trim_start_matches('\u{feff}')).filter(|l| !l.is_empty()).peekable();
+    let text = String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::other("revocation list is not UTF-8"))?;
+    let mut lines = text
+        .lines()
+        .map(|l| l.trim().trim_start_matches('\u{feff}'))
+        .filter(|l| !l.is_empty())
+        .peekable();
     let mut field = 0usize;
     if let Some(first) = lines.peek() {
-        let names: Vec<&str> = first.split(',').map(|s| s.trim().trim_matches('"')).collect();
-        if let Some(i) = names.iter().position(|n| *n == subject_column || *n == "subject_id") {
+        let names: Vec<&str> = first
+            .split(',')
+            .map(|s| s.trim().trim_matches('"'))
+            .collect();
+        if let Some(i) = names
+            .iter()
+            .position(|n| *n == subject_column || *n == "subject_id")
+        {
             field = i;
             lines.next();
         }
     }
     let ids = lines
-        .filter_map(|l| l.split(',').nth(field).map(|s| s.trim().trim_matches('"').to_string()))
+        .filter_map(|l| {
+            l.split(',')
+                .nth(field)
+                .map(|s| s.trim().trim_matches('"').to_string())
+        })
         .filter(|s| !s.is_empty())
         .collect();
     Ok(RevocationList {
@@ -131,7 +146,8 @@ pub struct PolicyPlan {
 
 /// True when a `sep`-separated purposes list includes `purpose` (trimmed, ASCII case-insensitive).
 pub fn purposes_include(list: &str, sep: &str, purpose: &str) -> bool {
-    list.split(sep).any(|p| p.trim().eq_ignore_ascii_case(purpose))
+    list.split(sep)
+        .any(|p| p.trim().eq_ignore_ascii_case(purpose))
 }
 
 /// True when `value` (trimmed) equals one of `allowed`, ASCII case-insensitively.
@@ -170,12 +186,23 @@ impl PolicyPlan {
     pub fn status_expr(&self, badcol: &str) -> Expr {
         let revoked = self.revoked_ids();
         let subject = col(self.subject_column.as_str());
-        let missing_subject = subject.clone().is_null().or(subject.clone().cast(DataType::String).str().strip_chars(lit(NULL)).eq(lit("")));
+        let missing_subject = subject.clone().is_null().or(subject
+            .clone()
+            .cast(DataType::String)
+            .str()
+            .strip_chars(lit(NULL))
+            .eq(lit("")));
         let is_revoked = str_predicate(subject, move |v| revoked.contains(v.trim()));
         let status = self.allowed_status.clone();
-        let bad_status = str_predicate(col(self.status_column.as_str()), move |v| one_of(v, &status)).not();
+        let bad_status = str_predicate(col(self.status_column.as_str()), move |v| {
+            one_of(v, &status)
+        })
+        .not();
         let (sep, purpose) = (self.purpose_separator.clone(), self.purpose.clone());
-        let bad_purpose = str_predicate(col(self.purposes_column.as_str()), move |v| purposes_include(v, &sep, &purpose)).not();
+        let bad_purpose = str_predicate(col(self.purposes_column.as_str()), move |v| {
+            purposes_include(v, &sep, &purpose)
+        })
+        .not();
         let bad_provenance = match &self.provenance {
             Provenance::Column(c) => {
                 let allowed = self.allowed_provenance.clone();
@@ -183,7 +210,10 @@ impl PolicyPlan {
             }
             Provenance::Tag(t) => lit(!one_of(t, &self.allowed_provenance)),
         };
-        let bad_retention = self.retention_expr().map(|ok| ok.fill_null(lit(false)).not()).unwrap_or(lit(false));
+        let bad_retention = self
+            .retention_expr()
+            .map(|ok| ok.fill_null(lit(false)).not())
+            .unwrap_or(lit(false));
         let checks = [
             (col(badcol).is_not_null(), QUARANTINED),
             (missing_subject, DropReason::MissingSubject.code()),
@@ -196,7 +226,9 @@ impl PolicyPlan {
         checks
             .into_iter()
             .rev()
-            .fold(lit(KEPT as i32), |acc, (cond, code)| when(cond).then(lit(code as i32)).otherwise(acc))
+            .fold(lit(KEPT as i32), |acc, (cond, code)| {
+                when(cond).then(lit(code as i32)).otherwise(acc)
+            })
             .cast(DataType::Int32)
             .alias(STATUS)
     }
@@ -211,29 +243,50 @@ impl PolicyPlan {
         Some(if *is_datetime {
             let us = 86_400_000_000i64;
             let v = col(name.as_str()).cast(DataType::Int64);
-            v.clone().gt_eq(lit(start_day * us)).and(v.lt(lit(end_day * us)))
+            v.clone()
+                .gt_eq(lit(start_day * us))
+                .and(v.lt(lit(end_day * us)))
         } else {
             let v = col(name.as_str()).cast(DataType::Int32);
-            v.clone().gt_eq(lit(start_day as i32)).and(v.lt(lit(end_day as i32)))
+            v.clone()
+                .gt_eq(lit(start_day as i32))
+                .and(v.lt(lit(end_day as i32)))
         })
     }
 
     /// The policy in words, one line per rule, for `explain`.
     pub fn describe(&self) -> Vec<String> {
         let mut out = vec![
-            format!("1. drop rows with an empty subject (`{}`)", self.subject_column),
+            format!(
+                "1. drop rows with an empty subject (`{}`)",
+                self.subject_column
+            ),
             format!(
                 "2. drop rows whose subject is on a revocation list ({} list(s), {} ids)",
                 self.revocations.len(),
                 self.revoked_ids().len()
             ),
-            format!("3. drop rows whose consent status (`{}`) is not one of: {}", self.status_column, self.allowed_status.join(", ")),
-            format!("4. drop rows whose consent purposes (`{}`, separated by `{}`) do not include `{}`", self.purposes_column, self.purpose_separator, self.purpose),
+            format!(
+                "3. drop rows whose consent status (`{}`) is not one of: {}",
+                self.status_column,
+                self.allowed_status.join(", ")
+            ),
+            format!(
+                "4. drop rows whose consent purposes (`{}`, separated by `{}`) do not include `{}`",
+                self.purposes_column, self.purpose_separator, self.purpose
+            ),
             match &self.provenance {
-                Provenance::Column(c) => format!("5. drop rows whose provenance (`{c}`) is not one of: {}", self.allowed_provenance.join(", ")),
+                Provenance::Column(c) => format!(
+                    "5. drop rows whose provenance (`{c}`) is not one of: {}",
+                    self.allowed_provenance.join(", ")
+                ),
                 Provenance::Tag(t) => format!(
                     "5. the dataset's provenance tag is `{t}`: {}",
-                    if one_of(t, &self.allowed_provenance) { "allowed" } else { "NOT allowed, every row is dropped" }
+                    if one_of(t, &self.allowed_provenance) {
+                        "allowed"
+                    } else {
+                        "NOT allowed, every row is dropped"
+                    }
                 ),
             },
         ];

@@ -27,7 +27,12 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// A problem at a byte span of `text`, the content of `file`.
-    pub fn at(file: &Path, text: &str, span: Option<Range<usize>>, message: impl Into<String>) -> Self {
+    pub fn at(
+        file: &Path,
+        text: &str,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> Self {
         let (line, column, snippet) = match span {
             Some(span) => locate(text, span),
             None => (0, 0, None),
@@ -61,8 +66,12 @@ fn locate(text: &str, span: Range<usize>) -> (usize, usize, Option<(String, usiz
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let column = before[line_start..].chars().count() + 1;
-    let line_end = text[line_start..].find('\n').map_or(text.len(), |i| line_start + i);
-    let line_text = text[line_start..line_end].trim_end_matches('\r').to_string();
+    let line_end = text[line_start..]
+        .find('\n')
+        .map_or(text.len(), |i| line_start + i);
+    let line_text = text[line_start..line_end]
+        .trim_end_matches('\r')
+        .to_string();
     let end = span.end.clamp(start, line_end);
     let width = text[floor_char_boundary(text, start)..floor_char_boundary(text, end)]
         .chars()
@@ -82,7 +91,13 @@ impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "error: {}", self.message)?;
         if self.line > 0 {
-            writeln!(f, "  --> {}:{}:{}", self.file.display(), self.line, self.column)?;
+            writeln!(
+                f,
+                "  --> {}:{}:{}",
+                self.file.display(),
+                self.line,
+                self.column
+            )?;
         } else {
             writeln!(f, "  --> {}", self.file.display())?;
         }
@@ -130,18 +145,50 @@ impl fmt::Display for Diagnostics {
             writeln!(f, "{d}")?;
         }
         let n = self.0.len();
-        write!(
-            f,
-            "{n} error{} found",
-            if n == 1 { "" } else { "s" }
-        )
+        write!(f, "{n} error{} found", if n == 1 { "" } else { "s" })
     }
 }
 
 impl std::error::Error for Diagnostics {}
 
+/// Replaces every quoted part of a message (in backticks, single or double quotes) with `…`
+/// unless `keep` allows it. Messages from the engine can quote cell values; ours must not.
+pub fn redact_quoted(message: &str, keep: impl Fn(&str) -> bool) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(['`', '\'', '"']) {
+        let quote = rest[start..].chars().next().unwrap_or('`');
+        out.push_str(&rest[..=start]);
+        let after = &rest[start + 1..];
+        match after.find(quote) {
+            Some(end) => {
+                let inner = &after[..end];
+                if keep(inner) {
+                    out.push_str(inner);
+                } else {
+                    out.push('…');
+                }
+                out.push(quote);
+                rest = &after[end + 1..];
+            }
+            None => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn redacts_quoted_parts_it_is_not_told_to_keep() {
+        let m = super::redact_quoted(
+            "bad value 'alice@example.com' in column `email` at \"x\"",
+            |s| s == "email",
+        );
+        assert_eq!(m, "bad value '…' in column `email` at \"…\"");
+    }
+
     use super::*;
 
     #[test]

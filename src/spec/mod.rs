@@ -303,11 +303,15 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(
 
 fn toml_hint(message: &str, what: &str) -> Option<String> {
     if message.contains("unknown field") {
-        Some(format!("remove the field or fix its spelling; see the {what} reference in README.md"))
+        Some(format!(
+            "remove the field or fix its spelling; see the {what} reference in README.md"
+        ))
     } else if message.contains("missing field `action`") {
         Some("every column rule needs action = \"tokenize\", \"hash\", \"mask\", \"generalize\", \"drop\" or \"keep\"; check for a misspelled key".to_string())
     } else if message.contains("missing field") {
-        Some(format!("add the field; see the {what} reference in README.md"))
+        Some(format!(
+            "add the field; see the {what} reference in README.md"
+        ))
     } else if message.contains("unknown variant") {
         Some("use one of the listed values".to_string())
     } else {
@@ -319,7 +323,8 @@ fn toml_hint(message: &str, what: &str) -> Option<String> {
 /// parse is an error; a file that parses comes back with every structural problem found, so
 /// the checks against manifests can still run and all problems are reported together.
 pub fn load(path: &Path) -> Result<(PipelineFile, Diagnostics), Diagnostics> {
-    let (text, spec) = read_toml::<PipelineSpec>(path, "pipeline file").map_err(|d| Diagnostics(vec![d]))?;
+    let (text, spec) =
+        read_toml::<PipelineSpec>(path, "pipeline file").map_err(|d| Diagnostics(vec![d]))?;
     let file = PipelineFile {
         path: path.to_path_buf(),
         text,
@@ -337,62 +342,126 @@ fn check_structure(file: &PipelineFile, diags: &mut Diagnostics) {
         Diagnostic::at(&file.path, &file.text, Some(span), msg)
     };
     if spec.pipeline.name.get_ref().trim().is_empty() {
-        diags.push(at(spec.pipeline.name.span(), "pipeline name is empty".into()).hint("give the pipeline a short name, e.g. name = \"tickets_training\""));
+        diags.push(
+            at(spec.pipeline.name.span(), "pipeline name is empty".into())
+                .hint("give the pipeline a short name, e.g. name = \"tickets_training\""),
+        );
     }
     if spec.policy.purpose.get_ref().trim().is_empty() {
-        diags.push(at(spec.policy.purpose.span(), "policy purpose is empty".into()).hint("name the processing purpose rows must consent to, e.g. purpose = \"training\""));
+        diags.push(
+            at(spec.policy.purpose.span(), "policy purpose is empty".into()).hint(
+                "name the processing purpose rows must consent to, e.g. purpose = \"training\"",
+            ),
+        );
     }
     if spec.policy.allowed_provenance.get_ref().is_empty() {
         diags.push(
-            at(spec.policy.allowed_provenance.span(), "allowed_provenance is empty, so every row would be dropped".into())
-                .hint("list the provenance tags you may use, e.g. [\"app\", \"web\"]"),
+            at(
+                spec.policy.allowed_provenance.span(),
+                "allowed_provenance is empty, so every row would be dropped".into(),
+            )
+            .hint("list the provenance tags you may use, e.g. [\"app\", \"web\"]"),
         );
     }
     if let Some(status) = &spec.policy.allowed_status {
         if status.get_ref().is_empty() {
-            diags.push(at(status.span(), "allowed_status is empty, so every row would be dropped".into()).hint("the usual value is [\"given\"]"));
+            diags.push(
+                at(
+                    status.span(),
+                    "allowed_status is empty, so every row would be dropped".into(),
+                )
+                .hint("the usual value is [\"given\"]"),
+            );
         }
     }
     if let Some(as_of) = &spec.policy.as_of {
         if chrono::NaiveDate::parse_from_str(as_of.get_ref(), "%Y-%m-%d").is_err() {
-            diags.push(at(as_of.span(), "as_of is not a date".into()).hint("write it as YYYY-MM-DD, e.g. as_of = \"2026-11-01\""));
+            diags.push(
+                at(as_of.span(), "as_of is not a date".into())
+                    .hint("write it as YYYY-MM-DD, e.g. as_of = \"2026-11-01\""),
+            );
         }
     }
     if let Some(days) = &spec.policy.retention_days {
         if *days.get_ref() == 0 {
-            diags.push(at(days.span(), "retention_days = 0 keeps no row".into()).hint("give the retention window in days, or remove the key for no limit"));
+            diags.push(
+                at(days.span(), "retention_days = 0 keeps no row".into())
+                    .hint("give the retention window in days, or remove the key for no limit"),
+            );
         }
     }
     if !valid_bits(spec.tokens.bits) {
-        diags.push(Diagnostic::at(&file.path, &file.text, find_key(&file.text, "bits"), format!("token length {} bits is not supported", spec.tokens.bits)).hint("use a multiple of 8 from 32 to 256; 128 is the default"));
+        diags.push(
+            Diagnostic::at(
+                &file.path,
+                &file.text,
+                find_key(&file.text, "bits"),
+                format!("token length {} bits is not supported", spec.tokens.bits),
+            )
+            .hint("use a multiple of 8 from 32 to 256; 128 is the default"),
+        );
     }
     if let Some(sep) = &spec.source.separator {
         if sep.get_ref().len() != 1 || !sep.get_ref().is_ascii() {
-            diags.push(at(sep.span(), "separator must be one ASCII character".into()).hint("e.g. separator = \";\" or separator = \"\\t\""));
+            diags.push(
+                at(sep.span(), "separator must be one ASCII character".into())
+                    .hint("e.g. separator = \";\" or separator = \"\\t\""),
+            );
         }
     }
     if let Some(rg) = &spec.output.row_group_size {
         if *rg.get_ref() == 0 {
-            diags.push(at(rg.span(), "row_group_size must be positive".into()).hint("the default is 131072 rows"));
+            diags.push(
+                at(rg.span(), "row_group_size must be positive".into())
+                    .hint("the default is 131072 rows"),
+            );
         }
     }
     if !spec.output.path.get_ref().ends_with(".parquet") {
-        diags.push(at(spec.output.path.span(), "output path must end in .parquet".into()).hint("e.g. path = \"../out/tickets.parquet\""));
+        diags.push(
+            at(
+                spec.output.path.span(),
+                "output path must end in .parquet".into(),
+            )
+            .hint("e.g. path = \"../out/tickets.parquet\""),
+        );
     }
     if let Some(split) = &spec.output.split {
         let s = split.get_ref();
         let parts = [s.train, s.validation, s.test];
-        if parts.iter().any(|f| !(0.0..=1.0).contains(f) || f.is_nan()) || (parts.iter().sum::<f64>() - 1.0).abs() > 1e-9 {
-            diags.push(at(split.span(), format!("split fractions must be between 0 and 1 and sum to 1 (they sum to {})", parts.iter().sum::<f64>())).hint("e.g. train = 0.8, validation = 0.1, test = 0.1"));
+        if parts.iter().any(|f| !(0.0..=1.0).contains(f) || f.is_nan())
+            || (parts.iter().sum::<f64>() - 1.0).abs() > 1e-9
+        {
+            diags.push(
+                at(
+                    split.span(),
+                    format!(
+                        "split fractions must be between 0 and 1 and sum to 1 (they sum to {})",
+                        parts.iter().sum::<f64>()
+                    ),
+                )
+                .hint("e.g. train = 0.8, validation = 0.1, test = 0.1"),
+            );
         }
     }
     for (name, rule) in &spec.columns {
         let span = rule.span();
         match rule.get_ref() {
             ColumnRule::Tokenize { bits: Some(b), .. } if !valid_bits(*b) => {
-                diags.push(at(span, format!("column `{}`: token length {b} bits is not supported", name.get_ref())).hint("use a multiple of 8 from 32 to 256"));
+                diags.push(
+                    at(
+                        span,
+                        format!(
+                            "column `{}`: token length {b} bits is not supported",
+                            name.get_ref()
+                        ),
+                    )
+                    .hint("use a multiple of 8 from 32 to 256"),
+                );
             }
-            ColumnRule::Hash { allow_unkeyed: false } => {
+            ColumnRule::Hash {
+                allow_unkeyed: false,
+            } => {
                 diags.push(at(span, format!("column `{}`: unkeyed hash needs an explicit opt-in", name.get_ref())).hint("unkeyed SHA-256 of names, emails or phone numbers can be reversed by a dictionary; prefer action = \"tokenize\", or add allow_unkeyed = true if the values have high entropy"));
             }
             ColumnRule::Generalize { to, width, prefix } => {
@@ -401,10 +470,28 @@ fn check_structure(file: &PipelineFile, diags: &mut Diagnostics) {
                     diags.push(at(span, format!("column `{}`: generalize needs exactly one of `to`, `width`, `prefix`", name.get_ref())).hint("dates: to = \"year\" or \"month\"; numbers: width = 10; strings: prefix = 3"));
                 } else if let Some(w) = width {
                     if !(*w > 0.0 && w.is_finite()) {
-                        diags.push(at(span, format!("column `{}`: bucket width must be positive", name.get_ref())).hint("e.g. width = 10"));
+                        diags.push(
+                            at(
+                                span,
+                                format!(
+                                    "column `{}`: bucket width must be positive",
+                                    name.get_ref()
+                                ),
+                            )
+                            .hint("e.g. width = 10"),
+                        );
                     }
                 } else if prefix == &Some(0) {
-                    diags.push(at(span, format!("column `{}`: a prefix of 0 characters keeps nothing", name.get_ref())).hint("use action = \"drop\" to leave the column out"));
+                    diags.push(
+                        at(
+                            span,
+                            format!(
+                                "column `{}`: a prefix of 0 characters keeps nothing",
+                                name.get_ref()
+                            ),
+                        )
+                        .hint("use action = \"drop\" to leave the column out"),
+                    );
                 }
             }
             _ => {}
@@ -428,20 +515,29 @@ fn find_key(text: &str, key: &str) -> Option<std::ops::Range<usize>> {
     None
 }
 
+/// Token lengths we support.
+pub fn valid_bits(bits: u32) -> bool {
+    bits % 8 == 0 && (32..=256).contains(&bits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn resolve_folds_dots() {
-        assert_eq!(resolve(Path::new("pipelines"), "../datasets/a.csv"), PathBuf::from("datasets/a.csv"));
+        assert_eq!(
+            resolve(Path::new("pipelines"), "../datasets/a.csv"),
+            PathBuf::from("datasets/a.csv")
+        );
         assert_eq!(resolve(Path::new("."), "a.csv"), PathBuf::from("a.csv"));
-        assert_eq!(resolve(Path::new("."), "../x/a.csv"), PathBuf::from("../x/a.csv"));
-        assert_eq!(resolve(Path::new("/srv/p"), "./d/../e.csv"), PathBuf::from("/srv/p/e.csv"));
+        assert_eq!(
+            resolve(Path::new("."), "../x/a.csv"),
+            PathBuf::from("../x/a.csv")
+        );
+        assert_eq!(
+            resolve(Path::new("/srv/p"), "./d/../e.csv"),
+            PathBuf::from("/srv/p/e.csv")
+        );
     }
-}
-
-/// Token lengths we support.
-pub fn valid_bits(bits: u32) -> bool {
-    bits % 8 == 0 && (32..=256).contains(&bits)
 }
