@@ -179,30 +179,16 @@ pub fn recover_interrupted(state_dir: &Path, store: &mut Store) -> Vec<String> {
         for t in &p.temp_files {
             let _ = std::fs::remove_file(t);
         }
-        let now = chrono::Utc::now().to_rfc3339();
-        let record = RunRecord {
-            run_id: p.run_id.clone(),
-            status: RunStatus::Failed,
-            started_at: p.started_at,
-            finished_at: now,
-            privprep_version: env!("CARGO_PKG_VERSION").into(),
-            pipeline_name: p.pipeline_name,
-            pipeline_path: p.pipeline_path,
-            pipeline_sha256: p.pipeline_sha256,
-            pipeline_content: p.pipeline_content,
-            inputs: vec![],
-            policy: PolicySummary::default(),
-            rows_per_stage: vec![],
-            rows_read: 0,
-            rows_written: 0,
-            dropped: BTreeMap::new(),
-            quarantined: 0,
-            quarantine_report: None,
-            column_lineage: vec![],
-            outputs: vec![],
-            key_id: None,
-            error: Some("interrupted: the process ended before the run finished (killed or crashed); no output was committed".into()),
-        };
+        let mut record = RunRecord::begin(
+            &p.run_id,
+            &p.started_at,
+            &p.pipeline_name,
+            &p.pipeline_path,
+            &p.pipeline_sha256,
+            &p.pipeline_content,
+        );
+        record.finished_at = chrono::Utc::now().to_rfc3339();
+        record.error = Some("interrupted: the process ended before the run finished (killed or crashed); no output was committed".into());
         if store.append(&record).is_ok() {
             let _ = std::fs::remove_file(&path);
             recovered.push(p.run_id);
@@ -266,29 +252,16 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
     };
     recover_interrupted(&opts.state_dir, &mut store);
 
-    let mut record = RunRecord {
-        run_id: run_id.clone(),
-        status: RunStatus::Failed,
-        started_at: started_at.clone(),
-        finished_at: String::new(),
-        privprep_version: env!("CARGO_PKG_VERSION").into(),
-        pipeline_name: plan.name.clone(),
-        pipeline_path: plan.pipeline.path.display().to_string(),
-        pipeline_sha256: pipeline_sha256.clone(),
-        pipeline_content: plan.pipeline.text.clone(),
-        inputs: vec![],
-        policy: policy_summary(plan),
-        rows_per_stage: vec![],
-        rows_read: 0,
-        rows_written: 0,
-        dropped: BTreeMap::new(),
-        quarantined: 0,
-        quarantine_report: None,
-        column_lineage: column_lineage(plan),
-        outputs: vec![],
-        key_id: None,
-        error: None,
-    };
+    let mut record = RunRecord::begin(
+        &run_id,
+        &started_at,
+        &plan.name,
+        &plan.pipeline.path.display().to_string(),
+        &pipeline_sha256,
+        &plan.pipeline.text,
+    );
+    record.policy = policy_summary(plan);
+    record.column_lineage = column_lineage(plan);
 
     // Journal first, so a killed run is still accounted for.
     let files = plan.output.files();

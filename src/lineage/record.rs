@@ -114,3 +114,40 @@ pub struct RunRecord {
     /// Error message for failed runs (names files/rows/columns, never values).
     pub error: Option<String>,
 }
+
+impl RunRecord {
+    /// A record for a run that has just started: status `failed` until the run says otherwise,
+    /// so a record appended early never claims success.
+    pub fn begin(
+        run_id: &str,
+        started_at: &str,
+        pipeline_name: &str,
+        pipeline_path: &str,
+        pipeline_sha256: &str,
+        pipeline_content: &str,
+    ) -> RunRecord {
+        RunRecord {
+            run_id: run_id.to_string(),
+            status: RunStatus::Failed,
+            started_at: started_at.to_string(),
+            finished_at: String::new(),
+            privprep_version: env!("CARGO_PKG_VERSION").to_string(),
+            pipeline_name: pipeline_name.to_string(),
+            pipeline_path: pipeline_path.to_string(),
+            pipeline_sha256: pipeline_sha256.to_string(),
+            pipeline_content: pipeline_content.to_string(),
+            inputs: Vec::new(),
+            policy: PolicySummary::default(),
+            rows_per_stage: Vec::new(),
+            rows_read: 0,
+            rows_written: 0,
+            dropped: BTreeMap::new(),
+            quarantined: 0,
+            quarantine_report: None,
+            column_lineage: Vec::new(),
+            outputs: Vec::new(),
+            key_id: None,
+            error: None,
+        }
+    }
+}
