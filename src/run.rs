@@ -177,7 +177,11 @@ pub fn recover_interrupted(state_dir: &Path, store: &mut Store) -> Vec<String> {
             continue;
         }
         for t in &p.temp_files {
-            let _ = std::fs::remove_file(t);
+            if t.is_dir() {
+                let _ = std::fs::remove_dir_all(t);
+            } else {
+                let _ = std::fs::remove_file(t);
+            }
         }
         let mut record = RunRecord::begin(
             &p.run_id,
@@ -268,7 +272,10 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
     let temp_files: Vec<PathBuf> = files
         .iter()
         .map(|(_, _, p)| emit::tmp_path_for(p, &run_id))
-        .chain([emit::tmp_path_for(&plan.output.quarantine_path, &run_id)])
+        .chain([
+            emit::tmp_path_for(&plan.output.quarantine_path, &run_id),
+            scratch_path(&opts.state_dir, &run_id),
+        ])
         .collect();
     let journal = journal_dir(&opts.state_dir).join(format!("{run_id}.json"));
     let pending = Pending {
@@ -372,9 +379,14 @@ fn sanitize(message: &str, plan: &Plan) -> String {
         .chain(plan.files.iter().map(|f| f.display().to_string()))
         .collect();
     crate::spec::diag::redact_quoted(message, |inner| {
-        known.iter().any(|k| k == inner) || inner.starts_with("__") || is_dtype_name(inner)
+        known.iter().any(|k| k == inner)
+            || INTERNAL_COLUMNS.contains(&inner)
+            || is_dtype_name(inner)
     })
 }
+
+/// Column names the run adds; they may appear in engine messages.
+const INTERNAL_COLUMNS: [&str; 5] = [STATUS, ROW, FILE, BADCOL, SPLIT];
 
 /// Engine type names (`u64`, `str`, `datetime[μs]`…) are not values and help users.
 fn is_dtype_name(s: &str) -> bool {
@@ -417,11 +429,6 @@ fn execute(
     record.key_id = key_id.clone();
     summary.key_id = key_id.clone();
 
-    // Stale temporary files from runs that died.
-    for (_, _, p) in plan.output.files() {
-        emit::remove_stale_tmp(&p);
-    }
-
     // Pre-scan: hashes, record counts, records that cannot be split into fields.
     progress.set_message("hashing and checking inputs");
     let mut inputs = Vec::new();
@@ -446,7 +453,7 @@ fn execute(
     summary.rows_read = rows_read;
 
     // The lazy plan.
-    let scratch = tempdir_in(&opts.state_dir).map_err(|source| emit::EmitError::Io {
+    let scratch = scratch_dir(&opts.state_dir, run_id).map_err(|source| emit::EmitError::Io {
         path: opts.state_dir.display().to_string(),
         source,
     })?;
@@ -474,11 +481,10 @@ fn execute(
         .select(select)
         .with_column(plan.policy.status_expr(BADCOL));
     let lf = match (&plan.output.split, &key) {
-        (Some((train, validation, _)), Some(k)) => lf.with_column(split_expr(
+        (Some((train, validation, test)), Some(k)) => lf.with_column(split_expr(
             col(plan.policy.subject_column.as_str()),
             k,
-            *train,
-            *validation,
+            [*train, *validation, *test],
         )),
         _ => lf.with_column(lit(0i32).cast(DataType::Int32).alias(SPLIT)),
     };
@@ -659,22 +665,15 @@ fn execute(
         ("written".into(), written),
     ];
 
-    // Quarantine report: where and why, never what.
-    if quarantined > 0 {
-        let report = quarantine_report(plan, &inputs, &tally.bad_values);
-        let sha = emit::write_atomic(&plan.output.quarantine_path, run_id, report.as_bytes());
-        match sha {
-            Ok(_) => {
-                record.quarantine_report = Some(plan.output.quarantine_path.display().to_string());
-                summary.quarantine_report = record.quarantine_report.clone();
-            }
-            Err(e) => {
-                abort(sinks);
-                return Err(e.into());
-            }
-        }
+    // Quarantine report: where and why, never what. It is committed with the outputs, except
+    // when too many rows are bad: then it is what the user needs to fix the data.
+    let report = (quarantined > 0).then(|| quarantine_report(plan, &inputs, &tally.bad_values));
+    if let Some(report) = &report {
         if quarantined > plan.output.max_bad_rows {
             abort(sinks);
+            emit::write_atomic(&plan.output.quarantine_path, run_id, report.as_bytes())?;
+            record.quarantine_report = Some(plan.output.quarantine_path.display().to_string());
+            summary.quarantine_report = record.quarantine_report.clone();
             let first = report
                 .lines()
                 .next()
@@ -689,8 +688,13 @@ fn execute(
             });
         }
     }
+    let rows_in_files: u64 = sinks
+        .lock()
+        .map(|s| s.writers.iter().map(|(_, w)| w.rows()).sum())
+        .unwrap_or(u64::MAX);
     if rows_read != written + dropped_total + quarantined
         || tally.seen + structural_bad != rows_read
+        || rows_in_files != written
     {
         abort(sinks);
         return Err(RunError::Accounting {
@@ -749,10 +753,36 @@ fn execute(
             .map(|f| (f.name().clone(), f.data_type().to_string()))
             .collect()
     };
+    if let Some(report) = &report {
+        if let Err(e) = emit::write_atomic(&plan.output.quarantine_path, run_id, report.as_bytes())
+        {
+            for (_, _, w) in finished {
+                w.abort();
+            }
+            return Err(e.into());
+        }
+        record.quarantine_report = Some(plan.output.quarantine_path.display().to_string());
+        summary.quarantine_report = record.quarantine_report.clone();
+    }
     let mut committed = Vec::new();
-    for (split, sha, w) in finished {
+    let mut pending = finished.into_iter();
+    while let Some((split, sha, w)) = pending.next() {
         let rows = w.rows();
-        let path = w.commit()?;
+        let path = match w.commit() {
+            Ok(p) => p,
+            Err(e) => {
+                // All or nothing: take back what was renamed, drop what was not.
+                for p in &committed {
+                    let _ = std::fs::remove_file(p);
+                }
+                for (_, _, w) in pending {
+                    w.abort();
+                }
+                record.outputs.clear();
+                summary.outputs.clear();
+                return Err(e.into());
+            }
+        };
         committed.push(path.clone());
         record.outputs.push(OutputRecord {
             path: path.display().to_string(),
@@ -873,9 +903,15 @@ fn progress_bar(enabled: bool) -> indicatif::ProgressBar {
     bar
 }
 
+/// Path of a run's scratch folder (cleaned copies of inputs); listed in the journal so a
+/// killed run's copy is removed by recovery.
+fn scratch_path(state_dir: &Path, run_id: &str) -> PathBuf {
+    state_dir.join("tmp").join(run_id)
+}
+
 /// A scratch folder inside the state dir, removed on drop.
-fn tempdir_in(state_dir: &Path) -> std::io::Result<ScratchDir> {
-    let p = state_dir.join("tmp").join(new_run_id());
+fn scratch_dir(state_dir: &Path, run_id: &str) -> std::io::Result<ScratchDir> {
+    let p = scratch_path(state_dir, run_id);
     std::fs::create_dir_all(&p)?;
     Ok(ScratchDir(p))
 }

@@ -233,23 +233,6 @@ pub fn tmp_path_for(final_path: &Path, run_id: &str) -> PathBuf {
     crate::spec::base_dir(final_path).join(format!(".{name}{TMP_MARKER}{run_id}"))
 }
 
-/// Removes temporary files that runs which died left beside `final_path`.
-pub fn remove_stale_tmp(final_path: &Path) -> usize {
-    let name = final_path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let prefix = format!(".{name}{TMP_MARKER}");
-    let Ok(entries) = std::fs::read_dir(crate::spec::base_dir(final_path)) else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .filter(|e| std::fs::remove_file(e.path()).is_ok())
-        .count()
-}
-
 /// Writes a whole small file atomically (reports, JSON).
 pub fn write_atomic(path: &Path, run_id: &str, bytes: &[u8]) -> Result<String, EmitError> {
     let io = |source| EmitError::Io {

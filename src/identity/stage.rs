@@ -236,8 +236,23 @@ pub fn split_unit(mac: &Hmac<Sha256>, subject: &str) -> f64 {
     (u64::from_be_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// The `__split` expression: 0 train, 1 validation, 2 test, by keyed hash of the subject.
-pub fn split_expr(subject: Expr, key: &Key, train: f64, validation: f64) -> Expr {
+/// The split code for a position `u` in [0, 1): splits with a zero fraction get no rows, and
+/// the last split with a share takes whatever rounding leaves over.
+pub fn split_code(u: f64, fractions: [f64; 3]) -> i32 {
+    let last = fractions.iter().rposition(|f| *f > 0.0).unwrap_or(0);
+    let mut edge = 0.0;
+    for (code, f) in fractions.iter().enumerate() {
+        edge += f;
+        if *f > 0.0 && (u < edge || code == last) {
+            return code as i32;
+        }
+    }
+    last as i32
+}
+
+/// The `__split` expression: 0 train, 1 validation, 2 test, by keyed hash of the subject
+/// (trimmed, as the policy sees it, so one person never straddles two splits).
+pub fn split_expr(subject: Expr, key: &Key, fractions: [f64; 3]) -> Expr {
     let mut mac =
         <Hmac<Sha256> as Mac>::new_from_slice(key.bytes()).expect("HMAC takes keys of any length");
     mac.update(b"privprep-split\0");
@@ -249,14 +264,10 @@ pub fn split_expr(subject: Expr, key: &Key, train: f64, validation: f64) -> Expr
                 let out: Int32Chunked = ca
                     .iter()
                     .map(|v| {
-                        let u = split_unit(&mac, v.unwrap_or(""));
-                        Some(if u < train {
-                            0i32
-                        } else if u < train + validation {
-                            1
-                        } else {
-                            2
-                        })
+                        Some(split_code(
+                            split_unit(&mac, v.unwrap_or("").trim()),
+                            fractions,
+                        ))
                     })
                     .collect::<Int32Chunked>()
                     .with_name(ca.name().clone());
@@ -270,6 +281,17 @@ pub fn split_expr(subject: Expr, key: &Key, train: f64, validation: f64) -> Expr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_codes_skip_empty_splits_and_cover_the_remainder() {
+        assert_eq!(split_code(0.1, [0.8, 0.1, 0.1]), 0);
+        assert_eq!(split_code(0.85, [0.8, 0.1, 0.1]), 1);
+        assert_eq!(split_code(0.95, [0.8, 0.1, 0.1]), 2);
+        // Fractions that sum to just under 1 with no test split: nothing lands in "test".
+        assert_eq!(split_code(0.999_999_999_9, [0.8, 0.199_999_999_9, 0.0]), 1);
+        assert_eq!(split_code(0.5, [1.0, 0.0, 0.0]), 0);
+        assert_eq!(split_code(0.5, [0.4, 0.0, 0.6]), 2);
+    }
 
     #[test]
     fn month_start_is_first_of_month() {

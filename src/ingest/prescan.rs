@@ -220,6 +220,10 @@ impl CsvScanner {
                 error: "unterminated quoted field".to_string(),
             });
             self.in_quotes = false;
+            // Already reported: keep the field-count check from reporting it again.
+            if let Some(n) = self.expected {
+                self.fields = n;
+            }
         }
         self.end_record();
         (self.records, self.bad, self.shifts)
@@ -382,6 +386,17 @@ mod tests {
         assert_eq!(s.line_of(1), 4);
         assert_eq!(s.bad[0].line, 5);
         assert_eq!(s.line_of(2), 5);
+    }
+
+    /// Regression: a record with an open quote at the end of the file was reported twice
+    /// (unterminated quote and wrong field count), which broke the row accounting.
+    #[test]
+    fn unterminated_quote_is_one_bad_record() {
+        let f = write("a,b,c\nS1,\"x,y\n");
+        let s = prescan_csv(f.path(), b',', true).unwrap();
+        assert_eq!(s.records, 1);
+        assert_eq!(s.bad.len(), 1);
+        assert_eq!(s.bad[0].error, "unterminated quoted field");
     }
 
     #[test]

@@ -160,7 +160,15 @@ pub fn redact_quoted(message: &str, keep: impl Fn(&str) -> bool) -> String {
         let quote = rest[start..].chars().next().unwrap_or('`');
         out.push_str(&rest[..=start]);
         let after = &rest[start + 1..];
-        match after.find(quote) {
+        // A closing quote is one not followed by a letter or digit, so a value like O'Brien
+        // is taken whole.
+        let close = after
+            .char_indices()
+            .find(|&(i, c)| {
+                c == quote && !after[i + c.len_utf8()..].starts_with(|n: char| n.is_alphanumeric())
+            })
+            .map(|(i, _)| i);
+        match close {
             Some(end) => {
                 let inner = &after[..end];
                 if keep(inner) {
@@ -171,7 +179,11 @@ pub fn redact_quoted(message: &str, keep: impl Fn(&str) -> bool) -> String {
                 out.push(quote);
                 rest = &after[end + 1..];
             }
-            None => rest = after,
+            None => {
+                // An unmatched quote: everything after it may be a value.
+                out.push('…');
+                return out;
+            }
         }
     }
     out.push_str(rest);
@@ -187,6 +199,14 @@ mod tests {
             |s| s == "email",
         );
         assert_eq!(m, "bad value '…' in column `email` at \"…\"");
+        assert_eq!(
+            super::redact_quoted("value 'O'Brien' here", |_| false),
+            "value '…' here"
+        );
+        assert_eq!(
+            super::redact_quoted("value 'unclosed here", |_| false),
+            "value '…"
+        );
     }
 
     use super::*;
