@@ -137,13 +137,9 @@ pub fn new_run_id() -> String {
 /// What a run leaves in the journal while it is in progress.
 #[derive(Debug, Serialize, Deserialize)]
 struct Pending {
-    run_id: String,
     pid: u32,
-    started_at: String,
-    pipeline_name: String,
-    pipeline_path: String,
-    pipeline_sha256: String,
-    pipeline_content: String,
+    /// The record as it stood when the run began (status `failed`).
+    record: RunRecord,
     temp_files: Vec<PathBuf>,
 }
 
@@ -183,19 +179,12 @@ pub fn recover_interrupted(state_dir: &Path, store: &mut Store) -> Vec<String> {
                 let _ = std::fs::remove_file(t);
             }
         }
-        let mut record = RunRecord::begin(
-            &p.run_id,
-            &p.started_at,
-            &p.pipeline_name,
-            &p.pipeline_path,
-            &p.pipeline_sha256,
-            &p.pipeline_content,
-        );
+        let mut record = p.record;
         record.finished_at = chrono::Utc::now().to_rfc3339();
         record.error = Some("interrupted: the process ended before the run finished (killed or crashed); no output was committed".into());
         if store.append(&record).is_ok() {
             let _ = std::fs::remove_file(&path);
-            recovered.push(p.run_id);
+            recovered.push(record.run_id);
         }
     }
     recovered
@@ -225,37 +214,6 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
     let pipeline_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
         plan.pipeline.text.as_bytes(),
     ));
-    let mut summary = RunSummary {
-        run_id: run_id.clone(),
-        status: "failed".into(),
-        pipeline: plan.name.clone(),
-        rows_read: 0,
-        rows_written: 0,
-        dropped: BTreeMap::new(),
-        quarantined: 0,
-        quarantine_report: None,
-        outputs: vec![],
-        key_id: None,
-        lineage_db: opts.lineage_db.display().to_string(),
-        record_hash: None,
-        started_at: started_at.clone(),
-        finished_at: String::new(),
-        duration_ms: 0,
-        error: None,
-    };
-    let mut store = match Store::open(&opts.lineage_db) {
-        Ok(s) => s,
-        Err(e) => {
-            let error = RunError::Lineage {
-                path: opts.lineage_db.display().to_string(),
-                message: e.to_string(),
-            };
-            summary.error = Some(error.to_string());
-            return Err(Box::new(RunFailure { error, summary }));
-        }
-    };
-    recover_interrupted(&opts.state_dir, &mut store);
-
     let mut record = RunRecord::begin(
         &run_id,
         &started_at,
@@ -266,10 +224,30 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
     );
     record.policy = policy_summary(plan);
     record.column_lineage = column_lineage(plan);
+    let fail = |record: &mut RunRecord, error: RunError, record_hash: Option<String>| {
+        record.status = RunStatus::Failed;
+        record.error = Some(error.to_string());
+        record.outputs.clear();
+        let summary =
+            RunSummary::from_record(record, &opts.lineage_db, record_hash, started.elapsed());
+        Box::new(RunFailure { error, summary })
+    };
+    let mut store = match Store::open(&opts.lineage_db) {
+        Ok(s) => s,
+        Err(e) => {
+            let error = RunError::Lineage {
+                path: opts.lineage_db.display().to_string(),
+                message: e.to_string(),
+            };
+            return Err(fail(&mut record, error, None));
+        }
+    };
+    recover_interrupted(&opts.state_dir, &mut store);
 
     // Journal first, so a killed run is still accounted for.
-    let files = plan.output.files();
-    let temp_files: Vec<PathBuf> = files
+    let temp_files: Vec<PathBuf> = plan
+        .output
+        .files()
         .iter()
         .map(|(_, _, p)| emit::tmp_path_for(p, &run_id))
         .chain([
@@ -279,32 +257,26 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
         .collect();
     let journal = journal_dir(&opts.state_dir).join(format!("{run_id}.json"));
     let pending = Pending {
-        run_id: run_id.clone(),
         pid: std::process::id(),
-        started_at: started_at.clone(),
-        pipeline_name: plan.name.clone(),
-        pipeline_path: plan.pipeline.path.display().to_string(),
-        pipeline_sha256,
-        pipeline_content: plan.pipeline.text.clone(),
+        record: record.clone(),
         temp_files,
     };
     let _ = std::fs::create_dir_all(journal_dir(&opts.state_dir));
     let _ = std::fs::write(&journal, serde_json::to_vec(&pending).unwrap_or_default());
 
-    let result = execute(plan, opts, &run_id, &mut record, &mut summary);
+    let result = execute(plan, opts, &run_id, &mut record);
     let _ = std::fs::remove_file(&journal);
-    summary.finished_at = chrono::Utc::now().to_rfc3339();
-    summary.duration_ms = started.elapsed().as_millis() as u64;
-    record.finished_at = summary.finished_at.clone();
+    record.finished_at = chrono::Utc::now().to_rfc3339();
     match result {
         Ok(committed) => {
             record.status = RunStatus::Succeeded;
             match store.append(&record) {
-                Ok(hash) => {
-                    summary.status = "succeeded".into();
-                    summary.record_hash = Some(hash);
-                    Ok(summary)
-                }
+                Ok(hash) => Ok(RunSummary::from_record(
+                    &record,
+                    &opts.lineage_db,
+                    Some(hash),
+                    started.elapsed(),
+                )),
                 Err(e) => {
                     // Lineage is recorded only for committed files, and committed files only
                     // exist with lineage: take the outputs back.
@@ -315,23 +287,54 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
                         path: opts.lineage_db.display().to_string(),
                         message: e.to_string(),
                     };
-                    summary.error = Some(error.to_string());
-                    summary.outputs.clear();
-                    Err(Box::new(RunFailure { error, summary }))
+                    Err(fail(&mut record, error, None))
                 }
             }
         }
         Err(error) => {
-            let message = error.to_string();
             record.status = RunStatus::Failed;
-            record.error = Some(message.clone());
+            record.error = Some(error.to_string());
             record.outputs.clear();
-            summary.outputs.clear();
-            summary.error = Some(message);
-            if let Ok(hash) = store.append(&record) {
-                summary.record_hash = Some(hash);
-            }
-            Err(Box::new(RunFailure { error, summary }))
+            let hash = store.append(&record).ok();
+            Err(fail(&mut record, error, hash))
+        }
+    }
+}
+
+impl RunSummary {
+    /// The summary scripts see, derived from the lineage record so the two cannot disagree.
+    fn from_record(
+        r: &RunRecord,
+        lineage_db: &Path,
+        record_hash: Option<String>,
+        elapsed: std::time::Duration,
+    ) -> RunSummary {
+        RunSummary {
+            run_id: r.run_id.clone(),
+            status: r.status.as_str().to_string(),
+            pipeline: r.pipeline_name.clone(),
+            rows_read: r.rows_read,
+            rows_written: r.rows_written,
+            dropped: r.dropped.clone(),
+            quarantined: r.quarantined,
+            quarantine_report: r.quarantine_report.clone(),
+            outputs: r
+                .outputs
+                .iter()
+                .map(|o| OutputSummary {
+                    path: o.path.clone(),
+                    split: o.split.clone(),
+                    rows: o.rows,
+                    sha256: o.sha256.clone(),
+                })
+                .collect(),
+            key_id: r.key_id.clone(),
+            lineage_db: lineage_db.display().to_string(),
+            record_hash,
+            started_at: r.started_at.clone(),
+            finished_at: r.finished_at.clone(),
+            duration_ms: elapsed.as_millis() as u64,
+            error: r.error.clone(),
         }
     }
 }
@@ -403,7 +406,6 @@ fn execute(
     opts: &RunOptions,
     run_id: &str,
     record: &mut RunRecord,
-    summary: &mut RunSummary,
 ) -> Result<Vec<PathBuf>, RunError> {
     let progress = progress_bar(opts.progress);
     // Key.
@@ -427,7 +429,6 @@ fn execute(
     };
     let key_id = key.as_ref().map(|k| k.id());
     record.key_id = key_id.clone();
-    summary.key_id = key_id.clone();
 
     // Pre-scan: hashes, record counts, records that cannot be split into fields.
     progress.set_message("hashing and checking inputs");
@@ -450,7 +451,6 @@ fn execute(
     let rows_read: u64 = inputs.iter().map(|i| i.scan.records).sum();
     let structural_bad: u64 = inputs.iter().map(|i| i.scan.bad.len() as u64).sum();
     record.rows_read = rows_read;
-    summary.rows_read = rows_read;
 
     // The lazy plan.
     let scratch = scratch_dir(&opts.state_dir, run_id).map_err(|source| emit::EmitError::Io {
@@ -514,6 +514,11 @@ fn execute(
         .filter_map(|n| schema.get(n).map(|t| Field::new(n.clone(), t.clone())))
         .collect();
     let arrow_schema = emit::arrow_schema(&out_schema)?;
+    let schema_desc: Vec<(String, String)> = arrow_schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect();
     let settings = ParquetSettings {
         row_group_size: plan.output.row_group_size,
         lineage_json: footer_json(plan, run_id, record),
@@ -654,10 +659,8 @@ fn execute(
         }
     }
     let dropped_total: u64 = dropped.values().sum();
-    record.dropped = dropped.clone();
+    record.dropped = dropped;
     record.quarantined = quarantined;
-    summary.dropped = dropped;
-    summary.quarantined = quarantined;
     record.rows_per_stage = vec![
         ("read".into(), rows_read),
         ("parsed".into(), rows_read - quarantined.min(rows_read)),
@@ -673,7 +676,6 @@ fn execute(
             abort(sinks);
             emit::write_atomic(&plan.output.quarantine_path, run_id, report.as_bytes())?;
             record.quarantine_report = Some(plan.output.quarantine_path.display().to_string());
-            summary.quarantine_report = record.quarantine_report.clone();
             let first = report
                 .lines()
                 .next()
@@ -743,16 +745,6 @@ fn execute(
             return Err(e.into());
         }
     }
-    let schema_desc: Vec<(String, String)> = {
-        let s = sinks
-            .lock()
-            .map_err(|_| RunError::Engine("writer lock poisoned".into()))?;
-        s.schema
-            .fields()
-            .iter()
-            .map(|f| (f.name().clone(), f.data_type().to_string()))
-            .collect()
-    };
     if let Some(report) = &report {
         if let Err(e) = emit::write_atomic(&plan.output.quarantine_path, run_id, report.as_bytes())
         {
@@ -762,7 +754,6 @@ fn execute(
             return Err(e.into());
         }
         record.quarantine_report = Some(plan.output.quarantine_path.display().to_string());
-        summary.quarantine_report = record.quarantine_report.clone();
     }
     let mut committed = Vec::new();
     let mut pending = finished.into_iter();
@@ -779,27 +770,19 @@ fn execute(
                     w.abort();
                 }
                 record.outputs.clear();
-                summary.outputs.clear();
                 return Err(e.into());
             }
         };
         committed.push(path.clone());
         record.outputs.push(OutputRecord {
             path: path.display().to_string(),
-            split: split.clone(),
-            rows,
-            sha256: sha.clone(),
-            schema: schema_desc.clone(),
-        });
-        summary.outputs.push(OutputSummary {
-            path: path.display().to_string(),
             split,
             rows,
             sha256: sha,
+            schema: schema_desc.clone(),
         });
     }
     record.rows_written = written;
-    summary.rows_written = written;
     Ok(committed)
 }
 
