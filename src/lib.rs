@@ -11,6 +11,7 @@ pub mod emit;
 pub mod identity;
 pub mod ingest;
 pub mod lineage;
+pub mod pii;
 pub mod plan;
 pub mod policy;
 pub mod run;

@@ -52,6 +52,13 @@ enum Format {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum SourceFormatArg {
+    Csv,
+    Parquet,
+    Ndjson,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum DataFormat {
     Csv,
     Parquet,
@@ -94,6 +101,28 @@ enum Command {
         /// Plant this many malformed rows (CSV only), listed in bad_rows.json.
         #[arg(long, default_value_t = 0)]
         bad_rows: u64,
+    },
+    /// Profile a dataset for personal data: PII types per column and a suggested manifest.
+    Scan {
+        /// CSV, Parquet or NDJSON file.
+        path: PathBuf,
+        /// Rows read from the start of the file.
+        #[arg(long, default_value_t = 10_000)]
+        rows: usize,
+        /// Read every row instead of a sample.
+        #[arg(long)]
+        full: bool,
+        /// Input format when the extension does not tell.
+        #[arg(long, value_enum)]
+        source_format: Option<SourceFormatArg>,
+        /// CSV field separator.
+        #[arg(long, default_value = ",")]
+        separator: char,
+        /// Phone numbering plans to validate against (comma-separated ISO codes).
+        #[arg(long, value_delimiter = ',')]
+        regions: Option<Vec<String>>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
     },
     /// Read the lineage store.
     Lineage {
@@ -268,6 +297,54 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Scan {
+            path,
+            rows,
+            full,
+            source_format,
+            separator,
+            regions,
+            format,
+        } => {
+            if !separator.is_ascii() {
+                eprintln!("error: --separator must be one ASCII character\n  = hint: e.g. --separator ';'");
+                return Ok(ExitCode::from(2));
+            }
+            let opts = privprep::pii::profile::ScanOptions {
+                path,
+                format: source_format.map(|f| match f {
+                    SourceFormatArg::Csv => privprep::spec::SourceFormat::Csv,
+                    SourceFormatArg::Parquet => privprep::spec::SourceFormat::Parquet,
+                    SourceFormatArg::Ndjson => privprep::spec::SourceFormat::Ndjson,
+                }),
+                rows: (!full).then_some(rows),
+                separator: separator as u8,
+                regions: regions
+                    .unwrap_or_else(|| {
+                        privprep::pii::phone::DEFAULT_REGIONS
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect()
+                    })
+                    .into_iter()
+                    .map(|r| r.trim().to_ascii_uppercase())
+                    .collect(),
+            };
+            match privprep::pii::profile::scan(&opts) {
+                Ok(report) => {
+                    if format == Format::Json {
+                        print_json(&report)?;
+                    } else {
+                        print!("{report}");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
         Command::Lineage { command } => {
             let mut store = Store::open(&lineage_db)
                 .with_context(|| format!("opening lineage store {}", lineage_db.display()))?;
@@ -349,6 +426,33 @@ fn lineage(store: &Store, command: LineageCommand) -> anyhow::Result<ExitCode> {
                             c.transformation
                         );
                     }
+                    for t in &r.text_columns {
+                        let by_type: Vec<String> = t
+                            .spans_replaced
+                            .iter()
+                            .map(|(k, n)| format!("{k} {n}"))
+                            .collect();
+                        println!(
+                            "  free text  {}: detectors {}; {} of {} texts changed; spans {}; rows dropped {}",
+                            t.column,
+                            t.detectors.join(", "),
+                            t.texts_changed,
+                            t.texts_scanned,
+                            if by_type.is_empty() { "none".into() } else { by_type.join(", ") },
+                            t.rows_dropped
+                        );
+                    }
+                    for g in &r.leak_gate {
+                        let hits: Vec<String> =
+                            g.hits.iter().map(|(k, n)| format!("{n} {k}")).collect();
+                        println!(
+                            "  leak gate  {}: {} ({} values{})",
+                            g.column,
+                            g.result,
+                            g.values_scanned,
+                            if hits.is_empty() { String::new() } else { format!("; {}", hits.join(", ")) }
+                        );
+                    }
                     for o in &r.outputs {
                         println!(
                             "  output     {} ({}, {} rows, sha256 {})",
@@ -393,6 +497,25 @@ fn lineage(store: &Store, command: LineageCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn print_gate(gate: &[privprep::lineage::record::LeakGateRecord]) {
+    if gate.is_empty() {
+        return;
+    }
+    let scanned: u64 = gate.iter().map(|g| g.values_scanned).sum();
+    let leaks: Vec<&privprep::lineage::record::LeakGateRecord> =
+        gate.iter().filter(|g| g.result == "leak").collect();
+    if leaks.is_empty() {
+        println!(
+            "  leak gate      clean: {} columns, {scanned} values scanned",
+            gate.iter().filter(|g| g.result == "clean").count()
+        );
+    }
+    for g in leaks {
+        let hits: Vec<String> = g.hits.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        println!("  leak gate      LEAK in `{}`: {}", g.column, hits.join(", "));
+    }
+}
+
 fn print_summary(s: &privprep::RunSummary) {
     println!("run {} {}", s.run_id, s.status);
     println!("  rows read      {}", s.rows_read);
@@ -418,6 +541,29 @@ fn print_summary(s: &privprep::RunSummary) {
             &o.sha256[..16.min(o.sha256.len())]
         );
     }
+    for t in &s.text_columns {
+        let spans: u64 = t.spans_replaced.values().sum();
+        println!(
+            "  free text      `{}`: {spans} PII spans replaced in {} of {} texts{}",
+            t.column,
+            t.texts_changed,
+            t.texts_scanned,
+            if t.rows_dropped > 0 {
+                format!(", {} rows dropped", t.rows_dropped)
+            } else {
+                String::new()
+            }
+        );
+        if !t.spans_replaced.is_empty() {
+            let by_type: Vec<String> = t
+                .spans_replaced
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            println!("    {}", by_type.join(", "));
+        }
+    }
+    print_gate(&s.leak_gate);
     if let Some(k) = &s.key_id {
         println!("  key id         {k}");
     }

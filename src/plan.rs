@@ -7,9 +7,11 @@
 use crate::identity::kernels::TokenEncoding;
 use crate::identity::stage::Action;
 use crate::ingest::{self, ColumnClass, ColumnType, Conversion, Manifest};
+use crate::pii::{self, CustomDetector, CustomPlan, PiiPlan, TextAction, TextColumnPlan};
 use crate::policy::{self, PolicyPlan, Provenance};
 use crate::spec::{
-    self, ColumnRule, Diagnostic, Diagnostics, PipelineFile, SourceFormat, TokenEncodingSpec,
+    self, ColumnRule, Diagnostic, Diagnostics, PipelineFile, SourceFormat, TextActionSpec,
+    TokenEncodingSpec, ValidatorSpec,
 };
 use serde::Serialize;
 use std::path::PathBuf;
@@ -83,13 +85,32 @@ pub struct Plan {
     pub manifest: Manifest,
     pub policy: PolicyPlan,
     pub columns: Vec<ColumnPlan>,
+    /// `[pii]` settings.
+    pub pii: PiiPlan,
+    /// Free-text columns and their rules, in manifest order.
+    pub text: Vec<TextColumnPlan>,
     pub output: OutputPlan,
 }
 
 impl Plan {
     /// True when some action or the split needs the run key.
     pub fn needs_key(&self) -> bool {
-        self.output.split.is_some() || self.columns.iter().any(|c| c.action.needs_key())
+        self.output.split.is_some()
+            || self.columns.iter().any(|c| c.action.needs_key())
+            || self.text.iter().any(|t| t.tokenizes())
+    }
+
+    /// The text rule of a column, if it is redacted.
+    pub fn text_rule(&self, column: &str) -> Option<&TextColumnPlan> {
+        self.text.iter().find(|t| t.column == column)
+    }
+
+    /// What is done to a column, in words.
+    pub fn describe_column(&self, c: &ColumnPlan) -> String {
+        match self.text_rule(&c.name) {
+            Some(t) if c.action == Action::Redact => t.describe(),
+            _ => c.action.describe(),
+        }
     }
 
     /// Columns that reach the output, in order.
@@ -249,6 +270,8 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
             );
         }
     }
+    let pii = pii_plan(&file, &base, &mut diags);
+    let mut text: Vec<TextColumnPlan> = Vec::new();
     let mut columns = Vec::new();
     for (c, conversion) in manifest.spec.columns.iter().zip(&conversions) {
         let name = c.name.get_ref();
@@ -266,8 +289,8 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
                     ColumnClass::Identifier => ("{ action = \"tokenize\" }", "or drop it"),
                     ColumnClass::QuasiIdentifier => ("{ action = \"drop\" }", "or generalize it"),
                     ColumnClass::FreeText => (
-                        "{ action = \"drop\" }",
-                        "free-text redaction is not available yet",
+                        "{ action = \"redact\" }",
+                        "or drop it",
                     ),
                     _ => (
                         "{ action = \"drop\" }",
@@ -334,11 +357,130 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
                         }
                         Action::GeneralizePrefix(prefix.unwrap_or(1))
                     }
+                    ColumnRule::Redact {
+                        detectors,
+                        context,
+                        default_action,
+                        actions,
+                        keep_last,
+                    } => {
+                        if ty != ColumnType::String {
+                            diags.push(err(
+                                "redact works on text".into(),
+                                "redact is for free-text columns; use tokenize or generalize here",
+                            ));
+                        }
+                        let rule_at = |msg: String, hint: String| {
+                            at(rule.span(), format!("column `{name}`: {msg}")).hint(hint)
+                        };
+                        let known = pii.detector_names();
+                        let detectors = match detectors {
+                            Some(list) => {
+                                for d in list {
+                                    if !known.contains(d) {
+                                        diags.push(rule_at(
+                                            format!("unknown detector `{d}`"),
+                                            unknown_detector_hint(d, &known),
+                                        ));
+                                    }
+                                }
+                                if list.is_empty() {
+                                    diags.push(rule_at("detectors is empty, so nothing would be redacted".into(), "leave `detectors` out to run them all".into()));
+                                }
+                                list.clone()
+                            }
+                            None => pii.default_detectors(),
+                        };
+                        if detectors.iter().any(|d| d == pii::DENY_DETECTOR) && pii.deny.is_empty() {
+                            diags.push(rule_at("detector `deny` is asked for but [pii] lists no deny terms".into(), "add deny = [\"…\"] or deny_file = \"path\" under [pii]".into()));
+                        }
+                        let keep_last = keep_last.unwrap_or(4);
+                        let text_action = |a: TextActionSpec| match a {
+                            TextActionSpec::Redact => TextAction::Redact,
+                            TextActionSpec::Tokenize => TextAction::Tokenize,
+                            TextActionSpec::Mask => TextAction::Mask { keep_last },
+                            TextActionSpec::DropRow => TextAction::DropRow,
+                        };
+                        let mut by_detector = std::collections::BTreeMap::new();
+                        for (d, a) in actions {
+                            if !detectors.contains(d) {
+                                diags.push(rule_at(
+                                    format!("`actions` names detector `{d}`, which does not run on this column"),
+                                    if known.contains(d) {
+                                        format!("add `{d}` to `detectors`, or remove its action")
+                                    } else {
+                                        unknown_detector_hint(d, &known)
+                                    },
+                                ));
+                            }
+                            by_detector.insert(d.clone(), text_action(*a));
+                        }
+                        let context_columns = match context {
+                            Some(list) => {
+                                for c in list {
+                                    match manifest.column(c) {
+                                        None => diags.push(rule_at(
+                                            format!("context column `{c}` is not in the manifest"),
+                                            match closest(c, &manifest.column_names()) {
+                                                Some(x) => format!("did you mean `{x}`?"),
+                                                None => "list identifier columns of the same row, e.g. [\"full_name\", \"email\"]".into(),
+                                            },
+                                        )),
+                                        Some(m) if c == name => {
+                                            let _ = m;
+                                            diags.push(rule_at("a text cannot be its own context".into(), "list the identifier columns of the row, e.g. the name and e-mail columns".into()));
+                                        }
+                                        Some(_) => {}
+                                    }
+                                }
+                                list.clone()
+                            }
+                            None => manifest
+                                .spec
+                                .columns
+                                .iter()
+                                .filter(|m| {
+                                    *m.class.get_ref() == ColumnClass::Identifier
+                                        && *m.ty.get_ref() == ColumnType::String
+                                        && m.name.get_ref() != name
+                                })
+                                .map(|m| m.name.get_ref().clone())
+                                .collect(),
+                        };
+                        let context_columns = if detectors.iter().any(|d| d == pii::CONTEXT_DETECTOR) {
+                            context_columns
+                        } else {
+                            Vec::new()
+                        };
+                        text.push(TextColumnPlan {
+                            column: name.clone(),
+                            detectors,
+                            context: context_columns,
+                            default_action: text_action(default_action.unwrap_or(TextActionSpec::Redact)),
+                            actions: by_detector,
+                        });
+                        Action::Redact
+                    }
                     ColumnRule::Drop => Action::Drop,
                     ColumnRule::Keep => Action::Keep,
                 }
             }
         };
+        if class == ColumnClass::FreeText && !matches!(action, Action::Redact | Action::Drop) {
+            if let Some(rule) = rule {
+                diags.push(
+                    at(
+                        rule.span(),
+                        format!(
+                            "column `{name}` is classed free_text, which needs a redaction rule"
+                        ),
+                    )
+                    .hint(format!(
+                        "free text hides personal data anywhere in it: use `{name} = {{ action = \"redact\" }}`, or drop the column"
+                    )),
+                );
+            }
+        }
         columns.push(ColumnPlan {
             name: name.clone(),
             ty,
@@ -464,8 +606,132 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
         manifest,
         policy,
         columns,
+        pii,
+        text,
         output,
     })
+}
+
+fn unknown_detector_hint(name: &str, known: &[String]) -> String {
+    match closest(name, known) {
+        Some(c) => format!("did you mean `{c}`?"),
+        None => format!("the detectors are: {}", known.join(", ")),
+    }
+}
+
+/// Resolves `[pii]`: regions, lists, labels and user-defined detectors.
+fn pii_plan(file: &PipelineFile, base: &std::path::Path, diags: &mut Diagnostics) -> PiiPlan {
+    let s = &file.spec.pii;
+    let at = |span: std::ops::Range<usize>, msg: String| {
+        Diagnostic::at(&file.path, &file.text, Some(span), msg)
+    };
+    let mut plan = PiiPlan::default();
+    if let Some(regions) = &s.regions {
+        let supported = pii::phone::supported_regions();
+        let mut list = Vec::new();
+        for r in regions.get_ref() {
+            let up = r.to_ascii_uppercase();
+            if supported.contains(&up.as_str()) {
+                list.push(up);
+            } else {
+                diags.push(
+                    at(regions.span(), format!("phone region `{r}` is not supported"))
+                        .hint(format!("supported regions: {}", supported.join(", "))),
+                );
+            }
+        }
+        if regions.get_ref().is_empty() {
+            diags.push(
+                at(regions.span(), "regions is empty, so no phone number would validate".into())
+                    .hint("list the countries your texts come from, e.g. [\"US\", \"GB\"]"),
+            );
+        }
+        plan.regions = list;
+    }
+    plan.allow = s.allow.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
+    plan.deny = s.deny.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
+    if let Some(df) = &s.deny_file {
+        let p = spec::resolve(base, df.get_ref());
+        match std::fs::read(&p) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let terms: Vec<String> = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_string)
+                    .collect();
+                let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+                plan.deny_file = Some((p, sha, terms.len()));
+                plan.deny.extend(terms);
+            }
+            Err(e) => diags.push(
+                at(df.span(), format!("cannot read deny file `{}`: {e}", p.display()))
+                    .hint("a deny file is a text file with one term per line; paths are relative to the pipeline file"),
+            ),
+        }
+    }
+    plan.gate = s.leak_gate;
+    let builtin: Vec<String> = plan.detector_names();
+    for d in &s.detector {
+        let spec_d = d.get_ref();
+        let name = spec_d.name.get_ref();
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid_name {
+            diags.push(
+                at(spec_d.name.span(), format!("detector name `{name}` is not a plain name"))
+                    .hint("use lowercase letters, digits and `_`, e.g. name = \"employee_id\""),
+            );
+        }
+        if builtin.contains(name) || plan.custom.iter().any(|c| &c.detector.name == name) {
+            diags.push(
+                at(spec_d.name.span(), format!("detector `{name}` is defined twice or shadows a built-in"))
+                    .hint(format!("pick another name; built-in detectors are: {}", builtin.join(", "))),
+            );
+        }
+        let detector = CustomDetector {
+            name: name.clone(),
+            pattern: spec_d.pattern.get_ref().clone(),
+            validator: match spec_d.validator.unwrap_or(ValidatorSpec::None) {
+                ValidatorSpec::None => pii::Validator::None,
+                ValidatorSpec::Luhn => pii::Validator::Luhn,
+                ValidatorSpec::Mod97 => pii::Validator::Mod97,
+                ValidatorSpec::Ssn => pii::Validator::Ssn,
+            },
+        };
+        if let Err(e) = regex::Regex::new(&detector.pattern) {
+            let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
+            diags.push(
+                at(spec_d.pattern.span(), format!("detector `{name}`: the pattern is not a valid regular expression: {first}"))
+                    .hint("patterns use Rust regex syntax; in TOML, write them in single quotes so backslashes stay as they are, e.g. pattern = 'EMP-\\d{6}'"),
+            );
+        }
+        let label = spec_d
+            .label
+            .clone()
+            .unwrap_or_else(|| format!("[{}]", name.to_ascii_uppercase()));
+        plan.custom.push(CustomPlan { detector, label });
+    }
+    let known = plan.detector_names();
+    for (d, label) in &s.labels {
+        if !known.contains(d.get_ref()) {
+            diags.push(
+                at(d.span(), format!("label for unknown detector `{}`", d.get_ref()))
+                    .hint(unknown_detector_hint(d.get_ref(), &known)),
+            );
+        } else if label.get_ref().is_empty() {
+            diags.push(
+                at(label.span(), "a label cannot be empty".into())
+                    .hint("an empty replacement would hide that anything was removed; e.g. \"[EMAIL]\""),
+            );
+        } else {
+            plan.labels.insert(d.get_ref().clone(), label.get_ref().clone());
+        }
+    }
+    plan
 }
 
 /// The nearest name by edit distance, if it is close enough to be a typo.
@@ -505,6 +771,8 @@ pub struct Explained {
     pub columns: Vec<ExplainedColumn>,
     pub outputs: Vec<String>,
     pub quarantine: String,
+    /// Free-text settings and the leak gate, one line each.
+    pub text: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -534,7 +802,7 @@ impl Plan {
                 output_type: (c.action != Action::Drop)
                     .then(|| format!("{}", c.action.output_type(c.ty))),
                 transformation: if c.explicit || c.action == Action::Drop {
-                    c.action.describe()
+                    self.describe_column(c)
                 } else {
                     "kept as is (public in the manifest)".into()
                 },
@@ -555,6 +823,7 @@ impl Plan {
             outputs.push(format!("splits are subject-disjoint: each subject goes to one split by keyed hash (train {t}, validation {v}, test {te})"));
         }
         Explained {
+            text: self.explain_text(),
             pipeline: format!("{} ({})", self.name, self.pipeline.path.display()),
             sources: self.files.iter().map(|f| f.display().to_string()).collect(),
             format: self.format.as_str().into(),
@@ -570,6 +839,49 @@ impl Plan {
             ),
             warnings,
         }
+    }
+}
+
+impl Plan {
+    /// The `[pii]` settings and the leak gate in words.
+    fn explain_text(&self) -> Vec<String> {
+        let p = &self.pii;
+        let mut out = Vec::new();
+        for t in &self.text {
+            out.push(format!("`{}`: detectors {}", t.column, t.detectors.join(", ")));
+        }
+        if !self.text.is_empty() {
+            out.push(format!("phone numbers are validated against the numbering plans of: {}", p.regions.join(", ")));
+            out.push(format!(
+                "allow list: {} value(s) never flagged; deny list: {} term(s){}",
+                p.allow.len(),
+                p.deny.len(),
+                p.deny_file
+                    .as_ref()
+                    .map(|(f, _, n)| format!(" ({n} from {})", f.display()))
+                    .unwrap_or_default()
+            ));
+            for c in &p.custom {
+                out.push(format!(
+                    "detector `{}`: pattern {}{}, replaced by {}",
+                    c.detector.name,
+                    c.detector.pattern,
+                    match c.detector.validator {
+                        pii::Validator::None => String::new(),
+                        v => format!(" checked with {}", format!("{v:?}").to_lowercase()),
+                    },
+                    c.label
+                ));
+            }
+        }
+        out.push(format!(
+            "leak gate: before commit, every string value of every output is scanned with all detectors and for the identifier values of every input row; a hit {}",
+            match p.gate {
+                crate::spec::LeakGateMode::Fail => "fails the run and nothing is committed",
+                crate::spec::LeakGateMode::Warn => "is reported as a warning (leak_gate = \"warn\")",
+            }
+        ));
+        out
     }
 }
 
@@ -619,6 +931,10 @@ impl std::fmt::Display for Explained {
             writeln!(f, "  {o}")?;
         }
         writeln!(f, "  {}", self.quarantine)?;
+        writeln!(f, "\nfree text and leak gate")?;
+        for t in &self.text {
+            writeln!(f, "  {t}")?;
+        }
         if !self.warnings.is_empty() {
             writeln!(f)?;
             for w in &self.warnings {

@@ -10,9 +10,17 @@ use crate::emit::{self, AtomicParquet, ParquetSettings};
 use crate::identity::keys::{self, Key};
 use crate::identity::stage::{split_expr, SPLIT};
 use crate::ingest::{self, BADCOL, FILE, ROW};
+use crate::identity::kernels::{TokenEncoding, Tokenizer};
+use crate::identity::stage::Action;
+use crate::ingest::ColumnClass;
 use crate::lineage::record::{
-    ColumnLineage, InputRecord, OutputRecord, PolicySummary, RunRecord, RunStatus,
+    ColumnLineage, InputRecord, LeakGateRecord, OutputRecord, PiiSummary, PolicySummary,
+    RunRecord, RunStatus, TextColumnRecord,
 };
+use crate::pii::gate::{Gate, IdentifierSet};
+use crate::pii::stage::TextRuntime;
+use crate::pii::{self, TextColumnPlan};
+use crate::spec::{LeakGateMode, TokenEncodingSpec};
 use crate::lineage::store::Store;
 use crate::plan::Plan;
 use crate::policy::{DropReason, KEPT, QUARANTINED, STATUS};
@@ -76,6 +84,12 @@ pub struct RunSummary {
     pub finished_at: String,
     pub duration_ms: u64,
     pub error: Option<String>,
+    /// Per free-text column: spans replaced by type, texts changed, rows dropped.
+    #[serde(default)]
+    pub text_columns: Vec<TextColumnRecord>,
+    /// Per output column: the leak gate's verdict and hit counts.
+    #[serde(default)]
+    pub leak_gate: Vec<LeakGateRecord>,
 }
 
 /// Why a run failed.
@@ -100,6 +114,8 @@ pub enum RunError {
         first: String,
         report: String,
     },
+    #[error("leak gate: personal data found in the output: {columns}\n  = hint: nothing was committed. Redact these columns (action = \"redact\"), drop them, or widen their detectors; `privprep lineage show` lists the gate's counts per column")]
+    Leak { columns: String },
     #[error("row accounting does not add up: read {read} ≠ written {written} + dropped {dropped} + quarantined {quarantined}\n  = hint: this is a bug in privprep; the outputs were not committed")]
     Accounting {
         read: u64,
@@ -193,7 +209,7 @@ pub fn recover_interrupted(state_dir: &Path, store: &mut Store) -> Vec<String> {
 /// Per-status row counts and quarantined rows, filled batch by batch.
 #[derive(Default)]
 struct Tally {
-    by_status: [u64; 8],
+    by_status: [u64; 9],
     /// (file index, record index, column index) of rows whose values did not parse.
     bad_values: Vec<(u32, u64, i32)>,
     seen: u64,
@@ -223,6 +239,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
         &plan.pipeline.text,
     );
     record.policy = policy_summary(plan);
+    record.pii = Some(pii_summary(plan));
     record.column_lineage = column_lineage(plan);
     let fail = |record: &mut RunRecord, error: RunError, record_hash: Option<String>| {
         record.status = RunStatus::Failed;
@@ -335,6 +352,8 @@ impl RunSummary {
             finished_at: r.finished_at.clone(),
             duration_ms: elapsed.as_millis() as u64,
             error: r.error.clone(),
+            text_columns: r.text_columns.clone(),
+            leak_gate: r.leak_gate.clone(),
         }
     }
 }
@@ -366,7 +385,7 @@ fn column_lineage(plan: &Plan) -> Vec<ColumnLineage> {
         .map(|c| ColumnLineage {
             output_column: c.name.clone(),
             input_columns: vec![c.name.clone()],
-            transformation: c.action.describe(),
+            transformation: plan.describe_column(c),
             masked: c.action.masks(),
         })
         .collect()
@@ -488,13 +507,37 @@ fn execute(
         )),
         _ => lf.with_column(lit(0i32).cast(DataType::Int32).alias(SPLIT)),
     };
+    // Free text: texts with a `drop_row` hit drop their row before anything is transformed.
+    let texts = text_runtimes(plan, key.as_ref())?;
+    let kept_only = |name: &str| {
+        when(col(STATUS).eq(lit(KEPT as i32)))
+            .then(col(name))
+            .otherwise(lit(NULL))
+    };
+    let context_of = |t: &TextColumnPlan| -> Vec<Expr> {
+        t.context.iter().map(|c| col(c.as_str())).collect()
+    };
+    let mut lf = lf;
+    for (t, rt) in plan.text.iter().zip(&texts) {
+        if t.drops_rows() {
+            let hit = pii::stage::drop_expr(rt.clone(), kept_only(&t.column), context_of(t));
+            lf = lf.with_column(
+                when(col(STATUS).eq(lit(KEPT as i32)).and(hit.fill_null(lit(false))))
+                    .then(lit(DropReason::PiiInText.code() as i32))
+                    .otherwise(col(STATUS))
+                    .alias(STATUS),
+            );
+        }
+    }
     let mut outputs = Vec::new();
     for c in plan.output_columns() {
         // Transform only rows that are kept: values of dropped rows are never processed further.
-        let input = when(col(STATUS).eq(lit(KEPT as i32)))
-            .then(col(c.name.as_str()))
-            .otherwise(lit(NULL));
-        if let Some(e) = c.action.expr(&c.name, input, c.ty, key.as_ref()) {
+        let input = kept_only(&c.name);
+        if c.action == Action::Redact {
+            if let Some((t, rt)) = plan.text.iter().zip(&texts).find(|(t, _)| t.column == c.name) {
+                outputs.push(pii::stage::redact_expr(rt.clone(), input, context_of(t)));
+            }
+        } else if let Some(e) = c.action.expr(&c.name, input, c.ty, key.as_ref()) {
             outputs.push(e);
         }
     }
@@ -502,6 +545,11 @@ fn execute(
         .output_columns()
         .map(|c| c.name.as_str().into())
         .collect();
+    // Raw identifier values of every row travel to the sink only to be hashed for the gate.
+    let id_columns = identifier_columns(plan);
+    for (i, c) in id_columns.iter().enumerate() {
+        outputs.push(col(c.as_str()).cast(DataType::String).alias(id_column_name(i)));
+    }
     outputs.extend([col(STATUS), col(ROW), col(FILE), col(BADCOL), col(SPLIT)]);
     let mut lf = lf.select(outputs);
 
@@ -540,15 +588,19 @@ fn execute(
     let write_error: Arc<Mutex<Option<emit::EmitError>>> = Arc::new(Mutex::new(None));
 
     progress.set_message("processing");
-    let (sinks_cb, tally_cb, err_cb, bar) = (
+    let identifiers = Arc::new(Mutex::new(IdentifierSet::new()));
+    let (sinks_cb, tally_cb, err_cb, bar, ids_cb) = (
         sinks.clone(),
         tally.clone(),
         write_error.clone(),
         progress.clone(),
+        identifiers.clone(),
     );
+    let n_ids = id_columns.len();
     let callback = PlanCallback::Rust(SpecialEq::new(Arc::new(
         move |df: DataFrame| -> PolarsResult<bool> {
             bar.inc(df.height() as u64);
+            remember_identifiers(&df, n_ids, &ids_cb)?;
             let status = df.column(STATUS)?.i32()?.clone();
             {
                 let mut t = tally_cb
@@ -556,7 +608,7 @@ fn execute(
                     .map_err(|_| polars_err!(ComputeError: "tally lock poisoned"))?;
                 t.seen += df.height() as u64;
                 for s in status.into_no_null_iter() {
-                    t.by_status[(s.max(0) as usize).min(7)] += 1;
+                    t.by_status[(s.max(0) as usize).min(8)] += 1;
                 }
                 let bad_mask = status.equal(QUARANTINED as i32);
                 if bad_mask.any() {
@@ -745,6 +797,76 @@ fn execute(
             return Err(e.into());
         }
     }
+    record.text_columns = text_records(plan, &texts);
+
+    // Leak gate: read back what was written, before anything becomes visible.
+    let identifiers = std::mem::take(
+        &mut *identifiers
+            .lock()
+            .map_err(|_| RunError::Engine("identifier set lock poisoned".into()))?,
+    );
+    let gate = Gate {
+        scanner: plan
+            .pii
+            .scanner(None)
+            .map_err(|e| RunError::Engine(e.to_string()))?,
+        ids: identifiers,
+        slot_names: plan.pii.slot_names(),
+    };
+    progress.set_message("leak gate");
+    let tmp_files: Vec<&Path> = finished.iter().map(|(_, _, w)| w.tmp_path()).collect();
+    let verdicts = match gate.check_files(&tmp_files, &gate_exempt(plan)) {
+        Ok(v) => v,
+        Err(e) => {
+            for (_, _, w) in finished {
+                w.abort();
+            }
+            return Err(RunError::Engine(e.to_string()));
+        }
+    };
+    drop(gate);
+    record.leak_gate = verdicts
+        .into_iter()
+        .map(|v| LeakGateRecord {
+            column: v.column,
+            result: v.result,
+            values_scanned: v.values_scanned,
+            hits: v.hits,
+        })
+        .collect();
+    let leaks: Vec<String> = record
+        .leak_gate
+        .iter()
+        .filter(|g| g.result == "leak")
+        .map(|g| {
+            format!(
+                "`{}` ({})",
+                g.column,
+                g.hits
+                    .iter()
+                    .map(|(k, n)| format!("{n} {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+        .collect();
+    if !leaks.is_empty() {
+        match plan.pii.gate {
+            LeakGateMode::Fail => {
+                for (_, _, w) in finished {
+                    w.abort();
+                }
+                return Err(RunError::Leak {
+                    columns: leaks.join("; "),
+                });
+            }
+            LeakGateMode::Warn => {
+                tracing::warn!("leak gate found personal data in {}", leaks.join("; "));
+                eprintln!("privprep: warning: leak gate found personal data in {}; committed anyway because leak_gate = \"warn\"", leaks.join("; "));
+            }
+        }
+    }
+
     if let Some(report) = &report {
         if let Err(e) = emit::write_atomic(&plan.output.quarantine_path, run_id, report.as_bytes())
         {
@@ -910,5 +1032,157 @@ impl ScratchDir {
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Name of the internal column carrying identifier column `i` to the sink.
+fn id_column_name(i: usize) -> String {
+    format!("__idv{i}")
+}
+
+/// String identifier columns: their values of every input row feed the leak gate.
+fn identifier_columns(plan: &Plan) -> Vec<String> {
+    plan.columns
+        .iter()
+        .filter(|c| c.class == ColumnClass::Identifier)
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// Output columns the gate does not judge: identifier columns the pipeline explicitly keeps
+/// as they are (`explain` marks them UNSAFE); everything else must come out clean.
+fn gate_exempt(plan: &Plan) -> Vec<String> {
+    plan.output_columns()
+        .filter(|c| c.explicit && c.action == Action::Keep && c.class == ColumnClass::Identifier)
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// Hashes one batch's identifier values into the gate's set, a column per thread.
+fn remember_identifiers(
+    df: &DataFrame,
+    n: usize,
+    ids: &Mutex<IdentifierSet>,
+) -> PolarsResult<()> {
+    use rayon::prelude::*;
+    if n == 0 {
+        return Ok(());
+    }
+    let base = ids
+        .lock()
+        .map_err(|_| polars_err!(ComputeError: "identifier set lock poisoned"))?
+        .fork();
+    let columns = (0..n)
+        .map(|i| df.column(&id_column_name(i)).and_then(|c| c.str().cloned()))
+        .collect::<PolarsResult<Vec<_>>>()?;
+    let parts: Vec<IdentifierSet> = columns
+        .par_iter()
+        .map(|ca| {
+            let mut set = base.fork();
+            for v in ca.iter().flatten() {
+                set.insert(v);
+            }
+            set
+        })
+        .collect();
+    let mut set = ids
+        .lock()
+        .map_err(|_| polars_err!(ComputeError: "identifier set lock poisoned"))?;
+    for p in parts {
+        set.merge(p);
+    }
+    Ok(())
+}
+
+/// Scanner, actions and counters for each text column.
+fn text_runtimes(plan: &Plan, key: Option<&Arc<Key>>) -> Result<Vec<Arc<TextRuntime>>, RunError> {
+    let tokens = &plan.pipeline.spec.tokens;
+    let mut out = Vec::new();
+    for t in &plan.text {
+        let scanner = plan
+            .pii
+            .scanner(Some(&t.detectors))
+            .map_err(|e| RunError::Engine(e.to_string()))?;
+        let policy = plan.pii.policy(t);
+        let token: Option<Arc<pii::redact::TokenFn>> = match key {
+            Some(k) if t.tokenizes() => {
+                let encoding = match tokens.encoding {
+                    TokenEncodingSpec::Hex => TokenEncoding::Hex,
+                    TokenEncodingSpec::Base64url => TokenEncoding::Base64Url,
+                };
+                let tokenizer = Tokenizer::new(k, tokens.bits, encoding)
+                    .map_err(|e| RunError::Engine(e.to_string()))?;
+                Some(Arc::new(move |v: &str, out: &mut String| {
+                    tokenizer.token_into(v, out)
+                }))
+            }
+            _ => None,
+        };
+        out.push(Arc::new(TextRuntime {
+            column: t.column.clone(),
+            stats: pii::redact::TextStats::new(policy.slots()),
+            scanner,
+            policy,
+            token,
+        }));
+    }
+    Ok(out)
+}
+
+/// Lineage of each text column: detectors, actions and counts.
+fn text_records(plan: &Plan, texts: &[Arc<TextRuntime>]) -> Vec<TextColumnRecord> {
+    let names = plan.pii.slot_names();
+    plan.text
+        .iter()
+        .zip(texts)
+        .map(|(t, rt)| TextColumnRecord {
+            column: t.column.clone(),
+            detectors: t.detectors.clone(),
+            context_columns: t.context.clone(),
+            actions: t
+                .detectors
+                .iter()
+                .map(|d| (d.clone(), t.action_for(d).describe()))
+                .collect(),
+            texts_scanned: rt.stats.texts.load(std::sync::atomic::Ordering::Relaxed),
+            texts_changed: rt
+                .stats
+                .texts_changed
+                .load(std::sync::atomic::Ordering::Relaxed),
+            spans_replaced: rt
+                .stats
+                .span_counts()
+                .into_iter()
+                .enumerate()
+                .filter(|(_, n)| *n > 0)
+                .map(|(i, n)| (names.get(i).cloned().unwrap_or_default(), n))
+                .collect(),
+            rows_dropped: rt
+                .stats
+                .rows_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+        })
+        .collect()
+}
+
+fn pii_summary(plan: &Plan) -> PiiSummary {
+    let p = &plan.pii;
+    PiiSummary {
+        phone_regions: p.regions.clone(),
+        allow_values: p.allow.len() as u64,
+        deny_terms: p.deny.len() as u64,
+        deny_file: p
+            .deny_file
+            .as_ref()
+            .map(|(f, sha, _)| (f.display().to_string(), sha.clone())),
+        custom_detectors: p
+            .custom
+            .iter()
+            .map(|c| (c.detector.name.clone(), c.detector.pattern.clone()))
+            .collect(),
+        leak_gate: match p.gate {
+            LeakGateMode::Fail => "fail".into(),
+            LeakGateMode::Warn => "warn".into(),
+        },
     }
 }

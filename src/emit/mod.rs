@@ -186,6 +186,11 @@ impl AtomicParquet {
         &self.final_path
     }
 
+    /// The temporary file being written (what a check before commit reads back).
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp_path
+    }
+
     /// Closes and fsyncs the temporary file; returns its SHA-256. Not yet visible.
     pub fn finish(&mut self) -> Result<String, EmitError> {
         let path = self.final_path.display().to_string();

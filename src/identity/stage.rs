@@ -26,6 +26,8 @@ pub enum Action {
     GeneralizeDate(DatePart),
     GeneralizeNumber(f64),
     GeneralizePrefix(usize),
+    /// Free text rewritten by the text stage; this stage only knows its output is text.
+    Redact,
     Drop,
     Keep,
 }
@@ -51,6 +53,7 @@ impl Action {
                 format!("generalize to buckets of width {w} (lower bound)")
             }
             Action::GeneralizePrefix(n) => format!("generalize to the first {n} characters"),
+            Action::Redact => "PII in the text replaced".into(),
             Action::Drop => "dropped".into(),
             Action::Keep => "kept as is".into(),
         }
@@ -72,7 +75,8 @@ impl Action {
             Action::Tokenize { .. }
             | Action::Hash
             | Action::Mask { .. }
-            | Action::GeneralizePrefix(_) => DataType::String,
+            | Action::GeneralizePrefix(_)
+            | Action::Redact => DataType::String,
             Action::GeneralizeDate(DatePart::Year) => DataType::Int32,
             Action::GeneralizeDate(DatePart::Month) => DataType::Date,
             Action::GeneralizeNumber(_) | Action::Drop | Action::Keep => {
@@ -90,7 +94,8 @@ impl Action {
         key: Option<&Arc<Key>>,
     ) -> Option<Expr> {
         let out = match self {
-            Action::Drop => return None,
+            // Text columns are built by the text stage; never pass them through from here.
+            Action::Drop | Action::Redact => return None,
             Action::Keep => input,
             Action::Tokenize { bits, encoding } => {
                 let key = key?;

@@ -128,7 +128,7 @@ pub fn file_schema(
 }
 
 /// An engine error message with every quoted part removed: it may quote cell values.
-fn redact(e: &PolarsError) -> String {
+pub fn redact(e: &PolarsError) -> String {
     crate::spec::diag::redact_quoted(&e.to_string(), |_| false)
 }
 

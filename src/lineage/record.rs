@@ -80,6 +80,51 @@ pub struct PolicySummary {
     pub as_of: String,
 }
 
+/// What the text stage did to one free-text column (counts only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextColumnRecord {
+    pub column: String,
+    /// Detectors that ran, by name.
+    pub detectors: Vec<String>,
+    /// Identifier columns searched for in the text.
+    pub context_columns: Vec<String>,
+    /// Action per detector.
+    pub actions: BTreeMap<String, String>,
+    /// Texts of written rows that were scanned.
+    pub texts_scanned: u64,
+    /// Texts with at least one replacement.
+    pub texts_changed: u64,
+    /// Replaced spans by type.
+    pub spans_replaced: BTreeMap<String, u64>,
+    /// Rows dropped because of a `drop_row` hit in this column.
+    pub rows_dropped: u64,
+}
+
+/// The `[pii]` settings a run used (lists as counts and hashes, never terms).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PiiSummary {
+    pub phone_regions: Vec<String>,
+    pub allow_values: u64,
+    pub deny_terms: u64,
+    /// Deny file path and SHA-256.
+    pub deny_file: Option<(String, String)>,
+    /// User-defined detectors: name and pattern.
+    pub custom_detectors: Vec<(String, String)>,
+    /// `fail` or `warn`.
+    pub leak_gate: String,
+}
+
+/// The leak gate's verdict on one output column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeakGateRecord {
+    pub column: String,
+    /// `clean`, `leak` or `exempt`.
+    pub result: String,
+    pub values_scanned: u64,
+    /// Hits by detector; `identifier_value` counts input identifier values found.
+    pub hits: BTreeMap<String, u64>,
+}
+
 /// A full run record as appended to the lineage store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -113,6 +158,15 @@ pub struct RunRecord {
     pub key_id: Option<String>,
     /// Error message for failed runs (names files/rows/columns, never values).
     pub error: Option<String>,
+    /// Free-text settings (absent in records of runs without text columns before they existed).
+    #[serde(default)]
+    pub pii: Option<PiiSummary>,
+    /// Per free-text column: detectors, actions and replacement counts.
+    #[serde(default)]
+    pub text_columns: Vec<TextColumnRecord>,
+    /// Per output column: the leak gate's verdict (empty when the gate did not run).
+    #[serde(default)]
+    pub leak_gate: Vec<LeakGateRecord>,
 }
 
 impl RunRecord {
@@ -148,6 +202,9 @@ impl RunRecord {
             outputs: Vec::new(),
             key_id: None,
             error: None,
+            pii: None,
+            text_columns: Vec::new(),
+            leak_gate: Vec::new(),
         }
     }
 }

@@ -21,6 +21,10 @@
 //! - `run_drops`, one row per drop reason: `run_id`, `reason`, `rows`.
 //! - `column_lineage`, one row per output column: `run_id`, `output_column`, `input_columns`
 //!   (JSON array text), `transformation`, `masked` (0 or 1).
+//! - `run_text_spans`, one row per free-text column and PII type: `run_id`, `text_column`,
+//!   `pii_type`, `spans` (how many were replaced; never the values).
+//! - `run_leak_gate`, one row per output column the gate judged: `run_id`, `output_column`,
+//!   `result` (`clean`, `leak`, `exempt`), `values_scanned`, `hits` (JSON object of counts).
 //!
 //! For example, "which runs used dataset X":
 //! `SELECT r.* FROM runs r JOIN run_inputs i USING (run_id) WHERE i.dataset_id = 'X'`.
@@ -105,6 +109,21 @@ CREATE TABLE IF NOT EXISTS column_lineage (
     transformation TEXT    NOT NULL,
     masked         INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS run_text_spans (
+    run_id   TEXT    NOT NULL REFERENCES runs (run_id),
+    text_column TEXT NOT NULL,
+    pii_type TEXT    NOT NULL,
+    spans    INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run_leak_gate (
+    run_id         TEXT    NOT NULL REFERENCES runs (run_id),
+    output_column  TEXT    NOT NULL,
+    result         TEXT    NOT NULL,
+    values_scanned INTEGER NOT NULL,
+    hits           TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS run_text_spans_run_id ON run_text_spans (run_id);
+CREATE INDEX IF NOT EXISTS run_leak_gate_run_id ON run_leak_gate (run_id);
 CREATE INDEX IF NOT EXISTS run_inputs_dataset_id ON run_inputs (dataset_id);
 CREATE INDEX IF NOT EXISTS run_inputs_sha256 ON run_inputs (sha256);
 CREATE INDEX IF NOT EXISTS run_outputs_path ON run_outputs (path);
@@ -137,7 +156,7 @@ struct DerivedTable {
 }
 
 /// The derived tables, in the order [`derived_rows`] yields their rows.
-const DERIVED_TABLES: [DerivedTable; 4] = [
+const DERIVED_TABLES: [DerivedTable; 6] = [
     DerivedTable {
         name: "run_inputs",
         columns: &["path", "dataset_id", "bytes", "sha256", "rows_read"],
@@ -153,6 +172,14 @@ const DERIVED_TABLES: [DerivedTable; 4] = [
     DerivedTable {
         name: "column_lineage",
         columns: &["output_column", "input_columns", "transformation", "masked"],
+    },
+    DerivedTable {
+        name: "run_text_spans",
+        columns: &["text_column", "pii_type", "spans"],
+    },
+    DerivedTable {
+        name: "run_leak_gate",
+        columns: &["output_column", "result", "values_scanned", "hits"],
     },
 ];
 
@@ -865,7 +892,7 @@ fn run_columns(record: &RunRecord) -> Result<Vec<Value>, TryFromIntError> {
 }
 
 /// Rows of each of [`DERIVED_TABLES`] for `record`, without the `run_id` column.
-fn derived_rows(record: &RunRecord) -> Result<[Vec<Vec<Value>>; 4], TryFromIntError> {
+fn derived_rows(record: &RunRecord) -> Result<[Vec<Vec<Value>>; 6], TryFromIntError> {
     let inputs = record
         .inputs
         .iter()
@@ -909,7 +936,29 @@ fn derived_rows(record: &RunRecord) -> Result<[Vec<Vec<Value>>; 4], TryFromIntEr
             ]
         })
         .collect();
-    Ok([inputs, outputs, drops, columns])
+    let mut spans = Vec::new();
+    for t in &record.text_columns {
+        for (kind, n) in &t.spans_replaced {
+            spans.push(vec![
+                Value::Text(t.column.clone()),
+                Value::Text(kind.clone()),
+                int(*n)?,
+            ]);
+        }
+    }
+    let gate = record
+        .leak_gate
+        .iter()
+        .map(|g| {
+            Ok(vec![
+                Value::Text(g.column.clone()),
+                Value::Text(g.result.clone()),
+                int(g.values_scanned)?,
+                Value::Text(serde_json::to_string(&g.hits).unwrap_or_default()),
+            ])
+        })
+        .collect::<Result<_, TryFromIntError>>()?;
+    Ok([inputs, outputs, drops, columns, spans, gate])
 }
 
 fn int(n: u64) -> Result<Value, TryFromIntError> {

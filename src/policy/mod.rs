@@ -34,17 +34,20 @@ pub enum DropReason {
     Provenance,
     /// Timestamp missing or outside the retention window.
     Retention,
+    /// A free-text column holds PII whose rule is `drop_row`.
+    PiiInText,
 }
 
 impl DropReason {
     /// All reasons, in the order they are checked.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::MissingSubject,
         DropReason::Revoked,
         DropReason::ConsentStatus,
         DropReason::ConsentPurpose,
         DropReason::Provenance,
         DropReason::Retention,
+        DropReason::PiiInText,
     ];
 
     /// Status code of rows dropped for this reason.
@@ -66,6 +69,7 @@ impl DropReason {
             DropReason::ConsentPurpose => "consent_purpose",
             DropReason::Provenance => "provenance",
             DropReason::Retention => "retention",
+            DropReason::PiiInText => "pii_in_text",
         }
     }
 }

@@ -25,7 +25,88 @@ pub struct PipelineSpec {
     /// Output column rules keyed by input column name.
     #[serde(default)]
     pub columns: BTreeMap<Spanned<String>, Spanned<ColumnRule>>,
+    /// Free-text PII detection settings shared by every `redact` column.
+    #[serde(default)]
+    pub pii: PiiSpec,
     pub output: OutputSpec,
+}
+
+/// `[pii]`: detectors, lists and the leak gate.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PiiSpec {
+    /// Phone numbering plans (ISO 3166 alpha-2) that phone numbers are validated against.
+    #[serde(default)]
+    pub regions: Option<Spanned<Vec<String>>>,
+    /// Values never flagged, e.g. the support desk's own address.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Terms always flagged (detector `deny`).
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// A file of terms always flagged, one per line; lineage keeps its hash, not its terms.
+    #[serde(default)]
+    pub deny_file: Option<Spanned<String>>,
+    /// Replacement labels by detector name, e.g. `email = "[E-MAIL]"`.
+    #[serde(default)]
+    pub labels: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// What the output leak gate does on a hit: `fail` (default) or `warn`.
+    #[serde(default)]
+    pub leak_gate: LeakGateMode,
+    /// User-defined detectors.
+    #[serde(default)]
+    pub detector: Vec<Spanned<DetectorSpec>>,
+}
+
+/// `[[pii.detector]]`: a regular expression with an optional validator.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorSpec {
+    /// Detector name, used in `detectors`, `actions`, labels and lineage.
+    pub name: Spanned<String>,
+    /// Regular expression (Rust `regex` syntax) matched against the text.
+    pub pattern: Spanned<String>,
+    /// Check a match must pass: `luhn`, `mod97` or `ssn`; default none.
+    #[serde(default)]
+    pub validator: Option<ValidatorSpec>,
+    /// Replacement label, default `[NAME]` of the detector in upper case.
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// Validators a user-defined detector may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValidatorSpec {
+    None,
+    Luhn,
+    Mod97,
+    Ssn,
+}
+
+/// What the leak gate does when an output holds PII.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeakGateMode {
+    /// The run fails and nothing is committed.
+    #[default]
+    Fail,
+    /// The run commits and warns.
+    Warn,
+}
+
+/// What is done with one PII hit inside a text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextActionSpec {
+    /// Replace with a label such as `[EMAIL]`.
+    Redact,
+    /// Replace with the label and the value's keyed token, `[EMAIL:3f9a…]`.
+    Tokenize,
+    /// Keep the last `keep_last` characters, star the rest.
+    Mask,
+    /// Drop the whole row.
+    DropRow,
 }
 
 /// `[pipeline]`: name and description.
@@ -185,6 +266,25 @@ pub enum ColumnRule {
         #[serde(default)]
         prefix: Option<usize>,
     },
+    /// Find PII in free text and replace each hit (see [`TextActionSpec`]).
+    Redact {
+        /// Detectors to run (built-in names, `name`, `deny`, user-defined); default all.
+        #[serde(default)]
+        detectors: Option<Vec<String>>,
+        /// Identifier columns of the same row whose values are searched for in the text;
+        /// default every identifier column of the manifest.
+        #[serde(default)]
+        context: Option<Vec<String>>,
+        /// Action for hits of detectors without their own, default `redact`.
+        #[serde(default)]
+        default_action: Option<TextActionSpec>,
+        /// Actions by detector name.
+        #[serde(default)]
+        actions: BTreeMap<String, TextActionSpec>,
+        /// Characters `mask` keeps, default 4.
+        #[serde(default)]
+        keep_last: Option<usize>,
+    },
     /// Leave the column out of the output.
     Drop,
     /// Pass the value through unchanged.
@@ -307,7 +407,7 @@ fn toml_hint(message: &str, what: &str) -> Option<String> {
             "remove the field or fix its spelling; see the {what} reference in README.md"
         ))
     } else if message.contains("missing field `action`") {
-        Some("every column rule needs action = \"tokenize\", \"hash\", \"mask\", \"generalize\", \"drop\" or \"keep\"; check for a misspelled key".to_string())
+        Some("every column rule needs action = \"tokenize\", \"hash\", \"mask\", \"generalize\", \"redact\", \"drop\" or \"keep\"; check for a misspelled key".to_string())
     } else if message.contains("missing field") {
         Some(format!(
             "add the field; see the {what} reference in README.md"
