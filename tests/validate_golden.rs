@@ -145,3 +145,51 @@ fn schema_drift_names_the_columns() {
         "{out}"
     );
 }
+
+#[test]
+fn free_text_kept_as_is_needs_a_redaction_rule() {
+    let out = check_golden("text/free_text_kept.toml");
+    assert!(out.contains("text/free_text_kept.toml:15:"), "{out}");
+    assert!(out.contains("classed free_text, which needs a redaction rule"), "{out}");
+    assert!(out.contains("action = \"redact\""), "{out}");
+}
+
+#[test]
+fn text_rule_mistakes_are_all_reported() {
+    let out = check_golden("text/text_rules.toml");
+    for needle in [
+        "phone region `XX` is not supported",
+        "not a valid regular expression",
+        "label for unknown detector `phon`",
+        "unknown detector `emial`",
+        "did you mean `email`?",
+        "`actions` names detector `ssn`, which does not run on this column",
+        "context column `full_nme` is not in the manifest",
+    ] {
+        assert!(out.contains(needle), "missing `{needle}` in:\n{out}");
+    }
+}
+
+#[test]
+fn a_valid_text_rule_passes_and_explain_lists_its_detectors() {
+    let (code, _, stderr) = validate("text/ok_text.toml");
+    assert_eq!(code, 0, "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_privprep"))
+        .current_dir(fixtures())
+        .env("NO_COLOR", "1")
+        .args(["explain", "text/ok_text.toml"])
+        .output()
+        .expect("run privprep");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    for needle in [
+        "tokenize: email",
+        "drop_row: ssn",
+        "mask (keep last 4): card",
+        "detector `ticket_ref`: pattern TCK-\\d{6}, replaced by [TICKET]",
+        "numbering plans of: US, GB",
+        "leak gate:",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+}

@@ -1,0 +1,306 @@
+//! Free text through the binary: redaction, tokenized hits, dropped rows, the leak gate, scan.
+
+mod common;
+
+use common::{read_parquet, Work, SAFE_COLUMNS};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// One input row as the tests need it.
+struct InputRow {
+    body: String,
+    email: String,
+    /// Planted PII: (start, end, type), byte offsets into `body`.
+    spans: Vec<(usize, usize, String)>,
+}
+
+/// Input rows by ticket id, with their ground-truth spans.
+fn input_rows(data: &Path) -> HashMap<String, InputRow> {
+    let mut reader = csv::Reader::from_path(data.join("tickets.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let at = |n: &str| headers.iter().position(|h| h == n).unwrap();
+    let (ticket, body, email) = (at("ticket_id"), at("body"), at("email"));
+    let mut by_index = Vec::new();
+    for r in reader.records() {
+        let r = r.unwrap();
+        by_index.push((r[ticket].to_string(), r[body].to_string(), r[email].to_string()));
+    }
+    let mut spans: HashMap<usize, Vec<(usize, usize, String)>> = HashMap::new();
+    for line in std::fs::read_to_string(data.join("pii_spans.jsonl")).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        spans.entry(v["row"].as_u64().unwrap() as usize).or_default().push((
+            v["start"].as_u64().unwrap() as usize,
+            v["end"].as_u64().unwrap() as usize,
+            v["type"].as_str().unwrap().to_string(),
+        ));
+    }
+    by_index
+        .into_iter()
+        .enumerate()
+        .map(|(i, (t, body, email))| {
+            let mut s = spans.remove(&i).unwrap_or_default();
+            s.sort();
+            (t, InputRow { body, email, spans: s })
+        })
+        .collect()
+}
+
+/// (ticket_id, body, email) of every output row.
+fn output_rows(path: &Path) -> Vec<(String, String, String)> {
+    let df = read_parquet(path);
+    let t = df.column("ticket_id").unwrap().str().unwrap().clone();
+    let b = df.column("body").unwrap().str().unwrap().clone();
+    let e = df.column("email").unwrap().str().unwrap().clone();
+    (0..df.height())
+        .map(|i| {
+            (
+                t.get(i).unwrap().to_string(),
+                b.get(i).unwrap_or("").to_string(),
+                e.get(i).unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn columns_with_body(rule: &str) -> String {
+    SAFE_COLUMNS.replace("body = { action = \"drop\" }", &format!("body = {rule}"))
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_lowercase())
+        .collect()
+}
+
+#[test]
+fn redacted_bodies_hold_no_planted_pii_and_keep_every_other_byte() {
+    let w = Work::new();
+    w.datagen(4000, 21, &[]);
+    let p = w.pipeline("redact", "", &columns_with_body("{ action = \"redact\" }"), "");
+    let (code, summary, stderr) = w.run_json(&p, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let input = input_rows(&w.data());
+    let out = output_rows(&w.path().join("out/redact.parquet"));
+    assert!(out.len() > 300, "too few rows to judge: {}", out.len());
+    let (mut with_pii, mut untouched) = (0, 0);
+    for (ticket, body, _) in &out {
+        let row = &input[ticket];
+        for (s, e, kind) in &row.spans {
+            let value = &row.body[*s..*e];
+            if kind == "name" {
+                let planted = words(value);
+                assert!(
+                    words(body).iter().all(|w| !planted.contains(w)),
+                    "a planted name survived in ticket {ticket}"
+                );
+            } else {
+                assert!(!body.contains(value), "a planted {kind} survived in ticket {ticket}");
+            }
+        }
+        // Outside the planted spans nothing changes: the text before the first and after the
+        // last one is byte-for-byte the input (multibyte text and emoji included).
+        match (row.spans.first(), row.spans.last()) {
+            (Some(first), Some(last)) => {
+                with_pii += 1;
+                assert!(body.starts_with(&row.body[..first.0]), "prefix changed in {ticket}");
+                assert!(body.ends_with(&row.body[last.1..]), "suffix changed in {ticket}");
+            }
+            _ => {
+                if body == &row.body {
+                    untouched += 1;
+                }
+            }
+        }
+    }
+    let clean = out.len() - with_pii;
+    assert!(with_pii > 50, "{with_pii}");
+    // Texts without planted PII (prices, order numbers, ISBNs, UUIDs, dates) stay as they were.
+    assert!(
+        untouched as f64 >= 0.99 * clean as f64,
+        "{untouched} of {clean} texts without PII were left unchanged"
+    );
+    let text = &summary["text_columns"][0];
+    assert_eq!(text["column"], "body");
+    assert_eq!(text["texts_scanned"].as_u64().unwrap(), out.len() as u64);
+    let replaced: u64 = text["spans_replaced"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    let planted: usize = out.iter().map(|(t, _, _)| input[t].spans.len()).sum();
+    assert!(replaced as usize >= planted * 9 / 10, "{replaced} replaced, {planted} planted");
+    let gate = summary["leak_gate"].as_array().unwrap();
+    assert!(gate.iter().any(|g| g["column"] == "body" && g["result"] == "clean"), "{gate:?}");
+    assert!(gate.iter().all(|g| g["result"] != "leak"), "{gate:?}");
+}
+
+#[test]
+fn tokenized_emails_in_text_carry_the_email_columns_token() {
+    let w = Work::new();
+    w.datagen(3000, 5, &[]);
+    let rule = "{ action = \"redact\", actions = { email = \"tokenize\" } }";
+    let p = w.pipeline("tok", "", &columns_with_body(rule), "");
+    let (code, _, stderr) = w.run_json(&p, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let input = input_rows(&w.data());
+    let out = output_rows(&w.path().join("out/tok.parquet"));
+    let (mut own, mut matched) = (0, 0);
+    for (ticket, body, email_token) in &out {
+        let row = &input[ticket];
+        assert_eq!(email_token.len(), 32, "email column is a 128-bit hex token");
+        if row.body.contains(&row.email) {
+            own += 1;
+            if body.contains(&format!("[EMAIL:{email_token}]")) {
+                matched += 1;
+            }
+        }
+        assert!(!body.contains(&row.email));
+    }
+    assert!(own > 20, "too few texts quote their writer's e-mail: {own}");
+    assert_eq!(matched, own, "every quoted own e-mail must carry the column's token");
+}
+
+#[test]
+fn drop_row_drops_texts_with_an_ssn_and_counts_them() {
+    let w = Work::new();
+    w.datagen(4000, 8, &[]);
+    let rule = "{ action = \"redact\", actions = { ssn = \"drop_row\" } }";
+    let p = w.pipeline("droprow", "", &columns_with_body(rule), "");
+    let (code, summary, stderr) = w.run_json(&p, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let input = input_rows(&w.data());
+    let out = output_rows(&w.path().join("out/droprow.parquet"));
+    for (ticket, _, _) in &out {
+        assert!(
+            input[ticket].spans.iter().all(|s| s.2 != "ssn"),
+            "ticket {ticket} holds an SSN but was written"
+        );
+    }
+    let dropped = summary["dropped"]["pii_in_text"].as_u64().unwrap_or(0);
+    assert!(dropped > 10, "{summary}");
+    assert_eq!(summary["text_columns"][0]["rows_dropped"].as_u64(), Some(dropped));
+    let read = summary["rows_read"].as_u64().unwrap();
+    let written = summary["rows_written"].as_u64().unwrap();
+    let all_dropped: u64 = summary["dropped"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(read, written + all_dropped + summary["quarantined"].as_u64().unwrap());
+}
+
+/// A manifest that (wrongly) calls the free text public: the pipeline keeps it as it is.
+fn misclassify_body(data: &Path) {
+    let m = data.join("manifest.toml");
+    let text = std::fs::read_to_string(&m).unwrap();
+    let fixed = text.replace(
+        "class = \"free_text\"  # identifier | quasi_identifier | sensitive | free_text | public",
+        "class = \"public\"",
+    );
+    assert_ne!(text, fixed, "manifest layout changed");
+    std::fs::write(&m, fixed).unwrap();
+}
+
+#[test]
+fn leak_gate_fails_a_run_that_keeps_free_text_unredacted() {
+    let w = Work::new();
+    w.datagen(1500, 3, &[]);
+    misclassify_body(&w.data());
+    let columns = SAFE_COLUMNS.replace("body = { action = \"drop\" }\n", "").replace("body = { action = \"drop\" }", "");
+    let p = w.pipeline("leaky", "", &columns, "");
+    let (code, summary, stderr) = w.run_json(&p, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("leak gate"), "{stderr}");
+    assert!(stderr.contains("`body`"), "{stderr}");
+    assert!(!w.path().join("out/leaky.parquet").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(w.path().join("out"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    assert_eq!(summary["status"], "failed");
+    let gate = summary["leak_gate"].as_array().unwrap();
+    let body = gate.iter().find(|g| g["column"] == "body").unwrap();
+    assert_eq!(body["result"], "leak");
+    for kind in ["email", "identifier_value"] {
+        assert!(body["hits"][kind].as_u64().unwrap_or(0) > 0, "{body}");
+    }
+    // The lineage record holds the verdict, and only counts.
+    let run_id = summary["run_id"].as_str().unwrap();
+    let show = w.privprep(&["lineage", "show", run_id, "--format", "json"]);
+    let stored: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(stored["record"]["leak_gate"], summary["leak_gate"]);
+
+    // The same run with the gate set to warn commits, and says so.
+    let p = w.pipeline("leaky_warn", "", &columns, "");
+    let text = std::fs::read_to_string(&p).unwrap() + "\n[pii]\nleak_gate = \"warn\"\n";
+    std::fs::write(&p, text).unwrap();
+    let (code, _, stderr) = w.run_json(&p, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("warning: leak gate found personal data"), "{stderr}");
+    assert!(w.path().join("out/leaky_warn.parquet").exists());
+}
+
+#[test]
+fn the_quickstart_redacts_its_free_text_and_passes_the_gate() {
+    let w = Work::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["pipelines", "datasets/support_tickets"] {
+        std::fs::create_dir_all(w.path().join(dir)).unwrap();
+        for e in std::fs::read_dir(root.join(dir)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), w.path().join(dir).join(e.file_name())).unwrap();
+        }
+    }
+    let (code, summary, stderr) = w.run_json(&w.path().join("pipelines/quickstart.toml"), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let text = &summary["text_columns"][0];
+    assert_eq!(text["column"], "body");
+    assert!(text["spans_replaced"]["email"].as_u64().unwrap_or(0) > 0, "{text}");
+    assert!(summary["leak_gate"].as_array().unwrap().iter().all(|g| g["result"] != "leak"));
+}
+
+#[test]
+fn scan_reports_pii_per_column_and_suggests_a_manifest_that_loads() {
+    let w = Work::new();
+    w.datagen(2000, 4, &[]);
+    let csv = w.data().join("tickets.csv");
+    let out = w.privprep(&["scan", csv.to_str().unwrap(), "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let column = |name: &str| {
+        report["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+            .clone()
+    };
+    let email = column("email");
+    assert_eq!(email["suggested_class"], "identifier");
+    assert!(email["pii"]["email"]["share"].as_f64().unwrap() > 0.95, "{email}");
+    let body = column("body");
+    assert_eq!(body["suggested_class"], "free_text");
+    for kind in ["email", "phone", "card", "iban"] {
+        assert!(body["pii"][kind]["rows"].as_u64().unwrap_or(0) > 0, "{kind}: {body}");
+    }
+    assert_eq!(column("full_name")["suggested_class"], "identifier");
+    assert_eq!(column("zip")["suggested_type"], "string");
+    assert_eq!(column("priority")["suggested_type"], "int64");
+    // The suggested manifest is a manifest privprep reads.
+    let manifest = w.path().join("suggested.toml");
+    std::fs::write(&manifest, report["suggested_manifest"].as_str().unwrap()).unwrap();
+    let loaded = privprep::ingest::Manifest::load(&manifest);
+    assert!(loaded.is_ok(), "{:?}", loaded.err());
+    assert_eq!(loaded.unwrap().spec.columns.len(), 16);
+    // No cell value is printed.
+    let text = w.privprep(&["scan", csv.to_str().unwrap()]);
+    let printed = String::from_utf8_lossy(&text.stdout).to_string();
+    let first = input_rows(&w.data());
+    for row in first.values().take(200) {
+        assert!(!printed.contains(&row.email), "scan printed a value");
+    }
+}
