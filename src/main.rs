@@ -450,7 +450,11 @@ fn lineage(store: &Store, command: LineageCommand) -> anyhow::Result<ExitCode> {
                             g.column,
                             g.result,
                             g.values_scanned,
-                            if hits.is_empty() { String::new() } else { format!("; {}", hits.join(", ")) }
+                            if hits.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; {}", hits.join(", "))
+                            }
                         );
                     }
                     for o in &r.outputs {
@@ -512,7 +516,11 @@ fn print_gate(gate: &[privprep::lineage::record::LeakGateRecord]) {
     }
     for g in leaks {
         let hits: Vec<String> = g.hits.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        println!("  leak gate      LEAK in `{}`: {}", g.column, hits.join(", "));
+        println!(
+            "  leak gate      LEAK in `{}`: {}",
+            g.column,
+            hits.join(", ")
+        );
     }
 }
 

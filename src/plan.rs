@@ -288,10 +288,7 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
                 let (rule, alternative) = match class {
                     ColumnClass::Identifier => ("{ action = \"tokenize\" }", "or drop it"),
                     ColumnClass::QuasiIdentifier => ("{ action = \"drop\" }", "or generalize it"),
-                    ColumnClass::FreeText => (
-                        "{ action = \"redact\" }",
-                        "or drop it",
-                    ),
+                    ColumnClass::FreeText => ("{ action = \"redact\" }", "or drop it"),
                     _ => (
                         "{ action = \"drop\" }",
                         "or keep it if the purpose needs it",
@@ -385,14 +382,21 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
                                     }
                                 }
                                 if list.is_empty() {
-                                    diags.push(rule_at("detectors is empty, so nothing would be redacted".into(), "leave `detectors` out to run them all".into()));
+                                    diags.push(rule_at(
+                                        "detectors is empty, so nothing would be redacted".into(),
+                                        "leave `detectors` out to run them all".into(),
+                                    ));
                                 }
                                 list.clone()
                             }
                             None => pii.default_detectors(),
                         };
-                        if detectors.iter().any(|d| d == pii::DENY_DETECTOR) && pii.deny.is_empty() {
-                            diags.push(rule_at("detector `deny` is asked for but [pii] lists no deny terms".into(), "add deny = [\"…\"] or deny_file = \"path\" under [pii]".into()));
+                        if detectors.iter().any(|d| d == pii::DENY_DETECTOR) && pii.deny.is_empty()
+                        {
+                            diags.push(rule_at(
+                                "detector `deny` is asked for but [pii] lists no deny terms".into(),
+                                "add deny = [\"…\"] or deny_file = \"path\" under [pii]".into(),
+                            ));
                         }
                         let keep_last = keep_last.unwrap_or(4);
                         let text_action = |a: TextActionSpec| match a {
@@ -447,16 +451,19 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
                                 .map(|m| m.name.get_ref().clone())
                                 .collect(),
                         };
-                        let context_columns = if detectors.iter().any(|d| d == pii::CONTEXT_DETECTOR) {
-                            context_columns
-                        } else {
-                            Vec::new()
-                        };
+                        let context_columns =
+                            if detectors.iter().any(|d| d == pii::CONTEXT_DETECTOR) {
+                                context_columns
+                            } else {
+                                Vec::new()
+                            };
                         text.push(TextColumnPlan {
                             column: name.clone(),
                             detectors,
                             context: context_columns,
-                            default_action: text_action(default_action.unwrap_or(TextActionSpec::Redact)),
+                            default_action: text_action(
+                                default_action.unwrap_or(TextActionSpec::Redact),
+                            ),
                             actions: by_detector,
                         });
                         Action::Redact
@@ -635,21 +642,37 @@ fn pii_plan(file: &PipelineFile, base: &std::path::Path, diags: &mut Diagnostics
                 list.push(up);
             } else {
                 diags.push(
-                    at(regions.span(), format!("phone region `{r}` is not supported"))
-                        .hint(format!("supported regions: {}", supported.join(", "))),
+                    at(
+                        regions.span(),
+                        format!("phone region `{r}` is not supported"),
+                    )
+                    .hint(format!("supported regions: {}", supported.join(", "))),
                 );
             }
         }
         if regions.get_ref().is_empty() {
             diags.push(
-                at(regions.span(), "regions is empty, so no phone number would validate".into())
-                    .hint("list the countries your texts come from, e.g. [\"US\", \"GB\"]"),
+                at(
+                    regions.span(),
+                    "regions is empty, so no phone number would validate".into(),
+                )
+                .hint("list the countries your texts come from, e.g. [\"US\", \"GB\"]"),
             );
         }
         plan.regions = list;
     }
-    plan.allow = s.allow.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
-    plan.deny = s.deny.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
+    plan.allow = s
+        .allow
+        .iter()
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect();
+    plan.deny = s
+        .deny
+        .iter()
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect();
     if let Some(df) = &s.deny_file {
         let p = spec::resolve(base, df.get_ref());
         match std::fs::read(&p) {
@@ -682,14 +705,23 @@ fn pii_plan(file: &PipelineFile, base: &std::path::Path, diags: &mut Diagnostics
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !valid_name {
             diags.push(
-                at(spec_d.name.span(), format!("detector name `{name}` is not a plain name"))
-                    .hint("use lowercase letters, digits and `_`, e.g. name = \"employee_id\""),
+                at(
+                    spec_d.name.span(),
+                    format!("detector name `{name}` is not a plain name"),
+                )
+                .hint("use lowercase letters, digits and `_`, e.g. name = \"employee_id\""),
             );
         }
         if builtin.contains(name) || plan.custom.iter().any(|c| &c.detector.name == name) {
             diags.push(
-                at(spec_d.name.span(), format!("detector `{name}` is defined twice or shadows a built-in"))
-                    .hint(format!("pick another name; built-in detectors are: {}", builtin.join(", "))),
+                at(
+                    spec_d.name.span(),
+                    format!("detector `{name}` is defined twice or shadows a built-in"),
+                )
+                .hint(format!(
+                    "pick another name; built-in detectors are: {}",
+                    builtin.join(", ")
+                )),
             );
         }
         let detector = CustomDetector {
@@ -703,7 +735,13 @@ fn pii_plan(file: &PipelineFile, base: &std::path::Path, diags: &mut Diagnostics
             },
         };
         if let Err(e) = regex::Regex::new(&detector.pattern) {
-            let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
+            let first = e
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim()
+                .to_string();
             diags.push(
                 at(spec_d.pattern.span(), format!("detector `{name}`: the pattern is not a valid regular expression: {first}"))
                     .hint("patterns use Rust regex syntax; in TOML, write them in single quotes so backslashes stay as they are, e.g. pattern = 'EMP-\\d{6}'"),
@@ -719,16 +757,19 @@ fn pii_plan(file: &PipelineFile, base: &std::path::Path, diags: &mut Diagnostics
     for (d, label) in &s.labels {
         if !known.contains(d.get_ref()) {
             diags.push(
-                at(d.span(), format!("label for unknown detector `{}`", d.get_ref()))
-                    .hint(unknown_detector_hint(d.get_ref(), &known)),
+                at(
+                    d.span(),
+                    format!("label for unknown detector `{}`", d.get_ref()),
+                )
+                .hint(unknown_detector_hint(d.get_ref(), &known)),
             );
         } else if label.get_ref().is_empty() {
-            diags.push(
-                at(label.span(), "a label cannot be empty".into())
-                    .hint("an empty replacement would hide that anything was removed; e.g. \"[EMAIL]\""),
-            );
+            diags.push(at(label.span(), "a label cannot be empty".into()).hint(
+                "an empty replacement would hide that anything was removed; e.g. \"[EMAIL]\"",
+            ));
         } else {
-            plan.labels.insert(d.get_ref().clone(), label.get_ref().clone());
+            plan.labels
+                .insert(d.get_ref().clone(), label.get_ref().clone());
         }
     }
     plan
@@ -848,10 +889,17 @@ impl Plan {
         let p = &self.pii;
         let mut out = Vec::new();
         for t in &self.text {
-            out.push(format!("`{}`: detectors {}", t.column, t.detectors.join(", ")));
+            out.push(format!(
+                "`{}`: detectors {}",
+                t.column,
+                t.detectors.join(", ")
+            ));
         }
         if !self.text.is_empty() {
-            out.push(format!("phone numbers are validated against the numbering plans of: {}", p.regions.join(", ")));
+            out.push(format!(
+                "phone numbers are validated against the numbering plans of: {}",
+                p.regions.join(", ")
+            ));
             out.push(format!(
                 "allow list: {} value(s) never flagged; deny list: {} term(s){}",
                 p.allow.len(),

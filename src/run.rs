@@ -7,23 +7,23 @@
 //! command turns into a `failed` record.
 
 use crate::emit::{self, AtomicParquet, ParquetSettings};
-use crate::identity::keys::{self, Key};
-use crate::identity::stage::{split_expr, SPLIT};
-use crate::ingest::{self, BADCOL, FILE, ROW};
 use crate::identity::kernels::{TokenEncoding, Tokenizer};
+use crate::identity::keys::{self, Key};
 use crate::identity::stage::Action;
+use crate::identity::stage::{split_expr, SPLIT};
 use crate::ingest::ColumnClass;
+use crate::ingest::{self, BADCOL, FILE, ROW};
 use crate::lineage::record::{
-    ColumnLineage, InputRecord, LeakGateRecord, OutputRecord, PiiSummary, PolicySummary,
-    RunRecord, RunStatus, TextColumnRecord,
+    ColumnLineage, InputRecord, LeakGateRecord, OutputRecord, PiiSummary, PolicySummary, RunRecord,
+    RunStatus, TextColumnRecord,
 };
+use crate::lineage::store::Store;
 use crate::pii::gate::{Gate, IdentifierSet};
 use crate::pii::stage::TextRuntime;
 use crate::pii::{self, TextColumnPlan};
-use crate::spec::{LeakGateMode, TokenEncodingSpec};
-use crate::lineage::store::Store;
 use crate::plan::Plan;
 use crate::policy::{DropReason, KEPT, QUARANTINED, STATUS};
+use crate::spec::{LeakGateMode, TokenEncodingSpec};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -514,18 +514,21 @@ fn execute(
             .then(col(name))
             .otherwise(lit(NULL))
     };
-    let context_of = |t: &TextColumnPlan| -> Vec<Expr> {
-        t.context.iter().map(|c| col(c.as_str())).collect()
-    };
+    let context_of =
+        |t: &TextColumnPlan| -> Vec<Expr> { t.context.iter().map(|c| col(c.as_str())).collect() };
     let mut lf = lf;
     for (t, rt) in plan.text.iter().zip(&texts) {
         if t.drops_rows() {
             let hit = pii::stage::drop_expr(rt.clone(), kept_only(&t.column), context_of(t));
             lf = lf.with_column(
-                when(col(STATUS).eq(lit(KEPT as i32)).and(hit.fill_null(lit(false))))
-                    .then(lit(DropReason::PiiInText.code() as i32))
-                    .otherwise(col(STATUS))
-                    .alias(STATUS),
+                when(
+                    col(STATUS)
+                        .eq(lit(KEPT as i32))
+                        .and(hit.fill_null(lit(false))),
+                )
+                .then(lit(DropReason::PiiInText.code() as i32))
+                .otherwise(col(STATUS))
+                .alias(STATUS),
             );
         }
     }
@@ -534,7 +537,12 @@ fn execute(
         // Transform only rows that are kept: values of dropped rows are never processed further.
         let input = kept_only(&c.name);
         if c.action == Action::Redact {
-            if let Some((t, rt)) = plan.text.iter().zip(&texts).find(|(t, _)| t.column == c.name) {
+            if let Some((t, rt)) = plan
+                .text
+                .iter()
+                .zip(&texts)
+                .find(|(t, _)| t.column == c.name)
+            {
                 outputs.push(pii::stage::redact_expr(rt.clone(), input, context_of(t)));
             }
         } else if let Some(e) = c.action.expr(&c.name, input, c.ty, key.as_ref()) {
@@ -548,7 +556,11 @@ fn execute(
     // Raw identifier values of every row travel to the sink only to be hashed for the gate.
     let id_columns = identifier_columns(plan);
     for (i, c) in id_columns.iter().enumerate() {
-        outputs.push(col(c.as_str()).cast(DataType::String).alias(id_column_name(i)));
+        outputs.push(
+            col(c.as_str())
+                .cast(DataType::String)
+                .alias(id_column_name(i)),
+        );
     }
     outputs.extend([col(STATUS), col(ROW), col(FILE), col(BADCOL), col(SPLIT)]);
     let mut lf = lf.select(outputs);
@@ -1059,11 +1071,7 @@ fn gate_exempt(plan: &Plan) -> Vec<String> {
 }
 
 /// Hashes one batch's identifier values into the gate's set, a column per thread.
-fn remember_identifiers(
-    df: &DataFrame,
-    n: usize,
-    ids: &Mutex<IdentifierSet>,
-) -> PolarsResult<()> {
+fn remember_identifiers(df: &DataFrame, n: usize, ids: &Mutex<IdentifierSet>) -> PolarsResult<()> {
     use rayon::prelude::*;
     if n == 0 {
         return Ok(());

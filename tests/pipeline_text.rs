@@ -23,16 +23,26 @@ fn input_rows(data: &Path) -> HashMap<String, InputRow> {
     let mut by_index = Vec::new();
     for r in reader.records() {
         let r = r.unwrap();
-        by_index.push((r[ticket].to_string(), r[body].to_string(), r[email].to_string()));
+        by_index.push((
+            r[ticket].to_string(),
+            r[body].to_string(),
+            r[email].to_string(),
+        ));
     }
     let mut spans: HashMap<usize, Vec<(usize, usize, String)>> = HashMap::new();
-    for line in std::fs::read_to_string(data.join("pii_spans.jsonl")).unwrap().lines() {
+    for line in std::fs::read_to_string(data.join("pii_spans.jsonl"))
+        .unwrap()
+        .lines()
+    {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        spans.entry(v["row"].as_u64().unwrap() as usize).or_default().push((
-            v["start"].as_u64().unwrap() as usize,
-            v["end"].as_u64().unwrap() as usize,
-            v["type"].as_str().unwrap().to_string(),
-        ));
+        spans
+            .entry(v["row"].as_u64().unwrap() as usize)
+            .or_default()
+            .push((
+                v["start"].as_u64().unwrap() as usize,
+                v["end"].as_u64().unwrap() as usize,
+                v["type"].as_str().unwrap().to_string(),
+            ));
     }
     by_index
         .into_iter()
@@ -40,7 +50,14 @@ fn input_rows(data: &Path) -> HashMap<String, InputRow> {
         .map(|(i, (t, body, email))| {
             let mut s = spans.remove(&i).unwrap_or_default();
             s.sort();
-            (t, InputRow { body, email, spans: s })
+            (
+                t,
+                InputRow {
+                    body,
+                    email,
+                    spans: s,
+                },
+            )
         })
         .collect()
 }
@@ -77,7 +94,12 @@ fn words(s: &str) -> Vec<String> {
 fn redacted_bodies_hold_no_planted_pii_and_keep_every_other_byte() {
     let w = Work::new();
     w.datagen(4000, 21, &[]);
-    let p = w.pipeline("redact", "", &columns_with_body("{ action = \"redact\" }"), "");
+    let p = w.pipeline(
+        "redact",
+        "",
+        &columns_with_body("{ action = \"redact\" }"),
+        "",
+    );
     let (code, summary, stderr) = w.run_json(&p, &[]);
     assert_eq!(code, 0, "{stderr}");
     let input = input_rows(&w.data());
@@ -95,7 +117,10 @@ fn redacted_bodies_hold_no_planted_pii_and_keep_every_other_byte() {
                     "a planted name survived in ticket {ticket}"
                 );
             } else {
-                assert!(!body.contains(value), "a planted {kind} survived in ticket {ticket}");
+                assert!(
+                    !body.contains(value),
+                    "a planted {kind} survived in ticket {ticket}"
+                );
             }
         }
         // Outside the planted spans nothing changes: the text before the first and after the
@@ -103,8 +128,14 @@ fn redacted_bodies_hold_no_planted_pii_and_keep_every_other_byte() {
         match (row.spans.first(), row.spans.last()) {
             (Some(first), Some(last)) => {
                 with_pii += 1;
-                assert!(body.starts_with(&row.body[..first.0]), "prefix changed in {ticket}");
-                assert!(body.ends_with(&row.body[last.1..]), "suffix changed in {ticket}");
+                assert!(
+                    body.starts_with(&row.body[..first.0]),
+                    "prefix changed in {ticket}"
+                );
+                assert!(
+                    body.ends_with(&row.body[last.1..]),
+                    "suffix changed in {ticket}"
+                );
             }
             _ => {
                 if body == &row.body {
@@ -130,9 +161,16 @@ fn redacted_bodies_hold_no_planted_pii_and_keep_every_other_byte() {
         .map(|v| v.as_u64().unwrap())
         .sum();
     let planted: usize = out.iter().map(|(t, _, _)| input[t].spans.len()).sum();
-    assert!(replaced as usize >= planted * 9 / 10, "{replaced} replaced, {planted} planted");
+    assert!(
+        replaced as usize >= planted * 9 / 10,
+        "{replaced} replaced, {planted} planted"
+    );
     let gate = summary["leak_gate"].as_array().unwrap();
-    assert!(gate.iter().any(|g| g["column"] == "body" && g["result"] == "clean"), "{gate:?}");
+    assert!(
+        gate.iter()
+            .any(|g| g["column"] == "body" && g["result"] == "clean"),
+        "{gate:?}"
+    );
     assert!(gate.iter().all(|g| g["result"] != "leak"), "{gate:?}");
 }
 
@@ -159,7 +197,10 @@ fn tokenized_emails_in_text_carry_the_email_columns_token() {
         assert!(!body.contains(&row.email));
     }
     assert!(own > 20, "too few texts quote their writer's e-mail: {own}");
-    assert_eq!(matched, own, "every quoted own e-mail must carry the column's token");
+    assert_eq!(
+        matched, own,
+        "every quoted own e-mail must carry the column's token"
+    );
 }
 
 #[test]
@@ -180,7 +221,10 @@ fn drop_row_drops_texts_with_an_ssn_and_counts_them() {
     }
     let dropped = summary["dropped"]["pii_in_text"].as_u64().unwrap_or(0);
     assert!(dropped > 10, "{summary}");
-    assert_eq!(summary["text_columns"][0]["rows_dropped"].as_u64(), Some(dropped));
+    assert_eq!(
+        summary["text_columns"][0]["rows_dropped"].as_u64(),
+        Some(dropped)
+    );
     let read = summary["rows_read"].as_u64().unwrap();
     let written = summary["rows_written"].as_u64().unwrap();
     let all_dropped: u64 = summary["dropped"]
@@ -189,7 +233,10 @@ fn drop_row_drops_texts_with_an_ssn_and_counts_them() {
         .values()
         .map(|v| v.as_u64().unwrap())
         .sum();
-    assert_eq!(read, written + all_dropped + summary["quarantined"].as_u64().unwrap());
+    assert_eq!(
+        read,
+        written + all_dropped + summary["quarantined"].as_u64().unwrap()
+    );
 }
 
 /// A manifest that (wrongly) calls the free text public: the pipeline keeps it as it is.
@@ -209,7 +256,9 @@ fn leak_gate_fails_a_run_that_keeps_free_text_unredacted() {
     let w = Work::new();
     w.datagen(1500, 3, &[]);
     misclassify_body(&w.data());
-    let columns = SAFE_COLUMNS.replace("body = { action = \"drop\" }\n", "").replace("body = { action = \"drop\" }", "");
+    let columns = SAFE_COLUMNS
+        .replace("body = { action = \"drop\" }\n", "")
+        .replace("body = { action = \"drop\" }", "");
     let p = w.pipeline("leaky", "", &columns, "");
     let (code, summary, stderr) = w.run_json(&p, &[]);
     assert_eq!(code, 1, "{stderr}");
@@ -239,7 +288,10 @@ fn leak_gate_fails_a_run_that_keeps_free_text_unredacted() {
     std::fs::write(&p, text).unwrap();
     let (code, _, stderr) = w.run_json(&p, &[]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("warning: leak gate found personal data"), "{stderr}");
+    assert!(
+        stderr.contains("warning: leak gate found personal data"),
+        "{stderr}"
+    );
     assert!(w.path().join("out/leaky_warn.parquet").exists());
 }
 
@@ -258,8 +310,15 @@ fn the_quickstart_redacts_its_free_text_and_passes_the_gate() {
     assert_eq!(code, 0, "{stderr}");
     let text = &summary["text_columns"][0];
     assert_eq!(text["column"], "body");
-    assert!(text["spans_replaced"]["email"].as_u64().unwrap_or(0) > 0, "{text}");
-    assert!(summary["leak_gate"].as_array().unwrap().iter().all(|g| g["result"] != "leak"));
+    assert!(
+        text["spans_replaced"]["email"].as_u64().unwrap_or(0) > 0,
+        "{text}"
+    );
+    assert!(summary["leak_gate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|g| g["result"] != "leak"));
 }
 
 #[test]
@@ -268,7 +327,11 @@ fn scan_reports_pii_per_column_and_suggests_a_manifest_that_loads() {
     w.datagen(2000, 4, &[]);
     let csv = w.data().join("tickets.csv");
     let out = w.privprep(&["scan", csv.to_str().unwrap(), "--format", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let column = |name: &str| {
         report["columns"]
@@ -281,11 +344,17 @@ fn scan_reports_pii_per_column_and_suggests_a_manifest_that_loads() {
     };
     let email = column("email");
     assert_eq!(email["suggested_class"], "identifier");
-    assert!(email["pii"]["email"]["share"].as_f64().unwrap() > 0.95, "{email}");
+    assert!(
+        email["pii"]["email"]["share"].as_f64().unwrap() > 0.95,
+        "{email}"
+    );
     let body = column("body");
     assert_eq!(body["suggested_class"], "free_text");
     for kind in ["email", "phone", "card", "iban"] {
-        assert!(body["pii"][kind]["rows"].as_u64().unwrap_or(0) > 0, "{kind}: {body}");
+        assert!(
+            body["pii"][kind]["rows"].as_u64().unwrap_or(0) > 0,
+            "{kind}: {body}"
+        );
     }
     assert_eq!(column("full_name")["suggested_class"], "identifier");
     assert_eq!(column("zip")["suggested_type"], "string");

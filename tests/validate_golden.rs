@@ -150,7 +150,10 @@ fn schema_drift_names_the_columns() {
 fn free_text_kept_as_is_needs_a_redaction_rule() {
     let out = check_golden("text/free_text_kept.toml");
     assert!(out.contains("text/free_text_kept.toml:15:"), "{out}");
-    assert!(out.contains("classed free_text, which needs a redaction rule"), "{out}");
+    assert!(
+        out.contains("classed free_text, which needs a redaction rule"),
+        "{out}"
+    );
     assert!(out.contains("action = \"redact\""), "{out}");
 }
 

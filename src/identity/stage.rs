@@ -20,9 +20,14 @@ pub const SPLIT: &str = "__split";
 /// What is done to one column, resolved against its type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Tokenize { bits: u32, encoding: TokenEncoding },
+    Tokenize {
+        bits: u32,
+        encoding: TokenEncoding,
+    },
     Hash,
-    Mask { keep_last: usize },
+    Mask {
+        keep_last: usize,
+    },
     GeneralizeDate(DatePart),
     GeneralizeNumber(f64),
     GeneralizePrefix(usize),

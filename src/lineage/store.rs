@@ -1022,7 +1022,8 @@ fn json_error_detail(error: &serde_json::Error) -> String {
 mod tests {
     use super::*;
     use crate::lineage::record::{
-        ColumnLineage, InputRecord, OutputRecord, PolicySummary, RunStatus,
+        ColumnLineage, InputRecord, LeakGateRecord, OutputRecord, PolicySummary, RunStatus,
+        TextColumnRecord,
     };
     use std::collections::BTreeMap;
 
@@ -1099,6 +1100,23 @@ mod tests {
             ],
             key_id: Some("k-1a2b3c4d".into()),
             error: None,
+            pii: None,
+            text_columns: vec![TextColumnRecord {
+                column: "notes".into(),
+                detectors: vec!["email".into(), "name".into()],
+                context_columns: vec!["patient_name".into()],
+                actions: BTreeMap::from([("email".into(), "redact".into())]),
+                texts_scanned: 80,
+                texts_changed: 12,
+                spans_replaced: BTreeMap::from([("email".into(), 9), ("name".into(), 4 + n)]),
+                rows_dropped: 0,
+            }],
+            leak_gate: vec![LeakGateRecord {
+                column: "notes".into(),
+                result: "clean".into(),
+                values_scanned: 85 + n,
+                hits: BTreeMap::new(),
+            }],
         }
     }
 
@@ -1340,6 +1358,20 @@ mod tests {
         let b = broken(&path);
         assert_eq!(b.seq, Some(3));
         assert_eq!(b.reason, "run_outputs rows do not match record_json");
+    }
+
+    #[test]
+    fn verify_catches_an_edited_leak_gate_verdict() {
+        let (_dir, path, _) = store_with_three();
+        raw(&path)
+            .execute(
+                "UPDATE run_leak_gate SET result = 'leak' WHERE run_id = 'run-2'",
+                [],
+            )
+            .expect("tamper");
+        let b = broken(&path);
+        assert_eq!(b.seq, Some(2));
+        assert_eq!(b.reason, "run_leak_gate rows do not match record_json");
     }
 
     #[test]

@@ -352,6 +352,9 @@ mod tests {
         other.insert("someone@example.com");
         let mut set = set;
         set.merge(other);
-        assert_eq!(set.count_in("from someone@example.com.", &mut Vec::new()), 1);
+        assert_eq!(
+            set.count_in("from someone@example.com.", &mut Vec::new()),
+            1
+        );
     }
 }

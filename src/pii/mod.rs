@@ -56,7 +56,10 @@ pub struct PiiPlan {
 impl Default for PiiPlan {
     fn default() -> Self {
         PiiPlan {
-            regions: phone::DEFAULT_REGIONS.iter().map(|s| s.to_string()).collect(),
+            regions: phone::DEFAULT_REGIONS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             allow: Vec::new(),
             deny: Vec::new(),
             deny_file: None,

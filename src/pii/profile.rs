@@ -117,7 +117,12 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanReport, ScanError> {
     })
 }
 
-fn read(path: &Path, format: SourceFormat, rows: Option<usize>, sep: u8) -> PolarsResult<DataFrame> {
+fn read(
+    path: &Path,
+    format: SourceFormat,
+    rows: Option<usize>,
+    sep: u8,
+) -> PolarsResult<DataFrame> {
     let p = PlPath::new(&path.to_string_lossy());
     let lf = match format {
         SourceFormat::Csv => {
@@ -317,23 +322,91 @@ fn suggest_class(
             },
         );
     }
-    if has_word(name, &["email", "mail", "phone", "mobile", "tel", "ssn", "passport", "iban", "ip"]) {
-        return ("identifier", "the column name says it holds contact or official identifiers".into());
+    if has_word(
+        name,
+        &[
+            "email", "mail", "phone", "mobile", "tel", "ssn", "passport", "iban", "ip",
+        ],
+    ) {
+        return (
+            "identifier",
+            "the column name says it holds contact or official identifiers".into(),
+        );
     }
-    if ty == "string" && names_like as f64 / n >= 0.8 && has_word(name, &["name", "surname", "first", "last", "holder", "customer"]) {
-        return ("identifier", format!("{:.0}% of values look like personal names", 100.0 * names_like as f64 / n));
+    if ty == "string"
+        && names_like as f64 / n >= 0.8
+        && has_word(
+            name,
+            &["name", "surname", "first", "last", "holder", "customer"],
+        )
+    {
+        return (
+            "identifier",
+            format!(
+                "{:.0}% of values look like personal names",
+                100.0 * names_like as f64 / n
+            ),
+        );
     }
-    if has_word(name, &["birth", "dob", "zip", "postal", "postcode", "address", "street", "city", "gender", "sex", "age", "country", "nationality", "ethnicity"]) {
-        return ("quasi_identifier", "the column name suggests a trait that narrows down who a person is".into());
+    if has_word(
+        name,
+        &[
+            "birth",
+            "dob",
+            "zip",
+            "postal",
+            "postcode",
+            "address",
+            "street",
+            "city",
+            "gender",
+            "sex",
+            "age",
+            "country",
+            "nationality",
+            "ethnicity",
+        ],
+    ) {
+        return (
+            "quasi_identifier",
+            "the column name suggests a trait that narrows down who a person is".into(),
+        );
     }
-    if has_word(name, &["id", "uuid", "account", "user", "customer", "subject", "member", "patient"]) && distinct as f64 / n > 0.05 {
-        return ("identifier", "an id-like name with many distinct values: likely points at a person".into());
+    if has_word(
+        name,
+        &[
+            "id", "uuid", "account", "user", "customer", "subject", "member", "patient",
+        ],
+    ) && distinct as f64 / n > 0.05
+    {
+        return (
+            "identifier",
+            "an id-like name with many distinct values: likely points at a person".into(),
+        );
     }
-    if has_word(name, &["health", "diagnosis", "religion", "salary", "income", "score", "rating", "satisfaction"]) {
-        return ("sensitive", "the column name suggests sensitive information".into());
+    if has_word(
+        name,
+        &[
+            "health",
+            "diagnosis",
+            "religion",
+            "salary",
+            "income",
+            "score",
+            "rating",
+            "satisfaction",
+        ],
+    ) {
+        return (
+            "sensitive",
+            "the column name suggests sensitive information".into(),
+        );
     }
     if distinct <= 50 || (distinct as f64 / n) < 0.01 {
-        return ("public", format!("{distinct} distinct values and no PII found; review before publishing"));
+        return (
+            "public",
+            format!("{distinct} distinct values and no PII found; review before publishing"),
+        );
     }
     ("quasi_identifier", "many distinct values and no clear meaning: treated as narrowing down who a person is until reviewed".into())
 }
@@ -351,16 +424,20 @@ fn suggest_manifest(path: &Path, columns: &[ColumnProfile]) -> String {
             .find(|c| has_word(&c.name, words))
             .map(|c| c.name.clone())
     };
-    let subject = pick(&["subject", "user", "customer", "account", "person", "patient", "member"])
-        .or_else(|| {
-            columns
-                .iter()
-                .find(|c| c.suggested_class == "identifier" && c.pii.is_empty())
-                .map(|c| c.name.clone())
-        })
-        .unwrap_or_else(|| "TODO_subject_column".into());
-    let purposes = pick(&["purpose", "purposes"]).unwrap_or_else(|| "TODO_consent_purposes_column".into());
-    let status = pick(&["consent_status", "status"]).unwrap_or_else(|| "TODO_consent_status_column".into());
+    let subject = pick(&[
+        "subject", "user", "customer", "account", "person", "patient", "member",
+    ])
+    .or_else(|| {
+        columns
+            .iter()
+            .find(|c| c.suggested_class == "identifier" && c.pii.is_empty())
+            .map(|c| c.name.clone())
+    })
+    .unwrap_or_else(|| "TODO_subject_column".into());
+    let purposes =
+        pick(&["purpose", "purposes"]).unwrap_or_else(|| "TODO_consent_purposes_column".into());
+    let status =
+        pick(&["consent_status", "status"]).unwrap_or_else(|| "TODO_consent_status_column".into());
     let mut out = String::new();
     out.push_str("# Suggested by `privprep scan`: review every line before use.\n");
     out.push_str(&format!("dataset_id = \"{dataset_id}\"\n"));
@@ -370,11 +447,13 @@ fn suggest_manifest(path: &Path, columns: &[ColumnProfile]) -> String {
         Some(p) => out.push_str(&format!("provenance_column = \"{p}\"\n")),
         None => out.push_str("provenance_tag = \"TODO\"\n"),
     }
-    out.push_str(&format!("consent_purposes_column = \"{purposes}\"\nconsent_status_column = \"{status}\"\n"));
-    if let Some(t) = columns
-        .iter()
-        .find(|c| c.suggested_type == "datetime" && has_word(&c.name, &["created", "timestamp", "time", "at", "date"]))
-    {
+    out.push_str(&format!(
+        "consent_purposes_column = \"{purposes}\"\nconsent_status_column = \"{status}\"\n"
+    ));
+    if let Some(t) = columns.iter().find(|c| {
+        c.suggested_type == "datetime"
+            && has_word(&c.name, &["created", "timestamp", "time", "at", "date"])
+    }) {
         out.push_str(&format!("timestamp_column = \"{}\"\n", t.name));
     }
     for c in columns {
@@ -400,7 +479,13 @@ impl std::fmt::Display for ScanReport {
                 "read in full"
             }
         )?;
-        let width = self.columns.iter().map(|c| c.name.len()).max().unwrap_or(6).max(6);
+        let width = self
+            .columns
+            .iter()
+            .map(|c| c.name.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
         writeln!(
             f,
             "\n{:<width$}  {:<8}  {:>8}  {:>8}  {:<16}  PII found (share of rows)",
@@ -420,10 +505,17 @@ impl std::fmt::Display for ScanReport {
                 c.non_null,
                 c.distinct,
                 c.suggested_class,
-                if pii.is_empty() { "-".into() } else { pii.join(", ") }
+                if pii.is_empty() {
+                    "-".into()
+                } else {
+                    pii.join(", ")
+                }
             )?;
         }
-        writeln!(f, "\nsuggested manifest (save as manifest.toml beside the data, then review):\n")?;
+        writeln!(
+            f,
+            "\nsuggested manifest (save as manifest.toml beside the data, then review):\n"
+        )?;
         write!(f, "{}", self.suggested_manifest)
     }
 }

@@ -75,7 +75,7 @@ pub fn kind_at(slot: usize) -> Kind {
     KINDS
         .get(slot)
         .copied()
-        .unwrap_or(Kind::Custom((slot - FIXED) as u16))
+        .unwrap_or_else(|| Kind::Custom(slot.saturating_sub(FIXED) as u16))
 }
 
 /// The default label of a fixed kind.
@@ -183,21 +183,19 @@ pub fn apply_into(
         out.push_str(before);
         let (action, label) = policy.rule(s.kind);
         match (action, token) {
-            (TextAction::Tokenize, Some(token)) => {
-                match label.strip_suffix(']') {
-                    Some(open) => {
-                        out.push_str(open);
-                        out.push(':');
-                        token(value, out);
-                        out.push(']');
-                    }
-                    None => {
-                        out.push_str(label);
-                        out.push(':');
-                        token(value, out);
-                    }
+            (TextAction::Tokenize, Some(token)) => match label.strip_suffix(']') {
+                Some(open) => {
+                    out.push_str(open);
+                    out.push(':');
+                    token(value, out);
+                    out.push(']');
                 }
-            }
+                None => {
+                    out.push_str(label);
+                    out.push(':');
+                    token(value, out);
+                }
+            },
             (TextAction::Mask { keep_last }, _) => mask_into(value, keep_last, out),
             (TextAction::DropRow, _) => out.push_str(value),
             _ => out.push_str(label),
@@ -259,7 +257,10 @@ impl TextStats {
 
     /// Replaced spans per slot.
     pub fn span_counts(&self) -> Vec<u64> {
-        self.spans.iter().map(|a| a.load(Ordering::Relaxed)).collect()
+        self.spans
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .collect()
     }
 }
 

@@ -33,7 +33,8 @@ pub fn redact_expr(rt: Arc<TextRuntime>, text: Expr, context: Vec<Expr>) -> Expr
         .map_many(
             move |cols: &mut [Column]| {
                 let (text, ctx) = string_columns(cols)?;
-                let mut parts = in_parallel(&text, &ctx, |t, c| rewrite_slice(&rt, t, c))?.into_iter();
+                let mut parts =
+                    in_parallel(&text, &ctx, |t, c| rewrite_slice(&rt, t, c))?.into_iter();
                 let mut out = parts.next().unwrap_or_else(|| text.clone());
                 for p in parts {
                     out.append(&p)?;
@@ -154,7 +155,11 @@ fn rewrite_slice(
     Ok(builder.finish())
 }
 
-fn drop_slice(rt: &TextRuntime, text: &StringChunked, ctx_cols: &[StringChunked]) -> BooleanChunked {
+fn drop_slice(
+    rt: &TextRuntime,
+    text: &StringChunked,
+    ctx_cols: &[StringChunked],
+) -> BooleanChunked {
     let columns: Vec<Vec<Option<&str>>> = ctx_cols.iter().map(|c| c.iter().collect()).collect();
     let mut ctx = RowContext::new();
     let mut spans: Vec<Span> = Vec::new();
