@@ -398,11 +398,13 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
                                 "add deny = [\"…\"] or deny_file = \"path\" under [pii]".into(),
                             ));
                         }
-                        let keep_last = keep_last.unwrap_or(4);
+                        let mask_keep = keep_last.unwrap_or(4);
                         let text_action = |a: TextActionSpec| match a {
                             TextActionSpec::Redact => TextAction::Redact,
                             TextActionSpec::Tokenize => TextAction::Tokenize,
-                            TextActionSpec::Mask => TextAction::Mask { keep_last },
+                            TextActionSpec::Mask => TextAction::Mask {
+                                keep_last: mask_keep,
+                            },
                             TextActionSpec::DropRow => TextAction::DropRow,
                         };
                         let mut by_detector = std::collections::BTreeMap::new();
@@ -451,12 +453,22 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
                                 .map(|m| m.name.get_ref().clone())
                                 .collect(),
                         };
-                        let context_columns =
-                            if detectors.iter().any(|d| d == pii::CONTEXT_DETECTOR) {
-                                context_columns
-                            } else {
-                                Vec::new()
-                            };
+                        let context_columns = if detectors
+                            .iter()
+                            .any(|d| d == pii::CONTEXT_DETECTOR)
+                        {
+                            context_columns
+                        } else {
+                            if context.is_some() {
+                                diags.push(rule_at("`context` is set but the `name` detector, which searches for those values, does not run".into(), "add \"name\" to `detectors`, or remove `context`".into()));
+                            }
+                            Vec::new()
+                        };
+                        let masks = default_action == &Some(TextActionSpec::Mask)
+                            || actions.values().any(|a| *a == TextActionSpec::Mask);
+                        if keep_last.is_some() && !masks {
+                            diags.push(rule_at("`keep_last` is set but no detector's action is `mask`".into(), "set default_action = \"mask\" or an action to \"mask\", or remove `keep_last`".into()));
+                        }
                         text.push(TextColumnPlan {
                             column: name.clone(),
                             detectors,
@@ -496,6 +508,26 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
             explicit: rule.is_some(),
             conversion: conversion.clone(),
         });
+    }
+    if text.iter().any(|t| t.tokenizes()) {
+        let run_wide = Action::Tokenize {
+            bits: s.tokens.bits,
+            encoding: token_encoding(s.tokens.encoding),
+        };
+        for c in columns
+            .iter()
+            .filter(|c| matches!(c.action, Action::Tokenize { .. }))
+        {
+            if c.action != run_wide {
+                let span = s
+                    .columns
+                    .iter()
+                    .find(|(k, _)| k.get_ref() == &c.name)
+                    .map(|(_, v)| v.span())
+                    .unwrap_or(0..0);
+                diags.push(at(span, format!("column `{}` sets its own token bits or encoding, but free text is tokenized with the [tokens] settings", c.name)).hint("the same value must get the same token in a column and in text: move bits/encoding to [tokens], or remove them here"));
+            }
+        }
     }
     if !columns.is_empty() && columns.iter().all(|c| c.action == Action::Drop) {
         diags.push(
@@ -712,7 +744,11 @@ fn pii_plan(file: &PipelineFile, base: &std::path::Path, diags: &mut Diagnostics
                 .hint("use lowercase letters, digits and `_`, e.g. name = \"employee_id\""),
             );
         }
-        if builtin.contains(name) || plan.custom.iter().any(|c| &c.detector.name == name) {
+        const RESERVED: [&str; 3] = ["id", "identifier_value", "custom"];
+        if builtin.contains(name)
+            || RESERVED.contains(&name.as_str())
+            || plan.custom.iter().any(|c| &c.detector.name == name)
+        {
             diags.push(
                 at(
                     spec_d.name.span(),
@@ -753,7 +789,9 @@ fn pii_plan(file: &PipelineFile, base: &std::path::Path, diags: &mut Diagnostics
             .unwrap_or_else(|| format!("[{}]", name.to_ascii_uppercase()));
         plan.custom.push(CustomPlan { detector, label });
     }
-    let known = plan.detector_names();
+    let mut known = plan.detector_names();
+    // The label of contextual hits of non-name identifiers (`[ID]`).
+    known.push("id".into());
     for (d, label) in &s.labels {
         if !known.contains(d.get_ref()) {
             diags.push(

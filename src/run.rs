@@ -209,7 +209,7 @@ pub fn recover_interrupted(state_dir: &Path, store: &mut Store) -> Vec<String> {
 /// Per-status row counts and quarantined rows, filled batch by batch.
 #[derive(Default)]
 struct Tally {
-    by_status: [u64; 9],
+    by_status: [u64; 2 + DropReason::ALL.len()],
     /// (file index, record index, column index) of rows whose values did not parse.
     bad_values: Vec<(u32, u64, i32)>,
     seen: u64,
@@ -509,6 +509,11 @@ fn execute(
     };
     // Free text: texts with a `drop_row` hit drop their row before anything is transformed.
     let texts = text_runtimes(plan, key.as_ref())?;
+    // Built before any file is written, so a scanner problem cannot strand temporary files.
+    let gate_scanner = plan
+        .pii
+        .scanner(None)
+        .map_err(|e| RunError::Engine(e.to_string()))?;
     let kept_only = |name: &str| {
         when(col(STATUS).eq(lit(KEPT as i32)))
             .then(col(name))
@@ -620,7 +625,10 @@ fn execute(
                     .map_err(|_| polars_err!(ComputeError: "tally lock poisoned"))?;
                 t.seen += df.height() as u64;
                 for s in status.into_no_null_iter() {
-                    t.by_status[(s.max(0) as usize).min(8)] += 1;
+                    // An unknown status is not counted, so the accounting check fails the run.
+                    if let Some(n) = usize::try_from(s).ok().and_then(|s| t.by_status.get_mut(s)) {
+                        *n += 1;
+                    }
                 }
                 let bad_mask = status.equal(QUARANTINED as i32);
                 if bad_mask.any() {
@@ -812,16 +820,13 @@ fn execute(
     record.text_columns = text_records(plan, &texts);
 
     // Leak gate: read back what was written, before anything becomes visible.
-    let identifiers = std::mem::take(
-        &mut *identifiers
-            .lock()
-            .map_err(|_| RunError::Engine("identifier set lock poisoned".into()))?,
-    );
+    // Writers dropped on an early return remove their temporary files.
+    let identifiers = identifiers
+        .lock()
+        .map(|mut set| std::mem::take(&mut *set))
+        .map_err(|_| RunError::Engine("identifier set lock poisoned".into()))?;
     let gate = Gate {
-        scanner: plan
-            .pii
-            .scanner(None)
-            .map_err(|e| RunError::Engine(e.to_string()))?,
+        scanner: gate_scanner,
         ids: identifiers,
         slot_names: plan.pii.slot_names(),
     };
@@ -833,7 +838,7 @@ fn execute(
             for (_, _, w) in finished {
                 w.abort();
             }
-            return Err(RunError::Engine(e.to_string()));
+            return Err(RunError::Engine(sanitize(&e.to_string(), plan)));
         }
     };
     drop(gate);
@@ -1054,9 +1059,11 @@ fn id_column_name(i: usize) -> String {
 
 /// String identifier columns: their values of every input row feed the leak gate.
 fn identifier_columns(plan: &Plan) -> Vec<String> {
+    // Text columns search the same string identifier columns by default, so what the gate
+    // calls a leak is something a redact rule can remove.
     plan.columns
         .iter()
-        .filter(|c| c.class == ColumnClass::Identifier)
+        .filter(|c| c.class == ColumnClass::Identifier && c.ty == crate::ingest::ColumnType::String)
         .map(|c| c.name.clone())
         .collect()
 }

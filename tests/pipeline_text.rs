@@ -136,6 +136,15 @@ fn redacted_bodies_hold_no_planted_pii_and_keep_every_other_byte() {
                     body.ends_with(&row.body[last.1..]),
                     "suffix changed in {ticket}"
                 );
+                // And every stretch between two planted values appears, in order.
+                let mut at = first.0;
+                for pair in row.spans.windows(2) {
+                    let gap = &row.body[pair[0].1..pair[1].0];
+                    match body[at..].find(gap) {
+                        Some(p) => at += p + gap.len(),
+                        None => panic!("text between two planted values changed in {ticket}"),
+                    }
+                }
             }
             _ => {
                 if body == &row.body {
@@ -281,6 +290,15 @@ fn leak_gate_fails_a_run_that_keeps_free_text_unredacted() {
     let show = w.privprep(&["lineage", "show", run_id, "--format", "json"]);
     let stored: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(stored["record"]["leak_gate"], summary["leak_gate"]);
+    // The verdict is counts: no e-mail of the input is in the error, the summary or lineage.
+    let shown = String::from_utf8_lossy(&show.stdout).to_string();
+    let printed = format!("{stderr}{summary}{shown}");
+    for row in input_rows(&w.data()).values() {
+        assert!(
+            !printed.contains(&row.email),
+            "a value leaked into a report"
+        );
+    }
 
     // The same run with the gate set to warn commits, and says so.
     let p = w.pipeline("leaky_warn", "", &columns, "");

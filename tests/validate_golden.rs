@@ -168,6 +168,10 @@ fn text_rule_mistakes_are_all_reported() {
         "did you mean `email`?",
         "`actions` names detector `ssn`, which does not run on this column",
         "context column `full_nme` is not in the manifest",
+        "`context` is set but the `name` detector",
+        "`keep_last` is set but no detector's action is `mask`",
+        "column `subject_id` sets its own token bits or encoding",
+        "detector `id` is defined twice or shadows a built-in",
     ] {
         assert!(out.contains(needle), "missing `{needle}` in:\n{out}");
     }

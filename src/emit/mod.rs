@@ -223,7 +223,16 @@ impl AtomicParquet {
     }
 
     /// Removes the temporary file (on failure).
-    pub fn abort(mut self) {
+    pub fn abort(self) {
+        // Dropping does it.
+    }
+}
+
+impl Drop for AtomicParquet {
+    /// A writer dropped without being committed takes its temporary file with it, on every
+    /// path out of a run, early returns included. After a commit the temporary path no longer
+    /// exists and this does nothing.
+    fn drop(&mut self) {
         self.writer.take();
         let _ = std::fs::remove_file(&self.tmp_path);
     }

@@ -56,8 +56,10 @@ use super::record::RunRecord;
 /// `prev_hash` of the first record in a store: 64 zeros.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Schema version written to `PRAGMA user_version`; bump it with a migration.
-const SCHEMA_VERSION: i64 = 1;
+/// Schema version written to `PRAGMA user_version`; bump it with a migration. Every statement
+/// of [`SCHEMA`] is idempotent, so migrating is running it again: version 2 added
+/// `run_text_spans` and `run_leak_gate`.
+const SCHEMA_VERSION: i64 = 2;
 
 /// How long a run waits for another run's append before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -1358,6 +1360,42 @@ mod tests {
         let b = broken(&path);
         assert_eq!(b.seq, Some(3));
         assert_eq!(b.reason, "run_outputs rows do not match record_json");
+    }
+
+    #[test]
+    fn a_version_1_store_gains_the_text_tables_and_keeps_verifying() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lineage.db");
+        {
+            // Records as version 1 wrote them: no text columns, no gate verdicts.
+            let mut store = Store::open(&path).expect("open");
+            for i in 1..=2 {
+                let mut r = sample(&format!("run-{i}"), i);
+                r.text_columns.clear();
+                r.leak_gate.clear();
+                store.append(&r).expect("append");
+            }
+        }
+        raw(&path)
+            .execute_batch(
+                "DROP TABLE run_text_spans; DROP TABLE run_leak_gate; PRAGMA user_version = 1;",
+            )
+            .expect("make it a version 1 store");
+        let mut store = Store::open(&path).expect("open and migrate");
+        store
+            .append(&sample("run-3", 3))
+            .expect("append after migration");
+        let report = store.verify().expect("verify");
+        assert!(report.is_ok(), "{:?}", report.first_broken);
+        assert_eq!(report.records, 3);
+        let n: i64 = raw(&path)
+            .query_row(
+                "SELECT COUNT(*) FROM run_text_spans WHERE run_id = 'run-3'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(n, 2);
     }
 
     #[test]

@@ -351,7 +351,10 @@ impl RowContext {
         let is_name =
             ndigits == 0 && v.chars().all(is_name_char) && v.chars().any(char::is_alphabetic);
         if !is_name {
-            self.push_pat(v, Kind::Id);
+            // A one- or two-character id ("7", "A1") would match ordinary text.
+            if v.chars().count() >= 3 {
+                self.push_pat(v, Kind::Id);
+            }
             return;
         }
         // Word ranges of the value, on the stack: names have few words.
@@ -830,16 +833,23 @@ impl Scanner {
     /// Clears `out`, then fills it with the PII spans of `text`: sorted by
     /// start, non-overlapping, on char boundaries.
     pub fn scan(&self, text: &str, ctx: &RowContext, out: &mut Vec<Span>) {
+        self.candidates(text, ctx, out);
+        resolve(out);
+    }
+
+    /// Clears `out`, then fills it with every hit before overlaps are merged: a hit that
+    /// [`Scanner::scan`] folds into a longer one of another kind is still listed here (what
+    /// a `drop_row` decision must look at).
+    pub fn candidates(&self, text: &str, ctx: &RowContext, out: &mut Vec<Span>) {
         out.clear();
         self.scan_builtin(text, ctx, out);
         self.scan_custom(text, out);
         if !self.allow.is_empty() {
             out.retain(|s| {
-                let t = text[s.start..s.end].trim();
+                let t = text.get(s.start..s.end).unwrap_or("").trim();
                 !self.allow.iter().any(|a| eq_ci(t, a))
             });
         }
-        resolve(out);
     }
 
     /// The single pass: built-in detectors, contextual values and deny terms.
@@ -1443,37 +1453,48 @@ fn ipv6_at(text: &str, i: usize) -> Option<usize> {
     validators::ipv6_valid(cand).then_some(e)
 }
 
-/// Turns the collected candidates into sorted, non-overlapping spans: the
-/// longer of two overlapping spans wins; at equal length a validated
-/// built-in beats a user rule, which beats a contextual guess.
+/// Turns the collected candidates into sorted, non-overlapping spans. Overlapping candidates
+/// merge into one span covering all of them (so no byte of any hit is left in clear), reported
+/// as the kind of the longest member; at equal length a validated built-in beats a user rule,
+/// which beats a contextual guess.
 fn resolve(out: &mut Vec<Span>) {
     if out.len() <= 1 {
         return;
     }
-    out.sort_unstable_by(|a, b| a.start.cmp(&b.start).then(a.end.cmp(&b.end)));
+    out.sort_unstable_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
     if out.windows(2).all(|w| w[0].end <= w[1].start) {
         return;
     }
-    out.sort_unstable_by(|a, b| {
-        (b.end - b.start)
-            .cmp(&(a.end - a.start))
-            .then(a.kind.rank().cmp(&b.kind.rank()))
-            .then(a.start.cmp(&b.start))
-            .then(a.kind.cmp(&b.kind))
-    });
+    let better = |a: &Span, b: &Span| {
+        (a.end - a.start, std::cmp::Reverse(a.kind.rank()))
+            > (b.end - b.start, std::cmp::Reverse(b.kind.rank()))
+    };
     let mut kept = 0;
-    for idx in 0..out.len() {
+    let mut cluster = out[0];
+    let mut best = out[0];
+    for idx in 1..out.len() {
         let s = out[idx];
-        if out[..kept]
-            .iter()
-            .all(|k| k.end <= s.start || s.end <= k.start)
-        {
-            out[kept] = s;
+        if s.start < cluster.end {
+            cluster.end = cluster.end.max(s.end);
+            if better(&s, &best) {
+                best = s;
+            }
+        } else {
+            out[kept] = Span {
+                kind: best.kind,
+                ..cluster
+            };
             kept += 1;
+            cluster = s;
+            best = s;
         }
     }
+    out[kept] = Span {
+        kind: best.kind,
+        ..cluster
+    };
+    kept += 1;
     out.truncate(kept);
-    out.sort_unstable_by_key(|s| s.start);
 }
 
 #[cfg(test)]
@@ -1733,43 +1754,48 @@ mod tests {
     }
 
     #[test]
-    fn overlaps_resolve_to_longest() {
+    fn candidates_keep_a_hit_that_scan_merges_into_a_longer_one() {
+        let cfg = ScannerConfig {
+            custom: vec![CustomDetector {
+                name: "case_note".into(),
+                pattern: r"case \d{3}-\d{2}-\d{4} open".into(),
+                validator: Validator::None,
+            }],
+            ..ScannerConfig::default()
+        };
+        let sc = Scanner::new(&cfg).unwrap();
+        let (ctx, mut out) = (RowContext::new(), Vec::new());
+        let text = "see case 536-22-1408 open now";
+        sc.candidates(text, &ctx, &mut out);
+        assert!(out.iter().any(|s| s.kind == Kind::Ssn));
+        assert!(out.iter().any(|s| s.kind == Kind::Custom(0)));
+        sc.scan(text, &ctx, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].kind, &text[out[0].start..out[0].end]),
+            (Kind::Custom(0), "case 536-22-1408 open")
+        );
+    }
+
+    #[test]
+    fn overlaps_merge_into_the_longest_kind() {
+        let span = |start, end, kind| Span { start, end, kind };
         let mut v = vec![
-            Span {
-                start: 0,
-                end: 4,
-                kind: Kind::Name,
-            },
-            Span {
-                start: 2,
-                end: 10,
-                kind: Kind::Email,
-            },
-            Span {
-                start: 10,
-                end: 12,
-                kind: Kind::Id,
-            },
-            Span {
-                start: 10,
-                end: 12,
-                kind: Kind::Phone,
-            },
+            span(0, 4, Kind::Name),
+            span(2, 10, Kind::Email),
+            span(10, 12, Kind::Id),
+            span(10, 12, Kind::Phone),
+            span(20, 25, Kind::Deny),
+            span(22, 24, Kind::Ssn),
         ];
         resolve(&mut v);
+        // No byte of any candidate is left out; each merged span takes its best member's kind.
         assert_eq!(
             v,
             [
-                Span {
-                    start: 2,
-                    end: 10,
-                    kind: Kind::Email
-                },
-                Span {
-                    start: 10,
-                    end: 12,
-                    kind: Kind::Phone
-                }
+                span(0, 10, Kind::Email),
+                span(10, 12, Kind::Phone),
+                span(20, 25, Kind::Deny)
             ]
         );
     }

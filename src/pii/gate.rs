@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use super::detect::{RowContext, Scanner, Span};
 
-/// Longest run of words checked as one identifier value (`+49 30 1868085` is three).
-const MAX_WINDOW: usize = 4;
+/// Longest run of words a remembered value may have (longer values are cut to their first
+/// words, which still identify them).
+const MAX_WORDS: usize = 12;
 
 /// Values shorter than this (normalized) are not remembered: they would match by chance.
 const MIN_VALUE_BYTES: usize = 5;
@@ -30,6 +31,8 @@ const MIN_VALUE_BYTES: usize = 5;
 pub struct IdentifierSet {
     state: RandomState,
     hashes: HashSet<u64>,
+    /// Most words in any remembered value: the longest run `count_in` must try.
+    max_words: usize,
 }
 
 impl Default for IdentifierSet {
@@ -44,20 +47,25 @@ impl IdentifierSet {
         IdentifierSet {
             state: RandomState::new(),
             hashes: HashSet::new(),
+            max_words: 0,
         }
     }
 
     /// Remembers one value (ignored when too short to be telling).
     pub fn insert(&mut self, value: &str) {
         let mut h = None;
-        let mut bytes = 0;
+        let (mut bytes, mut words) = (0, 0);
         for_each_word(value, |w| {
-            bytes += w.len() + 1;
-            h = Some(combine(h, self.word_hash(w)));
+            if words < MAX_WORDS {
+                bytes += w.len() + 1;
+                words += 1;
+                h = Some(combine(h, self.word_hash(w)));
+            }
         });
         if let Some(h) = h {
             if bytes > MIN_VALUE_BYTES {
                 self.hashes.insert(h);
+                self.max_words = self.max_words.max(words);
             }
         }
     }
@@ -65,6 +73,7 @@ impl IdentifierSet {
     /// Adds every hash of `other` (both must come from [`IdentifierSet::fork`]).
     pub fn merge(&mut self, other: IdentifierSet) {
         self.hashes.extend(other.hashes);
+        self.max_words = self.max_words.max(other.max_words);
     }
 
     /// An empty set with the same key, for filling on another thread.
@@ -72,6 +81,7 @@ impl IdentifierSet {
         IdentifierSet {
             state: self.state.clone(),
             hashes: HashSet::new(),
+            max_words: 0,
         }
     }
 
@@ -95,7 +105,7 @@ impl IdentifierSet {
         h.finish()
     }
 
-    /// Number of identifier values found in `text`: whole runs of 1 to 4 words that equal a
+    /// Number of identifier values found in `text`: whole runs of words that equal a
     /// remembered value. `words` is scratch space.
     pub fn count_in(&self, text: &str, words: &mut Vec<u64>) -> u64 {
         if self.hashes.is_empty() {
@@ -108,7 +118,7 @@ impl IdentifierSet {
         while i < words.len() {
             let mut h = None;
             let mut matched = 0;
-            for (k, w) in words[i..].iter().take(MAX_WINDOW).enumerate() {
+            for (k, w) in words[i..].iter().take(self.max_words).enumerate() {
                 h = Some(combine(h, *w));
                 if h.is_some_and(|h| self.hashes.contains(&h)) {
                     matched = k + 1;
@@ -335,14 +345,22 @@ mod tests {
         set.insert("Ava Kumar");
         set.insert("(221) 750-0974");
         set.insert("S42");
+        set.insert("Flat 3, 12 Long Acre Road, London WC2E 9LH");
         let mut words = Vec::new();
+        assert_eq!(
+            set.count_in(
+                "sent to flat 3 12 long acre road london wc2e 9lh!",
+                &mut words
+            ),
+            1
+        );
         assert_eq!(set.count_in("Thanks, ava KUMAR.", &mut words), 1);
         assert_eq!(set.count_in("call 221 750-0974 now", &mut words), 1);
         assert_eq!(set.count_in("Ava Kumarsen wrote", &mut words), 0);
         assert_eq!(set.count_in("Ava and Kumar", &mut words), 0);
         // Too short to be remembered.
         assert_eq!(set.count_in("S42", &mut words), 0);
-        assert_eq!(set.len(), 2);
+        assert_eq!(set.len(), 3);
     }
 
     #[test]

@@ -162,6 +162,7 @@ impl PiiPlan {
         }
         match detector {
             CONTEXT_DETECTOR => Some(Kind::Name),
+            "id" => Some(Kind::Id),
             DENY_DETECTOR => Some(Kind::Deny),
             d => Kind::BUILTIN.iter().copied().find(|k| k.as_str() == d),
         }

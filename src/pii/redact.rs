@@ -174,13 +174,15 @@ pub fn apply_into(
     out.clear();
     let mut at = 0;
     for s in spans {
-        if s.start < at || s.end > text.len() || s.start > s.end {
-            continue;
-        }
-        let (Some(before), Some(value)) = (text.get(at..s.start), text.get(s.start..s.end)) else {
-            continue;
+        // Fail closed: a span that overlaps the previous one is redacted from where that one
+        // ended, and a span that does not fit the text redacts the rest of it.
+        let start = s.start.max(at);
+        let Some(value) = text.get(start..s.end.max(start)) else {
+            out.push_str(text.get(at..start).unwrap_or(""));
+            out.push_str(policy.rule(s.kind).1);
+            return;
         };
-        out.push_str(before);
+        out.push_str(&text[at..start]);
         let (action, label) = policy.rule(s.kind);
         match (action, token) {
             (TextAction::Tokenize, Some(token)) => match label.strip_suffix(']') {
@@ -200,20 +202,23 @@ pub fn apply_into(
             (TextAction::DropRow, _) => out.push_str(value),
             _ => out.push_str(label),
         }
-        at = s.end;
+        at = start + value.len();
     }
     out.push_str(text.get(at..).unwrap_or(""));
 }
 
-/// Stars every character but the last `keep_last`; separators (spaces, dashes, dots) stay so
-/// the shape of a masked card or phone number is still readable.
+/// Stars every letter and digit but the last `keep_last`; separators (spaces, dashes, dots, `@`)
+/// stay so the shape of a masked card or phone number is still readable. A value with fewer
+/// than twice `keep_last` letters and digits is starred whole: showing most of a short name or
+/// address would not mask it.
 fn mask_into(value: &str, keep_last: usize, out: &mut String) {
     let total = value.chars().filter(|c| c.is_alphanumeric()).count();
+    let reveal = if total >= 2 * keep_last { keep_last } else { 0 };
     let mut seen = 0;
     for c in value.chars() {
         if c.is_alphanumeric() {
             seen += 1;
-            out.push(if total - seen < keep_last { c } else { '*' });
+            out.push(if total - seen < reveal { c } else { '*' });
         } else {
             out.push(c);
         }
@@ -286,6 +291,46 @@ mod tests {
         let token = |v: &str, o: &mut String| o.push_str(&format!("t{}", v.len()));
         apply_into(text, &spans, &policy, Some(&token), &mut out);
         assert_eq!(out, "mail [EMAIL:t6], card **** **** **** 1111, café");
+    }
+
+    #[test]
+    fn short_values_are_masked_whole_and_bad_spans_fail_closed() {
+        let mut policy = TextPolicy::new(TextAction::Mask { keep_last: 4 }, &[]);
+        let mut out = String::new();
+        apply_into(
+            "hi Anna!",
+            &[span(3, 7, Kind::Name)],
+            &policy,
+            None,
+            &mut out,
+        );
+        assert_eq!(out, "hi ****!");
+        apply_into(
+            "jo@x.io",
+            &[span(0, 7, Kind::Email)],
+            &policy,
+            None,
+            &mut out,
+        );
+        assert_eq!(out, "**@*.**");
+        apply_into(
+            "536-22-1408",
+            &[span(0, 11, Kind::Ssn)],
+            &policy,
+            None,
+            &mut out,
+        );
+        assert_eq!(out, "***-**-1408");
+        policy = TextPolicy::new(TextAction::Redact, &[]);
+        // Overlapping spans: the second is redacted from where the first ended.
+        let spans = [span(0, 4, Kind::Name), span(2, 8, Kind::Id)];
+        apply_into("abcdefghij", &spans, &policy, None, &mut out);
+        assert_eq!(out, "[NAME][ID]ij");
+        // A span past the end (or off a char boundary) redacts the rest of the text.
+        apply_into("abcdé", &[span(1, 5, Kind::Id)], &policy, None, &mut out);
+        assert_eq!(out, "a[ID]");
+        apply_into("abc", &[span(1, 9, Kind::Id)], &policy, None, &mut out);
+        assert_eq!(out, "a[ID]");
     }
 
     #[test]

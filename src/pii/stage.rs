@@ -169,7 +169,8 @@ fn drop_slice(
         .map(|(i, v)| {
             let v = v?;
             load_context(&mut ctx, &columns, i);
-            rt.scanner.scan(v, &ctx, &mut spans);
+            // Before overlaps merge: a hit inside a longer one of another kind still counts.
+            rt.scanner.candidates(v, &ctx, &mut spans);
             Some(redact::must_drop(&spans, &rt.policy))
         })
         .collect();
