@@ -18,7 +18,7 @@ use crate::lineage::record::{
     RunStatus, TextColumnRecord,
 };
 use crate::lineage::store::Store;
-use crate::pii::gate::{Gate, IdentifierSet};
+use crate::pii::gate::{Gate, IdentifierSet, ValueHasher};
 use crate::pii::stage::TextRuntime;
 use crate::pii::{self, TextColumnPlan};
 use crate::plan::Plan;
@@ -558,14 +558,12 @@ fn execute(
         .output_columns()
         .map(|c| c.name.as_str().into())
         .collect();
-    // Raw identifier values of every row travel to the sink only to be hashed for the gate.
+    // Identifier values of every row, kept or dropped, are hashed (in the engine, in
+    // parallel) for the leak gate; only the keyed hashes reach the sink.
     let id_columns = identifier_columns(plan);
+    let value_hasher = ValueHasher::new();
     for (i, c) in id_columns.iter().enumerate() {
-        outputs.push(
-            col(c.as_str())
-                .cast(DataType::String)
-                .alias(id_column_name(i)),
-        );
+        outputs.push(id_key_expr(&value_hasher, c).alias(id_column_name(i)));
     }
     outputs.extend([col(STATUS), col(ROW), col(FILE), col(BADCOL), col(SPLIT)]);
     let mut lf = lf.select(outputs);
@@ -605,7 +603,8 @@ fn execute(
     let write_error: Arc<Mutex<Option<emit::EmitError>>> = Arc::new(Mutex::new(None));
 
     progress.set_message("processing");
-    let identifiers = Arc::new(Mutex::new(IdentifierSet::new()));
+    // Keys are appended in the sink (cheap, sequential) and turned into a set once at the end.
+    let identifiers: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::new()));
     let (sinks_cb, tally_cb, err_cb, bar, ids_cb) = (
         sinks.clone(),
         tally.clone(),
@@ -821,10 +820,11 @@ fn execute(
 
     // Leak gate: read back what was written, before anything becomes visible.
     // Writers dropped on an early return remove their temporary files.
-    let identifiers = identifiers
+    let keys = identifiers
         .lock()
-        .map(|mut set| std::mem::take(&mut *set))
-        .map_err(|_| RunError::Engine("identifier set lock poisoned".into()))?;
+        .map(|mut keys| std::mem::take(&mut *keys))
+        .map_err(|_| RunError::Engine("identifier key list lock poisoned".into()))?;
+    let identifiers = IdentifierSet::from_keys(value_hasher, keys);
     let gate = Gate {
         scanner: gate_scanner,
         ids: identifiers,
@@ -832,7 +832,14 @@ fn execute(
     };
     progress.set_message("leak gate");
     let tmp_files: Vec<&Path> = finished.iter().map(|(_, _, w)| w.tmp_path()).collect();
-    let verdicts = match gate.check_files(&tmp_files, &gate_exempt(plan)) {
+    let gate_started = std::time::Instant::now();
+    let checked = gate.check_files(&tmp_files, &gate_exempt(plan));
+    tracing::info!(
+        elapsed_ms = gate_started.elapsed().as_millis() as u64,
+        identifier_values = gate.ids.len(),
+        "leak gate checked the outputs"
+    );
+    let verdicts = match checked {
         Ok(v) => v,
         Err(e) => {
             for (_, _, w) in finished {
@@ -1077,34 +1084,32 @@ fn gate_exempt(plan: &Plan) -> Vec<String> {
         .collect()
 }
 
-/// Hashes one batch's identifier values into the gate's set, a column per thread.
-fn remember_identifiers(df: &DataFrame, n: usize, ids: &Mutex<IdentifierSet>) -> PolarsResult<()> {
-    use rayon::prelude::*;
+/// The keyed hash of an identifier column's values (null when too short to remember).
+fn id_key_expr(hasher: &ValueHasher, column: &str) -> Expr {
+    let hasher = hasher.clone();
+    col(column).cast(DataType::String).map(
+        move |c| {
+            let ca = c.str()?;
+            let keys: UInt64Chunked = ca
+                .iter()
+                .map(|v| v.and_then(|v| hasher.value_key(v)))
+                .collect();
+            Ok(keys.into_column())
+        },
+        |_, f| Ok(Field::new(f.name().clone(), DataType::UInt64)),
+    )
+}
+
+/// Appends one batch's identifier keys for the gate.
+fn remember_identifiers(df: &DataFrame, n: usize, keys: &Mutex<Vec<u64>>) -> PolarsResult<()> {
     if n == 0 {
         return Ok(());
     }
-    let base = ids
+    let mut keys = keys
         .lock()
-        .map_err(|_| polars_err!(ComputeError: "identifier set lock poisoned"))?
-        .fork();
-    let columns = (0..n)
-        .map(|i| df.column(&id_column_name(i)).and_then(|c| c.str().cloned()))
-        .collect::<PolarsResult<Vec<_>>>()?;
-    let parts: Vec<IdentifierSet> = columns
-        .par_iter()
-        .map(|ca| {
-            let mut set = base.fork();
-            for v in ca.iter().flatten() {
-                set.insert(v);
-            }
-            set
-        })
-        .collect();
-    let mut set = ids
-        .lock()
-        .map_err(|_| polars_err!(ComputeError: "identifier set lock poisoned"))?;
-    for p in parts {
-        set.merge(p);
+        .map_err(|_| polars_err!(ComputeError: "identifier key list lock poisoned"))?;
+    for i in 0..n {
+        keys.extend(df.column(&id_column_name(i))?.u64()?.into_iter().flatten());
     }
     Ok(())
 }

@@ -27,10 +27,123 @@ const MAX_WORDS: usize = 12;
 /// Values shorter than this (normalized) are not remembered: they would match by chance.
 const MIN_VALUE_BYTES: usize = 5;
 
+/// The keyed hash of values and words. Cloning shares the key, so engine threads can hash
+/// values that one [`IdentifierSet`] later looks up.
+#[derive(Clone)]
+pub struct ValueHasher {
+    /// Two random 64-bit keys, drawn per run.
+    seed: [u64; 2],
+}
+
+impl Default for ValueHasher {
+    fn default() -> Self {
+        ValueHasher::new()
+    }
+}
+
+impl ValueHasher {
+    /// A hasher with a fresh key that lives in this process only.
+    pub fn new() -> ValueHasher {
+        use std::hash::Hasher;
+        let draw = |salt: u64| {
+            let mut h = RandomState::new().build_hasher();
+            h.write_u64(salt);
+            h.finish()
+        };
+        ValueHasher {
+            seed: [draw(1), draw(2)],
+        }
+    }
+
+    /// The key a value is remembered under: the combined hash of its first words, with the
+    /// number of words in the low four bits. `None` for values too short to be telling.
+    pub fn value_key(&self, value: &str) -> Option<u64> {
+        let mut h = None;
+        let (mut bytes, mut words) = (0, 0);
+        for_each_word(value, |w| {
+            if words < MAX_WORDS {
+                bytes += w.len() + 1;
+                words += 1;
+                h = Some(combine(h, self.word_hash(w)));
+            }
+        });
+        let h = h?;
+        (bytes > MIN_VALUE_BYTES).then(|| key(h, words))
+    }
+
+    /// Keyed 64-bit hash of a word's lowercase UTF-8 bytes, eight bytes at a time through
+    /// a strong mixer (a keyed multiply-xorshift hash, many times faster than SipHash on
+    /// short words; collisions between the few million values of a run stay negligible).
+    fn word_hash(&self, word: &str) -> u64 {
+        let mut h = self.seed[0] ^ (word.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut chunk = [0u8; 8];
+        let mut n = 0;
+        let mut absorb = |b: u8, h: &mut u64| {
+            chunk[n] = b;
+            n += 1;
+            if n == 8 {
+                *h = mix(*h ^ u64::from_le_bytes(chunk)).wrapping_add(self.seed[1]);
+                n = 0;
+            }
+        };
+        if word.is_ascii() {
+            for b in word.bytes() {
+                absorb(b.to_ascii_lowercase(), &mut h);
+            }
+        } else {
+            for c in word.chars().flat_map(char::to_lowercase) {
+                for b in c.encode_utf8(&mut [0u8; 4]).bytes() {
+                    absorb(b, &mut h);
+                }
+            }
+        }
+        if n > 0 {
+            chunk[n..].fill(0);
+            h = mix(h ^ u64::from_le_bytes(chunk) ^ ((n as u64) << 59));
+        }
+        mix(h ^ self.seed[1])
+    }
+}
+
+/// The 64-bit finalizer of MurmurHash3: every input bit affects every output bit.
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+fn key(hash: u64, words: usize) -> u64 {
+    (hash & !0xF) | words as u64
+}
+
+/// Keys are already keyed hashes: the set uses them as they are, rotated so the word count
+/// in the low bits does not decide the bucket.
+#[derive(Default, Clone, Copy)]
+struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0.rotate_right(4)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// Keyed hashes of identifier values, by their normalized words.
 pub struct IdentifierSet {
-    state: RandomState,
-    hashes: HashSet<u64>,
+    hasher: ValueHasher,
+    keys: HashSet<u64, std::hash::BuildHasherDefault<PassThrough>>,
+    /// A bit per slot, set for every key: small enough to stay in cache, so most lookups of
+    /// words that are no identifier end here instead of in the set.
+    filter: Vec<u64>,
     /// Most words in any remembered value: the longest run `count_in` must try.
     max_words: usize,
 }
@@ -44,83 +157,104 @@ impl Default for IdentifierSet {
 impl IdentifierSet {
     /// An empty set with a fresh in-memory key.
     pub fn new() -> IdentifierSet {
+        IdentifierSet::with_hasher(ValueHasher::new())
+    }
+
+    /// An empty set whose keys come from `hasher`.
+    pub fn with_hasher(hasher: ValueHasher) -> IdentifierSet {
         IdentifierSet {
-            state: RandomState::new(),
-            hashes: HashSet::new(),
+            hasher,
+            keys: HashSet::default(),
+            filter: vec![0; 1],
             max_words: 0,
         }
+    }
+
+    /// A set of the keys (from `hasher`), built in one go: sorted and deduplicated in
+    /// parallel first, so the table is sized once.
+    pub fn from_keys(hasher: ValueHasher, mut keys: Vec<u64>) -> IdentifierSet {
+        keys.par_sort_unstable();
+        keys.dedup();
+        // About 16 bits per key: one in ~16 non-members gets past the filter.
+        let words = (keys.len() * 16 / 64).next_power_of_two().max(1);
+        let mut set = IdentifierSet {
+            hasher,
+            keys: HashSet::with_capacity_and_hasher(keys.len(), Default::default()),
+            filter: vec![0; words],
+            max_words: 0,
+        };
+        for k in keys {
+            set.insert_key(k);
+        }
+        set
+    }
+
+    fn filter_bit(&self, key: u64) -> (usize, u64) {
+        let bit = key.rotate_right(4) as usize & (self.filter.len() * 64 - 1);
+        (bit / 64, 1u64 << (bit % 64))
+    }
+
+    fn may_contain(&self, key: u64) -> bool {
+        let (w, m) = self.filter_bit(key);
+        self.filter[w] & m != 0 && self.keys.contains(&key)
+    }
+
+    /// The hasher values must be keyed with before [`IdentifierSet::insert_key`].
+    pub fn hasher(&self) -> &ValueHasher {
+        &self.hasher
     }
 
     /// Remembers one value (ignored when too short to be telling).
     pub fn insert(&mut self, value: &str) {
-        let mut h = None;
-        let (mut bytes, mut words) = (0, 0);
-        for_each_word(value, |w| {
-            if words < MAX_WORDS {
-                bytes += w.len() + 1;
-                words += 1;
-                h = Some(combine(h, self.word_hash(w)));
-            }
-        });
-        if let Some(h) = h {
-            if bytes > MIN_VALUE_BYTES {
-                self.hashes.insert(h);
-                self.max_words = self.max_words.max(words);
-            }
+        if let Some(k) = self.hasher.value_key(value) {
+            self.insert_key(k);
         }
     }
 
-    /// Adds every hash of `other` (both must come from [`IdentifierSet::fork`]).
-    pub fn merge(&mut self, other: IdentifierSet) {
-        self.hashes.extend(other.hashes);
-        self.max_words = self.max_words.max(other.max_words);
-    }
-
-    /// An empty set with the same key, for filling on another thread.
-    pub fn fork(&self) -> IdentifierSet {
-        IdentifierSet {
-            state: self.state.clone(),
-            hashes: HashSet::new(),
-            max_words: 0,
+    /// Remembers a value by its key from [`ValueHasher::value_key`] of this set's hasher.
+    pub fn insert_key(&mut self, key: u64) {
+        if self.keys.len() + 1 > self.filter.len() * 4 {
+            // Keep about 16 bits per key: rebuild the filter twice as large.
+            self.filter = vec![0; self.filter.len() * 2];
+            let keys: Vec<u64> = self.keys.iter().copied().collect();
+            for k in keys {
+                let (w, m) = self.filter_bit(k);
+                self.filter[w] |= m;
+            }
         }
+        let (w, m) = self.filter_bit(key);
+        self.filter[w] |= m;
+        self.keys.insert(key);
+        self.max_words = self.max_words.max((key & 0xF) as usize);
     }
 
     /// Number of distinct values remembered.
     pub fn len(&self) -> usize {
-        self.hashes.len()
+        self.keys.len()
     }
 
     /// True when nothing is remembered.
     pub fn is_empty(&self) -> bool {
-        self.hashes.is_empty()
-    }
-
-    fn word_hash(&self, word: &str) -> u64 {
-        // Case-insensitive: hash the lowercase form char by char, without allocating.
-        use std::hash::Hasher;
-        let mut h = self.state.build_hasher();
-        for c in word.chars().flat_map(char::to_lowercase) {
-            h.write_u32(c as u32);
-        }
-        h.finish()
+        self.keys.is_empty()
     }
 
     /// Number of identifier values found in `text`: whole runs of words that equal a
     /// remembered value. `words` is scratch space.
     pub fn count_in(&self, text: &str, words: &mut Vec<u64>) -> u64 {
-        if self.hashes.is_empty() {
+        if self.keys.is_empty() {
             return 0;
         }
         words.clear();
-        for_each_word(text, |w| words.push(self.word_hash(w)));
+        for_each_word(text, |w| words.push(self.hasher.word_hash(w)));
         let mut hits = 0;
         let mut i = 0;
         while i < words.len() {
             let mut h = None;
             let mut matched = 0;
             for (k, w) in words[i..].iter().take(self.max_words).enumerate() {
-                h = Some(combine(h, *w));
-                if h.is_some_and(|h| self.hashes.contains(&h)) {
+                let h2 = combine(h, *w);
+                h = Some(h2);
+                if self.may_contain(key(h2, k + 1)) {
                     matched = k + 1;
                 }
             }
@@ -145,6 +279,26 @@ fn combine(acc: Option<u64>, word: u64) -> u64 {
 /// Calls `f` on each word: a run of letters, digits and `@ . _ + -`, without trailing `.`/`-`
 /// (sentence ends) — so `Kumar,` and `Kumar` and `(221) 750-0974` read the same everywhere.
 fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
+    if text.is_ascii() {
+        // Same rule on bytes, without decoding.
+        let b = text.as_bytes();
+        let is_word =
+            |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'@' | b'.' | b'_' | b'+' | b'-');
+        let mut i = 0;
+        while i < b.len() {
+            while i < b.len() && !is_word(b[i]) {
+                i += 1;
+            }
+            let s = i;
+            while i < b.len() && is_word(b[i]) {
+                i += 1;
+            }
+            if i > s {
+                emit_word(&text[s..i], &mut f);
+            }
+        }
+        return;
+    }
     let is_word = |c: char| c.is_alphanumeric() || matches!(c, '@' | '.' | '_' | '+' | '-');
     let mut start = None;
     for (i, c) in text.char_indices() {
@@ -364,15 +518,73 @@ mod tests {
     }
 
     #[test]
-    fn forks_share_the_key() {
-        let set = IdentifierSet::new();
-        let mut other = set.fork();
-        other.insert("someone@example.com");
-        let mut set = set;
-        set.merge(other);
+    fn word_rules_agree_on_ascii_and_unicode_text() {
+        let collect = |t: &str| {
+            let mut v = Vec::new();
+            for_each_word(t, |w| v.push(w.to_string()));
+            v
+        };
+        assert_eq!(
+            collect("Hi, ava.kumar@x.io - call (221) 750-0974."),
+            ["Hi", "ava.kumar@x.io", "call", "221", "750-0974"]
+        );
+        assert_eq!(
+            collect("Hi, ava.kumar@x.io - call (221) 750-0974. é"),
+            ["Hi", "ava.kumar@x.io", "call", "221", "750-0974", "é"]
+        );
+    }
+
+    #[test]
+    fn a_set_built_from_keys_finds_the_same_values() {
+        let hasher = ValueHasher::new();
+        let values: Vec<String> = (0..5000)
+            .map(|i| format!("person{i}@example.com"))
+            .collect();
+        let mut keys: Vec<u64> = values.iter().filter_map(|v| hasher.value_key(v)).collect();
+        keys.extend(keys.clone());
+        let set = IdentifierSet::from_keys(hasher.clone(), keys);
+        assert_eq!(set.len(), 5000);
+        let mut incremental = IdentifierSet::with_hasher(hasher);
+        for v in &values {
+            incremental.insert(v);
+        }
+        let mut words = Vec::new();
+        for v in values.iter().step_by(97) {
+            let text = format!("mail {v} now");
+            assert_eq!(set.count_in(&text, &mut words), 1);
+            assert_eq!(incremental.count_in(&text, &mut words), 1);
+        }
+        assert_eq!(set.count_in("mail person5000@example.com", &mut words), 0);
+    }
+
+    #[test]
+    fn hashing_ignores_case_in_ascii_and_beyond() {
+        let h = ValueHasher::new();
+        assert_eq!(h.word_hash("KUMAR"), h.word_hash("kumar"));
+        assert_eq!(h.word_hash("GONÇALO"), h.word_hash("gonçalo"));
+        assert_ne!(h.word_hash("gonçalo"), h.word_hash("goncalo"));
+        let long = "A".repeat(100);
+        assert_eq!(h.word_hash(&long), h.word_hash(&long.to_lowercase()));
+    }
+
+    #[test]
+    fn keys_hashed_elsewhere_with_the_same_hasher_are_found() {
+        let mut set = IdentifierSet::new();
+        let hasher = set.hasher().clone();
+        let k = std::thread::spawn(move || hasher.value_key("someone@example.com"))
+            .join()
+            .unwrap();
+        set.insert_key(k.expect("long enough"));
         assert_eq!(
             set.count_in("from someone@example.com.", &mut Vec::new()),
             1
+        );
+        // Another key: nothing matches.
+        let mut other = IdentifierSet::new();
+        other.insert_key(ValueHasher::new().value_key("someone@example.com").unwrap());
+        assert_eq!(
+            other.count_in("from someone@example.com.", &mut Vec::new()),
+            0
         );
     }
 }
