@@ -383,6 +383,26 @@ fn scan_reports_pii_per_column_and_suggests_a_manifest_that_loads() {
     let loaded = privprep::ingest::Manifest::load(&manifest);
     assert!(loaded.is_ok(), "{:?}", loaded.err());
     assert_eq!(loaded.unwrap().spec.columns.len(), 16);
+    // A Parquet copy of the same data profiles the same way (typed columns keep their types).
+    let pq = Work::new();
+    pq.datagen(2000, 4, &["--format", "parquet"]);
+    let file = pq.data().join("tickets.parquet");
+    let out = pq.privprep(&["scan", file.to_str().unwrap(), "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let from_parquet: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for c in from_parquet["columns"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        assert_eq!(
+            c["suggested_class"],
+            column(name)["suggested_class"],
+            "{name}"
+        );
+        assert_eq!(c["pii"], column(name)["pii"], "{name}");
+    }
     // No cell value is printed.
     let text = w.privprep(&["scan", csv.to_str().unwrap()]);
     let printed = String::from_utf8_lossy(&text.stdout).to_string();

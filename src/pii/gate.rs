@@ -391,7 +391,9 @@ impl Gate {
                 continue;
             }
             let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
+            // Large batches, so each is split across all cores below.
             let reader = builder
+                .with_batch_size(64 * 1024)
                 .with_projection(mask)
                 .build()
                 .map_err(|e| err(e.to_string()))?;
@@ -456,7 +458,7 @@ impl Gate {
     fn check_values(&self, values: &[Option<&str>]) -> (u64, Vec<u64>, u64) {
         let slots = self.slot_names.len();
         values
-            .par_chunks(4096)
+            .par_chunks(2048)
             .map(|chunk| {
                 let ctx = RowContext::new();
                 let mut spans: Vec<Span> = Vec::new();
