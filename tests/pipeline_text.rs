@@ -411,3 +411,51 @@ fn scan_reports_pii_per_column_and_suggests_a_manifest_that_loads() {
         assert!(!printed.contains(&row.email), "scan printed a value");
     }
 }
+
+#[test]
+fn user_detectors_deny_and_allow_lists_apply_in_a_run() {
+    let w = Work::new();
+    w.datagen(3000, 12, &[]);
+    let p = w.pipeline(
+        "custom",
+        "",
+        &columns_with_body("{ action = \"redact\" }"),
+        "",
+    );
+    let text = std::fs::read_to_string(&p).unwrap()
+        + r#"
+[pii]
+deny = ["coffee grinder"]
+allow = ["SPRING25"]
+
+[[pii.detector]]
+name = "order_ref"
+pattern = '#[A-Z]-\d{5}'
+label = "[ORDER]"
+"#;
+    std::fs::write(&p, text).unwrap();
+    let (code, summary, stderr) = w.run_json(&p, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let input = input_rows(&w.data());
+    let out = output_rows(&w.path().join("out/custom.parquet"));
+    let order = regex::Regex::new(r"#[A-Z]-\d{5}").unwrap();
+    let (mut orders, mut grinders) = (0, 0);
+    for (ticket, body, _) in &out {
+        let raw = &input[ticket].body;
+        assert!(
+            !order.is_match(body),
+            "an order number survived in {ticket}"
+        );
+        assert!(!body.to_lowercase().contains("coffee grinder"), "{ticket}");
+        orders += order.find_iter(raw).count();
+        grinders += raw.to_lowercase().matches("coffee grinder").count();
+        // Allowed values and text with no rule stay.
+        if raw.contains("SPRING25") {
+            assert!(body.contains("SPRING25"), "{ticket}");
+        }
+    }
+    assert!(orders > 20 && grinders > 0, "{orders} {grinders}");
+    let spans = &summary["text_columns"][0]["spans_replaced"];
+    assert_eq!(spans["order_ref"].as_u64(), Some(orders as u64), "{spans}");
+    assert_eq!(spans["deny"].as_u64(), Some(grinders as u64), "{spans}");
+}
