@@ -824,7 +824,15 @@ fn execute(
         .lock()
         .map(|mut keys| std::mem::take(&mut *keys))
         .map_err(|_| RunError::Engine("identifier key list lock poisoned".into()))?;
+    let set_started = std::time::Instant::now();
+    let n_keys = keys.len();
     let identifiers = IdentifierSet::from_keys(value_hasher, keys);
+    tracing::info!(
+        elapsed_ms = set_started.elapsed().as_millis() as u64,
+        keys = n_keys,
+        distinct = identifiers.len(),
+        "leak gate: identifier set built"
+    );
     let gate = Gate {
         scanner: gate_scanner,
         ids: identifiers,

@@ -456,6 +456,23 @@ impl Gate {
 
     /// (values scanned, detector hits by slot, identifier values found) for one batch.
     fn check_values(&self, values: &[Option<&str>]) -> (u64, Vec<u64>, u64) {
+        // Columns of categories or generalized values repeat a few values over and over:
+        // judge each distinct value once and weigh its result by how often it occurs.
+        let head: HashSet<&str> = values.iter().take(1024).flatten().copied().collect();
+        if values.len() >= 4096 && head.len() * 16 <= values.len().min(1024) {
+            let mut counts: std::collections::HashMap<&str, u64> = Default::default();
+            for v in values.iter().flatten() {
+                *counts.entry(v).or_default() += 1;
+            }
+            let distinct: Vec<(&str, u64)> = counts.into_iter().collect();
+            return self.judge(&distinct);
+        }
+        let ones: Vec<(&str, u64)> = values.iter().flatten().map(|v| (*v, 1)).collect();
+        self.judge(&ones)
+    }
+
+    /// (values, detector hits by slot, identifier values) over `(value, occurrences)` pairs.
+    fn judge(&self, values: &[(&str, u64)]) -> (u64, Vec<u64>, u64) {
         let slots = self.slot_names.len();
         values
             .par_chunks(2048)
@@ -465,15 +482,15 @@ impl Gate {
                 let mut words = Vec::new();
                 let mut hits = vec![0u64; slots];
                 let (mut scanned, mut ids) = (0u64, 0u64);
-                for v in chunk.iter().flatten() {
-                    scanned += 1;
+                for (v, n) in chunk {
+                    scanned += n;
                     self.scanner.scan(v, &ctx, &mut spans);
                     for s in &spans {
                         if let Some(h) = hits.get_mut(super::redact::slot(s.kind)) {
-                            *h += 1;
+                            *h += n;
                         }
                     }
-                    ids += self.ids.count_in(v, &mut words);
+                    ids += n * self.ids.count_in(v, &mut words);
                 }
                 (scanned, hits, ids)
             })
@@ -517,6 +534,38 @@ mod tests {
         // Too short to be remembered.
         assert_eq!(set.count_in("S42", &mut words), 0);
         assert_eq!(set.len(), 3);
+    }
+
+    #[test]
+    fn repeated_values_are_counted_as_often_as_they_occur() {
+        let mut ids = IdentifierSet::new();
+        ids.insert("ava.kumar@example.com");
+        let gate = Gate {
+            scanner: Scanner::new(&crate::pii::ScannerConfig::default()).unwrap(),
+            ids,
+            slot_names: (0..11)
+                .map(|s| super::super::redact::kind_at(s).as_str().to_string())
+                .collect(),
+        };
+        // A low-cardinality column (judged by distinct value) and a high-cardinality one.
+        let mut low: Vec<Option<&str>> = Vec::new();
+        for i in 0..10_000 {
+            low.push(Some(if i % 1000 == 0 {
+                "ava.kumar@example.com"
+            } else {
+                "app"
+            }));
+        }
+        low.push(None);
+        let owned: Vec<String> = (0..10_000).map(|i| format!("ticket {i}")).collect();
+        let mut high: Vec<Option<&str>> = owned.iter().map(|s| Some(s.as_str())).collect();
+        high[5] = Some("ava.kumar@example.com");
+        for (values, emails) in [(low, 10), (high, 1)] {
+            let (scanned, hits, found) = gate.check_values(&values);
+            assert_eq!(scanned, 10_000);
+            assert_eq!(hits[0], emails);
+            assert_eq!(found, emails);
+        }
     }
 
     #[test]
