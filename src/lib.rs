@@ -7,6 +7,7 @@
 //! Stages do not import each other; they meet in `plan` and `run`.
 
 pub mod datagen;
+pub mod dp;
 pub mod emit;
 pub mod identity;
 pub mod ingest;

@@ -124,6 +124,13 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Privacy budget per dataset: cap, spent and remaining, from the ledger in the lineage store.
+    Budget {
+        /// Only this dataset.
+        dataset: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Read the lineage store.
     Lineage {
         #[command(subcommand)]
@@ -344,6 +351,52 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(2))
                 }
             }
+        }
+        Command::Budget { dataset, format } => {
+            let ledger = privprep::dp::Ledger::open(&lineage_db)?;
+            let budgets = ledger.budgets(dataset.as_deref())?;
+            if format == Format::Json {
+                print_json(&budgets)?;
+            } else if budgets.is_empty() {
+                match &dataset {
+                    Some(d) => println!(
+                        "no differentially private release has spent budget of dataset `{d}`"
+                    ),
+                    None => println!("no differentially private release has spent any budget yet"),
+                }
+            } else {
+                println!(
+                    "{:<24} {:<14} {:<28} {:<32} {:<28} {:>8} {:>5}",
+                    "dataset", "privacy unit", "cap", "spent", "remaining", "releases", "runs"
+                );
+                for b in &budgets {
+                    let spent = match b.cap {
+                        Some(privprep::dp::Loss::Pure { .. }) => {
+                            format!("ε = {:.6}", b.spent.epsilon)
+                        }
+                        Some(privprep::dp::Loss::Zcdp { .. }) => format!("ρ = {:.6}", b.spent.rho),
+                        _ if b.spent.rho > 0.0 => format!(
+                            "ε = {:.6}, δ = {:.3e}, ρ = {:.6}",
+                            b.spent.epsilon, b.spent.delta, b.spent.rho
+                        ),
+                        _ => format!("ε = {:.6}, δ = {:.3e}", b.spent.epsilon, b.spent.delta),
+                    };
+                    let show = |l: &Option<privprep::dp::Loss>| {
+                        l.map(|l| l.to_string()).unwrap_or_else(|| "none".into())
+                    };
+                    println!(
+                        "{:<24} {:<14} {:<28} {:<32} {:<28} {:>8} {:>5}",
+                        b.dataset_id,
+                        b.privacy_unit,
+                        show(&b.cap),
+                        spent,
+                        show(&b.remaining),
+                        b.releases,
+                        b.runs
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Lineage { command } => {
             let mut store = Store::open(&lineage_db)
@@ -572,6 +625,24 @@ fn print_summary(s: &privprep::RunSummary) {
         }
     }
     print_gate(&s.leak_gate);
+    for r in &s.releases {
+        println!(
+            "  release        {} ({} rows, {}, spent {})",
+            r.path,
+            r.rows,
+            r.key_source,
+            match r.measure.as_str() {
+                "pure" => format!("ε = {:.4}", r.epsilon),
+                "approx" => format!("ε = {:.4}, δ = {:.2e}", r.epsilon, r.delta),
+                _ => format!("ρ = {:.4}", r.rho),
+            }
+        );
+        for (column, dist, _, acc) in &r.noise {
+            if let Some(a) = acc {
+                println!("    {column}: ±{a:.3} (95%, {dist} noise)");
+            }
+        }
+    }
     if let Some(k) = &s.key_id {
         println!("  key id         {k}");
     }

@@ -4,6 +4,8 @@
 //! schema is checked here, and every problem is reported at once with its file and line.
 //! Privacy by default lives here: a column that is not public and has no rule is an error.
 
+use crate::dp::ledger::{compose, Loss};
+use crate::dp::release::{Keys, ReleasePlan, Statistic};
 use crate::identity::kernels::TokenEncoding;
 use crate::identity::stage::Action;
 use crate::ingest::{self, ColumnClass, ColumnType, Conversion, Manifest};
@@ -90,6 +92,10 @@ pub struct Plan {
     /// Free-text columns and their rules, in manifest order.
     pub text: Vec<TextColumnPlan>,
     pub output: OutputPlan,
+    /// Differentially private releases.
+    pub releases: Vec<ReleasePlan>,
+    /// The dataset's privacy budget cap (from the manifest).
+    pub budget_cap: Option<Loss>,
 }
 
 impl Plan {
@@ -632,10 +638,34 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
         }),
     };
 
+    let budget_cap = manifest.spec.privacy_budget.as_ref().and_then(|b| {
+        privacy_loss(b.get_ref())
+            .map_err(|m| {
+                diags.push(
+                    manifest
+                        .diag(b.span(), format!("privacy_budget: {m}"))
+                        .hint(
+                        "write { epsilon = 1.0 }, { epsilon = 1.0, delta = 1e-6 } or { rho = 0.5 }",
+                    ),
+                )
+            })
+            .ok()
+    });
+    let releases = release_plans(
+        &file,
+        &base,
+        &manifest,
+        &columns,
+        budget_cap.as_ref(),
+        &mut diags,
+    );
+
     if !diags.is_empty() {
         return Err(diags);
     }
     Ok(Plan {
+        releases,
+        budget_cap,
         name: s.pipeline.name.get_ref().clone(),
         pipeline: file.clone(),
         files,
@@ -649,6 +679,350 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
         text,
         output,
     })
+}
+
+/// A privacy target or cap as a loss: exactly ε, (ε, δ) or ρ, all positive.
+fn privacy_loss(p: &crate::spec::PrivacySpec) -> Result<Loss, String> {
+    let positive = |x: f64| x > 0.0 && x.is_finite();
+    match (p.epsilon, p.delta, p.rho) {
+        (Some(e), None, None) if positive(e) => Ok(Loss::Pure { epsilon: e }),
+        (Some(e), Some(d), None) if positive(e) && d > 0.0 && d < 1.0 => {
+            Ok(Loss::Approx { epsilon: e, delta: d })
+        }
+        (None, None, Some(r)) if positive(r) => Ok(Loss::Zcdp { rho: r }),
+        (Some(_), Some(0.0), None) => Ok(Loss::Pure {
+            epsilon: p.epsilon.unwrap_or(0.0),
+        }),
+        (None, None, None) => Err("no privacy target is given".into()),
+        _ => Err("give exactly { epsilon }, { epsilon, delta } or { rho }, with ε and ρ positive and 0 < δ < 1".into()),
+    }
+}
+
+/// Resolves `[[release]]` blocks against the manifest and the column plans.
+fn release_plans(
+    file: &PipelineFile,
+    base: &std::path::Path,
+    manifest: &Manifest,
+    columns: &[ColumnPlan],
+    cap: Option<&Loss>,
+    diags: &mut Diagnostics,
+) -> Vec<ReleasePlan> {
+    use crate::spec::{AggregateKind, KeySetSpec};
+    let mut out: Vec<ReleasePlan> = Vec::new();
+    for r in &file.spec.release {
+        let span = r.span();
+        let r = r.get_ref();
+        let name = r.name.get_ref().clone();
+        let at = |msg: String, hint: &str| {
+            Diagnostic::at(
+                &file.path,
+                &file.text,
+                Some(span.clone()),
+                format!("release `{name}`: {msg}"),
+            )
+            .hint(hint.to_string())
+        };
+        let mut bad = false;
+        if name.trim().is_empty() || out.iter().any(|o| o.name == name) {
+            flag(
+                diags,
+                at(
+                    "the name is empty or used twice".into(),
+                    "give each release its own name",
+                ),
+                &mut bad,
+            );
+        }
+        if !r.path.get_ref().ends_with(".parquet") {
+            flag(
+                diags,
+                at(
+                    "path must end in .parquet".into(),
+                    "e.g. path = \"../out/dp/by_country.parquet\"",
+                ),
+                &mut bad,
+            );
+        }
+        let target = match privacy_loss(r.privacy.get_ref()) {
+            Ok(t) => Some(t),
+            Err(m) => {
+                flag(
+                    diags,
+                    at(format!("privacy: {m}"), "e.g. privacy = { epsilon = 1.0 }"),
+                    &mut bad,
+                );
+                None
+            }
+        };
+        for g in &r.group_by {
+            let g_name = g.get_ref();
+            match manifest.column(g_name) {
+                None => flag(diags, at(format!("group_by column `{g_name}` is not in the manifest"), "group by a column of the dataset"), &mut bad),
+                Some(c) if *c.class.get_ref() == ColumnClass::Identifier => flag(diags, at(format!("group_by column `{g_name}` is classed identifier"), "grouping by a direct identifier releases one group per person; group by a coarser column"), &mut bad),
+                Some(c) if *c.ty.get_ref() != ColumnType::String => flag(diags, at(format!("group_by column `{g_name}` is {}, only text columns can be group keys", c.ty.get_ref().as_str()), "group by a text column (generalize dates or numbers to text first)"), &mut bad),
+                Some(_) => {
+                    if columns.iter().any(|c| &c.name == g_name && c.action == Action::Redact) {
+                        flag(diags, at(format!("group_by column `{g_name}` is free text"), "group by a categorical column"), &mut bad);
+                    }
+                }
+            }
+        }
+        let group_by: Vec<String> = r.group_by.iter().map(|g| g.get_ref().clone()).collect();
+        let keys = match (r.keys.as_ref().map(|k| *k.get_ref()), group_by.is_empty()) {
+            (_, true) => Keys::Private,
+            (None, false) => {
+                flag(diags, at("keys is not set".into(), "say keys = \"public\" (with key_file or the manifest's values) or keys = \"private\" (needs δ > 0)"), &mut bad);
+                Keys::Private
+            }
+            (Some(KeySetSpec::Private), false) => {
+                if !matches!(target, Some(Loss::Approx { .. }) | None) {
+                    flag(
+                        diags,
+                        at(
+                            "private keys are released above a noisy threshold, which needs δ > 0"
+                                .into(),
+                            "give privacy = { epsilon = 1.0, delta = 1e-7 }, or use public keys",
+                        ),
+                        &mut bad,
+                    );
+                }
+                if group_by.len() > 1 {
+                    flag(diags, at("private keys are supported for one group_by column".into(), "group by one column, or list the key tuples in a key_file and use public keys"), &mut bad);
+                }
+                Keys::Private
+            }
+            (Some(KeySetSpec::Public), false) => match &r.key_file {
+                Some(f) => {
+                    let p = spec::resolve(base, f.get_ref());
+                    match read_keys(&p, &group_by) {
+                        Ok(rows) => Keys::Public {
+                            rows,
+                            source: format!("key file {}", p.display()),
+                        },
+                        Err(m) => {
+                            flag(diags, Diagnostic::at(&file.path, &file.text, Some(f.span()), format!("release `{name}`: key file `{}`: {m}", p.display())).hint("one key per line, or a CSV whose header names the group_by columns"), &mut bad);
+                            Keys::Private
+                        }
+                    }
+                }
+                None => match (
+                    group_by.len(),
+                    group_by
+                        .first()
+                        .and_then(|g| manifest.column(g))
+                        .and_then(|c| c.values.clone()),
+                ) {
+                    (1, Some(values)) => {
+                        let mut rows: Vec<Vec<String>> =
+                            values.into_iter().map(|v| vec![v]).collect();
+                        rows.sort();
+                        rows.dedup();
+                        Keys::Public {
+                            rows,
+                            source: format!("manifest values of `{}`", group_by[0]),
+                        }
+                    }
+                    _ => {
+                        flag(diags, at("public keys need a key list".into(), "set key_file = \"keys.csv\", or list values = [...] for the column in the manifest"), &mut bad);
+                        Keys::Private
+                    }
+                },
+            },
+        };
+        let max_rows_per_group = *r.max_rows_per_group.get_ref();
+        let max_groups = r.max_groups.as_ref().map(|g| *g.get_ref()).unwrap_or(1);
+        if max_rows_per_group == 0 || max_groups == 0 {
+            flag(
+                diags,
+                at(
+                    "max_rows_per_group and max_groups must be at least 1".into(),
+                    "they bound how much one person can change the result",
+                ),
+                &mut bad,
+            );
+        }
+        let mut statistics = Vec::new();
+        if r.aggregates.get_ref().is_empty() {
+            flag(
+                diags,
+                at(
+                    "aggregates is empty".into(),
+                    "e.g. aggregates = [{ kind = \"count\" }]",
+                ),
+                &mut bad,
+            );
+        }
+        for a in r.aggregates.get_ref() {
+            let numeric =
+                |c: &Option<String>, bad: &mut bool, diags: &mut Diagnostics| -> Option<String> {
+                    match c {
+                        None => {
+                            diags.push(at(
+                                format!("{:?} needs a column", a.kind).to_lowercase(),
+                                "add column = \"…\"",
+                            ));
+                            *bad = true;
+                            None
+                        }
+                        Some(c) => match manifest.column(c) {
+                            Some(m) if m.ty.get_ref().is_numeric() => Some(c.clone()),
+                            Some(m) => {
+                                diags.push(at(
+                                    format!(
+                                        "column `{c}` is {}, statistics need a number",
+                                        m.ty.get_ref().as_str()
+                                    ),
+                                    "use an int64 or float64 column",
+                                ));
+                                *bad = true;
+                                None
+                            }
+                            None => {
+                                diags.push(at(
+                                    format!("column `{c}` is not in the manifest"),
+                                    "name a numeric column of the dataset",
+                                ));
+                                *bad = true;
+                                None
+                            }
+                        },
+                    }
+                };
+            match a.kind {
+                AggregateKind::Count => statistics.push(Statistic::Count),
+                AggregateKind::Sum | AggregateKind::Mean => {
+                    let c = numeric(&a.column, &mut bad, diags);
+                    match a.bounds {
+                        Some([lo, hi]) if lo.is_finite() && hi.is_finite() && lo < hi => {
+                            if let Some(column) = c {
+                                statistics.push(if a.kind == AggregateKind::Sum {
+                                    Statistic::Sum {
+                                        column,
+                                        lower: lo,
+                                        upper: hi,
+                                    }
+                                } else {
+                                    Statistic::Mean {
+                                        column,
+                                        lower: lo,
+                                        upper: hi,
+                                    }
+                                });
+                            }
+                        }
+                        _ => {
+                            diags.push(at("sum and mean need bounds = [lower, upper] with lower < upper".into(), "values are clamped to the bounds, which fixes how much one row can change the result"));
+                            bad = true;
+                        }
+                    }
+                }
+                AggregateKind::Quantile | AggregateKind::Median => {
+                    let c = numeric(&a.column, &mut bad, diags);
+                    let alpha = if a.kind == AggregateKind::Median {
+                        Some(0.5)
+                    } else {
+                        a.alpha
+                    };
+                    match (alpha, &a.candidates) {
+                        (Some(alpha), Some(cands))
+                            if alpha > 0.0
+                                && alpha < 1.0
+                                && !cands.is_empty()
+                                && cands.windows(2).all(|w| w[0] < w[1]) =>
+                        {
+                            if let Some(column) = c {
+                                statistics.push(Statistic::Quantile {
+                                    column,
+                                    alpha,
+                                    candidates: cands.clone(),
+                                });
+                            }
+                        }
+                        _ => {
+                            diags.push(at("quantile needs alpha in (0, 1) and candidates in increasing order".into(), "e.g. { kind = \"median\", column = \"x\", candidates = [0, 10, 20, 40, 80] }"));
+                            bad = true;
+                        }
+                    }
+                }
+            }
+        }
+        if let (Some(cap), Some(t)) = (cap, target) {
+            if let Err(m) = compose(cap, &[t]) {
+                flag(
+                    diags,
+                    at(
+                        m,
+                        "release in the measure of the dataset's cap (see its manifest)",
+                    ),
+                    &mut bad,
+                );
+            }
+        }
+        if bad {
+            continue;
+        }
+        out.push(ReleasePlan {
+            name,
+            path: spec::resolve(base, r.path.get_ref()),
+            group_by,
+            keys,
+            max_rows_per_group,
+            max_groups,
+            target: target.unwrap_or(Loss::Pure { epsilon: 1.0 }),
+            statistics,
+        });
+    }
+    out
+}
+
+fn flag(diags: &mut Diagnostics, d: Diagnostic, bad: &mut bool) {
+    diags.push(d);
+    *bad = true;
+}
+
+/// Reads a public key list: one key per line, or a CSV whose header names the group columns.
+fn read_keys(path: &std::path::Path, group_by: &[String]) -> Result<Vec<Vec<String>>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first: Vec<String> = lines
+        .clone()
+        .next()
+        .ok_or("the file is empty")?
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    let positions: Vec<usize> = if group_by.iter().all(|g| first.contains(g)) {
+        lines.next();
+        group_by
+            .iter()
+            .map(|g| first.iter().position(|f| f == g).unwrap_or(0))
+            .collect()
+    } else if group_by.len() == 1 {
+        vec![0]
+    } else {
+        return Err(format!(
+            "the header must name the columns {}",
+            group_by.join(", ")
+        ));
+    };
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (i, l) in lines.enumerate() {
+        let fields: Vec<&str> = l.split(',').map(str::trim).collect();
+        let row: Option<Vec<String>> = positions
+            .iter()
+            .map(|p| fields.get(*p).map(|s| s.to_string()))
+            .collect();
+        match row {
+            Some(r) => rows.push(r),
+            None => return Err(format!("line {} has too few fields", i + 2)),
+        }
+    }
+    rows.sort();
+    rows.dedup();
+    if rows.is_empty() {
+        return Err("the file lists no keys".into());
+    }
+    Ok(rows)
 }
 
 fn unknown_detector_hint(name: &str, known: &[String]) -> String {
@@ -852,6 +1226,8 @@ pub struct Explained {
     pub quarantine: String,
     /// Free-text settings and the leak gate, one line each.
     pub text: Vec<String>,
+    /// Differentially private releases: query, privacy cost and expected accuracy.
+    pub releases: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -902,6 +1278,7 @@ impl Plan {
             outputs.push(format!("splits are subject-disjoint: each subject goes to one split by keyed hash (train {t}, validation {v}, test {te})"));
         }
         Explained {
+            releases: self.explain_releases(),
             text: self.explain_text(),
             pipeline: format!("{} ({})", self.name, self.pipeline.path.display()),
             sources: self.files.iter().map(|f| f.display().to_string()).collect(),
@@ -922,6 +1299,63 @@ impl Plan {
 }
 
 impl Plan {
+    /// Each release's query, privacy cost and expected 95% accuracy, from OpenDP, before any
+    /// value is read (only the number of input records, which bounds group sizes, is counted).
+    fn explain_releases(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.releases.is_empty() {
+            return out;
+        }
+        let rows: u64 = self
+            .files
+            .iter()
+            .filter_map(|f| crate::ingest::prescan(f, self.format, self.separator).ok())
+            .map(|i| i.scan.records)
+            .sum();
+        if let Some(cap) = &self.budget_cap {
+            out.push(format!(
+                "dataset `{}` has a privacy budget cap of {cap}; each run's releases are checked against what earlier runs spent",
+                self.manifest.dataset_id()
+            ));
+        }
+        for r in &self.releases {
+            out.push(format!(
+                "`{}` → {}: group by [{}], keys {}, at most {} row(s) per subject per group and {} group(s) per subject, target {}",
+                r.name,
+                r.path.display(),
+                r.group_by.join(", "),
+                match &r.keys {
+                    Keys::Public { rows, source } => format!("public ({} from {source})", rows.len()),
+                    Keys::Private => "private (released above a noisy threshold)".into(),
+                },
+                r.max_rows_per_group,
+                r.max_groups,
+                r.target
+            ));
+            match crate::dp::release::prepare(r, u32::try_from(rows.max(1)).unwrap_or(u32::MAX)) {
+                Ok(p) => {
+                    out.push(format!(
+                        "    OpenDP: spends {} per subject (noise scale ×{:.4}{})",
+                        p.calibrated.spend,
+                        p.calibrated.global_scale,
+                        p.calibrated
+                            .threshold
+                            .map(|t| format!(", threshold {t}"))
+                            .unwrap_or_default()
+                    ));
+                    for (column, dist, scale, acc) in &p.calibrated.noise {
+                        out.push(format!(
+                            "    {column}: {dist} noise, scale {scale:.4}, 95% of releases within ±{}",
+                            acc.map(|a| format!("{a:.4}")).unwrap_or_else(|| "?".into())
+                        ));
+                    }
+                }
+                Err(e) => out.push(format!("    cannot be built: {e}")),
+            }
+        }
+        out
+    }
+
     /// The `[pii]` settings and the leak gate in words.
     fn explain_text(&self) -> Vec<String> {
         let p = &self.pii;
@@ -1017,6 +1451,12 @@ impl std::fmt::Display for Explained {
             writeln!(f, "  {o}")?;
         }
         writeln!(f, "  {}", self.quarantine)?;
+        if !self.releases.is_empty() {
+            writeln!(f, "\ndifferentially private releases")?;
+            for r in &self.releases {
+                writeln!(f, "  {r}")?;
+            }
+        }
         writeln!(f, "\nfree text and leak gate")?;
         for t in &self.text {
             writeln!(f, "  {t}")?;

@@ -6,6 +6,7 @@
 //! renamed into place and the run recorded. A run that dies leaves a journal entry that the next
 //! command turns into a `failed` record.
 
+use crate::dp::release;
 use crate::emit::{self, AtomicParquet, ParquetSettings};
 use crate::identity::kernels::{TokenEncoding, Tokenizer};
 use crate::identity::keys::{self, Key};
@@ -14,8 +15,8 @@ use crate::identity::stage::{split_expr, SPLIT};
 use crate::ingest::ColumnClass;
 use crate::ingest::{self, BADCOL, FILE, ROW};
 use crate::lineage::record::{
-    ColumnLineage, InputRecord, LeakGateRecord, OutputRecord, PiiSummary, PolicySummary, RunRecord,
-    RunStatus, TextColumnRecord,
+    ColumnLineage, InputRecord, LeakGateRecord, OutputRecord, PiiSummary, PolicySummary,
+    ReleaseRecord, RunRecord, RunStatus, TextColumnRecord,
 };
 use crate::lineage::store::Store;
 use crate::pii::gate::{Gate, IdentifierSet, ValueHasher};
@@ -90,6 +91,9 @@ pub struct RunSummary {
     /// Per output column: the leak gate's verdict and hit counts.
     #[serde(default)]
     pub leak_gate: Vec<LeakGateRecord>,
+    /// Differentially private releases: file, spend, noise and accuracy.
+    #[serde(default)]
+    pub releases: Vec<ReleaseRecord>,
 }
 
 /// Why a run failed.
@@ -116,6 +120,10 @@ pub enum RunError {
     },
     #[error("leak gate: personal data found in the output: {columns}\n  = hint: nothing was committed. Redact these columns (action = \"redact\"), drop them, or widen their detectors; `privprep lineage show` lists the gate's counts per column")]
     Leak { columns: String },
+    #[error("{0}")]
+    Release(String),
+    #[error("{0}")]
+    Budget(String),
     #[error("row accounting does not add up: read {read} ≠ written {written} + dropped {dropped} + quarantined {quarantined}\n  = hint: this is a bug in privprep; the outputs were not committed")]
     Accounting {
         read: u64,
@@ -271,6 +279,11 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
             emit::tmp_path_for(&plan.output.quarantine_path, &run_id),
             scratch_path(&opts.state_dir, &run_id),
         ])
+        .chain(
+            plan.releases
+                .iter()
+                .map(|r| emit::tmp_path_for(&r.path, &run_id)),
+        )
         .collect();
     let journal = journal_dir(&opts.state_dir).join(format!("{run_id}.json"));
     let pending = Pending {
@@ -354,6 +367,7 @@ impl RunSummary {
             error: r.error.clone(),
             text_columns: r.text_columns.clone(),
             leak_gate: r.leak_gate.clone(),
+            releases: r.releases.clone(),
         }
     }
 }
@@ -471,6 +485,16 @@ fn execute(
     let structural_bad: u64 = inputs.iter().map(|i| i.scan.bad.len() as u64).sum();
     record.rows_read = rows_read;
 
+    // DP releases are calibrated before any row is read: their privacy cost is known, and a
+    // release OpenDP refuses fails the run before it starts.
+    let max_rows = u32::try_from(rows_read.max(1)).unwrap_or(u32::MAX);
+    let prepared = plan
+        .releases
+        .iter()
+        .map(|r| release::prepare(r, max_rows))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RunError::Release(e.to_string()))?;
+
     // The lazy plan.
     let scratch = scratch_dir(&opts.state_dir, run_id).map_err(|source| emit::EmitError::Io {
         path: opts.state_dir.display().to_string(),
@@ -538,6 +562,15 @@ fn execute(
         }
     }
     let mut outputs = Vec::new();
+    let dp_columns = dp_columns(plan);
+    for (alias, source, numeric) in &dp_columns {
+        let e = col(source.as_str());
+        outputs.push(if *numeric {
+            e.cast(DataType::Float64).alias(alias.as_str())
+        } else {
+            e.cast(DataType::String).alias(alias.as_str())
+        });
+    }
     for c in plan.output_columns() {
         // Transform only rows that are kept: values of dropped rows are never processed further.
         let input = kept_only(&c.name);
@@ -613,6 +646,8 @@ fn execute(
         identifiers.clone(),
     );
     let n_ids = id_columns.len();
+    let dp_rows: Arc<Mutex<Vec<DataFrame>>> = Arc::new(Mutex::new(Vec::new()));
+    let dp_cb = (dp_columns.clone(), dp_rows.clone());
     let callback = PlanCallback::Rust(SpecialEq::new(Arc::new(
         move |df: DataFrame| -> PolarsResult<bool> {
             bar.inc(df.height() as u64);
@@ -649,6 +684,15 @@ fn execute(
                 return Ok(false);
             }
             let kept = df.filter(&kept_mask)?;
+            if !dp_cb.0.is_empty() {
+                let part =
+                    kept.select(dp_cb.0.iter().map(|(a, _, _)| PlSmallStr::from(a.as_str())))?;
+                dp_cb
+                    .1
+                    .lock()
+                    .map_err(|_| polars_err!(ComputeError: "release rows lock poisoned"))?
+                    .push(part);
+            }
             let mut s = sinks_cb
                 .lock()
                 .map_err(|_| polars_err!(ComputeError: "writer lock poisoned"))?;
@@ -899,6 +943,17 @@ fn execute(
         }
     }
 
+    // DP releases: spend first (cap check and spend in one transaction), then release.
+    let mut release_files: Vec<(ReleaseRecord, AtomicParquet)> = Vec::new();
+    if !prepared.is_empty() {
+        let parts = std::mem::take(
+            &mut *dp_rows
+                .lock()
+                .map_err(|_| RunError::Engine("release rows lock poisoned".into()))?,
+        );
+        release_files = run_releases(plan, opts, run_id, &prepared, parts, &dp_columns)?;
+    }
+
     if let Some(report) = &report {
         if let Err(e) = emit::write_atomic(&plan.output.quarantine_path, run_id, report.as_bytes())
         {
@@ -936,8 +991,200 @@ fn execute(
             schema: schema_desc.clone(),
         });
     }
+    for (mut rec, w) in release_files {
+        match w.commit() {
+            Ok(p) => {
+                committed.push(p);
+                record.releases.push(rec);
+            }
+            Err(e) => {
+                for p in &committed {
+                    let _ = std::fs::remove_file(p);
+                }
+                record.outputs.clear();
+                record.releases.clear();
+                rec.path.clear();
+                return Err(e.into());
+            }
+        }
+    }
     record.rows_written = written;
     Ok(committed)
+}
+
+/// Internal columns carrying what releases need to the sink: (alias, source column, numeric).
+fn dp_columns(plan: &Plan) -> Vec<(String, String, bool)> {
+    if plan.releases.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec![(
+        release::SUBJECT.to_string(),
+        plan.policy.subject_column.clone(),
+        false,
+    )];
+    for r in &plan.releases {
+        for g in &r.group_by {
+            let alias = format!("__dpg_{g}");
+            if !out.iter().any(|(a, _, _)| *a == alias) {
+                out.push((alias, g.clone(), false));
+            }
+        }
+        for v in r.value_columns() {
+            let alias = format!("__dpv_{v}");
+            if !out.iter().any(|(a, _, _)| *a == alias) {
+                out.push((alias, v.clone(), true));
+            }
+        }
+    }
+    out
+}
+
+/// Spends the budget of every release in one ledger transaction, then runs them on the
+/// consented rows and writes each to a temporary file next to its target.
+fn run_releases(
+    plan: &Plan,
+    opts: &RunOptions,
+    run_id: &str,
+    prepared: &[release::Prepared],
+    parts: Vec<DataFrame>,
+    dp_columns: &[(String, String, bool)],
+) -> Result<Vec<(ReleaseRecord, AtomicParquet)>, RunError> {
+    use crate::dp::ledger::{Ledger, Loss, SpendRequest};
+    let dataset = plan.manifest.dataset_id().to_string();
+    let unit = plan.policy.subject_column.clone();
+    // Without a cap the ledger still records every spend; nothing is refused.
+    let cap = plan.budget_cap;
+    let requests: Vec<SpendRequest> = plan
+        .releases
+        .iter()
+        .zip(prepared)
+        .map(|(r, p)| SpendRequest {
+            release: r.name.clone(),
+            loss: p.calibrated.spend,
+        })
+        .collect();
+    let mut ledger = Ledger::open(&opts.lineage_db).map_err(|e| RunError::Budget(e.to_string()))?;
+    ledger
+        .spend(&dataset, &unit, run_id, cap.as_ref(), &requests)
+        .map_err(|e| RunError::Budget(e.to_string()))?;
+
+    // The consented rows, with the plan's column names.
+    let empty = || {
+        DataFrame::empty_with_schema(&Schema::from_iter(dp_columns.iter().map(|(a, _, n)| {
+            Field::new(
+                a.as_str().into(),
+                if *n {
+                    DataType::Float64
+                } else {
+                    DataType::String
+                },
+            )
+        })))
+    };
+    let mut frame = parts
+        .into_iter()
+        .reduce(|mut a, b| {
+            let _ = a.vstack_mut(&b);
+            a
+        })
+        .unwrap_or_else(empty);
+    for (alias, source, _) in dp_columns.iter().skip(1) {
+        let _ = frame.rename(alias, source.as_str().into());
+    }
+    let mut files = Vec::new();
+    for (r, p) in plan.releases.iter().zip(prepared) {
+        let mut keep: Vec<PlSmallStr> = vec![release::SUBJECT.into()];
+        keep.extend(r.group_by.iter().map(|g| PlSmallStr::from(g.as_str())));
+        keep.extend(
+            r.value_columns()
+                .iter()
+                .map(|v| PlSmallStr::from(v.as_str())),
+        );
+        let input = frame
+            .select(keep)
+            .map_err(|e| RunError::Release(format!("release `{}`: {e}", r.name)))?;
+        let table = p
+            .run(r, input.lazy())
+            .map_err(|e| RunError::Release(e.to_string()))?;
+        let schema = emit::arrow_schema(table.schema())?;
+        let (e, d, rho) = match p.calibrated.spend {
+            Loss::Pure { epsilon } => (epsilon, 0.0, 0.0),
+            Loss::Approx { epsilon, delta } => (epsilon, delta, 0.0),
+            Loss::Zcdp { rho } => (0.0, 0.0, rho),
+        };
+        let mut rec = ReleaseRecord {
+            name: r.name.clone(),
+            path: r.path.display().to_string(),
+            sha256: String::new(),
+            rows: table.height() as u64,
+            dataset_id: dataset.clone(),
+            privacy_unit: unit.clone(),
+            group_by: r.group_by.clone(),
+            key_source: match &r.keys {
+                release::Keys::Public { source, rows } => {
+                    format!("public: {} keys from {source}", rows.len())
+                }
+                release::Keys::Private => match p.calibrated.threshold {
+                    Some(t) => {
+                        format!("private: groups released when their noisy count exceeds {t}")
+                    }
+                    None => "none (no group_by)".into(),
+                },
+            },
+            max_rows_per_group: r.max_rows_per_group,
+            max_groups: r.max_groups,
+            statistics: r.statistics.iter().map(describe_statistic).collect(),
+            measure: p.calibrated.spend.measure().into(),
+            target: r.target.to_string(),
+            epsilon: e,
+            delta: d,
+            rho,
+            global_scale: p.calibrated.global_scale,
+            threshold: p.calibrated.threshold,
+            noise: p.calibrated.noise.clone(),
+        };
+        let settings = ParquetSettings {
+            row_group_size: 65_536,
+            lineage_json: serde_json::json!({
+                "run_id": run_id,
+                "privprep_version": env!("CARGO_PKG_VERSION"),
+                "release": &rec,
+            })
+            .to_string(),
+        };
+        let mut w = AtomicParquet::create(&r.path, run_id, schema.clone(), &settings)?;
+        w.write(&emit::to_record_batch(&table, &schema)?)?;
+        rec.sha256 = w.finish()?;
+        files.push((rec, w));
+    }
+    Ok(files)
+}
+
+/// A statistic in words, with its bounds or candidates.
+fn describe_statistic(s: &release::Statistic) -> String {
+    match s {
+        release::Statistic::Count => "count".into(),
+        release::Statistic::Sum {
+            column,
+            lower,
+            upper,
+        } => format!("sum({column}) clamped to [{lower}, {upper}]"),
+        release::Statistic::Mean {
+            column,
+            lower,
+            upper,
+        } => format!("mean({column}) clamped to [{lower}, {upper}] (noisy sum / noisy count)"),
+        release::Statistic::Quantile {
+            column,
+            alpha,
+            candidates,
+        } => format!(
+            "quantile({column}, {alpha}) over {} candidates from {} to {}",
+            candidates.len(),
+            candidates.first().unwrap_or(&0.0),
+            candidates.last().unwrap_or(&0.0)
+        ),
+    }
 }
 
 /// Footer metadata: enough to find the run in lineage and check the inputs.

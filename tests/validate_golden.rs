@@ -200,3 +200,16 @@ fn a_valid_text_rule_passes_and_explain_lists_its_detectors() {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
 }
+
+#[test]
+fn release_mistakes_are_all_reported() {
+    let out = check_golden("release_rules.toml");
+    for needle in [
+        "release `by_name`: group_by column `full_name` is classed identifier",
+        "release `by_name`: private keys are released above a noisy threshold, which needs δ > 0",
+        "release `unbounded`: public keys need a key list",
+        "release `unbounded`: sum and mean need bounds",
+    ] {
+        assert!(out.contains(needle), "missing `{needle}` in:\n{out}");
+    }
+}

@@ -81,6 +81,10 @@ pub struct ManifestColumn {
     /// chrono format for date/datetime columns; defaults `%Y-%m-%d` and `%Y-%m-%dT%H:%M:%S`.
     #[serde(default)]
     pub format: Option<String>,
+    /// The column's public domain (every value it may take), e.g. ISO country codes. A DP
+    /// release grouped by this column may use it as its public key set.
+    #[serde(default)]
+    pub values: Option<Vec<String>>,
 }
 
 impl ManifestColumn {
@@ -119,6 +123,10 @@ pub struct ManifestSpec {
     /// Separator between consent purposes, default `;`.
     #[serde(default = "default_separator")]
     pub purpose_separator: String,
+    /// Cap on the total privacy loss of all DP releases of this dataset, across all runs:
+    /// `{ epsilon }`, `{ epsilon, delta }` or `{ rho }`.
+    #[serde(default)]
+    pub privacy_budget: Option<Spanned<crate::spec::PrivacySpec>>,
     pub columns: Vec<ManifestColumn>,
 }
 

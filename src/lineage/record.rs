@@ -125,6 +125,38 @@ pub struct LeakGateRecord {
     pub hits: BTreeMap<String, u64>,
 }
 
+/// One differentially private release (no values: its query, guarantees and noise).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseRecord {
+    pub name: String,
+    pub path: String,
+    pub sha256: String,
+    pub rows: u64,
+    pub dataset_id: String,
+    /// The privacy unit (the manifest's subject column).
+    pub privacy_unit: String,
+    pub group_by: Vec<String>,
+    /// `public (…source…)` or `private (threshold t)`.
+    pub key_source: String,
+    pub max_rows_per_group: u32,
+    pub max_groups: u32,
+    /// Each statistic with its column and bounds or candidates.
+    pub statistics: Vec<String>,
+    /// `pure`, `approx` or `zcdp`.
+    pub measure: String,
+    /// What the pipeline asked for.
+    pub target: String,
+    /// OpenDP's privacy map at one subject, as spent in the ledger.
+    pub epsilon: f64,
+    pub delta: f64,
+    pub rho: f64,
+    /// Global noise scale multiplier found by calibration.
+    pub global_scale: f64,
+    pub threshold: Option<u32>,
+    /// Per noisy output: (column, distribution, scale, 95% half-width).
+    pub noise: Vec<(String, String, f64, Option<f64>)>,
+}
+
 /// A full run record as appended to the lineage store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -167,6 +199,9 @@ pub struct RunRecord {
     /// Per output column: the leak gate's verdict (empty when the gate did not run).
     #[serde(default)]
     pub leak_gate: Vec<LeakGateRecord>,
+    /// Differentially private releases (their spend is in the budget ledger).
+    #[serde(default)]
+    pub releases: Vec<ReleaseRecord>,
 }
 
 impl RunRecord {
@@ -205,6 +240,7 @@ impl RunRecord {
             pii: None,
             text_columns: Vec::new(),
             leak_gate: Vec::new(),
+            releases: Vec::new(),
         }
     }
 }

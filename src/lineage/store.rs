@@ -1119,6 +1119,7 @@ mod tests {
                 values_scanned: 85 + n,
                 hits: BTreeMap::new(),
             }],
+            releases: Vec::new(),
         }
     }
 

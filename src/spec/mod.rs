@@ -29,6 +29,90 @@ pub struct PipelineSpec {
     #[serde(default)]
     pub pii: PiiSpec,
     pub output: OutputSpec,
+    /// Differentially private releases computed from the consented rows.
+    #[serde(default)]
+    pub release: Vec<Spanned<ReleaseSpec>>,
+}
+
+/// `[[release]]`: one table of differentially private statistics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseSpec {
+    /// Release name, used in lineage and the ledger.
+    pub name: Spanned<String>,
+    /// Output Parquet file, relative to the pipeline file.
+    pub path: Spanned<String>,
+    /// Columns to group by (none: one row for the whole dataset).
+    #[serde(default)]
+    pub group_by: Vec<Spanned<String>>,
+    /// `public` (every key of the key list appears) or `private` (keys found in the data,
+    /// released above a noisy threshold; needs δ > 0).
+    #[serde(default)]
+    pub keys: Option<Spanned<KeySetSpec>>,
+    /// Public keys: a file with one key per line (or a CSV whose header names the group
+    /// column); default the manifest's `values` of the group column.
+    #[serde(default)]
+    pub key_file: Option<Spanned<String>>,
+    /// At most this many rows of one subject count in one group.
+    pub max_rows_per_group: Spanned<u32>,
+    /// At most this many groups one subject contributes to.
+    #[serde(default)]
+    pub max_groups: Option<Spanned<u32>>,
+    /// The privacy target: `{ epsilon }`, `{ epsilon, delta }` or `{ rho }`.
+    pub privacy: Spanned<PrivacySpec>,
+    /// The statistics.
+    pub aggregates: Spanned<Vec<AggregateSpec>>,
+}
+
+/// Where the group keys of a release come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeySetSpec {
+    Public,
+    Private,
+}
+
+/// A privacy target or cap.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySpec {
+    #[serde(default)]
+    pub epsilon: Option<f64>,
+    #[serde(default)]
+    pub delta: Option<f64>,
+    #[serde(default)]
+    pub rho: Option<f64>,
+}
+
+/// One statistic of a release.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateSpec {
+    /// `count`, `sum`, `mean`, `quantile` or `median`.
+    pub kind: AggregateKind,
+    /// The column (not for `count`).
+    #[serde(default)]
+    pub column: Option<String>,
+    /// `[lower, upper]` clamp for `sum` and `mean`.
+    #[serde(default)]
+    pub bounds: Option<[f64; 2]>,
+    /// Candidate values for `quantile` and `median`.
+    #[serde(default)]
+    pub candidates: Option<Vec<f64>>,
+    /// The quantile, 0 to 1 (`median` is 0.5).
+    #[serde(default)]
+    pub alpha: Option<f64>,
+}
+
+/// Statistics a release may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AggregateKind {
+    Count,
+    Sum,
+    Mean,
+    Quantile,
+    Median,
 }
 
 /// `[pii]`: detectors, lists and the leak gate.

@@ -1,0 +1,122 @@
+//! One differentially private release (count and mean of handling time by country, public
+//! keys) against the same group-by without privacy in plain polars, on the same in-memory
+//! rows of `datagen` tickets, in one run. Prints both times and the ratio.
+//! Rows: `PRIVPREP_BENCH_ROWS` (default 1,000,000); repetitions: `PRIVPREP_BENCH_REPS` (3).
+
+use std::time::{Duration, Instant};
+
+use polars::prelude::*;
+use privprep::datagen::{generate, DataFormat, DatagenOptions};
+use privprep::dp::ledger::Loss;
+use privprep::dp::release::{prepare, Keys, ReleasePlan, Statistic, SUBJECT};
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let rows = env_num("PRIVPREP_BENCH_ROWS", 1_000_000);
+    let reps = env_num("PRIVPREP_BENCH_REPS", 3).max(1) as usize;
+    let dir = std::path::PathBuf::from(format!(
+        "{}/privprep-dp-bench-{rows}",
+        std::env::temp_dir().display()
+    ));
+    let csv = dir.join("tickets.csv");
+    if !csv.exists() {
+        eprintln!("generating {rows} rows into {}", dir.display());
+        generate(&DatagenOptions {
+            rows,
+            seed: 1,
+            out: dir.clone(),
+            format: DataFormat::Csv,
+            bad_rows: 0,
+        })
+        .expect("datagen");
+    }
+    let df = LazyCsvReader::new(PlPath::new(&csv.to_string_lossy()))
+        .with_has_header(true)
+        .finish()
+        .expect("scan")
+        .select([
+            col("subject_id").cast(DataType::String).alias(SUBJECT),
+            col("country").cast(DataType::String),
+            col("handle_time_minutes").cast(DataType::Float64),
+        ])
+        .collect()
+        .expect("read");
+    let keys: Vec<Vec<String>> = [
+        "AU", "BR", "CA", "DE", "ES", "FR", "GB", "IN", "IT", "JP", "MX", "NL", "PL", "SE", "US",
+        "VN",
+    ]
+    .iter()
+    .map(|k| vec![k.to_string()])
+    .collect();
+    let plan = ReleasePlan {
+        name: "bench".into(),
+        path: "unused.parquet".into(),
+        group_by: vec!["country".into()],
+        keys: Keys::Public {
+            rows: keys,
+            source: "bench".into(),
+        },
+        max_rows_per_group: 5,
+        max_groups: 1,
+        target: Loss::Pure { epsilon: 1.0 },
+        statistics: vec![
+            Statistic::Count,
+            Statistic::Mean {
+                column: "handle_time_minutes".into(),
+                lower: 0.0,
+                upper: 120.0,
+            },
+        ],
+    };
+    let mut dp = Vec::new();
+    let mut plain = Vec::new();
+    let mut calibration = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        let prepared = prepare(&plan, df.height() as u32).expect("prepare");
+        calibration.push(t.elapsed());
+        let out = prepared.run(&plan, df.clone().lazy()).expect("release");
+        dp.push(t.elapsed());
+        assert_eq!(out.height(), 16);
+
+        let t = Instant::now();
+        let out = df
+            .clone()
+            .lazy()
+            .group_by([col("country")])
+            .agg([len().alias("count"), col("handle_time_minutes").mean()])
+            .collect()
+            .expect("group by");
+        plain.push(t.elapsed());
+        assert_eq!(out.height(), 16);
+    }
+    let (d, c, p) = (median(dp), median(calibration), median(plain));
+    println!("dp_release rows={} reps={reps}", df.height());
+    println!(
+        "  DP release (OpenDP, calibration + truncation + noise): {:.3} s (of which calibration {:.3} s)",
+        d.as_secs_f64(),
+        c.as_secs_f64()
+    );
+    println!(
+        "  plain polars group-by (len, mean):                     {:.3} s",
+        p.as_secs_f64()
+    );
+    println!(
+        "  ratio DP / plain: {:.2}",
+        d.as_secs_f64() / p.as_secs_f64()
+    );
+}

@@ -1,0 +1,566 @@
+//! The privacy budget ledger: every release's spend per dataset, checked against the dataset's
+//! cap and recorded in one write-locked transaction.
+//!
+//! The ledger lives in the lineage SQLite file (table `budget_ledger`), so one file answers
+//! "how much of dataset X's budget is gone, and which runs spent it". A run asks for all its
+//! releases at once: under `BEGIN IMMEDIATE` the ledger sums what the dataset has spent, adds
+//! the request, compares with the cap, and either records every spend or none. SQLite's write
+//! lock makes concurrent runs queue, so two runs can never both fit into the last piece of a
+//! budget. The spend is committed before any release is computed or written.
+//!
+//! # Composition
+//! - Cap in pure ε: only pure-ε releases; spends add up (basic composition).
+//! - Cap in ρ (zero-concentrated DP): zCDP releases add their ρ; a pure-ε release counts as
+//!   ρ = ε²/2 (ε-DP implies ε²/2-zCDP). (ε, δ) releases cannot be expressed in ρ and are refused.
+//! - Cap in (ε, δ): pure and (ε, δ) releases add their ε and δ; the zCDP releases' ρ are added
+//!   first and the total converted with ε = ρ + 2·√(ρ·ln(1/δ′)) (Bun & Steinke 2016, Prop. 1.3),
+//!   where δ′ is whatever δ the cap has left after the (ε, δ) releases. The guarantee of the
+//!   whole history is then (Σε + ε(ρ, δ′), Σδ + δ′).
+//!
+//! Depends on nothing else in the crate.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+/// How long a run waits for another run's ledger transaction.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Slack for floating-point sums: five spends of 0.2 must fit a cap of 1.0.
+const SLACK: f64 = 1e-9;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS budget_ledger (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    dataset_id   TEXT    NOT NULL,
+    privacy_unit TEXT    NOT NULL,
+    run_id       TEXT    NOT NULL,
+    release      TEXT    NOT NULL,
+    measure      TEXT    NOT NULL,
+    epsilon      REAL    NOT NULL,
+    delta        REAL    NOT NULL,
+    rho          REAL    NOT NULL,
+    cap          TEXT    NOT NULL,
+    recorded_at  TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS budget_ledger_dataset ON budget_ledger (dataset_id);
+";
+
+/// A privacy loss, as one release spends it or a cap allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "measure", rename_all = "snake_case")]
+pub enum Loss {
+    /// Pure differential privacy.
+    Pure { epsilon: f64 },
+    /// Approximate differential privacy.
+    Approx { epsilon: f64, delta: f64 },
+    /// Zero-concentrated differential privacy.
+    Zcdp { rho: f64 },
+}
+
+impl Loss {
+    /// `pure`, `approx` or `zcdp`.
+    pub fn measure(&self) -> &'static str {
+        match self {
+            Loss::Pure { .. } => "pure",
+            Loss::Approx { .. } => "approx",
+            Loss::Zcdp { .. } => "zcdp",
+        }
+    }
+
+    /// (ε, δ, ρ) columns of the ledger (zero where the measure has none).
+    fn columns(&self) -> (f64, f64, f64) {
+        match *self {
+            Loss::Pure { epsilon } => (epsilon, 0.0, 0.0),
+            Loss::Approx { epsilon, delta } => (epsilon, delta, 0.0),
+            Loss::Zcdp { rho } => (0.0, 0.0, rho),
+        }
+    }
+
+    fn from_columns(measure: &str, epsilon: f64, delta: f64, rho: f64) -> Option<Loss> {
+        match measure {
+            "pure" => Some(Loss::Pure { epsilon }),
+            "approx" => Some(Loss::Approx { epsilon, delta }),
+            "zcdp" => Some(Loss::Zcdp { rho }),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Loss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Loss::Pure { epsilon } => write!(f, "ε = {epsilon}"),
+            Loss::Approx { epsilon, delta } => write!(f, "(ε = {epsilon}, δ = {delta:e})"),
+            Loss::Zcdp { rho } => write!(f, "ρ = {rho}"),
+        }
+    }
+}
+
+/// ε of ρ-zCDP at δ: ρ + 2·√(ρ·ln(1/δ)); infinite for δ ≤ 0 (zCDP gives no pure guarantee).
+pub fn zcdp_epsilon(rho: f64, delta: f64) -> f64 {
+    if rho <= 0.0 {
+        return 0.0;
+    }
+    if delta <= 0.0 || delta >= 1.0 {
+        return f64::INFINITY;
+    }
+    rho + 2.0 * (rho * (1.0 / delta).ln()).sqrt()
+}
+
+/// What a dataset has spent, in the terms of its cap.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spent {
+    /// Σε of pure and (ε, δ) releases (plus converted zCDP under an (ε, δ) cap).
+    pub epsilon: f64,
+    /// Σδ.
+    pub delta: f64,
+    /// Σρ (plus ε²/2 of pure releases under a ρ cap).
+    pub rho: f64,
+}
+
+/// Sums `losses` without a cap: ε and δ of pure and (ε, δ) releases, ρ of zCDP ones, each
+/// on its own.
+pub fn totals(losses: &[Loss]) -> Spent {
+    let mut s = Spent {
+        epsilon: 0.0,
+        delta: 0.0,
+        rho: 0.0,
+    };
+    for l in losses {
+        let (e, d, r) = l.columns();
+        s.epsilon += e;
+        s.delta += d;
+        s.rho += r;
+    }
+    s
+}
+
+/// Sums `losses` in the terms of `cap`; `Err` names a loss the cap cannot account for.
+pub fn compose(cap: &Loss, losses: &[Loss]) -> Result<Spent, String> {
+    let mut s = Spent {
+        epsilon: 0.0,
+        delta: 0.0,
+        rho: 0.0,
+    };
+    for l in losses {
+        match (cap, l) {
+            (Loss::Pure { .. }, Loss::Pure { epsilon }) => s.epsilon += epsilon,
+            (Loss::Pure { .. }, other) => {
+                return Err(format!(
+                    "the dataset's cap is pure ε, which cannot account for a {} release ({other})",
+                    other.measure()
+                ))
+            }
+            (Loss::Zcdp { .. }, Loss::Zcdp { rho }) => s.rho += rho,
+            (Loss::Zcdp { .. }, Loss::Pure { epsilon }) => s.rho += epsilon * epsilon / 2.0,
+            (Loss::Zcdp { .. }, other) => return Err(format!(
+                "the dataset's cap is zCDP ρ, which cannot account for an (ε, δ) release ({other})"
+            )),
+            (Loss::Approx { .. }, Loss::Pure { epsilon }) => s.epsilon += epsilon,
+            (Loss::Approx { .. }, Loss::Approx { epsilon, delta }) => {
+                s.epsilon += epsilon;
+                s.delta += delta;
+            }
+            (Loss::Approx { .. }, Loss::Zcdp { rho }) => s.rho += rho,
+        }
+    }
+    if let Loss::Approx {
+        delta: cap_delta, ..
+    } = cap
+    {
+        if s.rho > 0.0 {
+            // The zCDP part takes whatever δ the cap has left.
+            let left = cap_delta - s.delta;
+            s.epsilon += zcdp_epsilon(s.rho, left);
+            s.delta = s.delta.max(0.0) + left.max(0.0);
+        }
+    }
+    Ok(s)
+}
+
+/// True when `spent` is within `cap`.
+pub fn fits(cap: &Loss, spent: &Spent) -> bool {
+    let le = |a: f64, b: f64| a <= b + SLACK * b.abs().max(1.0);
+    match *cap {
+        Loss::Pure { epsilon } => le(spent.epsilon, epsilon),
+        Loss::Approx { epsilon, delta } => le(spent.epsilon, epsilon) && le(spent.delta, delta),
+        Loss::Zcdp { rho } => le(spent.rho, rho),
+    }
+}
+
+/// What is left of a cap after `spent` (never negative).
+pub fn remaining(cap: &Loss, spent: &Spent) -> Loss {
+    match *cap {
+        Loss::Pure { epsilon } => Loss::Pure {
+            epsilon: (epsilon - spent.epsilon).max(0.0),
+        },
+        Loss::Approx { epsilon, delta } => Loss::Approx {
+            epsilon: (epsilon - spent.epsilon).max(0.0),
+            delta: (delta - spent.delta).max(0.0),
+        },
+        Loss::Zcdp { rho } => Loss::Zcdp {
+            rho: (rho - spent.rho).max(0.0),
+        },
+    }
+}
+
+/// One spend a run asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpendRequest {
+    pub release: String,
+    pub loss: Loss,
+}
+
+/// Why the ledger refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("privacy budget of dataset `{dataset}` would be exceeded: this run asks for {asked} on top of {spent_desc}, but the cap is {cap} and only {remaining} remains\n  = hint: nothing was released; lower the releases' ε/ρ, release fewer statistics, or raise the cap in the dataset's manifest if the data owner agrees")]
+    Exceeded {
+        dataset: String,
+        asked: String,
+        spent_desc: String,
+        cap: Loss,
+        remaining: Loss,
+    },
+    #[error("privacy budget of dataset `{dataset}`: {message}\n  = hint: release with the measure the cap is expressed in")]
+    Incompatible { dataset: String, message: String },
+    #[error("budget ledger {path}: cannot {action}: {source}\n  = hint: is another program holding the lineage store? runs wait {} s for each other", BUSY_TIMEOUT.as_secs())]
+    Sqlite {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+/// One dataset's budget, as `privprep budget` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetBudget {
+    pub dataset_id: String,
+    pub privacy_unit: String,
+    /// The cap recorded with the latest spend (none when the manifest sets no cap).
+    pub cap: Option<Loss>,
+    pub spent: Spent,
+    pub remaining: Option<Loss>,
+    pub releases: u64,
+    pub runs: u64,
+}
+
+/// The ledger in a lineage store file.
+pub struct Ledger {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Ledger {
+    /// Opens (and if needed creates) the ledger table in the store at `path`.
+    pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        let err = |action| {
+            move |source| LedgerError::Sqlite {
+                path: path.to_path_buf(),
+                action,
+                source,
+            }
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let conn = Connection::open(path).map_err(err("open the file"))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(err("set the busy timeout"))?;
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
+            .map_err(err("switch to WAL mode"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err("set synchronous mode"))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(err("create the ledger table"))?;
+        Ok(Ledger {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, action: &'static str) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
+        move |source| LedgerError::Sqlite {
+            path: self.path.clone(),
+            action,
+            source,
+        }
+    }
+
+    /// Checks `requests` against `cap` together with everything `dataset` has spent, and
+    /// records them all, in one `BEGIN IMMEDIATE` transaction. Either every spend is
+    /// committed or none is.
+    pub fn spend(
+        &mut self,
+        dataset: &str,
+        privacy_unit: &str,
+        run_id: &str,
+        cap: Option<&Loss>,
+        requests: &[SpendRequest],
+    ) -> Result<Spent, LedgerError> {
+        let path = self.path.clone();
+        let err = |action| {
+            let path = path.clone();
+            move |source| LedgerError::Sqlite {
+                path,
+                action,
+                source,
+            }
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err("lock the ledger"))?;
+        let mut losses = past_losses(&tx, dataset).map_err(err("read past spends"))?;
+        let incompatible = |message| LedgerError::Incompatible {
+            dataset: dataset.into(),
+            message,
+        };
+        let before = match cap {
+            Some(cap) => compose(cap, &losses).map_err(incompatible)?,
+            None => totals(&losses),
+        };
+        losses.extend(requests.iter().map(|r| r.loss));
+        let after = match cap {
+            Some(cap) => compose(cap, &losses).map_err(incompatible)?,
+            None => totals(&losses),
+        };
+        if let Some(cap) = cap.filter(|cap| !fits(cap, &after)) {
+            let asked: Vec<String> = requests.iter().map(|r| r.loss.to_string()).collect();
+            return Err(LedgerError::Exceeded {
+                dataset: dataset.into(),
+                asked: asked.join(" + "),
+                spent_desc: describe_spent(cap, &before),
+                cap: *cap,
+                remaining: remaining(cap, &before),
+            });
+        }
+        let now = chrono::Utc::now().to_rfc3339();
+        let cap_json = match cap {
+            Some(cap) => serde_json::to_string(cap).unwrap_or_default(),
+            None => "none".to_string(),
+        };
+        for r in requests {
+            let (e, d, rho) = r.loss.columns();
+            tx.execute(
+                "INSERT INTO budget_ledger (dataset_id, privacy_unit, run_id, release, measure, epsilon, delta, rho, cap, recorded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![dataset, privacy_unit, run_id, r.release, r.loss.measure(), e, d, rho, cap_json, now],
+            )
+            .map_err(err("record the spend"))?;
+        }
+        tx.commit().map_err(err("commit the spend"))?;
+        Ok(after)
+    }
+
+    /// Every dataset in the ledger (or one), with spent and remaining budget.
+    pub fn budgets(&self, dataset: Option<&str>) -> Result<Vec<DatasetBudget>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT dataset_id, privacy_unit, cap, COUNT(*), COUNT(DISTINCT run_id)
+                 FROM budget_ledger WHERE ?1 IS NULL OR dataset_id = ?1
+                 GROUP BY dataset_id ORDER BY dataset_id",
+            )
+            .map_err(self.err("read the ledger"))?;
+        let rows: Vec<(String, String, String, i64, i64)> = stmt
+            .query_map(params![dataset], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(self.err("read the ledger"))?
+            .collect::<Result<_, _>>()
+            .map_err(self.err("read the ledger"))?;
+        let mut out = Vec::new();
+        for (id, unit, _, releases, runs) in rows {
+            let cap_json: String = self
+                .conn
+                .query_row(
+                    "SELECT cap FROM budget_ledger WHERE dataset_id = ?1 ORDER BY id DESC LIMIT 1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .map_err(self.err("read the ledger"))?;
+            let cap = serde_json::from_str::<Loss>(&cap_json).ok();
+            let losses = past_losses(&self.conn, &id).map_err(self.err("read the ledger"))?;
+            let spent = match &cap {
+                Some(cap) => compose(cap, &losses).unwrap_or_else(|_| totals(&losses)),
+                None => totals(&losses),
+            };
+            out.push(DatasetBudget {
+                dataset_id: id,
+                privacy_unit: unit,
+                remaining: cap.as_ref().map(|c| remaining(c, &spent)),
+                cap,
+                spent,
+                releases: releases as u64,
+                runs: runs as u64,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn past_losses(conn: &Connection, dataset: &str) -> rusqlite::Result<Vec<Loss>> {
+    let mut stmt = conn.prepare(
+        "SELECT measure, epsilon, delta, rho FROM budget_ledger WHERE dataset_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![dataset], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, f64>(1)?,
+            r.get::<_, f64>(2)?,
+            r.get::<_, f64>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (m, e, d, rho) = row?;
+        if let Some(l) = Loss::from_columns(&m, e, d, rho) {
+            out.push(l);
+        }
+    }
+    Ok(out)
+}
+
+fn describe_spent(cap: &Loss, spent: &Spent) -> String {
+    match cap {
+        Loss::Pure { .. } => format!("ε = {} already spent", round(spent.epsilon)),
+        Loss::Approx { .. } => format!(
+            "(ε = {}, δ = {:e}) already spent",
+            round(spent.epsilon),
+            spent.delta
+        ),
+        Loss::Zcdp { .. } => format!("ρ = {} already spent", round(spent.rho)),
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1e9).round() / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(release: &str, loss: Loss) -> Vec<SpendRequest> {
+        vec![SpendRequest {
+            release: release.into(),
+            loss,
+        }]
+    }
+
+    #[test]
+    fn a_second_spend_over_the_cap_is_refused_and_not_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&dir.path().join("lineage.db")).unwrap();
+        let cap = Loss::Pure { epsilon: 1.0 };
+        l.spend(
+            "d",
+            "subject_id",
+            "r1",
+            Some(&cap),
+            &ask("a", Loss::Pure { epsilon: 0.6 }),
+        )
+        .unwrap();
+        let e = l
+            .spend(
+                "d",
+                "subject_id",
+                "r2",
+                Some(&cap),
+                &ask("a", Loss::Pure { epsilon: 0.6 }),
+            )
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("`d`") && msg.contains("ε = 0.6") && msg.contains("ε = 0.4"),
+            "{msg}"
+        );
+        let b = l.budgets(Some("d")).unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].releases, 1);
+        assert!((b[0].spent.epsilon - 0.6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn concurrent_runs_cannot_overspend() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lineage.db");
+        Ledger::open(&path).unwrap();
+        let cap = Loss::Pure { epsilon: 1.0 };
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut l = Ledger::open(&path).unwrap();
+                    l.spend(
+                        "d",
+                        "u",
+                        &format!("r{i}"),
+                        Some(&cap),
+                        &ask("a", Loss::Pure { epsilon: 0.2 }),
+                    )
+                    .is_ok()
+                })
+            })
+            .collect();
+        let ok = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|committed| *committed)
+            .count();
+        assert_eq!(ok, 5, "exactly five spends of 0.2 fit a cap of 1.0");
+        let b = Ledger::open(&path).unwrap().budgets(Some("d")).unwrap();
+        assert_eq!(b[0].releases, 5);
+        assert!(b[0].spent.epsilon <= 1.0 + 1e-9);
+    }
+
+    #[test]
+    fn composition_follows_the_caps_measure() {
+        let pure = Loss::Pure { epsilon: 1.0 };
+        assert!(compose(&pure, &[Loss::Zcdp { rho: 0.1 }]).is_err());
+        let rho_cap = Loss::Zcdp { rho: 1.0 };
+        let s = compose(
+            &rho_cap,
+            &[Loss::Pure { epsilon: 1.0 }, Loss::Zcdp { rho: 0.25 }],
+        )
+        .unwrap();
+        assert!((s.rho - 0.75).abs() < 1e-12);
+        assert!(compose(
+            &rho_cap,
+            &[Loss::Approx {
+                epsilon: 0.1,
+                delta: 1e-9
+            }]
+        )
+        .is_err());
+        let approx = Loss::Approx {
+            epsilon: 2.0,
+            delta: 1e-6,
+        };
+        let s = compose(
+            &approx,
+            &[
+                Loss::Approx {
+                    epsilon: 0.5,
+                    delta: 4e-7,
+                },
+                Loss::Zcdp { rho: 0.01 },
+            ],
+        )
+        .unwrap();
+        let expect = 0.5 + zcdp_epsilon(0.01, 6e-7);
+        assert!((s.epsilon - expect).abs() < 1e-12);
+        assert!((s.delta - 1e-6).abs() < 1e-18);
+        assert!(fits(&approx, &s));
+        // Five spends of 0.2 fit a cap of 1.0 despite floating-point sums; a sixth does not.
+        let five = vec![Loss::Pure { epsilon: 0.2 }; 5];
+        assert!(fits(&pure, &compose(&pure, &five).unwrap()));
+        let six = vec![Loss::Pure { epsilon: 0.2 }; 6];
+        assert!(!fits(&pure, &compose(&pure, &six).unwrap()));
+    }
+}

@@ -1,0 +1,628 @@
+//! One differentially private release on OpenDP's polars front: plan, calibration, accuracy,
+//! and the released table.
+//!
+//! The consented rows arrive as a frame with the subject column (the privacy unit), the group
+//! columns and the numeric columns the statistics need. The plan truncates each subject's
+//! contribution (at most `max_rows_per_group` rows per group, at most `max_groups` groups,
+//! written exactly as OpenDP's stability analysis recognises them), groups, and adds noise
+//! through OpenDP's `dp()` expressions; public keys are right-joined so every key appears.
+//! The global noise scale (and, for private keys, the threshold) is found by binary search
+//! over OpenDP's own privacy map until the target is met. All noise comes from OpenDP.
+
+use opendp::accuracy::polars::summarize_polars_measurement;
+use opendp::combinators::{make_fix_delta, make_zCDP_to_approxDP};
+use opendp::domains::{AtomDomain, LazyFrameDomain, Margin, OptionDomain, SeriesDomain};
+use opendp::measures::{Approximate, MaxDivergence, ZeroConcentratedDivergence};
+use opendp::metrics::SymmetricIdDistance;
+use opendp::polars::{dp_len, OnceFrame, PrivacyNamespace};
+use polars::prelude::*;
+
+use super::ledger::Loss;
+
+/// Name of the subject column inside the release frame.
+pub const SUBJECT: &str = "__subject";
+
+/// A statistic of a release.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statistic {
+    Count,
+    Sum {
+        column: String,
+        lower: f64,
+        upper: f64,
+    },
+    Mean {
+        column: String,
+        lower: f64,
+        upper: f64,
+    },
+    Quantile {
+        column: String,
+        alpha: f64,
+        candidates: Vec<f64>,
+    },
+}
+
+/// Group keys: a public list (every key is released) or private (found in the data).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Keys {
+    /// One row per key tuple, in `group_by` order; `source` says where they came from.
+    Public {
+        rows: Vec<Vec<String>>,
+        source: String,
+    },
+    Private,
+}
+
+/// A release, resolved against the manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleasePlan {
+    pub name: String,
+    pub path: std::path::PathBuf,
+    pub group_by: Vec<String>,
+    pub keys: Keys,
+    pub max_rows_per_group: u32,
+    pub max_groups: u32,
+    pub target: Loss,
+    pub statistics: Vec<Statistic>,
+}
+
+/// What OpenDP says about a calibrated release.
+#[derive(Debug, Clone)]
+pub struct Calibrated {
+    /// Global noise scale multiplier passed to OpenDP.
+    pub global_scale: f64,
+    /// Threshold on the noisy count (private keys).
+    pub threshold: Option<u32>,
+    /// The privacy map at d_in = 1 subject, in the target's measure.
+    pub spend: Loss,
+    /// Per OpenDP output column: (noise distribution, scale, 95% half-width).
+    pub noise: Vec<(String, String, f64, Option<f64>)>,
+}
+
+/// Why a release could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("release `{release}`: OpenDP refused the plan: {message}\n  = hint: {hint}")]
+    Build {
+        release: String,
+        message: String,
+        hint: String,
+    },
+    #[error("release `{release}`: no noise scale meets the target {target}: {message}\n  = hint: raise ε/ρ, or tighten the bounds and contribution limits")]
+    Calibrate {
+        release: String,
+        target: Loss,
+        message: String,
+    },
+    #[error("release `{release}`: {message}")]
+    Run { release: String, message: String },
+}
+
+/// The half-width at confidence 1 − `alpha` of OpenDP noise of this distribution and scale.
+pub fn half_width(distribution: &str, scale: f64, alpha: f64) -> Option<f64> {
+    use opendp::accuracy::*;
+    let r = match distribution {
+        "Integer Laplace" => discrete_laplacian_scale_to_accuracy(scale, alpha),
+        "Float Laplace" => laplacian_scale_to_accuracy(scale, alpha),
+        "Integer Gaussian" => discrete_gaussian_scale_to_accuracy(scale, alpha),
+        "Float Gaussian" => gaussian_scale_to_accuracy(scale, alpha),
+        _ => return None,
+    };
+    r.ok()
+}
+
+fn msg(e: &opendp::error::Error) -> String {
+    if e.message.as_deref().unwrap_or("").is_empty() {
+        format!("{:?}", e.variant)
+    } else {
+        e.message.clone().unwrap_or_default()
+    }
+}
+
+/// Output column name of a statistic in the OpenDP frame.
+pub fn stat_column(s: &Statistic) -> String {
+    match s {
+        Statistic::Count => "count".into(),
+        Statistic::Sum { column, .. } => format!("{column}_sum"),
+        Statistic::Mean { column, .. } => format!("{column}_mean_sum"),
+        Statistic::Quantile { column, alpha, .. } => {
+            format!("{column}_q{}", (alpha * 100.0).round() as i64)
+        }
+    }
+}
+
+impl ReleasePlan {
+    /// Numeric columns the release frame must carry.
+    pub fn value_columns(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for s in &self.statistics {
+            let c = match s {
+                Statistic::Count => continue,
+                Statistic::Sum { column, .. }
+                | Statistic::Mean { column, .. }
+                | Statistic::Quantile { column, .. } => column,
+            };
+            if !out.contains(c) {
+                out.push(c.clone());
+            }
+        }
+        out
+    }
+
+    /// The input domain: subject and keys as text, values as floats; `max_rows` bounds the
+    /// rows of any group (the dataset's row count, which privprep treats as public).
+    fn domain(&self, max_rows: u32) -> opendp::error::Fallible<LazyFrameDomain> {
+        let mut series = vec![SeriesDomain::new(SUBJECT, AtomDomain::<String>::default())];
+        for g in &self.group_by {
+            series.push(SeriesDomain::new(
+                g.as_str(),
+                OptionDomain::new(AtomDomain::<String>::default()),
+            ));
+        }
+        for v in self.value_columns() {
+            series.push(SeriesDomain::new(
+                v.as_str(),
+                OptionDomain::new(AtomDomain::<f64>::default()),
+            ));
+        }
+        let margin = Margin::by(
+            self.group_by
+                .iter()
+                .map(|g| col(g.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .with_max_length(max_rows.max(1));
+        LazyFrameDomain::new(series)?.with_margin(margin)
+    }
+
+    /// The plan OpenDP analyses: truncation, group-by with noisy statistics, key join.
+    fn plan(&self, schema: &Schema) -> LazyFrame {
+        let keys: Vec<Expr> = self.group_by.iter().map(|g| col(g.as_str())).collect();
+        let mut per_group_by = vec![col(SUBJECT)];
+        per_group_by.extend(keys.iter().cloned());
+        let mut truncate = int_range(lit(0), len(), 1, DataType::Int64)
+            .over(per_group_by)
+            .lt(lit(self.max_rows_per_group as i64));
+        if self.group_by.len() == 1 {
+            // Polars ranks start at 1: `< g + 1` keeps g groups per subject.
+            truncate = truncate.and(
+                col(self.group_by[0].as_str())
+                    .rank(
+                        RankOptions {
+                            method: RankMethod::Dense,
+                            descending: false,
+                        },
+                        None,
+                    )
+                    .over([col(SUBJECT)])
+                    .lt(lit(self.max_groups as i64 + 1)),
+            );
+        }
+        let mut aggs = vec![dp_len(None, false).alias("count")];
+        for s in &self.statistics {
+            match s {
+                Statistic::Count => {}
+                Statistic::Sum {
+                    column,
+                    lower,
+                    upper,
+                }
+                | Statistic::Mean {
+                    column,
+                    lower,
+                    upper,
+                } => aggs.push(
+                    col(column.as_str())
+                        .dp()
+                        .sum((lit(*lower), lit(*upper)), None)
+                        .alias(stat_column(s)),
+                ),
+                Statistic::Quantile {
+                    column,
+                    alpha,
+                    candidates,
+                } => aggs.push(
+                    col(column.as_str())
+                        .fill_null(lit(candidates[0]))
+                        .fill_nan(lit(candidates[0]))
+                        .dp()
+                        .quantile(
+                            *alpha,
+                            Series::new("candidates".into(), candidates.clone()),
+                            None,
+                        )
+                        .alias(stat_column(s)),
+                ),
+            }
+        }
+        let lf = DataFrame::empty_with_schema(schema).lazy().filter(truncate);
+        let lf = if keys.is_empty() {
+            lf.select(aggs)
+        } else {
+            lf.group_by(keys.clone()).agg(aggs)
+        };
+        match &self.keys {
+            Keys::Public { rows, .. } if !keys.is_empty() => {
+                let columns: Vec<Column> = self
+                    .group_by
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| {
+                        Column::new(
+                            g.as_str().into(),
+                            rows.iter().map(|r| r[i].clone()).collect::<Vec<String>>(),
+                        )
+                    })
+                    .collect();
+                let key_frame = DataFrame::new(columns).unwrap_or_default().lazy();
+                lf.join(key_frame, keys.clone(), keys, JoinType::Right.into())
+            }
+            _ => lf,
+        }
+    }
+}
+
+/// A release measurement in one of the four measures.
+enum Built {
+    Pure(opendp::core::Measurement<LazyFrameDomain, SymmetricIdDistance, MaxDivergence, OnceFrame>),
+    Approx(
+        opendp::core::Measurement<
+            LazyFrameDomain,
+            SymmetricIdDistance,
+            Approximate<MaxDivergence>,
+            OnceFrame,
+        >,
+    ),
+    Zcdp(
+        opendp::core::Measurement<
+            LazyFrameDomain,
+            SymmetricIdDistance,
+            ZeroConcentratedDivergence,
+            OnceFrame,
+        >,
+    ),
+}
+
+impl Built {
+    fn summary(&self) -> opendp::error::Fallible<DataFrame> {
+        match self {
+            Built::Pure(m) => summarize_polars_measurement(m.clone(), Some(0.05)),
+            Built::Approx(m) => summarize_polars_measurement(m.clone(), Some(0.05)),
+            Built::Zcdp(m) => summarize_polars_measurement(m.clone(), Some(0.05)),
+        }
+    }
+
+    fn invoke(&self, lf: &LazyFrame) -> opendp::error::Fallible<DataFrame> {
+        match self {
+            Built::Pure(m) => m.invoke(lf)?.collect(),
+            Built::Approx(m) => m.invoke(lf)?.collect(),
+            Built::Zcdp(m) => m.invoke(lf)?.collect(),
+        }
+    }
+}
+
+/// A release ready to run: calibrated, with its privacy spend known before any data is read.
+pub struct Prepared {
+    built: Built,
+    pub calibrated: Calibrated,
+}
+
+/// Builds the release with the noise scale (and threshold) that meet its target.
+pub fn prepare(plan: &ReleasePlan, max_rows: u32) -> Result<Prepared, ReleaseError> {
+    let build_err = |e: opendp::error::Error| ReleaseError::Build {
+        release: plan.name.clone(),
+        message: msg(&e),
+        hint: "check the bounds, candidates and contribution limits of the release".into(),
+    };
+    let domain = plan.domain(max_rows).map_err(build_err)?;
+    let schema = domain.schema();
+    let lf = plan.plan(&schema);
+    let metric = SymmetricIdDistance {
+        identifier: col(SUBJECT),
+    };
+    let private = matches!(plan.keys, Keys::Private);
+    let calib_err = |m: String| ReleaseError::Calibrate {
+        release: plan.name.clone(),
+        target: plan.target,
+        message: m,
+    };
+    // The loss scales as 1/s (pure, the ε of approx) or 1/s² (zCDP): a first build at s = 1
+    // gives the bracket, and a binary search over OpenDP's map finds the smallest scale that
+    // meets the target.
+    match plan.target {
+        Loss::Pure { epsilon } => {
+            if private {
+                return Err(calib_err("private keys need δ > 0".into()));
+            }
+            let build = |s: f64| {
+                opendp::measurements::make_private_lazyframe(
+                    domain.clone(),
+                    metric.clone(),
+                    MaxDivergence,
+                    lf.clone(),
+                    Some(s),
+                    None,
+                )
+            };
+            let e1 = build(1.0).and_then(|m| m.map(&1u32)).map_err(build_err)?;
+            let guess = (e1 / epsilon).max(1e-12);
+            let s = opendp::utilities::binary_search(
+                |s: &f64| {
+                    build(*s)
+                        .and_then(|m| m.map(&1u32))
+                        .map(|e| e <= epsilon)
+                        .unwrap_or(false)
+                },
+                (guess * 0.5, guess * 2.0),
+            )
+            .map_err(|e| calib_err(msg(&e)))?;
+            let m = build(s).map_err(build_err)?;
+            let spent = m.map(&1u32).map_err(build_err)?;
+            finish(
+                Built::Pure(m),
+                s,
+                None,
+                Loss::Pure { epsilon: spent },
+                &plan.name,
+            )
+        }
+        Loss::Approx { epsilon, delta } => {
+            let build = |s: f64, t: Option<u32>| {
+                opendp::measurements::make_private_lazyframe(
+                    domain.clone(),
+                    metric.clone(),
+                    Approximate(MaxDivergence),
+                    lf.clone(),
+                    Some(s),
+                    t,
+                )
+            };
+            let t_max = private.then_some(u32::MAX);
+            let e1 = build(1.0, t_max)
+                .and_then(|m| m.map(&1u32))
+                .map_err(build_err)?
+                .0;
+            let guess = (e1 / epsilon).max(1e-12);
+            let s = opendp::utilities::binary_search(
+                |s: &f64| {
+                    build(*s, t_max)
+                        .and_then(|m| m.map(&1u32))
+                        .map(|(e, _)| e <= epsilon)
+                        .unwrap_or(false)
+                },
+                (guess * 0.5, guess * 2.0),
+            )
+            .map_err(|e| calib_err(msg(&e)))?;
+            let threshold = if private {
+                let lower = plan.max_rows_per_group.saturating_add(1);
+                Some(
+                    opendp::utilities::binary_search(
+                        |t: &u32| {
+                            build(s, Some(*t))
+                                .and_then(|m| m.map(&1u32))
+                                .map(|(_, d)| d <= delta)
+                                .unwrap_or(false)
+                        },
+                        (lower, u32::MAX / 2),
+                    )
+                    .map_err(|e| calib_err(msg(&e)))?,
+                )
+            } else {
+                None
+            };
+            let m = build(s, threshold).map_err(build_err)?;
+            let (e, d) = m.map(&1u32).map_err(build_err)?;
+            finish(
+                Built::Approx(m),
+                s,
+                threshold,
+                Loss::Approx {
+                    epsilon: e,
+                    delta: d,
+                },
+                &plan.name,
+            )
+        }
+        Loss::Zcdp { rho } => {
+            if private {
+                return Err(calib_err(
+                    "private keys need δ > 0; give the target as { epsilon, delta }".into(),
+                ));
+            }
+            let build = |s: f64| {
+                opendp::measurements::make_private_lazyframe(
+                    domain.clone(),
+                    metric.clone(),
+                    ZeroConcentratedDivergence,
+                    lf.clone(),
+                    Some(s),
+                    None,
+                )
+            };
+            let r1 = build(1.0).and_then(|m| m.map(&1u32)).map_err(build_err)?;
+            let guess = (r1 / rho).sqrt().max(1e-12);
+            let s = opendp::utilities::binary_search(
+                |s: &f64| {
+                    build(*s)
+                        .and_then(|m| m.map(&1u32))
+                        .map(|r| r <= rho)
+                        .unwrap_or(false)
+                },
+                (guess * 0.5, guess * 2.0),
+            )
+            .map_err(|e| calib_err(msg(&e)))?;
+            let m = build(s).map_err(build_err)?;
+            let spent = m.map(&1u32).map_err(build_err)?;
+            finish(
+                Built::Zcdp(m),
+                s,
+                None,
+                Loss::Zcdp { rho: spent },
+                &plan.name,
+            )
+        }
+    }
+}
+
+/// ε at `delta` of a zCDP release, from OpenDP's conversion.
+pub fn zcdp_release_epsilon(p: &Prepared, delta: f64) -> Option<f64> {
+    match &p.built {
+        Built::Zcdp(m) => make_fix_delta(&make_zCDP_to_approxDP(m.clone()).ok()?, delta)
+            .ok()?
+            .map(&1u32)
+            .ok()
+            .map(|(e, _)| e),
+        _ => None,
+    }
+}
+
+fn finish(
+    built: Built,
+    global_scale: f64,
+    threshold: Option<u32>,
+    spend: Loss,
+    name: &str,
+) -> Result<Prepared, ReleaseError> {
+    let summary = built.summary().map_err(|e| ReleaseError::Build {
+        release: name.to_string(),
+        message: msg(&e),
+        hint: "the accuracy summary failed".into(),
+    })?;
+    let text = |c: &str, i: usize| {
+        summary
+            .column(c)
+            .ok()
+            .and_then(|s| s.str().ok().and_then(|s| s.get(i).map(str::to_string)))
+    };
+    let num = |c: &str, i: usize| {
+        summary
+            .column(c)
+            .ok()
+            .and_then(|s| s.cast(&DataType::Float64).ok())
+            .and_then(|s| s.f64().ok().and_then(|s| s.get(i)))
+    };
+    let noise = (0..summary.height())
+        .map(|i| {
+            (
+                text("column", i).unwrap_or_default(),
+                text("distribution", i).unwrap_or_default(),
+                num("scale", i).unwrap_or(f64::NAN),
+                num("accuracy", i),
+            )
+        })
+        .collect();
+    Ok(Prepared {
+        built,
+        calibrated: Calibrated {
+            global_scale,
+            threshold,
+            spend,
+            noise,
+        },
+    })
+}
+
+impl Prepared {
+    /// Runs the release on the consented rows and returns the table to write: group keys,
+    /// each statistic and its 95% half-width, sorted by the keys.
+    pub fn run(&self, plan: &ReleasePlan, data: LazyFrame) -> Result<DataFrame, ReleaseError> {
+        let err = |m: String| ReleaseError::Run {
+            release: plan.name.clone(),
+            message: m,
+        };
+        let raw = self.built.invoke(&data).map_err(|e| err(msg(&e)))?;
+        let accuracy = |column: &str| {
+            self.calibrated
+                .noise
+                .iter()
+                .find(|(c, ..)| c == column)
+                .and_then(|(_, _, _, a)| *a)
+        };
+        // For a mean, each of its two noisy parts at 97.5%: together at least 95%.
+        let accuracy_975 = |column: &str| {
+            self.calibrated
+                .noise
+                .iter()
+                .find(|(c, ..)| c == column)
+                .and_then(|(_, d, scale, _)| half_width(d, *scale, 0.025))
+        };
+        let mut out: Vec<Column> = Vec::new();
+        for g in &plan.group_by {
+            out.push(raw.column(g).map_err(|e| err(e.to_string()))?.clone());
+        }
+        let count = raw
+            .column("count")
+            .and_then(|c| c.cast(&DataType::Float64))
+            .map_err(|e| err(e.to_string()))?;
+        let n = raw.height();
+        let count_acc = accuracy("count");
+        let with_ci = |out: &mut Vec<Column>, name: &str, values: Column, acc: Option<f64>| {
+            out.push(values.with_name(name.into()));
+            out.push(Column::new(format!("{name}_ci95").into(), vec![acc; n]));
+        };
+        if plan.statistics.contains(&Statistic::Count) {
+            with_ci(
+                &mut out,
+                "count",
+                count
+                    .cast(&DataType::Int64)
+                    .map_err(|e| err(e.to_string()))?,
+                count_acc,
+            );
+        }
+        for s in &plan.statistics {
+            let c = stat_column(s);
+            match s {
+                Statistic::Count => {}
+                Statistic::Sum { column, .. } => {
+                    let v = raw.column(&c).map_err(|e| err(e.to_string()))?.clone();
+                    with_ci(&mut out, &format!("{column}_sum"), v, accuracy(&c));
+                }
+                Statistic::Quantile { .. } => {
+                    let v = raw.column(&c).map_err(|e| err(e.to_string()))?.clone();
+                    with_ci(&mut out, &c, v, accuracy(&c));
+                }
+                Statistic::Mean {
+                    column,
+                    lower,
+                    upper,
+                } => {
+                    // mean = noisy sum / noisy count, both from OpenDP. With each part within
+                    // its 97.5% half-width (at least 95% for both, by the union bound), the
+                    // mean is within (a_sum + |mean|·a_count) / (count − a_count).
+                    let sum = raw
+                        .column(&c)
+                        .and_then(|s| s.cast(&DataType::Float64))
+                        .map_err(|e| err(e.to_string()))?;
+                    let (sa, ca) = (accuracy_975(&c), accuracy_975("count"));
+                    let s = sum.f64().map_err(|e| err(e.to_string()))?;
+                    let k = count.f64().map_err(|e| err(e.to_string()))?;
+                    let mut means = Vec::with_capacity(n);
+                    let mut cis = Vec::with_capacity(n);
+                    for (sv, kv) in s.iter().zip(k.iter()) {
+                        let (sv, kv) = (sv.unwrap_or(0.0), kv.unwrap_or(0.0));
+                        // Post-processing: a mean outside the bounds is certainly wrong.
+                        let mean = (kv >= 1.0).then(|| (sv / kv).clamp(*lower, *upper));
+                        means.push(mean);
+                        cis.push(match (mean, sa, ca) {
+                            (Some(m), Some(sa), Some(ca)) if kv - ca >= 1.0 => {
+                                Some((sa + m.abs() * ca) / (kv - ca))
+                            }
+                            _ => None,
+                        });
+                    }
+                    let name = format!("{column}_mean");
+                    out.push(Column::new(name.as_str().into(), means));
+                    out.push(Column::new(format!("{name}_ci95").into(), cis));
+                }
+            }
+        }
+        let df = DataFrame::new(out).map_err(|e| err(e.to_string()))?;
+        if plan.group_by.is_empty() {
+            return Ok(df);
+        }
+        df.sort(plan.group_by.clone(), SortMultipleOptions::default())
+            .map_err(|e| err(e.to_string()))
+    }
+}

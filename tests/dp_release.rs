@@ -1,0 +1,270 @@
+//! Differential privacy: OpenDP's noise has the scale it reports, contribution bounds hold,
+//! private keys hide small groups, public keys all appear, and the ledger cannot be overspent
+//! (also by concurrent runs through the binary).
+
+mod common;
+
+use common::{Work, SAFE_COLUMNS};
+use polars::prelude::*;
+use privprep::dp::ledger::Loss;
+use privprep::dp::release::{prepare, Keys, ReleasePlan, Statistic, SUBJECT};
+
+fn plan(keys: Keys, target: Loss, max_rows: u32) -> ReleasePlan {
+    ReleasePlan {
+        name: "t".into(),
+        path: "unused.parquet".into(),
+        group_by: vec!["g".into()],
+        keys,
+        max_rows_per_group: max_rows,
+        max_groups: 1,
+        target,
+        statistics: vec![Statistic::Count],
+    }
+}
+
+/// `rows` rows of (subject, group).
+fn frame(rows: &[(String, &str)]) -> LazyFrame {
+    let subjects: Vec<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
+    let groups: Vec<&str> = rows.iter().map(|(_, g)| *g).collect();
+    df!(SUBJECT => subjects, "g" => groups).unwrap().lazy()
+}
+
+fn counts(df: &DataFrame) -> Vec<(String, i64)> {
+    let g = df.column("g").unwrap().str().unwrap().clone();
+    let c = df.column("count").unwrap().i64().unwrap().clone();
+    g.iter()
+        .zip(c.iter())
+        .map(|(g, c)| (g.unwrap_or("").to_string(), c.unwrap_or(0)))
+        .collect()
+}
+
+fn public(keys: &[&str]) -> Keys {
+    Keys::Public {
+        rows: keys.iter().map(|k| vec![k.to_string()]).collect(),
+        source: "test".into(),
+    }
+}
+
+#[test]
+fn released_counts_spread_as_the_scale_opendp_reports() {
+    let rows: Vec<(String, &str)> = (0..200)
+        .map(|i| (format!("s{i}"), if i % 2 == 0 { "a" } else { "b" }))
+        .collect();
+    let p = plan(public(&["a", "b"]), Loss::Pure { epsilon: 0.5 }, 1);
+    let prepared = prepare(&p, 200).unwrap();
+    let (_, dist, scale, _) = prepared
+        .calibrated
+        .noise
+        .iter()
+        .find(|(c, ..)| c == "count")
+        .cloned()
+        .unwrap();
+    assert_eq!(dist, "Integer Laplace");
+    // One row per subject per group, one group per subject: OpenDP's group truncation keeps
+    // one group but accounts for two (its rank starts at 1), so ε = 2/scale.
+    assert!((scale - 4.0).abs() < 0.01, "scale {scale}");
+    let reps = 1000;
+    let mut values = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let out = prepared.run(&p, frame(&rows)).unwrap();
+        let c = counts(&out);
+        values.push(c.iter().find(|(g, _)| g == "a").unwrap().1 as f64);
+    }
+    let mean = values.iter().sum::<f64>() / reps as f64;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (reps - 1) as f64;
+    // Discrete Laplace with scale b: variance 2e^{-1/b}/(1-e^{-1/b})^2.
+    let q = (-1.0 / scale).exp();
+    let expected = 2.0 * q / (1.0 - q).powi(2);
+    println!("mean {mean:.3} (true 100), variance {var:.3} (expected {expected:.3})");
+    assert!(
+        (mean - 100.0).abs() < 6.0 * (expected / reps as f64).sqrt(),
+        "mean {mean}"
+    );
+    assert!(
+        (var / expected - 1.0).abs() < 0.3,
+        "variance {var} vs {expected}: the noise does not have the reported scale"
+    );
+}
+
+#[test]
+fn one_subject_with_10000_rows_moves_a_count_by_at_most_the_bound() {
+    let mut rows: Vec<(String, &str)> = (0..50).map(|i| (format!("s{i}"), "a")).collect();
+    let p = plan(public(&["a"]), Loss::Pure { epsilon: 1e6 }, 5);
+    let prepared = prepare(&p, 20_000).unwrap();
+    let before = counts(&prepared.run(&p, frame(&rows)).unwrap())[0].1;
+    rows.extend((0..10_000).map(|_| ("whale".to_string(), "a")));
+    let after = counts(&prepared.run(&p, frame(&rows)).unwrap())[0].1;
+    // With ε this large the noise is below one; the whale adds at most 5 rows.
+    assert!((before - 50).abs() <= 1, "{before}");
+    assert!((after - before - 5).abs() <= 2, "{before} -> {after}");
+}
+
+#[test]
+fn a_subject_in_many_groups_counts_in_at_most_max_groups_of_them() {
+    let mut rows: Vec<(String, &str)> = Vec::new();
+    for g in ["a", "b", "c", "d"] {
+        rows.extend((0..20).map(|i| (format!("{g}{i}"), g)));
+        rows.push(("everywhere".to_string(), g));
+    }
+    let mut p = plan(
+        public(&["a", "b", "c", "d"]),
+        Loss::Pure { epsilon: 1e6 },
+        1,
+    );
+    p.max_groups = 2;
+    let prepared = prepare(&p, 100).unwrap();
+    let c = counts(&prepared.run(&p, frame(&rows)).unwrap());
+    let extra: i64 = c.iter().map(|(_, n)| n - 20).sum();
+    assert_eq!(extra, 2, "{c:?}");
+}
+
+#[test]
+fn a_single_subjects_group_is_never_released_with_private_keys() {
+    let mut rows: Vec<(String, &str)> = (0..500).map(|i| (format!("s{i}"), "big")).collect();
+    rows.push(("loner".into(), "lonely"));
+    let p = plan(
+        Keys::Private,
+        Loss::Approx {
+            epsilon: 1.0,
+            delta: 1e-6,
+        },
+        1,
+    );
+    let prepared = prepare(&p, 501).unwrap();
+    let t = prepared.calibrated.threshold.expect("a threshold");
+    assert!(t > 1);
+    for _ in 0..300 {
+        let c = counts(&prepared.run(&p, frame(&rows)).unwrap());
+        assert!(
+            c.iter().all(|(g, _)| g != "lonely"),
+            "the lonely group was released"
+        );
+        assert!(c.iter().any(|(g, _)| g == "big"));
+    }
+}
+
+#[test]
+fn every_public_key_appears_even_without_rows() {
+    let rows: Vec<(String, &str)> = (0..30).map(|i| (format!("s{i}"), "a")).collect();
+    let p = plan(public(&["a", "nobody", "zz"]), Loss::Zcdp { rho: 0.5 }, 1);
+    let prepared = prepare(&p, 30).unwrap();
+    let c = counts(&prepared.run(&p, frame(&rows)).unwrap());
+    let keys: Vec<&str> = c.iter().map(|(g, _)| g.as_str()).collect();
+    assert_eq!(keys, ["a", "nobody", "zz"]);
+    assert_eq!(prepared.calibrated.spend.measure(), "zcdp");
+}
+
+/// A workspace with a small dataset whose manifest caps the budget, and a pipeline with one
+/// release asking `epsilon`.
+fn capped(w: &Work, name: &str, epsilon: f64) -> std::path::PathBuf {
+    let m = w.data().join("manifest.toml");
+    let text = std::fs::read_to_string(&m).unwrap();
+    if !text.contains("privacy_budget") {
+        let text = text.replacen(
+            "purpose_separator = \";\"",
+            "purpose_separator = \";\"\nprivacy_budget = { epsilon = 1.0 }",
+            1,
+        );
+        std::fs::write(&m, text).unwrap();
+    }
+    let p = w.pipeline(name, "", SAFE_COLUMNS, "");
+    let text = std::fs::read_to_string(&p).unwrap()
+        + &format!(
+            r#"
+[[release]]
+name = "by_country"
+path = "out/{name}.by_country.parquet"
+group_by = ["country"]
+keys = "public"
+key_file = "data/countries.csv"
+max_rows_per_group = 3
+privacy = {{ epsilon = {epsilon} }}
+aggregates = [{{ kind = "count" }}, {{ kind = "mean", column = "handle_time_minutes", bounds = [0.0, 120.0] }}]
+"#
+        );
+    std::fs::write(&p, text).unwrap();
+    std::fs::write(
+        w.data().join("countries.csv"),
+        "country\nUS\nGB\nDE\nFR\nIN\nBR\nCA\nAU\nES\nIT\nNL\nMX\nPL\nJP\nSE\nVN\n",
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn a_run_that_would_exceed_the_cap_fails_before_releasing_anything() {
+    let w = Work::new();
+    w.datagen(600, 2, &[]);
+    let first = capped(&w, "first", 0.6);
+    let (code, summary, stderr) = w.run_json(&first, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let rel = &summary["releases"][0];
+    assert!(w.path().join("out/first.by_country.parquet").exists());
+    // The spend in lineage is OpenDP's map at one subject, for the plan the pipeline describes.
+    let plan = privprep::plan::build(&first).unwrap();
+    let again = prepare(&plan.releases[0], 600).unwrap();
+    match again.calibrated.spend {
+        Loss::Pure { epsilon } => {
+            assert!((rel["epsilon"].as_f64().unwrap() - epsilon).abs() < 1e-12)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(rel["epsilon"].as_f64().unwrap() <= 0.6 + 1e-12);
+    let table = common::read_parquet(&w.path().join("out/first.by_country.parquet"));
+    assert_eq!(table.height(), 16);
+    for c in [
+        "count",
+        "count_ci95",
+        "handle_time_minutes_mean",
+        "handle_time_minutes_mean_ci95",
+    ] {
+        assert!(table.column(c).is_ok(), "missing {c}");
+    }
+
+    let second = capped(&w, "second", 0.6);
+    let (code, summary, stderr) = w.run_json(&second, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("`support_tickets`"), "{stderr}");
+    assert!(stderr.contains("remains"), "{stderr}");
+    assert_eq!(summary["status"], "failed");
+    assert!(!w.path().join("out/second.by_country.parquet").exists());
+    assert!(!w.path().join("out/second.parquet").exists());
+    let budget = w.privprep(&["budget", "support_tickets", "--format", "json"]);
+    let b: serde_json::Value = serde_json::from_slice(&budget.stdout).unwrap();
+    assert_eq!(b[0]["releases"], 1);
+    assert!((b[0]["spent"]["epsilon"].as_f64().unwrap() - 0.6).abs() < 1e-9);
+}
+
+#[test]
+fn eight_concurrent_runs_asking_a_fifth_of_the_cap_commit_exactly_five() {
+    let w = Work::new();
+    w.datagen(300, 3, &[]);
+    let pipelines: Vec<_> = (0..8).map(|i| capped(&w, &format!("c{i}"), 0.2)).collect();
+    let children: Vec<_> = pipelines
+        .iter()
+        .map(|p| {
+            w.cmd()
+                .args([
+                    "run",
+                    p.to_str().unwrap(),
+                    "--format",
+                    "json",
+                    "--no-progress",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let codes: Vec<i32> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap().status.code().unwrap_or(-1))
+        .collect();
+    assert_eq!(codes.iter().filter(|c| **c == 0).count(), 5, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 1).count(), 3, "{codes:?}");
+    let budget = w.privprep(&["budget", "--format", "json"]);
+    let b: serde_json::Value = serde_json::from_slice(&budget.stdout).unwrap();
+    assert_eq!(b[0]["releases"], 5);
+    assert!(b[0]["spent"]["epsilon"].as_f64().unwrap() <= 1.0 + 1e-9);
+}
