@@ -690,9 +690,7 @@ fn privacy_loss(p: &crate::spec::PrivacySpec) -> Result<Loss, String> {
             Ok(Loss::Approx { epsilon: e, delta: d })
         }
         (None, None, Some(r)) if positive(r) => Ok(Loss::Zcdp { rho: r }),
-        (Some(_), Some(0.0), None) => Ok(Loss::Pure {
-            epsilon: p.epsilon.unwrap_or(0.0),
-        }),
+        (Some(e), Some(d), None) if positive(e) && d == 0.0 => Ok(Loss::Pure { epsilon: e }),
         (None, None, None) => Err("no privacy target is given".into()),
         _ => Err("give exactly { epsilon }, { epsilon, delta } or { rho }, with ε and ρ positive and 0 < δ < 1".into()),
     }
@@ -769,7 +767,7 @@ fn release_plans(
         }
         let group_by: Vec<String> = r.group_by.iter().map(|g| g.get_ref().clone()).collect();
         let keys = match (r.keys.as_ref().map(|k| *k.get_ref()), group_by.is_empty()) {
-            (_, true) => Keys::Private,
+            (_, true) => Keys::Whole,
             (None, false) => {
                 flag(diags, at("keys is not set".into(), "say keys = \"public\" (with key_file or the manifest's values) or keys = \"private\" (needs δ > 0)"), &mut bad);
                 Keys::Private
@@ -812,7 +810,7 @@ fn release_plans(
                         .and_then(|g| manifest.column(g))
                         .and_then(|c| c.values.clone()),
                 ) {
-                    (1, Some(values)) => {
+                    (1, Some(values)) if !values.is_empty() => {
                         let mut rows: Vec<Vec<String>> =
                             values.into_iter().map(|v| vec![v]).collect();
                         rows.sort();
@@ -945,6 +943,13 @@ fn release_plans(
                     }
                 }
             }
+        }
+        if matches!(keys, Keys::Private)
+            && statistics
+                .iter()
+                .any(|s| matches!(s, Statistic::Sum { .. } | Statistic::Mean { .. }))
+        {
+            flag(diags, at("sums and means are not supported with private keys yet".into(), "use public keys (key_file or the manifest's values) for sums and means; private keys support count and quantiles"), &mut bad);
         }
         if let (Some(cap), Some(t)) = (cap, target) {
             if let Err(m) = compose(cap, &[t]) {
@@ -1327,6 +1332,7 @@ impl Plan {
                 match &r.keys {
                     Keys::Public { rows, source } => format!("public ({} from {source})", rows.len()),
                     Keys::Private => "private (released above a noisy threshold)".into(),
+                    Keys::Whole => "none (one row for all consented rows)".into(),
                 },
                 r.max_rows_per_group,
                 r.max_groups,

@@ -487,7 +487,17 @@ fn execute(
 
     // DP releases are calibrated before any row is read: their privacy cost is known, and a
     // release OpenDP refuses fails the run before it starts.
-    let max_rows = u32::try_from(rows_read.max(1)).unwrap_or(u32::MAX);
+    // The number of records in the inputs bounds every group's size; it is treated as public
+    // (lineage records it for every run anyway).
+    let max_rows = match u32::try_from(rows_read.max(1)) {
+        Ok(n) => n,
+        Err(_) if plan.releases.is_empty() => u32::MAX,
+        Err(_) => {
+            return Err(RunError::Release(format!(
+                "{rows_read} input records are more than DP releases support (2^32 - 1)"
+            )))
+        }
+    };
     let prepared = plan
         .releases
         .iter()
@@ -567,6 +577,11 @@ fn execute(
         let e = col(source.as_str());
         outputs.push(if *numeric {
             e.cast(DataType::Float64).alias(alias.as_str())
+        } else if alias == release::SUBJECT {
+            e.cast(DataType::String)
+                .str()
+                .strip_chars(lit(NULL))
+                .alias(alias.as_str())
         } else {
             e.cast(DataType::String).alias(alias.as_str())
         });
@@ -1017,6 +1032,7 @@ fn dp_columns(plan: &Plan) -> Vec<(String, String, bool)> {
     if plan.releases.is_empty() {
         return Vec::new();
     }
+    // The subject as the policy sees it (trimmed), so one person is one privacy unit.
     let mut out = vec![(
         release::SUBJECT.to_string(),
         plan.policy.subject_column.clone(),
@@ -1081,15 +1097,16 @@ fn run_releases(
             )
         })))
     };
-    let mut frame = parts
-        .into_iter()
-        .reduce(|mut a, b| {
-            let _ = a.vstack_mut(&b);
-            a
-        })
-        .unwrap_or_else(empty);
+    let mut frame = empty();
+    for part in parts {
+        frame
+            .vstack_mut(&part)
+            .map_err(|e| RunError::Release(format!("collecting the consented rows: {e}")))?;
+    }
     for (alias, source, _) in dp_columns.iter().skip(1) {
-        let _ = frame.rename(alias, source.as_str().into());
+        frame
+            .rename(alias, source.as_str().into())
+            .map_err(|e| RunError::Release(format!("collecting the consented rows: {e}")))?;
     }
     let mut files = Vec::new();
     for (r, p) in plan.releases.iter().zip(prepared) {
@@ -1124,12 +1141,11 @@ fn run_releases(
                 release::Keys::Public { source, rows } => {
                     format!("public: {} keys from {source}", rows.len())
                 }
-                release::Keys::Private => match p.calibrated.threshold {
-                    Some(t) => {
-                        format!("private: groups released when their noisy count exceeds {t}")
-                    }
-                    None => "none (no group_by)".into(),
-                },
+                release::Keys::Private => format!(
+                    "private: groups released when their noisy count exceeds {}",
+                    p.calibrated.threshold.unwrap_or(0)
+                ),
+                release::Keys::Whole => "none (no group_by)".into(),
             },
             max_rows_per_group: r.max_rows_per_group,
             max_groups: r.max_groups,

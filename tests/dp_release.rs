@@ -144,6 +144,18 @@ fn a_single_subjects_group_is_never_released_with_private_keys() {
 }
 
 #[test]
+fn a_release_without_group_by_is_one_row() {
+    let rows: Vec<(String, &str)> = (0..40).map(|i| (format!("s{i}"), "a")).collect();
+    let mut p = plan(Keys::Whole, Loss::Pure { epsilon: 1e6 }, 1);
+    p.group_by.clear();
+    let prepared = prepare(&p, 40).unwrap();
+    let out = prepared.run(&p, frame(&rows)).unwrap();
+    assert_eq!(out.height(), 1);
+    let n = out.column("count").unwrap().i64().unwrap().get(0).unwrap();
+    assert!((n - 40).abs() <= 1, "{n}");
+}
+
+#[test]
 fn every_public_key_appears_even_without_rows() {
     let rows: Vec<(String, &str)> = (0..30).map(|i| (format!("s{i}"), "a")).collect();
     let p = plan(public(&["a", "nobody", "zz"]), Loss::Zcdp { rho: 0.5 }, 1);
@@ -229,6 +241,13 @@ fn a_run_that_would_exceed_the_cap_fails_before_releasing_anything() {
     assert_eq!(summary["status"], "failed");
     assert!(!w.path().join("out/second.by_country.parquet").exists());
     assert!(!w.path().join("out/second.parquet").exists());
+    let leftovers: Vec<String> = std::fs::read_dir(w.path().join("out"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains(".privprep-tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     let budget = w.privprep(&["budget", "support_tickets", "--format", "json"]);
     let b: serde_json::Value = serde_json::from_slice(&budget.stdout).unwrap();
     assert_eq!(b[0]["releases"], 1);
@@ -257,10 +276,21 @@ fn eight_concurrent_runs_asking_a_fifth_of_the_cap_commit_exactly_five() {
                 .unwrap()
         })
         .collect();
-    let codes: Vec<i32> = children
+    let outputs: Vec<std::process::Output> = children
         .into_iter()
-        .map(|c| c.wait_with_output().unwrap().status.code().unwrap_or(-1))
+        .map(|c| c.wait_with_output().unwrap())
         .collect();
+    let codes: Vec<i32> = outputs
+        .iter()
+        .map(|o| o.status.code().unwrap_or(-1))
+        .collect();
+    for o in outputs.iter().filter(|o| !o.status.success()) {
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            stderr.contains("privacy budget"),
+            "refused for another reason: {stderr}"
+        );
+    }
     assert_eq!(codes.iter().filter(|c| **c == 0).count(), 5, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| **c == 1).count(), 3, "{codes:?}");
     let budget = w.privprep(&["budget", "--format", "json"]);

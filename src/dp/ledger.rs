@@ -156,9 +156,11 @@ pub fn compose(cap: &Loss, losses: &[Loss]) -> Result<Spent, String> {
             }
             (Loss::Zcdp { .. }, Loss::Zcdp { rho }) => s.rho += rho,
             (Loss::Zcdp { .. }, Loss::Pure { epsilon }) => s.rho += epsilon * epsilon / 2.0,
-            (Loss::Zcdp { .. }, other) => return Err(format!(
+            (Loss::Zcdp { .. }, other) => {
+                return Err(format!(
                 "the dataset's cap is zCDP ρ, which cannot account for an (ε, δ) release ({other})"
-            )),
+            ))
+            }
             (Loss::Approx { .. }, Loss::Pure { epsilon }) => s.epsilon += epsilon,
             (Loss::Approx { .. }, Loss::Approx { epsilon, delta }) => {
                 s.epsilon += epsilon;
@@ -183,7 +185,8 @@ pub fn compose(cap: &Loss, losses: &[Loss]) -> Result<Spent, String> {
 
 /// True when `spent` is within `cap`.
 pub fn fits(cap: &Loss, spent: &Spent) -> bool {
-    let le = |a: f64, b: f64| a <= b + SLACK * b.abs().max(1.0);
+    // Relative slack only: a tiny δ cap gets a tiny tolerance.
+    let le = |a: f64, b: f64| a <= b * (1.0 + SLACK);
     match *cap {
         Loss::Pure { epsilon } => le(spent.epsilon, epsilon),
         Loss::Approx { epsilon, delta } => le(spent.epsilon, epsilon) && le(spent.delta, delta),

@@ -52,6 +52,8 @@ pub enum Keys {
         source: String,
     },
     Private,
+    /// No group_by: one row for all consented rows, nothing about keys is released.
+    Whole,
 }
 
 /// A release, resolved against the manifest.
@@ -255,8 +257,14 @@ impl ReleasePlan {
                         )
                     })
                     .collect();
-                let key_frame = DataFrame::new(columns).unwrap_or_default().lazy();
-                lf.join(key_frame, keys.clone(), keys, JoinType::Right.into())
+                match DataFrame::new(columns) {
+                    Ok(key_frame) => {
+                        lf.join(key_frame.lazy(), keys.clone(), keys, JoinType::Right.into())
+                    }
+                    // Unequal key rows (checked when the key list is read): no key join, so
+                    // OpenDP refuses to release the keys rather than release them unprotected.
+                    Err(_) => lf,
+                }
             }
             _ => lf,
         }
@@ -321,7 +329,7 @@ pub fn prepare(plan: &ReleasePlan, max_rows: u32) -> Result<Prepared, ReleaseErr
     let metric = SymmetricIdDistance {
         identifier: col(SUBJECT),
     };
-    let private = matches!(plan.keys, Keys::Private);
+    let private = matches!(plan.keys, Keys::Private) && !plan.group_by.is_empty();
     let calib_err = |m: String| ReleaseError::Calibrate {
         release: plan.name.clone(),
         target: plan.target,
@@ -396,7 +404,15 @@ pub fn prepare(plan: &ReleasePlan, max_rows: u32) -> Result<Prepared, ReleaseErr
             .map_err(|e| calib_err(msg(&e)))?;
             let threshold = if private {
                 let lower = plan.max_rows_per_group.saturating_add(1);
-                Some(
+                let meets = |t: u32| {
+                    build(s, Some(t))
+                        .and_then(|m| m.map(&1u32))
+                        .map(|(_, d)| d <= delta)
+                        .unwrap_or(false)
+                };
+                Some(if meets(lower) {
+                    lower
+                } else {
                     opendp::utilities::binary_search(
                         |t: &u32| {
                             build(s, Some(*t))
@@ -406,8 +422,8 @@ pub fn prepare(plan: &ReleasePlan, max_rows: u32) -> Result<Prepared, ReleaseErr
                         },
                         (lower, u32::MAX / 2),
                     )
-                    .map_err(|e| calib_err(msg(&e)))?,
-                )
+                    .map_err(|e| calib_err(msg(&e)))?
+                })
             } else {
                 None
             };
@@ -590,7 +606,9 @@ impl Prepared {
                 } => {
                     // mean = noisy sum / noisy count, both from OpenDP. With each part within
                     // its 97.5% half-width (at least 95% for both, by the union bound), the
-                    // mean is within (a_sum + |mean|·a_count) / (count − a_count).
+                    // error S/K − μ = (e_s − μ·e_k)/K is at most
+                    // (a_sum + max(|L|, |U|)·a_count) / (count − a_count), and never more
+                    // than the width of the bounds.
                     let sum = raw
                         .column(&c)
                         .and_then(|s| s.cast(&DataType::Float64))
@@ -606,9 +624,11 @@ impl Prepared {
                         let mean = (kv >= 1.0).then(|| (sv / kv).clamp(*lower, *upper));
                         means.push(mean);
                         cis.push(match (mean, sa, ca) {
-                            (Some(m), Some(sa), Some(ca)) if kv - ca >= 1.0 => {
-                                Some((sa + m.abs() * ca) / (kv - ca))
-                            }
+                            (Some(_), Some(sa), Some(ca)) if kv - ca >= 1.0 => Some(
+                                ((sa + lower.abs().max(upper.abs()) * ca) / (kv - ca))
+                                    .min(upper - lower),
+                            ),
+                            (Some(_), ..) => Some(upper - lower),
                             _ => None,
                         });
                     }
