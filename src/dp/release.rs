@@ -10,7 +10,6 @@
 //! over OpenDP's own privacy map until the target is met. All noise comes from OpenDP.
 
 use opendp::accuracy::polars::summarize_polars_measurement;
-use opendp::combinators::{make_fix_delta, make_zCDP_to_approxDP};
 use opendp::domains::{AtomDomain, LazyFrameDomain, Margin, OptionDomain, SeriesDomain};
 use opendp::measures::{Approximate, MaxDivergence, ZeroConcentratedDivergence};
 use opendp::metrics::SymmetricIdDistance;
@@ -335,9 +334,6 @@ pub fn prepare(plan: &ReleasePlan, max_rows: u32) -> Result<Prepared, ReleaseErr
         target: plan.target,
         message: m,
     };
-    // The loss scales as 1/s (pure, the ε of approx) or 1/s² (zCDP): a first build at s = 1
-    // gives the bracket, and a binary search over OpenDP's map finds the smallest scale that
-    // meets the target.
     match plan.target {
         Loss::Pure { epsilon } => {
             if private {
@@ -353,18 +349,10 @@ pub fn prepare(plan: &ReleasePlan, max_rows: u32) -> Result<Prepared, ReleaseErr
                     None,
                 )
             };
-            let e1 = build(1.0).and_then(|m| m.map(&1u32)).map_err(build_err)?;
-            let guess = (e1 / epsilon).max(1e-12);
-            let s = opendp::utilities::binary_search(
-                |s: &f64| {
-                    build(*s)
-                        .and_then(|m| m.map(&1u32))
-                        .map(|e| e <= epsilon)
-                        .unwrap_or(false)
-                },
-                (guess * 0.5, guess * 2.0),
-            )
-            .map_err(|e| calib_err(msg(&e)))?;
+            // A plan OpenDP refuses is a build error, not a calibration problem.
+            build(1.0).map_err(build_err)?;
+            let s = search_scale(|s| build(s).and_then(|m| m.map(&1u32)), epsilon, 1.0)
+                .map_err(|e| calib_err(msg(&e)))?;
             let m = build(s).map_err(build_err)?;
             let spent = m.map(&1u32).map_err(build_err)?;
             finish(
@@ -387,19 +375,11 @@ pub fn prepare(plan: &ReleasePlan, max_rows: u32) -> Result<Prepared, ReleaseErr
                 )
             };
             let t_max = private.then_some(u32::MAX);
-            let e1 = build(1.0, t_max)
-                .and_then(|m| m.map(&1u32))
-                .map_err(build_err)?
-                .0;
-            let guess = (e1 / epsilon).max(1e-12);
-            let s = opendp::utilities::binary_search(
-                |s: &f64| {
-                    build(*s, t_max)
-                        .and_then(|m| m.map(&1u32))
-                        .map(|(e, _)| e <= epsilon)
-                        .unwrap_or(false)
-                },
-                (guess * 0.5, guess * 2.0),
+            build(1.0, t_max).map_err(build_err)?;
+            let s = search_scale(
+                |s| build(s, t_max).and_then(|m| m.map(&1u32)).map(|(e, _)| e),
+                epsilon,
+                1.0,
             )
             .map_err(|e| calib_err(msg(&e)))?;
             let threshold = if private {
@@ -456,18 +436,9 @@ pub fn prepare(plan: &ReleasePlan, max_rows: u32) -> Result<Prepared, ReleaseErr
                     None,
                 )
             };
-            let r1 = build(1.0).and_then(|m| m.map(&1u32)).map_err(build_err)?;
-            let guess = (r1 / rho).sqrt().max(1e-12);
-            let s = opendp::utilities::binary_search(
-                |s: &f64| {
-                    build(*s)
-                        .and_then(|m| m.map(&1u32))
-                        .map(|r| r <= rho)
-                        .unwrap_or(false)
-                },
-                (guess * 0.5, guess * 2.0),
-            )
-            .map_err(|e| calib_err(msg(&e)))?;
+            build(1.0).map_err(build_err)?;
+            let s = search_scale(|s| build(s).and_then(|m| m.map(&1u32)), rho, 2.0)
+                .map_err(|e| calib_err(msg(&e)))?;
             let m = build(s).map_err(build_err)?;
             let spent = m.map(&1u32).map_err(build_err)?;
             finish(
@@ -481,16 +452,19 @@ pub fn prepare(plan: &ReleasePlan, max_rows: u32) -> Result<Prepared, ReleaseErr
     }
 }
 
-/// ε at `delta` of a zCDP release, from OpenDP's conversion.
-pub fn zcdp_release_epsilon(p: &Prepared, delta: f64) -> Option<f64> {
-    match &p.built {
-        Built::Zcdp(m) => make_fix_delta(&make_zCDP_to_approxDP(m.clone()).ok()?, delta)
-            .ok()?
-            .map(&1u32)
-            .ok()
-            .map(|(e, _)| e),
-        _ => None,
-    }
+/// The smallest global scale whose loss (OpenDP's map at one subject) meets `target`. The loss
+/// falls as 1/s^`power` (1 for ε, 2 for ρ), so one build at s = 1 gives the bracket and a
+/// binary search over the map finds the edge.
+fn search_scale(
+    loss_at: impl Fn(f64) -> opendp::error::Fallible<f64>,
+    target: f64,
+    power: f64,
+) -> opendp::error::Fallible<f64> {
+    let guess = (loss_at(1.0)? / target).powf(1.0 / power).max(1e-12);
+    opendp::utilities::binary_search(
+        |s: &f64| loss_at(*s).map(|l| l <= target).unwrap_or(false),
+        (guess * 0.5, guess * 2.0),
+    )
 }
 
 fn finish(
