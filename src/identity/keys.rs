@@ -393,8 +393,9 @@ fn read_key_file(path: &Path, source: &KeySource) -> Result<Key, KeyError> {
 
 /// Creates the default key file with a new key, readable by its owner only.
 ///
-/// `create_new` makes two first runs racing here safe: the loser sees `AlreadyExists` and reads
-/// the winner's key instead of overwriting it (which would orphan tokens already written).
+/// Linking a finished temporary file into place makes first runs racing here safe: the loser
+/// sees `AlreadyExists` and reads the winner's complete key instead of overwriting it (which
+/// would orphan tokens already written) or reading a file still being written.
 fn create_default_key(path: &Path) -> Result<(Key, KeySource), KeyError> {
     let create_error = |error| KeyError::Create {
         path: path.to_path_buf(),
@@ -403,6 +404,14 @@ fn create_default_key(path: &Path) -> Result<(Key, KeySource), KeyError> {
     if let Some(dir) = path.parent() {
         create_private_dir(dir).map_err(create_error)?;
     }
+    // The key is written to a private temporary file first and then linked into place, so the
+    // default key file appears complete or not at all: a run racing this one either wins the
+    // link or reads the finished key, never an empty file.
+    let tmp = path.with_extension(format!(
+        "tmp-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -410,23 +419,25 @@ fn create_default_key(path: &Path) -> Result<(Key, KeySource), KeyError> {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut file = match options.open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let source = KeySource::DefaultFile(path.to_path_buf());
-            return read_key_file(path, &source).map(|key| (key, source));
-        }
-        Err(e) => return Err(create_error(e)),
-    };
+    let mut file = options.open(&tmp).map_err(create_error)?;
     let key = Key::generate();
     let mut text = key.to_base64().into_bytes();
     text.push(b'\n');
     let written = file.write_all(&text).and_then(|()| file.sync_all());
     wipe(&mut text);
     if let Err(e) = written {
-        // Leave no half-written key behind: the next run would fail on it instead of creating one.
-        let _ = fs::remove_file(path);
+        let _ = fs::remove_file(&tmp);
         return Err(create_error(e));
+    }
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let source = KeySource::DefaultFile(path.to_path_buf());
+            return read_key_file(path, &source).map(|key| (key, source));
+        }
+        Err(e) => return Err(create_error(e)),
     }
     Ok((key, KeySource::Created(path.to_path_buf())))
 }
@@ -447,6 +458,27 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrent_first_runs_never_read_a_half_written_default_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("keys").join("default.key");
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || create_default_key(&path).map(|(k, _)| k.id()))
+                })
+                .collect();
+            let ids: Vec<String> = handles
+                .into_iter()
+                .map(|h| h.join().unwrap().expect("every run gets the key"))
+                .collect();
+            assert!(ids.iter().all(|i| *i == ids[0]), "runs disagree on the key");
+            let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
+            assert_eq!(leftovers, 1, "temporary key files were left behind");
+        }
+    }
     use std::collections::HashMap;
 
     /// A 32-byte test key: 0x00, 0x01, …, 0x1f.
