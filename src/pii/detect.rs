@@ -82,25 +82,28 @@ impl Kind {
         }
     }
 
+    /// Every kind but user-defined ones, in the order per-kind tables use.
+    pub const FIXED: [Kind; 11] = [
+        Kind::Email,
+        Kind::Phone,
+        Kind::Ssn,
+        Kind::Card,
+        Kind::Ipv4,
+        Kind::Ipv6,
+        Kind::Iban,
+        Kind::Url,
+        Kind::Name,
+        Kind::Id,
+        Kind::Deny,
+    ];
+
     /// Parses a built-in kind name or `name`, `id`, `deny` (case-insensitive).
     /// Custom kinds are addressed by their detector name elsewhere.
     pub fn parse(s: &str) -> Option<Kind> {
         let s = s.trim();
-        [
-            Kind::Email,
-            Kind::Phone,
-            Kind::Ssn,
-            Kind::Card,
-            Kind::Ipv4,
-            Kind::Ipv6,
-            Kind::Iban,
-            Kind::Url,
-            Kind::Name,
-            Kind::Id,
-            Kind::Deny,
-        ]
-        .into_iter()
-        .find(|k| k.as_str().eq_ignore_ascii_case(s))
+        Kind::FIXED
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s))
     }
 
     /// Bit of a built-in kind in the scanner's enabled mask.

@@ -36,7 +36,7 @@ impl TextAction {
 }
 
 /// Number of fixed detector slots before user-defined detectors.
-const FIXED: usize = 11;
+const FIXED: usize = Kind::FIXED.len();
 
 /// A detector kind's position in per-kind tables: built-ins, `name`, `id`, `deny`, then
 /// user-defined detectors in order.
@@ -59,20 +59,7 @@ pub fn slot(kind: Kind) -> usize {
 
 /// The kind at a slot (inverse of [`slot`]).
 pub fn kind_at(slot: usize) -> Kind {
-    const KINDS: [Kind; FIXED] = [
-        Kind::Email,
-        Kind::Phone,
-        Kind::Ssn,
-        Kind::Card,
-        Kind::Ipv4,
-        Kind::Ipv6,
-        Kind::Iban,
-        Kind::Url,
-        Kind::Name,
-        Kind::Id,
-        Kind::Deny,
-    ];
-    KINDS
+    Kind::FIXED
         .get(slot)
         .copied()
         .unwrap_or_else(|| Kind::Custom(slot.saturating_sub(FIXED) as u16))
