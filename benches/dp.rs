@@ -84,6 +84,7 @@ fn main() {
         },
         max_rows_per_group: 5,
         max_groups: 1,
+        max_rows: rows as u32,
         target: Loss::Pure { epsilon: 1.0 },
         statistics: vec![
             Statistic::Count,
@@ -101,7 +102,7 @@ fn main() {
     let mut plain_file = Vec::new();
     for _ in 0..reps {
         let t = Instant::now();
-        let prepared = prepare(&plan, df.height() as u32).expect("prepare");
+        let prepared = prepare(&plan).expect("prepare");
         calibration.push(t.elapsed());
         let out = prepared.run(&plan, df.clone().lazy()).expect("release");
         dp.push(t.elapsed());
@@ -113,7 +114,7 @@ fn main() {
         assert_eq!(out.height(), 16);
 
         let t = Instant::now();
-        let prepared = prepare(&plan, df.height() as u32).expect("prepare");
+        let prepared = prepare(&plan).expect("prepare");
         let out = prepared.run(&plan, release_input()).expect("release");
         dp_file.push(t.elapsed());
         assert_eq!(out.height(), 16);

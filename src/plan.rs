@@ -829,6 +829,17 @@ fn release_plans(
         };
         let max_rows_per_group = *r.max_rows_per_group.get_ref();
         let max_groups = r.max_groups.as_ref().map(|g| *g.get_ref()).unwrap_or(1);
+        let max_rows = r.max_rows.as_ref().map(|m| *m.get_ref());
+        if max_rows == Some(0) {
+            flag(
+                diags,
+                at(
+                    "max_rows must be at least 1".into(),
+                    "a public upper bound on the consented rows the release reads",
+                ),
+                &mut bad,
+            );
+        }
         if max_rows_per_group == 0 || max_groups == 0 {
             flag(
                 diags,
@@ -944,6 +955,12 @@ fn release_plans(
                 }
             }
         }
+        let sums = statistics
+            .iter()
+            .any(|s| matches!(s, Statistic::Sum { .. } | Statistic::Mean { .. }));
+        if sums && max_rows.is_none() {
+            flag(diags, at("sum and mean need max_rows, a public upper bound on the consented rows the release reads".into(), "e.g. max_rows = 10_000_000: OpenDP's float sums account for rounding over that many rows, so it must be fixed before the data is read, not counted from it; a run with more rows fails before releasing"), &mut bad);
+        }
         if matches!(keys, Keys::Private)
             && statistics
                 .iter()
@@ -973,6 +990,8 @@ fn release_plans(
             keys,
             max_rows_per_group,
             max_groups,
+            // Counts and quantiles only need an overflow bound.
+            max_rows: max_rows.unwrap_or(u32::MAX),
             target: target.unwrap_or(Loss::Pure { epsilon: 1.0 }),
             statistics,
         });
@@ -1305,18 +1324,12 @@ impl Plan {
 
 impl Plan {
     /// Each release's query, privacy cost and expected 95% accuracy, from OpenDP, before any
-    /// value is read (only the number of input records, which bounds group sizes, is counted).
+    /// data is read.
     fn explain_releases(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.releases.is_empty() {
             return out;
         }
-        let rows: u64 = self
-            .files
-            .iter()
-            .filter_map(|f| crate::ingest::prescan(f, self.format, self.separator).ok())
-            .map(|i| i.scan.records)
-            .sum();
         if let Some(cap) = &self.budget_cap {
             out.push(format!(
                 "dataset `{}` has a privacy budget cap of {cap}; each run's releases are checked against what earlier runs spent",
@@ -1338,7 +1351,13 @@ impl Plan {
                 r.max_groups,
                 r.target
             ));
-            match crate::dp::release::prepare(r, u32::try_from(rows.max(1)).unwrap_or(u32::MAX)) {
+            if r.max_rows < u32::MAX {
+                out.push(format!(
+                    "    public bound: at most {} consented rows (a run with more fails before releasing)",
+                    r.max_rows
+                ));
+            }
+            match crate::dp::release::prepare(r) {
                 Ok(p) => {
                     out.push(format!(
                         "    OpenDP: spends {} per subject (noise scale ×{:.4}{})",

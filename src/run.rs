@@ -486,22 +486,12 @@ fn execute(
     record.rows_read = rows_read;
 
     // DP releases are calibrated before any row is read: their privacy cost is known, and a
-    // release OpenDP refuses fails the run before it starts.
-    // The number of records in the inputs bounds every group's size; it is treated as public
-    // (lineage records it for every run anyway).
-    let max_rows = match u32::try_from(rows_read.max(1)) {
-        Ok(n) => n,
-        Err(_) if plan.releases.is_empty() => u32::MAX,
-        Err(_) => {
-            return Err(RunError::Release(format!(
-                "{rows_read} input records are more than DP releases support (2^32 - 1)"
-            )))
-        }
-    };
+    // release OpenDP refuses fails the run before it starts. Group sizes are bounded by each
+    // release's public max_rows, never by counting the data.
     let prepared = plan
         .releases
         .iter()
-        .map(|r| release::prepare(r, max_rows))
+        .map(release::prepare)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| RunError::Release(e.to_string()))?;
 
@@ -1078,11 +1068,6 @@ fn run_releases(
             loss: p.calibrated.spend,
         })
         .collect();
-    let mut ledger = Ledger::open(&opts.lineage_db).map_err(|e| RunError::Budget(e.to_string()))?;
-    ledger
-        .spend(&dataset, &unit, run_id, cap.as_ref(), &requests)
-        .map_err(|e| RunError::Budget(e.to_string()))?;
-
     // The consented rows, with the plan's column names.
     let empty = || {
         DataFrame::empty_with_schema(&Schema::from_iter(dp_columns.iter().map(|(a, _, n)| {
@@ -1109,6 +1094,23 @@ fn run_releases(
             .rename(alias, source.as_str().into())
             .map_err(|e| RunError::Release(format!("collecting the consented rows: {e}")))?;
     }
+    // The noise of sums was fixed for at most max_rows rows: more would void the guarantee.
+    // Checked before any budget is spent or anything released.
+    for r in &plan.releases {
+        if frame.height() as u64 > u64::from(r.max_rows) {
+            return Err(RunError::Release(format!(
+                "release `{}`: {} consented rows are more than its public bound max_rows = {}; nothing was spent or released\n  = hint: raise max_rows in the release (it is public and fixed before the data is read, so set it above any size the dataset can reach)",
+                r.name,
+                frame.height(),
+                r.max_rows
+            )));
+        }
+    }
+    let mut ledger = Ledger::open(&opts.lineage_db).map_err(|e| RunError::Budget(e.to_string()))?;
+    ledger
+        .spend(&dataset, &unit, run_id, cap.as_ref(), &requests)
+        .map_err(|e| RunError::Budget(e.to_string()))?;
+
     let mut files = Vec::new();
     for (r, p) in plan.releases.iter().zip(prepared) {
         let mut keep: Vec<PlSmallStr> = vec![release::SUBJECT.into()];
@@ -1150,6 +1152,7 @@ fn run_releases(
             },
             max_rows_per_group: r.max_rows_per_group,
             max_groups: r.max_groups,
+            max_rows: (r.max_rows < u32::MAX).then_some(r.max_rows),
             statistics: r.statistics.iter().map(describe_statistic).collect(),
             measure: p.calibrated.spend.measure().into(),
             target: r.target.to_string(),

@@ -17,6 +17,7 @@ fn plan(keys: Keys, target: Loss, max_rows: u32) -> ReleasePlan {
         keys,
         max_rows_per_group: max_rows,
         max_groups: 1,
+        max_rows: u32::MAX,
         target,
         statistics: vec![Statistic::Count],
     }
@@ -51,7 +52,7 @@ fn released_counts_spread_as_the_scale_opendp_reports() {
         .map(|i| (format!("s{i}"), if i % 2 == 0 { "a" } else { "b" }))
         .collect();
     let p = plan(public(&["a", "b"]), Loss::Pure { epsilon: 0.5 }, 1);
-    let prepared = prepare(&p, 200).unwrap();
+    let prepared = prepare(&p).unwrap();
     let (_, dist, scale, _) = prepared
         .calibrated
         .noise
@@ -90,7 +91,7 @@ fn released_counts_spread_as_the_scale_opendp_reports() {
 fn one_subject_with_10000_rows_moves_a_count_by_at_most_the_bound() {
     let mut rows: Vec<(String, &str)> = (0..50).map(|i| (format!("s{i}"), "a")).collect();
     let p = plan(public(&["a"]), Loss::Pure { epsilon: 1e6 }, 5);
-    let prepared = prepare(&p, 20_000).unwrap();
+    let prepared = prepare(&p).unwrap();
     let before = counts(&prepared.run(&p, frame(&rows)).unwrap())[0].1;
     rows.extend((0..10_000).map(|_| ("whale".to_string(), "a")));
     let after = counts(&prepared.run(&p, frame(&rows)).unwrap())[0].1;
@@ -112,7 +113,7 @@ fn a_subject_in_many_groups_counts_in_at_most_max_groups_of_them() {
         1,
     );
     p.max_groups = 2;
-    let prepared = prepare(&p, 100).unwrap();
+    let prepared = prepare(&p).unwrap();
     let c = counts(&prepared.run(&p, frame(&rows)).unwrap());
     let extra: i64 = c.iter().map(|(_, n)| n - 20).sum();
     assert_eq!(extra, 2, "{c:?}");
@@ -130,7 +131,7 @@ fn a_single_subjects_group_is_never_released_with_private_keys() {
         },
         1,
     );
-    let prepared = prepare(&p, 501).unwrap();
+    let prepared = prepare(&p).unwrap();
     let t = prepared.calibrated.threshold.expect("a threshold");
     assert!(t > 1);
     for _ in 0..300 {
@@ -148,7 +149,7 @@ fn a_release_without_group_by_is_one_row() {
     let rows: Vec<(String, &str)> = (0..40).map(|i| (format!("s{i}"), "a")).collect();
     let mut p = plan(Keys::Whole, Loss::Pure { epsilon: 1e6 }, 1);
     p.group_by.clear();
-    let prepared = prepare(&p, 40).unwrap();
+    let prepared = prepare(&p).unwrap();
     let out = prepared.run(&p, frame(&rows)).unwrap();
     assert_eq!(out.height(), 1);
     let n = out.column("count").unwrap().i64().unwrap().get(0).unwrap();
@@ -159,7 +160,7 @@ fn a_release_without_group_by_is_one_row() {
 fn every_public_key_appears_even_without_rows() {
     let rows: Vec<(String, &str)> = (0..30).map(|i| (format!("s{i}"), "a")).collect();
     let p = plan(public(&["a", "nobody", "zz"]), Loss::Zcdp { rho: 0.5 }, 1);
-    let prepared = prepare(&p, 30).unwrap();
+    let prepared = prepare(&p).unwrap();
     let c = counts(&prepared.run(&p, frame(&rows)).unwrap());
     let keys: Vec<&str> = c.iter().map(|(g, _)| g.as_str()).collect();
     assert_eq!(keys, ["a", "nobody", "zz"]);
@@ -190,6 +191,7 @@ group_by = ["country"]
 keys = "public"
 key_file = "data/countries.csv"
 max_rows_per_group = 3
+max_rows = 100000
 privacy = {{ epsilon = {epsilon} }}
 aggregates = [{{ kind = "count" }}, {{ kind = "mean", column = "handle_time_minutes", bounds = [0.0, 120.0] }}]
 "#
@@ -214,7 +216,7 @@ fn a_run_that_would_exceed_the_cap_fails_before_releasing_anything() {
     assert!(w.path().join("out/first.by_country.parquet").exists());
     // The spend in lineage is OpenDP's map at one subject, for the plan the pipeline describes.
     let plan = privprep::plan::build(&first).unwrap();
-    let again = prepare(&plan.releases[0], 600).unwrap();
+    let again = prepare(&plan.releases[0]).unwrap();
     match again.calibrated.spend {
         Loss::Pure { epsilon } => {
             assert!((rel["epsilon"].as_f64().unwrap() - epsilon).abs() < 1e-12)
@@ -297,4 +299,29 @@ fn eight_concurrent_runs_asking_a_fifth_of_the_cap_commit_exactly_five() {
     let b: serde_json::Value = serde_json::from_slice(&budget.stdout).unwrap();
     assert_eq!(b[0]["releases"], 5);
     assert!(b[0]["spent"]["epsilon"].as_f64().unwrap() <= 1.0 + 1e-9);
+}
+
+#[test]
+fn more_consented_rows_than_the_public_bound_fail_before_spending() {
+    let w = Work::new();
+    w.datagen(600, 4, &[]);
+    let p = capped(&w, "bounded", 0.6);
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains("max_rows = 100000"));
+    std::fs::write(&p, text.replace("max_rows = 100000", "max_rows = 5")).unwrap();
+    let (code, summary, stderr) = w.run_json(&p, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(summary["status"], "failed");
+    assert!(stderr.contains("release `by_country`"), "{stderr}");
+    assert!(stderr.contains("max_rows = 5"), "{stderr}");
+    assert!(!w.path().join("out/bounded.by_country.parquet").exists());
+    assert!(!w.path().join("out/bounded.parquet").exists());
+    let budget = w.privprep(&["budget", "--format", "json"]);
+    let b: serde_json::Value = serde_json::from_slice(&budget.stdout).unwrap();
+    let spent = b
+        .as_array()
+        .and_then(|a| a.first())
+        .map(|d| d["releases"].as_u64().unwrap_or(0))
+        .unwrap_or(0);
+    assert_eq!(spent, 0, "{b}");
 }

@@ -64,6 +64,8 @@ pub struct ReleasePlan {
     pub keys: Keys,
     pub max_rows_per_group: u32,
     pub max_groups: u32,
+    /// Public bound on the rows the release reads (every group's size, for OpenDP's margin).
+    pub max_rows: u32,
     pub target: Loss,
     pub statistics: Vec<Statistic>,
 }
@@ -151,9 +153,9 @@ impl ReleasePlan {
         out
     }
 
-    /// The input domain: subject and keys as text, values as floats; `max_rows` bounds the
-    /// rows of any group (the dataset's row count, which privprep treats as public).
-    fn domain(&self, max_rows: u32) -> opendp::error::Fallible<LazyFrameDomain> {
+    /// The input domain: subject key, group keys as text, values as floats; the public
+    /// `max_rows` bounds the rows of any group.
+    fn domain(&self) -> opendp::error::Fallible<LazyFrameDomain> {
         let mut series = vec![SeriesDomain::new(SUBJECT, AtomDomain::<u64>::default())];
         for g in &self.group_by {
             series.push(SeriesDomain::new(
@@ -173,7 +175,7 @@ impl ReleasePlan {
                 .map(|g| col(g.as_str()))
                 .collect::<Vec<_>>(),
         )
-        .with_max_length(max_rows.max(1));
+        .with_max_length(self.max_rows.max(1));
         LazyFrameDomain::new(series)?.with_margin(margin)
     }
 
@@ -316,13 +318,13 @@ pub struct Prepared {
 }
 
 /// Builds the release with the noise scale (and threshold) that meet its target.
-pub fn prepare(plan: &ReleasePlan, max_rows: u32) -> Result<Prepared, ReleaseError> {
+pub fn prepare(plan: &ReleasePlan) -> Result<Prepared, ReleaseError> {
     let build_err = |e: opendp::error::Error| ReleaseError::Build {
         release: plan.name.clone(),
         message: msg(&e),
         hint: "check the bounds, candidates and contribution limits of the release".into(),
     };
-    let domain = plan.domain(max_rows).map_err(build_err)?;
+    let domain = plan.domain().map_err(build_err)?;
     let schema = domain.schema();
     let lf = plan.plan(&schema);
     let metric = SymmetricIdDistance {

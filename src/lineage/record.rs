@@ -140,6 +140,9 @@ pub struct ReleaseRecord {
     pub key_source: String,
     pub max_rows_per_group: u32,
     pub max_groups: u32,
+    /// The public bound on consented rows the noise was fixed for (releases with sums).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows: Option<u32>,
     /// Each statistic with its column and bounds or candidates.
     pub statistics: Vec<String>,
     /// `pure`, `approx` or `zcdp`.

@@ -58,6 +58,10 @@ pub struct ReleaseSpec {
     /// At most this many groups one subject contributes to.
     #[serde(default)]
     pub max_groups: Option<Spanned<u32>>,
+    /// A public upper bound on the consented rows the release reads (so on any group's size).
+    /// OpenDP's float sums need it; it must not come from the data. Required with sum/mean.
+    #[serde(default)]
+    pub max_rows: Option<Spanned<u32>>,
     /// The privacy target: `{ epsilon }`, `{ epsilon, delta }` or `{ rho }`.
     pub privacy: Spanned<PrivacySpec>,
     /// The statistics.
