@@ -4,6 +4,7 @@
 //! - in memory: both start from the same collected frame, so the ratio is the engine's cost of
 //!   privacy alone (contribution bounding, calibration, noise);
 //! - from the file: both start from the CSV on disk, as a user's job does.
+//!
 //! Rows: `PRIVPREP_BENCH_ROWS` (default 1,000,000); repetitions: `PRIVPREP_BENCH_REPS` (3).
 
 use std::time::{Duration, Instant};
@@ -85,6 +86,7 @@ fn main() {
         max_rows_per_group: 5,
         max_groups: 1,
         max_rows: rows as u32,
+        max_keys: None,
         target: Loss::Pure { epsilon: 1.0 },
         statistics: vec![
             Statistic::Count,

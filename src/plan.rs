@@ -784,9 +784,6 @@ fn release_plans(
                         &mut bad,
                     );
                 }
-                if group_by.len() > 1 {
-                    flag(diags, at("private keys are supported for one group_by column".into(), "group by one column, or list the key tuples in a key_file and use public keys"), &mut bad);
-                }
                 Keys::Private
             }
             (Some(KeySetSpec::Public), false) => match &r.key_file {
@@ -961,12 +958,19 @@ fn release_plans(
         if sums && max_rows.is_none() {
             flag(diags, at("sum and mean need max_rows, a public upper bound on the consented rows the release reads".into(), "e.g. max_rows = 10_000_000: OpenDP's float sums account for rounding over that many rows, so it must be fixed before the data is read, not counted from it; a run with more rows fails before releasing"), &mut bad);
         }
-        if matches!(keys, Keys::Private)
-            && statistics
-                .iter()
-                .any(|s| matches!(s, Statistic::Sum { .. } | Statistic::Mean { .. }))
-        {
-            flag(diags, at("sums and means are not supported with private keys yet".into(), "use public keys (key_file or the manifest's values) for sums and means; private keys support count and quantiles"), &mut bad);
+        let max_keys = r.max_keys.as_ref().map(|m| *m.get_ref());
+        if max_keys == Some(0) {
+            flag(
+                diags,
+                at(
+                    "max_keys must be at least 1".into(),
+                    "a public upper bound on the number of distinct group keys",
+                ),
+                &mut bad,
+            );
+        }
+        if matches!(keys, Keys::Private) && sums && max_keys.is_none() {
+            flag(diags, at("sums and means with private keys need max_keys, a public upper bound on the number of distinct group keys".into(), "e.g. max_keys = 250 for countries: OpenDP's float sums account for rounding across that many groups; a run whose data has more keys fails before releasing"), &mut bad);
         }
         if let (Some(cap), Some(t)) = (cap, target) {
             if let Err(m) = compose(cap, &[t]) {
@@ -983,6 +987,7 @@ fn release_plans(
         if bad {
             continue;
         }
+        let private_keys = matches!(keys, Keys::Private);
         out.push(ReleasePlan {
             name,
             path: spec::resolve(base, r.path.get_ref()),
@@ -992,6 +997,7 @@ fn release_plans(
             max_groups,
             // Counts and quantiles only need an overflow bound.
             max_rows: max_rows.unwrap_or(u32::MAX),
+            max_keys: private_keys.then_some(max_keys).flatten(),
             target: target.unwrap_or(Loss::Pure { epsilon: 1.0 }),
             statistics,
         });
@@ -1355,6 +1361,11 @@ impl Plan {
                 out.push(format!(
                     "    public bound: at most {} consented rows (a run with more fails before releasing)",
                     r.max_rows
+                ));
+            }
+            if let Some(k) = r.max_keys {
+                out.push(format!(
+                    "    public bound: at most {k} distinct keys (a run with more fails before releasing)"
                 ));
             }
             match crate::dp::release::prepare(r) {

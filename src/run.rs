@@ -1105,6 +1105,27 @@ fn run_releases(
                 r.max_rows
             )));
         }
+        if let Some(max_keys) = r.max_keys {
+            let keys = frame
+                .clone()
+                .lazy()
+                .group_by(
+                    r.group_by
+                        .iter()
+                        .map(|g| col(g.as_str()))
+                        .collect::<Vec<_>>(),
+                )
+                .agg([len()])
+                .collect()
+                .map_err(|e| RunError::Release(format!("release `{}`: {e}", r.name)))?
+                .height();
+            if keys as u64 > u64::from(max_keys) {
+                return Err(RunError::Release(format!(
+                    "release `{}`: the consented rows have more distinct keys than its public bound max_keys = {max_keys}; nothing was spent or released\n  = hint: raise max_keys in the release (it is public: set it from what the column can hold, not from the data)",
+                    r.name
+                )));
+            }
+        }
     }
     let mut ledger = Ledger::open(&opts.lineage_db).map_err(|e| RunError::Budget(e.to_string()))?;
     ledger
@@ -1153,6 +1174,7 @@ fn run_releases(
             max_rows_per_group: r.max_rows_per_group,
             max_groups: r.max_groups,
             max_rows: (r.max_rows < u32::MAX).then_some(r.max_rows),
+            max_keys: r.max_keys,
             statistics: r.statistics.iter().map(describe_statistic).collect(),
             measure: p.calibrated.spend.measure().into(),
             target: r.target.to_string(),

@@ -18,6 +18,7 @@ fn plan(keys: Keys, target: Loss, max_rows: u32) -> ReleasePlan {
         max_rows_per_group: max_rows,
         max_groups: 1,
         max_rows: u32::MAX,
+        max_keys: None,
         target,
         statistics: vec![Statistic::Count],
     }
@@ -324,4 +325,109 @@ fn more_consented_rows_than_the_public_bound_fail_before_spending() {
         .map(|d| d["releases"].as_u64().unwrap_or(0))
         .unwrap_or(0);
     assert_eq!(spent, 0, "{b}");
+}
+
+#[test]
+fn max_groups_holds_for_two_group_columns() {
+    // One subject in six (a, b) groups with max_groups = 2: it counts in exactly two of them.
+    let rows: Vec<(&str, &str, &str)> = vec![
+        ("s", "x", "1"),
+        ("s", "x", "2"),
+        ("s", "y", "1"),
+        ("s", "y", "2"),
+        ("s", "z", "1"),
+        ("s", "z", "2"),
+    ];
+    let keys: Vec<Vec<String>> = ["x", "y", "z"]
+        .iter()
+        .flat_map(|a| {
+            ["1", "2"]
+                .iter()
+                .map(move |b| vec![a.to_string(), b.to_string()])
+        })
+        .collect();
+    let mut p = plan(
+        Keys::Public {
+            rows: keys,
+            source: "test".into(),
+        },
+        Loss::Pure { epsilon: 1e6 },
+        1,
+    );
+    p.group_by = vec!["a".into(), "b".into()];
+    p.max_groups = 2;
+    let prepared = prepare(&p).unwrap();
+    let frame = df!(
+        SUBJECT => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        "a" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        "b" => rows.iter().map(|r| r.2).collect::<Vec<_>>()
+    )
+    .unwrap()
+    .lazy();
+    let out = prepared.run(&p, frame).unwrap();
+    assert_eq!(out.height(), 6);
+    let counts: Vec<i64> = out
+        .column("count")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert_eq!(counts.iter().sum::<i64>(), 2, "{out}");
+    assert!(counts.iter().all(|c| *c == 0 || *c == 1), "{out}");
+}
+
+/// A private-key release of count and mean by country on `w`'s tickets.
+fn private_mean(w: &Work, name: &str, max_keys: u32) -> std::path::PathBuf {
+    let p = w.pipeline(name, "", SAFE_COLUMNS, "");
+    let text = std::fs::read_to_string(&p).unwrap()
+        + &format!(
+            r#"
+[[release]]
+name = "private_mean"
+path = "out/{name}.private_mean.parquet"
+group_by = ["country"]
+keys = "private"
+max_rows_per_group = 2
+max_rows = 100000
+max_keys = {max_keys}
+privacy = {{ epsilon = 1000.0, delta = 1e-6 }}
+aggregates = [{{ kind = "count" }}, {{ kind = "mean", column = "handle_time_minutes", bounds = [0.0, 120.0] }}]
+"#
+        );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn private_keys_release_means_and_refuse_more_keys_than_declared() {
+    let w = Work::new();
+    w.datagen(3000, 5, &[]);
+    let p = private_mean(&w, "pm", 300);
+    let (code, _, stderr) = w.run_json(&p, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let table = common::read_parquet(&w.path().join("out/pm.private_mean.parquet"));
+    assert!(table.height() >= 1, "{table}");
+    let means = table
+        .column("handle_time_minutes_mean")
+        .unwrap()
+        .f64()
+        .unwrap();
+    let cis = table
+        .column("handle_time_minutes_mean_ci95")
+        .unwrap()
+        .f64()
+        .unwrap();
+    for (m, ci) in means.into_iter().zip(cis) {
+        let (m, ci) = (m.unwrap(), ci.unwrap());
+        assert!((0.0..=120.0).contains(&m), "{m}");
+        assert!(ci > 0.0 && ci <= 120.0, "{ci}");
+    }
+
+    let p = private_mean(&w, "few", 2);
+    let (code, summary, stderr) = w.run_json(&p, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(summary["status"], "failed");
+    assert!(stderr.contains("max_keys = 2"), "{stderr}");
+    assert!(!w.path().join("out/few.private_mean.parquet").exists());
 }

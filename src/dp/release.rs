@@ -66,6 +66,8 @@ pub struct ReleasePlan {
     pub max_groups: u32,
     /// Public bound on the rows the release reads (every group's size, for OpenDP's margin).
     pub max_rows: u32,
+    /// Private keys: public bound on the number of distinct keys (OpenDP's float sums need it).
+    pub max_keys: Option<u32>,
     pub target: Loss,
     pub statistics: Vec<Statistic>,
 }
@@ -176,6 +178,10 @@ impl ReleasePlan {
                 .collect::<Vec<_>>(),
         )
         .with_max_length(self.max_rows.max(1));
+        let margin = match self.max_keys {
+            Some(k) => margin.with_max_groups(k.max(1)),
+            None => margin,
+        };
         LazyFrameDomain::new(series)?.with_margin(margin)
     }
 
@@ -187,10 +193,17 @@ impl ReleasePlan {
         let mut truncate = int_range(lit(0), len(), 1, DataType::Int64)
             .over(per_group_by)
             .lt(lit(self.max_rows_per_group as i64));
-        if self.group_by.len() == 1 {
+        if !self.group_by.is_empty() {
+            // The group of a row: its key, or the struct of its keys (which OpenDP reads as the
+            // set of those columns).
+            let group = if keys.len() == 1 {
+                keys[0].clone()
+            } else {
+                as_struct(keys.clone())
+            };
             // Polars ranks start at 1: `< g + 1` keeps g groups per subject.
             truncate = truncate.and(
-                col(self.group_by[0].as_str())
+                group
                     .rank(
                         RankOptions {
                             method: RankMethod::Dense,

@@ -143,6 +143,9 @@ pub struct ReleaseRecord {
     /// The public bound on consented rows the noise was fixed for (releases with sums).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rows: Option<u32>,
+    /// Private keys with sums: the public bound on distinct keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_keys: Option<u32>,
     /// Each statistic with its column and bounds or candidates.
     pub statistics: Vec<String>,
     /// `pure`, `approx` or `zcdp`.

@@ -62,6 +62,9 @@ pub struct ReleaseSpec {
     /// OpenDP's float sums need it; it must not come from the data. Required with sum/mean.
     #[serde(default)]
     pub max_rows: Option<Spanned<u32>>,
+    /// Private keys with sum/mean: a public upper bound on the number of distinct keys.
+    #[serde(default)]
+    pub max_keys: Option<Spanned<u32>>,
     /// The privacy target: `{ epsilon }`, `{ epsilon, delta }` or `{ rho }`.
     pub privacy: Spanned<PrivacySpec>,
     /// The statistics.
