@@ -25,6 +25,10 @@
 //!   `pii_type`, `spans` (how many were replaced; never the values).
 //! - `run_leak_gate`, one row per output column the gate judged: `run_id`, `output_column`,
 //!   `result` (`clean`, `leak`, `exempt`), `values_scanned`, `hits` (JSON object of counts).
+//! - `run_releases`, one row per differentially private release: `run_id`, `name`, `path`,
+//!   `sha256`, `rows`, `dataset_id`, `privacy_unit`, `key_source`, `measure`, `epsilon`,
+//!   `delta`, `rho` (OpenDP's map at one subject, as spent in the ledger), `global_scale`,
+//!   `threshold` (private keys, else NULL). Indexed by `dataset_id`.
 //!
 //! For example, "which runs used dataset X":
 //! `SELECT r.* FROM runs r JOIN run_inputs i USING (run_id) WHERE i.dataset_id = 'X'`.
@@ -58,8 +62,9 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 
 /// Schema version written to `PRAGMA user_version`; bump it with a migration. Every statement
 /// of [`SCHEMA`] is idempotent, so migrating is running it again: version 2 added
-/// `run_text_spans` and `run_leak_gate`.
-const SCHEMA_VERSION: i64 = 2;
+/// `run_text_spans` and `run_leak_gate`; version 3 added `run_releases`, filled from the
+/// stored records when an older store is opened.
+const SCHEMA_VERSION: i64 = 3;
 
 /// How long a run waits for another run's append before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -124,6 +129,24 @@ CREATE TABLE IF NOT EXISTS run_leak_gate (
     values_scanned INTEGER NOT NULL,
     hits           TEXT    NOT NULL
 );
+CREATE TABLE IF NOT EXISTS run_releases (
+    run_id       TEXT    NOT NULL REFERENCES runs (run_id),
+    name         TEXT    NOT NULL,
+    path         TEXT    NOT NULL,
+    sha256       TEXT    NOT NULL,
+    rows         INTEGER NOT NULL,
+    dataset_id   TEXT    NOT NULL,
+    privacy_unit TEXT    NOT NULL,
+    key_source   TEXT    NOT NULL,
+    measure      TEXT    NOT NULL,
+    epsilon      REAL    NOT NULL,
+    delta        REAL    NOT NULL,
+    rho          REAL    NOT NULL,
+    global_scale REAL    NOT NULL,
+    threshold    INTEGER
+);
+CREATE INDEX IF NOT EXISTS run_releases_run_id ON run_releases (run_id);
+CREATE INDEX IF NOT EXISTS run_releases_dataset_id ON run_releases (dataset_id);
 CREATE INDEX IF NOT EXISTS run_text_spans_run_id ON run_text_spans (run_id);
 CREATE INDEX IF NOT EXISTS run_leak_gate_run_id ON run_leak_gate (run_id);
 CREATE INDEX IF NOT EXISTS run_inputs_dataset_id ON run_inputs (dataset_id);
@@ -158,7 +181,7 @@ struct DerivedTable {
 }
 
 /// The derived tables, in the order [`derived_rows`] yields their rows.
-const DERIVED_TABLES: [DerivedTable; 6] = [
+const DERIVED_TABLES: [DerivedTable; 7] = [
     DerivedTable {
         name: "run_inputs",
         columns: &["path", "dataset_id", "bytes", "sha256", "rows_read"],
@@ -183,7 +206,28 @@ const DERIVED_TABLES: [DerivedTable; 6] = [
         name: "run_leak_gate",
         columns: &["output_column", "result", "values_scanned", "hits"],
     },
+    DerivedTable {
+        name: "run_releases",
+        columns: &[
+            "name",
+            "path",
+            "sha256",
+            "rows",
+            "dataset_id",
+            "privacy_unit",
+            "key_source",
+            "measure",
+            "epsilon",
+            "delta",
+            "rho",
+            "global_scale",
+            "threshold",
+        ],
+    },
 ];
+
+/// The index of `run_releases` in [`DERIVED_TABLES`] (filled from old records on migration).
+const RELEASES_TABLE: usize = 6;
 
 /// Errors from the lineage store. Messages name the store file and never a record's values.
 #[derive(Debug, thiserror::Error)]
@@ -461,9 +505,14 @@ impl Store {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sqlite(path, "lock the store to create its schema"))?;
-            if schema_version(&tx, path)? < SCHEMA_VERSION {
+            let found = schema_version(&tx, path)?;
+            if found < SCHEMA_VERSION {
                 tx.execute_batch(SCHEMA)
                     .map_err(sqlite(path, "create the schema"))?;
+                if (1..3).contains(&found) {
+                    backfill_releases(&tx)
+                        .map_err(sqlite(path, "fill run_releases from the stored records"))?;
+                }
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(sqlite(path, "record the schema version"))?;
             }
@@ -894,7 +943,7 @@ fn run_columns(record: &RunRecord) -> Result<Vec<Value>, TryFromIntError> {
 }
 
 /// Rows of each of [`DERIVED_TABLES`] for `record`, without the `run_id` column.
-fn derived_rows(record: &RunRecord) -> Result<[Vec<Vec<Value>>; 6], TryFromIntError> {
+fn derived_rows(record: &RunRecord) -> Result<[Vec<Vec<Value>>; 7], TryFromIntError> {
     let inputs = record
         .inputs
         .iter()
@@ -960,7 +1009,64 @@ fn derived_rows(record: &RunRecord) -> Result<[Vec<Vec<Value>>; 6], TryFromIntEr
             ])
         })
         .collect::<Result<_, TryFromIntError>>()?;
-    Ok([inputs, outputs, drops, columns, spans, gate])
+    let releases = record
+        .releases
+        .iter()
+        .map(|r| {
+            Ok(vec![
+                Value::Text(r.name.clone()),
+                Value::Text(r.path.clone()),
+                Value::Text(r.sha256.clone()),
+                int(r.rows)?,
+                Value::Text(r.dataset_id.clone()),
+                Value::Text(r.privacy_unit.clone()),
+                Value::Text(r.key_source.clone()),
+                Value::Text(r.measure.clone()),
+                Value::Real(r.epsilon),
+                Value::Real(r.delta),
+                Value::Real(r.rho),
+                Value::Real(r.global_scale),
+                r.threshold
+                    .map(|t| Value::Integer(i64::from(t)))
+                    .unwrap_or(Value::Null),
+            ])
+        })
+        .collect::<Result<_, TryFromIntError>>()?;
+    Ok([inputs, outputs, drops, columns, spans, gate, releases])
+}
+
+/// Fills `run_releases` from every stored record (a store older than version 3 has releases in
+/// `record_json` only). Records are read, never changed, so the hash chain is untouched.
+fn backfill_releases(conn: &Connection) -> rusqlite::Result<()> {
+    let records: Vec<String> = conn
+        .prepare("SELECT record_json FROM runs ORDER BY seq")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let table = &DERIVED_TABLES[RELEASES_TABLE];
+    // Idempotent: the table is derived from the records and nothing else.
+    conn.execute(&format!("DELETE FROM {}", table.name), [])?;
+    let sql = format!(
+        "INSERT INTO {} (run_id, {}) VALUES ({})",
+        table.name,
+        table.columns.join(", "),
+        placeholders(table.columns.len() + 1),
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    for json in records {
+        // A record that does not parse is left for `verify` to report.
+        let Ok(record) = serde_json::from_str::<RunRecord>(&json) else {
+            continue;
+        };
+        let Ok(derived) = derived_rows(&record) else {
+            continue;
+        };
+        let [_, _, _, _, _, _, releases] = derived;
+        for row in releases {
+            let values = std::iter::once(Value::Text(record.run_id.clone())).chain(row);
+            stmt.execute(rusqlite::params_from_iter(values))?;
+        }
+    }
+    Ok(())
 }
 
 fn int(n: u64) -> Result<Value, TryFromIntError> {
@@ -1119,7 +1225,29 @@ mod tests {
                 values_scanned: 85 + n,
                 hits: BTreeMap::new(),
             }],
-            releases: Vec::new(),
+            releases: vec![crate::lineage::record::ReleaseRecord {
+                name: "by_country".into(),
+                path: "out/by_country.parquet".into(),
+                sha256: "d".repeat(64),
+                rows: 16,
+                dataset_id: "tickets".into(),
+                privacy_unit: "subject_id".into(),
+                group_by: vec!["country".into()],
+                key_source: "public: 16 keys from keys.csv".into(),
+                max_rows_per_group: 2,
+                max_groups: 1,
+                max_rows: Some(100_000),
+                max_keys: None,
+                statistics: vec!["count".into()],
+                measure: "approx".into(),
+                target: "(ε = 1, δ = 1e-7)".into(),
+                epsilon: 0.999_999_7,
+                delta: 9.1e-8,
+                rho: 0.0,
+                global_scale: 3.25 + n as f64,
+                threshold: Some(40 + n as u32),
+                noise: vec![("count".into(), "Integer Laplace".into(), 3.25, Some(9.7))],
+            }],
         }
     }
 
@@ -1374,12 +1502,14 @@ mod tests {
                 let mut r = sample(&format!("run-{i}"), i);
                 r.text_columns.clear();
                 r.leak_gate.clear();
+                r.releases.clear();
                 store.append(&r).expect("append");
             }
         }
         raw(&path)
             .execute_batch(
-                "DROP TABLE run_text_spans; DROP TABLE run_leak_gate; PRAGMA user_version = 1;",
+                "DROP TABLE run_text_spans; DROP TABLE run_leak_gate; DROP TABLE run_releases;
+                 PRAGMA user_version = 1;",
             )
             .expect("make it a version 1 store");
         let mut store = Store::open(&path).expect("open and migrate");
@@ -1397,6 +1527,56 @@ mod tests {
             )
             .expect("count");
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn a_version_2_store_gets_its_releases_table_filled_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lineage.db");
+        {
+            let mut store = Store::open(&path).expect("open");
+            for i in 1..=2 {
+                store
+                    .append(&sample(&format!("run-{i}"), i))
+                    .expect("append");
+            }
+        }
+        raw(&path)
+            .execute_batch("DROP TABLE run_releases; PRAGMA user_version = 2;")
+            .expect("make it a version 2 store");
+        let mut store = Store::open(&path).expect("open and migrate");
+        store.append(&sample("run-3", 3)).expect("append");
+        let report = store.verify().expect("verify");
+        assert!(report.is_ok(), "{:?}", report.first_broken);
+        let rows: Vec<(String, f64, Option<i64>)> = raw(&path)
+            .prepare("SELECT run_id, global_scale, threshold FROM run_releases ORDER BY run_id")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(
+            rows,
+            vec![
+                ("run-1".to_string(), 4.25, Some(41)),
+                ("run-2".to_string(), 5.25, Some(42)),
+                ("run-3".to_string(), 6.25, Some(43)),
+            ]
+        );
+    }
+
+    #[test]
+    fn verify_catches_an_edited_release_spend() {
+        let (_dir, path, _) = store_with_three();
+        raw(&path)
+            .execute(
+                "UPDATE run_releases SET epsilon = 0.1 WHERE run_id = 'run-2'",
+                [],
+            )
+            .expect("tamper");
+        let b = broken(&path);
+        assert_eq!(b.seq, Some(2));
+        assert_eq!(b.reason, "run_releases rows do not match record_json");
     }
 
     #[test]
