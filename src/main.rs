@@ -642,6 +642,9 @@ fn print_summary(s: &privprep::RunSummary) {
                 println!("    {column}: ±{a:.3} (95%, {dist} noise)");
             }
         }
+        for (column, rows) in &r.rank_ci95 {
+            println!("    {column}: within ±{rows:.1} rows of the quantile's rank (95%)");
+        }
     }
     if let Some(k) = &s.key_id {
         println!("  key id         {k}");

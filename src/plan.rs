@@ -1379,10 +1379,39 @@ impl Plan {
                             .map(|t| format!(", threshold {t}"))
                             .unwrap_or_default()
                     ));
+                    for s in &r.statistics {
+                        if let crate::dp::release::Statistic::Mean {
+                            column,
+                            lower,
+                            upper,
+                        } = s
+                        {
+                            let at = |n: f64| {
+                                p.calibrated.mean_half_width(
+                                    &crate::dp::release::stat_column(s),
+                                    *lower,
+                                    *upper,
+                                    n,
+                                )
+                            };
+                            out.push(format!(
+                                "    {column} mean (noisy sum / noisy count): 95% within ±{:.3} for a group of 100 rows, ±{:.3} at 1,000, ±{:.3} at 10,000",
+                                at(100.0),
+                                at(1000.0),
+                                at(10000.0)
+                            ));
+                        }
+                    }
+                    for (column, rows) in &p.calibrated.rank_ci95 {
+                        out.push(format!(
+                            "    {column}: 95% of releases pick a candidate within ±{rows:.1} rows of the quantile's rank (beyond the nearest candidate)"
+                        ));
+                    }
                     for (column, dist, scale, acc) in &p.calibrated.noise {
                         out.push(format!(
-                            "    {column}: {dist} noise, scale {scale:.4}, 95% of releases within ±{}",
-                            acc.map(|a| format!("{a:.4}")).unwrap_or_else(|| "?".into())
+                            "    {column}: {dist} noise, scale {scale:.4}, {}",
+                            acc.map(|a| format!("95% of releases within ±{a:.4}"))
+                                .unwrap_or_else(|| "no value interval (see the rank bound)".into())
                         ));
                     }
                 }

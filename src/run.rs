@@ -1184,6 +1184,7 @@ fn run_releases(
             global_scale: p.calibrated.global_scale,
             threshold: p.calibrated.threshold,
             noise: p.calibrated.noise.clone(),
+            rank_ci95: p.calibrated.rank_ci95.clone(),
         };
         let settings = ParquetSettings {
             row_group_size: 65_536,

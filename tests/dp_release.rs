@@ -431,3 +431,67 @@ fn private_keys_release_means_and_refuse_more_keys_than_declared() {
     assert!(stderr.contains("max_keys = 2"), "{stderr}");
     assert!(!w.path().join("out/few.private_mean.parquet").exists());
 }
+
+#[test]
+fn released_quantiles_stay_within_the_rank_bound() {
+    // 2,000 subjects with one value each, evenly over 0..100; candidates every 1.0 (20 rows
+    // apart, so the nearest candidate is at most 10 rows off). Small ε, so the noise shows.
+    let n = 2000usize;
+    let values: Vec<f64> = (0..n)
+        .map(|i| (i as f64 * 100.0 / n as f64).floor() + 0.5)
+        .collect();
+    let subjects: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+    let data = df!(SUBJECT => subjects, "v" => values.clone()).unwrap();
+    for alpha in [0.5, 0.9] {
+        let p = ReleasePlan {
+            name: "q".into(),
+            path: "unused.parquet".into(),
+            group_by: vec![],
+            keys: Keys::Whole,
+            max_rows_per_group: 1,
+            max_groups: 1,
+            max_rows: 10_000,
+            max_keys: None,
+            target: Loss::Pure { epsilon: 0.05 },
+            statistics: vec![Statistic::Quantile {
+                column: "v".into(),
+                alpha,
+                candidates: (0..=100).map(f64::from).collect(),
+            }],
+        };
+        let prepared = prepare(&p).unwrap();
+        let column = format!("v_q{}", (alpha * 100.0) as i64);
+        let bound = prepared.calibrated.rank_ci95[0].1;
+        assert!(bound.is_finite() && bound > 0.0);
+        let runs = 300;
+        let mut within = 0;
+        let mut errors = Vec::new();
+        for _ in 0..runs {
+            let out = prepared.run(&p, data.clone().lazy()).unwrap();
+            let c = out.column(&column).unwrap().f64().unwrap().get(0).unwrap();
+            let rank = values.iter().filter(|x| **x < c).count() as f64;
+            let error = (rank - alpha * n as f64).abs();
+            errors.push(error);
+            if error <= bound + 10.0 {
+                within += 1;
+            }
+            assert_eq!(
+                out.column(&format!("{column}_rank_ci95"))
+                    .unwrap()
+                    .f64()
+                    .unwrap()
+                    .get(0),
+                Some(bound)
+            );
+        }
+        // At least 95% by the bound; 90% leaves room for sampling error (even a bound that
+        // were exactly tight would fail this with probability below 1e-4).
+        assert!(
+            within * 100 >= runs * 90,
+            "alpha {alpha}: {within}/{runs} within ±{bound}"
+        );
+        // And the noise is really there: the bound is not vacuous for this ε.
+        errors.sort_by(|a, b| a.total_cmp(b));
+        assert!(errors[runs * 95 / 100] > 10.0, "alpha {alpha}: {errors:?}");
+    }
+}

@@ -83,6 +83,35 @@ pub struct Calibrated {
     pub spend: Loss,
     /// Per OpenDP output column: (noise distribution, scale, 95% half-width).
     pub noise: Vec<(String, String, f64, Option<f64>)>,
+    /// Per quantile column: the 95% bound on its error in rows (see [`quantile_rank_error`]).
+    pub rank_ci95: Vec<(String, f64)>,
+}
+
+impl Calibrated {
+    /// The 97.5% half-width of one noisy OpenDP column.
+    fn half_width_975(&self, column: &str) -> Option<f64> {
+        self.noise
+            .iter()
+            .find(|(c, ..)| c == column)
+            .and_then(|(_, d, scale, _)| half_width(d, *scale, 0.025))
+    }
+
+    /// The 95% half-width of a mean released as noisy sum / noisy count, for a group whose
+    /// noisy count is `count`. With each part within its 97.5% half-width (both at once with
+    /// at least 95%, by the union bound), the error S/K − μ = (e_s − μ·e_k)/K is at most
+    /// (a_sum + max(|L|, |U|)·a_count) / (count − a_count), and never more than the width of
+    /// the bounds.
+    pub fn mean_half_width(&self, sum_column: &str, lower: f64, upper: f64, count: f64) -> f64 {
+        match (
+            self.half_width_975(sum_column),
+            self.half_width_975("count"),
+        ) {
+            (Some(sa), Some(ca)) if count - ca >= 1.0 => {
+                ((sa + lower.abs().max(upper.abs()) * ca) / (count - ca)).min(upper - lower)
+            }
+            _ => upper - lower,
+        }
+    }
 }
 
 /// Why a release could not be built or run.
@@ -115,6 +144,28 @@ pub fn half_width(distribution: &str, scale: f64, alpha: f64) -> Option<f64> {
         _ => return None,
     };
     r.ok()
+}
+
+/// The error, in rows, of an OpenDP quantile released with noise `scale` on its scores: with
+/// probability at least 95% the released candidate's rank is within this many rows of the
+/// α-quantile's rank, beyond the distance of the nearest candidate.
+///
+/// OpenDP scores candidate c as α_den·|(1−α)·#(x < c) − α·#(x > c)|, which is α_den times the
+/// rows between c and the quantile's position. Report-noisy-min (exponential or Gumbel noise
+/// of scale b) picks a candidate whose score exceeds the best by more than t with probability
+/// at most |C|·e^(−t/b), so t = b·ln(|C|/0.05). α_den is OpenDP's: the exact denominator of α
+/// when it is below u64::MAX / max_rows, else u64::MAX / max_rows.
+pub fn quantile_rank_error(scale: f64, alpha: f64, candidates: usize, max_rows: u32) -> f64 {
+    let approx = (u64::MAX / u64::from(max_rows.max(1))) as f64;
+    // α as an exact binary fraction: its denominator is the power of two that makes it whole.
+    let mut den = 1.0f64;
+    let mut a = alpha;
+    while a.fract() != 0.0 && den < approx {
+        a *= 2.0;
+        den *= 2.0;
+    }
+    let den = den.min(approx);
+    scale * (candidates.max(1) as f64 / 0.05).ln() / den
 }
 
 fn msg(e: &opendp::error::Error) -> String {
@@ -371,6 +422,7 @@ pub fn prepare(plan: &ReleasePlan) -> Result<Prepared, ReleaseError> {
             let m = build(s).map_err(build_err)?;
             let spent = m.map(&1u32).map_err(build_err)?;
             finish(
+                plan,
                 Built::Pure(m),
                 s,
                 None,
@@ -425,6 +477,7 @@ pub fn prepare(plan: &ReleasePlan) -> Result<Prepared, ReleaseError> {
             let m = build(s, threshold).map_err(build_err)?;
             let (e, d) = m.map(&1u32).map_err(build_err)?;
             finish(
+                plan,
                 Built::Approx(m),
                 s,
                 threshold,
@@ -457,6 +510,7 @@ pub fn prepare(plan: &ReleasePlan) -> Result<Prepared, ReleaseError> {
             let m = build(s).map_err(build_err)?;
             let spent = m.map(&1u32).map_err(build_err)?;
             finish(
+                plan,
                 Built::Zcdp(m),
                 s,
                 None,
@@ -483,6 +537,7 @@ fn search_scale(
 }
 
 fn finish(
+    plan: &ReleasePlan,
     built: Built,
     global_scale: f64,
     threshold: Option<u32>,
@@ -516,6 +571,23 @@ fn finish(
                 num("accuracy", i),
             )
         })
+        .collect::<Vec<(String, String, f64, Option<f64>)>>();
+    let rank_ci95 = plan
+        .statistics
+        .iter()
+        .filter_map(|s| match s {
+            Statistic::Quantile {
+                alpha, candidates, ..
+            } => {
+                let c = stat_column(s);
+                let scale = noise.iter().find(|(n, ..)| *n == c)?.2;
+                Some((
+                    c,
+                    quantile_rank_error(scale, *alpha, candidates.len(), plan.max_rows),
+                ))
+            }
+            _ => None,
+        })
         .collect();
     Ok(Prepared {
         built,
@@ -524,6 +596,7 @@ fn finish(
             threshold,
             spend,
             noise,
+            rank_ci95,
         },
     })
 }
@@ -575,14 +648,6 @@ impl Prepared {
                 .find(|(c, ..)| c == column)
                 .and_then(|(_, _, _, a)| *a)
         };
-        // For a mean, each of its two noisy parts at 97.5%: together at least 95%.
-        let accuracy_975 = |column: &str| {
-            self.calibrated
-                .noise
-                .iter()
-                .find(|(c, ..)| c == column)
-                .and_then(|(_, d, scale, _)| half_width(d, *scale, 0.025))
-        };
         let mut out: Vec<Column> = Vec::new();
         for g in &plan.group_by {
             out.push(raw.column(g).map_err(|e| err(e.to_string()))?.clone());
@@ -616,24 +681,28 @@ impl Prepared {
                     with_ci(&mut out, &format!("{column}_sum"), v, accuracy(&c));
                 }
                 Statistic::Quantile { .. } => {
+                    // OpenDP gives no value interval for a quantile (it depends on how the
+                    // data is spread); its error bound is in rows of rank.
                     let v = raw.column(&c).map_err(|e| err(e.to_string()))?.clone();
-                    with_ci(&mut out, &c, v, accuracy(&c));
+                    out.push(v.with_name(c.as_str().into()));
+                    let rank = self
+                        .calibrated
+                        .rank_ci95
+                        .iter()
+                        .find(|(q, _)| *q == c)
+                        .map(|(_, r)| *r);
+                    out.push(Column::new(format!("{c}_rank_ci95").into(), vec![rank; n]));
                 }
                 Statistic::Mean {
                     column,
                     lower,
                     upper,
                 } => {
-                    // mean = noisy sum / noisy count, both from OpenDP. With each part within
-                    // its 97.5% half-width (at least 95% for both, by the union bound), the
-                    // error S/K − μ = (e_s − μ·e_k)/K is at most
-                    // (a_sum + max(|L|, |U|)·a_count) / (count − a_count), and never more
-                    // than the width of the bounds.
+                    // mean = noisy sum / noisy count, both from OpenDP.
                     let sum = raw
                         .column(&c)
                         .and_then(|s| s.cast(&DataType::Float64))
                         .map_err(|e| err(e.to_string()))?;
-                    let (sa, ca) = (accuracy_975(&c), accuracy_975("count"));
                     let s = sum.f64().map_err(|e| err(e.to_string()))?;
                     let k = count.f64().map_err(|e| err(e.to_string()))?;
                     let mut means = Vec::with_capacity(n);
@@ -643,14 +712,9 @@ impl Prepared {
                         // Post-processing: a mean outside the bounds is certainly wrong.
                         let mean = (kv >= 1.0).then(|| (sv / kv).clamp(*lower, *upper));
                         means.push(mean);
-                        cis.push(match (mean, sa, ca) {
-                            (Some(_), Some(sa), Some(ca)) if kv - ca >= 1.0 => Some(
-                                ((sa + lower.abs().max(upper.abs()) * ca) / (kv - ca))
-                                    .min(upper - lower),
-                            ),
-                            (Some(_), ..) => Some(upper - lower),
-                            _ => None,
-                        });
+                        cis.push(
+                            mean.map(|_| self.calibrated.mean_half_width(&c, *lower, *upper, kv)),
+                        );
                     }
                     let name = format!("{column}_mean");
                     out.push(Column::new(name.as_str().into(), means));

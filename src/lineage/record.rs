@@ -161,6 +161,9 @@ pub struct ReleaseRecord {
     pub threshold: Option<u32>,
     /// Per noisy output: (column, distribution, scale, 95% half-width).
     pub noise: Vec<(String, String, f64, Option<f64>)>,
+    /// Per quantile: 95% bound on the released candidate's rank error, in rows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rank_ci95: Vec<(String, f64)>,
 }
 
 /// A full run record as appended to the lineage store.

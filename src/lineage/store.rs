@@ -1247,6 +1247,7 @@ mod tests {
                 global_scale: 3.25 + n as f64,
                 threshold: Some(40 + n as u32),
                 noise: vec![("count".into(), "Integer Laplace".into(), 3.25, Some(9.7))],
+                rank_ci95: Vec::new(),
             }],
         }
     }
