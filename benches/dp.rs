@@ -75,7 +75,7 @@ fn main() {
     .iter()
     .map(|k| vec![k.to_string()])
     .collect();
-    let plan = ReleasePlan {
+    let per_group = ReleasePlan {
         name: "bench".into(),
         path: "unused.parquet".into(),
         group_by: vec!["country".into()],
@@ -85,6 +85,7 @@ fn main() {
         },
         max_rows_per_group: 5,
         max_groups: 1,
+        max_rows_per_subject: None,
         max_rows: rows as u32,
         max_keys: None,
         target: Loss::Pure { epsilon: 1.0 },
@@ -97,63 +98,68 @@ fn main() {
             },
         ],
     };
-    let mut dp = Vec::new();
-    let mut plain = Vec::new();
-    let mut calibration = Vec::new();
-    let mut dp_file = Vec::new();
-    let mut plain_file = Vec::new();
-    for _ in 0..reps {
-        let t = Instant::now();
-        let prepared = prepare(&plan).expect("prepare");
-        calibration.push(t.elapsed());
-        let out = prepared.run(&plan, df.clone().lazy()).expect("release");
-        dp.push(t.elapsed());
-        assert_eq!(out.height(), 16);
-
-        let t = Instant::now();
-        let out = plain_query(df.clone().lazy());
-        plain.push(t.elapsed());
-        assert_eq!(out.height(), 16);
-
-        let t = Instant::now();
-        let prepared = prepare(&plan).expect("prepare");
-        let out = prepared.run(&plan, release_input()).expect("release");
-        dp_file.push(t.elapsed());
-        assert_eq!(out.height(), 16);
-
-        let t = Instant::now();
-        let out = plain_query(scan());
-        plain_file.push(t.elapsed());
-        assert_eq!(out.height(), 16);
-    }
-    let (d, c, p) = (median(dp), median(calibration), median(plain));
-    let (df_, pf) = (median(dp_file), median(plain_file));
+    // The same release bounded per subject in all groups: one truncation window, not two.
+    let per_subject = ReleasePlan {
+        max_rows_per_subject: Some(5),
+        max_groups: 5,
+        ..per_group.clone()
+    };
     println!("dp_release rows={} reps={reps}", df.height());
-    println!("  in memory:");
-    println!(
-        "    DP release (OpenDP: calibration, truncation, noise): {:.3} s (calibration {:.3} s)",
-        d.as_secs_f64(),
-        c.as_secs_f64()
-    );
-    println!(
-        "    plain polars group-by (len, mean):                    {:.3} s",
-        p.as_secs_f64()
-    );
-    println!(
-        "    ratio DP / plain: {:.2}",
-        d.as_secs_f64() / p.as_secs_f64()
-    );
-    println!("  from the CSV file:");
-    println!(
-        "    DP release:                                           {:.3} s",
-        df_.as_secs_f64()
-    );
-    println!(
-        "    plain polars scan + group-by:                         {:.3} s",
-        pf.as_secs_f64()
-    );
-    println!(
-        "    ratio DP / plain: {:.2}",
-        df_.as_secs_f64() / pf.as_secs_f64()
-    );
+    for (label, plan) in [
+        (
+            "max_rows_per_group = 5, max_groups = 1 (two truncation windows)",
+            &per_group,
+        ),
+        (
+            "max_rows_per_subject = 5 (one truncation window)",
+            &per_subject,
+        ),
+    ] {
+        let mut dp = Vec::new();
+        let mut plain = Vec::new();
+        let mut calibration = Vec::new();
+        let mut dp_file = Vec::new();
+        let mut plain_file = Vec::new();
+        for _ in 0..reps {
+            let t = Instant::now();
+            let prepared = prepare(plan).expect("prepare");
+            calibration.push(t.elapsed());
+            let out = prepared.run(plan, df.clone().lazy()).expect("release");
+            dp.push(t.elapsed());
+            assert_eq!(out.height(), 16);
+
+            let t = Instant::now();
+            let out = plain_query(df.clone().lazy());
+            plain.push(t.elapsed());
+            assert_eq!(out.height(), 16);
+
+            let t = Instant::now();
+            let prepared = prepare(plan).expect("prepare");
+            let out = prepared.run(plan, release_input()).expect("release");
+            dp_file.push(t.elapsed());
+            assert_eq!(out.height(), 16);
+
+            let t = Instant::now();
+            let out = plain_query(scan());
+            plain_file.push(t.elapsed());
+            assert_eq!(out.height(), 16);
+        }
+        let (d, c, p) = (median(dp), median(calibration), median(plain));
+        let (f, pf) = (median(dp_file), median(plain_file));
+        let s = |d: Duration| d.as_secs_f64();
+        println!("  {label}");
+        println!(
+            "    in memory:  DP release {:.3} s (calibration {:.3} s), plain polars group-by {:.3} s, ratio {:.2}",
+            s(d),
+            s(c),
+            s(p),
+            s(d) / s(p)
+        );
+        println!(
+            "    from CSV:   DP release {:.3} s, plain polars scan + group-by {:.3} s, ratio {:.2}",
+            s(f),
+            s(pf),
+            s(f) / s(pf)
+        );
+    }
 }

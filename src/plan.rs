@@ -824,8 +824,23 @@ fn release_plans(
                 },
             },
         };
-        let max_rows_per_group = *r.max_rows_per_group.get_ref();
-        let max_groups = r.max_groups.as_ref().map(|g| *g.get_ref()).unwrap_or(1);
+        let per_subject = r.max_rows_per_subject.as_ref().map(|m| *m.get_ref());
+        let (max_rows_per_group, max_groups) = match (per_subject, &r.max_rows_per_group) {
+            // One subject's K rows can fall K to a group, in at most K groups.
+            (Some(k), None) if r.max_groups.is_none() => (k, k),
+            (None, Some(m)) => (
+                *m.get_ref(),
+                r.max_groups.as_ref().map(|g| *g.get_ref()).unwrap_or(1),
+            ),
+            (None, None) => {
+                flag(diags, at("the release has no contribution bound".into(), "set max_rows_per_group (and max_groups, default 1), or max_rows_per_subject: they bound how much one person can change the result"), &mut bad);
+                (1, 1)
+            }
+            _ => {
+                flag(diags, at("max_rows_per_subject replaces max_rows_per_group and max_groups; give one or the other".into(), "max_rows_per_subject = K counts a subject's first K rows in whatever groups they fall; max_rows_per_group = k with max_groups = g counts k rows in each of g groups"), &mut bad);
+                (1, 1)
+            }
+        };
         let max_rows = r.max_rows.as_ref().map(|m| *m.get_ref());
         if max_rows == Some(0) {
             flag(
@@ -841,7 +856,7 @@ fn release_plans(
             flag(
                 diags,
                 at(
-                    "max_rows_per_group and max_groups must be at least 1".into(),
+                    "contribution bounds (max_rows_per_group, max_groups, max_rows_per_subject) must be at least 1".into(),
                     "they bound how much one person can change the result",
                 ),
                 &mut bad,
@@ -995,6 +1010,7 @@ fn release_plans(
             keys,
             max_rows_per_group,
             max_groups,
+            max_rows_per_subject: per_subject,
             // Counts and quantiles only need an overflow bound.
             max_rows: max_rows.unwrap_or(u32::MAX),
             max_keys: private_keys.then_some(max_keys).flatten(),
@@ -1344,17 +1360,23 @@ impl Plan {
         }
         for r in &self.releases {
             out.push(format!(
-                "`{}` → {}: group by [{}], keys {}, at most {} row(s) per subject per group and {} group(s) per subject, target {}",
+                "`{}` → {}: group by [{}], keys {}, {}, target {}",
                 r.name,
                 r.path.display(),
                 r.group_by.join(", "),
                 match &r.keys {
-                    Keys::Public { rows, source } => format!("public ({} from {source})", rows.len()),
+                    Keys::Public { rows, source } =>
+                        format!("public ({} from {source})", rows.len()),
                     Keys::Private => "private (released above a noisy threshold)".into(),
                     Keys::Whole => "none (one row for all consented rows)".into(),
                 },
-                r.max_rows_per_group,
-                r.max_groups,
+                match r.max_rows_per_subject {
+                    Some(k) => format!("at most {k} row(s) per subject in all groups"),
+                    None => format!(
+                        "at most {} row(s) per subject per group and {} group(s) per subject",
+                        r.max_rows_per_group, r.max_groups
+                    ),
+                },
                 r.target
             ));
             if r.max_rows < u32::MAX {

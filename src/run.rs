@@ -1173,6 +1173,7 @@ fn run_releases(
             },
             max_rows_per_group: r.max_rows_per_group,
             max_groups: r.max_groups,
+            max_rows_per_subject: r.max_rows_per_subject,
             max_rows: (r.max_rows < u32::MAX).then_some(r.max_rows),
             max_keys: r.max_keys,
             statistics: r.statistics.iter().map(describe_statistic).collect(),

@@ -17,6 +17,7 @@ fn plan(keys: Keys, target: Loss, max_rows: u32) -> ReleasePlan {
         keys,
         max_rows_per_group: max_rows,
         max_groups: 1,
+        max_rows_per_subject: None,
         max_rows: u32::MAX,
         max_keys: None,
         target,
@@ -450,6 +451,7 @@ fn released_quantiles_stay_within_the_rank_bound() {
             keys: Keys::Whole,
             max_rows_per_group: 1,
             max_groups: 1,
+            max_rows_per_subject: None,
             max_rows: 10_000,
             max_keys: None,
             target: Loss::Pure { epsilon: 0.05 },
@@ -494,4 +496,48 @@ fn released_quantiles_stay_within_the_rank_bound() {
         errors.sort_by(|a, b| a.total_cmp(b));
         assert!(errors[runs * 95 / 100] > 10.0, "alpha {alpha}: {errors:?}");
     }
+}
+
+#[test]
+fn max_rows_per_subject_counts_a_subjects_first_rows_in_all_groups() {
+    // One subject with 10,000 rows over four groups, K = 3: it adds exactly 3 to the total,
+    // and OpenDP accounts for no more than 3 rows (one truncation, no extra group).
+    let mut rows: Vec<(String, &str)> = Vec::new();
+    for i in 0..10_000 {
+        rows.push(("heavy".into(), ["a", "b", "c", "d"][i % 4]));
+    }
+    for i in 0..50 {
+        rows.push((format!("s{i}"), "a"));
+    }
+    let keys = Keys::Public {
+        rows: ["a", "b", "c", "d"]
+            .iter()
+            .map(|k| vec![k.to_string()])
+            .collect(),
+        source: "test".into(),
+    };
+    let mut p = plan(keys.clone(), Loss::Pure { epsilon: 1e6 }, 3);
+    p.max_rows_per_subject = Some(3);
+    p.max_groups = 3;
+    let prepared = prepare(&p).unwrap();
+    let total: i64 = counts(&prepared.run(&p, frame(&rows)).unwrap())
+        .iter()
+        .map(|(_, c)| *c)
+        .sum();
+    assert_eq!(total, 50 + 3);
+
+    // Same ε: per subject in all groups, K = 2, is calibrated to 2 rows; per group with
+    // k = 1 in 2 groups, OpenDP counts the rank truncation's extra group (3 rows).
+    let mut a = plan(keys.clone(), Loss::Pure { epsilon: 1.0 }, 2);
+    a.max_rows_per_subject = Some(2);
+    a.max_groups = 2;
+    let mut b = plan(keys, Loss::Pure { epsilon: 1.0 }, 1);
+    b.max_groups = 2;
+    let scale = |p: &ReleasePlan| prepare(p).unwrap().calibrated.noise[0].2;
+    assert!(
+        (scale(&a) / scale(&b) - 2.0 / 3.0).abs() < 0.01,
+        "{} vs {}",
+        scale(&a),
+        scale(&b)
+    );
 }

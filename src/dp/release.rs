@@ -63,6 +63,9 @@ pub struct ReleasePlan {
     pub group_by: Vec<String>,
     pub keys: Keys,
     pub max_rows_per_group: u32,
+    /// Instead: at most this many rows per subject in all (then `max_rows_per_group` and
+    /// `max_groups` hold the bounds it implies).
+    pub max_rows_per_subject: Option<u32>,
     pub max_groups: u32,
     /// Public bound on the rows the release reads (every group's size, for OpenDP's margin).
     pub max_rows: u32,
@@ -236,21 +239,21 @@ impl ReleasePlan {
         LazyFrameDomain::new(series)?.with_margin(margin)
     }
 
-    /// The plan OpenDP analyses: truncation, group-by with noisy statistics, key join.
-    fn plan(&self, schema: &Schema) -> LazyFrame {
-        let keys: Vec<Expr> = self.group_by.iter().map(|g| col(g.as_str())).collect();
+    /// At most `max_rows_per_group` rows per subject and group, in at most `max_groups`
+    /// groups per subject, written as OpenDP's stability analysis recognises them.
+    fn per_group_truncation(&self, keys: &[Expr]) -> Expr {
         let mut per_group_by = vec![col(SUBJECT)];
         per_group_by.extend(keys.iter().cloned());
-        let mut truncate = int_range(lit(0), len(), 1, DataType::Int64)
+        let mut truncate = enumerate()
             .over(per_group_by)
             .lt(lit(self.max_rows_per_group as i64));
-        if !self.group_by.is_empty() {
+        if !keys.is_empty() {
             // The group of a row: its key, or the struct of its keys (which OpenDP reads as the
             // set of those columns).
             let group = if keys.len() == 1 {
                 keys[0].clone()
             } else {
-                as_struct(keys.clone())
+                as_struct(keys.to_vec())
             };
             // Polars ranks start at 1: `< g + 1` keeps g groups per subject.
             truncate = truncate.and(
@@ -266,6 +269,18 @@ impl ReleasePlan {
                     .lt(lit(self.max_groups as i64 + 1)),
             );
         }
+        truncate
+    }
+
+    /// The plan OpenDP analyses: truncation, group-by with noisy statistics, key join.
+    fn plan(&self, schema: &Schema) -> LazyFrame {
+        let keys: Vec<Expr> = self.group_by.iter().map(|g| col(g.as_str())).collect();
+        let truncate = match self.max_rows_per_subject {
+            // One window over the subject: OpenDP reads it as at most K rows per subject in
+            // total, which bounds every group and the number of groups (at K each).
+            Some(k) => enumerate().over([col(SUBJECT)]).lt(lit(k as i64)),
+            None => self.per_group_truncation(&keys),
+        };
         let mut aggs = vec![dp_len(None, false).alias("count")];
         for s in &self.statistics {
             match s {
@@ -334,6 +349,11 @@ impl ReleasePlan {
             _ => lf,
         }
     }
+}
+
+/// Row numbers within a window, exactly as OpenDP's truncation matcher expects them.
+fn enumerate() -> Expr {
+    int_range(lit(0), len(), 1, DataType::Int64)
 }
 
 /// A release measurement in one of the four measures.

@@ -140,6 +140,10 @@ pub struct ReleaseRecord {
     pub key_source: String,
     pub max_rows_per_group: u32,
     pub max_groups: u32,
+    /// When set, the release bounded each subject to this many rows in all groups (and
+    /// `max_rows_per_group`/`max_groups` are the bounds this implies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows_per_subject: Option<u32>,
     /// The public bound on consented rows the noise was fixed for (releases with sums).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rows: Option<u32>,

@@ -1236,6 +1236,7 @@ mod tests {
                 key_source: "public: 16 keys from keys.csv".into(),
                 max_rows_per_group: 2,
                 max_groups: 1,
+                max_rows_per_subject: None,
                 max_rows: Some(100_000),
                 max_keys: None,
                 statistics: vec!["count".into()],

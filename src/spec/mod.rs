@@ -54,7 +54,12 @@ pub struct ReleaseSpec {
     #[serde(default)]
     pub key_file: Option<Spanned<String>>,
     /// At most this many rows of one subject count in one group.
-    pub max_rows_per_group: Spanned<u32>,
+    #[serde(default)]
+    pub max_rows_per_group: Option<Spanned<u32>>,
+    /// Instead of the two bounds above: at most this many rows of one subject count in all,
+    /// in whatever groups they fall (one truncation, and the cheapest to run).
+    #[serde(default)]
+    pub max_rows_per_subject: Option<Spanned<u32>>,
     /// At most this many groups one subject contributes to.
     #[serde(default)]
     pub max_groups: Option<Spanned<u32>>,
