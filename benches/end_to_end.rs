@@ -78,9 +78,14 @@ fn median(mut v: Vec<(Duration, Peak)>) -> (Duration, Peak) {
     v[v.len() / 2]
 }
 
-/// The bench pipeline; `body` is either dropped or redacted.
-fn pipeline(dir: &Path, redact: bool) -> PathBuf {
-    let name = if redact { "bench_redact" } else { "bench" };
+/// The bench pipeline; `body` is either dropped or redacted; `release` adds a DP release
+/// (count and mean of handling time by country, public keys).
+fn pipeline(dir: &Path, redact: bool, release: bool) -> PathBuf {
+    let name = match (redact, release) {
+        (true, _) => "bench_redact",
+        (false, true) => "bench_release",
+        (false, false) => "bench",
+    };
     let body = if redact {
         r#"body = { action = "redact", actions = { email = "tokenize" } }"#
     } else {
@@ -117,7 +122,23 @@ BODY
 path = "out/NAME.parquet"
 "#
         .replace("NAME", name)
-        .replace("BODY", body),
+        .replace("BODY", body)
+            + if release {
+                r#"
+[[release]]
+name = "by_country"
+path = "out/bench_release.by_country.parquet"
+group_by = ["country"]
+keys = "public"
+key_file = "countries.csv"
+max_rows_per_subject = 5
+max_rows = 100_000_000
+privacy = { epsilon = 1.0 }
+aggregates = [{ kind = "count" }, { kind = "mean", column = "handle_time_minutes", bounds = [0.0, 120.0] }]
+"#
+            } else {
+                ""
+            },
     )
     .expect("write pipeline");
     p
@@ -180,8 +201,14 @@ fn main() {
     let csv_bytes = std::fs::metadata(data.join("tickets.csv"))
         .map(|m| m.len())
         .unwrap_or(0);
-    let p = pipeline(&dir, false);
-    let p_redact = pipeline(&dir, true);
+    let p = pipeline(&dir, false, false);
+    let p_redact = pipeline(&dir, true, false);
+    let p_release = pipeline(&dir, false, true);
+    std::fs::write(
+        dir.join("countries.csv"),
+        "country\nAU\nBR\nCA\nDE\nES\nFR\nGB\nIN\nIT\nJP\nMX\nNL\nPL\nSE\nUS\nVN\n",
+    )
+    .expect("key list");
     let key = dir.join("bench.key");
     {
         use std::io::Write;
@@ -197,6 +224,7 @@ fn main() {
     }
     let mut ours = Vec::new();
     let mut ours_redact = Vec::new();
+    let mut ours_release = Vec::new();
     let mut plain = Vec::new();
     let run = |pipeline: &Path| {
         timed(
@@ -211,6 +239,7 @@ fn main() {
     for _ in 0..reps {
         ours.push(run(&p));
         ours_redact.push(run(&p_redact));
+        ours_release.push(run(&p_release));
         plain.push(timed(
             Command::new(std::env::current_exe().expect("exe"))
                 .arg("--plain-conversion")
@@ -220,15 +249,18 @@ fn main() {
     }
     let (ot, om) = median(ours);
     let (rt, rm) = median(ours_redact);
+    let (dt, dm) = median(ours_release);
     let (pt, pm) = median(plain);
     println!("end_to_end rows={rows} csv_bytes={csv_bytes} reps={reps}");
     println!("  privprep run (policy, identifiers, leak gate):     {:.3} s, peak RSS {:.0} MiB (heap {:.0} MiB)", ot.as_secs_f64(), om.total, om.anon);
     println!("  privprep run, body redacted + leak gate:           {:.3} s, peak RSS {:.0} MiB (heap {:.0} MiB)", rt.as_secs_f64(), rm.total, rm.anon);
+    println!("  privprep run + DP release (count, mean by country): {:.3} s, peak RSS {:.0} MiB (heap {:.0} MiB)", dt.as_secs_f64(), dm.total, dm.anon);
     println!("  plain polars CSV→Parquet:                          {:.3} s, peak RSS {:.0} MiB (heap {:.0} MiB)", pt.as_secs_f64(), pm.total, pm.anon);
     println!("  (peak RSS counts the pages of the memory-mapped CSV the reader touched; heap is the anonymous part)");
     println!(
-        "  ratio privprep / plain: {:.2} (text dropped), {:.2} (text redacted)",
+        "  ratio privprep / plain: {:.2} (text dropped), {:.2} (text redacted), {:.2} (with the DP release)",
         ot.as_secs_f64() / pt.as_secs_f64(),
-        rt.as_secs_f64() / pt.as_secs_f64()
+        rt.as_secs_f64() / pt.as_secs_f64(),
+        dt.as_secs_f64() / pt.as_secs_f64()
     );
 }
