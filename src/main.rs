@@ -642,6 +642,11 @@ fn print_summary(s: &privprep::RunSummary) {
                 println!("    {column}: ±{a:.3} (95%, {dist} noise)");
             }
         }
+        for (column, low, high) in &r.mean_ci95 {
+            println!(
+                "    {column}: ±{low:.3} to ±{high:.3} by row (95%, noisy sum / noisy count; each row's is in {column}_ci95)"
+            );
+        }
         for (column, rows) in &r.rank_ci95 {
             println!("    {column}: within ±{rows:.1} rows of the quantile's rank (95%)");
         }

@@ -1186,6 +1186,7 @@ fn run_releases(
             threshold: p.calibrated.threshold,
             noise: p.calibrated.noise.clone(),
             rank_ci95: p.calibrated.rank_ci95.clone(),
+            mean_ci95: mean_half_widths(r, &table),
         };
         let settings = ParquetSettings {
             row_group_size: 65_536,
@@ -1202,6 +1203,27 @@ fn run_releases(
         files.push((rec, w));
     }
     Ok(files)
+}
+
+/// Each mean's smallest and largest half-width over the released rows (post-processing of
+/// the noisy counts, so nothing beyond the release itself).
+fn mean_half_widths(r: &release::ReleasePlan, table: &DataFrame) -> Vec<(String, f64, f64)> {
+    r.statistics
+        .iter()
+        .filter_map(|s| match s {
+            release::Statistic::Mean { column, .. } => {
+                let name = format!("{column}_mean");
+                let ci = table
+                    .column(&format!("{name}_ci95"))
+                    .ok()?
+                    .f64()
+                    .ok()?
+                    .clone();
+                Some((name, ci.min()?, ci.max()?))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// A statistic in words, with its bounds or candidates.

@@ -228,6 +228,17 @@ fn a_run_that_would_exceed_the_cap_fails_before_releasing_anything() {
     assert!(rel["epsilon"].as_f64().unwrap() <= 0.6 + 1e-12);
     let table = common::read_parquet(&w.path().join("out/first.by_country.parquet"));
     assert_eq!(table.height(), 16);
+    // The summary's range of the mean's half-widths is the range in the file.
+    let ci = table
+        .column("handle_time_minutes_mean_ci95")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .clone();
+    let range = &rel["mean_ci95"][0];
+    assert_eq!(range[0], "handle_time_minutes_mean");
+    assert_eq!(range[1].as_f64(), ci.min());
+    assert_eq!(range[2].as_f64(), ci.max());
     for c in [
         "count",
         "count_ci95",

@@ -168,6 +168,10 @@ pub struct ReleaseRecord {
     /// Per quantile: 95% bound on the released candidate's rank error, in rows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rank_ci95: Vec<(String, f64)>,
+    /// Per mean: the smallest and largest 95% half-width over the released rows (each row's
+    /// is in the file; they depend on the row's noisy count).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mean_ci95: Vec<(String, f64, f64)>,
 }
 
 /// A full run record as appended to the lineage store.

@@ -1249,6 +1249,7 @@ mod tests {
                 threshold: Some(40 + n as u32),
                 noise: vec![("count".into(), "Integer Laplace".into(), 3.25, Some(9.7))],
                 rank_ci95: Vec::new(),
+                mean_ci95: Vec::new(),
             }],
         }
     }
