@@ -973,6 +973,9 @@ fn release_plans(
         if sums && max_rows.is_none() {
             flag(diags, at("sum and mean need max_rows, a public upper bound on the consented rows the release reads".into(), "e.g. max_rows = 10_000_000: OpenDP's float sums account for rounding over that many rows, so it must be fixed before the data is read, not counted from it; a run with more rows fails before releasing"), &mut bad);
         }
+        if let Some(name) = crate::dp::release::duplicate_column(&group_by, &statistics) {
+            flag(diags, at(format!("the release would write the column `{name}` twice"), "each group column and statistic needs its own name: rename a group column, drop a repeated statistic, or use quantiles that differ in percent"), &mut bad);
+        }
         let max_keys = r.max_keys.as_ref().map(|m| *m.get_ref());
         if max_keys == Some(0) {
             flag(

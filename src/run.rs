@@ -1099,9 +1099,8 @@ fn run_releases(
     for r in &plan.releases {
         if frame.height() as u64 > u64::from(r.max_rows) {
             return Err(RunError::Release(format!(
-                "release `{}`: {} consented rows are more than its public bound max_rows = {}; nothing was spent or released\n  = hint: raise max_rows in the release (it is public and fixed before the data is read, so set it above any size the dataset can reach)",
+                "release `{}`: the consented rows are more than its public bound max_rows = {}; nothing was spent or released\n  = hint: raise max_rows in the release (it is public and fixed before the data is read, so set it above any size the dataset can reach)",
                 r.name,
-                frame.height(),
                 r.max_rows
             )));
         }
@@ -1234,21 +1233,22 @@ fn describe_statistic(s: &release::Statistic) -> String {
             column,
             lower,
             upper,
-        } => format!("sum({column}) clamped to [{lower}, {upper}]"),
+        } => format!("sum({column}) clamped to [{lower}, {upper}], a missing value counts as {}", (lower + upper) / 2.0),
         release::Statistic::Mean {
             column,
             lower,
             upper,
-        } => format!("mean({column}) clamped to [{lower}, {upper}] (noisy sum / noisy count)"),
+        } => format!("mean({column}) clamped to [{lower}, {upper}] (noisy sum / noisy count), a missing value counts as {}", (lower + upper) / 2.0),
         release::Statistic::Quantile {
             column,
             alpha,
             candidates,
         } => format!(
-            "quantile({column}, {alpha}) over {} candidates from {} to {}",
+            "quantile({column}, {alpha}) over {} candidates from {} to {}, a missing value counts as {}",
             candidates.len(),
             candidates.first().unwrap_or(&0.0),
-            candidates.last().unwrap_or(&0.0)
+            candidates.last().unwrap_or(&0.0),
+            release::missing_candidate(candidates)
         ),
     }
 }

@@ -552,3 +552,46 @@ fn max_rows_per_subject_counts_a_subjects_first_rows_in_all_groups() {
         scale(&b)
     );
 }
+
+#[test]
+fn the_rows_kept_are_a_subjects_first_whatever_other_subjects_are_there() {
+    // Subject b's rows in group y, in input order 10, 20, 30; one row per subject and group
+    // counts, so y's sum is 10 (ε = 10⁶: the noise is far below 0.5), with or without a
+    // subject a whose many rows come before and between b's.
+    let mut p = plan(public(&["x", "y"]), Loss::Pure { epsilon: 1e6 }, 1);
+    p.max_rows = 10_000;
+    p.statistics = vec![Statistic::Sum {
+        column: "v".into(),
+        lower: 0.0,
+        upper: 100.0,
+    }];
+    let prepared = prepare(&p).unwrap();
+    let y_sum = |rows: &[(&str, &str, f64)]| {
+        let data = df!(
+            SUBJECT => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            "g" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            "v" => rows.iter().map(|r| r.2).collect::<Vec<_>>()
+        )
+        .unwrap();
+        let out = prepared.run(&p, data.lazy()).unwrap();
+        let g = out.column("g").unwrap().str().unwrap().clone();
+        let v = out.column("v_sum").unwrap().f64().unwrap().clone();
+        let found = g
+            .iter()
+            .zip(v.iter())
+            .find(|(g, _)| *g == Some("y"))
+            .and_then(|(_, v)| v);
+        found.unwrap()
+    };
+    let alone = [("b", "y", 10.0), ("b", "y", 20.0), ("b", "y", 30.0)];
+    let mut mixed = Vec::new();
+    for i in 0..500 {
+        mixed.push(("a", "x", f64::from(i % 100)));
+        if i % 200 == 0 {
+            mixed.push(alone[(i / 200) as usize]);
+        }
+    }
+    assert_eq!(mixed.iter().filter(|r| r.0 == "b").count(), 3);
+    assert!((y_sum(&alone) - 10.0).abs() < 0.5, "{}", y_sum(&alone));
+    assert!((y_sum(&mixed) - 10.0).abs() < 0.5, "{}", y_sum(&mixed));
+}

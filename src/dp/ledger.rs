@@ -422,9 +422,15 @@ fn past_losses(conn: &Connection, dataset: &str) -> rusqlite::Result<Vec<Loss>> 
     let mut out = Vec::new();
     for row in rows {
         let (m, e, d, rho) = row?;
-        if let Some(l) = Loss::from_columns(&m, e, d, rho) {
-            out.push(l);
-        }
+        // A spend that cannot be read must not be skipped: that would undercount the budget.
+        let l = Loss::from_columns(&m, e, d, rho).ok_or_else(|| {
+            rusqlite::Error::InvalidColumnType(
+                0,
+                format!("measure `{m}`"),
+                rusqlite::types::Type::Text,
+            )
+        })?;
+        out.push(l);
     }
     Ok(out)
 }

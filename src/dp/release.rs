@@ -191,6 +191,37 @@ pub fn stat_column(s: &Statistic) -> String {
     }
 }
 
+/// The first column name a release would use twice (in OpenDP's frame or in the release
+/// file), if any: group columns, `count`, and each statistic's columns.
+pub fn duplicate_column(group_by: &[String], statistics: &[Statistic]) -> Option<String> {
+    let mut internal: Vec<String> = group_by.to_vec();
+    internal.push("count".into());
+    let mut output: Vec<String> = group_by.to_vec();
+    for s in statistics {
+        let (inner, outer) = match s {
+            Statistic::Count => {
+                output.extend(["count".to_string(), "count_ci95".to_string()]);
+                continue;
+            }
+            Statistic::Sum { column, .. } => (stat_column(s), format!("{column}_sum")),
+            Statistic::Mean { column, .. } => (stat_column(s), format!("{column}_mean")),
+            Statistic::Quantile { .. } => (stat_column(s), stat_column(s)),
+        };
+        internal.push(inner);
+        output.push(format!("{outer}_ci95"));
+        output.push(format!("{outer}_rank_ci95"));
+        output.push(outer);
+    }
+    let first_repeat = |names: &[String]| {
+        names
+            .iter()
+            .enumerate()
+            .find(|(i, n)| names[..*i].contains(n))
+            .map(|(_, n)| n.clone())
+    };
+    first_repeat(&internal).or_else(|| first_repeat(&output))
+}
+
 impl ReleasePlan {
     /// Numeric columns the release frame must carry.
     pub fn value_columns(&self) -> Vec<String> {
@@ -306,8 +337,8 @@ impl ReleasePlan {
                     candidates,
                 } => aggs.push(
                     col(column.as_str())
-                        .fill_null(lit(candidates[0]))
-                        .fill_nan(lit(candidates[0]))
+                        .fill_null(lit(missing_candidate(candidates)))
+                        .fill_nan(lit(missing_candidate(candidates)))
                         .dp()
                         .quantile(
                             *alpha,
@@ -349,6 +380,12 @@ impl ReleasePlan {
             _ => lf,
         }
     }
+}
+
+/// The candidate a missing value counts as in a quantile: the middle one, as OpenDP's sums
+/// count a missing value as the middle of the bounds.
+pub fn missing_candidate(candidates: &[f64]) -> f64 {
+    candidates.get(candidates.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Row numbers within a window, exactly as OpenDP's truncation matcher expects them.
@@ -564,6 +601,18 @@ fn finish(
     spend: Loss,
     name: &str,
 ) -> Result<Prepared, ReleaseError> {
+    // The calibration meets the target by construction; checked here so a change to the search
+    // can never release more than was asked.
+    let within = super::ledger::compose(&plan.target, &[spend])
+        .map(|spent| super::ledger::fits(&plan.target, &spent))
+        .unwrap_or(false);
+    if !within {
+        return Err(ReleaseError::Calibrate {
+            release: name.to_string(),
+            target: plan.target,
+            message: format!("the calibrated release would spend {spend}"),
+        });
+    }
     let summary = built.summary().map_err(|e| ReleaseError::Build {
         release: name.to_string(),
         message: msg(&e),
@@ -624,10 +673,14 @@ fn finish(
 /// The subject as a 64-bit key, rows sorted by it. Every row of one subject gets the same key,
 /// so one subject is still one privacy unit; two subjects that collide become one unit, which
 /// only bounds their rows together. Sorted integer keys make the truncation windows (grouped by
-/// subject) much cheaper for polars than hashing text per window.
-/// A subject column that is already `u64` (keys from [`subject_key`], or numeric ids) is used
-/// as it is.
-fn subject_keyed(mut data: LazyFrame) -> LazyFrame {
+/// subject) much cheaper for polars than hashing text per window. A subject column that is
+/// already `u64` (keys from [`subject_key`], or numeric ids) is used as it is.
+///
+/// Rows whose group key is missing are not counted (in both kinds of truncation alike). The
+/// sort by subject is stable, so a subject's rows keep their input (file) order: "the first k
+/// rows" the truncation keeps are the subject's first in the file, whatever other subjects
+/// are present.
+fn subject_keyed(mut data: LazyFrame, group_by: &[String]) -> LazyFrame {
     let keyed = data
         .collect_schema()
         .ok()
@@ -636,7 +689,13 @@ fn subject_keyed(mut data: LazyFrame) -> LazyFrame {
     if !keyed {
         data = data.with_column(subject_key(col(SUBJECT)).alias(SUBJECT));
     }
-    data.sort([SUBJECT], SortMultipleOptions::default())
+    for g in group_by {
+        data = data.filter(col(g.as_str()).is_not_null());
+    }
+    data.sort(
+        [SUBJECT],
+        SortMultipleOptions::default().with_maintain_order(true),
+    )
 }
 
 /// The 64-bit key of a subject value (text or number).
@@ -659,7 +718,7 @@ impl Prepared {
         };
         let raw = self
             .built
-            .invoke(&subject_keyed(data))
+            .invoke(&subject_keyed(data, &plan.group_by))
             .map_err(|e| err(msg(&e)))?;
         let accuracy = |column: &str| {
             self.calibrated
