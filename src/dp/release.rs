@@ -10,10 +10,13 @@
 //! over OpenDP's own privacy map until the target is met. All noise comes from OpenDP.
 
 use opendp::accuracy::polars::summarize_polars_measurement;
+use opendp::core::Measure;
 use opendp::domains::{AtomDomain, LazyFrameDomain, Margin, OptionDomain, SeriesDomain};
+use opendp::measurements::PrivateDslPlan;
 use opendp::measures::{Approximate, MaxDivergence, ZeroConcentratedDivergence};
 use opendp::metrics::SymmetricIdDistance;
 use opendp::polars::{dp_len, OnceFrame, PrivacyNamespace};
+use polars::prelude::DslPlan;
 use polars::prelude::*;
 
 use super::ledger::Loss;
@@ -395,23 +398,9 @@ fn enumerate() -> Expr {
 
 /// A release measurement in one of the four measures.
 enum Built {
-    Pure(opendp::core::Measurement<LazyFrameDomain, SymmetricIdDistance, MaxDivergence, OnceFrame>),
-    Approx(
-        opendp::core::Measurement<
-            LazyFrameDomain,
-            SymmetricIdDistance,
-            Approximate<MaxDivergence>,
-            OnceFrame,
-        >,
-    ),
-    Zcdp(
-        opendp::core::Measurement<
-            LazyFrameDomain,
-            SymmetricIdDistance,
-            ZeroConcentratedDivergence,
-            OnceFrame,
-        >,
-    ),
+    Pure(Release<MaxDivergence>),
+    Approx(Release<Approximate<MaxDivergence>>),
+    Zcdp(Release<ZeroConcentratedDivergence>),
 }
 
 impl Built {
@@ -440,11 +429,7 @@ pub struct Prepared {
 
 /// Builds the release with the noise scale (and threshold) that meet its target.
 pub fn prepare(plan: &ReleasePlan) -> Result<Prepared, ReleaseError> {
-    let build_err = |e: opendp::error::Error| ReleaseError::Build {
-        release: plan.name.clone(),
-        message: msg(&e),
-        hint: "check the bounds, candidates and contribution limits of the release".into(),
-    };
+    let build_err = |e: opendp::error::Error| build_error(plan, e);
     let domain = plan.domain().map_err(build_err)?;
     let schema = domain.schema();
     let lf = plan.plan(&schema);
@@ -462,29 +447,14 @@ pub fn prepare(plan: &ReleasePlan) -> Result<Prepared, ReleaseError> {
             if private {
                 return Err(calib_err("private keys need δ > 0".into()));
             }
-            let build = |s: f64| {
-                opendp::measurements::make_private_lazyframe(
-                    domain.clone(),
-                    metric.clone(),
-                    MaxDivergence,
-                    lf.clone(),
-                    Some(s),
-                    None,
-                )
-            };
-            // A plan OpenDP refuses is a build error, not a calibration problem.
-            build(1.0).map_err(build_err)?;
-            let s = search_scale(|s| build(s).and_then(|m| m.map(&1u32)), epsilon, 1.0)
-                .map_err(|e| calib_err(msg(&e)))?;
-            let m = build(s).map_err(build_err)?;
-            let spent = m.map(&1u32).map_err(build_err)?;
-            finish(
+            calibrate_scalar(
                 plan,
-                Built::Pure(m),
-                s,
-                None,
-                Loss::Pure { epsilon: spent },
-                &plan.name,
+                &domain,
+                &lf,
+                MaxDivergence,
+                epsilon,
+                1.0,
+                |m, epsilon| (Built::Pure(m), Loss::Pure { epsilon }),
             )
         }
         Loss::Approx { epsilon, delta } => {
@@ -551,30 +521,71 @@ pub fn prepare(plan: &ReleasePlan) -> Result<Prepared, ReleaseError> {
                     "private keys need δ > 0; give the target as { epsilon, delta }".into(),
                 ));
             }
-            let build = |s: f64| {
-                opendp::measurements::make_private_lazyframe(
-                    domain.clone(),
-                    metric.clone(),
-                    ZeroConcentratedDivergence,
-                    lf.clone(),
-                    Some(s),
-                    None,
-                )
-            };
-            build(1.0).map_err(build_err)?;
-            let s = search_scale(|s| build(s).and_then(|m| m.map(&1u32)), rho, 2.0)
-                .map_err(|e| calib_err(msg(&e)))?;
-            let m = build(s).map_err(build_err)?;
-            let spent = m.map(&1u32).map_err(build_err)?;
-            finish(
+            calibrate_scalar(
                 plan,
-                Built::Zcdp(m),
-                s,
-                None,
-                Loss::Zcdp { rho: spent },
-                &plan.name,
+                &domain,
+                &lf,
+                ZeroConcentratedDivergence,
+                rho,
+                2.0,
+                |m, rho| (Built::Zcdp(m), Loss::Zcdp { rho }),
             )
         }
+    }
+}
+
+/// A release measurement at one subject, in measure `MO`.
+type Release<MO> = opendp::core::Measurement<LazyFrameDomain, SymmetricIdDistance, MO, OnceFrame>;
+
+/// Builds and calibrates a release whose loss is one number (ε for pure DP, ρ for zCDP): the
+/// smallest global scale whose loss at one subject meets `target`. `done` wraps the
+/// measurement and its loss.
+fn calibrate_scalar<MO>(
+    plan: &ReleasePlan,
+    domain: &LazyFrameDomain,
+    lf: &LazyFrame,
+    measure: MO,
+    target: f64,
+    power: f64,
+    done: impl FnOnce(Release<MO>, f64) -> (Built, Loss),
+) -> Result<Prepared, ReleaseError>
+where
+    MO: 'static + Measure<Distance = f64> + Clone,
+    DslPlan: PrivateDslPlan<SymmetricIdDistance, MO>,
+{
+    let build_err = |e: opendp::error::Error| build_error(plan, e);
+    let build = |s: f64| {
+        opendp::measurements::make_private_lazyframe(
+            domain.clone(),
+            SymmetricIdDistance {
+                identifier: col(SUBJECT),
+            },
+            measure.clone(),
+            lf.clone(),
+            Some(s),
+            None,
+        )
+    };
+    // A plan OpenDP refuses is a build error, not a calibration problem.
+    build(1.0).map_err(build_err)?;
+    let s = search_scale(|s| build(s).and_then(|m| m.map(&1u32)), target, power).map_err(|e| {
+        ReleaseError::Calibrate {
+            release: plan.name.clone(),
+            target: plan.target,
+            message: msg(&e),
+        }
+    })?;
+    let m = build(s).map_err(build_err)?;
+    let spent = m.map(&1u32).map_err(build_err)?;
+    let (built, loss) = done(m, spent);
+    finish(plan, built, s, None, loss, &plan.name)
+}
+
+fn build_error(plan: &ReleasePlan, e: opendp::error::Error) -> ReleaseError {
+    ReleaseError::Build {
+        release: plan.name.clone(),
+        message: msg(&e),
+        hint: "check the bounds, candidates and contribution limits of the release".into(),
     }
 }
 
