@@ -86,7 +86,7 @@ fn main() {
         max_rows_per_group: 5,
         max_groups: 1,
         max_rows_per_subject: None,
-        max_rows: rows as u32,
+        max_rows: Some(rows as u32),
         max_keys: None,
         target: Loss::Pure { epsilon: 1.0 },
         statistics: vec![

@@ -1014,8 +1014,7 @@ fn release_plans(
             max_rows_per_group,
             max_groups,
             max_rows_per_subject: per_subject,
-            // Counts and quantiles only need an overflow bound.
-            max_rows: max_rows.unwrap_or(u32::MAX),
+            max_rows,
             max_keys: private_keys.then_some(max_keys).flatten(),
             target: target.unwrap_or(Loss::Pure { epsilon: 1.0 }),
             statistics,
@@ -1382,10 +1381,9 @@ impl Plan {
                 },
                 r.target
             ));
-            if r.max_rows < u32::MAX {
+            if let Some(m) = r.max_rows {
                 out.push(format!(
-                    "    public bound: at most {} consented rows (a run with more fails before releasing)",
-                    r.max_rows
+                    "    public bound: at most {m} consented rows (a run with more fails before releasing)"
                 ));
             }
             if let Some(k) = r.max_keys {

@@ -1097,11 +1097,10 @@ fn run_releases(
     // The noise of sums was fixed for at most max_rows rows: more would void the guarantee.
     // Checked before any budget is spent or anything released.
     for r in &plan.releases {
-        if frame.height() as u64 > u64::from(r.max_rows) {
+        if let Some(max_rows) = r.max_rows.filter(|m| frame.height() as u64 > u64::from(*m)) {
             return Err(RunError::Release(format!(
-                "release `{}`: the consented rows are more than its public bound max_rows = {}; nothing was spent or released\n  = hint: raise max_rows in the release (it is public and fixed before the data is read, so set it above any size the dataset can reach)",
-                r.name,
-                r.max_rows
+                "release `{}`: the consented rows are more than its public bound max_rows = {max_rows}; nothing was spent or released\n  = hint: raise max_rows in the release (it is public and fixed before the data is read, so set it above any size the dataset can reach)",
+                r.name
             )));
         }
         if let Some(max_keys) = r.max_keys {
@@ -1173,7 +1172,7 @@ fn run_releases(
             max_rows_per_group: r.max_rows_per_group,
             max_groups: r.max_groups,
             max_rows_per_subject: r.max_rows_per_subject,
-            max_rows: (r.max_rows < u32::MAX).then_some(r.max_rows),
+            max_rows: r.max_rows,
             max_keys: r.max_keys,
             statistics: r.statistics.iter().map(describe_statistic).collect(),
             measure: p.calibrated.spend.measure().into(),
@@ -1210,8 +1209,8 @@ fn mean_half_widths(r: &release::ReleasePlan, table: &DataFrame) -> Vec<(String,
     r.statistics
         .iter()
         .filter_map(|s| match s {
-            release::Statistic::Mean { column, .. } => {
-                let name = format!("{column}_mean");
+            release::Statistic::Mean { .. } => {
+                let name = release::output_column(s);
                 let ci = table
                     .column(&format!("{name}_ci95"))
                     .ok()?

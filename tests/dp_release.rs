@@ -18,7 +18,7 @@ fn plan(keys: Keys, target: Loss, max_rows: u32) -> ReleasePlan {
         max_rows_per_group: max_rows,
         max_groups: 1,
         max_rows_per_subject: None,
-        max_rows: u32::MAX,
+        max_rows: None,
         max_keys: None,
         target,
         statistics: vec![Statistic::Count],
@@ -463,7 +463,7 @@ fn released_quantiles_stay_within_the_rank_bound() {
             max_rows_per_group: 1,
             max_groups: 1,
             max_rows_per_subject: None,
-            max_rows: 10_000,
+            max_rows: Some(10_000),
             max_keys: None,
             target: Loss::Pure { epsilon: 0.05 },
             statistics: vec![Statistic::Quantile {
@@ -559,7 +559,7 @@ fn the_rows_kept_are_a_subjects_first_whatever_other_subjects_are_there() {
     // counts, so y's sum is 10 (ε = 10⁶: the noise is far below 0.5), with or without a
     // subject a whose many rows come before and between b's.
     let mut p = plan(public(&["x", "y"]), Loss::Pure { epsilon: 1e6 }, 1);
-    p.max_rows = 10_000;
+    p.max_rows = Some(10_000);
     p.statistics = vec![Statistic::Sum {
         column: "v".into(),
         lower: 0.0,

@@ -70,8 +70,9 @@ pub struct ReleasePlan {
     /// `max_groups` hold the bounds it implies).
     pub max_rows_per_subject: Option<u32>,
     pub max_groups: u32,
-    /// Public bound on the rows the release reads (every group's size, for OpenDP's margin).
-    pub max_rows: u32,
+    /// Public bound on the rows the release reads (every group's size, for OpenDP's margin);
+    /// none for counts and quantiles, which only need an overflow bound.
+    pub max_rows: Option<u32>,
     /// Private keys: public bound on the number of distinct keys (OpenDP's float sums need it).
     pub max_keys: Option<u32>,
     pub target: Loss,
@@ -194,6 +195,16 @@ pub fn stat_column(s: &Statistic) -> String {
     }
 }
 
+/// Name of a statistic's column in the release file (its half-width is `<name>_ci95`, or
+/// `<name>_rank_ci95` for a quantile).
+pub fn output_column(s: &Statistic) -> String {
+    match s {
+        Statistic::Sum { column, .. } => format!("{column}_sum"),
+        Statistic::Mean { column, .. } => format!("{column}_mean"),
+        Statistic::Count | Statistic::Quantile { .. } => stat_column(s),
+    }
+}
+
 /// The first column name a release would use twice (in OpenDP's frame or in the release
 /// file), if any: group columns, `count`, and each statistic's columns.
 pub fn duplicate_column(group_by: &[String], statistics: &[Statistic]) -> Option<String> {
@@ -201,16 +212,12 @@ pub fn duplicate_column(group_by: &[String], statistics: &[Statistic]) -> Option
     internal.push("count".into());
     let mut output: Vec<String> = group_by.to_vec();
     for s in statistics {
-        let (inner, outer) = match s {
-            Statistic::Count => {
-                output.extend(["count".to_string(), "count_ci95".to_string()]);
-                continue;
-            }
-            Statistic::Sum { column, .. } => (stat_column(s), format!("{column}_sum")),
-            Statistic::Mean { column, .. } => (stat_column(s), format!("{column}_mean")),
-            Statistic::Quantile { .. } => (stat_column(s), stat_column(s)),
-        };
-        internal.push(inner);
+        let outer = output_column(s);
+        if *s == Statistic::Count {
+            output.extend([outer.clone(), format!("{outer}_ci95")]);
+            continue;
+        }
+        internal.push(stat_column(s));
         output.push(format!("{outer}_ci95"));
         output.push(format!("{outer}_rank_ci95"));
         output.push(outer);
@@ -226,6 +233,12 @@ pub fn duplicate_column(group_by: &[String], statistics: &[Statistic]) -> Option
 }
 
 impl ReleasePlan {
+    /// The bound on any group's rows OpenDP is given: the public `max_rows`, or the largest it
+    /// takes when none is declared.
+    fn row_bound(&self) -> u32 {
+        self.max_rows.unwrap_or(u32::MAX).max(1)
+    }
+
     /// Numeric columns the release frame must carry.
     pub fn value_columns(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
@@ -265,7 +278,7 @@ impl ReleasePlan {
                 .map(|g| col(g.as_str()))
                 .collect::<Vec<_>>(),
         )
-        .with_max_length(self.max_rows.max(1));
+        .with_max_length(self.row_bound());
         let margin = match self.max_keys {
             Some(k) => margin.with_max_groups(k.max(1)),
             None => margin,
@@ -663,7 +676,7 @@ fn finish(
                 let scale = noise.iter().find(|(n, ..)| *n == c)?.2;
                 Some((
                     c,
-                    quantile_rank_error(scale, *alpha, candidates.len(), plan.max_rows),
+                    quantile_rank_error(scale, *alpha, candidates.len(), plan.row_bound()),
                 ))
             }
             _ => None,
@@ -763,12 +776,12 @@ impl Prepared {
             );
         }
         for s in &plan.statistics {
-            let c = stat_column(s);
+            let (c, name) = (stat_column(s), output_column(s));
             match s {
                 Statistic::Count => {}
-                Statistic::Sum { column, .. } => {
+                Statistic::Sum { .. } => {
                     let v = raw.column(&c).map_err(|e| err(e.to_string()))?.clone();
-                    with_ci(&mut out, &format!("{column}_sum"), v, accuracy(&c));
+                    with_ci(&mut out, &name, v, accuracy(&c));
                 }
                 Statistic::Quantile { .. } => {
                     // OpenDP gives no value interval for a quantile (it depends on how the
@@ -783,11 +796,7 @@ impl Prepared {
                         .map(|(_, r)| *r);
                     out.push(Column::new(format!("{c}_rank_ci95").into(), vec![rank; n]));
                 }
-                Statistic::Mean {
-                    column,
-                    lower,
-                    upper,
-                } => {
+                Statistic::Mean { lower, upper, .. } => {
                     // mean = noisy sum / noisy count, both from OpenDP.
                     let sum = raw
                         .column(&c)
@@ -806,7 +815,6 @@ impl Prepared {
                             mean.map(|_| self.calibrated.mean_half_width(&c, *lower, *upper, kv)),
                         );
                     }
-                    let name = format!("{column}_mean");
                     out.push(Column::new(name.as_str().into(), means));
                     out.push(Column::new(format!("{name}_ci95").into(), cis));
                 }
