@@ -151,8 +151,20 @@ enum LineageCommand {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
-    /// Recompute the hash chain; exit 1 and name the first broken record if anything was edited.
+    /// Recompute the hash chains of the records and the budget ledger and compare the store
+    /// with its anchor; exit 1 and name the first broken place if anything was edited, deleted
+    /// or rolled back.
     Verify {
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Start a new, empty store where the old one is missing or empty (never overwrites one),
+    /// or with --adopt keep the store as it is (e.g. an older backup put back); the anchor
+    /// beside the store records that you did.
+    Init {
+        /// Keep the existing store as it is and anchor it (it must verify).
+        #[arg(long)]
+        adopt: bool,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -203,6 +215,19 @@ fn config_error(d: &privprep::Diagnostics, format: Format) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Outputs of the pipeline that would land on the lineage store, the key file or other state.
+fn state_collisions(
+    plan: &privprep::Plan,
+    g: &Global,
+    lineage_db: &std::path::Path,
+    key_file: Option<PathBuf>,
+) -> privprep::Diagnostics {
+    let mut opts = privprep::RunOptions::new(&g.state_dir);
+    opts.lineage_db = lineage_db.to_path_buf();
+    opts.key_file = key_file;
+    privprep::run::write_collisions(plan, &opts)
+}
+
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = cli.global;
     let lineage_db = g
@@ -212,6 +237,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate { file, format } => match privprep::validate(&file) {
             Err(d) => Ok(config_error(&d, format)),
+            Ok(plan) if !state_collisions(&plan, &g, &lineage_db, None).is_empty() => Ok(
+                config_error(&state_collisions(&plan, &g, &lineage_db, None), format),
+            ),
             Ok(plan) => {
                 let warnings = plan.explain().warnings;
                 if format == Format::Json {
@@ -253,6 +281,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(d) => return Ok(config_error(&d, format)),
                 Ok(p) => p,
             };
+            let collisions = state_collisions(&plan, &g, &lineage_db, key_file.clone());
+            if !collisions.is_empty() {
+                return Ok(config_error(&collisions, format));
+            }
             let mut opts = privprep::RunOptions::new(&g.state_dir);
             opts.lineage_db = lineage_db;
             opts.key_file = key_file;
@@ -398,17 +430,52 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Lineage {
+            command: LineageCommand::Init { adopt, format },
+        } => lineage_init(&lineage_db, adopt, format),
         Command::Lineage { command } => {
-            let mut store = Store::open(&lineage_db)
-                .with_context(|| format!("opening lineage store {}", lineage_db.display()))?;
+            // The error names the store; a store that disagrees with its anchor still opens,
+            // so that `verify` can say so.
+            let mut store = Store::open_to_inspect(&lineage_db)?;
             privprep::run::recover_interrupted(&g.state_dir, &mut store);
             lineage(&store, command)
         }
     }
 }
 
+fn lineage_init(db: &std::path::Path, adopt: bool, format: Format) -> anyhow::Result<ExitCode> {
+    let (_store, outcome) = Store::init(db, adopt)?;
+    if format == Format::Json {
+        print_json(&outcome)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let head = &outcome.head;
+    if outcome.adopted {
+        println!(
+            "lineage store {} adopted as it is: {} record(s), head {}; {} budget ledger entr(ies)",
+            db.display(),
+            head.records,
+            head.head_hash.as_deref().unwrap_or("-"),
+            head.ledger_last_id
+        );
+    } else {
+        println!("lineage store {} created (empty)", db.display());
+    }
+    if let Some(before) = &outcome.replaced {
+        println!(
+            "  it replaces what the anchor recorded before: {} record(s), head {}; {} budget ledger entr(ies)",
+            before.records,
+            before.head_hash.as_deref().unwrap_or("-"),
+            before.ledger_last_id
+        );
+    }
+    println!("  anchor {} (notes this init)", outcome.anchor.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn lineage(store: &Store, command: LineageCommand) -> anyhow::Result<ExitCode> {
     match command {
+        LineageCommand::Init { adopt, format } => lineage_init(store.path(), adopt, format),
         LineageCommand::List { format } => {
             let runs = store.list()?;
             if format == Format::Json {
@@ -533,16 +600,22 @@ fn lineage(store: &Store, command: LineageCommand) -> anyhow::Result<ExitCode> {
                 print_json(&report)?;
             } else if let Some(b) = &report.first_broken {
                 eprintln!(
-                    "error: lineage chain broken at record {} (run {}): {}",
-                    b.seq.map_or("?".to_string(), |s| s.to_string()),
-                    b.run_id.as_deref().unwrap_or("?"),
+                    "error: lineage store {} fails verification at {}: {}\n  = hint: it was edited, truncated or rolled back outside privprep; restore it from a backup (privprep spends no budget from it until it verifies)",
+                    store.path().display(),
+                    b.location(),
                     b.reason
                 );
             } else {
                 println!(
-                    "lineage ok: {} record(s), head {}",
+                    "lineage ok: {} record(s), head {}; budget ledger {} entr(ies), head {}; {}",
                     report.records,
-                    report.head_hash.as_deref().unwrap_or("-")
+                    report.head_hash.as_deref().unwrap_or("-"),
+                    report.ledger_entries,
+                    report.ledger_head.as_deref().unwrap_or("-"),
+                    match &report.anchor {
+                        Some(a) => format!("matches its anchor {}", a.display()),
+                        None => "no anchor to check against (it could not be written)".into(),
+                    }
                 );
             }
             Ok(if report.is_ok() {

@@ -15,6 +15,7 @@ use crate::spec::{
     self, ColumnRule, Diagnostic, Diagnostics, PipelineFile, SourceFormat, TextActionSpec,
     TokenEncodingSpec, ValidatorSpec,
 };
+use crate::spec::paths::{self as spec_paths, NamedPath};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -96,6 +97,8 @@ pub struct Plan {
     pub releases: Vec<ReleasePlan>,
     /// The dataset's privacy budget cap (from the manifest).
     pub budget_cap: Option<Loss>,
+    /// Every file the pipeline names, read or written, with where (for collision checks).
+    pub paths: Vec<NamedPath>,
 }
 
 impl Plan {
@@ -660,10 +663,16 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
         &mut diags,
     );
 
+    let paths = named_paths(&file, &base, &files, &manifest, &output);
+    for d in collision_diagnostics(&file, &paths) {
+        diags.push(d);
+    }
+
     if !diags.is_empty() {
         return Err(diags);
     }
     Ok(Plan {
+        paths,
         releases,
         budget_cap,
         name: s.pipeline.name.get_ref().clone(),
@@ -1023,6 +1032,113 @@ fn release_plans(
     out
 }
 
+/// Every file the pipeline reads or writes, with the place in the pipeline file that names it.
+fn named_paths(
+    file: &PipelineFile,
+    base: &std::path::Path,
+    inputs: &[PathBuf],
+    manifest: &Manifest,
+    output: &OutputPlan,
+) -> Vec<NamedPath> {
+    let s = &file.spec;
+    let source_span = Some(s.source.path.span());
+    let mut out: Vec<NamedPath> = inputs
+        .iter()
+        .map(|f| NamedPath::read(format!("input `{}`", f.display()), f.clone(), source_span.clone()))
+        .collect();
+    out.push(NamedPath::read(
+        "the dataset manifest",
+        manifest.path.clone(),
+        s.source.manifest.as_ref().map(|m| m.span()).or(source_span),
+    ));
+    for r in &s.policy.revocations {
+        out.push(NamedPath::read(
+            "revocation list",
+            spec::resolve(base, r.get_ref()),
+            Some(r.span()),
+        ));
+    }
+    if let Some(df) = &s.pii.deny_file {
+        out.push(NamedPath::read(
+            "[pii] deny_file",
+            spec::resolve(base, df.get_ref()),
+            Some(df.span()),
+        ));
+    }
+    for r in &s.release {
+        if let Some(f) = &r.get_ref().key_file {
+            out.push(NamedPath::read(
+                format!("key file of release `{}`", r.get_ref().name.get_ref()),
+                spec::resolve(base, f.get_ref()),
+                Some(f.span()),
+            ));
+        }
+    }
+    let out_span = Some(s.output.path.span());
+    for (split, _, path) in output.files() {
+        let what = match split {
+            "all" => "[output] path".to_string(),
+            other => format!("the `{other}` split of [output] path"),
+        };
+        out.push(NamedPath::write(what, path, out_span.clone()));
+    }
+    out.push(NamedPath::write(
+        match &s.output.quarantine {
+            Some(_) => "[output] quarantine",
+            None => "the default quarantine report of [output] path",
+        },
+        output.quarantine_path.clone(),
+        s.output.quarantine.as_ref().map(|q| q.span()).or(out_span),
+    ));
+    for r in &s.release {
+        let r = r.get_ref();
+        out.push(NamedPath::write(
+            format!("path of release `{}`", r.name.get_ref()),
+            spec::resolve(base, r.path.get_ref()),
+            Some(r.path.span()),
+        ));
+    }
+    out
+}
+
+/// `line L, column C` of a byte offset in the pipeline file.
+fn place(file: &PipelineFile, span: &Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(sp) => {
+            let d = Diagnostic::at(&file.path, &file.text, Some(sp.clone()), "");
+            format!("{}:{}:{}", file.path.display(), d.line, d.column)
+        }
+        None => "outside the pipeline file".into(),
+    }
+}
+
+/// One error per path the run would write over a file it reads, owns or writes twice.
+pub fn collision_diagnostics(file: &PipelineFile, paths: &[NamedPath]) -> Vec<Diagnostic> {
+    spec_paths::collisions(paths)
+        .into_iter()
+        .map(|c| {
+            let verb = match c.other.use_ {
+                spec_paths::Use::Read => "would overwrite",
+                spec_paths::Use::Write => "is the same file as",
+            };
+            Diagnostic::at(
+                &file.path,
+                &file.text,
+                c.written.span.clone(),
+                format!(
+                    "{} `{}` {verb} {} (`{}`, {})",
+                    c.written.what,
+                    c.written.path.display(),
+                    c.other.what,
+                    c.other.path.display(),
+                    place(file, &c.other.span)
+                ),
+            )
+            .hint("every file a run writes must be a new place: choose another path (after symlinks and `..` it names the same file)")
+        })
+        .collect()
+}
+
 fn flag(diags: &mut Diagnostics, d: Diagnostic, bad: &mut bool) {
     diags.push(d);
     *bad = true;
@@ -1030,7 +1146,13 @@ fn flag(diags: &mut Diagnostics, d: Diagnostic, bad: &mut bool) {
 
 /// Reads a public key list: one key per line, or a CSV whose header names the group columns.
 fn read_keys(path: &std::path::Path, group_by: &[String]) -> Result<Vec<Vec<String>>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let text = spec::sidefile::read_to_string(path, spec::sidefile::KEY_LIST).map_err(|e| {
+        format!(
+            "{}; a key list must be a regular file of at most {}",
+            e.reason(),
+            spec::sidefile::KEY_LIST.limit_text()
+        )
+    })?;
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     let first: Vec<String> = lines
         .clone()
@@ -1129,7 +1251,7 @@ fn pii_plan(file: &PipelineFile, base: &std::path::Path, diags: &mut Diagnostics
         .collect();
     if let Some(df) = &s.deny_file {
         let p = spec::resolve(base, df.get_ref());
-        match std::fs::read(&p) {
+        match spec::sidefile::read(&p, spec::sidefile::DENY_FILE) {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
                 let terms: Vec<String> = text
@@ -1143,8 +1265,8 @@ fn pii_plan(file: &PipelineFile, base: &std::path::Path, diags: &mut Diagnostics
                 plan.deny.extend(terms);
             }
             Err(e) => diags.push(
-                at(df.span(), format!("cannot read deny file `{}`: {e}", p.display()))
-                    .hint("a deny file is a text file with one term per line; paths are relative to the pipeline file"),
+                at(df.span(), format!("cannot read deny file `{}`: {}", p.display(), e.reason()))
+                    .hint(format!("a deny file is a regular text file with one term per line, at most {}; paths are relative to the pipeline file", spec::sidefile::DENY_FILE.limit_text())),
             ),
         }
     }

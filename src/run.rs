@@ -2,9 +2,11 @@
 //!
 //! The engine computes, per row, a status (kept, quarantined, or dropped for one reason) and the
 //! transformed output columns; batches arrive here in order, are counted by status, and the kept
-//! rows are written to temporary files. Only when every row is accounted for are the files
-//! renamed into place and the run recorded. A run that dies leaves a journal entry that the next
-//! command turns into a `failed` record.
+//! rows are written to temporary files. Only when every row is accounted for, the leak gate has
+//! passed and the budget is spent does the staged commit ([`commit`]) make every file visible
+//! together with the run's record. A run that dies leaves a journal entry ([`journal`]) that the
+//! next command turns into a `failed` record, or, if the commit had begun, finishes.
+//! Depends on: every stage, `plan`, `emit`, `lineage`, `dp`.
 
 use crate::dp::release;
 use crate::emit::{self, AtomicParquet, ParquetSettings};
@@ -105,7 +107,8 @@ pub enum RunError {
     Ingest(#[from] ingest::IngestError),
     #[error(transparent)]
     Emit(#[from] emit::EmitError),
-    #[error("lineage store {path}: {message}")]
+    // The message comes from the store and names it already (say it once).
+    #[error("{message}")]
     Lineage { path: String, message: String },
     #[error(
         "the engine failed: {0}\n  = hint: the message above names the file or column involved"
@@ -124,6 +127,16 @@ pub enum RunError {
     Release(String),
     #[error("{0}")]
     Budget(String),
+    #[error("{0}")]
+    PathCollision(String),
+    #[error("{path}: cannot write the run journal: {source}\n  = hint: the journal lets the next command account for a killed run; check that the state folder is writable")]
+    Journal {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Commit(#[from] CommitError),
     #[error("row accounting does not add up: read {read} ≠ written {written} + dropped {dropped} + quarantined {quarantined}\n  = hint: this is a bug in privprep; the outputs were not committed")]
     Accounting {
         read: u64,
@@ -158,61 +171,12 @@ pub fn new_run_id() -> String {
     )
 }
 
-/// What a run leaves in the journal while it is in progress.
-#[derive(Debug, Serialize, Deserialize)]
-struct Pending {
-    pid: u32,
-    /// The record as it stood when the run began (status `failed`).
-    record: RunRecord,
-    temp_files: Vec<PathBuf>,
-}
+mod commit;
+mod journal;
 
-fn journal_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("runs")
-}
-
-fn process_alive(pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
-    }
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Turns journal entries of runs whose process is gone into `failed` lineage records and
-/// removes their temporary files. Returns the run ids recovered.
-pub fn recover_interrupted(state_dir: &Path, store: &mut Store) -> Vec<String> {
-    let mut recovered = Vec::new();
-    let Ok(entries) = std::fs::read_dir(journal_dir(state_dir)) else {
-        return recovered;
-    };
-    for e in entries.filter_map(Result::ok) {
-        let path = e.path();
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        let Ok(p) = serde_json::from_str::<Pending>(&text) else {
-            continue;
-        };
-        if process_alive(p.pid) {
-            continue;
-        }
-        for t in &p.temp_files {
-            if t.is_dir() {
-                let _ = std::fs::remove_dir_all(t);
-            } else {
-                let _ = std::fs::remove_file(t);
-            }
-        }
-        let mut record = p.record;
-        record.finished_at = chrono::Utc::now().to_rfc3339();
-        record.error = Some("interrupted: the process ended before the run finished (killed or crashed); no output was committed".into());
-        if store.append(&record).is_ok() {
-            let _ = std::fs::remove_file(&path);
-            recovered.push(record.run_id);
-        }
-    }
-    recovered
-}
+pub use commit::{recover_interrupted, CommitError, FAULT_ENV};
+use commit::StagedCommit;
+use journal::{Journal, Pending};
 
 /// Per-status row counts and quarantined rows, filled batch by batch.
 #[derive(Default)]
@@ -249,10 +213,15 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
     record.policy = policy_summary(plan);
     record.pii = Some(pii_summary(plan));
     record.column_lineage = column_lineage(plan);
-    let fail = |record: &mut RunRecord, error: RunError, record_hash: Option<String>| {
+    let fail = |record: &mut RunRecord, error: RunError, store: Option<&mut Store>| {
         record.status = RunStatus::Failed;
         record.error = Some(error.to_string());
         record.outputs.clear();
+        record.releases.clear();
+        if record.finished_at.is_empty() {
+            record.finished_at = chrono::Utc::now().to_rfc3339();
+        }
+        let record_hash = store.and_then(|s| s.append(record).ok());
         let summary =
             RunSummary::from_record(record, &opts.lineage_db, record_hash, started.elapsed());
         Box::new(RunFailure { error, summary })
@@ -268,6 +237,14 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
         }
     };
     recover_interrupted(&opts.state_dir, &mut store);
+
+    // No path the run writes may be a file it reads or owns; checked again here, just before
+    // anything is written, because files and symlinks may have changed since `validate`.
+    let collisions = path_collisions(plan, opts);
+    if !collisions.is_empty() {
+        let error = RunError::PathCollision(collisions.join("\n"));
+        return Err(fail(&mut record, error, Some(&mut store)));
+    }
 
     // Journal first, so a killed run is still accounted for.
     let temp_files: Vec<PathBuf> = plan
@@ -285,50 +262,105 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
                 .map(|r| emit::tmp_path_for(&r.path, &run_id)),
         )
         .collect();
-    let journal = journal_dir(&opts.state_dir).join(format!("{run_id}.json"));
-    let pending = Pending {
+    let journal = Journal::new(&opts.state_dir, &run_id);
+    let mut pending = Pending {
         pid: std::process::id(),
         record: record.clone(),
         temp_files,
+        commit: None,
     };
-    let _ = std::fs::create_dir_all(journal_dir(&opts.state_dir));
-    let _ = std::fs::write(&journal, serde_json::to_vec(&pending).unwrap_or_default());
+    if let Err(e) = journal.write(&pending) {
+        let error = RunError::Journal {
+            path: journal.path().display().to_string(),
+            source: e,
+        };
+        return Err(fail(&mut record, error, Some(&mut store)));
+    }
 
     let result = execute(plan, opts, &run_id, &mut record);
-    let _ = std::fs::remove_file(&journal);
     record.finished_at = chrono::Utc::now().to_rfc3339();
+    let result = result.and_then(|staged| {
+        let mut done = record.clone();
+        done.status = RunStatus::Succeeded;
+        let hash = staged
+            .commit(&opts.state_dir, &journal, &mut pending, &done, &mut store)
+            .map_err(RunError::Commit)?;
+        record = done;
+        Ok(hash)
+    });
     match result {
-        Ok(committed) => {
-            record.status = RunStatus::Succeeded;
-            match store.append(&record) {
-                Ok(hash) => Ok(RunSummary::from_record(
-                    &record,
-                    &opts.lineage_db,
-                    Some(hash),
-                    started.elapsed(),
-                )),
-                Err(e) => {
-                    // Lineage is recorded only for committed files, and committed files only
-                    // exist with lineage: take the outputs back.
-                    for p in committed {
-                        let _ = std::fs::remove_file(p);
-                    }
-                    let error = RunError::Lineage {
-                        path: opts.lineage_db.display().to_string(),
-                        message: e.to_string(),
-                    };
-                    Err(fail(&mut record, error, None))
-                }
-            }
-        }
+        Ok(hash) => Ok(RunSummary::from_record(
+            &record,
+            &opts.lineage_db,
+            Some(hash),
+            started.elapsed(),
+        )),
         Err(error) => {
-            record.status = RunStatus::Failed;
-            record.error = Some(error.to_string());
-            record.outputs.clear();
-            let hash = store.append(&record).ok();
-            Err(fail(&mut record, error, hash))
+            let failure = fail(&mut record, error, Some(&mut store));
+            if failure.summary.record_hash.is_some() {
+                let _ = journal.remove();
+            }
+            Err(failure)
         }
     }
+}
+
+/// Where the lineage store's head is recorded outside the store (`lineage.db` →
+/// `lineage.anchor` beside it).
+fn anchor_path(db: &Path) -> PathBuf {
+    let stem = db
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    crate::spec::base_dir(db).join(format!("{stem}.anchor"))
+}
+
+/// Every write of the run that lands on a file it reads, owns or writes twice, in words.
+fn path_collisions(plan: &Plan, opts: &RunOptions) -> Vec<String> {
+    write_collisions(plan, opts)
+        .0
+        .iter()
+        .map(|d| d.to_string())
+        .collect()
+}
+
+/// The pipeline's written paths that name a file the run reads or owns (inputs, lists, the
+/// lineage store, the key file…) or another of its outputs, as diagnostics at the pipeline
+/// file's lines. `validate` and `run` report them before anything is written.
+pub fn write_collisions(plan: &Plan, opts: &RunOptions) -> crate::spec::Diagnostics {
+    let mut paths = plan.paths.clone();
+    paths.extend(state_paths(opts));
+    crate::spec::Diagnostics(crate::plan::collision_diagnostics(&plan.pipeline, &paths))
+}
+
+/// The files a run owns outside the pipeline file: the lineage store (and what SQLite and the
+/// anchor keep beside it), the key file, the journal.
+pub fn state_paths(opts: &RunOptions) -> Vec<crate::spec::paths::NamedPath> {
+    use crate::spec::paths::NamedPath;
+    let db = &opts.lineage_db;
+    let mut out = vec![NamedPath::read("the lineage store", db.clone(), None)];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut p = db.clone().into_os_string();
+        p.push(suffix);
+        out.push(NamedPath::read("the lineage store's SQLite files", p.into(), None));
+    }
+    out.push(NamedPath::read(
+        "the lineage store's anchor",
+        anchor_path(db),
+        None,
+    ));
+    let key = opts
+        .key_file
+        .clone()
+        .or_else(|| std::env::var_os("PRIVPREP_KEY_FILE").map(PathBuf::from))
+        .unwrap_or_else(|| opts.state_dir.join("keys").join("default.key"));
+    out.push(NamedPath::read("the key file", key, None));
+    out.push(NamedPath::read(
+        "the commit lock",
+        opts.state_dir.join("commit.lock"),
+        None,
+    ));
+    out
 }
 
 impl RunSummary {
@@ -439,7 +471,7 @@ fn execute(
     opts: &RunOptions,
     run_id: &str,
     record: &mut RunRecord,
-) -> Result<Vec<PathBuf>, RunError> {
+) -> Result<StagedCommit, RunError> {
     let progress = progress_bar(opts.progress);
     // Key.
     let key: Option<Arc<Key>> = if plan.needs_key() {
@@ -947,73 +979,40 @@ fn execute(
         }
     }
 
+    // Everything finished so far becomes part of one staged commit: from here on, any early
+    // return drops it, and with it every temporary file.
+    let mut staged = StagedCommit::new();
+    for (split, sha, w) in finished {
+        record.outputs.push(OutputRecord {
+            path: w.path().display().to_string(),
+            split,
+            rows: w.rows(),
+            sha256: sha.clone(),
+            schema: schema_desc.clone(),
+        });
+        staged.add_parquet(w, sha);
+    }
+
     // DP releases: spend first (cap check and spend in one transaction), then release.
-    let mut release_files: Vec<(ReleaseRecord, AtomicParquet)> = Vec::new();
     if !prepared.is_empty() {
         let parts = std::mem::take(
             &mut *dp_rows
                 .lock()
                 .map_err(|_| RunError::Engine("release rows lock poisoned".into()))?,
         );
-        release_files = run_releases(plan, opts, run_id, &prepared, parts, &dp_columns)?;
+        for (rec, w) in run_releases(plan, opts, run_id, &prepared, parts, &dp_columns)? {
+            let sha = rec.sha256.clone();
+            record.releases.push(rec);
+            staged.add_parquet(w, sha);
+        }
     }
 
     if let Some(report) = &report {
-        if let Err(e) = emit::write_atomic(&plan.output.quarantine_path, run_id, report.as_bytes())
-        {
-            for (_, _, w) in finished {
-                w.abort();
-            }
-            return Err(e.into());
-        }
+        staged.add_bytes(&plan.output.quarantine_path, run_id, report.as_bytes())?;
         record.quarantine_report = Some(plan.output.quarantine_path.display().to_string());
     }
-    let mut committed = Vec::new();
-    let mut pending = finished.into_iter();
-    while let Some((split, sha, w)) = pending.next() {
-        let rows = w.rows();
-        let path = match w.commit() {
-            Ok(p) => p,
-            Err(e) => {
-                // All or nothing: take back what was renamed, drop what was not.
-                for p in &committed {
-                    let _ = std::fs::remove_file(p);
-                }
-                for (_, _, w) in pending {
-                    w.abort();
-                }
-                record.outputs.clear();
-                return Err(e.into());
-            }
-        };
-        committed.push(path.clone());
-        record.outputs.push(OutputRecord {
-            path: path.display().to_string(),
-            split,
-            rows,
-            sha256: sha,
-            schema: schema_desc.clone(),
-        });
-    }
-    for (mut rec, w) in release_files {
-        match w.commit() {
-            Ok(p) => {
-                committed.push(p);
-                record.releases.push(rec);
-            }
-            Err(e) => {
-                for p in &committed {
-                    let _ = std::fs::remove_file(p);
-                }
-                record.outputs.clear();
-                record.releases.clear();
-                rec.path.clear();
-                return Err(e.into());
-            }
-        }
-    }
     record.rows_written = written;
-    Ok(committed)
+    Ok(staged)
 }
 
 /// Internal columns carrying what releases need to the sink: (alias, source column, numeric).

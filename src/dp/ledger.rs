@@ -8,6 +8,12 @@
 //! lock makes concurrent runs queue, so two runs can never both fit into the last piece of a
 //! budget. The spend is committed before any release is computed or written.
 //!
+//! The table belongs to the lineage store, which creates it, chains its entries and checks
+//! them ([`crate::lineage::ledger_table`]). The ledger opens the store the way a run does
+//! (same checks of schema and anchor) and spends only after the store has checked, under the
+//! same lock, that no entry was edited, deleted or rewritten; `privprep budget` reads only a
+//! ledger that passes the same check. A ledger that fails it is refused, never repaired.
+//!
 //! # Composition
 //! - Cap in pure ε: only pure-ε releases; spends add up (basic composition).
 //! - Cap in ρ (zero-concentrated DP): zCDP releases add their ρ; a pure-ε release counts as
@@ -17,36 +23,18 @@
 //!   where δ′ is whatever δ the cap has left after the (ε, δ) releases. The guarantee of the
 //!   whole history is then (Σε + ε(ρ, δ′), Σδ + δ′).
 //!
-//! Depends on nothing else in the crate.
+//! Depends on `lineage::store` (where the ledger's entries are kept and checked).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use rusqlite::{params, Connection, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-/// How long a run waits for another run's ledger transaction.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::lineage::ledger_table::{LedgerEntry, StoredLedgerEntry};
+use crate::lineage::store::{LineageError, Store};
 
 /// Slack for floating-point sums: five spends of 0.2 must fit a cap of 1.0.
 const SLACK: f64 = 1e-9;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS budget_ledger (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    dataset_id   TEXT    NOT NULL,
-    privacy_unit TEXT    NOT NULL,
-    run_id       TEXT    NOT NULL,
-    release      TEXT    NOT NULL,
-    measure      TEXT    NOT NULL,
-    epsilon      REAL    NOT NULL,
-    delta        REAL    NOT NULL,
-    rho          REAL    NOT NULL,
-    cap          TEXT    NOT NULL,
-    recorded_at  TEXT    NOT NULL
-);
-CREATE INDEX IF NOT EXISTS budget_ledger_dataset ON budget_ledger (dataset_id);
-";
 
 /// A privacy loss, as one release spends it or a cap allows it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -230,13 +218,17 @@ pub enum LedgerError {
     },
     #[error("privacy budget of dataset `{dataset}`: {message}\n  = hint: release with the measure the cap is expressed in")]
     Incompatible { dataset: String, message: String },
-    #[error("budget ledger {path}: cannot {action}: {source}\n  = hint: is another program holding the lineage store? runs wait {} s for each other", BUSY_TIMEOUT.as_secs())]
-    Sqlite {
+    /// The store could not be opened, read or written, or failed its checks.
+    #[error(transparent)]
+    Store(#[from] LineageError),
+    #[error("budget ledger in lineage store {}: entry {id} has measure `{measure}`, which this privprep does not know\n  = hint: the entry was written by a newer privprep; upgrade privprep (nothing is spent on a ledger that cannot be summed)", .path.display())]
+    UnknownMeasure {
         path: PathBuf,
-        action: &'static str,
-        #[source]
-        source: rusqlite::Error,
+        id: i64,
+        measure: String,
     },
+    #[error("run {run_id} already has a record in lineage store {}, so it can no longer spend budget\n  = hint: this is a bug in privprep: a run spends before its record is appended", .path.display())]
+    RunAlreadyRecorded { path: PathBuf, run_id: String },
 }
 
 /// One dataset's budget, as `privprep budget` shows it.
@@ -254,49 +246,23 @@ pub struct DatasetBudget {
 
 /// The ledger in a lineage store file.
 pub struct Ledger {
-    conn: Connection,
-    path: PathBuf,
+    store: Store,
 }
 
 impl Ledger {
-    /// Opens (and if needed creates) the ledger table in the store at `path`.
+    /// Opens the lineage store at `path` (as [`Store::open`]: created if new, refused when
+    /// missing or rolled back against its anchor). The ledger's table is the store's; it is
+    /// never created here.
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
-        let err = |action| {
-            move |source| LedgerError::Sqlite {
-                path: path.to_path_buf(),
-                action,
-                source,
-            }
-        };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        let conn = Connection::open(path).map_err(err("open the file"))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(err("set the busy timeout"))?;
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
-            .map_err(err("switch to WAL mode"))?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err("set synchronous mode"))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(err("create the ledger table"))?;
         Ok(Ledger {
-            conn,
-            path: path.to_path_buf(),
+            store: Store::open(path)?,
         })
-    }
-
-    fn err(&self, action: &'static str) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
-        move |source| LedgerError::Sqlite {
-            path: self.path.clone(),
-            action,
-            source,
-        }
     }
 
     /// Checks `requests` against `cap` together with everything `dataset` has spent, and
     /// records them all, in one `BEGIN IMMEDIATE` transaction. Either every spend is
-    /// committed or none is.
+    /// committed or none is. Refuses a ledger that fails its integrity check
+    /// ([`LineageError::LedgerBroken`]) or a store that no longer matches its anchor.
     pub fn spend(
         &mut self,
         dataset: &str,
@@ -305,20 +271,15 @@ impl Ledger {
         cap: Option<&Loss>,
         requests: &[SpendRequest],
     ) -> Result<Spent, LedgerError> {
-        let path = self.path.clone();
-        let err = |action| {
-            let path = path.clone();
-            move |source| LedgerError::Sqlite {
+        let path = self.store.path().to_path_buf();
+        let tx = self.store.ledger_transaction()?;
+        if tx.has_record(run_id)? {
+            return Err(LedgerError::RunAlreadyRecorded {
                 path,
-                action,
-                source,
-            }
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err("lock the ledger"))?;
-        let mut losses = past_losses(&tx, dataset).map_err(err("read past spends"))?;
+                run_id: run_id.into(),
+            });
+        }
+        let mut losses = losses(&path, &tx.entries(dataset)?)?;
         let incompatible = |message| LedgerError::Incompatible {
             dataset: dataset.into(),
             message,
@@ -342,97 +303,86 @@ impl Ledger {
                 remaining: remaining(cap, &before),
             });
         }
-        let now = chrono::Utc::now().to_rfc3339();
-        let cap_json = match cap {
+        let recorded_at = chrono::Utc::now().to_rfc3339();
+        let cap_text = match cap {
             Some(cap) => serde_json::to_string(cap).unwrap_or_default(),
             None => "none".to_string(),
         };
         for r in requests {
-            let (e, d, rho) = r.loss.columns();
-            tx.execute(
-                "INSERT INTO budget_ledger (dataset_id, privacy_unit, run_id, release, measure, epsilon, delta, rho, cap, recorded_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![dataset, privacy_unit, run_id, r.release, r.loss.measure(), e, d, rho, cap_json, now],
-            )
-            .map_err(err("record the spend"))?;
+            let (epsilon, delta, rho) = r.loss.columns();
+            tx.insert(&LedgerEntry {
+                dataset_id: dataset.into(),
+                privacy_unit: privacy_unit.into(),
+                run_id: run_id.into(),
+                release: r.release.clone(),
+                measure: r.loss.measure().into(),
+                epsilon,
+                delta,
+                rho,
+                cap: cap_text.clone(),
+                recorded_at: recorded_at.clone(),
+            })?;
         }
-        tx.commit().map_err(err("commit the spend"))?;
+        tx.commit()?;
         Ok(after)
     }
 
-    /// Every dataset in the ledger (or one), with spent and remaining budget.
+    /// Every dataset in the ledger (or one), with spent and remaining budget. Fails on a
+    /// ledger that does not pass its integrity check rather than show numbers from it.
     pub fn budgets(&self, dataset: Option<&str>) -> Result<Vec<DatasetBudget>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT dataset_id, privacy_unit, cap, COUNT(*), COUNT(DISTINCT run_id)
-                 FROM budget_ledger WHERE ?1 IS NULL OR dataset_id = ?1
-                 GROUP BY dataset_id ORDER BY dataset_id",
-            )
-            .map_err(self.err("read the ledger"))?;
-        let rows: Vec<(String, String, String, i64, i64)> = stmt
-            .query_map(params![dataset], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .map_err(self.err("read the ledger"))?
-            .collect::<Result<_, _>>()
-            .map_err(self.err("read the ledger"))?;
+        let path = self.store.path();
+        let mut by_dataset: BTreeMap<String, Vec<StoredLedgerEntry>> = BTreeMap::new();
+        for e in self.store.ledger_entries(dataset)? {
+            by_dataset
+                .entry(e.entry.dataset_id.clone())
+                .or_default()
+                .push(e);
+        }
         let mut out = Vec::new();
-        for (id, unit, _, releases, runs) in rows {
-            let cap_json: String = self
-                .conn
-                .query_row(
-                    "SELECT cap FROM budget_ledger WHERE dataset_id = ?1 ORDER BY id DESC LIMIT 1",
-                    params![id],
-                    |r| r.get(0),
-                )
-                .map_err(self.err("read the ledger"))?;
-            let cap = serde_json::from_str::<Loss>(&cap_json).ok();
-            let losses = past_losses(&self.conn, &id).map_err(self.err("read the ledger"))?;
+        for (id, entries) in by_dataset {
+            // The unit and cap in force are the latest spend's.
+            let Some(latest) = entries.last() else {
+                continue;
+            };
+            let cap = serde_json::from_str::<Loss>(&latest.entry.cap).ok();
+            let losses = losses(path, &entries)?;
             let spent = match &cap {
                 Some(cap) => compose(cap, &losses).unwrap_or_else(|_| totals(&losses)),
                 None => totals(&losses),
             };
+            let mut runs: Vec<&str> = entries.iter().map(|e| e.entry.run_id.as_str()).collect();
+            runs.sort_unstable();
+            runs.dedup();
             out.push(DatasetBudget {
                 dataset_id: id,
-                privacy_unit: unit,
+                privacy_unit: latest.entry.privacy_unit.clone(),
                 remaining: cap.as_ref().map(|c| remaining(c, &spent)),
                 cap,
                 spent,
-                releases: releases as u64,
-                runs: runs as u64,
+                releases: entries.len() as u64,
+                runs: runs.len() as u64,
             });
         }
         Ok(out)
     }
 }
 
-fn past_losses(conn: &Connection, dataset: &str) -> rusqlite::Result<Vec<Loss>> {
-    let mut stmt = conn.prepare(
-        "SELECT measure, epsilon, delta, rho FROM budget_ledger WHERE dataset_id = ?1 ORDER BY id",
-    )?;
-    let rows = stmt.query_map(params![dataset], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, f64>(1)?,
-            r.get::<_, f64>(2)?,
-            r.get::<_, f64>(3)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (m, e, d, rho) = row?;
-        // A spend that cannot be read must not be skipped: that would undercount the budget.
-        let l = Loss::from_columns(&m, e, d, rho).ok_or_else(|| {
-            rusqlite::Error::InvalidColumnType(
-                0,
-                format!("measure `{m}`"),
-                rusqlite::types::Type::Text,
-            )
-        })?;
-        out.push(l);
-    }
-    Ok(out)
+/// The losses of `entries`; a spend that cannot be read is an error, never skipped (that would
+/// undercount the budget).
+fn losses(path: &Path, entries: &[StoredLedgerEntry]) -> Result<Vec<Loss>, LedgerError> {
+    entries
+        .iter()
+        .map(|e| {
+            let x = &e.entry;
+            Loss::from_columns(&x.measure, x.epsilon, x.delta, x.rho).ok_or_else(|| {
+                LedgerError::UnknownMeasure {
+                    path: path.to_path_buf(),
+                    id: e.id,
+                    measure: x.measure.clone(),
+                }
+            })
+        })
+        .collect()
 }
 
 fn describe_spent(cap: &Loss, spent: &Spent) -> String {
@@ -571,5 +521,85 @@ mod tests {
         assert!(fits(&pure, &compose(&pure, &five).unwrap()));
         let six = vec![Loss::Pure { epsilon: 0.2 }; 6];
         assert!(!fits(&pure, &compose(&pure, &six).unwrap()));
+    }
+
+    #[test]
+    fn ledger_edit_is_detected_by_verify_and_refused_by_spend() {
+        // What broke: `UPDATE budget_ledger SET epsilon = 0.01` passed verify, and the next
+        // runs spent 7.0 against a cap of 6.0.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lineage.db");
+        let cap = Loss::Pure { epsilon: 6.0 };
+        let mut l = Ledger::open(&path).unwrap();
+        for run in ["r1", "r2"] {
+            l.spend("d", "u", run, Some(&cap), &ask("a", Loss::Pure { epsilon: 2.5 }))
+                .unwrap();
+        }
+        drop(l);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute("UPDATE budget_ledger SET epsilon = 0.01", [])
+            .unwrap();
+        drop(conn);
+
+        let report = Store::open_to_inspect(&path).unwrap().verify().unwrap();
+        let broken = report.first_broken.expect("verify must see the edit");
+        assert_eq!(broken.ledger_entry, Some(1));
+
+        let mut l = Ledger::open(&path).unwrap();
+        let err = l
+            .spend("d", "u", "r3", Some(&cap), &ask("a", Loss::Pure { epsilon: 2.0 }))
+            .unwrap_err();
+        assert!(
+            matches!(err, LedgerError::Store(LineageError::LedgerBroken { .. })),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("privprep lineage verify"), "{err}");
+        assert!(l.budgets(None).is_err(), "budget must not show an edited ledger");
+        let n: i64 = rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM budget_ledger", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2, "nothing was spent");
+    }
+
+    #[test]
+    fn budgets_show_the_latest_cap_unit_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(&dir.path().join("lineage.db")).unwrap();
+        let cap = Loss::Pure { epsilon: 2.0 };
+        l.spend("d", "u", "r1", Some(&cap), &[
+            SpendRequest { release: "a".into(), loss: Loss::Pure { epsilon: 0.5 } },
+            SpendRequest { release: "b".into(), loss: Loss::Pure { epsilon: 0.25 } },
+        ])
+        .unwrap();
+        let wider = Loss::Pure { epsilon: 3.0 };
+        l.spend("d", "v", "r2", Some(&wider), &ask("a", Loss::Pure { epsilon: 0.25 }))
+            .unwrap();
+        l.spend("e", "u", "r2", None, &ask("c", Loss::Zcdp { rho: 0.1 }))
+            .unwrap();
+        let b = l.budgets(None).unwrap();
+        assert_eq!(b.len(), 2);
+        assert_eq!((b[0].dataset_id.as_str(), b[0].privacy_unit.as_str()), ("d", "v"));
+        assert_eq!(b[0].cap, Some(wider));
+        assert_eq!((b[0].releases, b[0].runs), (3, 2));
+        assert!((b[0].spent.epsilon - 1.0).abs() < 1e-12);
+        assert_eq!(b[1].cap, None);
+        assert_eq!(l.budgets(Some("e")).unwrap().len(), 1);
+        assert!(l.budgets(Some("nope")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_run_with_a_record_cannot_spend_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lineage.db");
+        let mut store = Store::open(&path).unwrap();
+        store
+            .append(&crate::lineage::RunRecord::begin("r1", "t", "p", "p.toml", "ab", ""))
+            .unwrap();
+        let mut l = Ledger::open(&path).unwrap();
+        let err = l
+            .spend("d", "u", "r1", None, &ask("a", Loss::Pure { epsilon: 0.1 }))
+            .unwrap_err();
+        assert!(matches!(err, LedgerError::RunAlreadyRecorded { .. }), "{err:?}");
     }
 }

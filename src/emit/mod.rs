@@ -222,6 +222,14 @@ impl AtomicParquet {
         Ok(self.final_path.clone())
     }
 
+    /// Hands the finished temporary file over to a staged commit: (temporary path, final
+    /// path). The writer no longer removes the file when dropped.
+    pub fn into_paths(mut self) -> (PathBuf, PathBuf) {
+        self.writer.take();
+        let tmp = std::mem::take(&mut self.tmp_path);
+        (tmp, self.final_path.clone())
+    }
+
     /// Removes the temporary file (on failure).
     pub fn abort(self) {
         // Dropping does it.
@@ -234,7 +242,9 @@ impl Drop for AtomicParquet {
     /// exists and this does nothing.
     fn drop(&mut self) {
         self.writer.take();
-        let _ = std::fs::remove_file(&self.tmp_path);
+        if !self.tmp_path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp_path);
+        }
     }
 }
 
@@ -247,23 +257,41 @@ pub fn tmp_path_for(final_path: &Path, run_id: &str) -> PathBuf {
     crate::spec::base_dir(final_path).join(format!(".{name}{TMP_MARKER}{run_id}"))
 }
 
-/// Writes a whole small file atomically (reports, JSON).
-pub fn write_atomic(path: &Path, run_id: &str, bytes: &[u8]) -> Result<String, EmitError> {
+/// Writes a whole small file to its temporary path beside `path`, fsynced; returns the
+/// temporary path and the SHA-256 of `bytes`. Nothing is visible at `path` yet.
+pub fn write_temp(path: &Path, run_id: &str, bytes: &[u8]) -> Result<(PathBuf, String), EmitError> {
     let io = |source| EmitError::Io {
         path: path.display().to_string(),
         source,
     };
     std::fs::create_dir_all(crate::spec::base_dir(path)).map_err(io)?;
     let tmp = tmp_path_for(path, run_id);
-    {
+    let written = (|| {
         use std::io::Write;
-        let mut f = File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
     }
-    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok((tmp, hex::encode(Sha256::digest(bytes))))
+}
+
+/// Writes a whole small file atomically (reports, JSON).
+pub fn write_atomic(path: &Path, run_id: &str, bytes: &[u8]) -> Result<String, EmitError> {
+    let io = |source| EmitError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let (tmp, sha) = write_temp(path, run_id, bytes)?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
     sync_dir(path).map_err(io)?;
-    Ok(hex::encode(Sha256::digest(bytes)))
+    Ok(sha)
 }
 
 fn sync_dir(path: &Path) -> std::io::Result<()> {

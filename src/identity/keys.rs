@@ -8,7 +8,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -34,7 +34,7 @@ const NEW_KEY_BYTES: usize = 32;
 
 /// A key file larger than this is certainly not a key (a 256-byte key in hex is 512 characters);
 /// refusing early avoids reading a mistyped path to some large data file into memory.
-const MAX_KEY_FILE_BYTES: u64 = 4096;
+const MAX_KEY_FILE_BYTES: u64 = crate::spec::sidefile::KEY_FILE.limit;
 
 /// The hint every "bad key" error ends with.
 const GENERATE_HINT: &str = "generate one with: head -c 32 /dev/urandom | base64";
@@ -370,7 +370,23 @@ fn read_key_file(path: &Path, source: &KeySource) -> Result<Key, KeyError> {
         from: Some(source.clone()),
         problem,
     };
-    let file = File::open(path).map_err(read_error)?;
+    // Regular files only: opening a FIFO would wait for a writer (after the run's journal is
+    // written), and a device would be read until the size bound.
+    let file = match crate::spec::sidefile::open(path, crate::spec::sidefile::KEY_FILE) {
+        Ok(file) => file,
+        Err(crate::spec::sidefile::SideFileError::Io { source, .. }) => {
+            return Err(read_error(source))
+        }
+        Err(crate::spec::sidefile::SideFileError::TooLarge { .. }) => {
+            return Err(invalid(KeyProblem::TooLarge))
+        }
+        Err(crate::spec::sidefile::SideFileError::NotRegular { kind, .. }) => {
+            return Err(read_error(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("it is {kind}, not a regular file; a key file must be a regular file"),
+            )))
+        }
+    };
     let mut buf = Vec::new();
     // One byte past the limit tells "exactly at the limit" from "larger".
     let read = file
@@ -458,6 +474,25 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a FIFO as `--key-file` hung the run (after its journal was written) waiting
+    /// for a writer.
+    #[cfg(unix)]
+    #[test]
+    fn fifo_key_file_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("k.key");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let source = KeySource::Flag(fifo.clone());
+        let e = read_key_file(&fifo, &source).unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains("is a FIFO (named pipe), not a regular file"), "{shown}");
+        assert!(shown.contains(fifo.to_str().unwrap()), "{shown}");
+        let e = read_key_file(Path::new("/dev/zero"), &source).unwrap_err();
+        assert!(e.to_string().contains("character device"), "{e}");
+    }
 
     #[test]
     fn concurrent_first_runs_never_read_a_half_written_default_key() {

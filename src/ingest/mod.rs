@@ -39,6 +39,19 @@ pub enum IngestError {
         format: &'static str,
         message: String,
     },
+    #[error("{path}: the file is empty: there is no {what} to read the columns from\n  = hint: a {format} source needs {what}; remove the file from [source] path or write the data")]
+    Empty {
+        path: String,
+        format: &'static str,
+        /// What is missing: `header line`, `JSON object line`.
+        what: &'static str,
+    },
+    #[error("{path}: the CSV header names {columns}\n  = hint: give every column its own name; reading one of them would silently drop the other")]
+    DuplicateColumns {
+        path: String,
+        /// e.g. "`email` twice (fields 2 and 9)".
+        columns: String,
+    },
 }
 
 /// One input file with what its pre-scan found.
@@ -49,7 +62,9 @@ pub struct InputFile {
     pub scan: PreScan,
 }
 
-/// Expands globs (relative to `base`) into a sorted, de-duplicated file list.
+/// Expands globs (relative to `base`) into a sorted, de-duplicated file list. Inputs must be
+/// regular files: a FIFO or a device is refused (reading one would block or never end), and a
+/// glob skips the folders it matches.
 pub fn expand(base: &Path, patterns: &[String]) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
     for p in patterns {
@@ -57,10 +72,15 @@ pub fn expand(base: &Path, patterns: &[String]) -> Result<Vec<PathBuf>, String> 
         let text = full.to_string_lossy().to_string();
         if p.contains(['*', '?', '[']) {
             let paths = glob::glob(&text).map_err(|e| format!("`{p}` is not a valid glob: {e}"))?;
-            let mut found: Vec<PathBuf> = paths
-                .filter_map(Result::ok)
-                .filter(|p| p.is_file())
-                .collect();
+            let mut found: Vec<PathBuf> = Vec::new();
+            for path in paths.filter_map(Result::ok) {
+                match std::fs::metadata(&path) {
+                    Ok(m) if m.is_file() => found.push(path),
+                    Ok(m) if m.is_dir() => {}
+                    Ok(m) => return Err(not_regular(&path, &m)),
+                    Err(_) => {}
+                }
+            }
             if found.is_empty() {
                 return Err(format!(
                     "`{p}` matches no file (looked in {})",
@@ -69,14 +89,29 @@ pub fn expand(base: &Path, patterns: &[String]) -> Result<Vec<PathBuf>, String> 
             }
             found.sort();
             out.extend(found);
-        } else if full.is_file() {
-            out.push(full);
         } else {
-            return Err(format!("input file `{}` does not exist", full.display()));
+            match std::fs::metadata(&full) {
+                Ok(m) if m.is_file() => out.push(full),
+                Ok(m) => return Err(not_regular(&full, &m)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(format!("input file `{}` does not exist", full.display()))
+                }
+                Err(e) => {
+                    return Err(format!("cannot read input file `{}`: {e}", full.display()))
+                }
+            }
         }
     }
     out.dedup();
     Ok(out)
+}
+
+fn not_regular(path: &Path, meta: &std::fs::Metadata) -> String {
+    format!(
+        "input file `{}` is {}, not a regular file",
+        path.display(),
+        crate::spec::sidefile::file_kind(meta)
+    )
 }
 
 /// Column names and engine types of a file, as the engine would read it. CSV columns are all
@@ -97,6 +132,19 @@ pub fn file_schema(
                 path: path.display().to_string(),
                 source,
             })?;
+            if names.is_empty() {
+                return Err(IngestError::Empty {
+                    path: path.display().to_string(),
+                    format: format.as_str(),
+                    what: "header line",
+                });
+            }
+            if let Some(columns) = duplicate_names(&names) {
+                return Err(IngestError::DuplicateColumns {
+                    path: path.display().to_string(),
+                    columns,
+                });
+            }
             Ok(names.into_iter().map(|n| (n, DataType::String)).collect())
         }
         SourceFormat::Ndjson => {
@@ -106,6 +154,13 @@ pub fn file_schema(
                 path: path.display().to_string(),
                 source,
             })?;
+            if sample.is_empty() {
+                return Err(IngestError::Empty {
+                    path: path.display().to_string(),
+                    format: format.as_str(),
+                    what: "JSON object line",
+                });
+            }
             let df = JsonLineReader::new(std::io::Cursor::new(sample))
                 .finish()
                 .map_err(engine_err)?;
@@ -127,6 +182,40 @@ pub fn file_schema(
     }
 }
 
+/// The names used more than once, e.g. "`email` twice (fields 2 and 9)", or `None`.
+fn duplicate_names(names: &[String]) -> Option<String> {
+    let mut fields: std::collections::HashMap<&str, Vec<usize>> = Default::default();
+    for (i, n) in names.iter().enumerate() {
+        fields.entry(n.as_str()).or_default().push(i + 1);
+    }
+    let mut dups: Vec<(&str, Vec<usize>)> = fields
+        .into_iter()
+        .filter(|(_, f)| f.len() > 1)
+        .collect();
+    if dups.is_empty() {
+        return None;
+    }
+    dups.sort_by_key(|(_, f)| f[0]);
+    let parts: Vec<String> = dups
+        .iter()
+        .map(|(name, f)| {
+            let times = match f.len() {
+                2 => "twice".to_string(),
+                n => format!("{n} times"),
+            };
+            let list: Vec<String> = f.iter().map(usize::to_string).collect();
+            let list = match list.split_last() {
+                Some((last, rest)) if !rest.is_empty() => {
+                    format!("{} and {last}", rest.join(", "))
+                }
+                _ => list.join(""),
+            };
+            format!("`{name}` {times} (fields {list})")
+        })
+        .collect();
+    Some(parts.join(", "))
+}
+
 /// An engine error message with every quoted part removed: it may quote cell values.
 pub fn redact(e: &PolarsError) -> String {
     crate::spec::diag::redact_quoted(&e.to_string(), |_| false)
@@ -141,7 +230,9 @@ fn ndjson_sample(path: &Path, n: usize) -> std::io::Result<Vec<u8>> {
     for line in reader.split(b'\n') {
         let line = line?;
         let t = line.trim_ascii();
-        if t.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(t).is_ok() {
+        // Lines the pre-scan quarantines (invalid, or with an object or array value) must not
+        // shape the schema either.
+        if prescan::json_line(t) == prescan::JsonLine::Flat {
             out.extend_from_slice(t);
             out.push(b'\n');
             taken += 1;
@@ -252,15 +343,31 @@ pub fn scan_input(
         format: input.format.as_str(),
         message: redact(&e),
     };
-    let bad: Vec<u64> = input.scan.bad.iter().map(|b| b.record).collect();
-    let mut lf = if input.format == SourceFormat::Ndjson && !bad.is_empty() {
-        let cleaned = scratch.join(format!("input-{file_index}.ndjson"));
-        copy_without_lines(&input.path, &cleaned, &input.scan).map_err(|source| {
-            IngestError::Io {
-                path: input.path.display().to_string(),
-                source,
-            }
-        })?;
+    let mut bad: Vec<u64> = input.scan.bad.iter().map(|b| b.record).collect();
+    bad.sort_unstable();
+    let io = |source| IngestError::Io {
+        path: input.path.display().to_string(),
+        source,
+    };
+    // A copy without the bad records when the engine cannot skip them by index: it cannot
+    // skip an invalid JSON line, nor decode a CSV record with invalid UTF-8 or a quote that is
+    // never closed.
+    let cleaned = match input.format {
+        SourceFormat::Ndjson if !bad.is_empty() => {
+            let cleaned = scratch.join(format!("input-{file_index}.ndjson"));
+            copy_without_lines(&input.path, &cleaned, &input.scan).map_err(io)?;
+            Some(cleaned)
+        }
+        SourceFormat::Csv if input.scan.needs_clean_copy() => {
+            let cleaned = scratch.join(format!("input-{file_index}.csv"));
+            let mut spans = input.scan.bad_spans().to_vec();
+            spans.sort_unstable();
+            prescan::copy_without_spans(&input.path, &cleaned, &spans).map_err(io)?;
+            Some(cleaned)
+        }
+        _ => None,
+    };
+    let mut lf = if let Some(cleaned) = cleaned {
         // Map the cleaned file's row index back to the original record index.
         let kept: Vec<u64> = (0..input.scan.records)
             .filter(|r| bad.binary_search(r).is_err())
@@ -365,6 +472,10 @@ pub fn engine_type(t: ColumnType) -> DataType {
 
 /// Typed expressions for every manifest column (aliased to the column name) plus the
 /// `__badcol` expression: index of the first column whose non-empty text did not parse.
+///
+/// `__badcol` is one flat `coalesce` over `when(failed_i).then(i)` in manifest order, so the
+/// first failing column wins and the expression is as deep for 20,000 columns as for one (a
+/// nested when/then per column overflowed the stack from about 1,750 typed columns).
 pub fn typed_columns(manifest: &Manifest, conversions: &[Conversion]) -> (Vec<Expr>, Expr) {
     let mut typed = Vec::new();
     let mut bad_flags: Vec<(usize, Expr)> = Vec::new();
@@ -386,13 +497,14 @@ pub fn typed_columns(manifest: &Manifest, conversions: &[Conversion]) -> (Vec<Ex
         };
         typed.push(expr.alias(name));
     }
-    // Nested when/then from the last column backwards, so the first failing column wins.
-    let badcol = bad_flags
+    let none = || lit(NULL).cast(DataType::Int32);
+    let mut candidates: Vec<Expr> = bad_flags
         .into_iter()
-        .rev()
-        .fold(lit(NULL).cast(DataType::Int32), |acc, (i, flag)| {
-            when(flag).then(lit(i as i32)).otherwise(acc)
-        });
+        .map(|(i, flag)| when(flag).then(lit(i as i32)).otherwise(none()))
+        .collect();
+    // `coalesce` needs at least one input; the trailing null also fixes the type when none is.
+    candidates.push(none());
+    let badcol = coalesce(&candidates).cast(DataType::Int32);
     (typed, badcol.alias(BADCOL))
 }
 
@@ -434,5 +546,143 @@ fn parse_expr(text: Expr, c: &ManifestColumn) -> Expr {
             },
             lit("raise"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manifest of `n` columns `c0..`: the first is the string subject, the rest int64.
+    fn wide_manifest(n: usize) -> Manifest {
+        let mut text = String::from(
+            "dataset_id = \"w\"\nowner = \"o\"\nlicense = \"l\"\norigin = \"o\"\ncollected_at = \"2026\"\nsubject_column = \"c0\"\nprovenance_tag = \"app\"\nconsent_purposes_column = \"c0\"\nconsent_status_column = \"c0\"\n",
+        );
+        for i in 0..n {
+            let ty = if i == 0 { "string" } else { "int64" };
+            text.push_str(&format!(
+                "[[columns]]\nname = \"c{i}\"\ntype = \"{ty}\"\nclass = \"public\"\n"
+            ));
+        }
+        let spec = toml::from_str(&text).unwrap();
+        Manifest {
+            path: PathBuf::from("manifest.toml"),
+            text,
+            spec,
+        }
+    }
+
+    /// Regression: `__badcol` was one nested when/then per typed column, which overflowed the
+    /// stack from about 1,750 columns (and 20,000 took minutes before aborting).
+    #[test]
+    fn badcol_over_3000_typed_columns_is_flat_and_reports_the_first_failing_column() {
+        let n = 3000;
+        let m = wide_manifest(n);
+        let conversions: Vec<Conversion> = (0..n)
+            .map(|i| if i == 0 { Conversion::AsIs } else { Conversion::Parse })
+            .collect();
+        // Row 0: all good. Row 1: columns 7 and 2500 fail. Row 2: only the last fails.
+        // Row 3: blank text is a missing value, not a failure.
+        let columns: Vec<Column> = (0..n)
+            .map(|i| {
+                let v = |row: usize| -> Option<String> {
+                    match (row, i) {
+                        (1, 7) | (1, 2500) | (2, 2999) => Some("x".into()),
+                        (3, _) if i > 0 => Some(" ".into()),
+                        _ => Some(i.to_string()),
+                    }
+                };
+                Column::new(format!("c{i}").into(), (0..4).map(v).collect::<Vec<_>>())
+            })
+            .collect();
+        let df = DataFrame::new(columns).unwrap();
+        let started = std::time::Instant::now();
+        // Built and run on a 2 MiB stack (the default for threads): the expression must be flat.
+        let out = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let (mut typed, badcol) = typed_columns(&m, &conversions);
+                typed.push(badcol);
+                df.lazy().select(typed).collect()
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow")
+            .unwrap();
+        let bad: Vec<Option<i32>> = out.column(BADCOL).unwrap().i32().unwrap().iter().collect();
+        assert_eq!(bad, vec![None, Some(7), Some(2999), None]);
+        assert_eq!(out.width(), n + 1);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn badcol_without_typed_columns_is_null() {
+        let m = wide_manifest(1);
+        let (mut typed, badcol) = typed_columns(&m, &[Conversion::AsIs]);
+        typed.push(badcol);
+        let df = df!("c0" => ["a", "b"]).unwrap();
+        let out = df.lazy().select(typed).collect().unwrap();
+        assert_eq!(out.column(BADCOL).unwrap().null_count(), 2);
+        assert_eq!(out.column(BADCOL).unwrap().dtype(), &DataType::Int32);
+    }
+
+    #[test]
+    fn duplicate_header_names_are_listed_with_their_fields() {
+        let names: Vec<String> = ["id", "email", "x", "email", "id", "email"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            duplicate_names(&names).unwrap(),
+            "`id` twice (fields 1 and 5), `email` 3 times (fields 2, 4 and 6)"
+        );
+        assert_eq!(duplicate_names(&names[..3]), None);
+    }
+
+    /// Regression: a second `email` column in a CSV header was silently dropped.
+    #[test]
+    fn duplicate_csv_header_is_refused_naming_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.csv");
+        std::fs::write(&p, "id,email,email\n1,a,b\n").unwrap();
+        let e = file_schema(&p, SourceFormat::Csv, b',').unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains("`email` twice (fields 2 and 3)"), "{shown}");
+        assert!(shown.contains("d.csv"), "{shown}");
+    }
+
+    /// Regression: an empty CSV was reported as one error per manifest column plus a column
+    /// with an empty name.
+    #[test]
+    fn empty_csv_is_one_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e.csv");
+        std::fs::write(&p, "").unwrap();
+        let e = file_schema(&p, SourceFormat::Csv, b',').unwrap_err();
+        assert!(matches!(e, IngestError::Empty { .. }), "{e}");
+        assert!(e.to_string().contains("e.csv: the file is empty"), "{e}");
+    }
+
+    /// Regression: a FIFO or device as input was reported as "does not exist".
+    #[cfg(unix)]
+    #[test]
+    fn fifo_input_is_not_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("in.csv");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = expand(dir.path(), &["in.csv".to_string()]).unwrap_err();
+        assert!(e.ends_with("in.csv` is a FIFO (named pipe), not a regular file"), "{e}");
+        let e = expand(dir.path(), &["*.csv".to_string()]).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = expand(Path::new("/dev"), &["null".to_string()]).unwrap_err();
+        assert!(e.contains("is a character device, not a regular file"), "{e}");
+        let e = expand(dir.path(), &["missing.csv".to_string()]).unwrap_err();
+        assert!(e.contains("does not exist"), "{e}");
     }
 }

@@ -1,8 +1,10 @@
 //! One pass over each input file before the engine reads it: content hash, byte count, record
-//! count, and the records that cannot be parsed at all (wrong field count, invalid JSON).
+//! count, and the records that cannot be parsed at all (wrong field count, invalid UTF-8, a quote
+//! never closed, invalid JSON, a JSON object or array where a column holds single values).
 //!
-//! The engine is told to skip those records by index; they are quarantined with their line number.
-//! Hashing runs on a second thread so the pass costs one read of the file.
+//! They are quarantined with their line number. The engine either skips them by index or, when
+//! it could not read them at all (invalid UTF-8, an unterminated quote), reads a copy of the file
+//! without them. Hashing runs on a second thread so the pass costs one read of the file.
 
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -11,12 +13,14 @@ use std::path::Path;
 use std::sync::mpsc;
 
 /// A record that could not be split into the expected fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BadRecord {
     /// 0-based data record index (header excluded), as the engine counts rows.
     pub record: u64,
     /// 1-based physical line the record starts on.
     pub line: u64,
+    /// The column the problem is in, when one can be named (from the header or the JSON key).
+    pub column: Option<String>,
     /// What is wrong, without content.
     pub error: String,
 }
@@ -34,6 +38,11 @@ pub struct PreScan {
     line_shifts: Vec<(u64, u64)>,
     /// Line number of the first data record (2 with a CSV header, 1 otherwise).
     first_line: u64,
+    /// CSV: byte range `[start, end)` of each bad record, in the order of `bad`.
+    spans: Vec<(u64, u64)>,
+    /// CSV: some bad record cannot be read by the engine at all (invalid UTF-8, a quote never
+    /// closed), so it must read a copy of the file without the bad records.
+    unreadable: bool,
 }
 
 impl PreScan {
@@ -46,6 +55,17 @@ impl PreScan {
             first_line: 1,
             ..Default::default()
         }
+    }
+
+    /// True when the engine must read a copy of the file without the bad records
+    /// ([`copy_without_spans`]) because it cannot read them.
+    pub fn needs_clean_copy(&self) -> bool {
+        self.unreadable
+    }
+
+    /// Byte ranges `[start, end)` of the bad CSV records.
+    pub fn bad_spans(&self) -> &[(u64, u64)] {
+        &self.spans
     }
 
     /// 1-based line that data record `record` starts on.
@@ -106,20 +126,45 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
     read_hashing(path, |_| {})
 }
 
-/// Splits CSV bytes into records (RFC 4180 quoting) and counts fields per record.
+/// Splits CSV bytes into records (RFC 4180 quoting), counts fields per record and finds fields
+/// that are not valid UTF-8.
 struct CsvScanner {
     sep: u8,
     has_header: bool,
+    /// Header names, to name the column of an invalid field (empty without a header).
+    names: Vec<String>,
     expected: Option<u64>,
     in_quotes: bool,
+    /// Line the open quote was opened on.
+    quote_line: u64,
     fields: u64,
     record_empty: bool,
+    /// 1-based field of the first byte of the current record that is not valid UTF-8.
+    invalid_field: Option<u64>,
     line: u64,
     record_start_line: u64,
+    /// Absolute offset of the current record's first byte.
+    record_start: u64,
+    /// Absolute offset of the chunk being fed.
+    offset: u64,
+    /// The start of a UTF-8 sequence cut by the end of the previous chunk (at most 3 bytes).
+    utf8_carry: Vec<u8>,
     records: u64,
     header_done: bool,
     bad: Vec<BadRecord>,
+    spans: Vec<(u64, u64)>,
+    unreadable: bool,
     shifts: Vec<(u64, u64)>,
+}
+
+/// Bytes of the UTF-8 sequence a leading byte starts.
+fn utf8_width(lead: u8) -> usize {
+    match lead {
+        0xF0.. => 4,
+        0xE0.. => 3,
+        0xC0.. => 2,
+        _ => 1,
+    }
 }
 
 impl CsvScanner {
@@ -127,27 +172,98 @@ impl CsvScanner {
         CsvScanner {
             sep,
             has_header,
+            names: Vec::new(),
             expected: None,
             in_quotes: false,
+            quote_line: 0,
             fields: 1,
             record_empty: true,
+            invalid_field: None,
             line: 1,
             record_start_line: 1,
+            record_start: 0,
+            offset: 0,
+            utf8_carry: Vec::new(),
             records: 0,
             header_done: !has_header,
             bad: Vec::new(),
+            spans: Vec::new(),
+            unreadable: false,
             shifts: Vec::new(),
+        }
+    }
+
+    /// Positions (within `bytes`) where an invalid UTF-8 sequence starts; a sequence that began
+    /// in the previous chunk and turns out invalid is reported at 0. A sequence cut by the end
+    /// of `bytes` is carried over to the next chunk.
+    fn invalid_utf8(&mut self, bytes: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        if !self.utf8_carry.is_empty() {
+            let carried = self.utf8_carry.len();
+            let need = (4 - carried).min(bytes.len());
+            let mut joined = std::mem::take(&mut self.utf8_carry);
+            joined.extend_from_slice(&bytes[..need]);
+            match std::str::from_utf8(&joined) {
+                Ok(_) => start = utf8_width(joined[0]).saturating_sub(carried),
+                Err(e) if e.valid_up_to() > 0 => {
+                    start = utf8_width(joined[0]).saturating_sub(carried)
+                }
+                Err(e) => match e.error_len() {
+                    Some(n) => {
+                        out.push(0);
+                        start = n.saturating_sub(carried);
+                    }
+                    None => {
+                        // Still cut short (a tiny chunk): carry on.
+                        self.utf8_carry = joined;
+                        return out;
+                    }
+                },
+            }
+        }
+        while start < bytes.len() {
+            match std::str::from_utf8(&bytes[start..]) {
+                Ok(_) => break,
+                Err(e) => {
+                    let at = start + e.valid_up_to();
+                    match e.error_len() {
+                        Some(n) => {
+                            out.push(at);
+                            start = at + n;
+                        }
+                        None => {
+                            self.utf8_carry = bytes[at..].to_vec();
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn mark_invalid(&mut self, field: u64) {
+        if self.invalid_field.is_none() {
+            self.invalid_field = Some(field);
         }
     }
 
     /// Walks the bytes jumping from one quote or newline to the next (memchr), counting
     /// separators in the runs between them, which the compiler vectorizes.
     fn feed(&mut self, bytes: &[u8]) {
+        let invalid = self.invalid_utf8(bytes);
+        // Invalid sequences start at non-ASCII bytes, so never at a quote or newline.
+        let mut invalid = invalid.into_iter().peekable();
         let mut i = 0;
         while i < bytes.len() {
             let rest = &bytes[i..];
             let next = memchr::memchr2(b'"', b'\n', rest);
+            let end = next.map_or(bytes.len(), |k| i + k);
             if self.in_quotes {
+                while invalid.next_if(|&p| p < end).is_some() {
+                    self.mark_invalid(self.fields);
+                }
                 let Some(k) = next else { break };
                 if rest[k] == b'"' {
                     self.in_quotes = false;
@@ -157,9 +273,13 @@ impl CsvScanner {
                 i += k + 1;
                 continue;
             }
-            let run = &rest[..next.unwrap_or(rest.len())];
+            let run = &rest[..end - i];
             if !run.is_empty() {
                 let sep = self.sep;
+                while let Some(p) = invalid.next_if(|&p| p < end) {
+                    let before = bytes[i..p].iter().filter(|&&b| b == sep).count() as u64;
+                    self.mark_invalid(self.fields + before);
+                }
                 self.fields += run.iter().filter(|&&b| b == sep).count() as u64;
                 if self.record_empty && run.iter().any(|&b| b != b'\r') {
                     self.record_empty = false;
@@ -168,20 +288,24 @@ impl CsvScanner {
             let Some(k) = next else { break };
             if rest[k] == b'"' {
                 self.in_quotes = true;
+                self.quote_line = self.line;
                 self.record_empty = false;
             } else {
-                self.end_record();
+                self.end_record(self.offset + (i + k + 1) as u64);
                 self.line += 1;
                 self.record_start_line = self.line;
             }
             i += k + 1;
         }
+        self.offset += bytes.len() as u64;
     }
 
-    fn end_record(&mut self) {
+    /// Ends the current record; `end` is the offset just past it (after its newline).
+    fn end_record(&mut self, end: u64) {
         if self.record_empty {
             // Blank lines are skipped by CSV readers; they are not records.
             self.fields = 1;
+            self.record_start = end;
             return;
         }
         if !self.header_done {
@@ -195,57 +319,275 @@ impl CsvScanner {
                 self.shifts
                     .push((record, self.record_start_line - first_line - record));
             }
-            match self.expected {
-                Some(n) if n != self.fields => self.bad.push(BadRecord {
-                    record,
-                    line: self.record_start_line,
-                    error: format!("expected {n} fields, found {}", self.fields),
-                }),
-                None => self.expected = Some(self.fields),
-                _ => {}
+            let problem = match (self.expected, self.invalid_field) {
+                (Some(n), _) if n != self.fields => Some((
+                    None,
+                    format!("expected {n} fields, found {}", self.fields),
+                )),
+                (_, Some(field)) => {
+                    let column = self.names.get(field as usize - 1).cloned();
+                    let error = match &column {
+                        Some(name) => {
+                            format!("value is not valid UTF-8 text (field {field}, column `{name}`)")
+                        }
+                        None => format!("value is not valid UTF-8 text (field {field})"),
+                    };
+                    Some((column, error))
+                }
+                _ => None,
+            };
+            if self.expected.is_none() {
+                self.expected = Some(self.fields);
+            }
+            if let Some((column, error)) = problem {
+                self.push_bad(record, column, error, end);
             }
             self.records += 1;
         }
         self.fields = 1;
         self.record_empty = true;
+        self.invalid_field = None;
+        self.record_start = end;
     }
 
-    fn finish(mut self) -> (u64, Vec<BadRecord>, Vec<(u64, u64)>) {
-        if self.in_quotes {
+    fn push_bad(&mut self, record: u64, column: Option<String>, error: String, end: u64) {
+        // The engine cannot decode a record with invalid UTF-8 even to skip it.
+        self.unreadable |= self.invalid_field.is_some();
+        self.bad.push(BadRecord {
+            record,
+            line: self.record_start_line,
+            column,
+            error,
+        });
+        self.spans.push((self.record_start, end));
+    }
+
+    fn finish(mut self) -> CsvScan {
+        if !self.utf8_carry.is_empty() {
+            // A UTF-8 sequence cut short by the end of the file.
+            self.utf8_carry.clear();
+            self.mark_invalid(self.fields);
+        }
+        let end = self.offset;
+        if self.in_quotes && self.header_done {
             // An unterminated quote swallows the rest of the file into one record.
             let record = self.records;
-            self.bad.push(BadRecord {
-                record,
-                line: self.record_start_line,
-                error: "unterminated quoted field".to_string(),
-            });
+            let error = format!(
+                "unterminated quoted field: the quote opened on line {} is never closed, so the rest of the file is one record",
+                self.quote_line
+            );
+            self.push_bad(record, None, error, end);
+            self.unreadable = true;
             self.in_quotes = false;
-            // Already reported: keep the field-count check from reporting it again.
+            // Already reported: keep the field-count and UTF-8 checks from reporting it again.
             if let Some(n) = self.expected {
                 self.fields = n;
             }
+            self.invalid_field = None;
         }
-        self.end_record();
-        (self.records, self.bad, self.shifts)
+        self.end_record(end);
+        CsvScan {
+            records: self.records,
+            bad: self.bad,
+            spans: self.spans,
+            unreadable: self.unreadable,
+            shifts: self.shifts,
+        }
     }
+}
+
+/// What the CSV scanner found.
+struct CsvScan {
+    records: u64,
+    bad: Vec<BadRecord>,
+    spans: Vec<(u64, u64)>,
+    unreadable: bool,
+    shifts: Vec<(u64, u64)>,
 }
 
 /// Pre-scan of a CSV file.
 pub fn prescan_csv(path: &Path, sep: u8, has_header: bool) -> std::io::Result<PreScan> {
     let mut scanner = CsvScanner::new(sep, has_header);
+    if has_header {
+        // Only to name columns in messages; a header that cannot be read is reported at
+        // validate.
+        scanner.names = csv_header(path, sep).unwrap_or_default();
+    }
     let (bytes, sha256) = read_hashing(path, |chunk| scanner.feed(chunk))?;
-    let (records, bad, line_shifts) = scanner.finish();
+    let scan = scanner.finish();
     Ok(PreScan {
         bytes,
         sha256,
-        records,
-        bad,
-        line_shifts,
+        records: scan.records,
+        bad: scan.bad,
+        line_shifts: scan.shifts,
         first_line: if has_header { 2 } else { 1 },
+        spans: scan.spans,
+        unreadable: scan.unreadable,
     })
 }
 
-/// Pre-scan of an NDJSON file: every non-blank line must be one JSON object.
+/// Copies `src` to `dst` without the byte ranges `spans` (sorted, not overlapping): the CSV
+/// without its bad records, for the engine to read.
+pub fn copy_without_spans(src: &Path, dst: &Path, spans: &[(u64, u64)]) -> std::io::Result<()> {
+    use std::io::{BufWriter, Seek, SeekFrom, Write};
+    let mut input = File::open(src)?;
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(dst)?);
+    let mut at = 0u64;
+    for &(start, end) in spans {
+        if start > at {
+            let n = std::io::copy(&mut (&mut input).take(start - at), &mut out)?;
+            if n != start - at {
+                return Err(std::io::Error::other("input file changed while it was read"));
+            }
+        }
+        at = end.max(at);
+        input.seek(SeekFrom::Start(at))?;
+    }
+    std::io::copy(&mut input, &mut out)?;
+    out.flush()?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
+/// What one NDJSON line is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonLine {
+    /// A JSON object whose values are all single values (string, number, bool, null).
+    Flat,
+    /// Not a JSON object (or not valid JSON, or not UTF-8): the error, without content.
+    Invalid(String),
+    /// A JSON object with an object or array as the value of `key`: no manifest type holds
+    /// that, and the engine would turn it into JSON text.
+    Nested { key: String, kind: &'static str },
+}
+
+/// Classifies one NDJSON line (without its newline; surrounding whitespace allowed).
+pub fn json_line(text: &[u8]) -> JsonLine {
+    let trimmed = text.trim_ascii();
+    if trimmed.first() != Some(&b'{') {
+        return JsonLine::Invalid("not a valid JSON object".to_string());
+    }
+    match serde_json::from_slice::<shape::Line>(trimmed) {
+        Ok(shape::Line(None)) => JsonLine::Flat,
+        Ok(shape::Line(Some((key, kind)))) => JsonLine::Nested { key, kind },
+        Err(_) if std::str::from_utf8(trimmed).is_err() => {
+            JsonLine::Invalid("line is not valid UTF-8 text".to_string())
+        }
+        Err(_) => JsonLine::Invalid("not a valid JSON object".to_string()),
+    }
+}
+
+/// Serde visitors that look at the shape of a JSON object's values without keeping them.
+mod shape {
+    use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::borrow::Cow;
+    use std::fmt;
+
+    /// A top-level object: the first key whose value is an object or array, and which it is.
+    pub struct Line(pub Option<(String, &'static str)>);
+
+    /// A value: `None` for a single value, else `"an object"` / `"an array"`.
+    struct Shape(Option<&'static str>);
+
+    /// A key, borrowed from the line when it has no escapes.
+    struct Key<'de>(Cow<'de, str>);
+
+    impl<'de> de::Deserialize<'de> for Line {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Line;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Line, A::Error> {
+                    let mut first = None;
+                    while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                        let Shape(kind) = map.next_value()?;
+                        if let (Some(kind), None) = (kind, &first) {
+                            first = Some((key.into_owned(), kind));
+                        }
+                    }
+                    Ok(Line(first))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    impl<'de> de::Deserialize<'de> for Key<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Key<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a key")
+                }
+                fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Borrowed(v)))
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Owned(v.to_string())))
+                }
+                fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Owned(v)))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    impl<'de> de::Deserialize<'de> for Shape {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Shape;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a JSON value")
+                }
+                fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+                    Ok(Shape(None))
+                }
+                fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+                    Ok(Shape(None))
+                }
+                fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+                    Ok(Shape(None))
+                }
+                fn visit_i128<E>(self, _: i128) -> Result<Shape, E> {
+                    Ok(Shape(None))
+                }
+                fn visit_u128<E>(self, _: u128) -> Result<Shape, E> {
+                    Ok(Shape(None))
+                }
+                fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+                    Ok(Shape(None))
+                }
+                fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+                    Ok(Shape(None))
+                }
+                fn visit_unit<E>(self) -> Result<Shape, E> {
+                    Ok(Shape(None))
+                }
+                fn visit_none<E>(self) -> Result<Shape, E> {
+                    Ok(Shape(None))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+                    while seq.next_element::<IgnoredAny>()?.is_some() {}
+                    Ok(Shape(Some("an array")))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    Ok(Shape(Some("an object")))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+}
+
+/// Pre-scan of an NDJSON file: every non-blank line must be one JSON object whose values are
+/// single values (an object or array value is quarantined as a type mismatch).
 pub fn prescan_ndjson(path: &Path) -> std::io::Result<PreScan> {
     let mut pending: Vec<u8> = Vec::new();
     let mut line = 0u64;
@@ -266,14 +608,22 @@ pub fn prescan_ndjson(path: &Path) -> std::io::Result<PreScan> {
         if line != expected {
             shifts.push((record, line - 1 - record));
         }
-        let ok = trimmed.first() == Some(&b'{')
-            && serde_json::from_slice::<serde::de::IgnoredAny>(trimmed).is_ok();
-        if !ok {
-            bad.push(BadRecord {
+        match json_line(trimmed) {
+            JsonLine::Flat => {}
+            JsonLine::Invalid(error) => bad.push(BadRecord {
                 record,
                 line,
-                error: "not a valid JSON object".to_string(),
-            });
+                column: None,
+                error,
+            }),
+            JsonLine::Nested { key, kind } => bad.push(BadRecord {
+                record,
+                line,
+                error: format!(
+                    "value of `{key}` is {kind}, not a single value of the column's type"
+                ),
+                column: Some(key),
+            }),
         }
         *records += 1;
     };
@@ -303,10 +653,12 @@ pub fn prescan_ndjson(path: &Path) -> std::io::Result<PreScan> {
         bad,
         line_shifts: shifts,
         first_line: 1,
+        ..Default::default()
     })
 }
 
-/// Header field names of a CSV file (first non-blank record).
+/// Header field names of a CSV file (first non-blank record); none for a file without one
+/// (empty or blank).
 pub fn csv_header(path: &Path, sep: u8) -> std::io::Result<Vec<String>> {
     let mut file = File::open(path)?;
     let mut buf = Vec::new();
@@ -335,7 +687,15 @@ pub fn csv_header(path: &Path, sep: u8) -> std::io::Result<Vec<String>> {
             return Err(std::io::Error::other("header line longer than 16 MiB"));
         }
     }
-    let text = String::from_utf8(buf).map_err(|_| std::io::Error::other("header is not UTF-8"))?;
+    if buf.iter().all(|c| c.is_ascii_whitespace()) {
+        return Ok(Vec::new());
+    }
+    let text = String::from_utf8(buf).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the header line is not valid UTF-8 text",
+        )
+    })?;
     let text = text.trim_end_matches('\r').trim_start_matches('\u{feff}');
     let mut fields = Vec::new();
     let mut cur = String::new();
@@ -396,7 +756,111 @@ mod tests {
         let s = prescan_csv(f.path(), b',', true).unwrap();
         assert_eq!(s.records, 1);
         assert_eq!(s.bad.len(), 1);
-        assert_eq!(s.bad[0].error, "unterminated quoted field");
+        assert!(
+            s.bad[0].error.starts_with("unterminated quoted field"),
+            "{}",
+            s.bad[0].error
+        );
+    }
+
+    /// Regression: an unterminated quote at the end of the file reached the engine, which failed
+    /// with a byte offset; now the record is quarantined naming the line the quote opened on,
+    /// and the engine reads a copy without it.
+    #[test]
+    fn unterminated_quote_names_the_line_it_opened_on_and_is_cut_from_the_copy() {
+        let f = write("a,b,c\n1,2,3\nS1,\"x\n\ny,z\n");
+        let s = prescan_csv(f.path(), b',', true).unwrap();
+        assert_eq!(s.records, 2);
+        assert_eq!((s.bad[0].record, s.bad[0].line), (1, 3));
+        assert!(s.bad[0].error.contains("opened on line 3"), "{}", s.bad[0].error);
+        assert!(s.needs_clean_copy());
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("clean.csv");
+        copy_without_spans(f.path(), &out, s.bad_spans()).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "a,b,c\n1,2,3\n");
+    }
+
+    fn write_bytes(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bytes).unwrap();
+        f
+    }
+
+    /// Regression: a field with invalid UTF-8 failed the run with "invalid utf-8 sequence" and
+    /// no file, line or column, even with max_bad_rows set; now it is a bad record naming its
+    /// line and column, and the copy the engine reads is valid UTF-8.
+    #[test]
+    fn invalid_utf8_field_is_a_bad_record_with_line_and_column() {
+        let mut text = b"id,email,note\n1,a@x,ok\n2,\"b\n".to_vec();
+        text.extend_from_slice(b"c\",\xff\xfe\n3,\xc3\xa9t\xc3\xa9,fine\n4,d,\xe2\x82\n");
+        let f = write_bytes(&text);
+        let s = prescan_csv(f.path(), b',', true).unwrap();
+        assert_eq!(s.records, 4);
+        let got: Vec<(u64, u64, Option<&str>)> = s
+            .bad
+            .iter()
+            .map(|b| (b.record, b.line, b.column.as_deref()))
+            .collect();
+        assert_eq!(got, vec![(1, 3, Some("note")), (3, 6, Some("note"))]);
+        assert!(s.bad[0].error.contains("not valid UTF-8"), "{}", s.bad[0].error);
+        assert!(s.bad[0].error.contains("`note`"), "{}", s.bad[0].error);
+        assert!(s.needs_clean_copy());
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("clean.csv");
+        copy_without_spans(f.path(), &out, s.bad_spans()).unwrap();
+        let clean = std::fs::read(&out).unwrap();
+        assert_eq!(
+            String::from_utf8(clean).unwrap(),
+            "id,email,note\n1,a@x,ok\n3,\u{e9}t\u{e9},fine\n"
+        );
+    }
+
+    #[test]
+    fn utf8_is_checked_across_every_chunk_split() {
+        let text = "id,name\n1,Zo\u{eb} \u{20ac} \u{1f600}\n2,\"\u{e9}\u{e9}\"\n".as_bytes();
+        for cut in 0..=text.len() {
+            for cut2 in cut..=text.len() {
+                let mut sc = CsvScanner::new(b',', true);
+                sc.feed(&text[..cut]);
+                sc.feed(&text[cut..cut2]);
+                sc.feed(&text[cut2..]);
+                let scan = sc.finish();
+                assert!(scan.bad.is_empty(), "split at {cut}/{cut2}: {:?}", scan.bad);
+                assert_eq!(scan.records, 2);
+            }
+        }
+        let mut bad = text.to_vec();
+        bad.insert(15, 0x80); // a stray continuation byte in the second field of record 0
+        for cut in 0..=bad.len() {
+            let mut sc = CsvScanner::new(b',', true);
+            sc.names = vec!["id".into(), "name".into()];
+            sc.feed(&bad[..cut]);
+            sc.feed(&bad[cut..]);
+            let scan = sc.finish();
+            assert_eq!(scan.bad.len(), 1, "split at {cut}");
+            assert_eq!(scan.bad[0].column.as_deref(), Some("name"), "split at {cut}");
+        }
+    }
+
+    #[test]
+    fn empty_or_blank_file_has_no_header() {
+        assert!(csv_header(write("").path(), b',').unwrap().is_empty());
+        assert!(csv_header(write("\n \n").path(), b',').unwrap().is_empty());
+    }
+
+    /// Regression: an object or array in an NDJSON column was written as JSON text.
+    #[test]
+    fn ndjson_object_or_array_value_is_a_bad_record_naming_the_key() {
+        let f = write("{\"a\":1,\"email\":[\"x@y\"]}\n{\"a\":2,\"email\":\"s\"}\n{\"a\":{\"b\":1}}\n");
+        let s = prescan_ndjson(f.path()).unwrap();
+        assert_eq!(s.records, 3);
+        let got: Vec<(u64, Option<&str>)> =
+            s.bad.iter().map(|b| (b.line, b.column.as_deref())).collect();
+        assert_eq!(got, vec![(1, Some("email")), (3, Some("a"))]);
+        assert!(s.bad[0].error.contains("an array"), "{}", s.bad[0].error);
+        assert!(!s.bad[0].error.contains("x@y"));
+        assert_eq!(json_line(b"{\"k\\u0041\": null}"), JsonLine::Flat);
+        assert!(matches!(json_line(b"{\"a\": \"\xff\"}"), JsonLine::Invalid(e) if e.contains("UTF-8")));
     }
 
     #[test]
@@ -446,7 +910,7 @@ mod props {
             let cut = split.min(bytes.len());
             scanner.feed(&bytes[..cut]);
             scanner.feed(&bytes[cut..]);
-            let (records, bad, _) = scanner.finish();
+            let CsvScan { records, bad, .. } = scanner.finish();
             let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
             let lens: Vec<usize> = reader.records().map(|r| r.unwrap().len()).collect();
             // Lines of a single unquoted empty field are blank lines; both sides skip them.

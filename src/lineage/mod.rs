@@ -4,16 +4,24 @@
 //! store is append-only and hash-chained: each record carries the SHA-256 of the one before it,
 //! so `privprep lineage verify` detects any edit, deletion or reordering (invariant 8). Records
 //! are also spread over plain tables (inputs, outputs, drops, column lineage) so compliance can
-//! answer "which runs used dataset X" with SQL.
+//! answer "which runs used dataset X" with SQL. The privacy budget ledger lives in the same
+//! file, chained on its own and cross-checked with the records ([`ledger_table`]), and the
+//! store's head is recorded outside the file ([`anchor`]), so a deleted or rolled-back store is
+//! noticed instead of silently starting afresh.
 //!
 //! This module depends on nothing else in the crate: stages hand their facts to `lib.rs`, which
-//! builds the record and appends it here.
+//! builds the record and appends it here; `dp::ledger` decides what may be spent and records
+//! it here.
 
+pub mod anchor;
+pub mod ledger_table;
 pub mod record;
 pub mod store;
 
-pub use record::{ColumnLineage, InputRecord, OutputRecord, PolicySummary, RunRecord, RunStatus};
+pub use record::{
+    BudgetSpend, ColumnLineage, InputRecord, OutputRecord, PolicySummary, RunRecord, RunStatus,
+};
 pub use store::{
-    record_hash, BrokenRecord, LineageError, RunSummary, Store, StoredRun, VerifyReport,
-    GENESIS_HASH,
+    record_hash, BrokenRecord, InitOutcome, LedgerTransaction, LineageError, RunSummary, Store,
+    StoredRun, VerifyReport, GENESIS_HASH,
 };

@@ -174,6 +174,25 @@ pub struct ReleaseRecord {
     pub mean_ci95: Vec<(String, f64, f64)>,
 }
 
+/// One spend of the privacy budget by a run, as the budget ledger holds it. The store fills
+/// these in when it appends the record, from the ledger rows of the run, so the chained record
+/// and the ledger vouch for each other (`privprep lineage verify` checks that they agree).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetSpend {
+    /// `id` of the ledger entry.
+    pub ledger_id: i64,
+    /// `entry_hash` of the ledger entry (it covers every column, the cap included).
+    pub entry_hash: String,
+    pub dataset_id: String,
+    /// The release that spent it.
+    pub release: String,
+    /// `pure`, `approx` or `zcdp`.
+    pub measure: String,
+    pub epsilon: f64,
+    pub delta: f64,
+    pub rho: f64,
+}
+
 /// A full run record as appended to the lineage store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -219,6 +238,12 @@ pub struct RunRecord {
     /// Differentially private releases (their spend is in the budget ledger).
     #[serde(default)]
     pub releases: Vec<ReleaseRecord>,
+    /// Every spend of the budget ledger by this run, oldest first. Set by the store when the
+    /// record is appended (whatever the caller put here is replaced): `Some` in every record
+    /// appended since the ledger is chained, even when empty; `None` in older records, whose
+    /// stored JSON lacks the field and must keep its hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_spends: Option<Vec<BudgetSpend>>,
 }
 
 impl RunRecord {
@@ -258,6 +283,7 @@ impl RunRecord {
             text_columns: Vec::new(),
             leak_gate: Vec::new(),
             releases: Vec::new(),
+            budget_spends: None,
         }
     }
 }

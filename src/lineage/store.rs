@@ -29,6 +29,10 @@
 //!   `sha256`, `rows`, `dataset_id`, `privacy_unit`, `key_source`, `measure`, `epsilon`,
 //!   `delta`, `rho` (OpenDP's map at one subject, as spent in the ledger), `global_scale`,
 //!   `threshold` (private keys, else NULL). Indexed by `dataset_id`.
+//! - `budget_ledger`, one row per privacy budget spend, chained on its own; see
+//!   [`super::ledger_table`]. It is not derived from the records: runs spend before they are
+//!   recorded. Each record appended since version 4 lists its run's spends (`budget_spends`),
+//!   and [`Store::verify`] checks that the two agree.
 //!
 //! For example, "which runs used dataset X":
 //! `SELECT r.* FROM runs r JOIN run_inputs i USING (run_id) WHERE i.dataset_id = 'X'`.
@@ -42,8 +46,13 @@
 //! `printf '%s\n%s' "$prev_hash" "$record_json" | sha256sum`.
 //!
 //! The chain makes edits, deletions and reordering evident; it does not stop someone who
-//! rewrites every later record and recomputes the hashes. Keep the head hash that
-//! `verify` reports somewhere else (a ticket, a release note) to anchor it.
+//! rewrites every later record and recomputes the hashes, or who puts an older copy of the
+//! whole file back. For that the store records its head outside the file, in the anchor beside
+//! it ([`super::anchor`]): [`Store::open`] refuses a store that is missing or empty while its
+//! anchor says it held records, and a store that no longer holds what the anchor recorded.
+//! Only `privprep lineage init` ([`Store::init`]) starts a store afresh or accepts an older copy,
+//! and the anchor keeps a note that it did. Keep the head hash that `verify` reports somewhere
+//! else too (a ticket, a release note).
 
 use std::cmp::Ordering;
 use std::num::TryFromIntError;
@@ -51,11 +60,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::record::RunRecord;
+use super::anchor::{self, Anchor, Head, InitNote};
+use super::ledger_table::{self, LedgerEntry, StoredLedgerEntry};
+use super::record::{BudgetSpend, RunRecord};
 
 /// `prev_hash` of the first record in a store: 64 zeros.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -63,8 +74,13 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// Schema version written to `PRAGMA user_version`; bump it with a migration. Every statement
 /// of [`SCHEMA`] is idempotent, so migrating is running it again: version 2 added
 /// `run_text_spans` and `run_leak_gate`; version 3 added `run_releases`, filled from the
-/// stored records when an older store is opened.
-const SCHEMA_VERSION: i64 = 3;
+/// stored records when an older store is opened; version 4 chained `budget_ledger` (until then
+/// created by the ledger itself, and re-created silently when dropped), chaining the entries
+/// of an older store as they are.
+///
+/// The schema is run only while `user_version` is below this, so a table dropped from a
+/// current store stays missing and `verify` reports it.
+const SCHEMA_VERSION: i64 = 4;
 
 /// How long a run waits for another run's append before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -246,15 +262,97 @@ pub enum LineageError {
     },
 
     /// An SQLite operation failed.
-    #[error("lineage store {}: cannot {action} ({})", .path.display(), sqlite_hint(.source))]
+    ///
+    /// The message says what went wrong in its own words (e.g. "the disk is full") instead of
+    /// chaining SQLite's message, so it is said once.
+    #[error("lineage store {}: cannot {action}: {}", .path.display(), sqlite_reason(.error))]
     Sqlite {
         /// The store file.
         path: PathBuf,
         /// What the store was doing, e.g. `append the run`.
         action: &'static str,
         /// The underlying SQLite error.
-        #[source]
-        source: rusqlite::Error,
+        error: rusqlite::Error,
+    },
+
+    /// The store file is missing or empty, but its anchor says it held a chain.
+    #[error(
+        "lineage store {} is missing or empty, but its anchor {} says it held {} record(s) (head {}) and {} budget ledger entr(ies)\n  = hint: restore the store from a backup; or, to start a new, empty store in its place, run `privprep lineage init` (the anchor keeps a note that you did)",
+        .path.display(), .anchor.display(), .head.records,
+        .head.head_hash.as_deref().unwrap_or("-"), .head.ledger_last_id
+    )]
+    StoreMissing {
+        /// The store file.
+        path: PathBuf,
+        /// The anchor file.
+        anchor: PathBuf,
+        /// What the anchor recorded.
+        head: Head,
+    },
+
+    /// The store no longer holds what its anchor recorded.
+    #[error(
+        "lineage store {} does not match its anchor {}: {reason}; the store was rolled back to an older copy, or replaced\n  = hint: put the newest copy of the store back; or, to keep the store as it is now, run `privprep lineage init --adopt` (the anchor keeps a note that you did)",
+        .path.display(), .anchor.display()
+    )]
+    AnchorMismatch {
+        /// The store file.
+        path: PathBuf,
+        /// The anchor file.
+        anchor: PathBuf,
+        /// What differs, in words.
+        reason: String,
+    },
+
+    /// The anchor file cannot be read.
+    #[error(
+        "the anchor {} of lineage store {} cannot be used: {reason}\n  = hint: the anchor records the store's head so that a lost or rolled-back store is noticed; restore it from a backup, or run `privprep lineage init --adopt` to anchor the store as it is now",
+        .anchor.display(), .path.display()
+    )]
+    AnchorUnreadable {
+        /// The store file.
+        path: PathBuf,
+        /// The anchor file.
+        anchor: PathBuf,
+        /// Why, in words (never the file's content).
+        reason: String,
+    },
+
+    /// The anchor could not be written where it must be (`lineage init`).
+    #[error(
+        "cannot write the anchor {} of lineage store {} ({})\n  = hint: check that the folder is writable and the disk is not full",
+        .anchor.display(), .path.display(), .error.kind()
+    )]
+    AnchorWrite {
+        /// The store file.
+        path: PathBuf,
+        /// The anchor file.
+        anchor: PathBuf,
+        /// The underlying I/O error.
+        error: std::io::Error,
+    },
+
+    /// The budget ledger fails its integrity check, so nothing may be spent or shown from it.
+    #[error(
+        "the budget ledger in lineage store {} fails its integrity check at {}: {}\n  = hint: no budget is spent or reported from a ledger that fails this check; run `privprep lineage verify` for details, and restore the store from a backup",
+        .path.display(), .broken.location(), .broken.reason
+    )]
+    LedgerBroken {
+        /// The store file.
+        path: PathBuf,
+        /// The first failed check.
+        broken: BrokenRecord,
+    },
+
+    /// `privprep lineage init` would overwrite or invent something.
+    #[error("cannot initialize lineage store {}: {reason}\n  = hint: {hint}", .path.display())]
+    InitRefused {
+        /// The store file.
+        path: PathBuf,
+        /// Why not, in words.
+        reason: String,
+        /// What to do instead.
+        hint: &'static str,
     },
 
     /// The store's schema is newer than this build understands.
@@ -338,31 +436,51 @@ pub enum LineageError {
     },
 }
 
-/// A hint for an SQLite failure, chosen by its error code.
-fn sqlite_hint(error: &rusqlite::Error) -> String {
-    match error.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => format!(
-            "is another program holding the file? privprep waited {} s for it",
-            BUSY_TIMEOUT.as_secs()
+/// What an SQLite failure means, and a hint, chosen by its error code: `<what>\n  = hint: …`.
+fn sqlite_reason(error: &rusqlite::Error) -> String {
+    let (what, hint): (String, String) = match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => (
+            "another program holds the file".into(),
+            format!(
+                "privprep waited {} s for it; is another run, or an sqlite3 shell, holding the store?",
+                BUSY_TIMEOUT.as_secs()
+            ),
         ),
-        Some(ErrorCode::NotADatabase) => "is this file a privprep lineage store?".into(),
-        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
-            "check that the file and its folder are readable and writable".into()
-        }
-        Some(ErrorCode::DiskFull) => "the disk is full".into(),
-        Some(ErrorCode::DatabaseCorrupt) => "the file is damaged; restore it from a backup".into(),
+        Some(ErrorCode::NotADatabase) => (
+            "the file is not an SQLite database".into(),
+            "is this file a privprep lineage store?".into(),
+        ),
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => (
+            "the file cannot be opened for writing".into(),
+            "check that the file and its folder are readable and writable".into(),
+        ),
+        Some(ErrorCode::DiskFull) => (
+            "the disk is full".into(),
+            "free space on the disk that holds the store, then run again".into(),
+        ),
+        Some(ErrorCode::DatabaseCorrupt) => (
+            "the file is damaged".into(),
+            "restore it from a backup".into(),
+        ),
         _ => match error {
-            rusqlite::Error::ToSqlConversionFailure(_) => {
-                "a count is too large for SQLite's 64-bit integers".into()
-            }
+            rusqlite::Error::ToSqlConversionFailure(_) => (
+                "a count is too large for SQLite's 64-bit integers".into(),
+                "is a row or byte count corrupt?".into(),
+            ),
             rusqlite::Error::FromSqlConversionFailure(..)
             | rusqlite::Error::IntegralValueOutOfRange(..)
-            | rusqlite::Error::InvalidColumnType(..) => {
-                "a stored value has the wrong type; run `privprep lineage verify`".into()
-            }
-            _ => "run `privprep lineage verify` to check the store".into(),
+            | rusqlite::Error::InvalidColumnType(..) => (
+                "a stored value has the wrong type".into(),
+                "run `privprep lineage verify`".into(),
+            ),
+            // SQLite's own messages name tables and columns, never stored values.
+            other => (
+                other.to_string(),
+                "run `privprep lineage verify` to check the store".into(),
+            ),
         },
-    }
+    };
+    format!("{what}\n  = hint: {hint}")
 }
 
 /// The store's schema version; an error if a newer privprep wrote it.
@@ -385,11 +503,42 @@ fn sqlite<'a>(
     path: &'a Path,
     action: &'static str,
 ) -> impl FnOnce(rusqlite::Error) -> LineageError + 'a {
-    move |source| LineageError::Sqlite {
+    move |error| LineageError::Sqlite {
         path: path.to_path_buf(),
         action,
-        source,
+        error,
     }
+}
+
+/// The anchor of the store at `path`, as an error when it cannot be read.
+fn read_anchor(path: &Path) -> Result<Option<Anchor>, LineageError> {
+    anchor::read(path).map_err(|reason| LineageError::AnchorUnreadable {
+        path: path.to_path_buf(),
+        anchor: anchor::anchor_path(path),
+        reason,
+    })
+}
+
+/// True when there is no store file, or an empty one (which SQLite would take for a new store).
+/// Other errors (e.g. permissions) are left for SQLite to report.
+fn file_is_missing_or_empty(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(m) => m.is_file() && m.len() == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// What [`Store::init`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InitOutcome {
+    /// The anchor file written.
+    pub anchor: PathBuf,
+    /// The store's head as anchored now.
+    pub head: Head,
+    /// What the anchor held before, if there was a readable anchor.
+    pub replaced: Option<Head>,
+    /// True for `--adopt` (the store was kept as it is), false for a new store.
+    pub adopted: bool,
 }
 
 /// The hash that links a record into the chain: lowercase hex
@@ -436,15 +585,38 @@ pub struct StoredRun {
     pub record_hash: String,
 }
 
-/// The first place where the chain or the derived tables disagree.
+/// The first place where the chain, the derived tables, the budget ledger or the anchor
+/// disagree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BrokenRecord {
     /// Chain position of the broken record; `None` for rows that belong to no record.
     pub seq: Option<i64>,
     /// Run id of the broken record, when known.
     pub run_id: Option<String>,
+    /// `id` of the broken budget ledger entry, when the ledger's chain is what broke.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_entry: Option<i64>,
     /// Which check failed, in words; never a value from the record.
     pub reason: String,
+}
+
+impl BrokenRecord {
+    /// Where it broke, in words: `record 2 (run …)`, `budget ledger entry 3 (run …)`, …
+    pub fn location(&self) -> String {
+        let run = self
+            .run_id
+            .as_deref()
+            .map(|r| format!(" (run {r})"))
+            .unwrap_or_default();
+        match (self.ledger_entry, self.seq) {
+            (Some(id), _) => format!("budget ledger entry {id}{run}"),
+            (None, Some(seq)) => format!("record {seq}{run}"),
+            (None, None) => match &self.run_id {
+                Some(r) => format!("rows of run {r}"),
+                None => "the store as a whole".into(),
+            },
+        }
+    }
 }
 
 /// Result of [`Store::verify`].
@@ -454,6 +626,13 @@ pub struct VerifyReport {
     pub records: u64,
     /// `record_hash` of the newest record; `None` for an empty store.
     pub head_hash: Option<String>,
+    /// Number of budget ledger entries.
+    pub ledger_entries: u64,
+    /// `entry_hash` of the newest ledger entry; `None` for an empty ledger.
+    pub ledger_head: Option<String>,
+    /// The anchor the store was checked against; `None` when there is none (it could not be
+    /// written, e.g. in a read-only folder).
+    pub anchor: Option<PathBuf>,
     /// The first failed check, if any.
     pub first_broken: Option<BrokenRecord>,
 }
@@ -476,8 +655,44 @@ impl Store {
     /// Opens the store at `path`, creating its folder, the file and the schema if missing.
     ///
     /// Waits up to 10 s when another run holds the file. Fails with
-    /// [`LineageError::NewerSchema`] on a store written by a newer privprep.
+    /// [`LineageError::NewerSchema`] on a store written by a newer privprep; with
+    /// [`LineageError::StoreMissing`] when the file is missing or empty but its anchor says a
+    /// store was there; with [`LineageError::AnchorMismatch`] when the store no longer holds
+    /// what the anchor recorded. A store without an anchor (new, or older than anchors) gets
+    /// one.
     pub fn open(path: &Path) -> Result<Store, LineageError> {
+        Store::open_checked(path, true)
+    }
+
+    /// [`Store::open`] for reading what is there: a store that disagrees with its anchor is
+    /// opened anyway, and [`Store::verify`] reports it (appends and spends still refuse it).
+    /// A missing store is still an error: there is nothing to read.
+    pub fn open_to_inspect(path: &Path) -> Result<Store, LineageError> {
+        Store::open_checked(path, false)
+    }
+
+    fn open_checked(path: &Path, strict: bool) -> Result<Store, LineageError> {
+        let anchor = read_anchor(path)?;
+        if let Some(a) = &anchor {
+            if file_is_missing_or_empty(path) {
+                return Err(LineageError::StoreMissing {
+                    path: path.to_path_buf(),
+                    anchor: anchor::anchor_path(path),
+                    head: a.head.clone(),
+                });
+            }
+        }
+        let store = Store::connect(path)?;
+        match &anchor {
+            None => store.update_anchor(),
+            Some(a) if strict => store.check_anchor(&store.conn, a)?,
+            Some(_) => {}
+        }
+        Ok(store)
+    }
+
+    /// Opens (creating if need be) and migrates the file, with no anchor check.
+    fn connect(path: &Path) -> Result<Store, LineageError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| LineageError::CreateDir {
                 path: path.to_path_buf(),
@@ -507,8 +722,15 @@ impl Store {
                 .map_err(sqlite(path, "lock the store to create its schema"))?;
             let found = schema_version(&tx, path)?;
             if found < SCHEMA_VERSION {
+                // Before version 4 the ledger made its own table, without a chain.
+                if ledger_table::exists(&tx).map_err(sqlite(path, "look for the budget ledger"))? {
+                    ledger_table::chain_unchained_rows(&tx)
+                        .map_err(sqlite(path, "chain the budget ledger's entries"))?;
+                }
                 tx.execute_batch(SCHEMA)
                     .map_err(sqlite(path, "create the schema"))?;
+                tx.execute_batch(ledger_table::SCHEMA)
+                    .map_err(sqlite(path, "create the budget ledger"))?;
                 if (1..3).contains(&found) {
                     backfill_releases(&tx)
                         .map_err(sqlite(path, "fill run_releases from the stored records"))?;
@@ -525,6 +747,151 @@ impl Store {
         })
     }
 
+    /// Creates a store where none is, or accepts the store as it is, and records it in the
+    /// anchor: what `privprep lineage init` does, the one way to set the anchor back.
+    ///
+    /// Without `adopt`: the file must be missing or empty (it is never overwritten); a new,
+    /// empty store is created, and the anchor notes what it held before. With `adopt`: the
+    /// file must be a store whose chain and ledger verify; it is anchored as it is (after an
+    /// older backup was put back, or when the anchor was lost).
+    pub fn init(path: &Path, adopt: bool) -> Result<(Store, InitOutcome), LineageError> {
+        let refuse = |reason: String, hint: &'static str| LineageError::InitRefused {
+            path: path.to_path_buf(),
+            reason,
+            hint,
+        };
+        // A damaged anchor is what `init --adopt` is for; a new store needs no old anchor.
+        let previous = read_anchor(path).ok().flatten();
+        let empty = file_is_missing_or_empty(path);
+        if !adopt && !empty {
+            return Err(refuse(
+                "the file exists and is not empty, and `lineage init` never overwrites a store".into(),
+                "to keep this store as it is (e.g. an older backup you put back), run `privprep lineage init --adopt`; to start afresh, move the file away first",
+            ));
+        }
+        if adopt && empty {
+            return Err(refuse(
+                "there is no store to adopt (the file is missing or empty)".into(),
+                "run `privprep lineage init` without --adopt to create a new, empty store",
+            ));
+        }
+        if !adopt {
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            let wal = PathBuf::from(wal);
+            if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                return Err(refuse(
+                    format!(
+                        "its write-ahead log {} is still there and may hold part of the lost store",
+                        wal.display()
+                    ),
+                    "move the -wal file away (keep it: it may help restore the store), then run `privprep lineage init` again",
+                ));
+            }
+        }
+        let store = Store::connect(path)?;
+        if adopt {
+            let report = store.verify_with(false)?;
+            if let Some(b) = report.first_broken {
+                return Err(refuse(
+                    format!("it fails verification at {}: {}", b.location(), b.reason),
+                    "only a store whose chain and ledger verify can be adopted; restore a good copy from a backup",
+                ));
+            }
+        }
+        let tx = store
+            .conn
+            .unchecked_transaction()
+            .map_err(sqlite(path, "read the chain head"))?;
+        let head = anchor::current_head(&tx).map_err(sqlite(path, "read the chain head"))?;
+        drop(tx);
+        let mut written = Anchor::new(path, head.clone(), previous.as_ref());
+        written.inits.push(InitNote {
+            at: written.updated_at.clone(),
+            kind: if adopt { "adopt" } else { "new" }.into(),
+            previous: previous.as_ref().map(|a| a.head.clone()),
+        });
+        let anchor_file = anchor::anchor_path(path);
+        let write_error = |error| LineageError::AnchorWrite {
+            path: path.to_path_buf(),
+            anchor: anchor_file.clone(),
+            error,
+        };
+        let _lock = anchor::lock(path).map_err(write_error)?;
+        anchor::write(path, &written).map_err(write_error)?;
+        Ok((
+            store,
+            InitOutcome {
+                anchor: anchor_file,
+                head,
+                replaced: previous.map(|a| a.head),
+                adopted: adopt,
+            },
+        ))
+    }
+
+    /// Fails with [`LineageError::AnchorMismatch`] when the store (as `conn` sees it) no
+    /// longer holds what `anchor` recorded.
+    fn check_anchor(&self, conn: &Connection, anchor: &Anchor) -> Result<(), LineageError> {
+        let path = self.path.as_path();
+        match anchor::mismatch(conn, &anchor.head)
+            .map_err(sqlite(path, "compare the store with its anchor"))?
+        {
+            None => Ok(()),
+            Some(reason) => Err(LineageError::AnchorMismatch {
+                path: path.to_path_buf(),
+                anchor: anchor::anchor_path(path),
+                reason,
+            }),
+        }
+    }
+
+    /// Checks the store against its anchor inside a write transaction, before a write.
+    fn check_anchor_for_write(&self, conn: &Connection) -> Result<(), LineageError> {
+        match read_anchor(&self.path)? {
+            Some(a) => self.check_anchor(conn, &a),
+            None => Ok(()),
+        }
+    }
+
+    /// Moves the anchor forward to what is committed now. Never fails the caller: the commit
+    /// it follows is done; an anchor that lags only weakens the check until the next write.
+    fn update_anchor(&self) {
+        if let Err(e) = self.try_update_anchor() {
+            tracing::warn!(
+                "cannot update the anchor {} of lineage store {}: {e}; a lost or rolled-back store is noticed only up to the last anchored record",
+                anchor::anchor_path(&self.path).display(),
+                self.path.display()
+            );
+        }
+    }
+
+    fn try_update_anchor(&self) -> Result<(), String> {
+        let _lock = anchor::lock(&self.path).map_err(|e| format!("cannot lock it ({})", e.kind()))?;
+        let existing = anchor::read(&self.path)?;
+        // Read under the lock, so whoever writes last writes the newest committed head.
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| sqlite_reason(&e))?;
+        let head = anchor::current_head(&tx).map_err(|e| sqlite_reason(&e))?;
+        if let Some(a) = &existing {
+            if a.head == head {
+                return Ok(());
+            }
+            // A store that disagrees with its anchor is left for `verify` and `lineage init`.
+            if anchor::mismatch(&tx, &a.head)
+                .map_err(|e| sqlite_reason(&e))?
+                .is_some()
+            {
+                return Ok(());
+            }
+        }
+        drop(tx);
+        anchor::write(&self.path, &Anchor::new(&self.path, head, existing.as_ref()))
+            .map_err(|e| format!("cannot write it ({})", e.kind()))
+    }
+
     /// The store file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -533,20 +900,24 @@ impl Store {
     /// Appends `record` to the chain and its derived tables in one transaction, and returns
     /// its `record_hash`.
     ///
+    /// The record's `budget_spends` is set here, under the same lock, to the budget ledger's
+    /// entries of the run (whatever the caller put there is replaced), so every record says
+    /// what its run spent, whether it succeeded, failed or was recovered after a crash.
+    ///
     /// Safe to call from several processes at once: appends queue on the file's write lock,
     /// so each links to the record committed just before it. Fails with
-    /// [`LineageError::DuplicateRunId`] if the run id is already stored.
+    /// [`LineageError::DuplicateRunId`] if the run id is already stored, and with
+    /// [`LineageError::AnchorMismatch`] on a store that no longer holds what its anchor
+    /// recorded (a record appended there would fork the history).
     pub fn append(&mut self, record: &RunRecord) -> Result<String, LineageError> {
+        let hash = self.append_locked(record)?;
+        self.update_anchor();
+        Ok(hash)
+    }
+
+    fn append_locked(&self, record: &RunRecord) -> Result<String, LineageError> {
         let path = self.path.as_path();
         let run_id = &record.run_id;
-        // Field order is fixed by the struct and map keys are sorted (BTreeMap), so this text
-        // is canonical for the record.
-        let record_json =
-            serde_json::to_string(record).map_err(|source| LineageError::Serialize {
-                path: path.to_path_buf(),
-                run_id: run_id.clone(),
-                source,
-            })?;
         let too_large = |_: TryFromIntError| LineageError::CountTooLarge {
             path: path.to_path_buf(),
             run_id: run_id.clone(),
@@ -556,10 +927,22 @@ impl Store {
 
         // Immediate: take the write lock before reading the head, so no other run can append
         // between our read of prev_hash and our insert.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(sqlite(path, "lock the store to append the run"))?;
+        self.check_anchor_for_write(&tx)?;
+
+        let spends = ledger_table::spends_of_run(&tx, run_id)
+            .map_err(sqlite(path, "read the run's budget spends"))?;
+        let mut record = record.clone();
+        record.budget_spends = Some(spends);
+        // Field order is fixed by the struct and map keys are sorted (BTreeMap), so this text
+        // is canonical for the record.
+        let record_json =
+            serde_json::to_string(&record).map_err(|source| LineageError::Serialize {
+                path: path.to_path_buf(),
+                run_id: run_id.clone(),
+                source,
+            })?;
 
         let exists = tx
             .query_row("SELECT 1 FROM runs WHERE run_id = ?1", [run_id], |_| Ok(()))
@@ -723,10 +1106,16 @@ impl Store {
     /// `record_json` parses as a [`RunRecord`], the other columns of `runs` equal the JSON, and
     /// the rows of the derived tables equal what the JSON implies. Then: no newest records were
     /// deleted (SQLite's own seq counter is not ahead of the last record), and no derived row
-    /// belongs to a run that is not in `runs`.
+    /// belongs to a run that is not in `runs`. Then the budget ledger: its own chain and id
+    /// counter, and that every record listing its spends lists exactly the ledger's entries
+    /// of its run. Last, that the store holds what its anchor recorded.
     ///
     /// A broken chain is a report, not an error; errors are for a store that cannot be read.
     pub fn verify(&self) -> Result<VerifyReport, LineageError> {
+        self.verify_with(true)
+    }
+
+    fn verify_with(&self, check_anchor: bool) -> Result<VerifyReport, LineageError> {
         let err = || sqlite(&self.path, "verify the chain");
         // One read transaction gives a consistent snapshot while other runs append.
         let tx = self.conn.unchecked_transaction().map_err(err())?;
@@ -752,6 +1141,7 @@ impl Store {
                     first_broken = Some(BrokenRecord {
                         seq: Some(current.seq),
                         run_id: current.columns.first().and_then(as_text).map(str::to_owned),
+                        ledger_entry: None,
                         reason,
                     });
                 }
@@ -777,6 +1167,7 @@ impl Store {
                 first_broken = Some(BrokenRecord {
                     seq: Some(last_seq.saturating_add(1)),
                     run_id: None,
+                    ledger_entry: None,
                     reason: format!(
                         "record {} is missing (the newest records were deleted)",
                         last_seq.saturating_add(1)
@@ -787,12 +1178,133 @@ impl Store {
         if first_broken.is_none() {
             first_broken = find_orphan_rows(&tx).map_err(err())?;
         }
+        let ledger = ledger_table::check(&tx).map_err(err())?;
+        if first_broken.is_none() {
+            first_broken = ledger.broken;
+        }
+
+        let anchor_file = anchor::anchor_path(&self.path);
+        let anchor = match anchor::read(&self.path) {
+            Ok(anchor) => anchor,
+            // `lineage init --adopt` verifies without the anchor, which may be damaged.
+            Err(_) if !check_anchor => None,
+            Err(reason) => {
+                first_broken.get_or_insert_with(|| BrokenRecord {
+                    seq: None,
+                    run_id: None,
+                    ledger_entry: None,
+                    reason: format!("the anchor cannot be used: {reason}"),
+                });
+                None
+            }
+        };
+        if let (Some(a), true, None) = (&anchor, check_anchor, &first_broken) {
+            if let Some(reason) = anchor::mismatch(&tx, &a.head).map_err(err())? {
+                first_broken = Some(BrokenRecord {
+                    seq: None,
+                    run_id: None,
+                    ledger_entry: None,
+                    reason: format!(
+                        "the store does not match its anchor ({reason}); it was rolled back to an older copy, or replaced"
+                    ),
+                });
+            }
+        }
 
         Ok(VerifyReport {
             records,
             head_hash,
+            ledger_entries: ledger.entries,
+            ledger_head: ledger.head,
+            anchor: anchor.map(|_| anchor_file),
             first_broken,
         })
+    }
+
+    /// The budget ledger under the store's write lock, for one spend: checks the ledger (its
+    /// chain, its id counter, its agreement with the records) and the anchor first, and
+    /// refuses with [`LineageError::LedgerBroken`] or [`LineageError::AnchorMismatch`] when
+    /// one fails. Nothing is written until [`LedgerTransaction::commit`].
+    pub fn ledger_transaction<'a>(&'a mut self) -> Result<LedgerTransaction<'a>, LineageError> {
+        let store: &'a Store = self;
+        let path = store.path.as_path();
+        let tx = Transaction::new_unchecked(&store.conn, TransactionBehavior::Immediate)
+            .map_err(sqlite(path, "lock the budget ledger"))?;
+        store.check_ledger(&tx)?;
+        store.check_anchor_for_write(&tx)?;
+        Ok(LedgerTransaction { store, tx })
+    }
+
+    /// The budget ledger's entries, oldest first (of one dataset, or all), after the same
+    /// checks as [`Store::ledger_transaction`]: a ledger that fails them is not read.
+    pub fn ledger_entries(
+        &self,
+        dataset: Option<&str>,
+    ) -> Result<Vec<StoredLedgerEntry>, LineageError> {
+        let path = self.path.as_path();
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(sqlite(path, "read the budget ledger"))?;
+        self.check_ledger(&tx)?;
+        self.check_anchor_for_write(&tx)?;
+        ledger_table::read(&tx, dataset, None).map_err(sqlite(path, "read the budget ledger"))
+    }
+
+    /// The budget ledger's entries of `run_id`, as its record lists them. [`Store::append`]
+    /// fills `budget_spends` with this; call it only to show the spends before that.
+    pub fn budget_spends_of(&self, run_id: &str) -> Result<Vec<BudgetSpend>, LineageError> {
+        ledger_table::spends_of_run(&self.conn, run_id)
+            .map_err(sqlite(&self.path, "read the run's budget spends"))
+    }
+
+    fn check_ledger(&self, conn: &Connection) -> Result<(), LineageError> {
+        let path = self.path.as_path();
+        let check = ledger_table::check(conn).map_err(sqlite(path, "check the budget ledger"))?;
+        match check.broken {
+            None => Ok(()),
+            Some(broken) => Err(LineageError::LedgerBroken {
+                path: path.to_path_buf(),
+                broken,
+            }),
+        }
+    }
+}
+
+/// The budget ledger under the store's write lock; see [`Store::ledger_transaction`].
+pub struct LedgerTransaction<'a> {
+    store: &'a Store,
+    tx: Transaction<'a>,
+}
+
+impl LedgerTransaction<'_> {
+    /// Entries of `dataset`, oldest first.
+    pub fn entries(&self, dataset: &str) -> Result<Vec<StoredLedgerEntry>, LineageError> {
+        ledger_table::read(&self.tx, Some(dataset), None)
+            .map_err(sqlite(&self.store.path, "read past spends"))
+    }
+
+    /// Whether `run_id` already has a record (its spends are then closed).
+    pub fn has_record(&self, run_id: &str) -> Result<bool, LineageError> {
+        self.tx
+            .query_row("SELECT 1 FROM runs WHERE run_id = ?1", [run_id], |_| Ok(()))
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(sqlite(&self.store.path, "look up the run id"))
+    }
+
+    /// Adds `entry` to the ledger's chain (visible to others after [`Self::commit`]).
+    pub fn insert(&self, entry: &LedgerEntry) -> Result<StoredLedgerEntry, LineageError> {
+        ledger_table::insert(&self.tx, entry).map_err(sqlite(&self.store.path, "record the spend"))
+    }
+
+    /// Commits every insert, then moves the anchor forward.
+    pub fn commit(self) -> Result<(), LineageError> {
+        self.tx
+            .commit()
+            .map_err(sqlite(&self.store.path, "commit the spend"))?;
+        self.store.update_anchor();
+        Ok(())
     }
 }
 
@@ -919,6 +1431,7 @@ fn find_orphan_rows(conn: &Connection) -> rusqlite::Result<Option<BrokenRecord>>
             return Ok(Some(BrokenRecord {
                 seq: None,
                 run_id: as_text(&run_id).map(str::to_owned),
+                ledger_entry: None,
                 reason: format!("{} has rows for a run that is not in runs", table.name),
             }));
         }
@@ -1251,6 +1764,8 @@ mod tests {
                 rank_ci95: Vec::new(),
                 mean_ci95: Vec::new(),
             }],
+            // As the store sets it for a run without spends.
+            budget_spends: Some(Vec::new()),
         }
     }
 
@@ -1279,7 +1794,10 @@ mod tests {
     }
 
     fn broken(path: &Path) -> BrokenRecord {
-        let report = Store::open(path).expect("open").verify().expect("verify");
+        let report = Store::open_to_inspect(path)
+            .expect("open")
+            .verify()
+            .expect("verify");
         report
             .first_broken
             .expect("verify should find the tampering")
@@ -1427,6 +1945,9 @@ mod tests {
             VerifyReport {
                 records: 0,
                 head_hash: None,
+                ledger_entries: 0,
+                ledger_head: None,
+                anchor: Some(dir.path().join("lineage.anchor")),
                 first_broken: None
             }
         );
@@ -1786,5 +2307,516 @@ mod tests {
         assert_eq!(report.records, 20);
         let seqs: Vec<i64> = store.list().expect("list").iter().map(|r| r.seq).collect();
         assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+    }
+
+    // ---- budget ledger, anchor, init, messages ----
+
+    /// Records a spend of `epsilon` by `run_id` through the store's ledger transaction.
+    fn spend(store: &mut Store, run_id: &str, release: &str, epsilon: f64) -> StoredLedgerEntry {
+        let tx = store.ledger_transaction().expect("ledger transaction");
+        let entry = tx
+            .insert(&LedgerEntry {
+                dataset_id: "tickets".into(),
+                privacy_unit: "subject_id".into(),
+                run_id: run_id.into(),
+                release: release.into(),
+                measure: "pure".into(),
+                epsilon,
+                delta: 0.0,
+                rho: 0.0,
+                cap: r#"{"measure":"pure","epsilon":6.0}"#.into(),
+                recorded_at: "2025-01-02T03:04:05+00:00".into(),
+            })
+            .expect("insert");
+        tx.commit().expect("commit");
+        entry
+    }
+
+    /// Three records, each after its run spent ε = 2 (two releases of 1.0).
+    fn store_with_spends() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lineage.db");
+        let mut store = Store::open(&path).expect("open");
+        for n in 1..=3 {
+            let run_id = format!("run-{n}");
+            spend(&mut store, &run_id, "by_country", 1.0);
+            spend(&mut store, &run_id, "by_age", 1.0);
+            store.append(&sample(&run_id, n)).expect("append");
+        }
+        (dir, path)
+    }
+
+    fn remove_store(path: &Path) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(p));
+        }
+    }
+
+    fn ledger_broken(path: &Path) -> BrokenRecord {
+        let b = broken(path);
+        assert!(b.ledger_entry.is_some() || b.reason.contains("budget"), "{b:?}");
+        b
+    }
+
+    #[test]
+    fn disk_full_error_says_the_disk_is_full_once() {
+        let path = PathBuf::from("/data/.privprep/lineage.db");
+        let err = LineageError::Sqlite {
+            path: path.clone(),
+            action: "switch to WAL mode",
+            error: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                Some("database or disk is full".into()),
+            ),
+        };
+        let message = err.to_string();
+        assert_eq!(
+            message,
+            "lineage store /data/.privprep/lineage.db: cannot switch to WAL mode: the disk is full\n  = hint: free space on the disk that holds the store, then run again"
+        );
+        assert_eq!(message.matches("lineage.db").count(), 1, "{message}");
+        assert_eq!(message.matches("full").count(), 1, "{message}");
+        // Nothing more is chained below it (anyhow's `{:#}` would repeat SQLite's words).
+        assert!(std::error::Error::source(&err).is_none());
+    }
+
+    #[test]
+    fn deleted_store_is_not_silently_recreated() {
+        let (_dir, path, hashes) = store_with_three();
+        remove_store(&path);
+        let err = Store::open(&path).expect_err("a deleted store must not be re-created");
+        match &err {
+            LineageError::StoreMissing { head, .. } => {
+                assert_eq!(head.records, 3);
+                assert_eq!(head.head_hash.as_deref(), hashes.last().map(String::as_str));
+            }
+            other => panic!("expected StoreMissing, got {other:?}"),
+        }
+        let message = err.to_string();
+        assert!(message.contains("3 record(s)"), "{message}");
+        assert!(message.contains("privprep lineage init"), "{message}");
+        assert!(!path.exists(), "the store file was re-created");
+        // Inspecting does not re-create it either.
+        assert!(matches!(
+            Store::open_to_inspect(&path),
+            Err(LineageError::StoreMissing { .. })
+        ));
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn zero_byte_store_is_not_silently_recreated() {
+        let (_dir, path, _) = store_with_three();
+        remove_store(&path);
+        std::fs::write(&path, b"").expect("empty file");
+        let err = Store::open(&path).expect_err("an emptied store must not be re-created");
+        assert!(matches!(err, LineageError::StoreMissing { .. }), "{err:?}");
+        assert_eq!(std::fs::metadata(&path).expect("file").len(), 0);
+    }
+
+    #[test]
+    fn rolled_back_store_is_refused_and_verify_names_the_anchor() {
+        let (dir, path) = store_with_spends();
+        let old = dir.path().join("old.db");
+        std::fs::copy(&path, &old).expect("copy");
+        {
+            let mut store = Store::open(&path).expect("open");
+            spend(&mut store, "run-4", "by_country", 1.0);
+            store.append(&sample("run-4", 4)).expect("append");
+        }
+        // Put the older copy back (its budget had 2 less spent).
+        remove_store(&path);
+        std::fs::copy(&old, &path).expect("roll back");
+
+        let err = Store::open(&path).expect_err("rolled back");
+        assert!(matches!(err, LineageError::AnchorMismatch { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains("the anchor recorded 4 record(s), the store holds 3"),
+            "{message}"
+        );
+        assert!(message.contains("lineage init --adopt"), "{message}");
+        // Inspecting works, verify reports it, and writes still refuse.
+        let mut store = Store::open_to_inspect(&path).expect("inspect");
+        let report = store.verify().expect("verify");
+        let b = report.first_broken.expect("broken");
+        assert!(b.reason.contains("does not match its anchor"), "{b:?}");
+        assert!(matches!(
+            store.append(&sample("run-5", 5)),
+            Err(LineageError::AnchorMismatch { .. })
+        ));
+        assert!(matches!(
+            store.ledger_transaction().map(|_| ()),
+            Err(LineageError::AnchorMismatch { .. })
+        ));
+        assert!(matches!(
+            store.ledger_entries(None),
+            Err(LineageError::AnchorMismatch { .. })
+        ));
+        // The anchor did not move back.
+        let a = anchor::read(&path).expect("read").expect("anchor");
+        assert_eq!(a.head.records, 4);
+    }
+
+    #[test]
+    fn lineage_init_recreates_after_a_missing_store_and_notes_it() {
+        let (_dir, path) = store_with_spends();
+        remove_store(&path);
+        let (store, outcome) = Store::init(&path, false).expect("init");
+        assert!(!outcome.adopted);
+        assert_eq!(outcome.head.records, 0);
+        let replaced = outcome.replaced.expect("the old head is noted");
+        assert_eq!(replaced.records, 3);
+        assert_eq!(replaced.ledger_last_id, 6);
+        assert!(store.verify().expect("verify").is_ok());
+        drop(store);
+        let a = anchor::read(&path).expect("read").expect("anchor");
+        assert_eq!(a.inits.len(), 1);
+        assert_eq!(a.inits[0].kind, "new");
+        assert_eq!(a.inits[0].previous.as_ref().map(|h| h.records), Some(3));
+        // From now on the new store opens, and a new record moves the anchor on.
+        let mut store = Store::open(&path).expect("open");
+        store.append(&sample("run-9", 9)).expect("append");
+        let a = anchor::read(&path).expect("read").expect("anchor");
+        assert_eq!((a.head.records, a.inits.len()), (1, 1));
+    }
+
+    #[test]
+    fn lineage_init_never_overwrites_a_store_and_adopt_accepts_an_older_copy() {
+        let (dir, path) = store_with_spends();
+        let err = Store::init(&path, false).expect_err("never overwrite");
+        assert!(matches!(err, LineageError::InitRefused { .. }), "{err:?}");
+        assert!(err.to_string().contains("--adopt"), "{err}");
+        assert_eq!(Store::open(&path).expect("open").list().expect("list").len(), 3);
+
+        let old = dir.path().join("old.db");
+        std::fs::copy(&path, &old).expect("copy");
+        Store::open(&path)
+            .expect("open")
+            .append(&sample("run-4", 4))
+            .expect("append");
+        remove_store(&path);
+        std::fs::copy(&old, &path).expect("roll back");
+        assert!(Store::open(&path).is_err());
+        let (_, outcome) = Store::init(&path, true).expect("adopt");
+        assert!(outcome.adopted);
+        assert_eq!(outcome.head.records, 3);
+        assert_eq!(outcome.replaced.map(|h| h.records), Some(4));
+        let store = Store::open(&path).expect("open after adopting");
+        assert!(store.verify().expect("verify").is_ok());
+
+        // A store that fails verification is not adopted.
+        drop(store);
+        raw(&path)
+            .execute("UPDATE budget_ledger SET epsilon = 0.01 WHERE id = 1", [])
+            .expect("tamper");
+        let err = Store::init(&path, true).expect_err("broken store");
+        assert!(err.to_string().contains("budget ledger entry 1"), "{err}");
+    }
+
+    #[test]
+    fn append_lists_the_runs_spends_in_its_record() {
+        let (_dir, path) = store_with_spends();
+        let store = Store::open(&path).expect("open");
+        let r2 = store.get("run-2").expect("get").expect("found").record;
+        let spends = r2.budget_spends.expect("listed");
+        assert_eq!(
+            spends.iter().map(|s| (s.ledger_id, s.release.as_str())).collect::<Vec<_>>(),
+            [(3, "by_country"), (4, "by_age")]
+        );
+        assert_eq!(spends, store.budget_spends_of("run-2").expect("spends"));
+        let report = store.verify().expect("verify");
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(report.ledger_entries, 6);
+        let a = anchor::read(&path).expect("read").expect("anchor");
+        assert_eq!(a.head.records, 3);
+        assert_eq!(a.head.ledger_last_id, 6);
+        assert_eq!(a.head.ledger_head, report.ledger_head);
+        assert_eq!(a.head.head_hash, report.head_hash);
+    }
+
+    #[test]
+    fn ledger_edit_is_detected_by_verify_and_refused_by_spend() {
+        let (_dir, path) = store_with_spends();
+        raw(&path)
+            .execute("UPDATE budget_ledger SET epsilon = 0.01", [])
+            .expect("tamper");
+        let b = ledger_broken(&path);
+        assert_eq!(b.ledger_entry, Some(1));
+        assert_eq!(b.run_id.as_deref(), Some("run-1"));
+        assert_eq!(b.reason, "entry_hash does not match its content");
+        let mut store = Store::open(&path).expect("open");
+        let err = store.ledger_transaction().map(|_| ()).expect_err("refused");
+        assert!(matches!(err, LineageError::LedgerBroken { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("budget ledger entry 1 (run run-1)"), "{message}");
+        assert!(message.contains("privprep lineage verify"), "{message}");
+        assert!(!message.contains("0.01"), "{message}");
+        assert!(matches!(
+            store.ledger_entries(None),
+            Err(LineageError::LedgerBroken { .. })
+        ));
+    }
+
+    #[test]
+    fn edited_cap_text_is_detected() {
+        let (_dir, path) = store_with_spends();
+        raw(&path)
+            .execute(
+                r#"UPDATE budget_ledger SET cap = '{"measure":"pure","epsilon":60.0}' WHERE id = 6"#,
+                [],
+            )
+            .expect("tamper");
+        let b = ledger_broken(&path);
+        assert_eq!(b.ledger_entry, Some(6));
+        assert_eq!(b.reason, "entry_hash does not match its content");
+    }
+
+    #[test]
+    fn deleted_ledger_entries_are_detected() {
+        let (_dir, path) = store_with_spends();
+        raw(&path)
+            .execute("DELETE FROM budget_ledger WHERE id = 3", [])
+            .expect("tamper");
+        let b = ledger_broken(&path);
+        assert_eq!(b.ledger_entry, Some(4));
+        assert_eq!(b.reason, "ledger entry 3 is missing (gap in id)");
+
+        let (_dir, path) = store_with_spends();
+        raw(&path)
+            .execute("DELETE FROM budget_ledger WHERE id = 1", [])
+            .expect("tamper");
+        assert_eq!(
+            ledger_broken(&path).reason,
+            "ledger entry 1 is missing (gap in id)"
+        );
+
+        // The newest entries: SQLite's counter remembers them.
+        let (_dir, path) = store_with_spends();
+        raw(&path)
+            .execute("DELETE FROM budget_ledger WHERE id >= 5", [])
+            .expect("tamper");
+        let b = ledger_broken(&path);
+        assert_eq!(b.reason, "ledger entry 5 is missing (the newest entries were deleted)");
+
+        // And with the counter set back too, the records and the anchor still tell.
+        let (_dir, path) = store_with_spends();
+        raw(&path)
+            .execute_batch(
+                "DELETE FROM budget_ledger WHERE id >= 5;
+                 UPDATE sqlite_sequence SET seq = 4 WHERE name = 'budget_ledger';",
+            )
+            .expect("tamper");
+        let b = broken(&path);
+        assert_eq!(b.seq, Some(3));
+        assert_eq!(
+            b.reason,
+            "budget_spends of the record do not match the budget ledger"
+        );
+        assert!(matches!(
+            Store::open(&path),
+            Err(LineageError::AnchorMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn rewritten_ledger_with_recomputed_hashes_disagrees_with_the_records() {
+        let (_dir, path) = store_with_spends();
+        let conn = raw(&path);
+        let mut rows = ledger_table::read(&conn, None, None).expect("read");
+        let mut prev = GENESIS_HASH.to_owned();
+        for row in &mut rows {
+            row.entry.epsilon = 0.01;
+            let hash = ledger_table::entry_hash(&prev, row.id, &row.entry);
+            conn.execute(
+                "UPDATE budget_ledger SET epsilon = ?1, prev_hash = ?2, entry_hash = ?3 WHERE id = ?4",
+                rusqlite::params![0.01, prev, hash, row.id],
+            )
+            .expect("tamper");
+            prev = hash;
+        }
+        drop(conn);
+        let b = broken(&path);
+        assert_eq!(b.seq, Some(1));
+        assert_eq!(b.run_id.as_deref(), Some("run-1"));
+        assert_eq!(
+            b.reason,
+            "budget_spends of the record do not match the budget ledger"
+        );
+        let mut store = Store::open_to_inspect(&path).expect("inspect");
+        assert!(store.ledger_transaction().is_err());
+    }
+
+    #[test]
+    fn dropped_ledger_table_is_not_silently_recreated() {
+        let (_dir, path) = store_with_spends();
+        raw(&path)
+            .execute("DROP TABLE budget_ledger", [])
+            .expect("tamper");
+        // The anchor knows the ledger had entries.
+        let err = Store::open(&path).expect_err("refused");
+        assert!(err.to_string().contains("budget_ledger table is missing"), "{err}");
+        let b = broken(&path);
+        assert_eq!(b.reason, "the budget_ledger table is missing");
+        let mut store = Store::open_to_inspect(&path).expect("inspect");
+        assert!(store.ledger_transaction().is_err());
+        let conn = raw(&path);
+        assert!(!ledger_table::exists(&conn).expect("look"), "the table came back");
+
+        // Without entries in the anchor, the store opens, but the table stays missing and
+        // spends are refused.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lineage.db");
+        Store::open(&path).expect("open");
+        raw(&path)
+            .execute("DROP TABLE budget_ledger", [])
+            .expect("tamper");
+        let mut store = Store::open(&path).expect("open");
+        let err = store.ledger_transaction().map(|_| ()).expect_err("refused");
+        assert!(err.to_string().contains("budget_ledger table is missing"), "{err}");
+        assert!(!ledger_table::exists(&raw(&path)).expect("look"));
+    }
+
+    /// The budget ledger as privprep before version 4 created it.
+    const V3_LEDGER: &str = "
+        CREATE TABLE IF NOT EXISTS budget_ledger (
+            id           INTEGER PRIMARY KEY AUTOINCREMENT,
+            dataset_id   TEXT    NOT NULL,
+            privacy_unit TEXT    NOT NULL,
+            run_id       TEXT    NOT NULL,
+            release      TEXT    NOT NULL,
+            measure      TEXT    NOT NULL,
+            epsilon      REAL    NOT NULL,
+            delta        REAL    NOT NULL,
+            rho          REAL    NOT NULL,
+            cap          TEXT    NOT NULL,
+            recorded_at  TEXT    NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS budget_ledger_dataset ON budget_ledger (dataset_id);";
+
+    fn v3_spend(conn: &Connection, run_id: &str, epsilon: f64) {
+        conn.execute(
+            "INSERT INTO budget_ledger (dataset_id, privacy_unit, run_id, release, measure, epsilon, delta, rho, cap, recorded_at)
+             VALUES ('tickets', 'subject_id', ?1, 'by_country', 'pure', ?2, 0.0, 0.0, '{\"measure\":\"pure\",\"epsilon\":6.0}', '2025-01-02T03:04:05+00:00')",
+            rusqlite::params![run_id, epsilon],
+        )
+        .expect("v3 spend");
+    }
+
+    /// Appends `record` as a version 3 privprep did: no `budget_spends` in its JSON.
+    fn v3_append(conn: &Connection, record: &RunRecord) {
+        let mut record = record.clone();
+        record.budget_spends = None;
+        let prev: String = conn
+            .query_row(
+                "SELECT record_hash FROM runs ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .expect("head")
+            .unwrap_or_else(|| GENESIS_HASH.to_owned());
+        let json = serde_json::to_string(&record).expect("json");
+        assert!(!json.contains("budget_spends"));
+        let hash = record_hash(&prev, &json);
+        let mut values = run_columns(&record).expect("columns");
+        values.extend([Value::Text(json), Value::Text(prev), Value::Text(hash)]);
+        conn.execute(
+            &format!(
+                "INSERT INTO runs ({}, record_json, prev_hash, record_hash) VALUES ({})",
+                RUN_COLUMNS.join(", "),
+                placeholders(RUN_COLUMNS.len() + 3)
+            ),
+            rusqlite::params_from_iter(values),
+        )
+        .expect("insert run");
+        for (table, rows) in DERIVED_TABLES.iter().zip(derived_rows(&record).expect("rows")) {
+            for row in rows {
+                let values = std::iter::once(Value::Text(record.run_id.clone())).chain(row);
+                conn.execute(
+                    &format!(
+                        "INSERT INTO {} (run_id, {}) VALUES ({})",
+                        table.name,
+                        table.columns.join(", "),
+                        placeholders(table.columns.len() + 1)
+                    ),
+                    rusqlite::params_from_iter(values),
+                )
+                .expect("insert derived");
+            }
+        }
+    }
+
+    #[test]
+    fn a_version_3_store_gets_its_ledger_chained_and_keeps_verifying() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lineage.db");
+        {
+            let conn = Connection::open(&path).expect("create");
+            conn.execute_batch(SCHEMA).expect("v3 tables");
+            conn.execute_batch(V3_LEDGER).expect("v3 ledger");
+            conn.pragma_update(None, "user_version", 3).expect("version");
+            v3_spend(&conn, "run-1", 1.0);
+            v3_spend(&conn, "run-1", 0.5);
+            v3_append(&conn, &sample("run-1", 1));
+            v3_spend(&conn, "run-2", 2.0);
+            v3_append(&conn, &sample("run-2", 2));
+        }
+        assert!(!anchor::anchor_path(&path).exists());
+        let mut store = Store::open(&path).expect("open and migrate");
+        let report = store.verify().expect("verify");
+        assert!(report.is_ok(), "{:?}", report.first_broken);
+        assert_eq!((report.records, report.ledger_entries), (2, 3));
+        // The old entries are chained as they were; the old records list no spends.
+        let entries = store.ledger_entries(None).expect("entries");
+        assert_eq!(entries[0].prev_hash, GENESIS_HASH);
+        assert_eq!(entries[2].prev_hash, entries[1].entry_hash);
+        assert_eq!(
+            entries.iter().map(|e| e.entry.epsilon).collect::<Vec<_>>(),
+            [1.0, 0.5, 2.0]
+        );
+        assert_eq!(store.get("run-1").expect("get").expect("found").record.budget_spends, None);
+        // The store now has an anchor and carries on with chained spends.
+        assert_eq!(
+            anchor::read(&path).expect("read").map(|a| a.head.ledger_last_id),
+            Some(3)
+        );
+        spend(&mut store, "run-3", "by_country", 1.0);
+        store.append(&sample("run-3", 3)).expect("append");
+        assert!(store.verify().expect("verify").is_ok());
+        assert_eq!(
+            store
+                .get("run-3")
+                .expect("get")
+                .expect("found")
+                .record
+                .budget_spends
+                .map(|s| s.len()),
+            Some(1)
+        );
+        // An old entry edited after the migration is caught.
+        drop(store);
+        raw(&path)
+            .execute("UPDATE budget_ledger SET epsilon = 0.01 WHERE id = 2", [])
+            .expect("tamper");
+        assert_eq!(ledger_broken(&path).ledger_entry, Some(2));
+    }
+
+    #[test]
+    fn a_ledger_only_store_from_an_old_budget_command_migrates() {
+        // An old `privprep budget` run first made the file with just the ledger, version 0.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lineage.db");
+        {
+            let conn = Connection::open(&path).expect("create");
+            conn.execute_batch(V3_LEDGER).expect("v3 ledger");
+            v3_spend(&conn, "run-1", 1.0);
+        }
+        let store = Store::open(&path).expect("open and migrate");
+        let report = store.verify().expect("verify");
+        assert!(report.is_ok(), "{:?}", report.first_broken);
+        assert_eq!((report.records, report.ledger_entries), (0, 1));
     }
 }

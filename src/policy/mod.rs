@@ -91,8 +91,24 @@ pub struct RevocationList {
 
 /// Reads a revocation list: one subject id per line, with an optional header line naming the
 /// subject column (or `subject_id`). For CSV with several columns the subject column is used.
+///
+/// Only a regular file of at most 1 GiB is read ([`crate::spec::sidefile::REVOCATION_LIST`]):
+/// `/dev/zero` or a FIFO is refused, not read until memory runs out or waited on. The error's
+/// message names the file and the bound.
 pub fn load_revocations(path: &Path, subject_column: &str) -> std::io::Result<RevocationList> {
-    let bytes = std::fs::read(path)?;
+    use crate::spec::sidefile::{self, SideFileError, REVOCATION_LIST};
+    let bytes = sidefile::read(path, REVOCATION_LIST).map_err(|e| match e {
+        // The caller's message names the file already; keep the plain I/O reason.
+        SideFileError::Io { source, .. } => source,
+        other => std::io::Error::new(
+            other.io_kind(),
+            format!(
+                "{}; a revocation list must be a regular file of at most {}",
+                other.reason(),
+                REVOCATION_LIST.limit_text()
+            ),
+        ),
+    })?;
     let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
     let text = String::from_utf8(bytes)
         .map_err(|_| std::io::Error::other("revocation list is not UTF-8"))?;
@@ -337,5 +353,16 @@ mod tests {
         std::fs::write(&b, "S3\nS4\n").unwrap();
         let l = load_revocations(&b, "subject_id").unwrap();
         assert!(l.ids.contains("S3") && l.ids.contains("S4"));
+    }
+
+    /// Regression: `revocations = ["/dev/zero"]` grew memory until the process was killed.
+    #[cfg(unix)]
+    #[test]
+    fn revocation_list_from_dev_zero_is_refused() {
+        let e = load_revocations(Path::new("/dev/zero"), "subject_id").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "it is a character device, not a regular file; a revocation list must be a regular file of at most 1 GiB"
+        );
     }
 }

@@ -5,6 +5,8 @@
 //! `plan`; this module knows nothing of data. Depends on: nothing else in the crate.
 
 pub mod diag;
+pub mod paths;
+pub mod sidefile;
 
 pub use diag::{Diagnostic, Diagnostics};
 
@@ -475,13 +477,21 @@ pub fn resolve(base: &Path, rel: &str) -> PathBuf {
 }
 
 /// Reads a TOML file into `T`, turning read and parse errors into a located diagnostic.
+/// Only regular files of at most 16 MiB are read (see [`sidefile`]): a FIFO is not waited on.
 pub fn read_toml<T: serde::de::DeserializeOwned>(
     path: &Path,
-    what: &str,
+    what: &'static str,
 ) -> Result<(String, T), Diagnostic> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostic::file(path, format!("cannot read {what}: {e}"))
-            .hint("check the path; relative paths are resolved against the folder of the file that names them")
+    let kind = sidefile::SideFile {
+        what,
+        limit: sidefile::PIPELINE.limit,
+    };
+    let text = sidefile::read_to_string(path, kind).map_err(|e| match e {
+        sidefile::SideFileError::Io { source, .. } => {
+            Diagnostic::file(path, format!("cannot read {what}: {source}"))
+                .hint("check the path; relative paths are resolved against the folder of the file that names them")
+        }
+        other => Diagnostic::file(path, other.to_string()).hint(kind.hint()),
     })?;
     match toml::from_str::<T>(&text) {
         Ok(v) => Ok((text, v)),

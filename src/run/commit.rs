@@ -1,0 +1,355 @@
+//! The staged commit: every file a run produces (data files, splits, release files, the
+//! quarantine report) is finished and fsynced under a temporary name first, then all of them
+//! become visible together with the run's `succeeded` record, or none does.
+//!
+//! The protocol, under a lock on the state folder and on every output folder (so two runs
+//! writing the same outputs commit one after the other, never interleaved):
+//! 1. the commit intent (the finished record and every rename) goes into the run's journal
+//!    entry, fsynced;
+//! 2. each temporary file is renamed into place and its folder fsynced;
+//! 3. the record is appended to the lineage store;
+//! 4. the journal entry is removed.
+//!
+//! A process that dies between 1 and 4 leaves an intent whose files are all complete, so
+//! recovery rolls it forward: it renames what is left, checks every file's SHA-256 and appends
+//! the record. Only when a file of the intent is gone (removed by hand) does recovery roll back,
+//! removing the files of the intent it finds and recording the run as failed. An in-process
+//! failure during 2 or 3 rolls back at once. Depends on: `journal`, `lineage::store`, `emit`.
+
+use super::journal::{self, Intent, Journal, Move, Pending};
+use crate::emit::{self, AtomicParquet};
+use crate::lineage::record::{RunRecord, RunStatus};
+use crate::lineage::store::Store;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Environment variable that makes the commit path kill its own process at the N-th fault
+/// point (1-based): before and after the intent is written, before and after each rename,
+/// before and after the lineage append. For crash tests only.
+pub const FAULT_ENV: &str = "PRIVPREP_FAULT_AT";
+
+static FAULT_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A point where a crash test may stop the process, as a SIGKILL would: no destructor runs.
+fn fault_point() {
+    let Some(at) = std::env::var(FAULT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    if FAULT_COUNTER.fetch_add(1, Ordering::SeqCst) + 1 == at {
+        std::process::abort();
+    }
+}
+
+/// Why a commit failed. Whatever the commit had renamed was taken back.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("{path}: cannot commit the run's outputs: {source}\n  = hint: nothing of this run is left in place; check the folder's permissions and free disk space")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot record the run in the lineage store: {0}\n  = hint: the outputs were taken back, so nothing of this run is left in place")]
+    Lineage(String),
+    #[error("another run is committing to the same outputs and the lock on {path} failed: {source}")]
+    Lock {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One finished temporary file waiting for its rename.
+#[derive(Debug)]
+struct Staged {
+    tmp: PathBuf,
+    dest: PathBuf,
+    sha256: String,
+}
+
+/// Every temporary output of a run. Dropped without a commit, it removes them all.
+#[derive(Debug, Default)]
+pub struct StagedCommit {
+    files: Vec<Staged>,
+}
+
+impl StagedCommit {
+    pub fn new() -> StagedCommit {
+        StagedCommit::default()
+    }
+
+    /// Takes a finished Parquet file (its SHA-256 already known).
+    pub fn add_parquet(&mut self, w: AtomicParquet, sha256: String) {
+        let (tmp, dest) = w.into_paths();
+        self.files.push(Staged { tmp, dest, sha256 });
+    }
+
+    /// Writes `bytes` to a temporary file beside `dest` (fsynced) and stages it.
+    pub fn add_bytes(&mut self, dest: &Path, run_id: &str, bytes: &[u8]) -> Result<String, emit::EmitError> {
+        let (tmp, sha256) = emit::write_temp(dest, run_id, bytes)?;
+        self.files.push(Staged {
+            tmp,
+            dest: dest.to_path_buf(),
+            sha256: sha256.clone(),
+        });
+        Ok(sha256)
+    }
+
+    fn moves(&self) -> Vec<Move> {
+        self.files
+            .iter()
+            .map(|f| Move {
+                tmp: f.tmp.clone(),
+                dest: f.dest.clone(),
+                sha256: f.sha256.clone(),
+            })
+            .collect()
+    }
+
+    /// Makes every staged file visible together with `record`, which is appended to `store`.
+    /// Returns the record's hash. On failure nothing of the run is left in place.
+    pub fn commit(
+        mut self,
+        state_dir: &Path,
+        journal: &Journal,
+        pending: &mut Pending,
+        record: &RunRecord,
+        store: &mut Store,
+    ) -> Result<String, CommitError> {
+        let moves = self.moves();
+        let _state = lock_state(state_dir)?;
+        // A dead run's half-done commit to these outputs is finished before ours starts.
+        recover_locked(state_dir, store);
+        let _dirs = lock_dirs(moves.iter().map(|m| m.dest.as_path()))?;
+
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| CommitError::Io { path, source }
+        };
+        fault_point();
+        pending.commit = Some(Intent {
+            record: record.clone(),
+            moves: moves.clone(),
+        });
+        journal.write(pending).map_err(io(journal.path()))?;
+        fault_point();
+
+        let mut done: Vec<&Move> = Vec::new();
+        let mut failure = None;
+        for m in &moves {
+            fault_point();
+            if let Err(e) = rename_durably(&m.tmp, &m.dest) {
+                failure = Some(CommitError::Io {
+                    path: m.dest.display().to_string(),
+                    source: e,
+                });
+                break;
+            }
+            done.push(m);
+            fault_point();
+        }
+        let result = match failure {
+            Some(e) => Err(e),
+            None => {
+                fault_point();
+                store
+                    .append(record)
+                    .map_err(|e| CommitError::Lineage(e.to_string()))
+            }
+        };
+        match result {
+            Ok(hash) => {
+                fault_point();
+                // The files are in place and recorded: nothing is left to remove.
+                self.files.clear();
+                let _ = journal.remove();
+                Ok(hash)
+            }
+            Err(e) => {
+                for m in done {
+                    let _ = std::fs::remove_file(&m.dest);
+                }
+                // Back to a plain pending entry, so a later crash is recorded as failed.
+                pending.commit = None;
+                let _ = journal.write(pending);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for StagedCommit {
+    fn drop(&mut self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(&f.tmp);
+        }
+    }
+}
+
+/// Renames and fsyncs the destination's folder.
+fn rename_durably(tmp: &Path, dest: &Path) -> std::io::Result<()> {
+    std::fs::rename(tmp, dest)?;
+    File::open(crate::spec::base_dir(dest))?.sync_all()
+}
+
+/// An exclusive lock held until dropped.
+struct Lock(#[allow(dead_code)] File);
+
+/// Locks the state folder's commit lock: one commit or recovery at a time per state folder.
+fn lock_state(state_dir: &Path) -> Result<Lock, CommitError> {
+    let path = state_dir.join("commit.lock");
+    let err = |source| CommitError::Lock {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(state_dir).map_err(err)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    f.lock().map_err(err)?;
+    Ok(Lock(f))
+}
+
+/// Locks every folder the outputs go to, in one order (no two runs can deadlock), so runs with
+/// different state folders still never interleave their renames in one folder.
+fn lock_dirs<'a>(dests: impl Iterator<Item = &'a Path>) -> Result<Vec<Lock>, CommitError> {
+    let mut dirs: Vec<PathBuf> = dests
+        .map(|d| crate::spec::paths::identity(&crate::spec::base_dir(d)))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    let mut out = Vec::new();
+    for d in dirs {
+        let err = |source| CommitError::Lock {
+            path: d.display().to_string(),
+            source,
+        };
+        let f = File::open(&d).map_err(err)?;
+        f.lock().map_err(err)?;
+        out.push(Lock(f));
+    }
+    Ok(out)
+}
+
+/// Turns journal entries of runs whose process is gone into lineage records: a run that died
+/// before its commit is recorded as failed (its temporary files removed); a run that died
+/// during its commit is finished. Returns the run ids recovered.
+pub fn recover_interrupted(state_dir: &Path, store: &mut Store) -> Vec<String> {
+    if journal::entries(state_dir).is_empty() {
+        return Vec::new();
+    }
+    match lock_state(state_dir) {
+        Ok(_lock) => recover_locked(state_dir, store),
+        Err(e) => {
+            tracing::warn!("cannot recover interrupted runs: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// [`recover_interrupted`] with the state lock already held.
+fn recover_locked(state_dir: &Path, store: &mut Store) -> Vec<String> {
+    let mut recovered = Vec::new();
+    for j in journal::entries(state_dir) {
+        let Some(p) = j.read() else {
+            continue;
+        };
+        if journal::process_alive(p.pid) {
+            continue;
+        }
+        let id = p.record.run_id.clone();
+        let outcome = match p.commit {
+            Some(intent) => finish_commit(intent, p.temp_files, store),
+            None => record_failed(p.record, &p.temp_files, store),
+        };
+        match outcome {
+            Ok(()) => {
+                let _ = j.remove();
+                recovered.push(id);
+            }
+            Err(e) => tracing::warn!(run_id = %id, "cannot recover the interrupted run: {e}"),
+        }
+    }
+    recovered
+}
+
+fn remove_temp_files(files: &[PathBuf]) {
+    for t in files {
+        if t.is_dir() {
+            let _ = std::fs::remove_dir_all(t);
+        } else {
+            let _ = std::fs::remove_file(t);
+        }
+    }
+}
+
+/// A run that died before its commit: nothing of it was renamed into place.
+fn record_failed(
+    mut record: RunRecord,
+    temp_files: &[PathBuf],
+    store: &mut Store,
+) -> Result<(), String> {
+    remove_temp_files(temp_files);
+    if store.get(&record.run_id).map_err(|e| e.to_string())?.is_some() {
+        return Ok(());
+    }
+    record.status = RunStatus::Failed;
+    record.outputs.clear();
+    record.releases.clear();
+    record.finished_at = chrono::Utc::now().to_rfc3339();
+    record.error = Some("interrupted: the process ended before the run finished (killed or crashed); no output was committed".into());
+    store.append(&record).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// A run that died during its commit: every file was complete before the first rename, so the
+/// commit is finished; if a file of it is gone, the files of the intent are removed instead
+/// and the run is recorded as failed, saying so.
+fn finish_commit(intent: Intent, temp_files: Vec<PathBuf>, store: &mut Store) -> Result<(), String> {
+    let run_id = intent.record.run_id.clone();
+    let _dirs = lock_dirs(intent.moves.iter().map(|m| m.dest.as_path())).map_err(|e| e.to_string())?;
+    if store.get(&run_id).map_err(|e| e.to_string())?.is_some() {
+        // Recorded already: only the journal entry was left.
+        remove_temp_files(&temp_files);
+        return Ok(());
+    }
+    let mut missing = 0usize;
+    for m in &intent.moves {
+        if m.tmp.exists() {
+            if let Err(e) = rename_durably(&m.tmp, &m.dest) {
+                tracing::warn!(path = %m.dest.display(), "cannot finish the rename: {e}");
+                missing += 1;
+            }
+        } else if emit::sha256_file(&m.dest).ok().as_deref() != Some(m.sha256.as_str()) {
+            missing += 1;
+        }
+    }
+    if missing == 0 {
+        remove_temp_files(&temp_files);
+        return store
+            .append(&intent.record)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+    }
+    // Roll back: remove what this run put in place, record the run as failed.
+    for m in &intent.moves {
+        if emit::sha256_file(&m.dest).ok().as_deref() == Some(m.sha256.as_str()) {
+            let _ = std::fs::remove_file(&m.dest);
+        }
+        let _ = std::fs::remove_file(&m.tmp);
+    }
+    remove_temp_files(&temp_files);
+    let mut record = intent.record;
+    record.status = RunStatus::Failed;
+    record.outputs.clear();
+    record.releases.clear();
+    record.finished_at = chrono::Utc::now().to_rfc3339();
+    record.error = Some(format!("interrupted during the commit, and {missing} of its files could not be completed afterwards; the run's other files were removed, so no output of it is in place"));
+    store.append(&record).map(|_| ()).map_err(|e| e.to_string())
+}

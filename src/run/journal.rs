@@ -1,0 +1,133 @@
+//! The run journal: what a run in progress leaves on disk so that the next command can account
+//! for it if the process dies.
+//!
+//! One JSON file per run in `<state_dir>/runs/`. It holds the process id, the record as it
+//! stood when the run began, the temporary files the run may have made, and, from the moment
+//! the commit starts, the commit intent: the finished record and every rename the commit will
+//! do. Recovery turns a dead run's entry into a `failed` record (no intent: nothing was renamed)
+//! or finishes its commit (intent: every file was complete and fsynced before the first
+//! rename). The file is replaced atomically, so a reader sees the old entry or the new one.
+
+use crate::lineage::record::RunRecord;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// One rename of a commit: a finished temporary file and where it goes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Move {
+    pub tmp: PathBuf,
+    pub dest: PathBuf,
+    pub sha256: String,
+}
+
+/// What a commit is about to do: written (and fsynced) before the first rename.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Intent {
+    /// The record to append once every file is in place (status `succeeded`).
+    pub record: RunRecord,
+    pub moves: Vec<Move>,
+}
+
+/// A run's journal entry.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Pending {
+    pub pid: u32,
+    /// The record as it stood when the run began (status `failed`).
+    pub record: RunRecord,
+    /// Temporary files the run may have created; removed when a run without an intent is
+    /// recovered.
+    pub temp_files: Vec<PathBuf>,
+    /// Present from the start of the commit until the record is appended.
+    #[serde(default)]
+    pub commit: Option<Intent>,
+}
+
+/// Folder of the journal entries.
+pub fn dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("runs")
+}
+
+/// The journal entry of one run.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+}
+
+impl Journal {
+    pub fn new(state_dir: &Path, run_id: &str) -> Journal {
+        Journal {
+            path: dir(state_dir).join(format!("{run_id}.json")),
+        }
+    }
+
+    pub fn at(path: PathBuf) -> Journal {
+        Journal { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replaces the entry atomically and durably.
+    pub fn write(&self, pending: &Pending) -> std::io::Result<()> {
+        use std::io::Write;
+        let dir = crate::spec::base_dir(&self.path);
+        std::fs::create_dir_all(&dir)?;
+        let bytes = serde_json::to_vec(pending).map_err(std::io::Error::other)?;
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    }
+
+    /// Reads the entry; `None` when it is missing or not a journal entry.
+    pub fn read(&self) -> Option<Pending> {
+        let text = std::fs::read_to_string(&self.path).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Removes the entry (the run is recorded).
+    pub fn remove(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Every journal entry in the state folder.
+pub fn entries(state_dir: &Path) -> Vec<Journal> {
+    let Ok(list) = std::fs::read_dir(dir(state_dir)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Journal> = list
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "json")
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .map(Journal::at)
+        .collect();
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+/// True while the process that wrote an entry may still be running.
+pub fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    Path::new(&format!("/proc/{pid}")).exists()
+}
