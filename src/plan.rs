@@ -11,11 +11,11 @@ use crate::identity::stage::Action;
 use crate::ingest::{self, ColumnClass, ColumnType, Conversion, Manifest};
 use crate::pii::{self, CustomDetector, CustomPlan, PiiPlan, TextAction, TextColumnPlan};
 use crate::policy::{self, PolicyPlan, Provenance};
+use crate::spec::paths::{self as spec_paths, NamedPath};
 use crate::spec::{
     self, ColumnRule, Diagnostic, Diagnostics, PipelineFile, SourceFormat, TextActionSpec,
     TokenEncodingSpec, ValidatorSpec,
 };
-use crate::spec::paths::{self as spec_paths, NamedPath};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -190,7 +190,7 @@ pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
         (None, None) => None,
     };
     let manifest = match manifest_path {
-        Some(p) if !p.is_file() => {
+        Some(p) if !p.exists() => {
             let span = s
                 .source
                 .manifest
@@ -1044,7 +1044,13 @@ fn named_paths(
     let source_span = Some(s.source.path.span());
     let mut out: Vec<NamedPath> = inputs
         .iter()
-        .map(|f| NamedPath::read(format!("input `{}`", f.display()), f.clone(), source_span.clone()))
+        .map(|f| {
+            NamedPath::read(
+                format!("input `{}`", f.display()),
+                f.clone(),
+                source_span.clone(),
+            )
+        })
         .collect();
     out.push(NamedPath::read(
         "the dataset manifest",

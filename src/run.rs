@@ -174,8 +174,8 @@ pub fn new_run_id() -> String {
 mod commit;
 mod journal;
 
-pub use commit::{recover_interrupted, CommitError, FAULT_ENV};
 use commit::StagedCommit;
+pub use commit::{recover_interrupted, CommitError, FAULT_ENV};
 use journal::{Journal, Pending};
 
 /// Per-status row counts and quarantined rows, filled batch by batch.
@@ -265,6 +265,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
     let journal = Journal::new(&opts.state_dir, &run_id);
     let mut pending = Pending {
         pid: std::process::id(),
+        started: journal::own_start_time(),
         record: record.clone(),
         temp_files,
         commit: None,
@@ -305,16 +306,6 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
     }
 }
 
-/// Where the lineage store's head is recorded outside the store (`lineage.db` →
-/// `lineage.anchor` beside it).
-fn anchor_path(db: &Path) -> PathBuf {
-    let stem = db
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_default();
-    crate::spec::base_dir(db).join(format!("{stem}.anchor"))
-}
-
 /// Every write of the run that lands on a file it reads, owns or writes twice, in words.
 fn path_collisions(plan: &Plan, opts: &RunOptions) -> Vec<String> {
     write_collisions(plan, opts)
@@ -342,13 +333,15 @@ pub fn state_paths(opts: &RunOptions) -> Vec<crate::spec::paths::NamedPath> {
     for suffix in ["-wal", "-shm", "-journal"] {
         let mut p = db.clone().into_os_string();
         p.push(suffix);
-        out.push(NamedPath::read("the lineage store's SQLite files", p.into(), None));
+        out.push(NamedPath::read(
+            "the lineage store's SQLite files",
+            p.into(),
+            None,
+        ));
     }
-    out.push(NamedPath::read(
-        "the lineage store's anchor",
-        anchor_path(db),
-        None,
-    ));
+    for p in crate::lineage::anchor::anchor_files(db) {
+        out.push(NamedPath::read("the lineage store's anchor", p, None));
+    }
     let key = opts
         .key_file
         .clone()
@@ -1300,7 +1293,7 @@ fn quarantine_report(
                 file: input.path.display().to_string(),
                 line: b.line,
                 record: b.record,
-                column: None,
+                column: b.column.clone(),
                 error: b.error.clone(),
             });
         }

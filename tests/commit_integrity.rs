@@ -11,7 +11,12 @@ use std::path::{Path, PathBuf};
 
 /// A pipeline with three splits, a quarantine report and a DP release: five files per commit.
 fn full_pipeline(w: &Work, name: &str) -> PathBuf {
-    let p = w.pipeline(name, "", SAFE_COLUMNS, "max_bad_rows = 100\n\n[output.split]\ntrain = 0.8\nvalidation = 0.1\ntest = 0.1");
+    let p = w.pipeline(
+        name,
+        "",
+        SAFE_COLUMNS,
+        "max_bad_rows = 100\n\n[output.split]\ntrain = 0.8\nvalidation = 0.1\ntest = 0.1",
+    );
     let text = std::fs::read_to_string(&p).unwrap()
         + &format!(
             r#"
@@ -119,7 +124,13 @@ fn kill_at_every_rename_and_fsync_of_the_commit_leaves_one_complete_set() {
         let out = w
             .cmd()
             .env(privprep::run::FAULT_ENV, at.to_string())
-            .args(["run", p.to_str().unwrap(), "--format", "json", "--no-progress"])
+            .args([
+                "run",
+                p.to_str().unwrap(),
+                "--format",
+                "json",
+                "--no-progress",
+            ])
             .output()
             .unwrap();
         if out.status.success() {
@@ -135,7 +146,11 @@ fn kill_at_every_rename_and_fsync_of_the_commit_leaves_one_complete_set() {
         points += 1;
         // The next command recovers the killed run.
         let list = w.privprep(&["lineage", "list"]);
-        assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+        assert!(
+            list.status.success(),
+            "{}",
+            String::from_utf8_lossy(&list.stderr)
+        );
         let owner = assert_one_complete_set(&w, &format!("kill at fault point {at}"));
         let owner = owner.expect("a complete set is always there");
         if known.contains(&owner) {
@@ -158,18 +173,23 @@ fn kill_at_every_rename_and_fsync_of_the_commit_leaves_one_complete_set() {
         assert!(journal.is_empty(), "fault point {at}: journal entries left");
         // The record of a killed run never claims "no output was committed" while its files
         // are the ones on disk.
-        let store =
-            privprep::lineage::store::Store::open(&w.state().join("lineage.db")).unwrap();
+        let store = privprep::lineage::store::Store::open(&w.state().join("lineage.db")).unwrap();
         for s in store.list().unwrap() {
             let r = store.get(&s.run_id).unwrap().unwrap().record;
             if r.status.as_str() == "failed" {
-                assert_ne!(s.run_id, owner, "fault point {at}: a failed run owns the outputs");
+                assert_ne!(
+                    s.run_id, owner,
+                    "fault point {at}: a failed run owns the outputs"
+                );
             }
         }
     }
     // 2 around the intent + 2 per rename (5 files) + 2 around the append.
     assert!(points >= 14, "only {points} fault points were hit");
-    assert!(rolled_forward > 0 && kept_previous > 0, "forward {rolled_forward}, previous {kept_previous}");
+    assert!(
+        rolled_forward > 0 && kept_previous > 0,
+        "forward {rolled_forward}, previous {kept_previous}"
+    );
     assert!(
         std::fs::read_to_string(w.path().join("out/crash.quarantine.jsonl"))
             .unwrap()
@@ -178,7 +198,11 @@ fn kill_at_every_rename_and_fsync_of_the_commit_leaves_one_complete_set() {
             >= 3
     );
     let verify = w.privprep(&["lineage", "verify"]);
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 }
 
 /// Regression: eight concurrent runs writing the same split outputs left a set of split files
@@ -206,7 +230,11 @@ fn concurrent_runs_on_the_same_outputs_leave_one_runs_complete_set() {
             .collect();
         for c in children {
             let out = c.wait_with_output().unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let owner = assert_one_complete_set(&w, &format!("round {round}"));
         assert!(owner.is_some());
@@ -250,12 +278,7 @@ fn quarantine_path_onto_the_lineage_store_or_the_key_is_refused() {
         ("state/keys/default.key", "the key file"),
         ("state/lineage.anchor", "the lineage store's anchor"),
     ] {
-        let p = w.pipeline(
-            "k",
-            "",
-            SAFE_COLUMNS,
-            &format!("quarantine = \"{target}\""),
-        );
+        let p = w.pipeline("k", "", SAFE_COLUMNS, &format!("quarantine = \"{target}\""));
         let v = w.privprep(&["validate", p.to_str().unwrap()]);
         assert_eq!(v.status.code(), Some(2), "{target}");
         let err = String::from_utf8_lossy(&v.stderr);
@@ -280,7 +303,10 @@ fn output_onto_a_parquet_input_through_a_symlink_is_refused() {
     let v = w.privprep(&["validate", p.to_str().unwrap()]);
     assert_eq!(v.status.code(), Some(2));
     let err = String::from_utf8_lossy(&v.stderr);
-    assert!(err.contains("[output] path") && err.contains("would overwrite input"), "{err}");
+    assert!(
+        err.contains("[output] path") && err.contains("would overwrite input"),
+        "{err}"
+    );
     let r = w.privprep(&["run", p.to_str().unwrap(), "--no-progress"]);
     assert_eq!(r.status.code(), Some(2));
     assert_eq!(std::fs::read(&input).unwrap(), before);
@@ -308,7 +334,10 @@ fn release_path_equal_to_the_output_is_refused_before_any_spend() {
     assert_eq!(r.status.code(), Some(2));
     let b = w.privprep(&["budget", "--format", "json"]);
     let budget = String::from_utf8_lossy(&b.stdout);
-    assert!(!budget.contains("by_country") && !budget.contains("\"releases\": 1"), "{budget}");
+    assert!(
+        !budget.contains("by_country") && !budget.contains("\"releases\": 1"),
+        "{budget}"
+    );
 }
 
 /// The run checks again just before writing: a symlink made after validate is caught.
@@ -320,12 +349,23 @@ fn a_collision_made_after_validate_is_caught_by_the_run() {
     std::fs::create_dir_all(w.path().join("out")).unwrap();
     let plan = privprep::validate(&p).unwrap();
     // After validate: the output becomes a symlink to the manifest.
-    std::os::unix::fs::symlink(w.data().join("manifest.toml"), w.path().join("out/late.parquet"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        w.data().join("manifest.toml"),
+        w.path().join("out/late.parquet"),
+    )
+    .unwrap();
     let mut opts = privprep::RunOptions::new(w.state());
     opts.key_file = Some(key_file(w.path(), "k.key", 7));
     let before = std::fs::read(w.data().join("manifest.toml")).unwrap();
     let failure = privprep::run(&plan, &opts).expect_err("collision");
-    assert!(failure.to_string().contains("would overwrite the dataset manifest"), "{failure}");
-    assert_eq!(std::fs::read(w.data().join("manifest.toml")).unwrap(), before);
+    assert!(
+        failure
+            .to_string()
+            .contains("would overwrite the dataset manifest"),
+        "{failure}"
+    );
+    assert_eq!(
+        std::fs::read(w.data().join("manifest.toml")).unwrap(),
+        before
+    );
 }

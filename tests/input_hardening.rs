@@ -105,7 +105,9 @@ fn record_lines(w: &Work) -> Vec<u64> {
 fn duplicate_csv_header_is_refused_naming_the_column() {
     let w = Work::new();
     w.datagen(50, 3, &[]);
-    rewrite_tickets(&w, |_, _, fields| fields.push(b"someone@example.org".to_vec()));
+    rewrite_tickets(&w, |_, _, fields| {
+        fields.push(b"someone@example.org".to_vec())
+    });
     // Append `email` to the header.
     let path = w.data().join("tickets.csv");
     let text = std::fs::read_to_string(&path).unwrap();
@@ -159,10 +161,16 @@ fn ndjson_array_in_string_column_is_quarantined_as_type_mismatch() {
     assert_eq!(q[0]["line"], 4);
     assert_eq!(q[1]["line"], 8);
     let first = q[0].to_string();
-    assert!(first.contains("email") && first.contains("an array"), "{first}");
+    assert!(
+        first.contains("email") && first.contains("an array"),
+        "{first}"
+    );
     assert!(q[1].to_string().contains("an object"), "{}", q[1]);
     let report = std::fs::read_to_string(w.path().join("out/nd.quarantine.jsonl")).unwrap();
-    assert!(!report.contains("canary") && !report.contains("CANARY"), "{report}");
+    assert!(
+        !report.contains("canary") && !report.contains("CANARY"),
+        "{report}"
+    );
     assert!(!e.contains("canary") && !e.contains("CANARY"));
 }
 
@@ -365,7 +373,10 @@ fn deny_file_from_dev_zero_is_refused() {
     let out = validate(&w, &p);
     let e = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{e}");
-    assert!(e.contains("/dev/zero") && e.contains("character device"), "{e}");
+    assert!(
+        e.contains("/dev/zero") && e.contains("character device"),
+        "{e}"
+    );
 }
 
 // ---- 12. clear errors instead of engine text ----

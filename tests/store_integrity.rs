@@ -20,7 +20,10 @@ fn capped(w: &Work, name: &str, cap: f64, epsilon: f64) -> PathBuf {
             &format!("purpose_separator = \";\"\nprivacy_budget = {{ epsilon = {cap:?} }}"),
             1,
         );
-        assert!(text.contains("privacy_budget"), "the manifest changed shape");
+        assert!(
+            text.contains("privacy_budget"),
+            "the manifest changed shape"
+        );
         std::fs::write(&m, text).unwrap();
     }
     let p = w.pipeline(name, "", SAFE_COLUMNS, "");
@@ -102,8 +105,8 @@ fn run_ok(w: &Work, pipeline: &Path) {
 
 fn verify_json(w: &Work) -> (Option<i32>, serde_json::Value) {
     let out = w.privprep(&["lineage", "verify", "--format", "json"]);
-    let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    let report =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
     (out.status.code(), report)
 }
 
@@ -127,8 +130,16 @@ fn ledger_edit_is_detected_by_verify_and_refused_by_spend() {
     run_ok(&w, &first);
     let ok = w.privprep(&["lineage", "verify"]);
     assert!(ok.status.success(), "{}", stderr(&ok));
-    assert!(stdout(&ok).contains("budget ledger 1 entr(ies)"), "{}", stdout(&ok));
-    assert!(stdout(&ok).contains("matches its anchor"), "{}", stdout(&ok));
+    assert!(
+        stdout(&ok).contains("budget ledger 1 entr(ies)"),
+        "{}",
+        stdout(&ok)
+    );
+    assert!(
+        stdout(&ok).contains("matches its anchor"),
+        "{}",
+        stdout(&ok)
+    );
 
     sql(&w, "UPDATE budget_ledger SET epsilon = 0.01");
 
@@ -272,7 +283,11 @@ fn zero_byte_store_is_not_silently_recreated() {
     std::fs::write(db(&w), b"").unwrap();
     let verify = w.privprep(&["lineage", "verify"]);
     assert_eq!(verify.status.code(), Some(1));
-    assert!(stderr(&verify).contains("is missing or empty"), "{}", stderr(&verify));
+    assert!(
+        stderr(&verify).contains("is missing or empty"),
+        "{}",
+        stderr(&verify)
+    );
     let (code, _, e) = w.run_json(&p, &[]);
     assert_ne!(code, 0, "{e}");
     assert_eq!(std::fs::metadata(db(&w)).unwrap().len(), 0);

@@ -456,7 +456,7 @@ pub(crate) mod check {
                 (_, doubled) => doubled,
             })
             .sum();
-        !digits.is_empty() && sum % 10 == 0
+        !digits.is_empty() && sum.is_multiple_of(10)
     }
 
     /// Whether `text` (spaces ignored) is an IBAN whose check digits verify (mod 97 = 1).

@@ -532,8 +532,14 @@ mod tests {
         let cap = Loss::Pure { epsilon: 6.0 };
         let mut l = Ledger::open(&path).unwrap();
         for run in ["r1", "r2"] {
-            l.spend("d", "u", run, Some(&cap), &ask("a", Loss::Pure { epsilon: 2.5 }))
-                .unwrap();
+            l.spend(
+                "d",
+                "u",
+                run,
+                Some(&cap),
+                &ask("a", Loss::Pure { epsilon: 2.5 }),
+            )
+            .unwrap();
         }
         drop(l);
         let conn = rusqlite::Connection::open(&path).unwrap();
@@ -547,14 +553,23 @@ mod tests {
 
         let mut l = Ledger::open(&path).unwrap();
         let err = l
-            .spend("d", "u", "r3", Some(&cap), &ask("a", Loss::Pure { epsilon: 2.0 }))
+            .spend(
+                "d",
+                "u",
+                "r3",
+                Some(&cap),
+                &ask("a", Loss::Pure { epsilon: 2.0 }),
+            )
             .unwrap_err();
         assert!(
             matches!(err, LedgerError::Store(LineageError::LedgerBroken { .. })),
             "{err:?}"
         );
         assert!(err.to_string().contains("privprep lineage verify"), "{err}");
-        assert!(l.budgets(None).is_err(), "budget must not show an edited ledger");
+        assert!(
+            l.budgets(None).is_err(),
+            "budget must not show an edited ledger"
+        );
         let n: i64 = rusqlite::Connection::open(&path)
             .unwrap()
             .query_row("SELECT count(*) FROM budget_ledger", [], |r| r.get(0))
@@ -567,19 +582,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut l = Ledger::open(&dir.path().join("lineage.db")).unwrap();
         let cap = Loss::Pure { epsilon: 2.0 };
-        l.spend("d", "u", "r1", Some(&cap), &[
-            SpendRequest { release: "a".into(), loss: Loss::Pure { epsilon: 0.5 } },
-            SpendRequest { release: "b".into(), loss: Loss::Pure { epsilon: 0.25 } },
-        ])
+        l.spend(
+            "d",
+            "u",
+            "r1",
+            Some(&cap),
+            &[
+                SpendRequest {
+                    release: "a".into(),
+                    loss: Loss::Pure { epsilon: 0.5 },
+                },
+                SpendRequest {
+                    release: "b".into(),
+                    loss: Loss::Pure { epsilon: 0.25 },
+                },
+            ],
+        )
         .unwrap();
         let wider = Loss::Pure { epsilon: 3.0 };
-        l.spend("d", "v", "r2", Some(&wider), &ask("a", Loss::Pure { epsilon: 0.25 }))
-            .unwrap();
+        l.spend(
+            "d",
+            "v",
+            "r2",
+            Some(&wider),
+            &ask("a", Loss::Pure { epsilon: 0.25 }),
+        )
+        .unwrap();
         l.spend("e", "u", "r2", None, &ask("c", Loss::Zcdp { rho: 0.1 }))
             .unwrap();
         let b = l.budgets(None).unwrap();
         assert_eq!(b.len(), 2);
-        assert_eq!((b[0].dataset_id.as_str(), b[0].privacy_unit.as_str()), ("d", "v"));
+        assert_eq!(
+            (b[0].dataset_id.as_str(), b[0].privacy_unit.as_str()),
+            ("d", "v")
+        );
         assert_eq!(b[0].cap, Some(wider));
         assert_eq!((b[0].releases, b[0].runs), (3, 2));
         assert!((b[0].spent.epsilon - 1.0).abs() < 1e-12);
@@ -594,12 +630,17 @@ mod tests {
         let path = dir.path().join("lineage.db");
         let mut store = Store::open(&path).unwrap();
         store
-            .append(&crate::lineage::RunRecord::begin("r1", "t", "p", "p.toml", "ab", ""))
+            .append(&crate::lineage::RunRecord::begin(
+                "r1", "t", "p", "p.toml", "ab", "",
+            ))
             .unwrap();
         let mut l = Ledger::open(&path).unwrap();
         let err = l
             .spend("d", "u", "r1", None, &ask("a", Loss::Pure { epsilon: 0.1 }))
             .unwrap_err();
-        assert!(matches!(err, LedgerError::RunAlreadyRecorded { .. }), "{err:?}");
+        assert!(
+            matches!(err, LedgerError::RunAlreadyRecorded { .. }),
+            "{err:?}"
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! privacy unit in the lineage store, checking the dataset's cap in the same write-locked
 //! transaction, so concurrent runs cannot overspend. Noise itself only ever comes from OpenDP.
 //!
-//! Depends on nothing else in the crate.
+//! Depends on: `lineage::store` (the ledger is a chained table of the lineage store).
 
 pub mod ledger;
 pub mod release;

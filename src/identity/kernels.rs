@@ -74,7 +74,7 @@ impl Tokenizer {
         bits: u32,
         encoding: TokenEncoding,
     ) -> Result<Self, TokenizerError> {
-        if bits % 8 != 0 || !(32..=256).contains(&bits) {
+        if !bits.is_multiple_of(8) || !(32..=256).contains(&bits) {
             return Err(TokenizerError::InvalidBits { bits });
         }
         let mac =

@@ -341,7 +341,7 @@ fn parse_key(text: &str) -> Result<Key, KeyProblem> {
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     hex::decode(text).ok()
@@ -488,7 +488,10 @@ mod tests {
         let source = KeySource::Flag(fifo.clone());
         let e = read_key_file(&fifo, &source).unwrap_err();
         let shown = e.to_string();
-        assert!(shown.contains("is a FIFO (named pipe), not a regular file"), "{shown}");
+        assert!(
+            shown.contains("is a FIFO (named pipe), not a regular file"),
+            "{shown}"
+        );
         assert!(shown.contains(fifo.to_str().unwrap()), "{shown}");
         let e = read_key_file(Path::new("/dev/zero"), &source).unwrap_err();
         assert!(e.to_string().contains("character device"), "{e}");

@@ -39,7 +39,7 @@ pub enum IngestError {
         format: &'static str,
         message: String,
     },
-    #[error("{path}: the file is empty: there is no {what} to read the columns from\n  = hint: a {format} source needs {what}; remove the file from [source] path or write the data")]
+    #[error("{path}: the file is empty: there is no {what} to read the columns from\n  = hint: a {format} source needs a {what} naming its columns; write the data, or remove the file from the [source] path")]
     Empty {
         path: String,
         format: &'static str,
@@ -96,9 +96,7 @@ pub fn expand(base: &Path, patterns: &[String]) -> Result<Vec<PathBuf>, String> 
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Err(format!("input file `{}` does not exist", full.display()))
                 }
-                Err(e) => {
-                    return Err(format!("cannot read input file `{}`: {e}", full.display()))
-                }
+                Err(e) => return Err(format!("cannot read input file `{}`: {e}", full.display())),
             }
         }
     }
@@ -188,10 +186,8 @@ fn duplicate_names(names: &[String]) -> Option<String> {
     for (i, n) in names.iter().enumerate() {
         fields.entry(n.as_str()).or_default().push(i + 1);
     }
-    let mut dups: Vec<(&str, Vec<usize>)> = fields
-        .into_iter()
-        .filter(|(_, f)| f.len() > 1)
-        .collect();
+    let mut dups: Vec<(&str, Vec<usize>)> =
+        fields.into_iter().filter(|(_, f)| f.len() > 1).collect();
     if dups.is_empty() {
         return None;
     }
@@ -579,7 +575,13 @@ mod tests {
         let n = 3000;
         let m = wide_manifest(n);
         let conversions: Vec<Conversion> = (0..n)
-            .map(|i| if i == 0 { Conversion::AsIs } else { Conversion::Parse })
+            .map(|i| {
+                if i == 0 {
+                    Conversion::AsIs
+                } else {
+                    Conversion::Parse
+                }
+            })
             .collect();
         // Row 0: all good. Row 1: columns 7 and 2500 fail. Row 2: only the last fails.
         // Row 3: blank text is a missing value, not a failure.
@@ -677,11 +679,17 @@ mod tests {
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let e = expand(dir.path(), &["in.csv".to_string()]).unwrap_err();
-        assert!(e.ends_with("in.csv` is a FIFO (named pipe), not a regular file"), "{e}");
+        assert!(
+            e.ends_with("in.csv` is a FIFO (named pipe), not a regular file"),
+            "{e}"
+        );
         let e = expand(dir.path(), &["*.csv".to_string()]).unwrap_err();
         assert!(e.contains("not a regular file"), "{e}");
         let e = expand(Path::new("/dev"), &["null".to_string()]).unwrap_err();
-        assert!(e.contains("is a character device, not a regular file"), "{e}");
+        assert!(
+            e.contains("is a character device, not a regular file"),
+            "{e}"
+        );
         let e = expand(dir.path(), &["missing.csv".to_string()]).unwrap_err();
         assert!(e.contains("does not exist"), "{e}");
     }

@@ -320,15 +320,16 @@ impl CsvScanner {
                     .push((record, self.record_start_line - first_line - record));
             }
             let problem = match (self.expected, self.invalid_field) {
-                (Some(n), _) if n != self.fields => Some((
-                    None,
-                    format!("expected {n} fields, found {}", self.fields),
-                )),
+                (Some(n), _) if n != self.fields => {
+                    Some((None, format!("expected {n} fields, found {}", self.fields)))
+                }
                 (_, Some(field)) => {
                     let column = self.names.get(field as usize - 1).cloned();
                     let error = match &column {
                         Some(name) => {
-                            format!("value is not valid UTF-8 text (field {field}, column `{name}`)")
+                            format!(
+                                "value is not valid UTF-8 text (field {field}, column `{name}`)"
+                            )
                         }
                         None => format!("value is not valid UTF-8 text (field {field})"),
                     };
@@ -438,7 +439,9 @@ pub fn copy_without_spans(src: &Path, dst: &Path, spans: &[(u64, u64)]) -> std::
         if start > at {
             let n = std::io::copy(&mut (&mut input).take(start - at), &mut out)?;
             if n != start - at {
-                return Err(std::io::Error::other("input file changed while it was read"));
+                return Err(std::io::Error::other(
+                    "input file changed while it was read",
+                ));
             }
         }
         at = end.max(at);
@@ -772,7 +775,11 @@ mod tests {
         let s = prescan_csv(f.path(), b',', true).unwrap();
         assert_eq!(s.records, 2);
         assert_eq!((s.bad[0].record, s.bad[0].line), (1, 3));
-        assert!(s.bad[0].error.contains("opened on line 3"), "{}", s.bad[0].error);
+        assert!(
+            s.bad[0].error.contains("opened on line 3"),
+            "{}",
+            s.bad[0].error
+        );
         assert!(s.needs_clean_copy());
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("clean.csv");
@@ -802,7 +809,11 @@ mod tests {
             .map(|b| (b.record, b.line, b.column.as_deref()))
             .collect();
         assert_eq!(got, vec![(1, 3, Some("note")), (3, 6, Some("note"))]);
-        assert!(s.bad[0].error.contains("not valid UTF-8"), "{}", s.bad[0].error);
+        assert!(
+            s.bad[0].error.contains("not valid UTF-8"),
+            "{}",
+            s.bad[0].error
+        );
         assert!(s.bad[0].error.contains("`note`"), "{}", s.bad[0].error);
         assert!(s.needs_clean_copy());
         let dir = tempfile::tempdir().unwrap();
@@ -838,7 +849,11 @@ mod tests {
             sc.feed(&bad[cut..]);
             let scan = sc.finish();
             assert_eq!(scan.bad.len(), 1, "split at {cut}");
-            assert_eq!(scan.bad[0].column.as_deref(), Some("name"), "split at {cut}");
+            assert_eq!(
+                scan.bad[0].column.as_deref(),
+                Some("name"),
+                "split at {cut}"
+            );
         }
     }
 
@@ -851,16 +866,22 @@ mod tests {
     /// Regression: an object or array in an NDJSON column was written as JSON text.
     #[test]
     fn ndjson_object_or_array_value_is_a_bad_record_naming_the_key() {
-        let f = write("{\"a\":1,\"email\":[\"x@y\"]}\n{\"a\":2,\"email\":\"s\"}\n{\"a\":{\"b\":1}}\n");
+        let f =
+            write("{\"a\":1,\"email\":[\"x@y\"]}\n{\"a\":2,\"email\":\"s\"}\n{\"a\":{\"b\":1}}\n");
         let s = prescan_ndjson(f.path()).unwrap();
         assert_eq!(s.records, 3);
-        let got: Vec<(u64, Option<&str>)> =
-            s.bad.iter().map(|b| (b.line, b.column.as_deref())).collect();
+        let got: Vec<(u64, Option<&str>)> = s
+            .bad
+            .iter()
+            .map(|b| (b.line, b.column.as_deref()))
+            .collect();
         assert_eq!(got, vec![(1, Some("email")), (3, Some("a"))]);
         assert!(s.bad[0].error.contains("an array"), "{}", s.bad[0].error);
         assert!(!s.bad[0].error.contains("x@y"));
         assert_eq!(json_line(b"{\"k\\u0041\": null}"), JsonLine::Flat);
-        assert!(matches!(json_line(b"{\"a\": \"\xff\"}"), JsonLine::Invalid(e) if e.contains("UTF-8")));
+        assert!(
+            matches!(json_line(b"{\"a\": \"\xff\"}"), JsonLine::Invalid(e) if e.contains("UTF-8"))
+        );
     }
 
     #[test]

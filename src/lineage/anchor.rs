@@ -7,17 +7,17 @@
 //! beside `.privprep/keys/`), and every open and every write checks the store against it
 //! (invariant 8: a store that existed is never silently re-created).
 //!
-//! The anchor only moves forward: it is rewritten under a file lock (`<stem>.anchor.lock`) from
-//! what is committed in the store at that moment, and only when the store still holds what the
-//! anchor recorded. It is written to `<stem>.anchor.tmp`, synced and renamed, so a reader sees
-//! the old anchor or the new one. It may lag behind the store (a crash right after a commit)
+//! The anchor only moves forward: it is rewritten while holding the store's write lock (so
+//! writers of the anchor queue like writers of the store), from what is committed in the store
+//! at that moment, and only when the store still holds what the anchor recorded. It is written
+//! to `<stem>.anchor.tmp`, synced and renamed, so a reader sees the old anchor or the new one. It may lag behind the store (a crash right after a commit)
 //! but is never ahead of it, so it cannot raise a false alarm. Only `privprep lineage init`
 //! rewrites it backwards, and notes in it that it did.
 //!
 //! Someone who can delete the anchor and the store together can still start afresh unseen;
 //! keep a copy of the anchor (or the head hash `privprep lineage verify` prints) elsewhere.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -90,19 +90,10 @@ pub fn anchor_path(store: &Path) -> PathBuf {
     sibling(store, "anchor")
 }
 
-/// The lock file that serializes anchor writes: `<folder>/<file stem>.anchor.lock`.
-pub fn lock_path(store: &Path) -> PathBuf {
-    sibling(store, "anchor.lock")
-}
-
-/// Every file the anchor machinery keeps beside the store (anchor, lock, temporary file), so a
-/// run can refuse outputs that would land on one of them.
+/// Every file the anchor keeps beside the store (the anchor and its temporary file), so a run
+/// can refuse outputs that would land on one of them.
 pub fn anchor_files(store: &Path) -> Vec<PathBuf> {
-    vec![
-        anchor_path(store),
-        lock_path(store),
-        sibling(store, "anchor.tmp"),
-    ]
+    vec![anchor_path(store), sibling(store, "anchor.tmp")]
 }
 
 fn sibling(store: &Path, extension: &str) -> PathBuf {
@@ -140,19 +131,8 @@ pub fn read(store: &Path) -> Result<Option<Anchor>, ReadError> {
         })
 }
 
-/// Takes the anchor's write lock (blocking); it is released when the file is dropped.
-pub fn lock(store: &Path) -> std::io::Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(lock_path(store))?;
-    file.lock()?;
-    Ok(file)
-}
-
 /// Replaces the anchor atomically: temporary file, fsync, rename, fsync of the folder.
-/// Call with [`lock`] held.
+/// Call with the store's write lock held (`BEGIN IMMEDIATE`), so writers queue.
 pub fn write(store: &Path, anchor: &Anchor) -> std::io::Result<()> {
     let target = anchor_path(store);
     let tmp = sibling(store, "anchor.tmp");
@@ -287,8 +267,11 @@ mod tests {
             Path::new("./lineage.anchor")
         );
         assert_eq!(
-            lock_path(Path::new("/s/store")),
-            Path::new("/s/store.anchor.lock")
+            anchor_files(Path::new("/s/store")),
+            [
+                Path::new("/s/store.anchor"),
+                Path::new("/s/store.anchor.tmp")
+            ]
         );
     }
 
@@ -304,7 +287,6 @@ mod tests {
             ledger_head: Some("cd".repeat(32)),
         };
         let anchor = Anchor::new(&store, head, None);
-        let _lock = lock(&store).expect("lock");
         write(&store, &anchor).expect("write");
         assert_eq!(read(&store), Ok(Some(anchor)));
         assert!(!sibling(&store, "anchor.tmp").exists());

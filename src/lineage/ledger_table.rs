@@ -203,7 +203,10 @@ pub(super) fn spends_of_run(conn: &Connection, run_id: &str) -> rusqlite::Result
 }
 
 /// Appends `entry` to the chain; call inside a write-locked transaction.
-pub(super) fn insert(conn: &Connection, entry: &LedgerEntry) -> rusqlite::Result<StoredLedgerEntry> {
+pub(super) fn insert(
+    conn: &Connection,
+    entry: &LedgerEntry,
+) -> rusqlite::Result<StoredLedgerEntry> {
     let (last_id, prev_hash): (i64, String) = conn
         .query_row(
             "SELECT id, entry_hash FROM budget_ledger ORDER BY id DESC LIMIT 1",
@@ -262,14 +265,17 @@ pub(super) struct LedgerCheck {
 pub(super) fn check(conn: &Connection) -> rusqlite::Result<LedgerCheck> {
     let mut out = LedgerCheck::default();
     if !exists(conn)? {
-        out.broken = Some(broken(None, None, "the budget_ledger table is missing".into()));
+        out.broken = Some(broken(
+            None,
+            None,
+            "the budget_ledger table is missing".into(),
+        ));
         return Ok(out);
     }
     let mut previous: Option<(i64, String)> = None;
     let mut by_run: BTreeMap<String, Vec<BudgetSpend>> = BTreeMap::new();
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM budget_ledger ORDER BY id"
-    ))?;
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM budget_ledger ORDER BY id"))?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         out.entries += 1;
@@ -380,7 +386,8 @@ fn broken(ledger_entry: Option<i64>, run_id: Option<String>, reason: String) -> 
 /// Equal spends; the numbers may differ in their last bit, because serde_json's default
 /// float parsing of the record is not always exact (the `entry_hash` binds the exact values).
 fn same_spends(listed: &[BudgetSpend], in_ledger: &[BudgetSpend]) -> bool {
-    let close = |a: f64, b: f64| a == b || (a - b).abs() <= 4.0 * f64::EPSILON * a.abs().max(b.abs());
+    let close =
+        |a: f64, b: f64| a == b || (a - b).abs() <= 4.0 * f64::EPSILON * a.abs().max(b.abs());
     listed.len() == in_ledger.len()
         && listed.iter().zip(in_ledger).all(|(a, b)| {
             a.ledger_id == b.ledger_id

@@ -799,12 +799,10 @@ impl Store {
                 ));
             }
         }
-        let tx = store
-            .conn
-            .unchecked_transaction()
-            .map_err(sqlite(path, "read the chain head"))?;
+        // The write lock keeps other anchor writers out until ours is in place.
+        let tx = Transaction::new_unchecked(&store.conn, TransactionBehavior::Immediate)
+            .map_err(sqlite(path, "lock the store to write its anchor"))?;
         let head = anchor::current_head(&tx).map_err(sqlite(path, "read the chain head"))?;
-        drop(tx);
         let mut written = Anchor::new(path, head.clone(), previous.as_ref());
         written.inits.push(InitNote {
             at: written.updated_at.clone(),
@@ -817,8 +815,8 @@ impl Store {
             anchor: anchor_file.clone(),
             error,
         };
-        let _lock = anchor::lock(path).map_err(write_error)?;
         anchor::write(path, &written).map_err(write_error)?;
+        drop(tx); // nothing was written to the store: rolled back
         Ok((
             store,
             InitOutcome {
@@ -867,13 +865,11 @@ impl Store {
     }
 
     fn try_update_anchor(&self) -> Result<(), String> {
-        let _lock = anchor::lock(&self.path).map_err(|e| format!("cannot lock it ({})", e.kind()))?;
-        let existing = anchor::read(&self.path)?;
-        // Read under the lock, so whoever writes last writes the newest committed head.
-        let tx = self
-            .conn
-            .unchecked_transaction()
+        // Under the store's write lock (nothing is written to the store; the transaction rolls
+        // back): anchor writers queue, and whoever writes last writes the newest committed head.
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| sqlite_reason(&e))?;
+        let existing = anchor::read(&self.path)?;
         let head = anchor::current_head(&tx).map_err(|e| sqlite_reason(&e))?;
         if let Some(a) = &existing {
             if a.head == head {
@@ -887,9 +883,13 @@ impl Store {
                 return Ok(());
             }
         }
+        let written = anchor::write(
+            &self.path,
+            &Anchor::new(&self.path, head, existing.as_ref()),
+        )
+        .map_err(|e| format!("cannot write it ({})", e.kind()));
         drop(tx);
-        anchor::write(&self.path, &Anchor::new(&self.path, head, existing.as_ref()))
-            .map_err(|e| format!("cannot write it ({})", e.kind()))
+        written
     }
 
     /// The store file.
@@ -2356,7 +2356,10 @@ mod tests {
 
     fn ledger_broken(path: &Path) -> BrokenRecord {
         let b = broken(path);
-        assert!(b.ledger_entry.is_some() || b.reason.contains("budget"), "{b:?}");
+        assert!(
+            b.ledger_entry.is_some() || b.reason.contains("budget"),
+            "{b:?}"
+        );
         b
     }
 
@@ -2431,7 +2434,10 @@ mod tests {
         std::fs::copy(&old, &path).expect("roll back");
 
         let err = Store::open(&path).expect_err("rolled back");
-        assert!(matches!(err, LineageError::AnchorMismatch { .. }), "{err:?}");
+        assert!(
+            matches!(err, LineageError::AnchorMismatch { .. }),
+            "{err:?}"
+        );
         let message = err.to_string();
         assert!(
             message.contains("the anchor recorded 4 record(s), the store holds 3"),
@@ -2489,7 +2495,14 @@ mod tests {
         let err = Store::init(&path, false).expect_err("never overwrite");
         assert!(matches!(err, LineageError::InitRefused { .. }), "{err:?}");
         assert!(err.to_string().contains("--adopt"), "{err}");
-        assert_eq!(Store::open(&path).expect("open").list().expect("list").len(), 3);
+        assert_eq!(
+            Store::open(&path)
+                .expect("open")
+                .list()
+                .expect("list")
+                .len(),
+            3
+        );
 
         let old = dir.path().join("old.db");
         std::fs::copy(&path, &old).expect("copy");
@@ -2523,7 +2536,10 @@ mod tests {
         let r2 = store.get("run-2").expect("get").expect("found").record;
         let spends = r2.budget_spends.expect("listed");
         assert_eq!(
-            spends.iter().map(|s| (s.ledger_id, s.release.as_str())).collect::<Vec<_>>(),
+            spends
+                .iter()
+                .map(|s| (s.ledger_id, s.release.as_str()))
+                .collect::<Vec<_>>(),
             [(3, "by_country"), (4, "by_age")]
         );
         assert_eq!(spends, store.budget_spends_of("run-2").expect("spends"));
@@ -2551,7 +2567,10 @@ mod tests {
         let err = store.ledger_transaction().map(|_| ()).expect_err("refused");
         assert!(matches!(err, LineageError::LedgerBroken { .. }), "{err:?}");
         let message = err.to_string();
-        assert!(message.contains("budget ledger entry 1 (run run-1)"), "{message}");
+        assert!(
+            message.contains("budget ledger entry 1 (run run-1)"),
+            "{message}"
+        );
         assert!(message.contains("privprep lineage verify"), "{message}");
         assert!(!message.contains("0.01"), "{message}");
         assert!(matches!(
@@ -2599,7 +2618,10 @@ mod tests {
             .execute("DELETE FROM budget_ledger WHERE id >= 5", [])
             .expect("tamper");
         let b = ledger_broken(&path);
-        assert_eq!(b.reason, "ledger entry 5 is missing (the newest entries were deleted)");
+        assert_eq!(
+            b.reason,
+            "ledger entry 5 is missing (the newest entries were deleted)"
+        );
 
         // And with the counter set back too, the records and the anchor still tell.
         let (_dir, path) = store_with_spends();
@@ -2657,13 +2679,19 @@ mod tests {
             .expect("tamper");
         // The anchor knows the ledger had entries.
         let err = Store::open(&path).expect_err("refused");
-        assert!(err.to_string().contains("budget_ledger table is missing"), "{err}");
+        assert!(
+            err.to_string().contains("budget_ledger table is missing"),
+            "{err}"
+        );
         let b = broken(&path);
         assert_eq!(b.reason, "the budget_ledger table is missing");
         let mut store = Store::open_to_inspect(&path).expect("inspect");
         assert!(store.ledger_transaction().is_err());
         let conn = raw(&path);
-        assert!(!ledger_table::exists(&conn).expect("look"), "the table came back");
+        assert!(
+            !ledger_table::exists(&conn).expect("look"),
+            "the table came back"
+        );
 
         // Without entries in the anchor, the store opens, but the table stays missing and
         // spends are refused.
@@ -2675,7 +2703,10 @@ mod tests {
             .expect("tamper");
         let mut store = Store::open(&path).expect("open");
         let err = store.ledger_transaction().map(|_| ()).expect_err("refused");
-        assert!(err.to_string().contains("budget_ledger table is missing"), "{err}");
+        assert!(
+            err.to_string().contains("budget_ledger table is missing"),
+            "{err}"
+        );
         assert!(!ledger_table::exists(&raw(&path)).expect("look"));
     }
 
@@ -2732,7 +2763,10 @@ mod tests {
             rusqlite::params_from_iter(values),
         )
         .expect("insert run");
-        for (table, rows) in DERIVED_TABLES.iter().zip(derived_rows(&record).expect("rows")) {
+        for (table, rows) in DERIVED_TABLES
+            .iter()
+            .zip(derived_rows(&record).expect("rows"))
+        {
             for row in rows {
                 let values = std::iter::once(Value::Text(record.run_id.clone())).chain(row);
                 conn.execute(
@@ -2757,7 +2791,8 @@ mod tests {
             let conn = Connection::open(&path).expect("create");
             conn.execute_batch(SCHEMA).expect("v3 tables");
             conn.execute_batch(V3_LEDGER).expect("v3 ledger");
-            conn.pragma_update(None, "user_version", 3).expect("version");
+            conn.pragma_update(None, "user_version", 3)
+                .expect("version");
             v3_spend(&conn, "run-1", 1.0);
             v3_spend(&conn, "run-1", 0.5);
             v3_append(&conn, &sample("run-1", 1));
@@ -2777,10 +2812,20 @@ mod tests {
             entries.iter().map(|e| e.entry.epsilon).collect::<Vec<_>>(),
             [1.0, 0.5, 2.0]
         );
-        assert_eq!(store.get("run-1").expect("get").expect("found").record.budget_spends, None);
+        assert_eq!(
+            store
+                .get("run-1")
+                .expect("get")
+                .expect("found")
+                .record
+                .budget_spends,
+            None
+        );
         // The store now has an anchor and carries on with chained spends.
         assert_eq!(
-            anchor::read(&path).expect("read").map(|a| a.head.ledger_last_id),
+            anchor::read(&path)
+                .expect("read")
+                .map(|a| a.head.ledger_last_id),
             Some(3)
         );
         spend(&mut store, "run-3", "by_country", 1.0);

@@ -33,7 +33,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
         }
         sum += d;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Computes the Luhn check digit that makes `payload` followed by that digit
@@ -323,7 +323,7 @@ pub fn isbn13_valid(digits: &[u8]) -> bool {
         .enumerate()
         .map(|(i, &b)| u32::from(b - b'0') * if i % 2 == 0 { 1 } else { 3 })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// ISBN-10 check digit; the last character may be `X` (value 10).
@@ -340,7 +340,7 @@ pub fn isbn10_valid(chars: &[u8]) -> bool {
         };
         sum += v * (10 - i as u32);
     }
-    sum % 11 == 0
+    sum.is_multiple_of(11)
 }
 
 /// Dotted-quad IPv4: four decimal octets 0–255 without leading zeros

@@ -55,7 +55,9 @@ pub enum CommitError {
     },
     #[error("cannot record the run in the lineage store: {0}\n  = hint: the outputs were taken back, so nothing of this run is left in place")]
     Lineage(String),
-    #[error("another run is committing to the same outputs and the lock on {path} failed: {source}")]
+    #[error(
+        "another run is committing to the same outputs and the lock on {path} failed: {source}"
+    )]
     Lock {
         path: String,
         #[source]
@@ -89,7 +91,12 @@ impl StagedCommit {
     }
 
     /// Writes `bytes` to a temporary file beside `dest` (fsynced) and stages it.
-    pub fn add_bytes(&mut self, dest: &Path, run_id: &str, bytes: &[u8]) -> Result<String, emit::EmitError> {
+    pub fn add_bytes(
+        &mut self,
+        dest: &Path,
+        run_id: &str,
+        bytes: &[u8],
+    ) -> Result<String, emit::EmitError> {
         let (tmp, sha256) = emit::write_temp(dest, run_id, bytes)?;
         self.files.push(Staged {
             tmp,
@@ -261,7 +268,7 @@ fn recover_locked(state_dir: &Path, store: &mut Store) -> Vec<String> {
         let Some(p) = j.read() else {
             continue;
         };
-        if journal::process_alive(p.pid) {
+        if journal::process_alive(p.pid, p.started) {
             continue;
         }
         let id = p.record.run_id.clone();
@@ -297,7 +304,11 @@ fn record_failed(
     store: &mut Store,
 ) -> Result<(), String> {
     remove_temp_files(temp_files);
-    if store.get(&record.run_id).map_err(|e| e.to_string())?.is_some() {
+    if store
+        .get(&record.run_id)
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
         return Ok(());
     }
     record.status = RunStatus::Failed;
@@ -311,9 +322,14 @@ fn record_failed(
 /// A run that died during its commit: every file was complete before the first rename, so the
 /// commit is finished; if a file of it is gone, the files of the intent are removed instead
 /// and the run is recorded as failed, saying so.
-fn finish_commit(intent: Intent, temp_files: Vec<PathBuf>, store: &mut Store) -> Result<(), String> {
+fn finish_commit(
+    intent: Intent,
+    temp_files: Vec<PathBuf>,
+    store: &mut Store,
+) -> Result<(), String> {
     let run_id = intent.record.run_id.clone();
-    let _dirs = lock_dirs(intent.moves.iter().map(|m| m.dest.as_path())).map_err(|e| e.to_string())?;
+    let _dirs =
+        lock_dirs(intent.moves.iter().map(|m| m.dest.as_path())).map_err(|e| e.to_string())?;
     if store.get(&run_id).map_err(|e| e.to_string())?.is_some() {
         // Recorded already: only the journal entry was left.
         remove_temp_files(&temp_files);

@@ -32,6 +32,10 @@ pub struct Intent {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Pending {
     pub pid: u32,
+    /// The process's start time (clock ticks since boot), to tell it from a later process
+    /// with the same pid.
+    #[serde(default)]
+    pub started: Option<u64>,
     /// The record as it stood when the run began (status `failed`).
     pub record: RunRecord,
     /// Temporary files the run may have created; removed when a run without an intent is
@@ -124,10 +128,67 @@ pub fn entries(state_dir: &Path) -> Vec<Journal> {
     out
 }
 
-/// True while the process that wrote an entry may still be running.
-pub fn process_alive(pid: u32) -> bool {
+/// The state and start time (in clock ticks since boot) of a process, from `/proc/<pid>/stat`.
+fn proc_stat(pid: u32) -> Option<(char, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields after it start
+    // after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    // Field 22 overall is the 20th after the command name (state is the 1st).
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// This process's start time, recorded in its journal entry so that a later process that
+/// happens to get the same pid is not taken for it.
+pub fn own_start_time() -> Option<u64> {
+    proc_stat(std::process::id()).map(|(_, t)| t)
+}
+
+/// True while the process that wrote an entry may still be running. A zombie (killed, not
+/// yet reaped by its parent) is not running, and neither is another process that reuses the
+/// pid.
+pub fn process_alive(pid: u32, started: Option<u64>) -> bool {
     if pid == std::process::id() {
         return true;
     }
-    Path::new(&format!("/proc/{pid}")).exists()
+    match proc_stat(pid) {
+        Some((state, start)) => {
+            !matches!(state, 'Z' | 'X' | 'x') && started.is_none_or(|s| s == start)
+        }
+        // No /proc entry (or no procfs): running only if the folder exists.
+        None => Path::new(&format!("/proc/{pid}")).exists(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_reused_pid_is_not() {
+        let me = std::process::id();
+        assert!(process_alive(me, own_start_time()));
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let started = proc_stat(pid).map(|(_, t)| t);
+        assert!(process_alive(pid, started));
+        // Same pid, another start time: another process.
+        assert!(!process_alive(pid, started.map(|t| t + 1)));
+        child.kill().unwrap();
+        // Killed but not reaped: a zombie is not running.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while proc_stat(pid).is_some_and(|(s, _)| s != 'Z') && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!process_alive(pid, started));
+        child.wait().unwrap();
+        assert!(!process_alive(pid, started));
+    }
 }

@@ -723,7 +723,7 @@ fn find_key(text: &str, key: &str) -> Option<std::ops::Range<usize>> {
 
 /// Token lengths we support.
 pub fn valid_bits(bits: u32) -> bool {
-    bits % 8 == 0 && (32..=256).contains(&bits)
+    bits.is_multiple_of(8) && (32..=256).contains(&bits)
 }
 
 #[cfg(test)]

@@ -70,7 +70,11 @@ pub struct NamedPath {
 }
 
 impl NamedPath {
-    pub fn read(what: impl Into<String>, path: PathBuf, span: Option<std::ops::Range<usize>>) -> Self {
+    pub fn read(
+        what: impl Into<String>,
+        path: PathBuf,
+        span: Option<std::ops::Range<usize>>,
+    ) -> Self {
         NamedPath {
             what: what.into(),
             path,
