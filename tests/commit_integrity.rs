@@ -17,23 +17,14 @@ fn full_pipeline(w: &Work, name: &str) -> PathBuf {
         SAFE_COLUMNS,
         "max_bad_rows = 100\n\n[output.split]\ntrain = 0.8\nvalidation = 0.1\ntest = 0.1",
     );
-    let text = std::fs::read_to_string(&p).unwrap()
-        + &format!(
-            r#"
-[[release]]
-name = "by_country"
-path = "out/{name}.by_country.parquet"
-group_by = ["country"]
-keys = "public"
-key_file = "data/countries.csv"
-max_rows_per_subject = 3
-max_rows = 100000
-privacy = {{ epsilon = 0.01 }}
-aggregates = [{{ kind = "count" }}]
-"#
-        );
-    std::fs::write(&p, text).unwrap();
-    std::fs::write(w.data().join("countries.csv"), "country\nUS\nGB\nDE\nFR\n").unwrap();
+    add_country_release(
+        w,
+        &p,
+        name,
+        "max_rows_per_subject = 3",
+        0.01,
+        r#"{ kind = "count" }"#,
+    );
     p
 }
 

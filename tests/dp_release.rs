@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Work, SAFE_COLUMNS};
+use common::{add_country_release, cap_budget, Work, SAFE_COLUMNS};
 use polars::prelude::*;
 use privprep::dp::ledger::Loss;
 use privprep::dp::release::{prepare, Keys, ReleasePlan, Statistic, SUBJECT};
@@ -172,38 +172,16 @@ fn every_public_key_appears_even_without_rows() {
 /// A workspace with a small dataset whose manifest caps the budget, and a pipeline with one
 /// release asking `epsilon`.
 fn capped(w: &Work, name: &str, epsilon: f64) -> std::path::PathBuf {
-    let m = w.data().join("manifest.toml");
-    let text = std::fs::read_to_string(&m).unwrap();
-    if !text.contains("privacy_budget") {
-        let text = text.replacen(
-            "purpose_separator = \";\"",
-            "purpose_separator = \";\"\nprivacy_budget = { epsilon = 1.0 }",
-            1,
-        );
-        std::fs::write(&m, text).unwrap();
-    }
+    cap_budget(w, 1.0);
     let p = w.pipeline(name, "", SAFE_COLUMNS, "");
-    let text = std::fs::read_to_string(&p).unwrap()
-        + &format!(
-            r#"
-[[release]]
-name = "by_country"
-path = "out/{name}.by_country.parquet"
-group_by = ["country"]
-keys = "public"
-key_file = "data/countries.csv"
-max_rows_per_group = 3
-max_rows = 100000
-privacy = {{ epsilon = {epsilon} }}
-aggregates = [{{ kind = "count" }}, {{ kind = "mean", column = "handle_time_minutes", bounds = [0.0, 120.0] }}]
-"#
-        );
-    std::fs::write(&p, text).unwrap();
-    std::fs::write(
-        w.data().join("countries.csv"),
-        "country\nUS\nGB\nDE\nFR\nIN\nBR\nCA\nAU\nES\nIT\nNL\nMX\nPL\nJP\nSE\nVN\n",
-    )
-    .unwrap();
+    add_country_release(
+        w,
+        &p,
+        name,
+        "max_rows_per_group = 3",
+        epsilon,
+        r#"{ kind = "count" }, { kind = "mean", column = "handle_time_minutes", bounds = [0.0, 120.0] }"#,
+    );
     p
 }
 

@@ -7,47 +7,21 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{Work, SAFE_COLUMNS};
+use common::{add_country_release, cap_budget, Work, SAFE_COLUMNS};
 
 /// A dataset whose manifest caps the budget at ε = `cap`, and a pipeline `name` with one
 /// release asking ε = `epsilon`.
 fn capped(w: &Work, name: &str, cap: f64, epsilon: f64) -> PathBuf {
-    let m = w.data().join("manifest.toml");
-    let text = std::fs::read_to_string(&m).unwrap();
-    if !text.contains("privacy_budget") {
-        let text = text.replacen(
-            "purpose_separator = \";\"",
-            &format!("purpose_separator = \";\"\nprivacy_budget = {{ epsilon = {cap:?} }}"),
-            1,
-        );
-        assert!(
-            text.contains("privacy_budget"),
-            "the manifest changed shape"
-        );
-        std::fs::write(&m, text).unwrap();
-    }
+    cap_budget(w, cap);
     let p = w.pipeline(name, "", SAFE_COLUMNS, "");
-    let text = std::fs::read_to_string(&p).unwrap()
-        + &format!(
-            r#"
-[[release]]
-name = "by_country"
-path = "out/{name}.by_country.parquet"
-group_by = ["country"]
-keys = "public"
-key_file = "data/countries.csv"
-max_rows_per_group = 3
-max_rows = 100000
-privacy = {{ epsilon = {epsilon:?} }}
-aggregates = [{{ kind = "count" }}]
-"#
-        );
-    std::fs::write(&p, text).unwrap();
-    std::fs::write(
-        w.data().join("countries.csv"),
-        "country\nUS\nGB\nDE\nFR\nIN\nBR\nCA\nAU\nES\nIT\nNL\nMX\nPL\nJP\nSE\nVN\n",
-    )
-    .unwrap();
+    add_country_release(
+        w,
+        &p,
+        name,
+        "max_rows_per_group = 3",
+        epsilon,
+        r#"{ kind = "count" }"#,
+    );
     p
 }
 

@@ -70,28 +70,29 @@ pub struct NamedPath {
 }
 
 impl NamedPath {
+    /// A path the run reads or owns.
     pub fn read(
         what: impl Into<String>,
         path: PathBuf,
         span: Option<std::ops::Range<usize>>,
     ) -> Self {
-        NamedPath {
-            what: what.into(),
-            path,
-            use_: Use::Read,
-            span,
-        }
+        NamedPath::new(what.into(), path, Use::Read, span)
     }
 
+    /// A path the run writes.
     pub fn write(
         what: impl Into<String>,
         path: PathBuf,
         span: Option<std::ops::Range<usize>>,
     ) -> Self {
+        NamedPath::new(what.into(), path, Use::Write, span)
+    }
+
+    fn new(what: String, path: PathBuf, use_: Use, span: Option<std::ops::Range<usize>>) -> Self {
         NamedPath {
-            what: what.into(),
+            what,
             path,
-            use_: Use::Write,
+            use_,
             span,
         }
     }

@@ -149,3 +149,55 @@ pub fn key_file(dir: &Path, name: &str, byte: u8) -> PathBuf {
     std::fs::write(&p, hex::encode([byte; 32])).unwrap();
     p
 }
+
+/// Caps the dataset's privacy budget at ε = `cap` in its manifest (once).
+pub fn cap_budget(w: &Work, cap: f64) {
+    let m = w.data().join("manifest.toml");
+    let text = std::fs::read_to_string(&m).unwrap();
+    if text.contains("privacy_budget") {
+        return;
+    }
+    let text = text.replacen(
+        "purpose_separator = \";\"",
+        &format!("purpose_separator = \";\"\nprivacy_budget = {{ epsilon = {cap:?} }}"),
+        1,
+    );
+    assert!(
+        text.contains("privacy_budget"),
+        "the manifest changed shape"
+    );
+    std::fs::write(&m, text).unwrap();
+}
+
+/// Appends a `by_country` release with public keys (from `data/countries.csv`, written here)
+/// to the pipeline file `p` of pipeline `name`; `bound` is its contribution bound line.
+pub fn add_country_release(
+    w: &Work,
+    p: &Path,
+    name: &str,
+    bound: &str,
+    epsilon: f64,
+    aggregates: &str,
+) {
+    let text = std::fs::read_to_string(p).unwrap()
+        + &format!(
+            r#"
+[[release]]
+name = "by_country"
+path = "out/{name}.by_country.parquet"
+group_by = ["country"]
+keys = "public"
+key_file = "data/countries.csv"
+{bound}
+max_rows = 100000
+privacy = {{ epsilon = {epsilon:?} }}
+aggregates = [{aggregates}]
+"#
+        );
+    std::fs::write(p, text).unwrap();
+    std::fs::write(
+        w.data().join("countries.csv"),
+        "country\nUS\nGB\nDE\nFR\nIN\nBR\nCA\nAU\nES\nIT\nNL\nMX\nPL\nJP\nSE\nVN\n",
+    )
+    .unwrap();
+}
