@@ -17,6 +17,7 @@ pub mod anchor;
 pub mod ledger_table;
 pub mod record;
 pub mod store;
+mod tables;
 
 pub use record::{
     BudgetSpend, ColumnLineage, InputRecord, OutputRecord, PolicySummary, RunRecord, RunStatus,

@@ -71,109 +71,13 @@ use super::record::{BudgetSpend, RunRecord};
 /// `prev_hash` of the first record in a store: 64 zeros.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Schema version written to `PRAGMA user_version`; bump it with a migration. Every statement
-/// of [`SCHEMA`] is idempotent, so migrating is running it again: version 2 added
-/// `run_text_spans` and `run_leak_gate`; version 3 added `run_releases`, filled from the
-/// stored records when an older store is opened; version 4 chained `budget_ledger` (until then
-/// created by the ledger itself, and re-created silently when dropped), chaining the entries
-/// of an older store as they are.
-///
-/// The schema is run only while `user_version` is below this, so a table dropped from a
-/// current store stays missing and `verify` reports it.
-const SCHEMA_VERSION: i64 = 4;
+// The schema version is kept in `PRAGMA user_version`; `tables::MIGRATIONS` lists every step.
+// Migrations run only while `user_version` is below `SCHEMA_VERSION`, so a table dropped from a
+// current store stays missing and `verify` reports it.
+use super::tables::{self, SCHEMA_VERSION, TABLES};
 
 /// How long a run waits for another run's append before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-// AUTOINCREMENT makes SQLite remember the highest seq ever used (in `sqlite_sequence`), so
-// deleting the newest records leaves a trace that `verify` can see, and a later append cannot
-// silently reuse their seq.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS runs (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id          TEXT    NOT NULL UNIQUE,
-    status          TEXT    NOT NULL,
-    started_at      TEXT    NOT NULL,
-    finished_at     TEXT    NOT NULL,
-    pipeline_name   TEXT    NOT NULL,
-    pipeline_sha256 TEXT    NOT NULL,
-    key_id          TEXT,
-    rows_read       INTEGER NOT NULL,
-    rows_written    INTEGER NOT NULL,
-    quarantined     INTEGER NOT NULL,
-    record_json     TEXT    NOT NULL,
-    prev_hash       TEXT    NOT NULL,
-    record_hash     TEXT    NOT NULL
-);
-CREATE TABLE IF NOT EXISTS run_inputs (
-    run_id     TEXT    NOT NULL REFERENCES runs (run_id),
-    path       TEXT    NOT NULL,
-    dataset_id TEXT    NOT NULL,
-    bytes      INTEGER NOT NULL,
-    sha256     TEXT    NOT NULL,
-    rows_read  INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS run_outputs (
-    run_id TEXT    NOT NULL REFERENCES runs (run_id),
-    path   TEXT    NOT NULL,
-    split  TEXT    NOT NULL,
-    rows   INTEGER NOT NULL,
-    sha256 TEXT    NOT NULL
-);
-CREATE TABLE IF NOT EXISTS run_drops (
-    run_id TEXT    NOT NULL REFERENCES runs (run_id),
-    reason TEXT    NOT NULL,
-    rows   INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS column_lineage (
-    run_id         TEXT    NOT NULL REFERENCES runs (run_id),
-    output_column  TEXT    NOT NULL,
-    input_columns  TEXT    NOT NULL,
-    transformation TEXT    NOT NULL,
-    masked         INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS run_text_spans (
-    run_id   TEXT    NOT NULL REFERENCES runs (run_id),
-    text_column TEXT NOT NULL,
-    pii_type TEXT    NOT NULL,
-    spans    INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS run_leak_gate (
-    run_id         TEXT    NOT NULL REFERENCES runs (run_id),
-    output_column  TEXT    NOT NULL,
-    result         TEXT    NOT NULL,
-    values_scanned INTEGER NOT NULL,
-    hits           TEXT    NOT NULL
-);
-CREATE TABLE IF NOT EXISTS run_releases (
-    run_id       TEXT    NOT NULL REFERENCES runs (run_id),
-    name         TEXT    NOT NULL,
-    path         TEXT    NOT NULL,
-    sha256       TEXT    NOT NULL,
-    rows         INTEGER NOT NULL,
-    dataset_id   TEXT    NOT NULL,
-    privacy_unit TEXT    NOT NULL,
-    key_source   TEXT    NOT NULL,
-    measure      TEXT    NOT NULL,
-    epsilon      REAL    NOT NULL,
-    delta        REAL    NOT NULL,
-    rho          REAL    NOT NULL,
-    global_scale REAL    NOT NULL,
-    threshold    INTEGER
-);
-CREATE INDEX IF NOT EXISTS run_releases_run_id ON run_releases (run_id);
-CREATE INDEX IF NOT EXISTS run_releases_dataset_id ON run_releases (dataset_id);
-CREATE INDEX IF NOT EXISTS run_text_spans_run_id ON run_text_spans (run_id);
-CREATE INDEX IF NOT EXISTS run_leak_gate_run_id ON run_leak_gate (run_id);
-CREATE INDEX IF NOT EXISTS run_inputs_dataset_id ON run_inputs (dataset_id);
-CREATE INDEX IF NOT EXISTS run_inputs_sha256 ON run_inputs (sha256);
-CREATE INDEX IF NOT EXISTS run_outputs_path ON run_outputs (path);
--- verify and list look child rows up by run.
-CREATE INDEX IF NOT EXISTS run_inputs_run_id ON run_inputs (run_id);
-CREATE INDEX IF NOT EXISTS run_outputs_run_id ON run_outputs (run_id);
-CREATE INDEX IF NOT EXISTS run_drops_run_id ON run_drops (run_id);
-CREATE INDEX IF NOT EXISTS column_lineage_run_id ON column_lineage (run_id);
-";
 
 /// Columns of `runs` that repeat fields of `record_json`, in the order [`run_columns`] yields
 /// their values. Append and verify both go through this list, so they cannot drift apart.
@@ -189,61 +93,6 @@ const RUN_COLUMNS: [&str; 10] = [
     "rows_written",
     "quarantined",
 ];
-
-/// A table derived from `record_json` (besides `runs`), with its columns after `run_id`.
-struct DerivedTable {
-    name: &'static str,
-    columns: &'static [&'static str],
-}
-
-/// The derived tables, in the order [`derived_rows`] yields their rows.
-const DERIVED_TABLES: [DerivedTable; 7] = [
-    DerivedTable {
-        name: "run_inputs",
-        columns: &["path", "dataset_id", "bytes", "sha256", "rows_read"],
-    },
-    DerivedTable {
-        name: "run_outputs",
-        columns: &["path", "split", "rows", "sha256"],
-    },
-    DerivedTable {
-        name: "run_drops",
-        columns: &["reason", "rows"],
-    },
-    DerivedTable {
-        name: "column_lineage",
-        columns: &["output_column", "input_columns", "transformation", "masked"],
-    },
-    DerivedTable {
-        name: "run_text_spans",
-        columns: &["text_column", "pii_type", "spans"],
-    },
-    DerivedTable {
-        name: "run_leak_gate",
-        columns: &["output_column", "result", "values_scanned", "hits"],
-    },
-    DerivedTable {
-        name: "run_releases",
-        columns: &[
-            "name",
-            "path",
-            "sha256",
-            "rows",
-            "dataset_id",
-            "privacy_unit",
-            "key_source",
-            "measure",
-            "epsilon",
-            "delta",
-            "rho",
-            "global_scale",
-            "threshold",
-        ],
-    },
-];
-
-/// The index of `run_releases` in [`DERIVED_TABLES`] (filled from old records on migration).
-const RELEASES_TABLE: usize = 6;
 
 /// Errors from the lineage store. Messages name the store file and never a record's values.
 #[derive(Debug, thiserror::Error)]
@@ -722,21 +571,8 @@ impl Store {
                 .map_err(sqlite(path, "lock the store to create its schema"))?;
             let found = schema_version(&tx, path)?;
             if found < SCHEMA_VERSION {
-                // Before version 4 the ledger made its own table, without a chain.
-                if ledger_table::exists(&tx).map_err(sqlite(path, "look for the budget ledger"))? {
-                    ledger_table::chain_unchained_rows(&tx)
-                        .map_err(sqlite(path, "chain the budget ledger's entries"))?;
-                }
-                tx.execute_batch(SCHEMA)
-                    .map_err(sqlite(path, "create the schema"))?;
-                tx.execute_batch(ledger_table::SCHEMA)
-                    .map_err(sqlite(path, "create the budget ledger"))?;
-                if (1..3).contains(&found) {
-                    backfill_releases(&tx)
-                        .map_err(sqlite(path, "fill run_releases from the stored records"))?;
-                }
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                    .map_err(sqlite(path, "record the schema version"))?;
+                tables::migrate(&tx, found, SCHEMA_VERSION)
+                    .map_err(sqlite(path, "bring the schema up to date"))?;
             }
             tx.commit().map_err(sqlite(path, "create the schema"))?;
         }
@@ -979,15 +815,9 @@ impl Store {
         tx.execute(&insert_run, rusqlite::params_from_iter(values))
             .map_err(sqlite(path, "insert the run"))?;
 
-        for (table, rows) in DERIVED_TABLES.iter().zip(derived) {
-            let sql = format!(
-                "INSERT INTO {} (run_id, {}) VALUES ({})",
-                table.name,
-                table.columns.join(", "),
-                placeholders(table.columns.len() + 1),
-            );
+        for (table, rows) in TABLES.iter().zip(derived) {
             let mut stmt = tx
-                .prepare_cached(&sql)
+                .prepare_cached(&table.insert_sql())
                 .map_err(sqlite(path, "prepare the lineage tables insert"))?;
             for row in rows {
                 let values = std::iter::once(Value::Text(run_id.clone())).chain(row);
@@ -1391,10 +1221,10 @@ fn check_record(
             "record_json holds a count too large for the store".into(),
         ));
     };
-    for (table, mut expected) in DERIVED_TABLES.iter().zip(derived) {
+    for (table, mut expected) in TABLES.iter().zip(derived) {
         let sql = format!(
             "SELECT {} FROM {} WHERE run_id = ?1",
-            table.columns.join(", "),
+            table.column_names().join(", "),
             table.name
         );
         let mut stmt = conn.prepare_cached(&sql)?;
@@ -1421,7 +1251,7 @@ fn check_record(
 
 /// The first derived row whose run is not in `runs`, e.g. left behind by a deleted record.
 fn find_orphan_rows(conn: &Connection) -> rusqlite::Result<Option<BrokenRecord>> {
-    for table in &DERIVED_TABLES {
+    for table in &TABLES {
         let sql = format!(
             "SELECT run_id FROM {} WHERE run_id NOT IN (SELECT run_id FROM runs) LIMIT 1",
             table.name
@@ -1455,136 +1285,12 @@ fn run_columns(record: &RunRecord) -> Result<Vec<Value>, TryFromIntError> {
     ])
 }
 
-/// Rows of each of [`DERIVED_TABLES`] for `record`, without the `run_id` column.
-fn derived_rows(record: &RunRecord) -> Result<[Vec<Vec<Value>>; 7], TryFromIntError> {
-    let inputs = record
-        .inputs
-        .iter()
-        .map(|i| {
-            Ok(vec![
-                Value::Text(i.path.clone()),
-                Value::Text(i.dataset_id.clone()),
-                int(i.bytes)?,
-                Value::Text(i.sha256.clone()),
-                int(i.rows_read)?,
-            ])
-        })
-        .collect::<Result<_, TryFromIntError>>()?;
-    let outputs = record
-        .outputs
-        .iter()
-        .map(|o| {
-            Ok(vec![
-                Value::Text(o.path.clone()),
-                Value::Text(o.split.clone()),
-                int(o.rows)?,
-                Value::Text(o.sha256.clone()),
-            ])
-        })
-        .collect::<Result<_, TryFromIntError>>()?;
-    let drops = record
-        .dropped
-        .iter()
-        .map(|(reason, rows)| Ok(vec![Value::Text(reason.clone()), int(*rows)?]))
-        .collect::<Result<_, TryFromIntError>>()?;
-    let columns = record
-        .column_lineage
-        .iter()
-        .map(|c| {
-            vec![
-                Value::Text(c.output_column.clone()),
-                // serde_json::Value's Display is compact JSON and cannot fail.
-                Value::Text(serde_json::Value::from(c.input_columns.clone()).to_string()),
-                Value::Text(c.transformation.clone()),
-                Value::Integer(i64::from(c.masked)),
-            ]
-        })
-        .collect();
-    let mut spans = Vec::new();
-    for t in &record.text_columns {
-        for (kind, n) in &t.spans_replaced {
-            spans.push(vec![
-                Value::Text(t.column.clone()),
-                Value::Text(kind.clone()),
-                int(*n)?,
-            ]);
-        }
-    }
-    let gate = record
-        .leak_gate
-        .iter()
-        .map(|g| {
-            Ok(vec![
-                Value::Text(g.column.clone()),
-                Value::Text(g.result.clone()),
-                int(g.values_scanned)?,
-                Value::Text(serde_json::to_string(&g.hits).unwrap_or_default()),
-            ])
-        })
-        .collect::<Result<_, TryFromIntError>>()?;
-    let releases = record
-        .releases
-        .iter()
-        .map(|r| {
-            Ok(vec![
-                Value::Text(r.name.clone()),
-                Value::Text(r.path.clone()),
-                Value::Text(r.sha256.clone()),
-                int(r.rows)?,
-                Value::Text(r.dataset_id.clone()),
-                Value::Text(r.privacy_unit.clone()),
-                Value::Text(r.key_source.clone()),
-                Value::Text(r.measure.clone()),
-                Value::Real(r.epsilon),
-                Value::Real(r.delta),
-                Value::Real(r.rho),
-                Value::Real(r.global_scale),
-                r.threshold
-                    .map(|t| Value::Integer(i64::from(t)))
-                    .unwrap_or(Value::Null),
-            ])
-        })
-        .collect::<Result<_, TryFromIntError>>()?;
-    Ok([inputs, outputs, drops, columns, spans, gate, releases])
+/// Rows of each of [`TABLES`] for `record`, in the list's order.
+fn derived_rows(record: &RunRecord) -> Result<Vec<Vec<Vec<Value>>>, TryFromIntError> {
+    TABLES.iter().map(|t| (t.rows)(record)).collect()
 }
 
-/// Fills `run_releases` from every stored record (a store older than version 3 has releases in
-/// `record_json` only). Records are read, never changed, so the hash chain is untouched.
-fn backfill_releases(conn: &Connection) -> rusqlite::Result<()> {
-    let records: Vec<String> = conn
-        .prepare("SELECT record_json FROM runs ORDER BY seq")?
-        .query_map([], |row| row.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let table = &DERIVED_TABLES[RELEASES_TABLE];
-    // Idempotent: the table is derived from the records and nothing else.
-    conn.execute(&format!("DELETE FROM {}", table.name), [])?;
-    let sql = format!(
-        "INSERT INTO {} (run_id, {}) VALUES ({})",
-        table.name,
-        table.columns.join(", "),
-        placeholders(table.columns.len() + 1),
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    for json in records {
-        // A record that does not parse is left for `verify` to report.
-        let Ok(record) = serde_json::from_str::<RunRecord>(&json) else {
-            continue;
-        };
-        let Ok(derived) = derived_rows(&record) else {
-            continue;
-        };
-        let [_, _, _, _, _, _, releases] = derived;
-        for row in releases {
-            let values = std::iter::once(Value::Text(record.run_id.clone())).chain(row);
-            stmt.execute(rusqlite::params_from_iter(values))?;
-        }
-    }
-    Ok(())
-}
-
-fn int(n: u64) -> Result<Value, TryFromIntError> {
-    i64::try_from(n).map(Value::Integer)
-}
+use tables::int;
 
 fn as_text(value: &Value) -> Option<&str> {
     match value {
@@ -2160,7 +1866,7 @@ mod tests {
         conn.execute("DELETE FROM runs WHERE seq = 3", [])
             .expect("tamper");
         // Remove the derived rows too, so only the counter can tell.
-        for table in &DERIVED_TABLES {
+        for table in &TABLES {
             conn.execute(
                 &format!("DELETE FROM {} WHERE run_id = 'run-3'", table.name),
                 [],
@@ -2763,17 +2469,14 @@ mod tests {
             rusqlite::params_from_iter(values),
         )
         .expect("insert run");
-        for (table, rows) in DERIVED_TABLES
-            .iter()
-            .zip(derived_rows(&record).expect("rows"))
-        {
+        for (table, rows) in TABLES.iter().zip(derived_rows(&record).expect("rows")) {
             for row in rows {
                 let values = std::iter::once(Value::Text(record.run_id.clone())).chain(row);
                 conn.execute(
                     &format!(
                         "INSERT INTO {} (run_id, {}) VALUES ({})",
                         table.name,
-                        table.columns.join(", "),
+                        table.column_names().join(", "),
                         placeholders(table.columns.len() + 1)
                     ),
                     rusqlite::params_from_iter(values),
@@ -2789,7 +2492,7 @@ mod tests {
         let path = dir.path().join("lineage.db");
         {
             let conn = Connection::open(&path).expect("create");
-            conn.execute_batch(SCHEMA).expect("v3 tables");
+            tables::migrate(&conn, 0, 3).expect("v3 tables");
             conn.execute_batch(V3_LEDGER).expect("v3 ledger");
             conn.pragma_update(None, "user_version", 3)
                 .expect("version");
