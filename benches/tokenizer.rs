@@ -3,9 +3,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use polars::prelude::*;
-use privprep::identity::kernels::{mask_into, TokenEncoding, Tokenizer};
-use privprep::identity::keys::Key;
 use privprep::identity::stage::map_str_column;
+use privprep::identity::{mask_into, Key, TokenEncoding, Tokenizer};
 
 fn values(n: usize) -> Vec<String> {
     (0..n)

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use privprep::lineage::record::{GateResult, Measure};
 use privprep::lineage::store::Store;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -568,7 +569,7 @@ fn lineage(store: &Store, command: LineageCommand) -> anyhow::Result<ExitCode> {
                         println!(
                             "  leak gate  {}: {} ({} values{})",
                             g.column,
-                            g.result,
+                            g.result.as_str(),
                             g.values_scanned,
                             if hits.is_empty() {
                                 String::new()
@@ -632,12 +633,16 @@ fn print_gate(gate: &[privprep::lineage::record::LeakGateRecord]) {
         return;
     }
     let scanned: u64 = gate.iter().map(|g| g.values_scanned).sum();
-    let leaks: Vec<&privprep::lineage::record::LeakGateRecord> =
-        gate.iter().filter(|g| g.result == "leak").collect();
+    let leaks: Vec<&privprep::lineage::record::LeakGateRecord> = gate
+        .iter()
+        .filter(|g| g.result == GateResult::Leak)
+        .collect();
     if leaks.is_empty() {
         println!(
             "  leak gate      clean: {} columns, {scanned} values scanned",
-            gate.iter().filter(|g| g.result == "clean").count()
+            gate.iter()
+                .filter(|g| g.result == GateResult::Clean)
+                .count()
         );
     }
     for g in leaks {
@@ -704,24 +709,30 @@ fn print_summary(s: &privprep::RunSummary) {
             r.path,
             r.rows,
             r.key_source,
-            match r.measure.as_str() {
-                "pure" => format!("ε = {:.4}", r.epsilon),
-                "approx" => format!("ε = {:.4}, δ = {:.2e}", r.epsilon, r.delta),
-                _ => format!("ρ = {:.4}", r.rho),
+            match r.measure {
+                Measure::Pure => format!("ε = {:.4}", r.epsilon),
+                Measure::Approx => format!("ε = {:.4}, δ = {:.2e}", r.epsilon, r.delta),
+                Measure::Zcdp => format!("ρ = {:.4}", r.rho),
             }
         );
-        for (column, dist, _, acc) in &r.noise {
-            if let Some(a) = acc {
-                println!("    {column}: ±{a:.3} (95%, {dist} noise)");
+        for n in &r.noise {
+            if let Some(a) = n.ci95 {
+                println!("    {}: ±{a:.3} (95%, {} noise)", n.column, n.distribution);
             }
         }
-        for (column, low, high) in &r.mean_ci95 {
+        for m in &r.mean_ci95 {
             println!(
-                "    {column}: ±{low:.3} to ±{high:.3} by row (95%, noisy sum / noisy count; each row's is in {column}_ci95)"
+                "    {c}: ±{:.3} to ±{:.3} by row (95%, noisy sum / noisy count; each row's is in {c}_ci95)",
+                m.min,
+                m.max,
+                c = m.column
             );
         }
-        for (column, rows) in &r.rank_ci95 {
-            println!("    {column}: within ±{rows:.1} rows of the quantile's rank (95%)");
+        for q in &r.rank_ci95 {
+            println!(
+                "    {}: within ±{:.1} rows of the quantile's rank (95%)",
+                q.column, q.rows
+            );
         }
     }
     if let Some(k) = &s.key_id {

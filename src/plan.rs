@@ -6,8 +6,8 @@
 
 use crate::dp::ledger::{compose, Loss};
 use crate::dp::release::{Keys, ReleasePlan, Statistic};
-use crate::identity::kernels::TokenEncoding;
 use crate::identity::stage::Action;
+use crate::identity::TokenEncoding;
 use crate::ingest::{self, ColumnClass, ColumnType, Conversion, Manifest};
 use crate::pii::{self, CustomDetector, CustomPlan, PiiPlan, TextAction, TextColumnPlan};
 use crate::policy::{self, PolicyPlan, Provenance};
@@ -1553,15 +1553,20 @@ impl Plan {
                             ));
                         }
                     }
-                    for (column, rows) in &p.calibrated.rank_ci95 {
+                    for q in &p.calibrated.rank_ci95 {
                         out.push(format!(
-                            "    {column}: 95% of releases pick a candidate within ±{rows:.1} rows of the quantile's rank (beyond the nearest candidate)"
+                            "    {}: 95% of releases pick a candidate within ±{:.1} rows of the quantile's rank (beyond the nearest candidate)",
+                            q.column, q.rows
                         ));
                     }
-                    for (column, dist, scale, acc) in &p.calibrated.noise {
+                    for n in &p.calibrated.noise {
                         out.push(format!(
-                            "    {column}: {dist} noise, scale {scale:.4}, {}",
-                            acc.map(|a| format!("95% of releases within ±{a:.4}"))
+                            "    {}: {} noise, scale {:.4}, {}",
+                            n.column,
+                            n.distribution,
+                            n.scale,
+                            n.ci95
+                                .map(|a| format!("95% of releases within ±{a:.4}"))
                                 .unwrap_or_else(|| "no value interval (see the rank bound)".into())
                         ));
                     }

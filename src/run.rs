@@ -10,15 +10,16 @@
 
 use crate::dp::release;
 use crate::emit::{self, AtomicParquet, ParquetSettings};
-use crate::identity::kernels::{TokenEncoding, Tokenizer};
 use crate::identity::keys::{self, Key};
 use crate::identity::stage::Action;
 use crate::identity::stage::{split_expr, SPLIT};
+use crate::identity::{TokenEncoding, Tokenizer};
 use crate::ingest::ColumnClass;
 use crate::ingest::{self, BADCOL, FILE, ROW};
 use crate::lineage::record::{
-    ColumnLineage, InputRecord, LeakGateRecord, OutputRecord, PiiSummary, PolicySummary,
-    ReleaseRecord, RunRecord, RunStatus, TextColumnRecord,
+    ColumnLineage, CustomDetectorRecord, FileRef, GateMode, GateResult, InputRecord,
+    LeakGateRecord, MeanHalfWidths, OutputRecord, PiiSummary, PolicySummary, ReleaseRecord,
+    RevocationListRecord, RunRecord, RunStatus, SchemaField, StageRows, TextColumnRecord,
 };
 use crate::lineage::store::Store;
 use crate::pii::gate::{Gate, IdentifierSet, ValueHasher};
@@ -406,12 +407,10 @@ fn policy_summary(plan: &Plan) -> PolicySummary {
             .policy
             .revocations
             .iter()
-            .map(|l| {
-                (
-                    l.path.display().to_string(),
-                    l.sha256.clone(),
-                    l.ids.len() as u64,
-                )
+            .map(|l| RevocationListRecord {
+                path: l.path.display().to_string(),
+                sha256: l.sha256.clone(),
+                entries: l.ids.len() as u64,
             })
             .collect(),
         retention_days: plan.policy.retention_days,
@@ -639,10 +638,13 @@ fn execute(
         .filter_map(|n| schema.get(n).map(|t| Field::new(n.clone(), t.clone())))
         .collect();
     let arrow_schema = emit::arrow_schema(&out_schema)?;
-    let schema_desc: Vec<(String, String)> = arrow_schema
+    let schema_desc: Vec<SchemaField> = arrow_schema
         .fields()
         .iter()
-        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .map(|f| SchemaField {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+        })
         .collect();
     let settings = ParquetSettings {
         row_group_size: plan.output.row_group_size,
@@ -805,11 +807,15 @@ fn execute(
     let dropped_total: u64 = dropped.values().sum();
     record.dropped = dropped;
     record.quarantined = quarantined;
+    let stage = |stage: &str, rows: u64| StageRows {
+        stage: stage.into(),
+        rows,
+    };
     record.rows_per_stage = vec![
-        ("read".into(), rows_read),
-        ("parsed".into(), rows_read - quarantined.min(rows_read)),
-        ("policy".into(), written),
-        ("written".into(), written),
+        stage("read", rows_read),
+        stage("parsed", rows_read - quarantined.min(rows_read)),
+        stage("policy", written),
+        stage("written", written),
     ];
 
     // Quarantine report: where and why, never what. It is committed with the outputs, except
@@ -942,7 +948,7 @@ fn execute(
     let leaks: Vec<String> = record
         .leak_gate
         .iter()
-        .filter(|g| g.result == "leak")
+        .filter(|g| g.result == GateResult::Leak)
         .map(|g| {
             format!(
                 "`{}` ({})",
@@ -1167,7 +1173,7 @@ fn run_releases(
             max_rows: r.max_rows,
             max_keys: r.max_keys,
             statistics: r.statistics.iter().map(describe_statistic).collect(),
-            measure: p.calibrated.spend.measure().into(),
+            measure: p.calibrated.spend.kind(),
             target: r.target.to_string(),
             epsilon: e,
             delta: d,
@@ -1197,7 +1203,7 @@ fn run_releases(
 
 /// Each mean's smallest and largest half-width over the released rows (post-processing of
 /// the noisy counts, so nothing beyond the release itself).
-fn mean_half_widths(r: &release::ReleasePlan, table: &DataFrame) -> Vec<(String, f64, f64)> {
+fn mean_half_widths(r: &release::ReleasePlan, table: &DataFrame) -> Vec<MeanHalfWidths> {
     r.statistics
         .iter()
         .filter_map(|s| match s {
@@ -1209,7 +1215,11 @@ fn mean_half_widths(r: &release::ReleasePlan, table: &DataFrame) -> Vec<(String,
                     .f64()
                     .ok()?
                     .clone();
-                Some((name, ci.min()?, ci.max()?))
+                Some(MeanHalfWidths {
+                    min: ci.min()?,
+                    max: ci.max()?,
+                    column: name,
+                })
             }
             _ => None,
         })
@@ -1503,18 +1513,21 @@ fn pii_summary(plan: &Plan) -> PiiSummary {
         phone_regions: p.regions.clone(),
         allow_values: p.allow.len() as u64,
         deny_terms: p.deny.len() as u64,
-        deny_file: p
-            .deny_file
-            .as_ref()
-            .map(|(f, sha, _)| (f.display().to_string(), sha.clone())),
+        deny_file: p.deny_file.as_ref().map(|(f, sha, _)| FileRef {
+            path: f.display().to_string(),
+            sha256: sha.clone(),
+        }),
         custom_detectors: p
             .custom
             .iter()
-            .map(|c| (c.detector.name.clone(), c.detector.pattern.clone()))
+            .map(|c| CustomDetectorRecord {
+                name: c.detector.name.clone(),
+                pattern: c.detector.pattern.clone(),
+            })
             .collect(),
         leak_gate: match p.gate {
-            LeakGateMode::Fail => "fail".into(),
-            LeakGateMode::Warn => "warn".into(),
+            LeakGateMode::Fail => GateMode::Fail,
+            LeakGateMode::Warn => GateMode::Warn,
         },
     }
 }

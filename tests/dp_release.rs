@@ -55,13 +55,14 @@ fn released_counts_spread_as_the_scale_opendp_reports() {
         .collect();
     let p = plan(public(&["a", "b"]), Loss::Pure { epsilon: 0.5 }, 1);
     let prepared = prepare(&p).unwrap();
-    let (_, dist, scale, _) = prepared
+    let noise = prepared
         .calibrated
         .noise
         .iter()
-        .find(|(c, ..)| c == "count")
+        .find(|n| n.column == "count")
         .cloned()
         .unwrap();
+    let (dist, scale) = (noise.distribution, noise.scale);
     assert_eq!(dist, "Integer Laplace");
     // One row per subject per group, one group per subject: OpenDP's group truncation keeps
     // one group but accounts for two (its rank starts at 1), so ε = 2/scale.
@@ -214,9 +215,9 @@ fn a_run_that_would_exceed_the_cap_fails_before_releasing_anything() {
         .unwrap()
         .clone();
     let range = &rel["mean_ci95"][0];
-    assert_eq!(range[0], "handle_time_minutes_mean");
-    assert_eq!(range[1].as_f64(), ci.min());
-    assert_eq!(range[2].as_f64(), ci.max());
+    assert_eq!(range["column"], "handle_time_minutes_mean");
+    assert_eq!(range["min"].as_f64(), ci.min());
+    assert_eq!(range["max"].as_f64(), ci.max());
     for c in [
         "count",
         "count_ci95",
@@ -452,7 +453,7 @@ fn released_quantiles_stay_within_the_rank_bound() {
         };
         let prepared = prepare(&p).unwrap();
         let column = format!("v_q{}", (alpha * 100.0) as i64);
-        let bound = prepared.calibrated.rank_ci95[0].1;
+        let bound = prepared.calibrated.rank_ci95[0].rows;
         assert!(bound.is_finite() && bound > 0.0);
         let runs = 300;
         let mut within = 0;
@@ -522,7 +523,7 @@ fn max_rows_per_subject_counts_a_subjects_first_rows_in_all_groups() {
     a.max_groups = 2;
     let mut b = plan(keys, Loss::Pure { epsilon: 1.0 }, 1);
     b.max_groups = 2;
-    let scale = |p: &ReleasePlan| prepare(p).unwrap().calibrated.noise[0].2;
+    let scale = |p: &ReleasePlan| prepare(p).unwrap().calibrated.noise[0].scale;
     assert!(
         (scale(&a) / scale(&b) - 2.0 / 3.0).abs() < 0.01,
         "{} vs {}",

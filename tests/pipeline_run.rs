@@ -112,12 +112,8 @@ fn no_revoked_subject_and_no_dropped_column_reach_the_output() {
         assert!(!names.iter().any(|n| n == internal));
     }
     let k = privprep::identity::keys::Key::parse(&std::fs::read_to_string(&key).unwrap()).unwrap();
-    let t = privprep::identity::kernels::Tokenizer::new(
-        &k,
-        128,
-        privprep::identity::kernels::TokenEncoding::Hex,
-    )
-    .unwrap();
+    let t = privprep::identity::Tokenizer::new(&k, 128, privprep::identity::TokenEncoding::Hex)
+        .unwrap();
     let revoked_tokens: HashSet<String> = std::fs::read_to_string(w.data().join("revocations.csv"))
         .unwrap()
         .lines()

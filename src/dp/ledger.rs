@@ -49,6 +49,16 @@ pub enum Loss {
 }
 
 impl Loss {
+    /// The measure, as lineage records it.
+    pub fn kind(&self) -> crate::lineage::record::Measure {
+        use crate::lineage::record::Measure;
+        match self {
+            Loss::Pure { .. } => Measure::Pure,
+            Loss::Approx { .. } => Measure::Approx,
+            Loss::Zcdp { .. } => Measure::Zcdp,
+        }
+    }
+
     /// `pure`, `approx` or `zcdp`.
     pub fn measure(&self) -> &'static str {
         match self {

@@ -20,6 +20,7 @@ use polars::prelude::DslPlan;
 use polars::prelude::*;
 
 use super::ledger::Loss;
+use crate::lineage::record::{NoiseRecord, RankBound};
 
 /// Name of the subject column inside the release frame.
 pub const SUBJECT: &str = "__subject";
@@ -88,10 +89,10 @@ pub struct Calibrated {
     pub threshold: Option<u32>,
     /// The privacy map at d_in = 1 subject, in the target's measure.
     pub spend: Loss,
-    /// Per OpenDP output column: (noise distribution, scale, 95% half-width).
-    pub noise: Vec<(String, String, f64, Option<f64>)>,
+    /// Per OpenDP output column: noise distribution, scale, 95% half-width.
+    pub noise: Vec<NoiseRecord>,
     /// Per quantile column: the 95% bound on its error in rows (see [`quantile_rank_error`]).
-    pub rank_ci95: Vec<(String, f64)>,
+    pub rank_ci95: Vec<RankBound>,
 }
 
 impl Calibrated {
@@ -99,8 +100,8 @@ impl Calibrated {
     fn half_width_975(&self, column: &str) -> Option<f64> {
         self.noise
             .iter()
-            .find(|(c, ..)| c == column)
-            .and_then(|(_, d, scale, _)| half_width(d, *scale, 0.025))
+            .find(|n| n.column == column)
+            .and_then(|n| half_width(&n.distribution, n.scale, 0.025))
     }
 
     /// The 95% half-width of a mean released as noisy sum / noisy count, for a group whose
@@ -656,15 +657,13 @@ fn finish(
             .and_then(|s| s.f64().ok().and_then(|s| s.get(i)))
     };
     let noise = (0..summary.height())
-        .map(|i| {
-            (
-                text("column", i).unwrap_or_default(),
-                text("distribution", i).unwrap_or_default(),
-                num("scale", i).unwrap_or(f64::NAN),
-                num("accuracy", i),
-            )
+        .map(|i| NoiseRecord {
+            column: text("column", i).unwrap_or_default(),
+            distribution: text("distribution", i).unwrap_or_default(),
+            scale: num("scale", i).unwrap_or(f64::NAN),
+            ci95: num("accuracy", i),
         })
-        .collect::<Vec<(String, String, f64, Option<f64>)>>();
+        .collect::<Vec<_>>();
     let rank_ci95 = plan
         .statistics
         .iter()
@@ -673,11 +672,11 @@ fn finish(
                 alpha, candidates, ..
             } => {
                 let c = stat_column(s);
-                let scale = noise.iter().find(|(n, ..)| *n == c)?.2;
-                Some((
-                    c,
-                    quantile_rank_error(scale, *alpha, candidates.len(), plan.row_bound()),
-                ))
+                let scale = noise.iter().find(|n| n.column == c)?.scale;
+                Some(RankBound {
+                    rows: quantile_rank_error(scale, *alpha, candidates.len(), plan.row_bound()),
+                    column: c,
+                })
             }
             _ => None,
         })
@@ -748,8 +747,8 @@ impl Prepared {
             self.calibrated
                 .noise
                 .iter()
-                .find(|(c, ..)| c == column)
-                .and_then(|(_, _, _, a)| *a)
+                .find(|n| n.column == column)
+                .and_then(|n| n.ci95)
         };
         let mut out: Vec<Column> = Vec::new();
         for g in &plan.group_by {
@@ -792,8 +791,8 @@ impl Prepared {
                         .calibrated
                         .rank_ci95
                         .iter()
-                        .find(|(q, _)| *q == c)
-                        .map(|(_, r)| *r);
+                        .find(|q| q.column == c)
+                        .map(|q| q.rows);
                     out.push(Column::new(format!("{c}_rank_ci95").into(), vec![rank; n]));
                 }
                 Statistic::Mean { lower, upper, .. } => {

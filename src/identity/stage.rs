@@ -1,16 +1,18 @@
 //! The identifier stage on the engine: each output column's action as a lazy expression.
 //!
-//! The per-value work is done by the plain kernels in [`super::kernels`]; this file only walks
+//! The per-value work is done by the plain kernels of `privprep-kernels`; this file only walks
 //! engine string columns in parallel chunks and builds new columns without a per-row allocation.
 
-use super::kernels::{self, TokenEncoding, Tokenizer};
-use super::keys::Key;
 use crate::ingest::ColumnType;
 use crate::spec::DatePart;
-use hmac::{Hmac, Mac};
 use polars::prelude::*;
+use privprep_kernels::array::map_values;
+use privprep_kernels::generalize::{self, month_start_days};
+use privprep_kernels::key::Key;
+use privprep_kernels::mask;
+use privprep_kernels::split::Splitter;
+use privprep_kernels::token::{self, TokenEncoding, Tokenizer};
 use rayon::prelude::*;
-use sha2::Sha256;
 use std::sync::Arc;
 
 /// Internal column holding each row's split (0 train, 1 validation, 2 test; Int32 because
@@ -107,14 +109,14 @@ impl Action {
                 let tokenizer = Arc::new(Tokenizer::new(key, *bits, *encoding).ok()?);
                 map_str_expr(input, move |v, out| tokenizer.token_into(v, out))
             }
-            Action::Hash => map_str_expr(input, kernels::sha256_hex_into),
+            Action::Hash => map_str_expr(input, token::sha256_hex_into),
             Action::Mask { keep_last } => {
                 let n = *keep_last;
-                map_str_expr(input, move |v, out| kernels::mask_into(v, n, out))
+                map_str_expr(input, move |v, out| mask::mask_into(v, n, out))
             }
             Action::GeneralizePrefix(n) => {
                 let n = *n;
-                map_str_expr(input, move |v, out| kernels::prefix_into(v, n, out))
+                map_str_expr(input, move |v, out| generalize::prefix_into(v, n, out))
             }
             Action::GeneralizeDate(part) => generalize_date(input, ty, *part),
             Action::GeneralizeNumber(w) => generalize_number(input, ty, *w),
@@ -164,17 +166,7 @@ pub fn map_str_column(ca: &StringChunked, f: &(dyn Fn(&str, &mut String) + Sync)
 
 fn map_str_slice(ca: &StringChunked, f: &(dyn Fn(&str, &mut String) + Sync)) -> StringChunked {
     let mut builder = StringChunkedBuilder::new(ca.name().clone(), ca.len());
-    let mut buf = String::new();
-    for v in ca.iter() {
-        match v {
-            Some(v) => {
-                buf.clear();
-                f(v, &mut buf);
-                builder.append_value(&buf);
-            }
-            None => builder.append_null(),
-        }
-    }
+    map_values(ca.iter(), f, |v| builder.append_option(v));
     builder.finish()
 }
 
@@ -197,17 +189,6 @@ fn generalize_date(input: Expr, ty: ColumnType, part: DatePart) -> Expr {
     }
 }
 
-/// Days since the epoch of the first day of the month holding `days`.
-pub fn month_start_days(days: i32) -> i32 {
-    use chrono::Datelike;
-    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
-    let Some(d) = epoch.checked_add_signed(chrono::Duration::days(days as i64)) else {
-        return days;
-    };
-    let first = d.with_day(1).unwrap_or(d);
-    (first - epoch).num_days() as i32
-}
-
 fn generalize_number(input: Expr, ty: ColumnType, width: f64) -> Expr {
     if ty == ColumnType::Int64 {
         let w = (width.round() as i64).max(1);
@@ -216,7 +197,7 @@ fn generalize_number(input: Expr, ty: ColumnType, width: f64) -> Expr {
                 let ca = c.cast(&DataType::Int64)?;
                 Ok(ca
                     .i64()?
-                    .apply_values(|x| kernels::bucket_i64(x, w))
+                    .apply_values(|x| generalize::bucket_i64(x, w))
                     .into_column())
             },
             |_, f| Ok(Field::new(f.name().clone(), DataType::Int64)),
@@ -227,7 +208,7 @@ fn generalize_number(input: Expr, ty: ColumnType, width: f64) -> Expr {
                 let ca = c.cast(&DataType::Float64)?;
                 Ok(ca
                     .f64()?
-                    .apply_values(|x| kernels::bucket_f64(x, width))
+                    .apply_values(|x| generalize::bucket_f64(x, width))
                     .into_column())
             },
             |_, f| Ok(Field::new(f.name().clone(), DataType::Float64)),
@@ -235,37 +216,10 @@ fn generalize_number(input: Expr, ty: ColumnType, width: f64) -> Expr {
     }
 }
 
-/// A subject's position in [0, 1) for splitting: keyed, so nobody without the key can predict
-/// or steer which split a person lands in, and the same subject always lands in the same one.
-pub fn split_unit(mac: &Hmac<Sha256>, subject: &str) -> f64 {
-    let mut m = mac.clone();
-    m.update(subject.as_bytes());
-    let bytes = m.finalize().into_bytes();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&bytes[..8]);
-    (u64::from_be_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// The split code for a position `u` in [0, 1): splits with a zero fraction get no rows, and
-/// the last split with a share takes whatever rounding leaves over.
-pub fn split_code(u: f64, fractions: [f64; 3]) -> i32 {
-    let last = fractions.iter().rposition(|f| *f > 0.0).unwrap_or(0);
-    let mut edge = 0.0;
-    for (code, f) in fractions.iter().enumerate() {
-        edge += f;
-        if *f > 0.0 && (u < edge || code == last) {
-            return code as i32;
-        }
-    }
-    last as i32
-}
-
 /// The `__split` expression: 0 train, 1 validation, 2 test, by keyed hash of the subject
 /// (trimmed, as the policy sees it, so one person never straddles two splits).
 pub fn split_expr(subject: Expr, key: &Key, fractions: [f64; 3]) -> Expr {
-    let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(key.bytes()).expect("HMAC takes keys of any length");
-    mac.update(b"privprep-split\0");
+    let splitter = Splitter::new(key, fractions);
     subject
         .cast(DataType::String)
         .map(
@@ -273,12 +227,7 @@ pub fn split_expr(subject: Expr, key: &Key, fractions: [f64; 3]) -> Expr {
                 let ca = c.str()?;
                 let out: Int32Chunked = ca
                     .iter()
-                    .map(|v| {
-                        Some(split_code(
-                            split_unit(&mac, v.unwrap_or("").trim()),
-                            fractions,
-                        ))
-                    })
+                    .map(|v| Some(splitter.split_of(v)))
                     .collect::<Int32Chunked>()
                     .with_name(ca.name().clone());
                 Ok(out.into_column())
@@ -293,28 +242,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn split_codes_skip_empty_splits_and_cover_the_remainder() {
-        assert_eq!(split_code(0.1, [0.8, 0.1, 0.1]), 0);
-        assert_eq!(split_code(0.85, [0.8, 0.1, 0.1]), 1);
-        assert_eq!(split_code(0.95, [0.8, 0.1, 0.1]), 2);
-        // Fractions that sum to just under 1 with no test split: nothing lands in "test".
-        assert_eq!(split_code(0.999_999_999_9, [0.8, 0.199_999_999_9, 0.0]), 1);
-        assert_eq!(split_code(0.5, [1.0, 0.0, 0.0]), 0);
-        assert_eq!(split_code(0.5, [0.4, 0.0, 0.6]), 2);
-    }
-
-    #[test]
-    fn month_start_is_first_of_month() {
-        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
-        let d = chrono::NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
-        let got = month_start_days((d - epoch).num_days() as i32);
-        assert_eq!(
-            epoch + chrono::Duration::days(got as i64),
-            chrono::NaiveDate::from_ymd_opt(2024, 2, 1).unwrap()
-        );
-    }
-
-    #[test]
     fn parallel_map_matches_sequential_and_keeps_nulls() {
         let values: Vec<Option<String>> = (0..50_000)
             .map(|i| {
@@ -326,7 +253,7 @@ mod tests {
             })
             .collect();
         let ca = StringChunked::from_iter_options("c".into(), values.iter().map(|v| v.as_deref()));
-        let f = |v: &str, out: &mut String| kernels::mask_into(v, 2, out);
+        let f = |v: &str, out: &mut String| mask::mask_into(v, 2, out);
         let par = map_str_column(&ca, &f);
         let seq = map_str_slice(&ca, &f);
         assert_eq!(par.len(), ca.len());

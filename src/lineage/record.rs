@@ -2,8 +2,163 @@
 //!
 //! A record names files, columns, rules and counts. It never holds a cell value or a key.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
+
+/// A struct with named fields that also reads the JSON array its fields were once written as
+/// (records before schema 4 stored these parts as tuples; their text must keep verifying).
+macro_rules! named_or_tuple {
+    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $f:ident : $t:ty,)+ }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Serialize)]
+        pub struct $name { $($(#[$fm])* pub $f: $t,)+ }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                #[derive(Deserialize)]
+                #[serde(untagged)]
+                enum Either {
+                    Named { $($f: $t,)+ },
+                    Tuple($($t,)+),
+                }
+                Ok(match Either::deserialize(d)? {
+                    Either::Named { $($f,)+ } => $name { $($f,)+ },
+                    Either::Tuple($($f,)+) => $name { $($f,)+ },
+                })
+            }
+        }
+    };
+}
+
+named_or_tuple! {
+    /// One column of an output file's schema.
+    pub struct SchemaField {
+        pub name: String,
+        /// Arrow type name, e.g. `Utf8`.
+        pub data_type: String,
+    }
+}
+
+named_or_tuple! {
+    /// A revocation list the policy read.
+    pub struct RevocationListRecord {
+        pub path: String,
+        /// SHA-256 of the file, lowercase hex.
+        pub sha256: String,
+        /// Subject ids it holds.
+        pub entries: u64,
+    }
+}
+
+named_or_tuple! {
+    /// A side file named by path and content hash (never its content).
+    pub struct FileRef {
+        pub path: String,
+        pub sha256: String,
+    }
+}
+
+named_or_tuple! {
+    /// A user-defined detector: its name and pattern.
+    pub struct CustomDetectorRecord {
+        pub name: String,
+        pub pattern: String,
+    }
+}
+
+named_or_tuple! {
+    /// Rows left after one stage.
+    pub struct StageRows {
+        pub stage: String,
+        pub rows: u64,
+    }
+}
+
+named_or_tuple! {
+    /// The noise OpenDP added to one released column.
+    pub struct NoiseRecord {
+        pub column: String,
+        /// e.g. `Integer Laplace`, `Float Gaussian`.
+        pub distribution: String,
+        pub scale: f64,
+        /// 95% half-width of the noise, when OpenDP gives one.
+        pub ci95: Option<f64>,
+    }
+}
+
+named_or_tuple! {
+    /// A quantile's 95% bound on the released candidate's rank error, in rows.
+    pub struct RankBound {
+        pub column: String,
+        pub rows: f64,
+    }
+}
+
+named_or_tuple! {
+    /// A mean's smallest and largest 95% half-width over the released rows.
+    pub struct MeanHalfWidths {
+        pub column: String,
+        pub min: f64,
+        pub max: f64,
+    }
+}
+
+/// What the leak gate does when it finds personal data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateMode {
+    /// The run fails and nothing is committed.
+    #[default]
+    Fail,
+    /// The run commits and warns.
+    Warn,
+}
+
+/// The leak gate's verdict on one output column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateResult {
+    /// No detector and no input identifier value found anything.
+    Clean,
+    /// Personal data was found.
+    Leak,
+    /// Not judged: an identifier column the pipeline keeps as it is (flagged UNSAFE).
+    Exempt,
+}
+
+impl GateResult {
+    /// `clean`, `leak` or `exempt`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateResult::Clean => "clean",
+            GateResult::Leak => "leak",
+            GateResult::Exempt => "exempt",
+        }
+    }
+}
+
+/// The privacy measure of a release or spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    /// Pure ε-differential privacy.
+    Pure,
+    /// Approximate (ε, δ)-differential privacy.
+    Approx,
+    /// Zero-concentrated differential privacy (ρ).
+    Zcdp,
+}
+
+impl Measure {
+    /// `pure`, `approx` or `zcdp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Measure::Pure => "pure",
+            Measure::Approx => "approx",
+            Measure::Zcdp => "zcdp",
+        }
+    }
+}
 
 /// Outcome of a run as it is stored in lineage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,8 +206,8 @@ pub struct OutputRecord {
     pub rows: u64,
     /// SHA-256 of the committed file, lowercase hex.
     pub sha256: String,
-    /// Column name → Arrow type name, in file order.
-    pub schema: Vec<(String, String)>,
+    /// Columns and their Arrow types, in file order.
+    pub schema: Vec<SchemaField>,
 }
 
 /// Where an output column came from and what was done to it.
@@ -75,7 +230,7 @@ pub struct PolicySummary {
     pub allowed_status: Vec<String>,
     pub allowed_provenance: Vec<String>,
     /// Revocation list files with their SHA-256 and entry counts.
-    pub revocation_lists: Vec<(String, String, u64)>,
+    pub revocation_lists: Vec<RevocationListRecord>,
     pub retention_days: Option<u32>,
     pub as_of: String,
 }
@@ -107,19 +262,17 @@ pub struct PiiSummary {
     pub allow_values: u64,
     pub deny_terms: u64,
     /// Deny file path and SHA-256.
-    pub deny_file: Option<(String, String)>,
+    pub deny_file: Option<FileRef>,
     /// User-defined detectors: name and pattern.
-    pub custom_detectors: Vec<(String, String)>,
-    /// `fail` or `warn`.
-    pub leak_gate: String,
+    pub custom_detectors: Vec<CustomDetectorRecord>,
+    pub leak_gate: GateMode,
 }
 
 /// The leak gate's verdict on one output column.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeakGateRecord {
     pub column: String,
-    /// `clean`, `leak` or `exempt`.
-    pub result: String,
+    pub result: GateResult,
     pub values_scanned: u64,
     /// Hits by detector; `identifier_value` counts input identifier values found.
     pub hits: BTreeMap<String, u64>,
@@ -152,8 +305,7 @@ pub struct ReleaseRecord {
     pub max_keys: Option<u32>,
     /// Each statistic with its column and bounds or candidates.
     pub statistics: Vec<String>,
-    /// `pure`, `approx` or `zcdp`.
-    pub measure: String,
+    pub measure: Measure,
     /// What the pipeline asked for.
     pub target: String,
     /// OpenDP's privacy map at one subject, as spent in the ledger.
@@ -163,15 +315,15 @@ pub struct ReleaseRecord {
     /// Global noise scale multiplier found by calibration.
     pub global_scale: f64,
     pub threshold: Option<u32>,
-    /// Per noisy output: (column, distribution, scale, 95% half-width).
-    pub noise: Vec<(String, String, f64, Option<f64>)>,
+    /// Per noisy output: its distribution, scale and 95% half-width.
+    pub noise: Vec<NoiseRecord>,
     /// Per quantile: 95% bound on the released candidate's rank error, in rows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rank_ci95: Vec<(String, f64)>,
+    pub rank_ci95: Vec<RankBound>,
     /// Per mean: the smallest and largest 95% half-width over the released rows (each row's
     /// is in the file; they depend on the row's noisy count).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub mean_ci95: Vec<(String, f64, f64)>,
+    pub mean_ci95: Vec<MeanHalfWidths>,
 }
 
 /// One spend of the privacy budget by a run, as the budget ledger holds it. The store fills
@@ -211,8 +363,8 @@ pub struct RunRecord {
     pub pipeline_content: String,
     pub inputs: Vec<InputRecord>,
     pub policy: PolicySummary,
-    /// Rows after each stage, in stage order, e.g. `("read", n)`, `("policy", n)`.
-    pub rows_per_stage: Vec<(String, u64)>,
+    /// Rows after each stage, in stage order (`read`, `parsed`, `policy`, `written`).
+    pub rows_per_stage: Vec<StageRows>,
     pub rows_read: u64,
     pub rows_written: u64,
     /// Dropped rows per reason (only reasons with a count).
@@ -285,5 +437,50 @@ impl RunRecord {
             releases: Vec::new(),
             budget_spends: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records written before schema 4 hold these parts as arrays; they must still parse (their
+    /// stored text is what the hash chain covers) and mean the same as the named form.
+    #[test]
+    fn old_tuple_shapes_read_as_the_named_types() {
+        let old: PiiSummary = serde_json::from_str(
+            r#"{"phone_regions":["US"],"allow_values":1,"deny_terms":2,
+                "deny_file":["terms.txt","ab"],"custom_detectors":[["emp","EMP-\\d+"]],
+                "leak_gate":"warn"}"#,
+        )
+        .unwrap();
+        let named = PiiSummary {
+            phone_regions: vec!["US".into()],
+            allow_values: 1,
+            deny_terms: 2,
+            deny_file: Some(FileRef {
+                path: "terms.txt".into(),
+                sha256: "ab".into(),
+            }),
+            custom_detectors: vec![CustomDetectorRecord {
+                name: "emp".into(),
+                pattern: "EMP-\\d+".into(),
+            }],
+            leak_gate: GateMode::Warn,
+        };
+        assert_eq!(old, named);
+        let again: PiiSummary =
+            serde_json::from_str(&serde_json::to_string(&named).unwrap()).unwrap();
+        assert_eq!(again, named);
+        assert!(serde_json::to_string(&named)
+            .unwrap()
+            .contains(r#""deny_file":{"path":"terms.txt","sha256":"ab"}"#));
+        let noise: NoiseRecord =
+            serde_json::from_str(r#"["count","Integer Laplace",2.5,null]"#).unwrap();
+        assert_eq!(noise.ci95, None);
+        assert_eq!(noise.scale, 2.5);
+        // A shape that is neither is an error, not a silent default.
+        assert!(serde_json::from_str::<StageRows>(r#"["read"]"#).is_err());
+        assert!(serde_json::from_str::<GateResult>(r#""maybe""#).is_err());
     }
 }

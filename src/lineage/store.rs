@@ -1349,8 +1349,8 @@ fn json_error_detail(error: &serde_json::Error) -> String {
 mod tests {
     use super::*;
     use crate::lineage::record::{
-        ColumnLineage, InputRecord, LeakGateRecord, OutputRecord, PolicySummary, RunStatus,
-        TextColumnRecord,
+        ColumnLineage, GateResult, InputRecord, LeakGateRecord, Measure, NoiseRecord, OutputRecord,
+        PolicySummary, RevocationListRecord, RunStatus, SchemaField, StageRows, TextColumnRecord,
     };
     use std::collections::BTreeMap;
 
@@ -1385,11 +1385,24 @@ mod tests {
                 purpose: "research".into(),
                 allowed_status: vec!["granted".into()],
                 allowed_provenance: vec!["first_party".into()],
-                revocation_lists: vec![("revoked.csv".into(), "01".repeat(32), 3)],
+                revocation_lists: vec![RevocationListRecord {
+                    path: "revoked.csv".into(),
+                    sha256: "01".repeat(32),
+                    entries: 3,
+                }],
                 retention_days: Some(365),
                 as_of: "2025-01-01".into(),
             },
-            rows_per_stage: vec![("read".into(), 100 + n), ("policy".into(), 90 + n)],
+            rows_per_stage: vec![
+                StageRows {
+                    stage: "read".into(),
+                    rows: 100 + n,
+                },
+                StageRows {
+                    stage: "policy".into(),
+                    rows: 90 + n,
+                },
+            ],
             rows_read: 100 + n,
             rows_written: 85 + n,
             dropped: BTreeMap::from([("consent_revoked".into(), 3), ("no_consent".into(), 7)]),
@@ -1415,14 +1428,20 @@ mod tests {
                     split: "train".into(),
                     rows: 70 + n,
                     sha256: "12".repeat(32),
-                    schema: vec![("patient_token".into(), "Utf8".into())],
+                    schema: vec![SchemaField {
+                        name: "patient_token".into(),
+                        data_type: "Utf8".into(),
+                    }],
                 },
                 OutputRecord {
                     path: "out/test.parquet".into(),
                     split: "test".into(),
                     rows: 15,
                     sha256: "34".repeat(32),
-                    schema: vec![("patient_token".into(), "Utf8".into())],
+                    schema: vec![SchemaField {
+                        name: "patient_token".into(),
+                        data_type: "Utf8".into(),
+                    }],
                 },
             ],
             key_id: Some("k-1a2b3c4d".into()),
@@ -1440,7 +1459,7 @@ mod tests {
             }],
             leak_gate: vec![LeakGateRecord {
                 column: "notes".into(),
-                result: "clean".into(),
+                result: GateResult::Clean,
                 values_scanned: 85 + n,
                 hits: BTreeMap::new(),
             }],
@@ -1459,14 +1478,19 @@ mod tests {
                 max_rows: Some(100_000),
                 max_keys: None,
                 statistics: vec!["count".into()],
-                measure: "approx".into(),
+                measure: Measure::Approx,
                 target: "(ε = 1, δ = 1e-7)".into(),
                 epsilon: 0.999_999_7,
                 delta: 9.1e-8,
                 rho: 0.0,
                 global_scale: 3.25 + n as f64,
                 threshold: Some(40 + n as u32),
-                noise: vec![("count".into(), "Integer Laplace".into(), 3.25, Some(9.7))],
+                noise: vec![NoiseRecord {
+                    column: "count".into(),
+                    distribution: "Integer Laplace".into(),
+                    scale: 3.25,
+                    ci95: Some(9.7),
+                }],
                 rank_ci95: Vec::new(),
                 mean_ci95: Vec::new(),
             }],
@@ -2443,6 +2467,45 @@ mod tests {
     }
 
     /// Appends `record` as a version 3 privprep did: no `budget_spends` in its JSON.
+    /// A record as privprep wrote it before schema 4: these parts were JSON arrays.
+    fn v3_json(record: &RunRecord) -> String {
+        use serde_json::Value as J;
+        /// Turns the list of objects at `parent[key]` (when present) into arrays of `fields`.
+        fn tuples(parent: &mut J, key: &str, fields: &[&str]) {
+            if let Some(J::Array(items)) = parent.get_mut(key) {
+                for item in items {
+                    if let J::Object(o) = item {
+                        *item = J::Array(fields.iter().map(|f| o[*f].clone()).collect());
+                    }
+                }
+            }
+        }
+        let mut v = serde_json::to_value(record).expect("json");
+        for o in v["outputs"].as_array_mut().expect("outputs") {
+            tuples(o, "schema", &["name", "data_type"]);
+        }
+        tuples(
+            &mut v["policy"],
+            "revocation_lists",
+            &["path", "sha256", "entries"],
+        );
+        tuples(&mut v, "rows_per_stage", &["stage", "rows"]);
+        if let Some(pii) = v.get_mut("pii").filter(|p| p.is_object()) {
+            tuples(pii, "custom_detectors", &["name", "pattern"]);
+            if let Some(J::Object(o)) = pii.get("deny_file").cloned() {
+                pii["deny_file"] = J::Array(vec![o["path"].clone(), o["sha256"].clone()]);
+            }
+        }
+        for r in v["releases"].as_array_mut().expect("releases") {
+            tuples(r, "noise", &["column", "distribution", "scale", "ci95"]);
+            tuples(r, "rank_ci95", &["column", "rows"]);
+            tuples(r, "mean_ci95", &["column", "min", "max"]);
+        }
+        let json = v.to_string();
+        assert!(json.contains("[\"read\","), "old shape: {json}");
+        json
+    }
+
     fn v3_append(conn: &Connection, record: &RunRecord) {
         let mut record = record.clone();
         record.budget_spends = None;
@@ -2455,7 +2518,7 @@ mod tests {
             .optional()
             .expect("head")
             .unwrap_or_else(|| GENESIS_HASH.to_owned());
-        let json = serde_json::to_string(&record).expect("json");
+        let json = v3_json(&record);
         assert!(!json.contains("budget_spends"));
         let hash = record_hash(&prev, &json);
         let mut values = run_columns(&record).expect("columns");

@@ -5,18 +5,17 @@
 //! numbering plans in [`phone`]), replaces each hit as the pipeline says ([`redact`]), and,
 //! before anything is committed, scans every output again ([`gate`]).
 //!
-//! `validators`, `phone`, `detect` and `redact` are plain functions over `&str` and depend on
-//! nothing else in the crate, so another engine can call them unchanged. `stage` lowers a text
-//! rule onto polars expressions; `gate` reads Parquet back with arrow-rs; `profile` is the
-//! engine side of `privprep scan`. The plan types here are built by `plan` from the spec.
+//! `validators`, `phone`, `detect` and `redact` are plain functions over `&str` that live in
+//! the `privprep-kernels` crate (no polars), re-exported here, so the Spark engine calls them
+//! unchanged. `stage` lowers a text rule onto polars expressions; `gate` reads Parquet back
+//! with arrow-rs; `profile` is the engine side of `privprep scan`. The plan types here are
+//! built by `plan` from the spec.
 
-pub mod detect;
 pub mod gate;
-pub mod phone;
 pub mod profile;
-pub mod redact;
 pub mod stage;
-pub mod validators;
+
+pub use privprep_kernels::pii::{detect, phone, redact, validators};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -2,17 +2,17 @@
 //!
 //! Each `redact` column becomes one expression over the text and the row's identifier columns
 //! (for contextual detection). The scanning and rewriting are the plain kernels of
-//! [`super::detect`] and [`super::redact`]; this file only walks engine chunks, a slice per
-//! thread, with one reused context, span list and output buffer per slice, so a text without
-//! a hit is copied to the output without any allocation.
+//! [`super::detect`] and [`super::redact`] (one [`TextRewriter`] per slice, holding the reused
+//! context, span list and output buffer, so a text without a hit is copied to the output
+//! without any allocation); this file only walks engine chunks, a slice per thread.
 
 use std::sync::Arc;
 
 use polars::prelude::*;
 use rayon::prelude::*;
 
-use super::detect::{RowContext, Scanner, Span};
-use super::redact::{self, TextPolicy, TextStats, TokenFn};
+use super::detect::Scanner;
+use super::redact::{TextPolicy, TextRewriter, TextStats, TokenFn};
 
 /// Everything one text column needs at run time; shared by every thread.
 pub struct TextRuntime {
@@ -105,16 +105,12 @@ fn in_parallel<T: Send>(
     Ok(pieces)
 }
 
-/// Fills `ctx` with row `i`'s identifier values.
-fn load_context(ctx: &mut RowContext, columns: &[Vec<Option<&str>>], i: usize) {
-    ctx.clear();
-    for c in columns {
-        if let Some(Some(v)) = c.get(i) {
-            if !v.trim().is_empty() {
-                ctx.add(v);
-            }
-        }
-    }
+/// Row `i`'s identifier values, for [`TextRewriter::set_context`].
+fn row_context<'a>(
+    columns: &'a [Vec<Option<&'a str>>],
+    i: usize,
+) -> impl Iterator<Item = Option<&'a str>> + 'a {
+    columns.iter().map(move |c| c.get(i).copied().flatten())
 }
 
 fn rewrite_slice(
@@ -125,33 +121,11 @@ fn rewrite_slice(
     // One pointer per value, per slice: the values themselves are not copied.
     let columns: Vec<Vec<Option<&str>>> = ctx_cols.iter().map(|c| c.iter().collect()).collect();
     let mut builder = StringChunkedBuilder::new(text.name().clone(), text.len());
-    let mut ctx = RowContext::new();
-    let mut spans: Vec<Span> = Vec::new();
-    let mut buf = String::new();
-    let mut counts = vec![0u64; rt.policy.slots()];
-    let (mut texts, mut changed) = (0u64, 0u64);
+    let mut rewriter = TextRewriter::new(&rt.scanner, &rt.policy, rt.token.as_deref());
     for (i, v) in text.iter().enumerate() {
-        let Some(v) = v else {
-            builder.append_null();
-            continue;
-        };
-        texts += 1;
-        load_context(&mut ctx, &columns, i);
-        rt.scanner.scan(v, &ctx, &mut spans);
-        if spans.is_empty() {
-            builder.append_value(v);
-            continue;
-        }
-        changed += 1;
-        for s in &spans {
-            if let Some(c) = counts.get_mut(redact::slot(s.kind)) {
-                *c += 1;
-            }
-        }
-        redact::apply_into(v, &spans, &rt.policy, rt.token.as_deref(), &mut buf);
-        builder.append_value(&buf);
+        builder.append_option(rewriter.rewrite_row(v, row_context(&columns, i)));
     }
-    rt.stats.add(texts, changed, &counts);
+    rewriter.add_to(&rt.stats);
     Ok(builder.finish())
 }
 
@@ -161,18 +135,11 @@ fn drop_slice(
     ctx_cols: &[StringChunked],
 ) -> BooleanChunked {
     let columns: Vec<Vec<Option<&str>>> = ctx_cols.iter().map(|c| c.iter().collect()).collect();
-    let mut ctx = RowContext::new();
-    let mut spans: Vec<Span> = Vec::new();
+    let mut rewriter = TextRewriter::new(&rt.scanner, &rt.policy, None);
     let out: BooleanChunked = text
         .iter()
         .enumerate()
-        .map(|(i, v)| {
-            let v = v?;
-            load_context(&mut ctx, &columns, i);
-            // Before overlaps merge: a hit inside a longer one of another kind still counts.
-            rt.scanner.candidates(v, &ctx, &mut spans);
-            Some(redact::must_drop(&spans, &rt.policy))
-        })
+        .map(|(i, v)| rewriter.drop_row(v, row_context(&columns, i)))
         .collect();
     let n = out.sum().unwrap_or(0) as u64;
     rt.stats

@@ -10,6 +10,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+// The per-value predicates are kernels, so every engine keeps and drops the same rows.
+pub use privprep_kernels::policy::{one_of, purposes_include};
+
 /// Internal column holding each row's status code (0 = kept, 1 = quarantined, 2.. = dropped),
 /// as Int32 because the engine is built without 8-bit integer types.
 pub const STATUS: &str = "__status";
@@ -164,18 +167,6 @@ pub struct PolicyPlan {
     pub timestamp: Option<(String, bool)>,
 }
 
-/// True when a `sep`-separated purposes list includes `purpose` (trimmed, ASCII case-insensitive).
-pub fn purposes_include(list: &str, sep: &str, purpose: &str) -> bool {
-    list.split(sep)
-        .any(|p| p.trim().eq_ignore_ascii_case(purpose))
-}
-
-/// True when `value` (trimmed) equals one of `allowed`, ASCII case-insensitively.
-pub fn one_of(value: &str, allowed: &[String]) -> bool {
-    let v = value.trim();
-    allowed.iter().any(|a| a.eq_ignore_ascii_case(v))
-}
-
 /// A boolean expression from a per-value predicate over a string column; nulls give false.
 fn str_predicate(expr: Expr, f: impl Fn(&str) -> bool + Send + Sync + 'static) -> Expr {
     expr.cast(DataType::String).map(
@@ -322,14 +313,6 @@ impl PolicyPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn purposes_match_whole_tokens_only() {
-        assert!(purposes_include("training;analytics", ";", "training"));
-        assert!(purposes_include(" Training ; x", ";", "training"));
-        assert!(!purposes_include("pretraining;analytics", ";", "training"));
-        assert!(!purposes_include("", ";", "training"));
-    }
 
     #[test]
     fn reason_codes_round_trip_in_order() {

@@ -2,8 +2,8 @@
 //! always returns well-formed spans, and valid identifiers planted in
 //! random prose are always found with the right kind.
 
-use privprep::pii::detect::{Kind, RowContext, Scanner, ScannerConfig, Span};
-use privprep::pii::validators::{self, luhn_check_digit, luhn_valid};
+use privprep_kernels::pii::detect::{Kind, RowContext, Scanner, ScannerConfig, Span};
+use privprep_kernels::pii::validators::{self, luhn_check_digit, luhn_valid};
 use proptest::prelude::*;
 use std::sync::OnceLock;
 

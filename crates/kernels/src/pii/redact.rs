@@ -3,11 +3,12 @@
 //! Like the detectors, this works on one `&str` at a time and knows nothing of the engine. The
 //! keyed token comes in as a function so this module does not depend on the identifier stage;
 //! the caller passes the same tokenizer identifier columns use, so a value gets one token
-//! whether it sits in a column or inside a text.
+//! whether it sits in a column or inside a text. [`TextRewriter`] puts scanning and
+//! replacement together, one text after another, as every engine's text stage runs them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::detect::{Kind, Span};
+use super::detect::{Kind, RowContext, Scanner, Span};
 
 /// What is done with one hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -194,6 +195,116 @@ pub fn apply_into(
     out.push_str(text.get(at..).unwrap_or(""));
 }
 
+/// One text after another, end to end: scan it with its row's identifier values, count the
+/// hits, replace them as the policy says.
+///
+/// Holds the scratch space (row context, span list, output buffer) that one thread reuses for
+/// every text of its slice, so a text without a hit costs no allocation. An engine walks its
+/// own columns and calls this per row, one rewriter per slice, and adds the counts to the
+/// column's [`TextStats`] at the end ([`TextRewriter::add_to`]).
+pub struct TextRewriter<'a> {
+    scanner: &'a Scanner,
+    policy: &'a TextPolicy,
+    token: Option<&'a TokenFn>,
+    ctx: RowContext,
+    spans: Vec<Span>,
+    out: String,
+    texts: u64,
+    changed: u64,
+    /// Replaced spans by [`slot`].
+    counts: Vec<u64>,
+}
+
+impl<'a> TextRewriter<'a> {
+    /// A rewriter applying `policy` to the hits of `scanner`, with `token` for `Tokenize` hits
+    /// (without one they are redacted; the plan never allows that).
+    pub fn new(
+        scanner: &'a Scanner,
+        policy: &'a TextPolicy,
+        token: Option<&'a TokenFn>,
+    ) -> TextRewriter<'a> {
+        TextRewriter {
+            scanner,
+            policy,
+            token,
+            ctx: RowContext::new(),
+            spans: Vec::new(),
+            out: String::new(),
+            texts: 0,
+            changed: 0,
+            counts: vec![0; policy.slots()],
+        }
+    }
+
+    /// Sets the identifier values of the row the next text belongs to; missing and blank
+    /// values are skipped. Without a call, texts are scanned without context.
+    pub fn set_context<'v>(&mut self, values: impl IntoIterator<Item = Option<&'v str>>) {
+        self.ctx.clear();
+        for v in values.into_iter().flatten() {
+            self.ctx.add(v);
+        }
+    }
+
+    /// `text` with every hit replaced, or `text` itself when there is none. Counts the text,
+    /// and its hits by kind.
+    pub fn rewrite<'t>(&'t mut self, text: &'t str) -> &'t str {
+        self.texts += 1;
+        self.scanner.scan(text, &self.ctx, &mut self.spans);
+        if self.spans.is_empty() {
+            return text;
+        }
+        self.changed += 1;
+        for s in &self.spans {
+            if let Some(c) = self.counts.get_mut(slot(s.kind)) {
+                *c += 1;
+            }
+        }
+        apply_into(text, &self.spans, self.policy, self.token, &mut self.out);
+        &self.out
+    }
+
+    /// [`TextRewriter::rewrite`] of one row: its text (`None` stays `None`) and its identifier
+    /// values, as an engine walks a text column and the row's identifier columns.
+    pub fn rewrite_row<'t, 'v>(
+        &'t mut self,
+        text: Option<&'t str>,
+        context: impl IntoIterator<Item = Option<&'v str>>,
+    ) -> Option<&'t str> {
+        let text = text?;
+        self.set_context(context);
+        Some(self.rewrite(text))
+    }
+
+    /// [`TextRewriter::must_drop`] of one row, as [`TextRewriter::rewrite_row`]; `None` for a
+    /// missing text.
+    pub fn drop_row<'v>(
+        &mut self,
+        text: Option<&str>,
+        context: impl IntoIterator<Item = Option<&'v str>>,
+    ) -> Option<bool> {
+        let text = text?;
+        self.set_context(context);
+        Some(self.must_drop(text))
+    }
+
+    /// True when `text` has a hit whose rule is `drop_row`. Every candidate counts, before
+    /// overlaps are merged: a hit inside a longer one of another kind still drops the row.
+    pub fn must_drop(&mut self, text: &str) -> bool {
+        self.scanner.candidates(text, &self.ctx, &mut self.spans);
+        must_drop(&self.spans, self.policy)
+    }
+
+    /// (texts rewritten, texts changed, replaced spans by [`slot`]) so far.
+    pub fn counts(&self) -> (u64, u64, &[u64]) {
+        (self.texts, self.changed, &self.counts)
+    }
+
+    /// Adds the counts so far to a column's shared counters.
+    pub fn add_to(&self, stats: &TextStats) {
+        stats.add(self.texts, self.changed, &self.counts);
+    }
+}
+
 /// Stars every letter and digit but the last `keep_last`; separators (spaces, dashes, dots, `@`)
 /// stay so the shape of a masked card or phone number is still readable. A value with fewer
 /// than twice `keep_last` letters and digits is starred whole: showing most of a short name or
@@ -338,6 +449,33 @@ mod tests {
         for s in 0..FIXED {
             assert_eq!(slot(kind_at(s)), s);
         }
+    }
+
+    #[test]
+    fn rewriter_scans_with_context_counts_and_replaces() {
+        let scanner = Scanner::new(&crate::pii::ScannerConfig::default()).unwrap();
+        let mut policy = TextPolicy::new(TextAction::Redact, &[]);
+        let mut rw = TextRewriter::new(&scanner, &policy, None);
+        assert_eq!(rw.rewrite("nothing to see"), "nothing to see");
+        assert_eq!(rw.rewrite("mail ava@example.com"), "mail [EMAIL]");
+        // The row's own name is found only with its context, and only for that row.
+        rw.set_context([Some("Ava Kumar"), None, Some("  ")]);
+        assert_eq!(rw.rewrite("thanks, Ava Kumar"), "thanks, [NAME]");
+        rw.set_context([None]);
+        assert_eq!(rw.rewrite("thanks, Ava Kumar"), "thanks, Ava Kumar");
+        let (texts, changed, counts) = rw.counts();
+        assert_eq!((texts, changed), (4, 2));
+        assert_eq!(counts[slot(Kind::Email)], 1);
+        assert_eq!(counts[slot(Kind::Name)], 1);
+        let stats = TextStats::new(policy.slots());
+        rw.add_to(&stats);
+        assert_eq!(stats.texts_changed.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.span_counts(), counts);
+
+        policy.set_action(Kind::Email, TextAction::DropRow);
+        let mut rw = TextRewriter::new(&scanner, &policy, None);
+        assert!(rw.must_drop("mail ava@example.com"));
+        assert!(!rw.must_drop("nothing to see"));
     }
 
     proptest::proptest! {

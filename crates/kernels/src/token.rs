@@ -1,9 +1,9 @@
-//! Per-value kernels: keyed tokens, plain hashes, masks, prefixes and numeric buckets.
+//! Keyed tokens (HMAC-SHA256 under the run key) and plain SHA-256 hashes of values.
 //!
 //! Each kernel takes one value and appends its result to a caller-owned `String` (the `_into`
 //! form), so an engine adapter can write a whole column into one reused buffer instead of
-//! allocating a `String` per row. They know nothing of polars or Arrow and hold no state beyond
-//! what [`Tokenizer`] prepares once, so they can run on any thread under any engine.
+//! allocating a `String` per row. They hold no state beyond what [`Tokenizer`] prepares once,
+//! so they can run on any thread under any engine, and a value gets the same token everywhere.
 
 use std::fmt;
 
@@ -12,7 +12,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::keys::Key;
+use crate::key::Key;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -143,77 +143,6 @@ pub fn sha256_hex_into(value: &str, out: &mut String) {
     push_hex(&Sha256::digest(value.as_bytes()), out);
 }
 
-/// Appends `value` with every character but the last `keep_last` replaced by `*`.
-///
-/// Characters are Unicode scalar values, not bytes, so the output has as many characters as the
-/// input and never splits a multi-byte character. (A grapheme made of several scalars, such as
-/// a flag emoji, counts as several.)
-pub fn mask_into(value: &str, keep_last: usize, out: &mut String) {
-    // Byte offset where the kept tail starts: walk back `keep_last` characters from the end.
-    let tail_start = match keep_last {
-        0 => value.len(),
-        n => value
-            .char_indices()
-            .rev()
-            .nth(n - 1)
-            .map_or(0, |(offset, _)| offset),
-    };
-    let masked = value[..tail_start].chars().count();
-    out.reserve(masked + value.len() - tail_start);
-    out.extend(std::iter::repeat_n('*', masked));
-    out.push_str(&value[tail_start..]);
-}
-
-/// Appends the first `n` characters (Unicode scalar values) of `value`, or all of it if shorter.
-pub fn prefix_into(value: &str, n: usize, out: &mut String) {
-    let end = value.char_indices().nth(n).map_or(value.len(), |(i, _)| i);
-    out.push_str(&value[..end]);
-}
-
-/// The lower bound of `x`'s bucket: the largest multiple of `width` not above `x`.
-///
-/// Floors toward negative infinity, so -1 with width 10 is in bucket -10, not 0. Where the exact
-/// multiple lies below `i64::MIN` the result saturates to `i64::MIN`.
-///
-/// # Panics
-/// If `width` is not positive; bucket widths are checked when the pipeline is validated.
-pub fn bucket_i64(x: i64, width: i64) -> i64 {
-    assert!(width > 0, "bucket width must be positive, got {width}");
-    // `div_euclid` floors for a positive divisor and cannot overflow for one. The product is at
-    // most `x`, so it can only overflow downward.
-    x.div_euclid(width).saturating_mul(width)
-}
-
-/// The lower bound of `x`'s bucket: the largest multiple of `width` not above `x`.
-///
-/// Floors toward negative infinity and guarantees `result <= x` despite rounding in the
-/// division. NaN and infinities are returned unchanged, and so is any `x` so large that
-/// `x / width` overflows (such an `x` is already coarser than `width`).
-///
-/// # Panics
-/// If `width` is not positive and finite; bucket widths are checked when the pipeline is
-/// validated.
-pub fn bucket_f64(x: f64, width: f64) -> f64 {
-    assert!(
-        width > 0.0 && width.is_finite(),
-        "bucket width must be positive and finite, got {width}"
-    );
-    if !x.is_finite() {
-        return x;
-    }
-    let lower = (x / width).floor() * width;
-    if !lower.is_finite() {
-        return x;
-    }
-    // x / width can round up to the next whole number (0.7 / 0.1 is fine, but not every case is),
-    // which would put the bound above x.
-    if lower > x {
-        lower - width
-    } else {
-        lower
-    }
-}
-
 fn push_hex(bytes: &[u8], out: &mut String) {
     out.reserve(2 * bytes.len());
     for &b in bytes {
@@ -332,71 +261,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn mask_examples() {
-        let mask = |v: &str, k| {
-            let mut out = String::new();
-            mask_into(v, k, &mut out);
-            out
-        };
-        assert_eq!(mask("4111111111111111", 4), "************1111");
-        assert_eq!(mask("abc", 0), "***");
-        assert_eq!(mask("abc", 3), "abc");
-        assert_eq!(mask("abc", 10), "abc");
-        assert_eq!(mask("", 2), "");
-        assert_eq!(mask("Zoë Müller", 3), "*******ler");
-        assert_eq!(mask("日本語テキスト", 2), "*****スト");
-    }
-
-    #[test]
-    fn prefix_examples() {
-        let prefix = |v: &str, n| {
-            let mut out = String::new();
-            prefix_into(v, n, &mut out);
-            out
-        };
-        assert_eq!(prefix("SW1A 1AA", 4), "SW1A");
-        assert_eq!(prefix("ab", 5), "ab");
-        assert_eq!(prefix("ab", 0), "");
-        assert_eq!(prefix("Öl und Ähre", 2), "Öl");
-    }
-
-    #[test]
-    fn bucket_examples_and_extremes() {
-        assert_eq!(bucket_i64(37, 10), 30);
-        assert_eq!(bucket_i64(30, 10), 30);
-        assert_eq!(bucket_i64(-1, 10), -10);
-        assert_eq!(bucket_i64(-10, 10), -10);
-        assert_eq!(bucket_i64(i64::MAX, 1), i64::MAX);
-        assert_eq!(bucket_i64(i64::MAX, 10), i64::MAX - 7);
-        assert_eq!(bucket_i64(i64::MIN, 2), i64::MIN);
-        // The exact multiple (-9223372036854775809) is below i64::MIN: saturate.
-        assert_eq!(bucket_i64(i64::MIN, 3), i64::MIN);
-        assert_eq!(bucket_i64(i64::MIN + 5, i64::MAX), -i64::MAX);
-        assert_eq!(bucket_i64(i64::MIN, i64::MAX), i64::MIN);
-        assert_eq!(bucket_i64(5, i64::MAX), 0);
-
-        assert_eq!(bucket_f64(37.5, 10.0), 30.0);
-        assert_eq!(bucket_f64(-0.5, 10.0), -10.0);
-        assert_eq!(bucket_f64(0.7, 0.1), 0.6000000000000001);
-        assert!(bucket_f64(f64::NAN, 1.0).is_nan());
-        assert_eq!(bucket_f64(f64::INFINITY, 1.0), f64::INFINITY);
-        assert_eq!(bucket_f64(f64::MAX, 1e-300), f64::MAX);
-        assert_eq!(bucket_f64(-f64::MAX, 1e-300), -f64::MAX);
-    }
-
-    #[test]
-    #[should_panic(expected = "bucket width must be positive")]
-    fn bucket_rejects_zero_width() {
-        bucket_i64(1, 0);
-    }
-
-    #[test]
-    #[should_panic(expected = "bucket width must be positive")]
-    fn bucket_f64_rejects_nan_width() {
-        bucket_f64(1.0, f64::NAN);
-    }
-
     fn encodings() -> impl Strategy<Value = TokenEncoding> {
         prop_oneof![Just(TokenEncoding::Hex), Just(TokenEncoding::Base64Url)]
     }
@@ -454,43 +318,6 @@ mod tests {
             let tokens: std::collections::HashSet<String> =
                 values.iter().map(|v| t.token(v)).collect();
             prop_assert_eq!(tokens.len(), values.len());
-        }
-
-        #[test]
-        fn mask_keeps_length_and_tail(value in ".*", keep_last in 0usize..12) {
-            let mut out = String::new();
-            mask_into(&value, keep_last, &mut out);
-            let input: Vec<char> = value.chars().collect();
-            let output: Vec<char> = out.chars().collect();
-            prop_assert_eq!(output.len(), input.len());
-            let masked = input.len().saturating_sub(keep_last);
-            prop_assert!(output[..masked].iter().all(|&c| c == '*'));
-            prop_assert_eq!(&output[masked..], &input[masked..]);
-        }
-
-        #[test]
-        fn prefix_is_a_prefix(value in ".*", n in 0usize..12) {
-            let mut out = String::new();
-            prefix_into(&value, n, &mut out);
-            prop_assert!(value.starts_with(&out));
-            prop_assert_eq!(out.chars().count(), n.min(value.chars().count()));
-        }
-
-        #[test]
-        fn bucket_i64_contains_x(x in -1_000_000_000_000i64..1_000_000_000_000,
-                                 width in 1i64..1_000_000) {
-            let lower = bucket_i64(x, width);
-            prop_assert!(lower <= x && x < lower + width);
-            prop_assert_eq!(lower % width, 0);
-        }
-
-        #[test]
-        fn bucket_f64_contains_x(x in -1e9f64..1e9, width in 1e-3f64..1e6) {
-            let lower = bucket_f64(x, width);
-            prop_assert!(lower <= x, "{} > {}", lower, x);
-            // Allow for rounding at the scale of x and of width.
-            let slack = width * 1e-9 + x.abs() * 4.0 * f64::EPSILON;
-            prop_assert!(x - lower < width + slack, "{} >= {} + {}", x, lower, width);
         }
     }
 }
