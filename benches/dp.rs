@@ -7,6 +7,10 @@
 //!
 //! Rows: `PRIVPREP_BENCH_ROWS` (default 1,000,000); repetitions: `PRIVPREP_BENCH_REPS` (3).
 
+// The allocator the privprep binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use polars::prelude::*;

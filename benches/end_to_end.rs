@@ -3,6 +3,10 @@
 //! RSS of each. `PRIVPREP_BENCH_ROWS` sets the size (default 1,000,000); `PRIVPREP_BENCH_REPS`
 //! the repetitions (default 3, the median is reported).
 
+// The allocator the privprep binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -2,6 +2,10 @@
 //! with the row's own name, e-mail, phone and id, then replacement, on one core and on all.
 //! Criterion reports MB/s (bytes of text) and texts/s.
 
+// The allocator the privprep binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use privprep::datagen::{generate, DataFormat, DatagenOptions};
 use privprep::pii::redact::{apply_into, TextAction, TextPolicy};

@@ -1,6 +1,10 @@
 //! Per-stage throughput: the input pre-scan (hash + CSV structure), the policy kernels, and the
 //! Parquet emit path (engine frame → Arrow → zstd Parquet).
 
+// The allocator the privprep binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use polars::prelude::*;
 use privprep::datagen::{generate, DataFormat, DatagenOptions};

@@ -18,12 +18,6 @@ pub mod policy;
 pub mod run;
 pub mod spec;
 
-/// polars allocates per group in window functions and per chunk everywhere; glibc's allocator
-/// spends much of a release's time consolidating those small blocks. mimalloc is what polars'
-/// own builds use for the same reason. Set here so the binary, tests and benches all run on it.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub use plan::{build as load_plan, Plan};
 pub use run::{run, RunFailure, RunOptions, RunSummary};
 pub use spec::{Diagnostic, Diagnostics};

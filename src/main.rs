@@ -2,6 +2,14 @@
 //! prints, and maps outcomes to exit codes (0 ok, 1 run failed, 2 usage or config error).
 
 use anyhow::Context;
+
+/// polars allocates per group in window functions and per chunk everywhere; glibc's allocator
+/// spends much of a release's time consolidating those small blocks. mimalloc is what polars'
+/// own builds use for the same reason. Chosen here, in the binary: a library leaves the
+/// allocator to the program that uses it (the benches choose the same one).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use privprep::lineage::record::{GateResult, Measure};
 use privprep::lineage::store::Store;

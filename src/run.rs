@@ -124,10 +124,23 @@ pub enum RunError {
     },
     #[error("leak gate: personal data found in the output: {columns}\n  = hint: nothing was committed. Redact these columns (action = \"redact\"), drop them, or widen their detectors; `privprep lineage show` lists the gate's counts per column")]
     Leak { columns: String },
+    /// A release OpenDP refused or failed to compute.
+    #[error(transparent)]
+    Release(#[from] release::ReleaseError),
+    /// A release's public bound does not hold for the data (checked before any spend).
     #[error("{0}")]
-    Release(String),
-    #[error("{0}")]
-    Budget(String),
+    ReleaseBound(String),
+    #[error(transparent)]
+    Budget(#[from] crate::dp::ledger::LedgerError),
+    #[error(transparent)]
+    Action(#[from] crate::identity::stage::ActionError),
+    #[error("free-text detectors: {0}")]
+    Scanner(#[from] privprep_kernels::pii::detect::ScannerError),
+    #[error("free-text tokens: {0}")]
+    Tokenizer(#[from] privprep_kernels::token::TokenizerError),
+    /// A lock shared with the engine's threads was poisoned by a panic there.
+    #[error("internal error: the {0} lock was poisoned by a failed engine thread\n  = hint: this is a bug in privprep; nothing was committed")]
+    Poisoned(&'static str),
     #[error("{0}")]
     PathCollision(String),
     #[error("{path}: cannot write the run journal: {source}\n  = hint: the journal lets the next command account for a killed run; check that the state folder is writable")]
@@ -516,8 +529,7 @@ fn execute(
         .releases
         .iter()
         .map(release::prepare)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| RunError::Release(e.to_string()))?;
+        .collect::<Result<Vec<_>, _>>()?;
 
     // The lazy plan.
     let scratch = scratch_dir(&opts.state_dir, run_id).map_err(|source| emit::EmitError::Io {
@@ -558,10 +570,7 @@ fn execute(
     // Free text: texts with a `drop_row` hit drop their row before anything is transformed.
     let texts = text_runtimes(plan, key.as_ref())?;
     // Built before any file is written, so a scanner problem cannot strand temporary files.
-    let gate_scanner = plan
-        .pii
-        .scanner(None)
-        .map_err(|e| RunError::Engine(e.to_string()))?;
+    let gate_scanner = plan.pii.scanner(None)?;
     let kept_only = |name: &str| {
         when(col(STATUS).eq(lit(KEPT as i32)))
             .then(col(name))
@@ -611,7 +620,7 @@ fn execute(
             {
                 outputs.push(pii::stage::redact_expr(rt.clone(), input, context_of(t)));
             }
-        } else if let Some(e) = c.action.expr(&c.name, input, c.ty, key.as_ref()) {
+        } else if let Some(e) = c.action.expr(&c.name, input, c.ty, key.as_ref())? {
             outputs.push(e);
         }
     }
@@ -790,11 +799,7 @@ fn execute(
     }
 
     // Accounting.
-    let tally = std::mem::take(
-        &mut *tally
-            .lock()
-            .map_err(|_| RunError::Engine("tally lock poisoned".into()))?,
-    );
+    let tally = std::mem::take(&mut *tally.lock().map_err(|_| RunError::Poisoned("tally"))?);
     let written = tally.by_status[KEPT as usize];
     let quarantined = structural_bad + tally.by_status[QUARANTINED as usize];
     let mut dropped = BTreeMap::new();
@@ -860,9 +865,7 @@ fn execute(
     // Finish every file before any is renamed, so either all outputs change or none.
     let mut finished = Vec::new();
     {
-        let mut s = sinks
-            .lock()
-            .map_err(|_| RunError::Engine("writer lock poisoned".into()))?;
+        let mut s = sinks.lock().map_err(|_| RunError::Poisoned("writer"))?;
         let writers: Vec<(u8, AtomicParquet)> = s.writers.drain(..).collect();
         let names: BTreeMap<u8, &str> = plan
             .output
@@ -902,7 +905,7 @@ fn execute(
     let keys = identifiers
         .lock()
         .map(|mut keys| std::mem::take(&mut *keys))
-        .map_err(|_| RunError::Engine("identifier key list lock poisoned".into()))?;
+        .map_err(|_| RunError::Poisoned("identifier key list"))?;
     let set_started = std::time::Instant::now();
     let n_keys = keys.len();
     let identifiers = IdentifierSet::from_keys(value_hasher, keys);
@@ -997,7 +1000,7 @@ fn execute(
         let parts = std::mem::take(
             &mut *dp_rows
                 .lock()
-                .map_err(|_| RunError::Engine("release rows lock poisoned".into()))?,
+                .map_err(|_| RunError::Poisoned("release rows"))?,
         );
         for (rec, w) in run_releases(plan, opts, run_id, &prepared, parts, &dp_columns)? {
             let sha = rec.sha256.clone();
@@ -1083,20 +1086,26 @@ fn run_releases(
     };
     let mut frame = empty();
     for part in parts {
-        frame
-            .vstack_mut(&part)
-            .map_err(|e| RunError::Release(format!("collecting the consented rows: {e}")))?;
+        frame.vstack_mut(&part).map_err(|e| {
+            RunError::Engine(sanitize(
+                &format!("collecting the consented rows: {e}"),
+                plan,
+            ))
+        })?;
     }
     for (alias, source, _) in dp_columns.iter().skip(1) {
-        frame
-            .rename(alias, source.as_str().into())
-            .map_err(|e| RunError::Release(format!("collecting the consented rows: {e}")))?;
+        frame.rename(alias, source.as_str().into()).map_err(|e| {
+            RunError::Engine(sanitize(
+                &format!("collecting the consented rows: {e}"),
+                plan,
+            ))
+        })?;
     }
     // The noise of sums was fixed for at most max_rows rows: more would void the guarantee.
     // Checked before any budget is spent or anything released.
     for r in &plan.releases {
         if let Some(max_rows) = r.max_rows.filter(|m| frame.height() as u64 > u64::from(*m)) {
-            return Err(RunError::Release(format!(
+            return Err(RunError::ReleaseBound(format!(
                 "release `{}`: the consented rows are more than its public bound max_rows = {max_rows}; nothing was spent or released\n  = hint: raise max_rows in the release (it is public and fixed before the data is read, so set it above any size the dataset can reach)",
                 r.name
             )));
@@ -1113,20 +1122,20 @@ fn run_releases(
                 )
                 .agg([len()])
                 .collect()
-                .map_err(|e| RunError::Release(format!("release `{}`: {e}", r.name)))?
+                .map_err(|e| {
+                    RunError::Engine(sanitize(&format!("release `{}`: {e}", r.name), plan))
+                })?
                 .height();
             if keys as u64 > u64::from(max_keys) {
-                return Err(RunError::Release(format!(
+                return Err(RunError::ReleaseBound(format!(
                     "release `{}`: the consented rows have more distinct keys than its public bound max_keys = {max_keys}; nothing was spent or released\n  = hint: raise max_keys in the release (it is public: set it from what the column can hold, not from the data)",
                     r.name
                 )));
             }
         }
     }
-    let mut ledger = Ledger::open(&opts.lineage_db).map_err(|e| RunError::Budget(e.to_string()))?;
-    ledger
-        .spend(&dataset, &unit, run_id, cap.as_ref(), &requests)
-        .map_err(|e| RunError::Budget(e.to_string()))?;
+    let mut ledger = Ledger::open(&opts.lineage_db)?;
+    ledger.spend(&dataset, &unit, run_id, cap.as_ref(), &requests)?;
 
     let mut files = Vec::new();
     for (r, p) in plan.releases.iter().zip(prepared) {
@@ -1139,10 +1148,8 @@ fn run_releases(
         );
         let input = frame
             .select(keep)
-            .map_err(|e| RunError::Release(format!("release `{}`: {e}", r.name)))?;
-        let table = p
-            .run(r, input.lazy())
-            .map_err(|e| RunError::Release(e.to_string()))?;
+            .map_err(|e| RunError::Engine(sanitize(&format!("release `{}`: {e}", r.name), plan)))?;
+        let table = p.run(r, input.lazy())?;
         let schema = emit::arrow_schema(table.schema())?;
         let (e, d, rho) = match p.calibrated.spend {
             Loss::Pure { epsilon } => (epsilon, 0.0, 0.0),
@@ -1441,10 +1448,7 @@ fn text_runtimes(plan: &Plan, key: Option<&Arc<Key>>) -> Result<Vec<Arc<TextRunt
     let tokens = &plan.pipeline.spec.tokens;
     let mut out = Vec::new();
     for t in &plan.text {
-        let scanner = plan
-            .pii
-            .scanner(Some(&t.detectors))
-            .map_err(|e| RunError::Engine(e.to_string()))?;
+        let scanner = plan.pii.scanner(Some(&t.detectors))?;
         let policy = plan.pii.policy(t);
         let token: Option<Arc<pii::redact::TokenFn>> = match key {
             Some(k) if t.tokenizes() => {
@@ -1452,8 +1456,7 @@ fn text_runtimes(plan: &Plan, key: Option<&Arc<Key>>) -> Result<Vec<Arc<TextRunt
                     TokenEncodingSpec::Hex => TokenEncoding::Hex,
                     TokenEncodingSpec::Base64url => TokenEncoding::Base64Url,
                 };
-                let tokenizer = Tokenizer::new(k, tokens.bits, encoding)
-                    .map_err(|e| RunError::Engine(e.to_string()))?;
+                let tokenizer = Tokenizer::new(k, tokens.bits, encoding)?;
                 Some(Arc::new(move |v: &str, out: &mut String| {
                     tokenizer.token_into(v, out)
                 }))

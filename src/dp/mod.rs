@@ -5,7 +5,8 @@
 //! privacy unit in the lineage store, checking the dataset's cap in the same write-locked
 //! transaction, so concurrent runs cannot overspend. Noise itself only ever comes from OpenDP.
 //!
-//! Depends on: `lineage::store` (the ledger is a chained table of the lineage store).
+//! Depends on: `lineage` (the ledger is a chained table of the lineage store; releases record
+//! their noise in lineage types).
 
 pub mod ledger;
 pub mod release;

@@ -3,7 +3,7 @@
 //! Frames cross from the engine to arrow-rs through the Arrow C Data Interface (no copy), string
 //! views are cast to plain `string`, and each file is written to a hidden temporary file in the
 //! target folder, fsynced and renamed, so a crash leaves the previous output or none.
-//! Depends on: nothing else in the crate.
+//! Depends on: `spec` (folder of a path).
 
 use arrow::array::{make_array, ArrayRef, RecordBatch};
 use arrow::datatypes::{

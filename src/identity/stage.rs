@@ -15,6 +15,19 @@ use privprep_kernels::token::{self, TokenEncoding, Tokenizer};
 use rayon::prelude::*;
 use std::sync::Arc;
 
+/// Why a column's action could not be lowered.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("column `{column}` is tokenized but the run loaded no key\n  = hint: this is a bug in privprep: every plan that tokenizes asks for a key")]
+    NoKey { column: String },
+    #[error("column `{column}`: {source}")]
+    Tokenizer {
+        column: String,
+        #[source]
+        source: privprep_kernels::token::TokenizerError,
+    },
+}
+
 /// Internal column holding each row's split (0 train, 1 validation, 2 test; Int32 because
 /// the engine is built without 8-bit integer types).
 pub const SPLIT: &str = "__split";
@@ -92,21 +105,30 @@ impl Action {
         }
     }
 
-    /// The output expression for column `name` (None for `Drop`). `input` is the typed column.
+    /// The output expression for column `name` (None for `Drop` and `Redact`). `input` is the
+    /// typed column.
     pub fn expr(
         &self,
         name: &str,
         input: Expr,
         ty: ColumnType,
         key: Option<&Arc<Key>>,
-    ) -> Option<Expr> {
+    ) -> Result<Option<Expr>, ActionError> {
         let out = match self {
             // Text columns are built by the text stage; never pass them through from here.
-            Action::Drop | Action::Redact => return None,
+            Action::Drop | Action::Redact => return Ok(None),
             Action::Keep => input,
             Action::Tokenize { bits, encoding } => {
-                let key = key?;
-                let tokenizer = Arc::new(Tokenizer::new(key, *bits, *encoding).ok()?);
+                let key = key.ok_or_else(|| ActionError::NoKey {
+                    column: name.to_string(),
+                })?;
+                let tokenizer = Tokenizer::new(key, *bits, *encoding).map_err(|source| {
+                    ActionError::Tokenizer {
+                        column: name.to_string(),
+                        source,
+                    }
+                })?;
+                let tokenizer = Arc::new(tokenizer);
                 map_str_expr(input, move |v, out| tokenizer.token_into(v, out))
             }
             Action::Hash => map_str_expr(input, token::sha256_hex_into),
@@ -121,7 +143,7 @@ impl Action {
             Action::GeneralizeDate(part) => generalize_date(input, ty, *part),
             Action::GeneralizeNumber(w) => generalize_number(input, ty, *w),
         };
-        Some(out.alias(name))
+        Ok(Some(out.alias(name)))
     }
 }
 

@@ -23,6 +23,6 @@ pub use record::{
     BudgetSpend, ColumnLineage, InputRecord, OutputRecord, PolicySummary, RunRecord, RunStatus,
 };
 pub use store::{
-    record_hash, BrokenRecord, InitOutcome, LedgerTransaction, LineageError, RunSummary, Store,
+    record_hash, BrokenRecord, InitOutcome, LedgerTransaction, LineageError, RunListing, Store,
     StoredRun, VerifyReport, GENESIS_HASH,
 };

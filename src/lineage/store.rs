@@ -402,7 +402,7 @@ pub fn record_hash(prev_hash: &str, record_json: &str) -> String {
 
 /// One line of [`Store::list`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RunSummary {
+pub struct RunListing {
     /// Chain position (1, 2, …).
     pub seq: i64,
     /// The run id.
@@ -831,7 +831,7 @@ impl Store {
     }
 
     /// Every run, oldest first, as read from the `runs` table.
-    pub fn list(&self) -> Result<Vec<RunSummary>, LineageError> {
+    pub fn list(&self) -> Result<Vec<RunListing>, LineageError> {
         let err = || sqlite(&self.path, "list the runs");
         let mut stmt = self
             .conn
@@ -844,7 +844,7 @@ impl Store {
             .map_err(err())?;
         let rows = stmt
             .query_map([], |row| {
-                Ok(RunSummary {
+                Ok(RunListing {
                     seq: row.get(0)?,
                     run_id: row.get(1)?,
                     status: row.get(2)?,
@@ -1560,7 +1560,7 @@ mod tests {
         assert_eq!(
             list,
             vec![
-                RunSummary {
+                RunListing {
                     seq: 1,
                     run_id: "run-1".into(),
                     status: "succeeded".into(),
@@ -1570,7 +1570,7 @@ mod tests {
                     rows_written: 86,
                     outputs: 2,
                 },
-                RunSummary {
+                RunListing {
                     seq: 2,
                     run_id: "run-2".into(),
                     status: "failed".into(),

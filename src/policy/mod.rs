@@ -2,7 +2,7 @@
 //!
 //! Every row gets one status code. A row is dropped for the first reason that applies, in the
 //! fixed order of [`DropReason::ALL`], so the counts add up to exactly the rows dropped.
-//! Missing consent or status values mean no consent. Depends on: `ingest` (column names).
+//! Missing consent or status values mean no consent. Depends on: `spec` (side files), the kernels crate (value predicates).
 
 use polars::prelude::*;
 use serde::Serialize;
