@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use polars::prelude::*;
-use privprep::identity::stage::map_str_column;
+use privprep::engine::polars::adapter::map_str_column;
 use privprep::identity::{mask_into, Key, TokenEncoding, Tokenizer};
 
 fn values(n: usize) -> Vec<String> {

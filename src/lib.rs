@@ -9,6 +9,7 @@
 pub mod datagen;
 pub mod dp;
 pub mod emit;
+pub mod engine;
 pub mod identity;
 pub mod ingest;
 pub mod lineage;

@@ -10,6 +10,7 @@
 
 use crate::dp::release;
 use crate::emit::{self, AtomicParquet, ParquetSettings};
+use crate::engine::polars::adapter::map_str;
 use crate::identity::keys::{self, Key};
 use crate::identity::stage::Action;
 use crate::identity::stage::{split_expr, SPLIT};
@@ -1416,17 +1417,11 @@ fn gate_exempt(plan: &Plan) -> Vec<String> {
 /// The keyed hash of an identifier column's values (null when too short to remember).
 fn id_key_expr(hasher: &ValueHasher, column: &str) -> Expr {
     let hasher = hasher.clone();
-    col(column).cast(DataType::String).map(
-        move |c| {
-            let ca = c.str()?;
-            let keys: UInt64Chunked = ca
-                .iter()
-                .map(|v| v.and_then(|v| hasher.value_key(v)))
-                .collect();
-            Ok(keys.into_column())
-        },
-        |_, f| Ok(Field::new(f.name().clone(), DataType::UInt64)),
-    )
+    map_str::<UInt64Type, _>(col(column), vec![], move |s, out| {
+        s.values()
+            .for_each(|v| out.append_option(v.and_then(|v| hasher.value_key(v))));
+        Ok(())
+    })
 }
 
 /// Appends one batch's identifier keys for the gate.

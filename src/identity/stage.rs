@@ -1,18 +1,17 @@
 //! The identifier stage on the engine: each output column's action as a lazy expression.
 //!
-//! The per-value work is done by the plain kernels of `privprep-kernels`; this file only walks
-//! engine string columns in parallel chunks and builds new columns without a per-row allocation.
+//! The per-value work is done by the plain kernels of `privprep-kernels`; string columns
+//! are walked by the engine's one adapter ([`crate::engine::polars::adapter`]).
 
+use crate::engine::polars::adapter::map_str;
 use crate::ingest::ColumnType;
 use crate::spec::DatePart;
 use polars::prelude::*;
-use privprep_kernels::array::map_values;
 use privprep_kernels::generalize::{self, month_start_days};
 use privprep_kernels::key::Key;
 use privprep_kernels::mask;
 use privprep_kernels::split::Splitter;
 use privprep_kernels::token::{self, TokenEncoding, Tokenizer};
-use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Why a column's action could not be lowered.
@@ -149,47 +148,10 @@ impl Action {
 
 /// Applies a string kernel to every non-null value (non-string inputs are cast to text first).
 fn map_str_expr(input: Expr, f: impl Fn(&str, &mut String) + Send + Sync + 'static) -> Expr {
-    input.cast(DataType::String).map(
-        move |c| {
-            let ca = c.str()?;
-            Ok(map_str_column(ca, &f).into_column())
-        },
-        |_, field| Ok(Field::new(field.name().clone(), DataType::String)),
-    )
-}
-
-/// Below this many values a column is mapped on the calling thread.
-const PARALLEL_MIN: usize = 16 * 1024;
-
-/// Maps a string column through a kernel, in parallel slices, reusing one buffer per slice.
-pub fn map_str_column(ca: &StringChunked, f: &(dyn Fn(&str, &mut String) + Sync)) -> StringChunked {
-    let n = ca.len();
-    if n < PARALLEL_MIN {
-        return map_str_slice(ca, f);
-    }
-    let parts = rayon::current_num_threads().clamp(1, n / (PARALLEL_MIN / 2));
-    let step = n.div_ceil(parts);
-    let pieces: Vec<StringChunked> = (0..parts)
-        .into_par_iter()
-        .map(|i| map_str_slice(&ca.slice((i * step) as i64, step), f))
-        .collect();
-    let mut iter = pieces.into_iter();
-    let mut out = iter
-        .next()
-        .unwrap_or_else(|| StringChunked::full_null(ca.name().clone(), 0));
-    for p in iter {
-        // Appending chunks only moves array pointers.
-        if out.append(&p).is_err() {
-            return map_str_slice(ca, f);
-        }
-    }
-    out
-}
-
-fn map_str_slice(ca: &StringChunked, f: &(dyn Fn(&str, &mut String) + Sync)) -> StringChunked {
-    let mut builder = StringChunkedBuilder::new(ca.name().clone(), ca.len());
-    map_values(ca.iter(), f, |v| builder.append_option(v));
-    builder.finish()
+    map_str::<StringType, _>(input, vec![], move |s, out| {
+        s.map_kernel(out, &f);
+        Ok(())
+    })
 }
 
 fn generalize_date(input: Expr, ty: ColumnType, part: DatePart) -> Expr {
@@ -242,44 +204,10 @@ fn generalize_number(input: Expr, ty: ColumnType, width: f64) -> Expr {
 /// (trimmed, as the policy sees it, so one person never straddles two splits).
 pub fn split_expr(subject: Expr, key: &Key, fractions: [f64; 3]) -> Expr {
     let splitter = Splitter::new(key, fractions);
-    subject
-        .cast(DataType::String)
-        .map(
-            move |c| {
-                let ca = c.str()?;
-                let out: Int32Chunked = ca
-                    .iter()
-                    .map(|v| Some(splitter.split_of(v)))
-                    .collect::<Int32Chunked>()
-                    .with_name(ca.name().clone());
-                Ok(out.into_column())
-            },
-            |_, f| Ok(Field::new(f.name().clone(), DataType::Int32)),
-        )
-        .alias(SPLIT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parallel_map_matches_sequential_and_keeps_nulls() {
-        let values: Vec<Option<String>> = (0..50_000)
-            .map(|i| {
-                if i % 7 == 0 {
-                    None
-                } else {
-                    Some(format!("v{i}"))
-                }
-            })
-            .collect();
-        let ca = StringChunked::from_iter_options("c".into(), values.iter().map(|v| v.as_deref()));
-        let f = |v: &str, out: &mut String| mask::mask_into(v, 2, out);
-        let par = map_str_column(&ca, &f);
-        let seq = map_str_slice(&ca, &f);
-        assert_eq!(par.len(), ca.len());
-        assert!(par.iter().zip(seq.iter()).all(|(a, b)| a == b));
-        assert_eq!(par.null_count(), ca.null_count());
-    }
+    map_str::<Int32Type, _>(subject, vec![], move |s, out| {
+        s.values()
+            .for_each(|v| out.append_value(splitter.split_of(v)));
+        Ok(())
+    })
+    .alias(SPLIT)
 }

@@ -4,6 +4,7 @@
 //! fixed order of [`DropReason::ALL`], so the counts add up to exactly the rows dropped.
 //! Missing consent or status values mean no consent. Depends on: `spec` (side files), the kernels crate (value predicates).
 
+use crate::engine::polars::adapter::map_str;
 use polars::prelude::*;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -169,18 +170,10 @@ pub struct PolicyPlan {
 
 /// A boolean expression from a per-value predicate over a string column; nulls give false.
 fn str_predicate(expr: Expr, f: impl Fn(&str) -> bool + Send + Sync + 'static) -> Expr {
-    expr.cast(DataType::String).map(
-        move |c| {
-            let ca = c.str()?;
-            let out: BooleanChunked = ca
-                .iter()
-                .map(|v| Some(v.is_some_and(&f)))
-                .collect::<BooleanChunked>()
-                .with_name(ca.name().clone());
-            Ok(out.into_column())
-        },
-        |_, f| Ok(Field::new(f.name().clone(), DataType::Boolean)),
-    )
+    map_str::<BooleanType, _>(expr, vec![], move |s, out| {
+        s.values().for_each(|v| out.append_value(v.is_some_and(&f)));
+        Ok(())
+    })
 }
 
 impl PolicyPlan {
