@@ -369,3 +369,196 @@ fn finish_commit(
     record.error = Some(format!("interrupted during the commit, and {missing} of its files could not be completed afterwards; the run's other files were removed, so no output of it is in place"));
     store.append(&record).map(|_| ()).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        store: Store,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("state/lineage.db")).unwrap();
+            std::fs::create_dir_all(dir.path().join("out")).unwrap();
+            Fixture { dir, store }
+        }
+        fn state(&self) -> PathBuf {
+            self.dir.path().join("state")
+        }
+        fn out(&self, name: &str) -> PathBuf {
+            self.dir.path().join("out").join(name)
+        }
+        /// A staged commit of `names`, each file holding its own name.
+        fn staged(&self, run_id: &str, names: &[&str]) -> StagedCommit {
+            let mut s = StagedCommit::new();
+            for n in names {
+                s.add_bytes(&self.out(n), run_id, n.as_bytes()).unwrap();
+            }
+            s
+        }
+        fn pending(&self, run_id: &str, pid: u32) -> (Journal, Pending) {
+            let record = record(run_id);
+            (
+                Journal::new(&self.state(), run_id),
+                Pending {
+                    pid,
+                    started: None,
+                    record,
+                    temp_files: Vec::new(),
+                    commit: None,
+                },
+            )
+        }
+        fn status(&self, run_id: &str) -> Option<RunStatus> {
+            self.store.get(run_id).unwrap().map(|r| r.record.status)
+        }
+    }
+
+    fn record(run_id: &str) -> RunRecord {
+        RunRecord::begin(run_id, "2026-11-26T00:00:00Z", "t", "t.toml", "00", "")
+    }
+
+    fn succeeded(run_id: &str) -> RunRecord {
+        let mut r = record(run_id);
+        r.status = RunStatus::Succeeded;
+        r
+    }
+
+    fn temp_files(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.contains(emit::TMP_MARKER))
+            .collect()
+    }
+
+    /// The pid of a process that has ended.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn a_dropped_staged_commit_removes_its_temporary_files() {
+        let f = Fixture::new();
+        let s = f.staged("r1", &["a.parquet", "b.jsonl"]);
+        assert_eq!(temp_files(&f.dir.path().join("out")).len(), 2);
+        drop(s);
+        assert!(temp_files(&f.dir.path().join("out")).is_empty());
+        assert!(!f.out("a.parquet").exists());
+    }
+
+    #[test]
+    fn a_commit_puts_every_file_in_place_with_its_record() {
+        let mut f = Fixture::new();
+        let s = f.staged("r1", &["a.parquet", "b.jsonl"]);
+        let (j, mut p) = f.pending("r1", std::process::id());
+        j.write(&p).unwrap();
+        let state = f.state();
+        s.commit(&state, &j, &mut p, &succeeded("r1"), &mut f.store)
+            .unwrap();
+        assert_eq!(std::fs::read(f.out("a.parquet")).unwrap(), b"a.parquet");
+        assert_eq!(std::fs::read(f.out("b.jsonl")).unwrap(), b"b.jsonl");
+        assert_eq!(f.status("r1"), Some(RunStatus::Succeeded));
+        assert!(!j.path().exists(), "the journal entry is removed");
+        assert!(temp_files(&f.dir.path().join("out")).is_empty());
+    }
+
+    #[test]
+    fn a_failed_rename_takes_back_what_was_renamed_and_records_nothing() {
+        let mut f = Fixture::new();
+        let s = f.staged("r1", &["a.parquet", "b.parquet"]);
+        // The second destination is a folder that is not empty: its rename fails.
+        std::fs::create_dir_all(f.out("b.parquet").join("x")).unwrap();
+        let (j, mut p) = f.pending("r1", std::process::id());
+        let state = f.state();
+        let err = s
+            .commit(&state, &j, &mut p, &succeeded("r1"), &mut f.store)
+            .unwrap_err();
+        assert!(matches!(err, CommitError::Io { .. }), "{err}");
+        assert!(
+            !f.out("a.parquet").exists(),
+            "the first rename is taken back"
+        );
+        assert_eq!(f.status("r1"), None);
+        // The journal is a plain pending entry again: a later crash is recorded as failed.
+        assert!(j.read().unwrap().commit.is_none());
+        assert!(temp_files(&f.dir.path().join("out")).is_empty());
+    }
+
+    #[test]
+    fn recovery_finishes_a_dead_runs_commit() {
+        let mut f = Fixture::new();
+        let s = f.staged("r1", &["a.parquet", "b.parquet"]);
+        let (j, mut p) = f.pending("r1", dead_pid());
+        // As if the process died after its first rename.
+        p.commit = Some(Intent {
+            record: succeeded("r1"),
+            moves: s.moves(),
+        });
+        j.write(&p).unwrap();
+        let first = &p.commit.as_ref().unwrap().moves[0];
+        std::fs::rename(&first.tmp, &first.dest).unwrap();
+        std::mem::forget(s);
+        let state = f.state();
+        assert_eq!(recover_interrupted(&state, &mut f.store), vec!["r1"]);
+        assert_eq!(f.status("r1"), Some(RunStatus::Succeeded));
+        assert_eq!(std::fs::read(f.out("b.parquet")).unwrap(), b"b.parquet");
+        assert!(!j.path().exists());
+        assert!(temp_files(&f.dir.path().join("out")).is_empty());
+    }
+
+    #[test]
+    fn recovery_rolls_back_an_intent_whose_file_is_gone() {
+        let mut f = Fixture::new();
+        let s = f.staged("r1", &["a.parquet", "b.parquet"]);
+        let (j, mut p) = f.pending("r1", dead_pid());
+        p.commit = Some(Intent {
+            record: succeeded("r1"),
+            moves: s.moves(),
+        });
+        j.write(&p).unwrap();
+        let moves = p.commit.as_ref().unwrap().moves.clone();
+        std::fs::rename(&moves[0].tmp, &moves[0].dest).unwrap();
+        // Someone removed the second temporary file by hand.
+        std::fs::remove_file(&moves[1].tmp).unwrap();
+        std::mem::forget(s);
+        let state = f.state();
+        recover_interrupted(&state, &mut f.store);
+        assert_eq!(f.status("r1"), Some(RunStatus::Failed));
+        assert!(!f.out("a.parquet").exists(), "no half set is left in place");
+        let error = f.store.get("r1").unwrap().unwrap().record.error.unwrap();
+        assert!(
+            error.contains("1 of its files could not be completed"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn recovery_of_a_run_that_died_before_its_commit_records_it_failed() {
+        let mut f = Fixture::new();
+        let s = f.staged("r1", &["a.parquet"]);
+        let (j, mut p) = f.pending("r1", dead_pid());
+        p.temp_files = s.moves().into_iter().map(|m| m.tmp).collect();
+        j.write(&p).unwrap();
+        std::mem::forget(s);
+        // A live run's entry is left alone.
+        let (live, live_p) = f.pending("r2", std::process::id());
+        live.write(&live_p).unwrap();
+        let state = f.state();
+        assert_eq!(recover_interrupted(&state, &mut f.store), vec!["r1"]);
+        assert_eq!(f.status("r1"), Some(RunStatus::Failed));
+        assert_eq!(f.status("r2"), None);
+        assert!(live.path().exists());
+        assert!(temp_files(&f.dir.path().join("out")).is_empty());
+        let error = f.store.get("r1").unwrap().unwrap().record.error.unwrap();
+        assert!(error.contains("no output was committed"), "{error}");
+    }
+}
