@@ -19,9 +19,28 @@ pub mod policy;
 pub mod run;
 pub mod spec;
 
+// The public face: what the command line (and a program embedding privprep) uses. The modules
+// stay public for the integration tests and benches, which exercise stages on their own.
+
+/// Pipelines: validate and plan.
 pub use plan::{build as load_plan, Plan};
-pub use run::{run, RunFailure, RunOptions, RunSummary};
-pub use spec::{Diagnostic, Diagnostics};
+pub use spec::{Diagnostic, Diagnostics, SourceFormat};
+
+/// Runs and their summaries.
+pub use policy::DropReason;
+pub use run::{recover_interrupted, run, write_collisions, RunFailure, RunOptions, RunSummary};
+
+/// Lineage: the store, its records and verdicts.
+pub use lineage::record::{GateResult, LeakGateRecord, Measure, RunRecord};
+pub use lineage::store::Store;
+
+/// The privacy budget.
+pub use dp::{DatasetBudget, Ledger, Loss};
+
+/// Sample data and PII profiling of files.
+pub use datagen::{generate as datagen, DataFormat, DatagenOptions};
+pub use pii::phone::DEFAULT_REGIONS as DEFAULT_PHONE_REGIONS;
+pub use pii::profile::{scan, ScanOptions};
 
 /// Validates a pipeline file and everything it names; returns the plan or every problem found.
 pub fn validate(path: &std::path::Path) -> Result<Plan, Diagnostics> {

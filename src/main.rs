@@ -11,8 +11,7 @@ use anyhow::Context;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use privprep::lineage::record::{GateResult, Measure};
-use privprep::lineage::store::Store;
+use privprep::{GateResult, Measure, Store};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -234,7 +233,7 @@ fn state_collisions(
     let mut opts = privprep::RunOptions::new(&g.state_dir);
     opts.lineage_db = lineage_db.to_path_buf();
     opts.key_file = key_file;
-    privprep::run::write_collisions(plan, &opts)
+    privprep::write_collisions(plan, &opts)
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -323,17 +322,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             bad_rows,
         } => {
-            let opts = privprep::datagen::DatagenOptions {
+            let opts = privprep::DatagenOptions {
                 rows,
                 seed,
                 out: out.clone(),
                 format: match format {
-                    DataFormat::Csv => privprep::datagen::DataFormat::Csv,
-                    DataFormat::Parquet => privprep::datagen::DataFormat::Parquet,
+                    DataFormat::Csv => privprep::DataFormat::Csv,
+                    DataFormat::Parquet => privprep::DataFormat::Parquet,
                 },
                 bad_rows,
             };
-            let summary = privprep::datagen::generate(&opts)
+            let summary = privprep::datagen(&opts)
                 .with_context(|| format!("generating data in {}", out.display()))?;
             if !g.quiet {
                 eprintln!(
@@ -358,18 +357,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("error: --separator must be one ASCII character\n  = hint: e.g. --separator ';'");
                 return Ok(ExitCode::from(2));
             }
-            let opts = privprep::pii::profile::ScanOptions {
+            let opts = privprep::ScanOptions {
                 path,
                 format: source_format.map(|f| match f {
-                    SourceFormatArg::Csv => privprep::spec::SourceFormat::Csv,
-                    SourceFormatArg::Parquet => privprep::spec::SourceFormat::Parquet,
-                    SourceFormatArg::Ndjson => privprep::spec::SourceFormat::Ndjson,
+                    SourceFormatArg::Csv => privprep::SourceFormat::Csv,
+                    SourceFormatArg::Parquet => privprep::SourceFormat::Parquet,
+                    SourceFormatArg::Ndjson => privprep::SourceFormat::Ndjson,
                 }),
                 rows: (!full).then_some(rows),
                 separator: separator as u8,
                 regions: regions
                     .unwrap_or_else(|| {
-                        privprep::pii::phone::DEFAULT_REGIONS
+                        privprep::DEFAULT_PHONE_REGIONS
                             .iter()
                             .map(|s| s.to_string())
                             .collect()
@@ -378,7 +377,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map(|r| r.trim().to_ascii_uppercase())
                     .collect(),
             };
-            match privprep::pii::profile::scan(&opts) {
+            match privprep::scan(&opts) {
                 Ok(report) => {
                     if format == Format::Json {
                         print_json(&report)?;
@@ -394,7 +393,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Budget { dataset, format } => {
-            let ledger = privprep::dp::Ledger::open(&lineage_db)?;
+            let ledger = privprep::Ledger::open(&lineage_db)?;
             let budgets = ledger.budgets(dataset.as_deref())?;
             if format == Format::Json {
                 print_json(&budgets)?;
@@ -412,17 +411,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 for b in &budgets {
                     let spent = match b.cap {
-                        Some(privprep::dp::Loss::Pure { .. }) => {
+                        Some(privprep::Loss::Pure { .. }) => {
                             format!("ε = {:.6}", b.spent.epsilon)
                         }
-                        Some(privprep::dp::Loss::Zcdp { .. }) => format!("ρ = {:.6}", b.spent.rho),
+                        Some(privprep::Loss::Zcdp { .. }) => format!("ρ = {:.6}", b.spent.rho),
                         _ if b.spent.rho > 0.0 => format!(
                             "ε = {:.6}, δ = {:.3e}, ρ = {:.6}",
                             b.spent.epsilon, b.spent.delta, b.spent.rho
                         ),
                         _ => format!("ε = {:.6}, δ = {:.3e}", b.spent.epsilon, b.spent.delta),
                     };
-                    let show = |l: &Option<privprep::dp::Loss>| {
+                    let show = |l: &Option<privprep::Loss>| {
                         l.map(|l| l.to_string()).unwrap_or_else(|| "none".into())
                     };
                     println!(
@@ -446,7 +445,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             // The error names the store; a store that disagrees with its anchor still opens,
             // so that `verify` can say so.
             let mut store = Store::open_to_inspect(&lineage_db)?;
-            privprep::run::recover_interrupted(&g.state_dir, &mut store);
+            privprep::recover_interrupted(&g.state_dir, &mut store);
             lineage(&store, command)
         }
     }
@@ -636,12 +635,12 @@ fn lineage(store: &Store, command: LineageCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print_gate(gate: &[privprep::lineage::record::LeakGateRecord]) {
+fn print_gate(gate: &[privprep::LeakGateRecord]) {
     if gate.is_empty() {
         return;
     }
     let scanned: u64 = gate.iter().map(|g| g.values_scanned).sum();
-    let leaks: Vec<&privprep::lineage::record::LeakGateRecord> = gate
+    let leaks: Vec<&privprep::LeakGateRecord> = gate
         .iter()
         .filter(|g| g.result == GateResult::Leak)
         .collect();
@@ -670,7 +669,7 @@ fn print_summary(s: &privprep::RunSummary) {
     let dropped: u64 = s.dropped.values().sum();
     println!("  dropped        {dropped}");
     // In the order the policy applies its checks, not alphabetically.
-    for reason in privprep::policy::DropReason::ALL {
+    for reason in privprep::DropReason::ALL {
         if let Some(n) = s.dropped.get(reason.as_str()) {
             println!("    {:<18} {n}", reason.as_str());
         }
