@@ -6,7 +6,7 @@
 
 use crate::dp::ledger::{compose, Loss};
 use crate::dp::release::{Keys, ReleasePlan, Statistic};
-use crate::identity::stage::Action;
+use crate::identity::Action;
 use crate::identity::TokenEncoding;
 use crate::ingest::{self, ColumnClass, ColumnType, Conversion, Manifest};
 use crate::pii::{self, CustomDetector, CustomPlan, PiiPlan, TextAction, TextColumnPlan};

@@ -10,8 +10,11 @@
 //! side: it lowers each column's action onto polars expressions and may use the spec and ingest
 //! types.
 
+pub mod action;
 pub mod keys;
 pub mod stage;
+
+pub use action::{Action, OutputType};
 
 pub use keys::{loose_permissions, resolve_key, KeyError, KeySource, KEY_ENV, KEY_FILE_ENV};
 pub use privprep_kernels::generalize::{bucket_f64, bucket_i64, month_start_days, prefix_into};

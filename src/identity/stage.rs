@@ -3,6 +3,7 @@
 //! The per-value work is done by the plain kernels of `privprep-kernels`; string columns
 //! are walked by the engine's one adapter ([`crate::engine::polars::adapter`]).
 
+use super::action::Action;
 use crate::engine::polars::adapter::map_str;
 use crate::ingest::ColumnType;
 use crate::spec::DatePart;
@@ -11,7 +12,7 @@ use privprep_kernels::generalize::{self, month_start_days};
 use privprep_kernels::key::Key;
 use privprep_kernels::mask;
 use privprep_kernels::split::Splitter;
-use privprep_kernels::token::{self, TokenEncoding, Tokenizer};
+use privprep_kernels::token::{self, Tokenizer};
 use std::sync::Arc;
 
 /// Why a column's action could not be lowered.
@@ -31,79 +32,7 @@ pub enum ActionError {
 /// the engine is built without 8-bit integer types).
 pub const SPLIT: &str = "__split";
 
-/// What is done to one column, resolved against its type.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    Tokenize {
-        bits: u32,
-        encoding: TokenEncoding,
-    },
-    Hash,
-    Mask {
-        keep_last: usize,
-    },
-    GeneralizeDate(DatePart),
-    GeneralizeNumber(f64),
-    GeneralizePrefix(usize),
-    /// Free text rewritten by the text stage; this stage only knows its output is text.
-    Redact,
-    Drop,
-    Keep,
-}
-
 impl Action {
-    /// The transformation in words, as lineage and `explain` show it.
-    pub fn describe(&self) -> String {
-        match self {
-            Action::Tokenize { bits, encoding } => format!(
-                "tokenize (HMAC-SHA256 with the run key, {bits} bits, {})",
-                match encoding {
-                    TokenEncoding::Hex => "hex",
-                    TokenEncoding::Base64Url => "base64url",
-                }
-            ),
-            Action::Hash => "hash (unkeyed SHA-256, hex)".into(),
-            Action::Mask { keep_last } => format!("mask (keep the last {keep_last} characters)"),
-            Action::GeneralizeDate(DatePart::Year) => "generalize to the year".into(),
-            Action::GeneralizeDate(DatePart::Month) => {
-                "generalize to the first day of the month".into()
-            }
-            Action::GeneralizeNumber(w) => {
-                format!("generalize to buckets of width {w} (lower bound)")
-            }
-            Action::GeneralizePrefix(n) => format!("generalize to the first {n} characters"),
-            Action::Redact => "PII in the text replaced".into(),
-            Action::Drop => "dropped".into(),
-            Action::Keep => "kept as is".into(),
-        }
-    }
-
-    /// True when the output no longer holds the raw value.
-    pub fn masks(&self) -> bool {
-        !matches!(self, Action::Keep | Action::Drop)
-    }
-
-    /// True when the action needs the run key.
-    pub fn needs_key(&self) -> bool {
-        matches!(self, Action::Tokenize { .. })
-    }
-
-    /// Engine type of the output column.
-    pub fn output_type(&self, input: ColumnType) -> DataType {
-        match self {
-            Action::Tokenize { .. }
-            | Action::Hash
-            | Action::Mask { .. }
-            | Action::GeneralizePrefix(_)
-            | Action::Redact => DataType::String,
-            Action::GeneralizeDate(DatePart::Year) => DataType::Int32,
-            Action::GeneralizeDate(DatePart::Month) => DataType::Date,
-            Action::GeneralizeNumber(_) | Action::Drop | Action::Keep => {
-                crate::ingest::engine_type(input)
-            }
-        }
-    }
-
     /// The output expression for column `name` (None for `Drop` and `Redact`). `input` is the
     /// typed column.
     pub fn expr(
@@ -210,4 +139,43 @@ pub fn split_expr(subject: Expr, key: &Key, fractions: [f64; 3]) -> Expr {
         Ok(())
     })
     .alias(SPLIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::OutputType;
+
+    /// `explain` names output types without the engine; the names must stay the engine's.
+    #[test]
+    fn output_type_names_are_the_engines() {
+        let pairs = [
+            (OutputType::String, DataType::String),
+            (OutputType::Int32, DataType::Int32),
+            (OutputType::Int64, DataType::Int64),
+            (OutputType::Float64, DataType::Float64),
+            (OutputType::Bool, DataType::Boolean),
+            (OutputType::Date, DataType::Date),
+            (
+                OutputType::Datetime,
+                DataType::Datetime(TimeUnit::Microseconds, None),
+            ),
+        ];
+        for (ours, engine) in pairs {
+            assert_eq!(ours.to_string(), engine.to_string());
+        }
+        for ty in [
+            ColumnType::String,
+            ColumnType::Int64,
+            ColumnType::Float64,
+            ColumnType::Bool,
+            ColumnType::Date,
+            ColumnType::Datetime,
+        ] {
+            assert_eq!(
+                Action::Keep.output_type(ty).to_string(),
+                crate::ingest::engine_type(ty).to_string()
+            );
+        }
+    }
 }
