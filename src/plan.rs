@@ -5,7 +5,7 @@
 //! Privacy by default lives here: a column that is not public and has no rule is an error.
 
 use crate::dp::ledger::{compose, Loss};
-use crate::dp::release::{Keys, ReleasePlan, Statistic};
+use crate::dp::plan::{Keys, ReleasePlan, Statistic};
 use crate::identity::Action;
 use crate::identity::TokenEncoding;
 use crate::ingest::{self, ColumnClass, ColumnType, Conversion, Manifest};
@@ -982,7 +982,7 @@ fn release_plans(
         if sums && max_rows.is_none() {
             flag(diags, at("sum and mean need max_rows, a public upper bound on the consented rows the release reads".into(), "e.g. max_rows = 10_000_000: OpenDP's float sums account for rounding over that many rows, so it must be fixed before the data is read, not counted from it; a run with more rows fails before releasing"), &mut bad);
         }
-        if let Some(name) = crate::dp::release::duplicate_column(&group_by, &statistics) {
+        if let Some(name) = crate::dp::plan::duplicate_column(&group_by, &statistics) {
             flag(diags, at(format!("the release would write the column `{name}` twice"), "each group column and statistic needs its own name: rename a group column, drop a repeated statistic, or use quantiles that differ in percent"), &mut bad);
         }
         let max_keys = r.max_keys.as_ref().map(|m| *m.get_ref());
@@ -1531,7 +1531,7 @@ impl Plan {
                             .unwrap_or_default()
                     ));
                     for s in &r.statistics {
-                        if let crate::dp::release::Statistic::Mean {
+                        if let crate::dp::plan::Statistic::Mean {
                             column,
                             lower,
                             upper,
@@ -1539,7 +1539,7 @@ impl Plan {
                         {
                             let at = |n: f64| {
                                 p.calibrated.mean_half_width(
-                                    &crate::dp::release::stat_column(s),
+                                    &crate::dp::plan::stat_column(s),
                                     *lower,
                                     *upper,
                                     n,

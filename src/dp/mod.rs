@@ -9,6 +9,7 @@
 //! their noise in lineage types).
 
 pub mod ledger;
+pub mod plan;
 pub mod release;
 
 pub use ledger::{DatasetBudget, Ledger, LedgerError, Loss, SpendRequest, Spent};

@@ -20,65 +20,13 @@ use polars::prelude::DslPlan;
 use polars::prelude::*;
 
 use super::ledger::Loss;
+pub use super::plan::{
+    duplicate_column, missing_candidate, output_column, stat_column, Keys, ReleasePlan, Statistic,
+};
 use crate::lineage::record::{NoiseRecord, RankBound};
 
 /// Name of the subject column inside the release frame.
 pub const SUBJECT: &str = "__subject";
-
-/// A statistic of a release.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Statistic {
-    Count,
-    Sum {
-        column: String,
-        lower: f64,
-        upper: f64,
-    },
-    Mean {
-        column: String,
-        lower: f64,
-        upper: f64,
-    },
-    Quantile {
-        column: String,
-        alpha: f64,
-        candidates: Vec<f64>,
-    },
-}
-
-/// Group keys: a public list (every key is released) or private (found in the data).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Keys {
-    /// One row per key tuple, in `group_by` order; `source` says where they came from.
-    Public {
-        rows: Vec<Vec<String>>,
-        source: String,
-    },
-    Private,
-    /// No group_by: one row for all consented rows, nothing about keys is released.
-    Whole,
-}
-
-/// A release, resolved against the manifest.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReleasePlan {
-    pub name: String,
-    pub path: std::path::PathBuf,
-    pub group_by: Vec<String>,
-    pub keys: Keys,
-    pub max_rows_per_group: u32,
-    /// Instead: at most this many rows per subject in all (then `max_rows_per_group` and
-    /// `max_groups` hold the bounds it implies).
-    pub max_rows_per_subject: Option<u32>,
-    pub max_groups: u32,
-    /// Public bound on the rows the release reads (every group's size, for OpenDP's margin);
-    /// none for counts and quantiles, which only need an overflow bound.
-    pub max_rows: Option<u32>,
-    /// Private keys: public bound on the number of distinct keys (OpenDP's float sums need it).
-    pub max_keys: Option<u32>,
-    pub target: Loss,
-    pub statistics: Vec<Statistic>,
-}
 
 /// What OpenDP says about a calibrated release.
 #[derive(Debug, Clone)]
@@ -184,79 +132,7 @@ fn msg(e: &opendp::error::Error) -> String {
     }
 }
 
-/// Output column name of a statistic in the OpenDP frame.
-pub fn stat_column(s: &Statistic) -> String {
-    match s {
-        Statistic::Count => "count".into(),
-        Statistic::Sum { column, .. } => format!("{column}_sum"),
-        Statistic::Mean { column, .. } => format!("{column}_mean_sum"),
-        Statistic::Quantile { column, alpha, .. } => {
-            format!("{column}_q{}", (alpha * 100.0).round() as i64)
-        }
-    }
-}
-
-/// Name of a statistic's column in the release file (its half-width is `<name>_ci95`, or
-/// `<name>_rank_ci95` for a quantile).
-pub fn output_column(s: &Statistic) -> String {
-    match s {
-        Statistic::Sum { column, .. } => format!("{column}_sum"),
-        Statistic::Mean { column, .. } => format!("{column}_mean"),
-        Statistic::Count | Statistic::Quantile { .. } => stat_column(s),
-    }
-}
-
-/// The first column name a release would use twice (in OpenDP's frame or in the release
-/// file), if any: group columns, `count`, and each statistic's columns.
-pub fn duplicate_column(group_by: &[String], statistics: &[Statistic]) -> Option<String> {
-    let mut internal: Vec<String> = group_by.to_vec();
-    internal.push("count".into());
-    let mut output: Vec<String> = group_by.to_vec();
-    for s in statistics {
-        let outer = output_column(s);
-        if *s == Statistic::Count {
-            output.extend([outer.clone(), format!("{outer}_ci95")]);
-            continue;
-        }
-        internal.push(stat_column(s));
-        output.push(format!("{outer}_ci95"));
-        output.push(format!("{outer}_rank_ci95"));
-        output.push(outer);
-    }
-    let first_repeat = |names: &[String]| {
-        names
-            .iter()
-            .enumerate()
-            .find(|(i, n)| names[..*i].contains(n))
-            .map(|(_, n)| n.clone())
-    };
-    first_repeat(&internal).or_else(|| first_repeat(&output))
-}
-
 impl ReleasePlan {
-    /// The bound on any group's rows OpenDP is given: the public `max_rows`, or the largest it
-    /// takes when none is declared.
-    fn row_bound(&self) -> u32 {
-        self.max_rows.unwrap_or(u32::MAX).max(1)
-    }
-
-    /// Numeric columns the release frame must carry.
-    pub fn value_columns(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for s in &self.statistics {
-            let c = match s {
-                Statistic::Count => continue,
-                Statistic::Sum { column, .. }
-                | Statistic::Mean { column, .. }
-                | Statistic::Quantile { column, .. } => column,
-            };
-            if !out.contains(c) {
-                out.push(c.clone());
-            }
-        }
-        out
-    }
-
     /// The input domain: subject key, group keys as text, values as floats; the public
     /// `max_rows` bounds the rows of any group.
     fn domain(&self) -> opendp::error::Fallible<LazyFrameDomain> {
@@ -397,12 +273,6 @@ impl ReleasePlan {
             _ => lf,
         }
     }
-}
-
-/// The candidate a missing value counts as in a quantile: the middle one, as OpenDP's sums
-/// count a missing value as the middle of the bounds.
-pub fn missing_candidate(candidates: &[f64]) -> f64 {
-    candidates.get(candidates.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Row numbers within a window, exactly as OpenDP's truncation matcher expects them.
