@@ -23,7 +23,7 @@ use crate::lineage::record::{
     RevocationListRecord, RunRecord, RunStatus, SchemaField, StageRows, TextColumnRecord,
 };
 use crate::lineage::store::Store;
-use crate::pii::gate::{Gate, IdentifierSet, ValueHasher};
+use crate::pii::gate::{DistinctKeys, Gate, IdentifierSet, ValueHasher};
 use crate::pii::stage::TextRuntime;
 use crate::pii::{self, TextColumnPlan};
 use crate::plan::Plan;
@@ -678,7 +678,7 @@ fn execute(
 
     progress.set_message("processing");
     // Keys are appended in the sink (cheap, sequential) and turned into a set once at the end.
-    let identifiers: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::new()));
+    let identifiers: Arc<Mutex<DistinctKeys>> = Arc::new(Mutex::new(DistinctKeys::new()));
     let (sinks_cb, tally_cb, err_cb, bar, ids_cb) = (
         sinks.clone(),
         tally.clone(),
@@ -908,11 +908,9 @@ fn execute(
         .map(|mut keys| std::mem::take(&mut *keys))
         .map_err(|_| RunError::Poisoned("identifier key list"))?;
     let set_started = std::time::Instant::now();
-    let n_keys = keys.len();
-    let identifiers = IdentifierSet::from_keys(value_hasher, keys);
+    let identifiers = IdentifierSet::from_distinct(value_hasher, keys);
     tracing::info!(
         elapsed_ms = set_started.elapsed().as_millis() as u64,
-        keys = n_keys,
         distinct = identifiers.len(),
         "leak gate: identifier set built"
     );
@@ -1425,7 +1423,7 @@ fn id_key_expr(hasher: &ValueHasher, column: &str) -> Expr {
 }
 
 /// Appends one batch's identifier keys for the gate.
-fn remember_identifiers(df: &DataFrame, n: usize, keys: &Mutex<Vec<u64>>) -> PolarsResult<()> {
+fn remember_identifiers(df: &DataFrame, n: usize, keys: &Mutex<DistinctKeys>) -> PolarsResult<()> {
     if n == 0 {
         return Ok(());
     }

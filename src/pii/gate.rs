@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::detect::Scanner;
 use crate::lineage::record::GateResult;
 
-pub use privprep_kernels::gate::{GateCounts, IdentifierSet, ValueHasher};
+pub use privprep_kernels::gate::{DistinctKeys, GateCounts, IdentifierSet, ValueHasher};
 
 /// The gate: every detector plus the identifier values.
 pub struct Gate {
