@@ -229,10 +229,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
     record.pii = Some(pii_summary(plan));
     record.column_lineage = column_lineage(plan);
     let fail = |record: &mut RunRecord, error: RunError, store: Option<&mut Store>| {
-        record.status = RunStatus::Failed;
-        record.error = Some(error.to_string());
-        record.outputs.clear();
-        record.releases.clear();
+        record.mark_failed(error.to_string());
         if record.finished_at.is_empty() {
             record.finished_at = chrono::Utc::now().to_rfc3339();
         }

@@ -399,6 +399,15 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// Marks the run as failed with `error`: a failed run lists no outputs and no releases
+    /// (nothing of it is in place). The caller sets `finished_at`.
+    pub fn mark_failed(&mut self, error: impl Into<String>) {
+        self.status = RunStatus::Failed;
+        self.error = Some(error.into());
+        self.outputs.clear();
+        self.releases.clear();
+    }
+
     /// A record for a run that has just started: status `failed` until the run says otherwise,
     /// so a record appended early never claims success.
     pub fn begin(

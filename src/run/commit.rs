@@ -18,7 +18,7 @@
 
 use super::journal::{self, Intent, Journal, Move, Pending};
 use crate::emit::{self, AtomicParquet};
-use crate::lineage::record::{RunRecord, RunStatus};
+use crate::lineage::record::RunRecord;
 use crate::lineage::store::Store;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -311,11 +311,8 @@ fn record_failed(
     {
         return Ok(());
     }
-    record.status = RunStatus::Failed;
-    record.outputs.clear();
-    record.releases.clear();
+    record.mark_failed("interrupted: the process ended before the run finished (killed or crashed); no output was committed");
     record.finished_at = chrono::Utc::now().to_rfc3339();
-    record.error = Some("interrupted: the process ended before the run finished (killed or crashed); no output was committed".into());
     store.append(&record).map(|_| ()).map_err(|e| e.to_string())
 }
 
@@ -362,17 +359,15 @@ fn finish_commit(
     }
     remove_temp_files(&temp_files);
     let mut record = intent.record;
-    record.status = RunStatus::Failed;
-    record.outputs.clear();
-    record.releases.clear();
+    record.mark_failed(format!("interrupted during the commit, and {missing} of its files could not be completed afterwards; the run's other files were removed, so no output of it is in place"));
     record.finished_at = chrono::Utc::now().to_rfc3339();
-    record.error = Some(format!("interrupted during the commit, and {missing} of its files could not be completed afterwards; the run's other files were removed, so no output of it is in place"));
     store.append(&record).map(|_| ()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lineage::record::RunStatus;
 
     struct Fixture {
         dir: tempfile::TempDir,
@@ -413,6 +408,23 @@ mod tests {
                 },
             )
         }
+        /// A dead run's journal entry whose commit intent covers `names`, as if the process
+        /// died right after its first rename. Returns the entry and the intent's moves.
+        fn died_after_first_rename(&self, run_id: &str, names: &[&str]) -> (Journal, Vec<Move>) {
+            let s = self.staged(run_id, names);
+            let (j, mut p) = self.pending(run_id, dead_pid());
+            let moves = s.moves();
+            p.commit = Some(Intent {
+                record: succeeded(run_id),
+                moves: moves.clone(),
+            });
+            j.write(&p).unwrap();
+            std::fs::rename(&moves[0].tmp, &moves[0].dest).unwrap();
+            // The process is gone: nothing of it removes its temporary files.
+            std::mem::forget(s);
+            (j, moves)
+        }
+
         fn status(&self, run_id: &str) -> Option<RunStatus> {
             self.store.get(run_id).unwrap().map(|r| r.record.status)
         }
@@ -496,17 +508,7 @@ mod tests {
     #[test]
     fn recovery_finishes_a_dead_runs_commit() {
         let mut f = Fixture::new();
-        let s = f.staged("r1", &["a.parquet", "b.parquet"]);
-        let (j, mut p) = f.pending("r1", dead_pid());
-        // As if the process died after its first rename.
-        p.commit = Some(Intent {
-            record: succeeded("r1"),
-            moves: s.moves(),
-        });
-        j.write(&p).unwrap();
-        let first = &p.commit.as_ref().unwrap().moves[0];
-        std::fs::rename(&first.tmp, &first.dest).unwrap();
-        std::mem::forget(s);
+        let (j, _) = f.died_after_first_rename("r1", &["a.parquet", "b.parquet"]);
         let state = f.state();
         assert_eq!(recover_interrupted(&state, &mut f.store), vec!["r1"]);
         assert_eq!(f.status("r1"), Some(RunStatus::Succeeded));
@@ -518,18 +520,9 @@ mod tests {
     #[test]
     fn recovery_rolls_back_an_intent_whose_file_is_gone() {
         let mut f = Fixture::new();
-        let s = f.staged("r1", &["a.parquet", "b.parquet"]);
-        let (j, mut p) = f.pending("r1", dead_pid());
-        p.commit = Some(Intent {
-            record: succeeded("r1"),
-            moves: s.moves(),
-        });
-        j.write(&p).unwrap();
-        let moves = p.commit.as_ref().unwrap().moves.clone();
-        std::fs::rename(&moves[0].tmp, &moves[0].dest).unwrap();
+        let (_, moves) = f.died_after_first_rename("r1", &["a.parquet", "b.parquet"]);
         // Someone removed the second temporary file by hand.
         std::fs::remove_file(&moves[1].tmp).unwrap();
-        std::mem::forget(s);
         let state = f.state();
         recover_interrupted(&state, &mut f.store);
         assert_eq!(f.status("r1"), Some(RunStatus::Failed));

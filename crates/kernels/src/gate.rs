@@ -217,23 +217,11 @@ impl IdentifierSet {
         }
     }
 
-    /// A set of the keys (from `hasher`), built in one go: sorted and deduplicated in
-    /// parallel first, so the table is sized once.
-    pub fn from_keys(hasher: ValueHasher, mut keys: Vec<u64>) -> IdentifierSet {
-        keys.par_sort_unstable();
-        keys.dedup();
-        // About 16 bits per key: one in ~16 non-members gets past the filter.
-        let words = (keys.len() * 16 / 64).next_power_of_two().max(1);
-        let mut set = IdentifierSet {
-            hasher,
-            keys: HashSet::with_capacity_and_hasher(keys.len(), Default::default()),
-            filter: vec![0; words],
-            max_words: 0,
-        };
-        for k in keys {
-            set.insert_key(k);
-        }
-        set
+    /// A set of the keys (from `hasher`), built in one go.
+    pub fn from_keys(hasher: ValueHasher, keys: Vec<u64>) -> IdentifierSet {
+        let mut distinct = DistinctKeys::new();
+        distinct.extend(keys);
+        IdentifierSet::from_distinct(hasher, distinct)
     }
 
     fn filter_bit(&self, key: u64) -> (usize, u64) {
