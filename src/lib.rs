@@ -18,6 +18,7 @@ pub mod plan;
 pub mod policy;
 pub mod run;
 pub mod spec;
+pub mod stages;
 
 // The public face: what the command line (and a program embedding privprep) uses. The modules
 // stay public for the integration tests and benches, which exercise stages on their own.

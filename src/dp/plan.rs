@@ -139,3 +139,35 @@ impl ReleasePlan {
 pub fn missing_candidate(candidates: &[f64]) -> f64 {
     candidates.get(candidates.len() / 2).copied().unwrap_or(0.0)
 }
+
+/// Name of the subject column inside the release frame.
+pub const SUBJECT: &str = "__subject";
+
+/// The columns releases need, as the engine hands them over with the kept rows:
+/// (alias, source column, numeric). The subject comes first, keyed; then each group column
+/// (text) and each value column (float), once each.
+pub fn release_columns(
+    releases: &[ReleasePlan],
+    subject_column: &str,
+) -> Vec<(String, String, bool)> {
+    if releases.is_empty() {
+        return Vec::new();
+    }
+    // The subject as the policy sees it (trimmed), so one person is one privacy unit.
+    let mut out = vec![(SUBJECT.to_string(), subject_column.to_string(), false)];
+    for r in releases {
+        for g in &r.group_by {
+            let alias = format!("__dpg_{g}");
+            if !out.iter().any(|(a, _, _)| *a == alias) {
+                out.push((alias, g.clone(), false));
+            }
+        }
+        for v in r.value_columns() {
+            let alias = format!("__dpv_{v}");
+            if !out.iter().any(|(a, _, _)| *a == alias) {
+                out.push((alias, v.clone(), true));
+            }
+        }
+    }
+    out
+}

@@ -25,8 +25,7 @@ pub use super::plan::{
 };
 use crate::lineage::record::{NoiseRecord, RankBound};
 
-/// Name of the subject column inside the release frame.
-pub const SUBJECT: &str = "__subject";
+pub use super::plan::SUBJECT;
 
 /// What OpenDP says about a calibrated release.
 #[derive(Debug, Clone)]

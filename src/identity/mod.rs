@@ -12,7 +12,6 @@
 
 pub mod action;
 pub mod keys;
-pub mod stage;
 
 pub use action::{Action, OutputType};
 

@@ -13,7 +13,6 @@
 
 pub mod gate;
 pub mod profile;
-pub mod stage;
 
 pub use privprep_kernels::pii::{detect, phone, redact, validators};
 

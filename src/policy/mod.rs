@@ -2,10 +2,10 @@
 //!
 //! Every row gets one status code. A row is dropped for the first reason that applies, in the
 //! fixed order of [`DropReason::ALL`], so the counts add up to exactly the rows dropped.
-//! Missing consent or status values mean no consent. Depends on: `spec` (side files), the kernels crate (value predicates).
+//! Missing consent or status values mean no consent. The polars lowering is `engine/polars/policy.rs`; the
+//! resolution of `[policy]` is `stages::policy`. Depends on: `spec` (side files), the kernels
+//! crate (value predicates); no engine.
 
-use crate::engine::polars::adapter::map_str;
-use polars::prelude::*;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -168,14 +168,6 @@ pub struct PolicyPlan {
     pub timestamp: Option<(String, bool)>,
 }
 
-/// A boolean expression from a per-value predicate over a string column; nulls give false.
-fn str_predicate(expr: Expr, f: impl Fn(&str) -> bool + Send + Sync + 'static) -> Expr {
-    map_str::<BooleanType, _>(expr, vec![], move |s, out| {
-        s.values().for_each(|v| out.append_value(v.is_some_and(&f)));
-        Ok(())
-    })
-}
-
 impl PolicyPlan {
     /// All revoked ids across lists.
     pub fn revoked_ids(&self) -> Arc<HashSet<String>> {
@@ -184,78 +176,6 @@ impl PolicyPlan {
             all.extend(l.ids.iter().cloned());
         }
         Arc::new(all)
-    }
-
-    /// The `__status` expression. Needs the typed columns and `__badcol`.
-    pub fn status_expr(&self, badcol: &str) -> Expr {
-        let revoked = self.revoked_ids();
-        let subject = col(self.subject_column.as_str());
-        let missing_subject = subject.clone().is_null().or(subject
-            .clone()
-            .cast(DataType::String)
-            .str()
-            .strip_chars(lit(NULL))
-            .eq(lit("")));
-        let is_revoked = str_predicate(subject, move |v| revoked.contains(v.trim()));
-        let status = self.allowed_status.clone();
-        let bad_status = str_predicate(col(self.status_column.as_str()), move |v| {
-            one_of(v, &status)
-        })
-        .not();
-        let (sep, purpose) = (self.purpose_separator.clone(), self.purpose.clone());
-        let bad_purpose = str_predicate(col(self.purposes_column.as_str()), move |v| {
-            purposes_include(v, &sep, &purpose)
-        })
-        .not();
-        let bad_provenance = match &self.provenance {
-            Provenance::Column(c) => {
-                let allowed = self.allowed_provenance.clone();
-                str_predicate(col(c.as_str()), move |v| one_of(v, &allowed)).not()
-            }
-            Provenance::Tag(t) => lit(!one_of(t, &self.allowed_provenance)),
-        };
-        let bad_retention = self
-            .retention_expr()
-            .map(|ok| ok.fill_null(lit(false)).not())
-            .unwrap_or(lit(false));
-        let checks = [
-            (col(badcol).is_not_null(), QUARANTINED),
-            (missing_subject, DropReason::MissingSubject.code()),
-            (is_revoked, DropReason::Revoked.code()),
-            (bad_status, DropReason::ConsentStatus.code()),
-            (bad_purpose, DropReason::ConsentPurpose.code()),
-            (bad_provenance, DropReason::Provenance.code()),
-            (bad_retention, DropReason::Retention.code()),
-        ];
-        checks
-            .into_iter()
-            .rev()
-            .fold(lit(KEPT as i32), |acc, (cond, code)| {
-                when(cond).then(lit(code as i32)).otherwise(acc)
-            })
-            .cast(DataType::Int32)
-            .alias(STATUS)
-    }
-
-    /// Inclusive window `[as_of - retention_days, as_of]` (whole days) on the timestamp.
-    fn retention_expr(&self) -> Option<Expr> {
-        let days = self.retention_days? as i64;
-        let (name, is_datetime) = self.timestamp.as_ref()?;
-        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
-        let end_day = (self.as_of - epoch).num_days() + 1; // exclusive
-        let start_day = end_day - 1 - days;
-        Some(if *is_datetime {
-            let us = 86_400_000_000i64;
-            let v = col(name.as_str()).cast(DataType::Int64);
-            v.clone()
-                .gt_eq(lit(start_day * us))
-                .and(v.lt(lit(end_day * us)))
-        } else {
-            let v = col(name.as_str()).cast(DataType::Int32);
-            v.clone()
-                .gt_eq(lit(start_day as i32))
-                .and(v.lt(lit(end_day as i32)))
-        })
     }
 
     /// The policy in words, one line per rule, for `explain`.

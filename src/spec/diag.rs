@@ -228,3 +228,63 @@ mod tests {
         assert_eq!(d.column, 14);
     }
 }
+
+/// The nearest name by edit distance, if it is close enough to be a typo.
+pub fn closest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.as_str())
+}
+
+/// "did you mean `x`?" for a close name, else the list of names.
+pub fn did_you_mean(name: &str, candidates: &[String], what: &str) -> String {
+    match closest(name, candidates) {
+        Some(c) => format!("did you mean `{c}`?"),
+        None => format!("{what}: {}", candidates.join(", ")),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod closest_tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names_only() {
+        let names = vec![
+            "email".to_string(),
+            "phone".to_string(),
+            "birth_date".to_string(),
+        ];
+        assert_eq!(closest("emial", &names), Some("email"));
+        assert_eq!(closest("birthdate", &names), Some("birth_date"));
+        assert_eq!(closest("zzzzzz", &names), None);
+        assert_eq!(
+            did_you_mean("zzzzzz", &names, "the columns are"),
+            "the columns are: email, phone, birth_date"
+        );
+    }
+}
+
+/// Adds a problem and marks the item it is about as bad.
+pub fn flag(diags: &mut Diagnostics, d: Diagnostic, bad: &mut bool) {
+    diags.push(d);
+    *bad = true;
+}

@@ -1,10 +1,11 @@
-//! The identifier stage on the engine: each output column's action as a lazy expression.
+//! The identity stage on polars: each output column's action as a lazy expression, and the
+//! keyed split column.
 //!
 //! The per-value work is done by the plain kernels of `privprep-kernels`; string columns
 //! are walked by the engine's one adapter ([`crate::engine::polars::adapter`]).
 
-use super::action::Action;
-use crate::engine::polars::adapter::map_str;
+use super::adapter::map_str;
+use crate::identity::Action;
 use crate::ingest::ColumnType;
 use crate::spec::DatePart;
 use polars::prelude::*;

@@ -1,8 +1,8 @@
-//! The free-text stage on the engine: scan and rewrite string columns in parallel slices.
+//! The text stage on polars: scan and rewrite string columns in parallel slices.
 //!
 //! Each `redact` column becomes one expression over the text and the row's identifier columns
 //! (for contextual detection). The scanning and rewriting are the plain kernels of
-//! [`super::detect`] and [`super::redact`] (one [`TextRewriter`] per slice, holding the reused
+//! [`crate::pii::detect`] and [`crate::pii::redact`] (one [`TextRewriter`] per slice, holding the reused
 //! context, span list and output buffer, so a text without a hit is copied to the output
 //! without any allocation); the engine's one adapter ([`crate::engine::polars::adapter`])
 //! walks the columns, a slice per thread.
@@ -11,16 +11,16 @@ use std::sync::Arc;
 
 use polars::prelude::*;
 
-use super::detect::Scanner;
-use super::redact::{TextPolicy, TextRewriter, TextStats, TokenFn};
-use crate::engine::polars::adapter::map_str;
+use super::adapter::map_str;
+use crate::pii::detect::Scanner;
+use crate::pii::redact::{TextPolicy, TextRewriter, TextStats, TokenFn};
 
 /// Everything one text column needs at run time; shared by every thread.
 pub struct TextRuntime {
     pub column: String,
     pub scanner: Scanner,
     pub policy: TextPolicy,
-    pub stats: TextStats,
+    pub stats: Arc<TextStats>,
     pub token: Option<Arc<TokenFn>>,
 }
 

@@ -1,0 +1,707 @@
+//! Executes a plan: one streaming pass from the inputs to committed Parquet and a lineage record.
+//!
+//! The engine computes, per row, a status (kept, quarantined, or dropped for one reason) and the
+//! transformed output columns; batches arrive here in order, are counted by status, and the kept
+//! rows are written to temporary files. Only when every row is accounted for, the leak gate has
+//! passed and the budget is spent does the staged commit ([`commit`]) make every file visible
+//! together with the run's record. A run that dies leaves a journal entry ([`journal`]) that the
+//! next command turns into a `failed` record, or, if the commit had begun, finishes.
+//! Depends on: every stage, `plan`, `emit`, `lineage`, `dp`.
+
+use crate::dp::release;
+use crate::emit::{self, AtomicParquet};
+use crate::engine::polars::{sanitize, Polars};
+use crate::engine::{Engine, EngineError, Job};
+use crate::identity::keys::{self, Key};
+use crate::identity::Action;
+use crate::ingest::{self, ColumnClass};
+use crate::lineage::record::{
+    GateResult, LeakGateRecord, OutputRecord, ReleaseRecord, RunRecord, RunStatus, TextColumnRecord,
+};
+use crate::lineage::store::Store;
+use crate::pii::gate::Gate;
+use crate::pii::redact::TextStats;
+use crate::plan::Plan;
+use crate::spec::LeakGateMode;
+use crate::stages;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use accounting::QuarantineEntry;
+
+/// Where a run keeps its state and how it reports.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// `--key-file`, if given.
+    pub key_file: Option<PathBuf>,
+    /// State folder (keys, lineage, journal), default `.privprep`.
+    pub state_dir: PathBuf,
+    /// Lineage store path, default `<state_dir>/lineage.db`.
+    pub lineage_db: PathBuf,
+    /// Show a progress spinner on stderr.
+    pub progress: bool,
+}
+
+impl RunOptions {
+    /// Options with the default lineage store inside `state_dir`.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        let state_dir = state_dir.into();
+        RunOptions {
+            key_file: None,
+            lineage_db: state_dir.join("lineage.db"),
+            state_dir,
+            progress: false,
+        }
+    }
+}
+
+/// One committed output, as scripts see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OutputSummary {
+    pub path: String,
+    pub split: String,
+    pub rows: u64,
+    pub sha256: String,
+}
+
+/// The run summary printed at the end (`--format json` prints exactly this).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub status: String,
+    pub pipeline: String,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub dropped: BTreeMap<String, u64>,
+    pub quarantined: u64,
+    pub quarantine_report: Option<String>,
+    pub outputs: Vec<OutputSummary>,
+    pub key_id: Option<String>,
+    pub lineage_db: String,
+    pub record_hash: Option<String>,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+    /// Per free-text column: spans replaced by type, texts changed, rows dropped.
+    #[serde(default)]
+    pub text_columns: Vec<TextColumnRecord>,
+    /// Per output column: the leak gate's verdict and hit counts.
+    #[serde(default)]
+    pub leak_gate: Vec<LeakGateRecord>,
+    /// Differentially private releases: file, spend, noise and accuracy.
+    #[serde(default)]
+    pub releases: Vec<ReleaseRecord>,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    #[error(transparent)]
+    Ingest(#[from] ingest::IngestError),
+    #[error(transparent)]
+    Emit(#[from] emit::EmitError),
+    // The message comes from the store and names it already (say it once).
+    #[error("{message}")]
+    Lineage { path: String, message: String },
+    #[error(
+        "the engine failed: {0}\n  = hint: the message above names the file or column involved"
+    )]
+    Engine(String),
+    #[error("{count} rows could not be parsed, more than max_bad_rows = {max} (first: {first})\n  = hint: see the quarantine report {report}; fix the data or raise [output] max_bad_rows")]
+    TooManyBadRows {
+        count: u64,
+        max: u64,
+        first: String,
+        report: String,
+    },
+    #[error("leak gate: personal data found in the output: {columns}\n  = hint: nothing was committed. Redact these columns (action = \"redact\"), drop them, or widen their detectors; `privprep lineage show` lists the gate's counts per column")]
+    Leak { columns: String },
+    /// A release OpenDP refused or failed to compute.
+    #[error(transparent)]
+    Release(#[from] release::ReleaseError),
+    /// A release's public bound does not hold for the data (checked before any spend).
+    #[error("{0}")]
+    ReleaseBound(String),
+    #[error(transparent)]
+    Budget(#[from] crate::dp::ledger::LedgerError),
+    #[error(transparent)]
+    Action(#[from] crate::engine::polars::identity::ActionError),
+    #[error("free-text detectors: {0}")]
+    Scanner(#[from] privprep_kernels::pii::detect::ScannerError),
+    #[error("free-text tokens: {0}")]
+    Tokenizer(#[from] privprep_kernels::token::TokenizerError),
+    /// A lock shared with the engine's threads was poisoned by a panic there.
+    #[error("internal error: the {0} lock was poisoned by a failed engine thread\n  = hint: this is a bug in privprep; nothing was committed")]
+    Poisoned(&'static str),
+    #[error("{0}")]
+    PathCollision(String),
+    #[error("{path}: cannot write the run journal: {source}\n  = hint: the journal lets the next command account for a killed run; check that the state folder is writable")]
+    Journal {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    #[error("row accounting does not add up: read {read} ≠ written {written} + dropped {dropped} + quarantined {quarantined}\n  = hint: this is a bug in privprep; the outputs were not committed")]
+    Accounting {
+        read: u64,
+        written: u64,
+        dropped: u64,
+        quarantined: u64,
+    },
+}
+
+impl From<EngineError> for RunError {
+    /// An engine's errors keep their kind (and message) in the run's.
+    fn from(e: EngineError) -> RunError {
+        match e {
+            EngineError::Ingest(e) => RunError::Ingest(e),
+            EngineError::Emit(e) => RunError::Emit(e),
+            EngineError::Failed(m) => RunError::Engine(m),
+            EngineError::Action(e) => RunError::Action(e),
+            EngineError::Scanner(e) => RunError::Scanner(e),
+            EngineError::Tokenizer(e) => RunError::Tokenizer(e),
+            EngineError::Poisoned(what) => RunError::Poisoned(what),
+        }
+    }
+}
+
+/// A run that failed, with what was recorded about it.
+#[derive(Debug)]
+pub struct RunFailure {
+    pub error: RunError,
+    pub summary: RunSummary,
+}
+
+impl std::fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "run {} failed: {}", self.summary.run_id, self.error)
+    }
+}
+
+impl std::error::Error for RunFailure {}
+
+/// A fresh run id: UTC time plus random hex, sortable and unique.
+pub fn new_run_id() -> String {
+    let now = chrono::Utc::now();
+    format!(
+        "{}-{:06x}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        rand::random::<u32>() & 0xff_ffff
+    )
+}
+
+mod accounting;
+mod commit;
+mod journal;
+mod releases;
+
+use commit::StagedCommit;
+pub use commit::{recover_interrupted, CommitError, FAULT_ENV};
+use journal::{Journal, Pending};
+
+/// Runs the plan and records it. On failure the error is recorded in lineage too.
+pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>> {
+    let started = std::time::Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let run_id = new_run_id();
+    let pipeline_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        plan.pipeline.text.as_bytes(),
+    ));
+    let mut record = RunRecord::begin(
+        &run_id,
+        &started_at,
+        &plan.name,
+        &plan.pipeline.path.display().to_string(),
+        &pipeline_sha256,
+        &plan.pipeline.text,
+    );
+    plan.record_into(&mut record);
+    let fail = |record: &mut RunRecord, error: RunError, store: Option<&mut Store>| {
+        record.mark_failed(error.to_string());
+        if record.finished_at.is_empty() {
+            record.finished_at = chrono::Utc::now().to_rfc3339();
+        }
+        let record_hash = store.and_then(|s| s.append(record).ok());
+        let summary =
+            RunSummary::from_record(record, &opts.lineage_db, record_hash, started.elapsed());
+        Box::new(RunFailure { error, summary })
+    };
+    let mut store = match Store::open(&opts.lineage_db) {
+        Ok(s) => s,
+        Err(e) => {
+            let error = RunError::Lineage {
+                path: opts.lineage_db.display().to_string(),
+                message: e.to_string(),
+            };
+            return Err(fail(&mut record, error, None));
+        }
+    };
+    recover_interrupted(&opts.state_dir, &mut store);
+
+    // No path the run writes may be a file it reads or owns; checked again here, just before
+    // anything is written, because files and symlinks may have changed since `validate`.
+    let collisions = path_collisions(plan, opts);
+    if !collisions.is_empty() {
+        let error = RunError::PathCollision(collisions.join("\n"));
+        return Err(fail(&mut record, error, Some(&mut store)));
+    }
+
+    // Journal first, so a killed run is still accounted for.
+    let temp_files: Vec<PathBuf> = plan
+        .output
+        .files()
+        .iter()
+        .map(|(_, _, p)| emit::tmp_path_for(p, &run_id))
+        .chain([
+            emit::tmp_path_for(&plan.output.quarantine_path, &run_id),
+            scratch_path(&opts.state_dir, &run_id),
+        ])
+        .chain(
+            plan.releases
+                .iter()
+                .map(|r| emit::tmp_path_for(&r.path, &run_id)),
+        )
+        .collect();
+    let journal = Journal::new(&opts.state_dir, &run_id);
+    let mut pending = Pending {
+        pid: std::process::id(),
+        started: journal::own_start_time(),
+        record: record.clone(),
+        temp_files,
+        commit: None,
+    };
+    if let Err(e) = journal.write(&pending) {
+        let error = RunError::Journal {
+            path: journal.path().display().to_string(),
+            source: e,
+        };
+        return Err(fail(&mut record, error, Some(&mut store)));
+    }
+
+    let result = execute(plan, opts, &run_id, &mut record);
+    record.finished_at = chrono::Utc::now().to_rfc3339();
+    let result = result.and_then(|staged| {
+        let mut done = record.clone();
+        done.status = RunStatus::Succeeded;
+        let hash = staged
+            .commit(&opts.state_dir, &journal, &mut pending, &done, &mut store)
+            .map_err(RunError::Commit)?;
+        record = done;
+        Ok(hash)
+    });
+    match result {
+        Ok(hash) => Ok(RunSummary::from_record(
+            &record,
+            &opts.lineage_db,
+            Some(hash),
+            started.elapsed(),
+        )),
+        Err(error) => {
+            let failure = fail(&mut record, error, Some(&mut store));
+            if failure.summary.record_hash.is_some() {
+                let _ = journal.remove();
+            }
+            Err(failure)
+        }
+    }
+}
+
+/// Every write of the run that lands on a file it reads, owns or writes twice, in words.
+fn path_collisions(plan: &Plan, opts: &RunOptions) -> Vec<String> {
+    write_collisions(plan, opts)
+        .0
+        .iter()
+        .map(|d| d.to_string())
+        .collect()
+}
+
+/// The pipeline's written paths that name a file the run reads or owns (inputs, lists, the
+/// lineage store, the key file…) or another of its outputs, as diagnostics at the pipeline
+/// file's lines. `validate` and `run` report them before anything is written.
+pub fn write_collisions(plan: &Plan, opts: &RunOptions) -> crate::spec::Diagnostics {
+    let mut paths = plan.paths.clone();
+    paths.extend(state_paths(opts));
+    crate::spec::Diagnostics(crate::plan::collision_diagnostics(&plan.pipeline, &paths))
+}
+
+/// The files a run owns outside the pipeline file: the lineage store (and what SQLite and the
+/// anchor keep beside it), the key file, the journal.
+pub fn state_paths(opts: &RunOptions) -> Vec<crate::spec::paths::NamedPath> {
+    use crate::spec::paths::NamedPath;
+    let db = &opts.lineage_db;
+    let mut out = vec![NamedPath::read("the lineage store", db.clone(), None)];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut p = db.clone().into_os_string();
+        p.push(suffix);
+        out.push(NamedPath::read(
+            "the lineage store's SQLite files",
+            p.into(),
+            None,
+        ));
+    }
+    for p in crate::lineage::anchor::anchor_files(db) {
+        out.push(NamedPath::read("the lineage store's anchor", p, None));
+    }
+    let key = opts
+        .key_file
+        .clone()
+        .or_else(|| std::env::var_os("PRIVPREP_KEY_FILE").map(PathBuf::from))
+        .unwrap_or_else(|| opts.state_dir.join("keys").join("default.key"));
+    out.push(NamedPath::read("the key file", key, None));
+    out.push(NamedPath::read(
+        "the commit lock",
+        opts.state_dir.join("commit.lock"),
+        None,
+    ));
+    out
+}
+
+impl RunSummary {
+    /// The summary scripts see, derived from the lineage record so the two cannot disagree.
+    fn from_record(
+        r: &RunRecord,
+        lineage_db: &Path,
+        record_hash: Option<String>,
+        elapsed: std::time::Duration,
+    ) -> RunSummary {
+        RunSummary {
+            run_id: r.run_id.clone(),
+            status: r.status.as_str().to_string(),
+            pipeline: r.pipeline_name.clone(),
+            rows_read: r.rows_read,
+            rows_written: r.rows_written,
+            dropped: r.dropped.clone(),
+            quarantined: r.quarantined,
+            quarantine_report: r.quarantine_report.clone(),
+            outputs: r
+                .outputs
+                .iter()
+                .map(|o| OutputSummary {
+                    path: o.path.clone(),
+                    split: o.split.clone(),
+                    rows: o.rows,
+                    sha256: o.sha256.clone(),
+                })
+                .collect(),
+            key_id: r.key_id.clone(),
+            lineage_db: lineage_db.display().to_string(),
+            record_hash,
+            started_at: r.started_at.clone(),
+            finished_at: r.finished_at.clone(),
+            duration_ms: elapsed.as_millis() as u64,
+            error: r.error.clone(),
+            text_columns: r.text_columns.clone(),
+            leak_gate: r.leak_gate.clone(),
+            releases: r.releases.clone(),
+        }
+    }
+}
+
+/// One run, in the order of the data flow: key, read, calibrate, stream, account, finish,
+/// gate, stage, release. Anything that fails returns early; what was written so far is owned
+/// by values whose drop removes it (writers, the staged commit, the scratch folder).
+fn execute(
+    plan: &Plan,
+    opts: &RunOptions,
+    run_id: &str,
+    record: &mut RunRecord,
+) -> Result<StagedCommit, RunError> {
+    let progress = progress_bar(opts.progress);
+    let key = load_key(plan, opts, &progress)?;
+    record.key_id = key.as_ref().map(|k| k.id());
+
+    // Read: hash and count every input, find records that cannot be split into fields.
+    progress.set_message("hashing and checking inputs");
+    let inputs = prescan(plan)?;
+    record.inputs = stages::ingest::input_records(
+        plan,
+        inputs.iter().map(|i| {
+            (
+                i.path.as_path(),
+                i.scan.bytes,
+                i.scan.sha256.as_str(),
+                i.scan.records,
+            )
+        }),
+    );
+    record.rows_read = record.inputs.iter().map(|i| i.rows_read).sum();
+
+    // DP releases are calibrated before any row is read: their privacy cost is known, and a
+    // release OpenDP refuses fails the run before it starts. Group sizes are bounded by each
+    // release's public max_rows, never by counting the data.
+    let prepared = plan
+        .releases
+        .iter()
+        .map(release::prepare)
+        .collect::<Result<Vec<_>, _>>()?;
+    // Built before any file is written, so a scanner problem cannot strand temporary files.
+    let gate_scanner = plan.pii.scanner(None)?;
+
+    // Stream every stage over the rows on the engine; kept rows go to the writers.
+    let scratch = scratch_dir(&opts.state_dir, run_id).map_err(|source| emit::EmitError::Io {
+        path: opts.state_dir.display().to_string(),
+        source,
+    })?;
+    progress.set_message("processing");
+    let streamed = Polars.stream(&Job {
+        plan,
+        run_id,
+        key: key.as_ref(),
+        inputs: &inputs,
+        scratch: scratch.path(),
+        footer: footer_json(plan, run_id, record),
+        progress: progress.clone(),
+    })?;
+    progress.finish_and_clear();
+
+    // Account: read = written + dropped + quarantined, or nothing is committed.
+    let counts = accounting::account(plan, &inputs, &streamed)?;
+    counts.record(record);
+    if let Some(report) = counts.report.as_ref().filter(|_| counts.too_many_bad(plan)) {
+        // Then the report is what the user needs to fix the data: it is written alone.
+        emit::write_atomic(&plan.output.quarantine_path, run_id, report.as_bytes())?;
+        record.quarantine_report = Some(plan.output.quarantine_path.display().to_string());
+        return Err(counts.too_many_bad_error(plan));
+    }
+
+    // Finish every file before any is renamed, so either all outputs change or none.
+    let finished = finish_files(plan, streamed.files)?;
+    let stats: Vec<&TextStats> = streamed.text_stats.iter().map(|s| s.as_ref()).collect();
+    record.text_columns = stages::text::text_records(plan, &stats);
+
+    // Leak gate: read back what was written, before anything becomes visible.
+    progress.set_message("leak gate");
+    let tmp_files: Vec<&Path> = finished.iter().map(|f| f.writer.tmp_path()).collect();
+    let gate = Gate {
+        scanner: gate_scanner,
+        ids: streamed.identifiers,
+        slot_names: plan.pii.slot_names(),
+    };
+    leak_gate(plan, &gate, &tmp_files, record)?;
+
+    // Stage: from here on, any early return drops the staged commit and every temporary file.
+    let mut staged = StagedCommit::new();
+    for f in finished {
+        record.outputs.push(OutputRecord {
+            path: f.writer.path().display().to_string(),
+            split: f.split,
+            rows: f.writer.rows(),
+            sha256: f.sha256.clone(),
+            schema: streamed.schema.clone(),
+        });
+        staged.add_parquet(f.writer, f.sha256);
+    }
+
+    // DP releases: spend first (cap check and spend in one transaction), then release.
+    if !prepared.is_empty() {
+        let rows = streamed.release_rows;
+        for (rec, w) in releases::run(plan, opts, run_id, &prepared, rows)? {
+            let sha = rec.sha256.clone();
+            record.releases.push(rec);
+            staged.add_parquet(w, sha);
+        }
+    }
+    if let Some(report) = &counts.report {
+        staged.add_bytes(&plan.output.quarantine_path, run_id, report.as_bytes())?;
+        record.quarantine_report = Some(plan.output.quarantine_path.display().to_string());
+    }
+    record.rows_written = counts.written;
+    Ok(staged)
+}
+
+/// The run key, when the plan needs one; warns (without values) about a created or loosely
+/// protected key file.
+fn load_key(
+    plan: &Plan,
+    opts: &RunOptions,
+    progress: &indicatif::ProgressBar,
+) -> Result<Option<Arc<Key>>, RunError> {
+    if !plan.needs_key() {
+        return Ok(None);
+    }
+    let (key, source) = keys::resolve_key(opts.key_file.as_deref(), &opts.state_dir)?;
+    if let keys::KeySource::Created(p) = &source {
+        progress.suspend(|| eprintln!("privprep: no key configured; created a new random key at {} (mode 0600). Keep it: the same key gives the same tokens.", p.display()));
+    }
+    tracing::info!(key_source = %source.describe(), "key loaded");
+    if let keys::KeySource::Flag(p)
+    | keys::KeySource::EnvFile(p)
+    | keys::KeySource::DefaultFile(p) = &source
+    {
+        if keys::loose_permissions(p) {
+            progress.suspend(|| {
+                eprintln!(
+                    "privprep: warning: key file {} is readable by other users; run: chmod 600 {}",
+                    p.display(),
+                    p.display()
+                )
+            });
+        }
+    }
+    Ok(Some(Arc::new(key)))
+}
+
+/// Every input, hashed, counted and checked for records that cannot be split into fields.
+fn prescan(plan: &Plan) -> Result<Vec<ingest::InputFile>, RunError> {
+    let mut inputs = Vec::new();
+    for f in &plan.files {
+        let input = ingest::prescan(f, plan.format, plan.separator)?;
+        tracing::info!(file = %f.display(), records = input.scan.records, unparseable = input.scan.bad.len(), "input scanned");
+        inputs.push(input);
+    }
+    Ok(inputs)
+}
+
+/// A finished output file, not yet renamed.
+struct Finished {
+    split: String,
+    sha256: String,
+    writer: AtomicParquet,
+}
+
+/// Finishes every output file; on the first failure every file is dropped (and removed).
+fn finish_files(plan: &Plan, files: Vec<(u8, AtomicParquet)>) -> Result<Vec<Finished>, RunError> {
+    let names: BTreeMap<u8, &str> = plan
+        .output
+        .files()
+        .iter()
+        .map(|(n, c, _)| (*c, *n))
+        .collect();
+    let mut finished = Vec::new();
+    for (code, mut writer) in files {
+        let sha256 = writer.finish()?;
+        let split = names.get(&code).copied().unwrap_or("all").to_string();
+        finished.push(Finished {
+            split,
+            sha256,
+            writer,
+        });
+    }
+    Ok(finished)
+}
+
+/// Runs the leak gate over the finished files and records its verdicts; a leak fails the run
+/// (or warns, when the pipeline says so).
+fn leak_gate(
+    plan: &Plan,
+    gate: &Gate,
+    files: &[&Path],
+    record: &mut RunRecord,
+) -> Result<(), RunError> {
+    let started = std::time::Instant::now();
+    let verdicts = gate
+        .check_files(files, &gate_exempt(plan))
+        .map_err(|e| RunError::Engine(sanitize(&e.to_string(), plan)))?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        identifier_values = gate.ids.len(),
+        "leak gate checked the outputs"
+    );
+    record.leak_gate = verdicts
+        .into_iter()
+        .map(|v| LeakGateRecord {
+            column: v.column,
+            result: v.result,
+            values_scanned: v.values_scanned,
+            hits: v.hits,
+        })
+        .collect();
+    let leaks: Vec<String> = record
+        .leak_gate
+        .iter()
+        .filter(|g| g.result == GateResult::Leak)
+        .map(|g| {
+            let hits: Vec<String> = g.hits.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            format!("`{}` ({})", g.column, hits.join(", "))
+        })
+        .collect();
+    if !leaks.is_empty() {
+        match plan.pii.gate {
+            LeakGateMode::Fail => {
+                return Err(RunError::Leak {
+                    columns: leaks.join("; "),
+                })
+            }
+            LeakGateMode::Warn => {
+                tracing::warn!("leak gate found personal data in {}", leaks.join("; "));
+                eprintln!("privprep: warning: leak gate found personal data in {}; committed anyway because leak_gate = \"warn\"", leaks.join("; "));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Footer metadata: enough to find the run in lineage and check the inputs.
+fn footer_json(plan: &Plan, run_id: &str, record: &RunRecord) -> String {
+    serde_json::json!({
+        "run_id": run_id,
+        "privprep_version": env!("CARGO_PKG_VERSION"),
+        "pipeline": plan.name,
+        "pipeline_sha256": record.pipeline_sha256,
+        "dataset_id": plan.manifest.dataset_id(),
+        "inputs": record.inputs.iter().map(|i| serde_json::json!({"path": i.path, "sha256": i.sha256, "rows": i.rows_read})).collect::<Vec<_>>(),
+        "key_id": record.key_id,
+        "policy": record.policy,
+        "columns": record.column_lineage,
+    })
+    .to_string()
+}
+
+fn progress_bar(enabled: bool) -> indicatif::ProgressBar {
+    if !enabled {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} {msg}: {human_pos} rows ({per_sec}) {elapsed}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// Path of a run's scratch folder (cleaned copies of inputs); listed in the journal so a
+/// killed run's copy is removed by recovery.
+fn scratch_path(state_dir: &Path, run_id: &str) -> PathBuf {
+    state_dir.join("tmp").join(run_id)
+}
+
+/// A scratch folder inside the state dir, removed on drop.
+fn scratch_dir(state_dir: &Path, run_id: &str) -> std::io::Result<ScratchDir> {
+    let p = scratch_path(state_dir, run_id);
+    std::fs::create_dir_all(&p)?;
+    Ok(ScratchDir(p))
+}
+
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Name of the internal column carrying identifier column `i` to the sink.
+/// Output columns the gate does not judge: identifier columns the pipeline explicitly keeps
+/// as they are (`explain` marks them UNSAFE); everything else must come out clean.
+fn gate_exempt(plan: &Plan) -> Vec<String> {
+    plan.output_columns()
+        .filter(|c| c.explicit && c.action == Action::Keep && c.class == ColumnClass::Identifier)
+        .map(|c| c.name.clone())
+        .collect()
+}

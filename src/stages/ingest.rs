@@ -1,0 +1,271 @@
+//! Stage `ingest`: `[source]`, the input files, their format and the dataset manifest, and
+//! each input's schema checked against the manifest.
+//!
+//! The rows themselves are read by the engine (`crate::ingest` holds the readers and the
+//! pre-scan); this module decides what is read and how each column converts.
+
+use serde::Deserialize;
+use std::path::Path;
+use toml::Spanned;
+
+use super::{record_nothing, Halt, Plan, Resolution, Source, Stage};
+use crate::ingest::{self as reader, Conversion, Manifest};
+use crate::lineage::record::InputRecord;
+use crate::spec::paths::NamedPath;
+use crate::spec::{self, Diagnostic, Diagnostics, PipelineFile};
+
+pub const STAGE: Stage = Stage {
+    name: "ingest",
+    check,
+    resolve,
+    explain,
+    record: record_nothing,
+};
+
+/// `[source]`: where the rows come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// A file, a glob, or a list of them, relative to the pipeline file.
+    pub path: Spanned<OneOrMany>,
+    /// File format; taken from the extension when absent.
+    #[serde(default)]
+    pub format: Option<Spanned<SourceFormat>>,
+    /// Dataset manifest; defaults to `manifest.toml` beside the first data file.
+    #[serde(default)]
+    pub manifest: Option<Spanned<String>>,
+    /// CSV field separator (one ASCII character), default `,`.
+    #[serde(default)]
+    pub separator: Option<Spanned<String>>,
+}
+
+/// A single string or a list of strings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The strings, in order.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// Input file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    Csv,
+    Parquet,
+    Ndjson,
+}
+
+impl SourceFormat {
+    /// The format a file extension stands for.
+    pub fn from_path(path: &Path) -> Option<SourceFormat> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(SourceFormat::Csv),
+            "parquet" | "pq" => Some(SourceFormat::Parquet),
+            "ndjson" | "jsonl" => Some(SourceFormat::Ndjson),
+            _ => None,
+        }
+    }
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceFormat::Csv => "csv",
+            SourceFormat::Parquet => "parquet",
+            SourceFormat::Ndjson => "ndjson",
+        }
+    }
+}
+
+fn check(file: &PipelineFile, diags: &mut Diagnostics) {
+    let spec = &file.spec;
+    let at = |span: std::ops::Range<usize>, msg: String| file.at(span, msg);
+    if let Some(sep) = &spec.source.separator {
+        if sep.get_ref().len() != 1 || !sep.get_ref().is_ascii() {
+            diags.push(
+                at(sep.span(), "separator must be one ASCII character".into())
+                    .hint("e.g. separator = \";\" or separator = \"\\t\""),
+            );
+        }
+    }
+}
+
+fn resolve(r: &mut Resolution) -> Result<(), Halt> {
+    let file = r.file;
+    let base = r.base.clone();
+    let diags = &mut r.diags;
+    let s = &file.spec;
+    let at = |span: std::ops::Range<usize>, msg: String| file.at(span, msg);
+
+    // Inputs.
+    let patterns = s.source.path.get_ref().to_vec();
+    let files = match reader::expand(&base, &patterns) {
+        Ok(f) => f,
+        Err(msg) => {
+            diags.push(
+                at(s.source.path.span(), msg)
+                    .hint("paths are relative to the folder of the pipeline file"),
+            );
+            Vec::new()
+        }
+    };
+    let format = match (&s.source.format, files.first()) {
+        (Some(f), _) => Some(*f.get_ref()),
+        (None, Some(first)) => {
+            let f = SourceFormat::from_path(first);
+            if f.is_none() {
+                diags.push(
+                    at(
+                        s.source.path.span(),
+                        format!(
+                            "cannot tell the format of `{}` from its extension",
+                            first.display()
+                        ),
+                    )
+                    .hint("add format = \"csv\", \"parquet\" or \"ndjson\" to [source]"),
+                );
+            }
+            f
+        }
+        (None, None) => None,
+    };
+    let separator = s
+        .source
+        .separator
+        .as_ref()
+        .and_then(|x| x.get_ref().bytes().next())
+        .unwrap_or(b',');
+
+    // Manifest.
+    let manifest_path = match (&s.source.manifest, files.first()) {
+        (Some(m), _) => Some(spec::resolve(&base, m.get_ref())),
+        (None, Some(first)) => Some(spec::resolve(&spec::base_dir(first), "manifest.toml")),
+        (None, None) => None,
+    };
+    let manifest = match manifest_path {
+        Some(p) if !p.exists() => {
+            let span = s
+                .source
+                .manifest
+                .as_ref()
+                .map(|m| m.span())
+                .unwrap_or(s.source.path.span());
+            diags.push(at(span, format!("manifest `{}` does not exist", p.display())).hint("every source needs a dataset manifest; `privprep datagen` writes one, or set manifest = \"path\" in [source]"));
+            None
+        }
+        Some(p) => match Manifest::load(&p) {
+            Ok(m) => Some(m),
+            Err(ds) => {
+                diags.0.extend(ds.0);
+                None
+            }
+        },
+        None => None,
+    };
+
+    let (Some(manifest), Some(format)) = (manifest, format) else {
+        return Err(Halt);
+    };
+
+    // Schema of every input against the manifest.
+    let mut csv_names = Vec::new();
+    let mut conversions: Vec<Conversion> = manifest
+        .spec
+        .columns
+        .iter()
+        .map(|_| Conversion::AsIs)
+        .collect();
+    for f in &files {
+        match reader::file_schema(f, format, separator) {
+            Err(e) => diags.push(Diagnostic::file(f, e.to_string())),
+            Ok(schema) => {
+                for (name, _) in &schema {
+                    if manifest.column(name).is_none() {
+                        diags.push(Diagnostic::file(f, format!("column `{name}` is in the data but not in the manifest")).hint(format!("add a [[columns]] entry for `{name}` with its type and class to {}", manifest.path.display())));
+                    }
+                }
+                for (i, c) in manifest.spec.columns.iter().enumerate() {
+                    let name = c.name.get_ref();
+                    match schema.iter().find(|(n, _)| n == name) {
+                        None => diags.push(manifest.diag(c.name.span(), format!("column `{name}` is in the manifest but not in {}", f.display())).hint("fix the name, or remove the entry if the data no longer has the column")),
+                        Some((_, have)) => match reader::conversion(have, *c.ty.get_ref()) {
+                            None => diags.push(manifest.diag(c.ty.span(), format!("column `{name}` is {have} in {} but the manifest says {}", f.display(), c.ty.get_ref().as_str())).hint("fix the manifest type or convert the data")),
+                            Some(conv) => {
+                                if conv != Conversion::AsIs {
+                                    conversions[i] = conv;
+                                }
+                            }
+                        },
+                    }
+                }
+                if format == SourceFormat::Csv {
+                    if !csv_names.is_empty()
+                        && csv_names != schema.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()
+                    {
+                        diags.push(Diagnostic::file(f, "this CSV's header differs from the first input's").hint("all files of one source must have the same columns in the same order"));
+                    }
+                    csv_names = schema.into_iter().map(|(n, _)| n).collect();
+                }
+            }
+        }
+    }
+
+    r.paths.extend(files.iter().map(|f| {
+        NamedPath::read(
+            format!("input `{}`", f.display()),
+            f.clone(),
+            Some(s.source.path.span()),
+        )
+    }));
+    r.paths.push(NamedPath::read(
+        "the dataset manifest",
+        manifest.path.clone(),
+        s.source
+            .manifest
+            .as_ref()
+            .map(|m| m.span())
+            .or(Some(s.source.path.span())),
+    ));
+    r.source = Some(Source {
+        files,
+        format,
+        separator,
+        csv_names,
+        manifest,
+        conversions,
+    });
+    Ok(())
+}
+
+fn explain(plan: &Plan, out: &mut super::Explained) {
+    out.sources = plan.files.iter().map(|f| f.display().to_string()).collect();
+    out.format = plan.format.as_str().into();
+    out.dataset_id = plan.manifest.dataset_id().into();
+    out.manifest = plan.manifest.path.display().to_string();
+}
+
+/// The lineage of the inputs, once the pre-scan has read them: (path, bytes, SHA-256, records).
+pub fn input_records<'a>(
+    plan: &Plan,
+    inputs: impl IntoIterator<Item = (&'a Path, u64, &'a str, u64)>,
+) -> Vec<InputRecord> {
+    inputs
+        .into_iter()
+        .map(|(path, bytes, sha256, rows_read)| InputRecord {
+            path: path.display().to_string(),
+            bytes,
+            sha256: sha256.to_string(),
+            rows_read,
+            dataset_id: plan.manifest.dataset_id().to_string(),
+        })
+        .collect()
+}

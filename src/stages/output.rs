@@ -1,0 +1,193 @@
+//! Stage `output`: `[output]`, where the kept rows are written (one Parquet file, or one per
+//! subject-disjoint split), row groups, and the quarantine report with its limit. The writer
+//! is `crate::emit`; the polars sink feeds it.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+use toml::Spanned;
+
+use super::{record_nothing, Halt, Plan, Resolution, Stage};
+use crate::spec::paths::NamedPath;
+use crate::spec::{self, Diagnostics, PipelineFile};
+
+pub const STAGE: Stage = Stage {
+    name: "output",
+    check,
+    resolve,
+    explain,
+    record: record_nothing,
+};
+
+/// `[output]`: where and how the Parquet is written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Output Parquet file, relative to the pipeline file. With a split, the split name is put
+    /// before the extension (`tickets.train.parquet`).
+    pub path: Spanned<String>,
+    /// Rows per row group, default 131072.
+    #[serde(default)]
+    pub row_group_size: Option<Spanned<usize>>,
+    /// How many unparseable rows may be quarantined before the run fails; default 0.
+    #[serde(default)]
+    pub max_bad_rows: u64,
+    /// Quarantine report path; default `<output stem>.quarantine.jsonl` beside the output.
+    #[serde(default)]
+    pub quarantine: Option<Spanned<String>>,
+    /// Subject-disjoint splits.
+    #[serde(default)]
+    pub split: Option<Spanned<SplitSpec>>,
+}
+
+/// `[output.split]` fractions; they must sum to 1.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSpec {
+    pub train: f64,
+    #[serde(default)]
+    pub validation: f64,
+    #[serde(default)]
+    pub test: f64,
+}
+
+/// Output settings.
+#[derive(Debug, Clone)]
+pub struct OutputPlan {
+    pub path: PathBuf,
+    pub row_group_size: usize,
+    pub max_bad_rows: u64,
+    pub quarantine_path: PathBuf,
+    /// (train, validation, test) fractions.
+    pub split: Option<(f64, f64, f64)>,
+}
+
+impl OutputPlan {
+    /// (split name, split code, path) of every file the run writes.
+    pub fn files(&self) -> Vec<(&'static str, u8, PathBuf)> {
+        match self.split {
+            None => vec![("all", 0, self.path.clone())],
+            Some((_, v, t)) => {
+                let mut out = vec![("train", 0, crate::emit::split_path(&self.path, "train"))];
+                if v > 0.0 {
+                    out.push((
+                        "validation",
+                        1,
+                        crate::emit::split_path(&self.path, "validation"),
+                    ));
+                }
+                if t > 0.0 {
+                    out.push(("test", 2, crate::emit::split_path(&self.path, "test")));
+                }
+                out
+            }
+        }
+    }
+}
+
+fn check(file: &PipelineFile, diags: &mut Diagnostics) {
+    let spec = &file.spec;
+    let at = |span: std::ops::Range<usize>, msg: String| file.at(span, msg);
+    if let Some(rg) = &spec.output.row_group_size {
+        if *rg.get_ref() == 0 {
+            diags.push(
+                at(rg.span(), "row_group_size must be positive".into())
+                    .hint("the default is 131072 rows"),
+            );
+        }
+    }
+    if !spec.output.path.get_ref().ends_with(".parquet") {
+        diags.push(
+            at(
+                spec.output.path.span(),
+                "output path must end in .parquet".into(),
+            )
+            .hint("e.g. path = \"../out/tickets.parquet\""),
+        );
+    }
+    if let Some(split) = &spec.output.split {
+        let s = split.get_ref();
+        let parts = [s.train, s.validation, s.test];
+        if parts.iter().any(|f| !(0.0..=1.0).contains(f) || f.is_nan())
+            || (parts.iter().sum::<f64>() - 1.0).abs() > 1e-9
+        {
+            diags.push(
+                at(
+                    split.span(),
+                    format!(
+                        "split fractions must be between 0 and 1 and sum to 1 (they sum to {})",
+                        parts.iter().sum::<f64>()
+                    ),
+                )
+                .hint("e.g. train = 0.8, validation = 0.1, test = 0.1"),
+            );
+        }
+    }
+}
+
+fn resolve(r: &mut Resolution) -> Result<(), Halt> {
+    let s = &r.file.spec;
+    let base = &r.base;
+    // Output.
+    let out_path = spec::resolve(base, s.output.path.get_ref());
+    let quarantine_path = match &s.output.quarantine {
+        Some(q) => spec::resolve(base, q.get_ref()),
+        None => {
+            let stem = out_path
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            spec::base_dir(&out_path).join(format!("{stem}.quarantine.jsonl"))
+        }
+    };
+    let output = OutputPlan {
+        path: out_path,
+        row_group_size: s
+            .output
+            .row_group_size
+            .as_ref()
+            .map(|r| *r.get_ref())
+            .unwrap_or(131_072),
+        max_bad_rows: s.output.max_bad_rows,
+        quarantine_path,
+        split: s.output.split.as_ref().map(|x| {
+            let x = x.get_ref();
+            (x.train, x.validation, x.test)
+        }),
+    };
+
+    let out_span = Some(s.output.path.span());
+    for (split, _, path) in output.files() {
+        let what = match split {
+            "all" => "[output] path".to_string(),
+            other => format!("the `{other}` split of [output] path"),
+        };
+        r.paths.push(NamedPath::write(what, path, out_span.clone()));
+    }
+    r.paths.push(NamedPath::write(
+        match &s.output.quarantine {
+            Some(_) => "[output] quarantine",
+            None => "the default quarantine report of [output] path",
+        },
+        output.quarantine_path.clone(),
+        s.output.quarantine.as_ref().map(|q| q.span()).or(out_span),
+    ));
+    r.output = Some(output);
+    Ok(())
+}
+
+fn explain(plan: &Plan, out: &mut super::Explained) {
+    out.outputs = plan
+        .output
+        .files()
+        .iter()
+        .map(|(split, _, p)| format!("{} ({split})", p.display()))
+        .collect();
+    if let Some((t, v, te)) = plan.output.split {
+        out.outputs.push(format!("splits are subject-disjoint: each subject goes to one split by keyed hash (train {t}, validation {v}, test {te})"));
+    }
+    out.quarantine = format!(
+        "rows whose values do not parse go to {} (file, line, column, error; never the value); the run fails above {} such rows",
+        plan.output.quarantine_path.display(),
+        plan.output.max_bad_rows
+    );
+}
