@@ -1,10 +1,12 @@
 //! privprep: raw personal datasets in, consent-filtered, tokenized, training-ready Parquet out,
 //! with a tamper-evident lineage record of every run.
 //!
-//! The flow is file → spec → plan → run: [`spec`] parses the pipeline file strictly, [`plan`]
-//! resolves it against the dataset manifest and the data's schema (reporting every problem at
-//! once), and [`run`] executes the plan in one streaming pass and records it in [`lineage`].
-//! Stages do not import each other; they meet in `plan` and `run`.
+//! The flow is file → spec → plan → run: `spec` parses the pipeline file strictly, [`plan`]
+//! resolves it stage by stage (`stages`: ingest, policy, identity, text, output, release)
+//! against the dataset manifest and the data's schema, reporting every problem at once;
+//! [`run`] executes the plan on an [`engine`] in one streaming pass, accounts for every row,
+//! gates and commits, and records it in [`lineage`]. Stages do not import each other; they
+//! meet in `plan` and `run`.
 
 pub mod datagen;
 pub mod dp;
@@ -17,11 +19,13 @@ pub mod pii;
 pub mod plan;
 pub mod policy;
 pub mod run;
-pub mod spec;
-pub mod stages;
+mod spec;
+mod stages;
 
-// The public face: what the command line (and a program embedding privprep) uses. The modules
-// stay public for the integration tests and benches, which exercise stages on their own.
+// The public face: what the command line (and a program embedding privprep) uses. The pipeline
+// file's parsing (`spec`) and the stages' resolution (`stages`) are reached only through
+// `plan`; the other modules stay public for the integration tests and benches, which exercise
+// kernels, readers and writers on their own.
 
 /// Pipelines: validate and plan.
 pub use plan::{build as load_plan, Plan};

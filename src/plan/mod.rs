@@ -75,3 +75,162 @@ pub fn collision_diagnostics(file: &PipelineFile, paths: &[NamedPath]) -> Vec<Di
         })
         .collect()
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    /// The bundled sample dataset.
+    pub(crate) fn dataset() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/support_tickets")
+    }
+
+    /// The quickstart pipeline over the bundled dataset, writing into `dir`, with `edit`
+    /// applied to its text.
+    pub(crate) fn pipeline(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/quickstart.toml"),
+        )
+        .expect("quickstart pipeline");
+        let data = dataset().display().to_string();
+        let text = text
+            .replace("../datasets/support_tickets", &data)
+            .replace("../out/quickstart", &dir.join("out").display().to_string());
+        let p = dir.join("pipeline.toml");
+        std::fs::write(&p, edit(text)).expect("write pipeline");
+        p
+    }
+
+    fn problems(path: &Path) -> Vec<String> {
+        match build(path) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.0.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_stages_are_listed_once_in_data_flow_order() {
+        let names: Vec<&str> = STAGES.iter().map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            ["ingest", "policy", "identity", "text", "output", "release"]
+        );
+    }
+
+    #[test]
+    fn every_stage_resolves_explains_and_records_its_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = build(&pipeline(dir.path(), |t| t)).expect("the quickstart plans");
+        // Ingest, policy, identity, text and output each resolved their part.
+        assert_eq!(plan.files.len(), 1);
+        assert_eq!(plan.manifest.dataset_id(), "support_tickets");
+        assert_eq!(plan.policy.purpose, "training");
+        assert_eq!(plan.columns.len(), plan.manifest.column_names().len());
+        assert_eq!(plan.text.len(), 1);
+        assert_eq!(plan.text[0].column, "body");
+        assert!(plan.output.path.ends_with("out/tickets.parquet"));
+        assert!(plan.releases.is_empty());
+        // Each names the files it reads or writes.
+        let whats: Vec<&str> = plan.paths.iter().map(|p| p.what.as_str()).collect();
+        for what in [
+            "the dataset manifest",
+            "revocation list",
+            "the `train` split of [output] path",
+            "the default quarantine report of [output] path",
+        ] {
+            assert!(whats.contains(&what), "{what} missing from {whats:?}");
+        }
+        // Each adds its part of explain.
+        let e = plan.explain();
+        assert_eq!(e.sources.len(), 1);
+        assert_eq!(e.dataset_id, "support_tickets");
+        assert!(!e.policy.is_empty());
+        assert_eq!(e.columns.len(), plan.columns.len());
+        assert!(e.outputs[0].ends_with("(train)"), "{:?}", e.outputs);
+        assert!(e.outputs.iter().any(|o| o.contains("subject-disjoint")));
+        assert!(e.quarantine.contains("max_bad_rows") || e.quarantine.contains("fails above"));
+        assert!(
+            e.text.iter().any(|l| l.starts_with("`body`")),
+            "{:?}",
+            e.text
+        );
+        assert!(e.releases.is_empty());
+        // And its part of the lineage record.
+        let mut record = crate::lineage::record::RunRecord::begin("r", "t", "n", "p", "s", "x");
+        plan.record_into(&mut record);
+        assert_eq!(record.policy.purpose, "training");
+        assert_eq!(record.policy.revocation_lists.len(), 1);
+        assert_eq!(record.column_lineage.len(), plan.output_columns().count());
+        assert!(record.pii.is_some());
+    }
+
+    #[test]
+    fn file_checks_of_every_stage_are_reported_even_without_a_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(dir.path(), |t| {
+            t.replace("manifest.toml", "missing.toml")
+                .replace("purpose = \"training\"", "purpose = \"\"")
+                .replace("bits = 128", "bits = 100")
+                .replace("tickets.parquet", "tickets.csv")
+        });
+        let found = problems(&p);
+        for expected in [
+            "policy purpose is empty",
+            "token length 100 bits is not supported",
+            "output path must end in .parquet",
+            "missing.toml` does not exist",
+        ] {
+            assert!(
+                found.iter().any(|f| f.contains(expected)),
+                "`{expected}` not in {found:#?}"
+            );
+        }
+        // Resolution stopped at ingest: no stage after it reported against the manifest.
+        assert!(!found.iter().any(|f| f.contains("not in the manifest")));
+    }
+
+    #[test]
+    fn later_stages_read_what_earlier_ones_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        // The text stage checks context columns against the manifest the ingest stage read;
+        // the identity stage's privacy default sees a column the pipeline no longer names.
+        let p = pipeline(dir.path(), |t| {
+            t.replace(
+                "body = { action = \"redact\", actions = { email = \"tokenize\" } }",
+                "body = { action = \"redact\", context = [\"emial\"] }",
+            )
+            .replace("zip = { action = \"generalize\", prefix = 3 }\n", "")
+        });
+        let found = problems(&p);
+        assert!(
+            found.iter().any(
+                |f| f.contains("context column `emial` is not in the manifest")
+                    && f.contains("did you mean `email`?")
+            ),
+            "{found:#?}"
+        );
+        assert!(
+            found.iter().any(|f| f.contains("column `zip` is classed")),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn a_write_onto_a_read_is_reported_at_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dataset().join("tickets.csv").display().to_string();
+        let p = pipeline(dir.path(), |t| {
+            t.replace(
+                "max_bad_rows = 0",
+                &format!("max_bad_rows = 0\nquarantine = \"{input}\""),
+            )
+        });
+        let found = problems(&p);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(
+            found[0].contains("[output] quarantine") && found[0].contains("would overwrite"),
+            "{found:#?}"
+        );
+    }
+}

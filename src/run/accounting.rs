@@ -173,3 +173,133 @@ fn quarantine_report(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emit::{AtomicParquet, ParquetSettings};
+    use crate::engine::STATUSES;
+    use crate::ingest::prescan::{BadRecord, PreScan};
+    use crate::pii::gate::IdentifierSet;
+    use std::sync::Arc;
+
+    fn plan(dir: &std::path::Path) -> Plan {
+        crate::plan::build(&crate::plan::tests::pipeline(dir, |t| t)).expect("plan")
+    }
+
+    /// An output file holding `rows` rows.
+    fn file(dir: &std::path::Path, rows: usize) -> (u8, AtomicParquet) {
+        use arrow::array::Int64Array;
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let settings = ParquetSettings {
+            row_group_size: 1024,
+            lineage_json: "{}".into(),
+        };
+        let mut w = AtomicParquet::create(&dir.join("o.parquet"), "run", schema.clone(), &settings)
+            .unwrap();
+        let column = Arc::new(Int64Array::from_iter_values(0..rows as i64));
+        w.write(&arrow::record_batch::RecordBatch::try_new(schema, vec![column]).unwrap())
+            .unwrap();
+        (0, w)
+    }
+
+    fn input(plan: &Plan, records: u64, bad: u64) -> ingest::InputFile {
+        let mut scan = PreScan::without_lines(10, "00".into(), records);
+        scan.bad = (0..bad)
+            .map(|i| BadRecord {
+                record: i,
+                line: i + 1,
+                column: None,
+                error: "wrong number of fields".into(),
+            })
+            .collect();
+        ingest::InputFile {
+            path: plan.files[0].clone(),
+            format: plan.format,
+            scan,
+        }
+    }
+
+    /// What an engine would hand back: `kept` rows in a file, the rest by status.
+    fn streamed(dir: &std::path::Path, by_status: [u64; STATUSES], seen: u64) -> Streamed {
+        Streamed {
+            by_status,
+            bad_values: (0..by_status[QUARANTINED as usize])
+                .map(|r| (0, 100 + r, 0))
+                .collect(),
+            seen,
+            files: vec![file(dir, by_status[KEPT as usize] as usize)],
+            schema: Vec::new(),
+            identifiers: IdentifierSet::new(),
+            release_rows: Vec::new(),
+            text_stats: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn counts_that_add_up_are_recorded_by_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan(dir.path());
+        let mut by_status = [0; STATUSES];
+        by_status[KEPT as usize] = 70;
+        by_status[DropReason::Revoked.code() as usize] = 20;
+        by_status[QUARANTINED as usize] = 3;
+        let s = streamed(dir.path(), by_status, 93);
+        let counts = account(&plan, &[input(&plan, 100, 7)], &s).expect("adds up");
+        assert_eq!(
+            (counts.rows_read, counts.written, counts.quarantined),
+            (100, 70, 10)
+        );
+        assert_eq!(counts.dropped.len(), 1, "only reasons that dropped rows");
+        assert_eq!(counts.dropped[DropReason::Revoked.as_str()], 20);
+        let report = counts.report.as_deref().expect("a quarantine report");
+        assert_eq!(report.lines().count(), 10);
+        assert!(counts.too_many_bad(&plan), "max_bad_rows = 0");
+        let mut record = RunRecord::begin("r", "t", "n", "p", "s", "x");
+        counts.record(&mut record);
+        assert_eq!(record.quarantined, 10);
+        let stages: Vec<(String, u64)> = record
+            .rows_per_stage
+            .iter()
+            .map(|s| (s.stage.clone(), s.rows))
+            .collect();
+        assert_eq!(
+            stages,
+            [
+                ("read".to_string(), 100),
+                ("parsed".to_string(), 90),
+                ("policy".to_string(), 70),
+                ("written".to_string(), 70)
+            ]
+        );
+        let error = counts.too_many_bad_error(&plan).to_string();
+        assert!(error.starts_with("10 rows could not be parsed"), "{error}");
+    }
+
+    #[test]
+    fn counts_that_do_not_add_up_fail_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan(dir.path());
+        let mut by_status = [0; STATUSES];
+        by_status[KEPT as usize] = 70;
+        by_status[DropReason::Revoked.code() as usize] = 20;
+        // A row the engine never reported.
+        let s = streamed(dir.path(), by_status, 90);
+        assert!(matches!(
+            account(&plan, &[input(&plan, 91, 0)], &s),
+            Err(RunError::Accounting { read: 91, .. })
+        ));
+        // Every row seen, but the file holds fewer rows than were kept.
+        let mut s = streamed(dir.path(), by_status, 90);
+        s.files = vec![file(dir.path(), 69)];
+        assert!(matches!(
+            account(&plan, &[input(&plan, 90, 0)], &s),
+            Err(RunError::Accounting { written: 70, .. })
+        ));
+        // A clean run has no report.
+        let s = streamed(dir.path(), by_status, 90);
+        let counts = account(&plan, &[input(&plan, 90, 0)], &s).expect("adds up");
+        assert!(counts.report.is_none() && !counts.too_many_bad(&plan));
+    }
+}

@@ -14,11 +14,11 @@ pub mod sidefile;
 pub use diag::{Diagnostic, Diagnostics};
 
 pub use crate::stages::identity::{TokenEncodingSpec, TokenSpec};
-pub use crate::stages::ingest::{OneOrMany, SourceFormat, SourceSpec};
-pub use crate::stages::output::{OutputSpec, SplitSpec};
+pub use crate::stages::ingest::{SourceFormat, SourceSpec};
+pub use crate::stages::output::OutputSpec;
 pub use crate::stages::policy::PolicySpec;
-pub use crate::stages::release::{AggregateKind, AggregateSpec, KeySetSpec, ReleaseSpec};
-pub use crate::stages::text::{DetectorSpec, LeakGateMode, PiiSpec, ValidatorSpec};
+pub use crate::stages::release::ReleaseSpec;
+pub use crate::stages::text::{LeakGateMode, PiiSpec};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -22,14 +22,9 @@ const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
-/// The pipeline file.
+/// The pipeline file (and dataset manifests, read the same way).
 pub const PIPELINE: SideFile = SideFile {
     what: "pipeline file",
-    limit: 16 * MIB,
-};
-/// A dataset manifest.
-pub const MANIFEST: SideFile = SideFile {
-    what: "manifest",
     limit: 16 * MIB,
 };
 /// A revocation list (one subject id per line; large organisations have many).
@@ -298,7 +293,7 @@ mod tests {
     #[test]
     fn bounds_read_as_words() {
         assert_eq!(REVOCATION_LIST.limit_text(), "1 GiB");
-        assert_eq!(MANIFEST.limit_text(), "16 MiB");
+        assert_eq!(PIPELINE.limit_text(), "16 MiB");
         assert_eq!(KEY_FILE.limit_text(), "4 KiB");
         assert!(REVOCATION_LIST.hint().contains("at most 1 GiB"));
     }

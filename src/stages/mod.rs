@@ -20,8 +20,9 @@
 //! manifest, the column plans) it reads from the [`Resolution`] the earlier ones filled.
 //!
 //! Depends on: `spec` (sections are parsed there, diagnostics), the plan types of `ingest`,
-//! `policy`, `identity`, `pii` and `dp::plan`, `lineage::record` (record types). Not on any
-//! engine: nothing here names a polars or OpenDP type.
+//! `policy`, `identity`, `pii` and `dp::plan`, `lineage::record` (record types). Not on the
+//! engine: no plan part holds a polars or OpenDP type; only the release stage's `explain` asks
+//! `dp::release` for OpenDP's calibration, to state the accuracy before any row is read.
 
 pub mod identity;
 pub mod ingest;

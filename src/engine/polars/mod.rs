@@ -1,13 +1,21 @@
 //! The polars engine: each stage's plan lowered to expressions of one streaming `select`
 //! (`policy`, `identity`, `text`), the string-kernel adapter they all use, and the sink that
-//! feeds the writers and collects what the run needs of every row.
+//! counts every row by status, keeps what releases need of the kept rows and hands them to a
+//! writer thread that encodes the output files. Identifier values are remembered for the
+//! leak gate by the engine's threads, in the `select`, not in the sink.
+//!
+//! Depends on: polars, `plan`/`stages` (plan types), `ingest` (scans), `emit` (writers),
+//! `pii::gate`, `dp::plan` and `dp::release` (the subject key), the kernels crate.
 
 pub mod adapter;
 pub mod identity;
 pub mod policy;
 pub mod text;
 
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
+
+use arrow::record_batch::RecordBatch;
 
 use polars::prelude::*;
 use privprep_kernels::key::Key;
@@ -46,12 +54,30 @@ struct Tally {
 
 /// What the sink writes to.
 struct Sinks {
-    writers: Vec<(u8, AtomicParquet)>,
+    /// To the writer thread: (index of the file, its rows). `None` once the stream ended.
+    to_writer: Option<SyncSender<(usize, RecordBatch)>>,
+    /// Split code of each file, in the writer thread's order.
+    codes: Vec<u8>,
     schema: arrow::datatypes::SchemaRef,
     output_names: Vec<PlSmallStr>,
     split: bool,
-    /// The writer's error, kept whole (the engine only passes a message on).
-    error: Option<emit::EmitError>,
+}
+
+/// The thread that encodes and compresses the kept rows into the output files, beside the
+/// engine's threads: the sink only hands it batches, so one file's encoding never holds up
+/// the stream. It hands the files back when its channel closes, or the first error.
+fn writer_thread(
+    mut files: Vec<AtomicParquet>,
+    batches: Receiver<(usize, RecordBatch)>,
+) -> std::thread::JoinHandle<Result<Vec<AtomicParquet>, emit::EmitError>> {
+    std::thread::spawn(move || {
+        for (i, batch) in batches {
+            // Dropping the files on an error removes them; dropping the receiver tells the
+            // sink to stop.
+            files[i].write(&batch)?;
+        }
+        Ok(files)
+    })
 }
 
 fn stream(job: &Job) -> Result<Streamed, EngineError> {
@@ -61,7 +87,17 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
     let dp_columns = crate::dp::plan::release_columns(&plan.releases, &plan.policy.subject_column);
     let id_columns = identifier_columns(plan);
     let value_hasher = ValueHasher::new();
-    let lf = lower(job, &texts, &dp_columns, &id_columns, &value_hasher)?;
+    // Every identifier value of every record, kept or dropped, for the leak gate: keyed and
+    // gathered by the engine's threads as they go.
+    let identifiers = Arc::new(DistinctKeys::new());
+    let lf = lower(
+        job,
+        &texts,
+        &dp_columns,
+        &id_columns,
+        &value_hasher,
+        &identifiers,
+    )?;
     let output_names: Vec<PlSmallStr> = plan
         .output_columns()
         .map(|c| c.name.as_str().into())
@@ -87,37 +123,45 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
         row_group_size: plan.output.row_group_size,
         lineage_json: job.footer.clone(),
     };
-    let mut writers = Vec::new();
+    let (mut files, mut codes) = (Vec::new(), Vec::new());
     for (_, code, path) in plan.output.files() {
-        let w = AtomicParquet::create(&path, job.run_id, arrow_schema.clone(), &settings)?;
-        writers.push((code, w));
+        files.push(AtomicParquet::create(
+            &path,
+            job.run_id,
+            arrow_schema.clone(),
+            &settings,
+        )?);
+        codes.push(code);
     }
+    // A few batches in flight at most, so memory stays bounded when encoding is slower.
+    let (to_writer, batches) = std::sync::mpsc::sync_channel(4);
+    let writer = writer_thread(files, batches);
     let sinks = Arc::new(Mutex::new(Sinks {
-        writers,
+        to_writer: Some(to_writer),
+        codes: codes.clone(),
         schema: arrow_schema,
         output_names,
         split: plan.output.split.is_some(),
-        error: None,
     }));
     let tally = Arc::new(Mutex::new(Tally {
         by_status: [0; STATUSES],
         bad_values: Vec::new(),
         seen: 0,
     }));
-    let identifiers = Arc::new(Mutex::new(DistinctKeys::new()));
     let release_rows: Arc<Mutex<ReleaseRows>> = Arc::new(Mutex::new(Vec::new()));
+    let busy = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = std::time::Instant::now();
 
     let sink = Sink {
         sinks: sinks.clone(),
         tally: tally.clone(),
-        identifiers: identifiers.clone(),
-        n_ids: id_columns.len(),
         release_rows: release_rows.clone(),
         release_columns: dp_columns
             .iter()
             .map(|(a, _, _)| PlSmallStr::from(a.as_str()))
             .collect(),
         progress: job.progress.clone(),
+        busy: busy.clone(),
     };
     let callback = PlanCallback::Rust(SpecialEq::new(Arc::new(
         move |df: DataFrame| -> PolarsResult<bool> { sink.take(df) },
@@ -125,15 +169,28 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
     let result = lf
         .sink_batches(callback, true, None)
         .and_then(|lf| lf.collect_with_engine(Engine::Streaming));
-    let mut sinks = take(&sinks, "writer")?;
-    if let Err(e) = result {
-        return Err(match sinks.error.take() {
-            Some(e) => EngineError::Emit(e),
-            None => engine_err(e),
-        });
-    }
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        sink_busy_ms = busy.load(std::sync::atomic::Ordering::Relaxed) / 1000,
+        "streamed"
+    );
+    // The stream is over: closing the channel lets the writer thread finish.
+    sinks
+        .lock()
+        .map_err(|_| EngineError::Poisoned("writer"))?
+        .to_writer
+        .take();
+    let written = writer
+        .join()
+        .map_err(|_| EngineError::Poisoned("writer thread"))?;
+    let files = match (written, result) {
+        // The writer's error, whole, comes first: the engine only saw that it stopped.
+        (Err(e), _) => return Err(EngineError::Emit(e)),
+        (Ok(_), Err(e)) => return Err(engine_err(e)),
+        (Ok(files), Ok(_)) => files,
+    };
     let tally = take(&tally, "tally")?;
-    let keys = take(&identifiers, "identifier key list")?;
+    let keys = Arc::into_inner(identifiers).ok_or(EngineError::Poisoned("identifier set"))?;
     let set_started = std::time::Instant::now();
     let identifiers = IdentifierSet::from_distinct(value_hasher, keys);
     tracing::info!(
@@ -145,7 +202,7 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
         by_status: tally.by_status,
         bad_values: tally.bad_values,
         seen: tally.seen,
-        files: std::mem::take(&mut sinks.writers),
+        files: codes.into_iter().zip(files).collect(),
         schema: schema_desc,
         identifiers,
         release_rows: take(&release_rows, "release rows")?,
@@ -170,28 +227,16 @@ impl Default for Tally {
     }
 }
 
-impl Default for Sinks {
-    fn default() -> Self {
-        Sinks {
-            writers: Vec::new(),
-            schema: Arc::new(arrow::datatypes::Schema::empty()),
-            output_names: Vec::new(),
-            split: false,
-            error: None,
-        }
-    }
-}
-
 /// The sink: counts every row by status, remembers identifier keys and quarantined records,
 /// and writes the kept rows (to their split's file).
 struct Sink {
     sinks: Arc<Mutex<Sinks>>,
     tally: Arc<Mutex<Tally>>,
-    identifiers: Arc<Mutex<DistinctKeys>>,
-    n_ids: usize,
     release_rows: Arc<Mutex<ReleaseRows>>,
     release_columns: Vec<PlSmallStr>,
     progress: indicatif::ProgressBar,
+    /// Time spent in the sink, which runs one batch at a time (for the log).
+    busy: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn poisoned(what: &str) -> PolarsError {
@@ -200,8 +245,17 @@ fn poisoned(what: &str) -> PolarsError {
 
 impl Sink {
     fn take(&self, df: DataFrame) -> PolarsResult<bool> {
+        let started = std::time::Instant::now();
+        let r = self.take_timed(df);
+        self.busy.fetch_add(
+            started.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        r
+    }
+
+    fn take_timed(&self, df: DataFrame) -> PolarsResult<bool> {
         self.progress.inc(df.height() as u64);
-        self.remember_identifiers(&df)?;
         let status = df.column(STATUS)?.i32()?.clone();
         self.count(&df, &status)?;
         let kept_mask = status.equal(KEPT as i32);
@@ -216,29 +270,27 @@ impl Sink {
                 .map_err(|_| poisoned("release rows"))?
                 .push(part);
         }
-        let mut s = self.sinks.lock().map_err(|_| poisoned("writer"))?;
-        let sinks = &mut *s;
-        let result = if sinks.split {
-            let split = kept.column(SPLIT)?.i32()?.clone();
-            let mut r = Ok(());
-            for (code, w) in sinks.writers.iter_mut() {
-                let part = kept.filter(&split.equal(*code as i32))?;
-                if part.height() > 0 {
-                    r = write(&part, w, &sinks.schema, &sinks.output_names);
-                    if r.is_err() {
-                        break;
-                    }
-                }
+        let s = self.sinks.lock().map_err(|_| poisoned("writer"))?;
+        let to_writer = s
+            .to_writer
+            .as_ref()
+            .ok_or_else(|| polars_err!(ComputeError: "a batch came after the stream ended"))?;
+        for (i, code) in s.codes.iter().enumerate() {
+            let part = if s.split {
+                let split = kept.column(SPLIT)?.i32()?;
+                kept.filter(&split.equal(*code as i32))?
+            } else {
+                kept.clone()
+            };
+            if part.height() == 0 {
+                continue;
             }
-            r
-        } else {
-            let (_, w) = &mut sinks.writers[0];
-            write(&kept, w, &sinks.schema, &sinks.output_names)
-        };
-        if let Err(e) = result {
-            let msg = e.to_string();
-            sinks.error = Some(e);
-            return Err(polars_err!(ComputeError: "{}", msg));
+            let batch = record_batch(&part, &s.schema, &s.output_names)
+                .map_err(|e| polars_err!(ComputeError: "{}", e))?;
+            // A closed channel means the writer stopped on an error, which it returns.
+            to_writer
+                .send((i, batch))
+                .map_err(|_| polars_err!(ComputeError: "the output writer stopped"))?;
         }
         Ok(false)
     }
@@ -269,38 +321,21 @@ impl Sink {
         }
         Ok(())
     }
-
-    /// Adds one batch's identifier keys to the gate's set.
-    fn remember_identifiers(&self, df: &DataFrame) -> PolarsResult<()> {
-        if self.n_ids == 0 {
-            return Ok(());
-        }
-        let mut keys = self
-            .identifiers
-            .lock()
-            .map_err(|_| poisoned("identifier key list"))?;
-        for i in 0..self.n_ids {
-            keys.extend(df.column(&id_column_name(i))?.u64()?.into_iter().flatten());
-        }
-        Ok(())
-    }
 }
 
-/// Writes the output columns of a frame to one file.
-fn write(
+/// The output columns of a frame as an Arrow batch of the output schema.
+fn record_batch(
     frame: &DataFrame,
-    w: &mut AtomicParquet,
     schema: &arrow::datatypes::SchemaRef,
     names: &[PlSmallStr],
-) -> Result<(), emit::EmitError> {
+) -> Result<RecordBatch, emit::EmitError> {
     let out = frame
         .select(names.iter().cloned())
         .map_err(|e| emit::EmitError::Convert {
             column: "*".into(),
             message: e.to_string(),
         })?;
-    let batch = emit::to_record_batch(&out, schema)?;
-    w.write(&batch)
+    emit::to_record_batch(&out, schema)
 }
 
 /// The lazy plan: read every input, type its columns, then one `select` in which each stage
@@ -313,6 +348,7 @@ fn lower(
     dp_columns: &[(String, String, bool)],
     id_columns: &[String],
     value_hasher: &ValueHasher,
+    identifiers: &Arc<DistinctKeys>,
 ) -> Result<LazyFrame, EngineError> {
     let plan = job.plan;
     // Ingest.
@@ -403,10 +439,10 @@ fn lower(
             outputs.push(e);
         }
     }
-    // The gate: identifier values of every row, kept or dropped, hashed in parallel; only the
-    // keyed hashes reach the sink.
+    // The gate: identifier values of every row, kept or dropped, keyed and remembered in
+    // parallel; only an empty column reaches the sink.
     for (i, c) in id_columns.iter().enumerate() {
-        outputs.push(id_key_expr(value_hasher, c).alias(id_column_name(i)));
+        outputs.push(remember_expr(value_hasher, identifiers, c).alias(id_column_name(i)));
     }
     outputs.extend([col(STATUS), col(ROW), col(FILE), col(BADCOL), col(SPLIT)]);
     Ok(lf.select(outputs))
@@ -427,12 +463,13 @@ fn identifier_columns(plan: &Plan) -> Vec<String> {
         .collect()
 }
 
-/// The keyed hash of an identifier column's values (null when too short to remember).
-fn id_key_expr(hasher: &ValueHasher, column: &str) -> Expr {
-    let hasher = hasher.clone();
-    map_str::<UInt64Type, _>(col(column), vec![], move |s, out| {
-        s.values()
-            .for_each(|v| out.append_option(v.and_then(|v| hasher.value_key(v))));
+/// Remembers an identifier column's values in the gate's set; the column it gives is all
+/// null (no value of it reaches the sink).
+fn remember_expr(hasher: &ValueHasher, keys: &Arc<DistinctKeys>, column: &str) -> Expr {
+    let (hasher, keys) = (hasher.clone(), keys.clone());
+    map_str::<BooleanType, _>(col(column), vec![], move |s, out| {
+        keys.insert_all(&hasher, s.values().flatten());
+        s.values().for_each(|_| out.append_null());
         Ok(())
     })
 }
