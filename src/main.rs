@@ -261,7 +261,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!(
                         "{}: ok ({} input file(s), {} output column(s))",
                         file.display(),
-                        plan.files.len(),
+                        plan.source.files.len(),
                         plan.output_columns().count()
                     );
                 }

@@ -22,8 +22,10 @@
 //! It commits nothing: the run accounts, gates, spends budget and commits (`crate::run`). A
 //! second engine implements [`Engine`] with the same meaning for every field.
 //!
-//! Depends on: `plan`, `stages` (plan types), `ingest`, `emit`, `pii` (gate kernels), the
-//! kernels crate; polars only in [`polars`].
+//! Depends on: `plan` (plan types), `ingest`, `emit`, `pii` (gate kernels), `policy`
+//! (statuses), `lineage::record` (schema), the kernels crate; polars in [`polars`], and in
+//! [`ReleaseRows`]: the rows DP releases need stay a polars frame, which OpenDP's polars front
+//! reads (a second engine hands Arrow batches, converted once at release time).
 
 pub mod polars;
 

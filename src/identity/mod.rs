@@ -2,13 +2,12 @@
 //!
 //! This is where the identifiers stage gets its tools. The per-value kernels that tokenize
 //! (HMAC-SHA256), hash, mask, cut to a prefix or bucket a number, and the [`Key`] type itself,
-//! live in the `privprep-kernels` crate, which knows nothing of polars, so today's polars
-//! adapter ([`stage`]) and the Spark engine call the same code and get the same tokens; they
-//! are re-exported here. [`keys`] finds a run's key (flag, environment, default file).
+//! live in the `privprep-kernels` crate, which knows nothing of polars, so the polars
+//! lowering (`engine/polars/identity.rs`) and the Spark engine call the same code and get the
+//! same tokens; they are re-exported here. [`action`] is the engine-free plan type of a
+//! column's action; [`keys`] finds a run's key (flag, environment, default file).
 //!
-//! `keys` depends on nothing else in the crate but the side-file reader. `stage` is the engine
-//! side: it lowers each column's action onto polars expressions and may use the spec and ingest
-//! types.
+//! Depends on: `spec` (side files, date parts), `ingest` (column types), the kernels crate.
 
 pub mod action;
 pub mod keys;

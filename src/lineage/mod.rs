@@ -9,9 +9,9 @@
 //! store's head is recorded outside the file ([`anchor`]), so a deleted or rolled-back store is
 //! noticed instead of silently starting afresh.
 //!
-//! This module depends on nothing else in the crate: stages hand their facts to `lib.rs`, which
-//! builds the record and appends it here; `dp::ledger` decides what may be spent and records
-//! it here.
+//! This module depends on nothing else in the crate: each stage adds its part of the record
+//! (`stages`), the run adds what happened and appends it here; `dp::ledger` decides what may
+//! be spent and records it here.
 
 pub mod anchor;
 pub mod ledger_table;

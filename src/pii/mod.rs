@@ -7,9 +7,9 @@
 //!
 //! `validators`, `phone`, `detect` and `redact` are plain functions over `&str` that live in
 //! the `privprep-kernels` crate (no polars), re-exported here, so the Spark engine calls them
-//! unchanged. `stage` lowers a text rule onto polars expressions; `gate` reads Parquet back
-//! with arrow-rs; `profile` is the engine side of `privprep scan`. The plan types here are
-//! built by `plan` from the spec.
+//! unchanged. The polars lowering of a text rule is `engine/polars/text.rs`; `gate` reads
+//! Parquet back with arrow-rs; `profile` is the engine side of `privprep scan`. The plan types
+//! here are built by the text stage (`stages::text`) from the spec.
 
 pub mod gate;
 pub mod profile;

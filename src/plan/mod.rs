@@ -123,10 +123,13 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let plan = build(&pipeline(dir.path(), |t| t)).expect("the quickstart plans");
         // Ingest, policy, identity, text and output each resolved their part.
-        assert_eq!(plan.files.len(), 1);
-        assert_eq!(plan.manifest.dataset_id(), "support_tickets");
+        assert_eq!(plan.source.files.len(), 1);
+        assert_eq!(plan.source.manifest.dataset_id(), "support_tickets");
         assert_eq!(plan.policy.purpose, "training");
-        assert_eq!(plan.columns.len(), plan.manifest.column_names().len());
+        assert_eq!(
+            plan.columns.len(),
+            plan.source.manifest.column_names().len()
+        );
         assert_eq!(plan.text.len(), 1);
         assert_eq!(plan.text[0].column, "body");
         assert!(plan.output.path.ends_with("out/tickets.parquet"));

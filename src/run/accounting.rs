@@ -155,7 +155,8 @@ fn quarantine_report(
                 Some(c) if c.ty.is_temporal() => format!(
                     "value is not a {} in the format {}",
                     c.ty.as_str(),
-                    plan.manifest
+                    plan.source
+                        .manifest
                         .column(&c.name)
                         .map(|m| m.temporal_format().to_string())
                         .unwrap_or_default()
@@ -215,8 +216,8 @@ mod tests {
             })
             .collect();
         ingest::InputFile {
-            path: plan.files[0].clone(),
-            format: plan.format,
+            path: plan.source.files[0].clone(),
+            format: plan.source.format,
             scan,
         }
     }

@@ -555,8 +555,8 @@ fn load_key(
 /// Every input, hashed, counted and checked for records that cannot be split into fields.
 fn prescan(plan: &Plan) -> Result<Vec<ingest::InputFile>, RunError> {
     let mut inputs = Vec::new();
-    for f in &plan.files {
-        let input = ingest::prescan(f, plan.format, plan.separator)?;
+    for f in &plan.source.files {
+        let input = ingest::prescan(f, plan.source.format, plan.source.separator)?;
         tracing::info!(file = %f.display(), records = input.scan.records, unparseable = input.scan.bad.len(), "input scanned");
         inputs.push(input);
     }
@@ -649,7 +649,7 @@ fn footer_json(plan: &Plan, run_id: &str, record: &RunRecord) -> String {
         "privprep_version": env!("CARGO_PKG_VERSION"),
         "pipeline": plan.name,
         "pipeline_sha256": record.pipeline_sha256,
-        "dataset_id": plan.manifest.dataset_id(),
+        "dataset_id": plan.source.manifest.dataset_id(),
         "inputs": record.inputs.iter().map(|i| serde_json::json!({"path": i.path, "sha256": i.sha256, "rows": i.rows_read})).collect::<Vec<_>>(),
         "key_id": record.key_id,
         "policy": record.policy,

@@ -22,7 +22,7 @@ pub(super) fn run(
 ) -> Result<Vec<(ReleaseRecord, AtomicParquet)>, RunError> {
     let dp_columns = crate::dp::plan::release_columns(&plan.releases, &plan.policy.subject_column);
     use crate::dp::ledger::{Ledger, Loss, SpendRequest};
-    let dataset = plan.manifest.dataset_id().to_string();
+    let dataset = plan.source.manifest.dataset_id().to_string();
     let unit = plan.policy.subject_column.clone();
     // Without a cap the ledger still records every spend; nothing is refused.
     let cap = plan.budget_cap;

@@ -247,10 +247,15 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
 }
 
 fn explain(plan: &Plan, out: &mut super::Explained) {
-    out.sources = plan.files.iter().map(|f| f.display().to_string()).collect();
-    out.format = plan.format.as_str().into();
-    out.dataset_id = plan.manifest.dataset_id().into();
-    out.manifest = plan.manifest.path.display().to_string();
+    out.sources = plan
+        .source
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    out.format = plan.source.format.as_str().into();
+    out.dataset_id = plan.source.manifest.dataset_id().into();
+    out.manifest = plan.source.manifest.path.display().to_string();
 }
 
 /// The lineage of the inputs, once the pre-scan has read them: (path, bytes, SHA-256, records).
@@ -265,7 +270,7 @@ pub fn input_records<'a>(
             bytes,
             sha256: sha256.to_string(),
             rows_read,
-            dataset_id: plan.manifest.dataset_id().to_string(),
+            dataset_id: plan.source.manifest.dataset_id().to_string(),
         })
         .collect()
 }

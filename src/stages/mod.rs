@@ -150,52 +150,27 @@ impl<'a> Resolution<'a> {
     }
 
     /// The plan, when every stage resolved its part and nothing was wrong.
-    pub fn finish(self) -> Result<Plan, Diagnostics> {
-        let Resolution {
-            file,
-            diags,
-            source,
-            policy,
-            columns,
-            pii,
-            text,
-            output,
-            releases,
-            budget_cap,
-            paths,
-            ..
-        } = self;
+    pub fn finish(mut self) -> Result<Plan, Diagnostics> {
+        let diags = std::mem::take(&mut self.diags);
         if !diags.is_empty() {
             return Err(diags);
         }
-        match (source, policy, columns, pii, text, output, releases) {
-            (
-                Some(source),
-                Some(policy),
-                Some(columns),
-                Some(pii),
-                Some(text),
-                Some(output),
-                Some(releases),
-            ) => Ok(Plan {
-                name: file.spec.pipeline.name.get_ref().clone(),
-                pipeline: file.clone(),
-                files: source.files,
-                format: source.format,
-                separator: source.separator,
-                csv_names: source.csv_names,
-                manifest: source.manifest,
-                policy,
-                columns,
-                pii,
-                text,
-                output,
-                releases,
-                budget_cap,
-                paths,
-            }),
-            _ => Err(diags),
-        }
+        let mut complete = || {
+            Some(Plan {
+                name: self.file.spec.pipeline.name.get_ref().clone(),
+                pipeline: self.file.clone(),
+                source: self.source.take()?,
+                policy: self.policy.take()?,
+                columns: self.columns.take()?,
+                pii: self.pii.take()?,
+                text: self.text.take()?,
+                output: self.output.take()?,
+                releases: self.releases.take()?,
+                budget_cap: self.budget_cap.take(),
+                paths: std::mem::take(&mut self.paths),
+            })
+        };
+        complete().ok_or(diags)
     }
 }
 
@@ -204,12 +179,8 @@ impl<'a> Resolution<'a> {
 pub struct Plan {
     pub pipeline: PipelineFile,
     pub name: String,
-    pub files: Vec<PathBuf>,
-    pub format: SourceFormat,
-    pub separator: u8,
-    /// CSV header names in file order (CSV only).
-    pub csv_names: Vec<String>,
-    pub manifest: Manifest,
+    /// The inputs and the manifest.
+    pub source: Source,
     pub policy: PolicyPlan,
     pub columns: Vec<ColumnPlan>,
     /// `[pii]` settings.

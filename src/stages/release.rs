@@ -550,7 +550,7 @@ fn explain_releases(plan: &Plan) -> Vec<String> {
     if let Some(cap) = &plan.budget_cap {
         out.push(format!(
                 "dataset `{}` has a privacy budget cap of {cap}; each run's releases are checked against what earlier runs spent",
-                plan.manifest.dataset_id()
+                plan.source.manifest.dataset_id()
             ));
     }
     for r in &plan.releases {

@@ -5,7 +5,8 @@
 //! leak gate by the engine's threads, in the `select`, not in the sink.
 //!
 //! Depends on: polars, `plan`/`stages` (plan types), `ingest` (scans), `emit` (writers),
-//! `pii::gate`, `dp::plan` and `dp::release` (the subject key), the kernels crate.
+//! `identity`, `policy`, `pii`, `dp::plan` and `dp::release` (the subject key),
+//! `lineage::record` (schema), `spec` (message sanitizing), the kernels crate.
 
 pub mod adapter;
 pub mod identity;
@@ -357,8 +358,8 @@ fn lower(
         scans.push(ingest::scan_input(
             input,
             i as u32,
-            plan.separator,
-            &plan.csv_names,
+            plan.source.separator,
+            &plan.source.csv_names,
             job.scratch,
         )?);
     }
@@ -369,7 +370,7 @@ fn lower(
             .map_err(|e| EngineError::Failed(sanitize(&e.to_string(), plan)))?
     };
     let conversions: Vec<_> = plan.columns.iter().map(|c| c.conversion.clone()).collect();
-    let (typed, badcol) = ingest::typed_columns(&plan.manifest, &conversions);
+    let (typed, badcol) = ingest::typed_columns(&plan.source.manifest, &conversions);
     let mut select = typed;
     select.extend([col(ROW), col(FILE), badcol]);
     // Policy.
@@ -512,7 +513,7 @@ pub fn sanitize(message: &str, plan: &Plan) -> String {
         .columns
         .iter()
         .map(|c| c.name.clone())
-        .chain(plan.files.iter().map(|f| f.display().to_string()))
+        .chain(plan.source.files.iter().map(|f| f.display().to_string()))
         .collect();
     crate::spec::diag::redact_quoted(message, |inner| {
         known.iter().any(|k| k == inner)
