@@ -16,6 +16,8 @@
 //! - `files`: the output files with every kept row written, not yet finished or renamed;
 //! - `identifiers`: the keyed hashes of the identifier values of every record it read, kept
 //!   or dropped, for the leak gate;
+//! - `gate`: the leak gate's detector hits in every string value it wrote (the run adds the
+//!   identifier half once `identifiers` is complete);
 //! - `release_rows`: the columns DP releases need, of the kept rows only;
 //! - `text_stats`: what the redaction of each text column counted.
 //!
@@ -35,7 +37,7 @@ use std::sync::Arc;
 use crate::emit::{AtomicParquet, EmitError};
 use crate::ingest::{IngestError, InputFile};
 use crate::lineage::record::SchemaField;
-use crate::pii::gate::IdentifierSet;
+use crate::pii::gate::{GateTally, IdentifierSet};
 use crate::pii::redact::TextStats;
 use crate::plan::Plan;
 use crate::policy::DropReason;
@@ -72,6 +74,7 @@ pub struct Streamed {
     /// The output schema, as lineage records it.
     pub schema: Vec<SchemaField>,
     pub identifiers: IdentifierSet,
+    pub gate: GateTally,
     pub release_rows: ReleaseRows,
     /// One per text column of the plan, in plan order.
     pub text_stats: Vec<Arc<TextStats>>,

@@ -1,38 +1,34 @@
 //! The leak gate: before outputs are committed, every string value in them is scanned again.
 //!
 //! Redaction can miss: a detector is switched off, a column is kept by mistake, a person's
-//! address sits in someone else's ticket. The gate reads back what the run wrote and looks for
-//! two things: hits of every detector, and the exact identifier values of the input (names,
+//! address sits in someone else's ticket. The gate looks for two things in every string value
+//! the run wrote: hits of every detector, and the exact identifier values of the input (names,
 //! e-mails, phone numbers, ids of every row read, kept or dropped). Those values are held only
 //! as 64-bit keyed hashes of their normalized words, under a key that lives in memory for one
 //! run, so the set cannot be reversed or carried away. Counts come out, never values.
 //!
-//! The hashing, the set and the check of a batch of values are kernels ([`ValueHasher`],
-//! [`IdentifierSet`], `privprep_kernels::gate::check_values`), the same on every engine; this
-//! module reads the outputs back with arrow-rs and reports per column.
+//! The two halves run apart ([`GateTally`]): detector hits on the batches the engine writes,
+//! while they are in memory; the identifier values once the stream is over (only then is the
+//! set of every input's identifiers complete), by reading the string columns of the written
+//! files back with arrow-rs, and only when there are identifiers to look for. The hashing, the
+//! set and the checks of a batch of values are kernels ([`ValueHasher`], [`IdentifierSet`],
+//! `privprep_kernels::gate`), the same on every engine.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
-use privprep_kernels::gate::check_values;
+use privprep_kernels::gate::{detector_hits, identifier_hits};
 use serde::{Deserialize, Serialize};
 
 use super::detect::Scanner;
 use crate::lineage::record::GateResult;
 
 pub use privprep_kernels::gate::{DistinctKeys, GateCounts, IdentifierSet, ValueHasher};
-
-/// The gate: every detector plus the identifier values.
-pub struct Gate {
-    pub scanner: Scanner,
-    pub ids: IdentifierSet,
-    /// Names of the detector slots, for reporting (`email`, …, user-defined names).
-    pub slot_names: Vec<String>,
-}
 
 /// The gate's verdict on one output column.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,16 +50,84 @@ pub struct GateError {
     pub message: String,
 }
 
-impl Gate {
-    /// Scans the string columns of `files` (all with the same schema). `exempt` columns are
-    /// reported without being scanned.
-    pub fn check_files(
+/// The gate's counts per output column, gathered in its two halves.
+pub struct GateTally {
+    /// Names of the detector slots, for reporting (`email`, …, user-defined names).
+    slot_names: Vec<String>,
+    /// Columns reported without being scanned: identifier columns the pipeline keeps as is.
+    exempt: Vec<String>,
+    /// Every output column, in order.
+    order: Vec<String>,
+    /// Per scanned column: values scanned, hits by slot, identifier values found.
+    by_column: BTreeMap<String, (u64, Vec<u64>, u64)>,
+}
+
+impl GateTally {
+    /// An empty tally for outputs with `columns` (in order).
+    pub fn new(columns: Vec<String>, exempt: Vec<String>, slot_names: Vec<String>) -> GateTally {
+        GateTally {
+            slot_names,
+            exempt,
+            order: columns,
+            by_column: BTreeMap::new(),
+        }
+    }
+
+    /// The string columns of a batch that are judged, with their values.
+    fn judged<'b>(
         &self,
+        batch: &'b RecordBatch,
+    ) -> impl Iterator<Item = (&'b str, Vec<Option<&'b str>>)> + use<'b, '_> {
+        batch
+            .schema_ref()
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .filter(|(f, _)| !self.exempt.contains(f.name()))
+            .filter_map(|(f, array)| {
+                let values: Vec<Option<&str>> = match array.data_type() {
+                    DataType::Utf8 => array.as_string::<i32>().iter().collect(),
+                    DataType::LargeUtf8 => array.as_string::<i64>().iter().collect(),
+                    DataType::Utf8View => array.as_string_view().iter().collect(),
+                    _ => return None,
+                };
+                Some((f.name().as_str(), values))
+            })
+    }
+
+    fn entry(&mut self, column: &str) -> &mut (u64, Vec<u64>, u64) {
+        let slots = self.slot_names.len();
+        self.by_column
+            .entry(column.to_string())
+            .or_insert_with(|| (0, vec![0; slots], 0))
+    }
+
+    /// The detector half, on one batch the run writes.
+    pub fn add_detector_hits(&mut self, scanner: &Scanner, batch: &RecordBatch) {
+        let slots = self.slot_names.len();
+        let found: Vec<(&str, GateCounts)> = self
+            .judged(batch)
+            .map(|(column, values)| (column, detector_hits(scanner, slots, &values)))
+            .collect();
+        for (column, counts) in found {
+            let entry = self.entry(column);
+            entry.0 += counts.scanned;
+            for (a, b) in entry.1.iter_mut().zip(counts.hits) {
+                *a += b;
+            }
+        }
+    }
+
+    /// The identifier half: the string columns of `files` (all with the same schema) read
+    /// back and searched for the values in `ids`. Nothing is read when `ids` is empty.
+    pub fn add_identifier_hits(
+        &mut self,
+        ids: &IdentifierSet,
         files: &[&Path],
-        exempt: &[String],
-    ) -> Result<Vec<GateColumn>, GateError> {
-        let mut by_column: BTreeMap<String, (u64, Vec<u64>, u64)> = BTreeMap::new();
-        let mut order: Vec<String> = Vec::new();
+    ) -> Result<(), GateError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         for path in files {
             let err = |message: String| GateError {
                 path: path.display().to_string(),
@@ -72,29 +136,25 @@ impl Gate {
             let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
             let builder =
                 ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(e.to_string()))?;
-            let schema = builder.schema().clone();
-            let wanted: Vec<usize> = schema
+            let wanted: Vec<usize> = builder
+                .schema()
                 .fields()
                 .iter()
                 .enumerate()
                 .filter(|(_, f)| {
-                    matches!(
-                        f.data_type(),
-                        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                    )
+                    !self.exempt.contains(f.name())
+                        && matches!(
+                            f.data_type(),
+                            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                        )
                 })
                 .map(|(i, _)| i)
                 .collect();
-            for f in schema.fields() {
-                if !order.contains(f.name()) {
-                    order.push(f.name().clone());
-                }
-            }
             if wanted.is_empty() {
                 continue;
             }
             let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
-            // Large batches, so each is split across all cores below.
+            // Large batches, so each is split across all cores.
             let reader = builder
                 .with_batch_size(64 * 1024)
                 .with_projection(mask)
@@ -102,32 +162,29 @@ impl Gate {
                 .map_err(|e| err(e.to_string()))?;
             for batch in reader {
                 let batch = batch.map_err(|e| err(e.to_string()))?;
-                for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
-                    if exempt.contains(field.name()) {
-                        continue;
-                    }
-                    let values: Vec<Option<&str>> = match array.data_type() {
-                        DataType::Utf8 => array.as_string::<i32>().iter().collect(),
-                        DataType::LargeUtf8 => array.as_string::<i64>().iter().collect(),
-                        DataType::Utf8View => array.as_string_view().iter().collect(),
-                        _ => continue,
-                    };
-                    let found =
-                        check_values(&self.scanner, &self.ids, self.slot_names.len(), &values);
-                    let entry = by_column
-                        .entry(field.name().clone())
-                        .or_insert_with(|| (0, vec![0; self.slot_names.len()], 0));
-                    entry.0 += found.scanned;
-                    for (a, b) in entry.1.iter_mut().zip(found.hits) {
-                        *a += b;
-                    }
-                    entry.2 += found.identifier_values;
+                let found: Vec<(String, u64)> = self
+                    .judged(&batch)
+                    .map(|(column, values)| {
+                        (
+                            column.to_string(),
+                            identifier_hits(ids, &values).identifier_values,
+                        )
+                    })
+                    .collect();
+                for (column, n) in found {
+                    self.entry(&column).2 += n;
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The verdict on every output column, in order: exempt columns as such, string columns
+    /// with their counts (columns that held no string value are not judged).
+    pub fn verdicts(mut self) -> Vec<GateColumn> {
         let mut out = Vec::new();
-        for column in order {
-            if exempt.contains(&column) {
+        for column in std::mem::take(&mut self.order) {
+            if self.exempt.contains(&column) {
                 out.push(GateColumn {
                     column,
                     result: GateResult::Exempt,
@@ -136,7 +193,7 @@ impl Gate {
                 });
                 continue;
             }
-            let Some((scanned, hits, ids)) = by_column.remove(&column) else {
+            let Some((scanned, hits, ids)) = self.by_column.remove(&column) else {
                 continue;
             };
             let mut named: BTreeMap<String, u64> = hits
@@ -159,6 +216,6 @@ impl Gate {
                 hits: named,
             });
         }
-        Ok(out)
+        out
     }
 }

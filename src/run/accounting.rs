@@ -181,7 +181,7 @@ mod tests {
     use crate::emit::{AtomicParquet, ParquetSettings};
     use crate::engine::STATUSES;
     use crate::ingest::prescan::{BadRecord, PreScan};
-    use crate::pii::gate::IdentifierSet;
+    use crate::pii::gate::{GateTally, IdentifierSet};
     use std::sync::Arc;
 
     fn plan(dir: &std::path::Path) -> Plan {
@@ -233,6 +233,7 @@ mod tests {
             files: vec![file(dir, by_status[KEPT as usize] as usize)],
             schema: Vec::new(),
             identifiers: IdentifierSet::new(),
+            gate: GateTally::new(Vec::new(), Vec::new(), Vec::new()),
             release_rows: Vec::new(),
             text_stats: Vec::new(),
         }

@@ -17,13 +17,12 @@ use crate::emit::{self, AtomicParquet};
 use crate::engine::polars::{sanitize, Polars};
 use crate::engine::{Engine, EngineError, Job};
 use crate::identity::keys::{self, Key};
-use crate::identity::Action;
-use crate::ingest::{self, ColumnClass};
+use crate::ingest;
 use crate::lineage::record::{
     GateResult, LeakGateRecord, OutputRecord, ReleaseRecord, RunRecord, RunStatus, TextColumnRecord,
 };
 use crate::lineage::store::Store;
-use crate::pii::gate::Gate;
+use crate::pii::gate::{GateTally, IdentifierSet};
 use crate::pii::redact::TextStats;
 use crate::plan::Plan;
 use crate::spec::LeakGateMode;
@@ -445,8 +444,6 @@ fn execute(
         .iter()
         .map(release::prepare)
         .collect::<Result<Vec<_>, _>>()?;
-    // Built before any file is written, so a scanner problem cannot strand temporary files.
-    let gate_scanner = plan.pii.scanner(None)?;
 
     // Stream every stage over the rows on the engine; kept rows go to the writers.
     let scratch = scratch_dir(&opts.state_dir, run_id).map_err(|source| emit::EmitError::Io {
@@ -480,15 +477,17 @@ fn execute(
     let stats: Vec<&TextStats> = streamed.text_stats.iter().map(|s| s.as_ref()).collect();
     record.text_columns = stages::text::text_records(plan, &stats);
 
-    // Leak gate: read back what was written, before anything becomes visible.
+    // Leak gate: the engine counted detector hits as it wrote; the identifier values of every
+    // input are searched for in what was written, before anything becomes visible.
     progress.set_message("leak gate");
     let tmp_files: Vec<&Path> = finished.iter().map(|f| f.writer.tmp_path()).collect();
-    let gate = Gate {
-        scanner: gate_scanner,
-        ids: streamed.identifiers,
-        slot_names: plan.pii.slot_names(),
-    };
-    leak_gate(plan, &gate, &tmp_files, record)?;
+    leak_gate(
+        plan,
+        streamed.gate,
+        &streamed.identifiers,
+        &tmp_files,
+        record,
+    )?;
 
     // Stage: from here on, any early return drops the staged commit and every temporary file.
     let mut staged = StagedCommit::new();
@@ -595,17 +594,18 @@ fn finish_files(plan: &Plan, files: Vec<(u8, AtomicParquet)>) -> Result<Vec<Fini
 /// (or warns, when the pipeline says so).
 fn leak_gate(
     plan: &Plan,
-    gate: &Gate,
+    mut gate: GateTally,
+    identifiers: &IdentifierSet,
     files: &[&Path],
     record: &mut RunRecord,
 ) -> Result<(), RunError> {
     let started = std::time::Instant::now();
-    let verdicts = gate
-        .check_files(files, &gate_exempt(plan))
+    gate.add_identifier_hits(identifiers, files)
         .map_err(|e| RunError::Engine(sanitize(&e.to_string(), plan)))?;
+    let verdicts = gate.verdicts();
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
-        identifier_values = gate.ids.len(),
+        identifier_values = identifiers.len(),
         "leak gate checked the outputs"
     );
     record.leak_gate = verdicts
@@ -698,14 +698,4 @@ impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// Name of the internal column carrying identifier column `i` to the sink.
-/// Output columns the gate does not judge: identifier columns the pipeline explicitly keeps
-/// as they are (`explain` marks them UNSAFE); everything else must come out clean.
-fn gate_exempt(plan: &Plan) -> Vec<String> {
-    plan.output_columns()
-        .filter(|c| c.explicit && c.action == Action::Keep && c.class == ColumnClass::Identifier)
-        .map(|c| c.name.clone())
-        .collect()
 }

@@ -222,6 +222,17 @@ impl Plan {
         self.columns.iter().filter(|c| c.action != Action::Drop)
     }
 
+    /// Output columns the leak gate does not judge: identifier columns the pipeline explicitly
+    /// keeps as they are (`explain` marks them UNSAFE); everything else must come out clean.
+    pub fn gate_exempt(&self) -> Vec<String> {
+        self.output_columns()
+            .filter(|c| {
+                c.explicit && c.action == Action::Keep && c.class == ColumnClass::Identifier
+            })
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
     /// The plan in words, each stage adding its part.
     pub fn explain(&self) -> Explained {
         let mut out = Explained {

@@ -97,9 +97,15 @@ impl ValueHasher {
                 let x = ascii_lower8(u64::from_le_bytes(eight));
                 h = mix(h ^ x).wrapping_add(self.seed[1]);
             }
-            for &b in chunks.remainder() {
-                absorb(b.to_ascii_lowercase(), &mut h);
+            let rest = chunks.remainder();
+            if !rest.is_empty() {
+                // The last bytes, zero-padded, as the byte-by-byte path ends.
+                let mut eight = [0u8; 8];
+                eight[..rest.len()].copy_from_slice(rest);
+                let x = ascii_lower8(u64::from_le_bytes(eight));
+                h = mix(h ^ x ^ ((rest.len() as u64) << 59));
             }
+            return mix(h ^ self.seed[1]);
         } else {
             for c in word.chars().flat_map(char::to_lowercase) {
                 for b in c.encode_utf8(&mut [0u8; 4]).bytes() {
@@ -464,7 +470,8 @@ fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
 }
 
 fn emit_word(word: &str, f: &mut impl FnMut(&str)) {
-    let w = word.trim_matches(|c| c == '.' || c == '-');
+    // `.` and `-` are one byte in UTF-8 and never part of another character.
+    let w = word.trim_matches(['.', '-']);
     if !w.is_empty() {
         f(w);
     }
@@ -489,6 +496,27 @@ pub fn check_values(
     slots: usize,
     values: &[Option<&str>],
 ) -> GateCounts {
+    check(Some(scanner), Some(ids), slots, values)
+}
+
+/// The detector half of [`check_values`]: hits of every detector of `scanner`, by slot.
+/// An engine can run it on the batches it writes, while the identifier set still grows.
+pub fn detector_hits(scanner: &Scanner, slots: usize, values: &[Option<&str>]) -> GateCounts {
+    check(Some(scanner), None, slots, values)
+}
+
+/// The identifier half of [`check_values`]: the values remembered in `ids` found in the
+/// values (`hits` is empty). `detector_hits` plus this equals `check_values`.
+pub fn identifier_hits(ids: &IdentifierSet, values: &[Option<&str>]) -> GateCounts {
+    check(None, Some(ids), 0, values)
+}
+
+fn check(
+    scanner: Option<&Scanner>,
+    ids: Option<&IdentifierSet>,
+    slots: usize,
+    values: &[Option<&str>],
+) -> GateCounts {
     // Columns of categories or generalized values repeat a few values over and over:
     // judge each distinct value once and weigh its result by how often it occurs.
     let head: HashSet<&str> = values.iter().take(1024).flatten().copied().collect();
@@ -504,10 +532,10 @@ pub fn check_values(
     judge(scanner, ids, slots, &ones)
 }
 
-/// [`check_values`] over `(value, occurrences)` pairs, in parallel chunks.
+/// [`check`] over `(value, occurrences)` pairs, in parallel chunks.
 fn judge(
-    scanner: &Scanner,
-    ids: &IdentifierSet,
+    scanner: Option<&Scanner>,
+    ids: Option<&IdentifierSet>,
     slots: usize,
     values: &[(&str, u64)],
 ) -> GateCounts {
@@ -524,13 +552,17 @@ fn judge(
             let mut c = empty();
             for (v, n) in chunk {
                 c.scanned += n;
-                scanner.scan(v, &ctx, &mut spans);
-                for s in &spans {
-                    if let Some(h) = c.hits.get_mut(slot(s.kind)) {
-                        *h += n;
+                if let Some(scanner) = scanner {
+                    scanner.scan(v, &ctx, &mut spans);
+                    for s in &spans {
+                        if let Some(h) = c.hits.get_mut(slot(s.kind)) {
+                            *h += n;
+                        }
                     }
                 }
-                c.identifier_values += n * ids.count_in(v, &mut words);
+                if let Some(ids) = ids {
+                    c.identifier_values += n * ids.count_in(v, &mut words);
+                }
             }
             c
         })
@@ -684,6 +716,36 @@ mod tests {
             assert_eq!(c.hits[0], emails);
             assert_eq!(c.identifier_values, emails);
         }
+    }
+
+    /// The detector half and the identifier half, run apart, count what the whole check does.
+    #[test]
+    fn the_two_halves_of_the_check_add_up_to_it() {
+        let mut ids = IdentifierSet::new();
+        ids.insert("ava.kumar@example.com");
+        ids.insert("Ava Kumar");
+        let scanner = Scanner::new(&crate::pii::detect::ScannerConfig::default()).unwrap();
+        let owned: Vec<String> = (0..6000)
+            .map(|i| match i % 4 {
+                0 => format!("ticket {i} from ava kumar"),
+                1 => "call 555-0100 or write ava.kumar@example.com".to_string(),
+                2 => "GB".to_string(),
+                _ => format!("token{i:032x}"),
+            })
+            .collect();
+        let mut values: Vec<Option<&str>> = owned.iter().map(|s| Some(s.as_str())).collect();
+        values[7] = None;
+        let whole = check_values(&scanner, &ids, 11, &values);
+        let detectors = detector_hits(&scanner, 11, &values);
+        let identifiers = identifier_hits(&ids, &values);
+        assert_eq!(detectors.scanned, whole.scanned);
+        assert_eq!(identifiers.scanned, whole.scanned);
+        assert_eq!(detectors.hits, whole.hits);
+        assert_eq!(detectors.identifier_values, 0);
+        assert!(identifiers.hits.is_empty());
+        assert_eq!(identifiers.identifier_values, whole.identifier_values);
+        assert!(whole.identifier_values >= 3000, "{whole:?}");
+        assert!(whole.hits.iter().sum::<u64>() >= 1500, "{whole:?}");
     }
 
     #[test]

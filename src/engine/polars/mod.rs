@@ -28,7 +28,8 @@ use crate::emit::{self, AtomicParquet, ParquetSettings};
 use crate::identity::Action;
 use crate::ingest::{self, ColumnClass, ColumnType, BADCOL, FILE, ROW};
 use crate::lineage::record::SchemaField;
-use crate::pii::gate::{DistinctKeys, IdentifierSet, ValueHasher};
+use crate::pii::detect::Scanner;
+use crate::pii::gate::{DistinctKeys, GateTally, IdentifierSet, ValueHasher};
 use crate::pii::redact::{TextStats, TokenFn};
 use crate::pii::TextColumnPlan;
 use crate::plan::Plan;
@@ -67,17 +68,22 @@ struct Sinks {
 /// The thread that encodes and compresses the kept rows into the output files, beside the
 /// engine's threads: the sink only hands it batches, so one file's encoding never holds up
 /// the stream. It hands the files back when its channel closes, or the first error.
+///
+/// It also runs the detector half of the leak gate on each batch, while it is in memory.
 fn writer_thread(
     mut files: Vec<AtomicParquet>,
     batches: Receiver<(usize, RecordBatch)>,
-) -> std::thread::JoinHandle<Result<Vec<AtomicParquet>, emit::EmitError>> {
+    scanner: Scanner,
+    mut gate: GateTally,
+) -> std::thread::JoinHandle<Result<(Vec<AtomicParquet>, GateTally), emit::EmitError>> {
     std::thread::spawn(move || {
         for (i, batch) in batches {
+            gate.add_detector_hits(&scanner, &batch);
             // Dropping the files on an error removes them; dropping the receiver tells the
             // sink to stop.
             files[i].write(&batch)?;
         }
-        Ok(files)
+        Ok((files, gate))
     })
 }
 
@@ -85,6 +91,8 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
     let plan = job.plan;
     let engine_err = |e: PolarsError| EngineError::Failed(sanitize(&e.to_string(), plan));
     let texts = text_runtimes(plan, job.key)?;
+    // Every detector, for the leak gate's first half.
+    let gate_scanner = plan.pii.scanner(None)?;
     let dp_columns = crate::dp::plan::release_columns(&plan.releases, &plan.policy.subject_column);
     let id_columns = identifier_columns(plan);
     let value_hasher = ValueHasher::new();
@@ -136,7 +144,12 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
     }
     // A few batches in flight at most, so memory stays bounded when encoding is slower.
     let (to_writer, batches) = std::sync::mpsc::sync_channel(4);
-    let writer = writer_thread(files, batches);
+    let gate = GateTally::new(
+        output_names.iter().map(|n| n.to_string()).collect(),
+        plan.gate_exempt(),
+        plan.pii.slot_names(),
+    );
+    let writer = writer_thread(files, batches, gate_scanner, gate);
     let sinks = Arc::new(Mutex::new(Sinks {
         to_writer: Some(to_writer),
         codes: codes.clone(),
@@ -184,11 +197,11 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
     let written = writer
         .join()
         .map_err(|_| EngineError::Poisoned("writer thread"))?;
-    let files = match (written, result) {
+    let (files, gate) = match (written, result) {
         // The writer's error, whole, comes first: the engine only saw that it stopped.
         (Err(e), _) => return Err(EngineError::Emit(e)),
         (Ok(_), Err(e)) => return Err(engine_err(e)),
-        (Ok(files), Ok(_)) => files,
+        (Ok(written), Ok(_)) => written,
     };
     let tally = take(&tally, "tally")?;
     let keys = Arc::into_inner(identifiers).ok_or(EngineError::Poisoned("identifier set"))?;
@@ -206,6 +219,7 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
         files: codes.into_iter().zip(files).collect(),
         schema: schema_desc,
         identifiers,
+        gate,
         release_rows: take(&release_rows, "release rows")?,
         text_stats: texts.iter().map(|t| t.stats.clone()).collect(),
     })
