@@ -65,7 +65,7 @@ fn bench(c: &mut Criterion) {
     let schema = arrow_schema(df.schema()).expect("schema");
     let settings = ParquetSettings {
         row_group_size: 65_536,
-        lineage_json: "{}".into(),
+        lineage_json: Some("{}".into()),
     };
     let out = dir.path().join("out.parquet");
     let mut g = c.benchmark_group("emit");

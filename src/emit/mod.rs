@@ -108,8 +108,9 @@ fn plain_type(t: &ArrowType) -> ArrowType {
 #[derive(Debug, Clone)]
 pub struct ParquetSettings {
     pub row_group_size: usize,
-    /// JSON put in the footer under [`LINEAGE_KEY`].
-    pub lineage_json: String,
+    /// JSON put in the footer under [`LINEAGE_KEY`]; `None` when it is only known once the
+    /// rows are written ([`AtomicParquet::set_lineage`]).
+    pub lineage_json: Option<String>,
 }
 
 /// A Parquet file being written to a temporary path, renamed into place on commit.
@@ -139,10 +140,12 @@ impl AtomicParquet {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
             .set_max_row_group_row_count(Some(settings.row_group_size))
-            .set_key_value_metadata(Some(vec![KeyValue::new(
-                LINEAGE_KEY.to_string(),
-                settings.lineage_json.clone(),
-            )]))
+            .set_key_value_metadata(
+                settings
+                    .lineage_json
+                    .as_ref()
+                    .map(|json| vec![KeyValue::new(LINEAGE_KEY.to_string(), json.clone())]),
+            )
             .set_created_by(format!("privprep {}", env!("CARGO_PKG_VERSION")))
             .build();
         let writer =
@@ -174,6 +177,14 @@ impl AtomicParquet {
         })?;
         self.rows += batch.num_rows() as u64;
         Ok(())
+    }
+
+    /// Puts the lineage JSON in the footer (for a file created without it), before
+    /// [`AtomicParquet::finish`].
+    pub fn set_lineage(&mut self, json: String) {
+        if let Some(w) = self.writer.as_mut() {
+            w.append_key_value_metadata(KeyValue::new(LINEAGE_KEY.to_string(), json));
+        }
     }
 
     /// Rows written so far.
@@ -333,7 +344,7 @@ mod tests {
         let schema = arrow_schema(df.schema()).unwrap();
         let settings = ParquetSettings {
             row_group_size: 1024,
-            lineage_json: "{}".into(),
+            lineage_json: Some("{}".into()),
         };
         let mut w = AtomicParquet::create(&path, "run", schema.clone(), &settings).unwrap();
         w.write(&to_record_batch(df, &schema).unwrap()).unwrap();
@@ -386,7 +397,7 @@ mod tests {
         let schema = arrow_schema(df.schema()).unwrap();
         let settings = ParquetSettings {
             row_group_size: 10,
-            lineage_json: "{}".into(),
+            lineage_json: Some("{}".into()),
         };
         let mut w = AtomicParquet::create(&path, "run", schema.clone(), &settings).unwrap();
         w.write(&to_record_batch(&df, &schema).unwrap()).unwrap();

@@ -7,8 +7,8 @@
 //!
 //! # The contract
 //! An engine gets a [`Job`]: the plan, the run key, the inputs as the pre-scan found them
-//! (records that cannot be split into fields are already counted and left out), where to put
-//! scratch files and what to write in each Parquet footer. It reads every other record once
+//! (records that cannot be split into fields are already counted and left out) and where to
+//! put scratch files. It reads every other record once
 //! and returns [`Streamed`]:
 //! - `by_status`: how many records ended in each status (kept, quarantined for a value that
 //!   does not parse, dropped for each policy or text reason), the first rule that applied;
@@ -56,8 +56,6 @@ pub struct Job<'a> {
     pub inputs: &'a [InputFile],
     /// A folder the engine may write scratch files to; removed after the run.
     pub scratch: &'a Path,
-    /// The lineage JSON each Parquet footer carries.
-    pub footer: String,
     /// Counts the records of each batch seen.
     pub progress: indicatif::ProgressBar,
 }

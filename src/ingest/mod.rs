@@ -283,17 +283,19 @@ fn raw_scan(
     }
 }
 
-/// Pre-scans (hash, records, unparseable records) one input file.
+/// Pre-scans one input file: its records and those that cannot be split into fields. The
+/// SHA-256 is left empty: [`hash_inputs`] computes it beside the run, since nothing needs it
+/// before the outputs are finished.
 pub fn prescan(path: &Path, format: SourceFormat, sep: u8) -> Result<InputFile, IngestError> {
     let io = |source| IngestError::Io {
         path: path.display().to_string(),
         source,
     };
     let scan = match format {
-        SourceFormat::Csv => prescan::prescan_csv(path, sep, true).map_err(io)?,
-        SourceFormat::Ndjson => prescan::prescan_ndjson(path).map_err(io)?,
+        SourceFormat::Csv => prescan::scan_csv(path, sep, true, false).map_err(io)?,
+        SourceFormat::Ndjson => prescan::scan_ndjson(path, false).map_err(io)?,
         SourceFormat::Parquet => {
-            let (bytes, sha256) = prescan::hash_file(path).map_err(io)?;
+            let bytes = std::fs::metadata(path).map_err(io)?.len();
             let lf = raw_scan(path, format, sep, &[]).map_err(|e| IngestError::Engine {
                 path: path.display().to_string(),
                 format: format.as_str(),
@@ -313,7 +315,7 @@ pub fn prescan(path: &Path, format: SourceFormat, sep: u8) -> Result<InputFile, 
                     format: format.as_str(),
                     message: redact(&e),
                 })?;
-            PreScan::without_lines(bytes, sha256, n)
+            PreScan::without_lines(bytes, String::new(), n)
         }
     };
     Ok(InputFile {
@@ -321,6 +323,47 @@ pub fn prescan(path: &Path, format: SourceFormat, sep: u8) -> Result<InputFile, 
         format,
         scan,
     })
+}
+
+/// The size and SHA-256 of every input, computed on a thread of its own while the run goes
+/// on; [`InputHashes::attach`] waits for them.
+pub fn hash_inputs(files: &[PathBuf]) -> InputHashes {
+    let files = files.to_vec();
+    InputHashes(std::thread::spawn(move || {
+        files
+            .iter()
+            .map(|f| {
+                prescan::hash_file(f).map_err(|source| IngestError::Io {
+                    path: f.display().to_string(),
+                    source,
+                })
+            })
+            .collect()
+    }))
+}
+
+/// The inputs' hashes being computed.
+pub struct InputHashes(std::thread::JoinHandle<Result<Vec<(u64, String)>, IngestError>>);
+
+impl InputHashes {
+    /// Waits for the hashes and puts them in the pre-scans. A file whose size changed since its
+    /// pre-scan is an error: the run read something else than what it hashed.
+    pub fn attach(self, inputs: &mut [InputFile]) -> Result<(), IngestError> {
+        let hashes = self.0.join().map_err(|_| IngestError::Io {
+            path: "the inputs".into(),
+            source: std::io::Error::other("the hashing thread failed"),
+        })??;
+        for (input, (bytes, sha256)) in inputs.iter_mut().zip(hashes) {
+            if bytes != input.scan.bytes {
+                return Err(IngestError::Io {
+                    path: input.path.display().to_string(),
+                    source: std::io::Error::other("the file changed while the run read it"),
+                });
+            }
+            input.scan.sha256 = sha256;
+        }
+        Ok(())
+    }
 }
 
 /// A lazy scan of one input, minus its unparseable records, with `__row` and `__file`.

@@ -82,11 +82,19 @@ impl PreScan {
 
 const CHUNK: usize = 4 << 20;
 
-/// Reads the file once, hashing on a helper thread while `scan` looks at the bytes.
-fn read_hashing(path: &Path, mut scan: impl FnMut(&[u8])) -> std::io::Result<(u64, String)> {
+/// Reads the file once, hashing on a helper thread (when `hash`; else the digest is empty)
+/// while `scan` looks at the bytes.
+fn read_hashing(
+    path: &Path,
+    hash: bool,
+    mut scan: impl FnMut(&[u8]),
+) -> std::io::Result<(u64, String)> {
     let mut file = File::open(path)?;
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
     let hasher = std::thread::spawn(move || {
+        if !hash {
+            return String::new();
+        }
         let mut h = Sha256::new();
         for chunk in rx {
             h.update(&chunk);
@@ -110,7 +118,7 @@ fn read_hashing(path: &Path, mut scan: impl FnMut(&[u8])) -> std::io::Result<(u6
         buf.truncate(filled);
         total += filled as u64;
         scan(&buf);
-        if tx.send(buf).is_err() {
+        if hash && tx.send(buf).is_err() {
             break;
         }
     }
@@ -123,7 +131,7 @@ fn read_hashing(path: &Path, mut scan: impl FnMut(&[u8])) -> std::io::Result<(u6
 
 /// Hash and size only (Parquet inputs, revocation lists).
 pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
-    read_hashing(path, |_| {})
+    read_hashing(path, true, |_| {})
 }
 
 /// Splits CSV bytes into records (RFC 4180 quoting), counts fields per record and finds fields
@@ -406,15 +414,21 @@ struct CsvScan {
     shifts: Vec<(u64, u64)>,
 }
 
-/// Pre-scan of a CSV file.
+/// Pre-scan of a CSV file, with its SHA-256.
 pub fn prescan_csv(path: &Path, sep: u8, has_header: bool) -> std::io::Result<PreScan> {
+    scan_csv(path, sep, has_header, true)
+}
+
+/// Pre-scan of a CSV file; its SHA-256 only when `hash` (else empty, for [`hash_file`] to
+/// compute beside the run).
+pub fn scan_csv(path: &Path, sep: u8, has_header: bool, hash: bool) -> std::io::Result<PreScan> {
     let mut scanner = CsvScanner::new(sep, has_header);
     if has_header {
         // Only to name columns in messages; a header that cannot be read is reported at
         // validate.
         scanner.names = csv_header(path, sep).unwrap_or_default();
     }
-    let (bytes, sha256) = read_hashing(path, |chunk| scanner.feed(chunk))?;
+    let (bytes, sha256) = read_hashing(path, hash, |chunk| scanner.feed(chunk))?;
     let scan = scanner.finish();
     Ok(PreScan {
         bytes,
@@ -589,9 +603,15 @@ mod shape {
     }
 }
 
-/// Pre-scan of an NDJSON file: every non-blank line must be one JSON object whose values are
-/// single values (an object or array value is quarantined as a type mismatch).
+/// Pre-scan of an NDJSON file, with its SHA-256: every non-blank line must be one JSON object
+/// whose values are single values (an object or array value is quarantined as a type
+/// mismatch).
 pub fn prescan_ndjson(path: &Path) -> std::io::Result<PreScan> {
+    scan_ndjson(path, true)
+}
+
+/// [`prescan_ndjson`], with the SHA-256 only when `hash`.
+pub fn scan_ndjson(path: &Path, hash: bool) -> std::io::Result<PreScan> {
     let mut pending: Vec<u8> = Vec::new();
     let mut line = 0u64;
     let mut records = 0u64;
@@ -630,7 +650,7 @@ pub fn prescan_ndjson(path: &Path) -> std::io::Result<PreScan> {
         }
         *records += 1;
     };
-    let (bytes, sha256) = read_hashing(path, |chunk| {
+    let (bytes, sha256) = read_hashing(path, hash, |chunk| {
         let mut rest = chunk;
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
             line += 1;

@@ -195,7 +195,7 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
         let settings = ParquetSettings {
             row_group_size: 1024,
-            lineage_json: "{}".into(),
+            lineage_json: Some("{}".into()),
         };
         let mut w = AtomicParquet::create(&dir.join("o.parquet"), "run", schema.clone(), &settings)
             .unwrap();

@@ -420,21 +420,12 @@ fn execute(
     let key = load_key(plan, opts, &progress)?;
     record.key_id = key.as_ref().map(|k| k.id());
 
-    // Read: hash and count every input, find records that cannot be split into fields.
-    progress.set_message("hashing and checking inputs");
-    let inputs = prescan(plan)?;
-    record.inputs = stages::ingest::input_records(
-        plan,
-        inputs.iter().map(|i| {
-            (
-                i.path.as_path(),
-                i.scan.bytes,
-                i.scan.sha256.as_str(),
-                i.scan.records,
-            )
-        }),
-    );
-    record.rows_read = record.inputs.iter().map(|i| i.rows_read).sum();
+    // Read: count every input's records, find those that cannot be split into fields; hash
+    // every input beside the run (the hashes are needed only once the outputs are written).
+    progress.set_message("checking inputs");
+    let hashing = ingest::hash_inputs(&plan.source.files);
+    let mut inputs = prescan(plan)?;
+    record.rows_read = inputs.iter().map(|i| i.scan.records).sum();
 
     // DP releases are calibrated before any row is read: their privacy cost is known, and a
     // release OpenDP refuses fails the run before it starts. Group sizes are bounded by each
@@ -457,10 +448,22 @@ fn execute(
         key: key.as_ref(),
         inputs: &inputs,
         scratch: scratch.path(),
-        footer: footer_json(plan, run_id, record),
         progress: progress.clone(),
-    })?;
+    });
     progress.finish_and_clear();
+    hashing.attach(&mut inputs)?;
+    record.inputs = stages::ingest::input_records(
+        plan,
+        inputs.iter().map(|i| {
+            (
+                i.path.as_path(),
+                i.scan.bytes,
+                i.scan.sha256.as_str(),
+                i.scan.records,
+            )
+        }),
+    );
+    let streamed = streamed?;
 
     // Account: read = written + dropped + quarantined, or nothing is committed.
     let counts = accounting::account(plan, &inputs, &streamed)?;
@@ -473,7 +476,7 @@ fn execute(
     }
 
     // Finish every file before any is renamed, so either all outputs change or none.
-    let finished = finish_files(plan, streamed.files)?;
+    let finished = finish_files(plan, streamed.files, footer_json(plan, run_id, record))?;
     let stats: Vec<&TextStats> = streamed.text_stats.iter().map(|s| s.as_ref()).collect();
     record.text_columns = stages::text::text_records(plan, &stats);
 
@@ -569,8 +572,13 @@ struct Finished {
     writer: AtomicParquet,
 }
 
-/// Finishes every output file; on the first failure every file is dropped (and removed).
-fn finish_files(plan: &Plan, files: Vec<(u8, AtomicParquet)>) -> Result<Vec<Finished>, RunError> {
+/// Finishes every output file, with the lineage JSON in its footer; on the first failure every
+/// file is dropped (and removed).
+fn finish_files(
+    plan: &Plan,
+    files: Vec<(u8, AtomicParquet)>,
+    footer: String,
+) -> Result<Vec<Finished>, RunError> {
     let names: BTreeMap<u8, &str> = plan
         .output
         .files()
@@ -579,6 +587,7 @@ fn finish_files(plan: &Plan, files: Vec<(u8, AtomicParquet)>) -> Result<Vec<Fini
         .collect();
     let mut finished = Vec::new();
     for (code, mut writer) in files {
+        writer.set_lineage(footer.clone());
         let sha256 = writer.finish()?;
         let split = names.get(&code).copied().unwrap_or("all").to_string();
         finished.push(Finished {

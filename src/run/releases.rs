@@ -159,12 +159,14 @@ pub(super) fn run(
         };
         let settings = ParquetSettings {
             row_group_size: 65_536,
-            lineage_json: serde_json::json!({
-                "run_id": run_id,
-                "privprep_version": env!("CARGO_PKG_VERSION"),
-                "release": &rec,
-            })
-            .to_string(),
+            lineage_json: Some(
+                serde_json::json!({
+                    "run_id": run_id,
+                    "privprep_version": env!("CARGO_PKG_VERSION"),
+                    "release": &rec,
+                })
+                .to_string(),
+            ),
         };
         let mut w = AtomicParquet::create(&r.path, run_id, schema.clone(), &settings)?;
         w.write(&emit::to_record_batch(&table, &schema)?)?;

@@ -130,7 +130,8 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
         .collect();
     let settings = ParquetSettings {
         row_group_size: plan.output.row_group_size,
-        lineage_json: job.footer.clone(),
+        // The footer's lineage is added when the run finishes the files.
+        lineage_json: None,
     };
     let (mut files, mut codes) = (Vec::new(), Vec::new());
     for (_, code, path) in plan.output.files() {
