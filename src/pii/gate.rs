@@ -23,6 +23,7 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use privprep_kernels::gate::{detector_hits, identifier_hits};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::detect::Scanner;
@@ -40,6 +41,13 @@ pub struct GateColumn {
     pub values_scanned: u64,
     /// Hits by detector; `identifier_value` counts input identifier values found.
     pub hits: BTreeMap<String, u64>,
+}
+
+fn gate_error(path: &Path, e: impl std::fmt::Display) -> GateError {
+    GateError {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// Why the gate could not read an output back.
@@ -128,55 +136,72 @@ impl GateTally {
         if ids.is_empty() {
             return Ok(());
         }
+        // Row groups are read back and searched in parallel: decoding is most of the work.
+        let mut jobs: Vec<(&Path, usize)> = Vec::new();
         for path in files {
-            let err = |message: String| GateError {
-                path: path.display().to_string(),
-                message,
-            };
-            let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-            let builder =
-                ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(e.to_string()))?;
-            let wanted: Vec<usize> = builder
-                .schema()
-                .fields()
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| {
-                    !self.exempt.contains(f.name())
-                        && matches!(
-                            f.data_type(),
-                            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                        )
-                })
-                .map(|(i, _)| i)
-                .collect();
-            if wanted.is_empty() {
-                continue;
-            }
-            let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
-            // Large batches, so each is split across all cores.
-            let reader = builder
-                .with_batch_size(64 * 1024)
-                .with_projection(mask)
-                .build()
-                .map_err(|e| err(e.to_string()))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| err(e.to_string()))?;
-                let found: Vec<(String, u64)> = self
-                    .judged(&batch)
-                    .map(|(column, values)| {
-                        (
-                            column.to_string(),
-                            identifier_hits(ids, &values).identifier_values,
-                        )
-                    })
-                    .collect();
-                for (column, n) in found {
-                    self.entry(&column).2 += n;
-                }
-            }
+            let groups = ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(path).map_err(|e| gate_error(path, e))?,
+            )
+            .map_err(|e| gate_error(path, e))?
+            .metadata()
+            .num_row_groups();
+            jobs.extend((0..groups).map(|g| (*path, g)));
+        }
+        let found = jobs
+            .par_iter()
+            .map(|(path, group)| self.identifiers_in_group(ids, path, *group))
+            .collect::<Result<Vec<_>, GateError>>()?;
+        for (column, n) in found.into_iter().flatten() {
+            self.entry(&column).2 += n;
         }
         Ok(())
+    }
+
+    /// Identifier values found in one row group of a written file, by column.
+    fn identifiers_in_group(
+        &self,
+        ids: &IdentifierSet,
+        path: &Path,
+        group: usize,
+    ) -> Result<Vec<(String, u64)>, GateError> {
+        let file = std::fs::File::open(path).map_err(|e| gate_error(path, e))?;
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| gate_error(path, e))?;
+        let wanted: Vec<usize> = builder
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| {
+                !self.exempt.contains(f.name())
+                    && matches!(
+                        f.data_type(),
+                        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                    )
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
+        let reader = builder
+            .with_row_groups(vec![group])
+            .with_batch_size(64 * 1024)
+            .with_projection(mask)
+            .build()
+            .map_err(|e| gate_error(path, e))?;
+        let mut found = Vec::new();
+        for batch in reader {
+            let batch = batch.map_err(|e| gate_error(path, e))?;
+            found.extend(self.judged(&batch).map(|(column, values)| {
+                (
+                    column.to_string(),
+                    identifier_hits(ids, &values).identifier_values,
+                )
+            }));
+        }
+        Ok(found)
     }
 
     /// The verdict on every output column, in order: exempt columns as such, string columns

@@ -52,9 +52,16 @@ impl ValueHasher {
         }
     }
 
-    /// The key a value is remembered under (see [`key`]): made of its first words' hashes.
-    /// `None` for values too short to be telling.
+    /// The key a value is remembered under: the combined hash of its first words, with the
+    /// number of words in the low four bits. `None` for values too short to be telling.
     pub fn value_key(&self, value: &str) -> Option<u64> {
+        self.value_keys(value).map(|(k, _)| k)
+    }
+
+    /// The value's key ([`ValueHasher::value_key`]) and, for a value of more than one word,
+    /// the hash of its first word, from which [`IdentifierSet::count_in`] tries the longer
+    /// runs of words.
+    pub fn value_keys(&self, value: &str) -> Option<(u64, Option<u64>)> {
         let mut h = None;
         let mut first = 0;
         let (mut bytes, mut words) = (0, 0);
@@ -70,7 +77,7 @@ impl ValueHasher {
             }
         });
         let h = h?;
-        (bytes > MIN_VALUE_BYTES).then(|| key(first, h, words))
+        (bytes > MIN_VALUE_BYTES).then(|| (key(h, words), (words > 1).then_some(first)))
     }
 
     /// Keyed 64-bit hash of a word's lowercase UTF-8 bytes, eight bytes at a time through
@@ -140,38 +147,64 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 33)
 }
 
-/// Bits of a key that come from the hash of the value's first word (the top ones).
-const START_BITS: u32 = 26;
-
-/// A value's key: the top [`START_BITS`] bits of its first word's hash, then bits of the
-/// combined hash of all its words, then the number of words in the low four bits. Whether a
-/// text may hold a remembered value from a word on is then known from the word's hash alone
-/// (see [`IdentifierSet::count_in`]), and the set needs no second table for it.
-fn key(first: u64, hash: u64, words: usize) -> u64 {
-    let start_mask = !0u64 << (64 - START_BITS);
-    (first & start_mask) | (hash & !start_mask & !0xF) | words as u64
+fn key(hash: u64, words: usize) -> u64 {
+    (hash & !0xF) | words as u64
 }
 
-/// Keys are already keyed hashes: the set uses them as they are, rotated so the word count
-/// in the low bits does not decide the bucket.
-#[derive(Default, Clone, Copy)]
-struct PassThrough(u64);
+/// One shard of keys: sorted and distinct, plus keys added since, not yet sorted in. Sorting
+/// batches and merging them in costs a few nanoseconds a key, where inserting each into a hash
+/// table that outgrew the cache costs a miss (the table of a 10M-row run does).
+#[derive(Default)]
+struct KeyRun {
+    sorted: Vec<u64>,
+    pending: Vec<u64>,
+}
 
-impl std::hash::Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0.rotate_right(4)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+/// Keys gathered before a shard's pending keys are sorted in.
+const PENDING: usize = 1 << 14;
+
+impl KeyRun {
+    fn add(&mut self, keys: &[u64]) {
+        self.pending.extend_from_slice(keys);
+        if self.pending.len() >= PENDING {
+            self.settle();
         }
     }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+
+    /// Sorts the pending keys in.
+    fn settle(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.pending.sort_unstable();
+        self.pending.dedup();
+        let mut merged = Vec::with_capacity(self.sorted.len() + self.pending.len());
+        let (mut a, mut b) = (
+            self.sorted.iter().peekable(),
+            self.pending.iter().peekable(),
+        );
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) if x < y => a.next(),
+                (Some(&&x), Some(&&y)) if y < x => b.next(),
+                (Some(_), Some(_)) => {
+                    b.next();
+                    a.next()
+                }
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => break,
+            };
+            merged.extend(next.copied());
+        }
+        self.sorted = merged;
+        self.pending.clear();
+    }
+
+    fn contains(&self, key: u64) -> bool {
+        self.sorted.binary_search(&key).is_ok()
     }
 }
-
-type KeySet = HashSet<u64, std::hash::BuildHasherDefault<PassThrough>>;
 
 /// Key sets are split by the top bits of the key, so threads that add keys rarely wait for
 /// each other, and a set never has to grow all at once.
@@ -220,11 +253,9 @@ fn key_bit(key: u64, bits: usize) -> usize {
     key.rotate_right(4) as usize & (bits - 1)
 }
 
-/// Bit of a first word's hash (or a key, which starts with it) in a filter of `bits` bits:
-/// the top bits, which keys keep of their first word.
-fn start_bit(hash: u64, bits: usize) -> usize {
-    let b = bits.trailing_zeros().min(START_BITS);
-    (hash >> (64 - b)) as usize
+/// Bit of a word's hash in a filter of `bits` bits.
+fn word_bit(hash: u64, bits: usize) -> usize {
+    hash as usize & (bits - 1)
 }
 
 /// Distinct identifier values gathered while rows stream by, from many threads at once:
@@ -233,7 +264,9 @@ fn start_bit(hash: u64, bits: usize) -> usize {
 /// split by their top bits over shards, so threads rarely wait for each other.
 /// [`IdentifierSet::from_distinct`] turns it into the gate's set without copying keys.
 pub struct DistinctKeys {
-    shards: Vec<Mutex<KeySet>>,
+    /// Per shard: the values' keys, and the first words of the values of several words
+    /// (names, phone numbers: few distinct ones).
+    shards: Vec<Mutex<(KeyRun, KeyRun)>>,
 }
 
 impl Default for DistinctKeys {
@@ -245,27 +278,32 @@ impl Default for DistinctKeys {
 impl DistinctKeys {
     pub fn new() -> DistinctKeys {
         DistinctKeys {
-            shards: (0..SHARDS).map(|_| Mutex::new(KeySet::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Default::default()))
+                .collect(),
         }
     }
 
     /// Remembers every value of a batch (values too short to be telling are skipped), keyed
     /// by `hasher`; each shard is locked once per batch.
     pub fn insert_all<'a>(&self, hasher: &ValueHasher, values: impl IntoIterator<Item = &'a str>) {
-        let mut by_shard: Vec<Vec<u64>> = vec![Vec::new(); SHARDS];
+        let mut by_shard: Vec<(Vec<u64>, Vec<u64>)> = vec![Default::default(); SHARDS];
         for v in values {
-            if let Some(k) = hasher.value_key(v) {
-                by_shard[shard(k)].push(k);
+            if let Some((k, first)) = hasher.value_keys(v) {
+                let (keys, firsts) = &mut by_shard[shard(k)];
+                keys.push(k);
+                firsts.extend(first);
             }
         }
-        for (i, keys) in by_shard.into_iter().enumerate() {
+        for (i, (keys, firsts)) in by_shard.into_iter().enumerate() {
             if keys.is_empty() {
                 continue;
             }
             // A poisoned shard only means another thread panicked mid-insert; the keys it
             // holds are still keys.
-            let mut set = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
-            set.extend(keys);
+            let mut runs = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
+            runs.0.add(&keys);
+            runs.1.add(&firsts);
         }
     }
 
@@ -274,9 +312,9 @@ impl DistinctKeys {
         self.shards
             .iter()
             .map(|s| {
-                s.lock()
-                    .map(|s| s.len())
-                    .unwrap_or_else(|p| p.into_inner().len())
+                let mut runs = s.lock().unwrap_or_else(|p| p.into_inner());
+                runs.0.settle();
+                runs.0.sorted.len()
             })
             .sum()
     }
@@ -289,12 +327,13 @@ impl DistinctKeys {
 /// Keyed hashes of identifier values, by their normalized words.
 pub struct IdentifierSet {
     hasher: ValueHasher,
-    keys: Vec<KeySet>,
+    keys: Vec<KeyRun>,
     len: usize,
     /// A bit per key, so most lookups of runs that are no identifier end here.
     filter: Bits,
-    /// A bit per first word of a remembered value: a text is only searched from the words
-    /// that may start one.
+    /// A bit per first word of a remembered value of several words: runs of more than one
+    /// word are only tried from the words that may start one. Built once from the first words
+    /// gathered with the keys (which are then let go); values inserted later set their bits.
     starts: Bits,
     /// Most words in any remembered value: the longest run `count_in` must try.
     max_words: usize,
@@ -320,38 +359,45 @@ impl IdentifierSet {
     /// The set of the values gathered in `keys` (keyed by `hasher`): the keys are taken as
     /// they are and only the filters are built.
     pub fn from_distinct(hasher: ValueHasher, keys: DistinctKeys) -> IdentifierSet {
-        let keys: Vec<KeySet> = keys
+        let (keys, firsts): (Vec<KeyRun>, Vec<KeyRun>) = keys
             .shards
             .into_iter()
-            .map(|s| s.into_inner().unwrap_or_else(|p| p.into_inner()))
-            .collect();
+            .map(|s| {
+                let (mut keys, mut firsts) = s.into_inner().unwrap_or_else(|p| p.into_inner());
+                keys.settle();
+                firsts.settle();
+                (keys, firsts)
+            })
+            .unzip();
+        let distinct_firsts: usize = firsts.iter().map(|s| s.sorted.len()).sum();
+        let mut starts = Bits::new(distinct_firsts.saturating_mul(16), word_bit);
+        for &w in firsts.iter().flat_map(|s| &s.sorted) {
+            starts.set(w);
+        }
         let mut set = IdentifierSet {
             hasher,
-            len: keys.iter().map(|s| s.len()).sum(),
+            len: keys.iter().map(|s| s.sorted.len()).sum(),
             keys,
             filter: Bits::new(0, key_bit),
-            starts: Bits::new(0, start_bit),
+            starts,
             max_words: 0,
         };
-        set.build_filters();
+        set.build_filter();
         set
     }
 
-    /// Filters of about 16 bits per key, built from the keys.
-    fn build_filters(&mut self) {
-        let bits = self.len.saturating_mul(16);
-        self.filter = Bits::new(bits, key_bit);
-        self.starts = Bits::new(bits, start_bit);
+    /// The key filter, about 16 bits per key, built from the keys.
+    fn build_filter(&mut self) {
+        self.filter = Bits::new(self.len.saturating_mul(16), key_bit);
         self.max_words = 0;
-        for &k in self.keys.iter().flatten() {
+        for &k in self.keys.iter().flat_map(|s| &s.sorted) {
             self.filter.set(k);
-            self.starts.set(k);
             self.max_words = self.max_words.max((k & 0xF) as usize);
         }
     }
 
     fn may_contain(&self, key: u64) -> bool {
-        self.filter.get(key) && self.keys[shard(key)].contains(&key)
+        self.filter.get(key) && self.keys[shard(key)].contains(key)
     }
 
     /// The hasher values are keyed with.
@@ -361,17 +407,21 @@ impl IdentifierSet {
 
     /// Remembers one value (ignored when too short to be telling).
     pub fn insert(&mut self, value: &str) {
-        let Some(k) = self.hasher.value_key(value) else {
+        let Some((k, first)) = self.hasher.value_keys(value) else {
             return;
         };
-        if self.keys[shard(k)].insert(k) {
+        if let Some(first) = first {
+            self.starts.set(first);
+        }
+        let run = &mut self.keys[shard(k)];
+        if let Err(at) = run.sorted.binary_search(&k) {
+            run.sorted.insert(at, k);
             self.len += 1;
             if self.len * 4 > self.filter.words.len() * 64 {
-                // Keep about 16 bits per key: rebuild the filters twice as large.
-                self.build_filters();
+                // Keep about 16 bits per key: rebuild the key filter twice as large.
+                self.build_filter();
             } else {
                 self.filter.set(k);
-                self.starts.set(k);
                 self.max_words = self.max_words.max((k & 0xF) as usize);
             }
         }
@@ -398,16 +448,19 @@ impl IdentifierSet {
         let mut hits = 0;
         let mut i = 0;
         while i < words.len() {
-            if !self.starts.get(words[i]) {
-                i += 1;
-                continue;
-            }
+            // A one-word value (an e-mail, an id) is one lookup; runs of more words are only
+            // tried from a word that starts a remembered value of several.
+            let longest = if self.starts.get(words[i]) {
+                self.max_words
+            } else {
+                1
+            };
             let mut h = None;
             let mut matched = 0;
-            for (k, w) in words[i..].iter().take(self.max_words).enumerate() {
+            for (k, w) in words[i..].iter().take(longest).enumerate() {
                 let h2 = combine(h, *w);
                 h = Some(h2);
-                if self.may_contain(key(words[i], h2, k + 1)) {
+                if self.may_contain(key(h2, k + 1)) {
                     matched = k + 1;
                 }
             }
@@ -619,6 +672,35 @@ mod tests {
         for text in ["nobody here", "Lovelace", "person99999@example.com", "Ada"] {
             assert_eq!(gathered.count_in(text, &mut words), 0, "{text}");
         }
+    }
+
+    /// Keys added in many batches, with repeats across the batches that are sorted in, end up
+    /// once each, in order.
+    #[test]
+    fn key_runs_keep_each_key_once_across_settles() {
+        let mut run = KeyRun::default();
+        let mut expected = std::collections::BTreeSet::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..5 {
+            let batch: Vec<u64> = (0..(PENDING / 2 + 123))
+                .map(|i| {
+                    x = mix(x.wrapping_add(i as u64));
+                    // A key in four repeats an earlier one.
+                    if i % 4 == 0 {
+                        (i as u64) * 7 + round
+                    } else {
+                        x
+                    }
+                })
+                .collect();
+            expected.extend(batch.iter().copied());
+            run.add(&batch);
+        }
+        run.settle();
+        assert!(run.pending.is_empty());
+        assert_eq!(run.sorted, expected.iter().copied().collect::<Vec<_>>());
+        assert!(expected.iter().step_by(101).all(|k| run.contains(*k)));
+        assert!(!run.contains(u64::MAX - 1) || expected.contains(&(u64::MAX - 1)));
     }
 
     /// The eight-at-a-time hash of ASCII words equals the byte-by-byte one it replaced.
