@@ -323,6 +323,25 @@ fn a_failing_run_leaves_no_output_and_a_failed_record() {
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["status"], "failed");
     assert_eq!(runs[0]["run_id"], s["run_id"]);
+    // A failed run still says which files it read, with their hashes (computed beside the
+    // stream).
+    let show = w.privprep(&[
+        "lineage",
+        "show",
+        s["run_id"].as_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let inputs = shown["record"]["inputs"].as_array().unwrap();
+    assert_eq!(inputs.len(), 1, "{shown}");
+    let sha = inputs[0]["sha256"].as_str().unwrap();
+    assert_eq!(sha.len(), 64, "{sha}");
+    let bytes = std::fs::read(w.data().join("tickets.csv")).unwrap();
+    assert_eq!(
+        sha,
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+    );
 }
 
 #[test]

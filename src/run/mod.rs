@@ -15,7 +15,7 @@
 use crate::dp::release;
 use crate::emit::{self, AtomicParquet};
 use crate::engine::polars::{sanitize, Polars};
-use crate::engine::{Engine, EngineError, Job};
+use crate::engine::{Engine, EngineError, Job, Streamed};
 use crate::identity::keys::{self, Key};
 use crate::ingest;
 use crate::lineage::record::{
@@ -427,30 +427,12 @@ fn execute(
     let mut inputs = prescan(plan)?;
     record.rows_read = inputs.iter().map(|i| i.scan.records).sum();
 
-    // DP releases are calibrated before any row is read: their privacy cost is known, and a
-    // release OpenDP refuses fails the run before it starts. Group sizes are bounded by each
-    // release's public max_rows, never by counting the data.
-    let prepared = plan
-        .releases
-        .iter()
-        .map(release::prepare)
-        .collect::<Result<Vec<_>, _>>()?;
-
-    // Stream every stage over the rows on the engine; kept rows go to the writers.
-    let scratch = scratch_dir(&opts.state_dir, run_id).map_err(|source| emit::EmitError::Io {
-        path: opts.state_dir.display().to_string(),
-        source,
-    })?;
-    progress.set_message("processing");
-    let streamed = Polars.stream(&Job {
-        plan,
-        run_id,
-        key: key.as_ref(),
-        inputs: &inputs,
-        scratch: scratch.path(),
-        progress: progress.clone(),
-    });
+    // DP releases are calibrated before any row is read (their privacy cost is known, and a
+    // release OpenDP refuses fails the run before it starts); then every stage streams over
+    // the rows on the engine, and kept rows go to the writers.
+    let streamed = calibrate_and_stream(plan, opts, run_id, key.as_ref(), &inputs, &progress);
     progress.finish_and_clear();
+    // The inputs are in the record whether or not the stream succeeded.
     hashing.attach(&mut inputs)?;
     record.inputs = stages::ingest::input_records(
         plan,
@@ -463,7 +445,7 @@ fn execute(
             )
         }),
     );
-    let streamed = streamed?;
+    let (prepared, streamed) = streamed?;
 
     // Account: read = written + dropped + quarantined, or nothing is committed.
     let counts = accounting::account(plan, &inputs, &streamed)?;
@@ -520,6 +502,37 @@ fn execute(
     }
     record.rows_written = counts.written;
     Ok(staged)
+}
+
+/// Calibrates every DP release (group sizes are bounded by each release's public max_rows,
+/// never by counting the data), then streams the plan on the engine.
+fn calibrate_and_stream(
+    plan: &Plan,
+    opts: &RunOptions,
+    run_id: &str,
+    key: Option<&Arc<Key>>,
+    inputs: &[ingest::InputFile],
+    progress: &indicatif::ProgressBar,
+) -> Result<(Vec<release::Prepared>, Streamed), RunError> {
+    let prepared = plan
+        .releases
+        .iter()
+        .map(release::prepare)
+        .collect::<Result<Vec<_>, _>>()?;
+    let scratch = scratch_dir(&opts.state_dir, run_id).map_err(|source| emit::EmitError::Io {
+        path: opts.state_dir.display().to_string(),
+        source,
+    })?;
+    progress.set_message("processing");
+    let streamed = Polars.stream(&Job {
+        plan,
+        run_id,
+        key,
+        inputs,
+        scratch: scratch.path(),
+        progress: progress.clone(),
+    })?;
+    Ok((prepared, streamed))
 }
 
 /// The run key, when the plan needs one; warns (without values) about a created or loosely
