@@ -24,6 +24,10 @@ const MAX_WORDS: usize = 12;
 /// Values shorter than this (normalized) are not remembered: they would match by chance.
 const MIN_VALUE_BYTES: usize = 5;
 
+/// Bytes a word needs to be a remembered value on its own (a value's bytes count each word
+/// and one separator, and must exceed [`MIN_VALUE_BYTES`]).
+const LONG_WORD: usize = MIN_VALUE_BYTES;
+
 /// The keyed hash of values and words. Cloning shares the key, so engine threads can hash
 /// values that one [`IdentifierSet`] later looks up.
 #[derive(Clone)]
@@ -83,7 +87,14 @@ impl ValueHasher {
     /// Keyed 64-bit hash of a word's lowercase UTF-8 bytes, eight bytes at a time through
     /// a strong mixer (a keyed multiply-xorshift hash, many times faster than SipHash on
     /// short words; collisions between the few million values of a run stay negligible).
+    /// Its lowest bit says whether the word is long enough to be a value on its own (see
+    /// [`LONG_WORD`]); keys do not keep that bit.
     fn word_hash(&self, word: &str) -> u64 {
+        let long = u64::from(word.len() >= LONG_WORD);
+        (self.word_mix(word) & !1) | long
+    }
+
+    fn word_mix(&self, word: &str) -> u64 {
         let mut h = self.seed[0] ^ (word.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let mut chunk = [0u8; 8];
         let mut n = 0;
@@ -253,9 +264,10 @@ fn key_bit(key: u64, bits: usize) -> usize {
     key.rotate_right(4) as usize & (bits - 1)
 }
 
-/// Bit of a word's hash in a filter of `bits` bits.
+/// Bit of a word's hash in a filter of `bits` bits (past the lowest bit, which only says
+/// whether the word is long).
 fn word_bit(hash: u64, bits: usize) -> usize {
-    hash as usize & (bits - 1)
+    (hash >> 1) as usize & (bits - 1)
 }
 
 /// Distinct identifier values gathered while rows stream by, from many threads at once:
@@ -448,12 +460,13 @@ impl IdentifierSet {
         let mut hits = 0;
         let mut i = 0;
         while i < words.len() {
-            // A one-word value (an e-mail, an id) is one lookup; runs of more words are only
-            // tried from a word that starts a remembered value of several.
+            // A one-word value (an e-mail, an id) is one lookup, for a word long enough to be
+            // one; runs of more words are only tried from a word that starts a remembered
+            // value of several.
             let longest = if self.starts.get(words[i]) {
                 self.max_words
             } else {
-                1
+                (words[i] & 1) as usize
             };
             let mut h = None;
             let mut matched = 0;
@@ -737,7 +750,7 @@ mod tests {
                         }
                     })
                     .collect();
-                assert_eq!(h.word_hash(&word), reference(&word), "{word:?}");
+                assert_eq!(h.word_mix(&word), reference(&word), "{word:?}");
             }
         }
         for b in 0u8..128 {
@@ -845,6 +858,21 @@ mod tests {
             collect("Hi, ava.kumar@x.io - call (221) 750-0974. é"),
             ["Hi", "ava.kumar@x.io", "call", "221", "750-0974", "é"]
         );
+    }
+
+    /// Short words are never looked up alone, but still start and continue longer values.
+    #[test]
+    fn short_words_count_inside_longer_values_only() {
+        let h = ValueHasher::new();
+        assert_eq!(h.word_hash("abcd") & 1, 0);
+        assert_eq!(h.word_hash("abcde") & 1, 1);
+        let mut set = IdentifierSet::with_hasher(h);
+        set.insert("Bo Li");
+        set.insert("S1234");
+        set.insert("abc");
+        let mut words = Vec::new();
+        assert_eq!(set.count_in("ask bo li or s1234 about abc", &mut words), 2);
+        assert_eq!(set.count_in("bo and li", &mut words), 0);
     }
 
     /// A value is found from its first word even when that word is common in text and
