@@ -1,6 +1,6 @@
 //! What the identifiers stage does to one column, as the plan holds it: the action, its words
 //! for lineage and `explain`, and the type of what comes out. Engine-free: the polars lowering
-//! is in [`super::stage`], and another engine lowers the same plan.
+//! is in `engine/polars/identity.rs`, and another engine lowers the same plan.
 //! Depends on: `ingest` (column types), `spec` (date parts), the kernels crate (token encoding).
 
 use crate::ingest::ColumnType;

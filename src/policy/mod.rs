@@ -96,7 +96,7 @@ pub struct RevocationList {
 /// Reads a revocation list: one subject id per line, with an optional header line naming the
 /// subject column (or `subject_id`). For CSV with several columns the subject column is used.
 ///
-/// Only a regular file of at most 1 GiB is read ([`crate::spec::sidefile::REVOCATION_LIST`]):
+/// Only a regular file of at most 1 GiB is read (`spec::sidefile::REVOCATION_LIST`):
 /// `/dev/zero` or a FIFO is refused, not read until memory runs out or waited on. The error's
 /// message names the file and the bound.
 pub fn load_revocations(path: &Path, subject_column: &str) -> std::io::Result<RevocationList> {

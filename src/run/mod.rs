@@ -1,12 +1,12 @@
 //! A run's life: one streaming pass from the inputs to committed Parquet and a lineage record.
 //!
-//! [`execute`] reads as the data flow: load the key, pre-scan the inputs, calibrate the DP
+//! `execute` reads as the data flow: load the key, pre-scan the inputs, calibrate the DP
 //! releases, let the engine stream every stage over the rows (`crate::engine`: per row a
 //! status, kept, quarantined or dropped for one reason, and the output columns, written to
-//! temporary files), account for every row ([`accounting`]), finish the files, run the leak
-//! gate, then spend the budget and compute the releases ([`releases`]). Only then does the
-//! staged commit ([`commit`]) make every file visible together with the run's record. A run
-//! that dies leaves a journal entry ([`journal`]) that the next command turns into a `failed`
+//! temporary files), account for every row (`accounting`), finish the files, run the leak
+//! gate, then spend the budget and compute the releases (`releases`). Only then does the
+//! staged commit (`commit`) make every file visible together with the run's record. A run
+//! that dies leaves a journal entry (`journal`) that the next command turns into a `failed`
 //! record, or, if the commit had begun, finishes.
 //!
 //! Depends on: `engine`, `plan`, `stages` (lineage fragments), `emit`, `lineage`, `dp`,

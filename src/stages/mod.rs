@@ -6,14 +6,14 @@
 //! what it adds to `explain`, and its part of the lineage record. How an engine runs it lives
 //! under `crate::engine` (for polars, `engine/polars/<stage>.rs`).
 //!
-//! | stage      | pipeline file          | plan part                      | polars lowering        |
-//! |------------|------------------------|--------------------------------|------------------------|
-//! | `ingest`   | `[source]`             | [`Source`]: files, manifest    | `engine/polars/ingest` |
-//! | `policy`   | `[policy]`             | `PolicyPlan`                   | `engine/polars/policy` |
-//! | `identity` | `[columns]`, `[tokens]`| [`ColumnPlan`]s                | `engine/polars/identity` |
-//! | `text`     | `[pii]`, `redact` rules| `PiiPlan`, `TextColumnPlan`s   | `engine/polars/text`   |
-//! | `output`   | `[output]`             | [`output::OutputPlan`]         | the sink               |
-//! | `release`  | `[[release]]`          | `ReleasePlan`s, the budget cap | `dp::release` (OpenDP) |
+//! | stage      | pipeline file           | plan part                      | polars lowering            |
+//! |------------|-------------------------|--------------------------------|----------------------------|
+//! | `ingest`   | `[source]`              | [`Source`]: files, manifest    | `ingest::scan_input`, typed columns (`engine/polars/mod.rs`) |
+//! | `policy`   | `[policy]`              | `PolicyPlan`                   | `engine/polars/policy.rs`  |
+//! | `identity` | `[columns]`, `[tokens]` | [`ColumnPlan`]s                | `engine/polars/identity.rs` |
+//! | `text`     | `[pii]`, `redact` rules | `PiiPlan`, `TextColumnPlan`s   | `engine/polars/text.rs`    |
+//! | `output`   | `[output]`              | [`output::OutputPlan`]         | the sink and writer thread (`engine/polars/mod.rs`) |
+//! | `release`  | `[[release]]`           | `ReleasePlan`s, the budget cap | `dp::release` (OpenDP), run by `run::releases` |
 //!
 //! Adding a stage: a module here, a line in [`STAGES`], a field in [`Resolution`] and [`Plan`],
 //! and its lowering. Stages do not import each other: what one needs of an earlier one (the
