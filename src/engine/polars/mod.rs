@@ -155,7 +155,7 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
         to_writer: Some(to_writer),
         codes: codes.clone(),
         schema: arrow_schema,
-        output_names,
+        output_names: output_names.clone(),
         split: plan.output.split.is_some(),
     }));
     let tally = Arc::new(Mutex::new(Tally {
@@ -167,14 +167,19 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
     let busy = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = std::time::Instant::now();
 
+    let release_columns: Vec<PlSmallStr> = dp_columns
+        .iter()
+        .map(|(a, _, _)| PlSmallStr::from(a.as_str()))
+        .collect();
+    let mut kept_columns = output_names;
+    kept_columns.extend(release_columns.iter().cloned());
+    kept_columns.push(SPLIT.into());
     let sink = Sink {
         sinks: sinks.clone(),
         tally: tally.clone(),
         release_rows: release_rows.clone(),
-        release_columns: dp_columns
-            .iter()
-            .map(|(a, _, _)| PlSmallStr::from(a.as_str()))
-            .collect(),
+        release_columns,
+        kept_columns,
         progress: job.progress.clone(),
         busy: busy.clone(),
     };
@@ -250,6 +255,8 @@ struct Sink {
     tally: Arc<Mutex<Tally>>,
     release_rows: Arc<Mutex<ReleaseRows>>,
     release_columns: Vec<PlSmallStr>,
+    /// The columns of kept rows the sink passes on: output, release and split columns.
+    kept_columns: Vec<PlSmallStr>,
     progress: indicatif::ProgressBar,
     /// Time spent in the sink, which runs one batch at a time (for the log).
     busy: Arc<std::sync::atomic::AtomicU64>,
@@ -278,7 +285,10 @@ impl Sink {
         if !kept_mask.any() {
             return Ok(false);
         }
-        let kept = df.filter(&kept_mask)?;
+        // Only what is written or released is copied.
+        let kept = df
+            .select(self.kept_columns.iter().cloned())?
+            .filter(&kept_mask)?;
         if !self.release_columns.is_empty() {
             let part = kept.select(self.release_columns.iter().cloned())?;
             self.release_rows
