@@ -510,6 +510,32 @@ fn match_ci(text: &str, i: usize, pat: &str) -> Option<usize> {
     Some(ti)
 }
 
+/// The longest of `patterns` (case-insensitive, ending at a word end) that starts at word
+/// start `i`, as a span of its kind.
+fn longest_at<'p>(
+    text: &str,
+    i: usize,
+    patterns: impl Iterator<Item = (&'p str, Kind)>,
+) -> Option<Span> {
+    let first = text.as_bytes()[i];
+    let mut best: Option<Span> = None;
+    for (pat, kind) in patterns {
+        if quick_reject(first, pat) {
+            continue;
+        }
+        if let Some(end) = match_ci(text, i, pat) {
+            if word_end(text, end) && best.is_none_or(|s| end > s.end) {
+                best = Some(Span {
+                    start: i,
+                    end,
+                    kind,
+                });
+            }
+        }
+    }
+    best
+}
+
 /// Cheap pre-check: an ASCII first byte that differs from the pattern's
 /// (lower-cased) ASCII first byte cannot match.
 fn quick_reject(first: u8, pat: &str) -> bool {
@@ -987,44 +1013,20 @@ impl Scanner {
         if !self.deny_first.may_start(first) {
             return;
         }
-        let mut best: Option<Span> = None;
-        for pat in &self.deny {
-            if quick_reject(first, pat) {
-                continue;
-            }
-            if let Some(e) = match_ci(text, i, pat) {
-                if word_end(text, e) && best.is_none_or(|s| e > s.end) {
-                    best = Some(Span {
-                        start: i,
-                        end: e,
-                        kind: Kind::Deny,
-                    });
-                }
-            }
-        }
-        out.extend(best);
+        out.extend(longest_at(
+            text,
+            i,
+            self.deny.iter().map(|p| (p.as_str(), Kind::Deny)),
+        ));
     }
 
     /// The row's own values starting at word start `i`; pushes the longest.
     fn ctx_hooks(&self, text: &str, i: usize, ctx: &RowContext, out: &mut Vec<Span>) {
-        let first = text.as_bytes()[i];
-        let mut best: Option<Span> = None;
-        for p in &ctx.pats {
-            let pat = ctx.pat(p);
-            if quick_reject(first, pat) {
-                continue;
-            }
-            if let Some(e) = match_ci(text, i, pat) {
-                if word_end(text, e) && best.is_none_or(|s| e > s.end) {
-                    best = Some(Span {
-                        start: i,
-                        end: e,
-                        kind: p.kind,
-                    });
-                }
-            }
-        }
-        out.extend(best);
+        out.extend(longest_at(
+            text,
+            i,
+            ctx.pats.iter().map(|p| (ctx.pat(p), p.kind)),
+        ));
     }
 
     /// Examines the numeric phrase starting at `i` (a digit, `+` or `(`);
