@@ -113,15 +113,8 @@ fn kill_at_every_rename_and_fsync_of_the_commit_leaves_one_complete_set() {
     let mut known: BTreeSet<String> = succeeded_sets(&w).into_iter().map(|(id, _)| id).collect();
     for at in 1..=40u32 {
         let out = w
-            .cmd()
+            .run_json_cmd(&p)
             .env(privprep::run::FAULT_ENV, at.to_string())
-            .args([
-                "run",
-                p.to_str().unwrap(),
-                "--format",
-                "json",
-                "--no-progress",
-            ])
             .output()
             .unwrap();
         if out.status.success() {

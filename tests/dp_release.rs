@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{add_country_release, cap_budget, Work, SAFE_COLUMNS};
+use common::{capped_pipeline, Work, SAFE_COLUMNS};
 use polars::prelude::*;
 use privprep::dp::ledger::Loss;
 use privprep::dp::release::{prepare, Keys, ReleasePlan, Statistic, SUBJECT};
@@ -173,17 +173,13 @@ fn every_public_key_appears_even_without_rows() {
 /// A workspace with a small dataset whose manifest caps the budget, and a pipeline with one
 /// release asking `epsilon`.
 fn capped(w: &Work, name: &str, epsilon: f64) -> std::path::PathBuf {
-    cap_budget(w, 1.0);
-    let p = w.pipeline(name, "", SAFE_COLUMNS, "");
-    add_country_release(
+    capped_pipeline(
         w,
-        &p,
         name,
-        "max_rows_per_group = 3",
+        1.0,
         epsilon,
         r#"{ kind = "count" }, { kind = "mean", column = "handle_time_minutes", bounds = [0.0, 120.0] }"#,
-    );
-    p
+    )
 }
 
 #[test]
@@ -256,14 +252,7 @@ fn eight_concurrent_runs_asking_a_fifth_of_the_cap_commit_exactly_five() {
     let children: Vec<_> = pipelines
         .iter()
         .map(|p| {
-            w.cmd()
-                .args([
-                    "run",
-                    p.to_str().unwrap(),
-                    "--format",
-                    "json",
-                    "--no-progress",
-                ])
+            w.run_json_cmd(p)
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()

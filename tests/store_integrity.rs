@@ -7,22 +7,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{add_country_release, cap_budget, Work, SAFE_COLUMNS};
+use common::{capped_pipeline, Work, SAFE_COLUMNS};
 
-/// A dataset whose manifest caps the budget at ε = `cap`, and a pipeline `name` with one
-/// release asking ε = `epsilon`.
+/// A pipeline `name` with one count release asking ε = `epsilon` under a cap of ε = `cap`.
 fn capped(w: &Work, name: &str, cap: f64, epsilon: f64) -> PathBuf {
-    cap_budget(w, cap);
-    let p = w.pipeline(name, "", SAFE_COLUMNS, "");
-    add_country_release(
-        w,
-        &p,
-        name,
-        "max_rows_per_group = 3",
-        epsilon,
-        r#"{ kind = "count" }"#,
-    );
-    p
+    capped_pipeline(w, name, cap, epsilon, r#"{ kind = "count" }"#)
 }
 
 fn db(w: &Work) -> PathBuf {

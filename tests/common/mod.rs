@@ -103,17 +103,25 @@ path = "out/{name}.parquet"
         std::fs::write(&p, text).unwrap();
         p
     }
-    /// Runs a pipeline with `--format json` and returns (exit code, parsed summary, stderr).
-    pub fn run_json(&self, pipeline: &Path, extra: &[&str]) -> (i32, serde_json::Value, String) {
-        let mut args = vec![
+    /// The command that runs a pipeline with `--format json`, not yet started.
+    pub fn run_json_cmd(&self, pipeline: &Path) -> Command {
+        let mut c = self.cmd();
+        c.args([
             "run",
             pipeline.to_str().unwrap(),
             "--format",
             "json",
             "--no-progress",
-        ];
-        args.extend_from_slice(extra);
-        let out = self.privprep(&args);
+        ]);
+        c
+    }
+    /// Runs a pipeline with `--format json` and returns (exit code, parsed summary, stderr).
+    pub fn run_json(&self, pipeline: &Path, extra: &[&str]) -> (i32, serde_json::Value, String) {
+        let out = self
+            .run_json_cmd(pipeline)
+            .args(extra)
+            .output()
+            .expect("run privprep");
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         let summary = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
@@ -167,6 +175,15 @@ pub fn cap_budget(w: &Work, cap: f64) {
         "the manifest changed shape"
     );
     std::fs::write(&m, text).unwrap();
+}
+
+/// A dataset whose manifest caps the budget at ε = `cap`, and a pipeline `name` with one
+/// `by_country` release asking ε = `epsilon` for `aggregates`.
+pub fn capped_pipeline(w: &Work, name: &str, cap: f64, epsilon: f64, aggregates: &str) -> PathBuf {
+    cap_budget(w, cap);
+    let p = w.pipeline(name, "", SAFE_COLUMNS, "");
+    add_country_release(w, &p, name, "max_rows_per_group = 3", epsilon, aggregates);
+    p
 }
 
 /// Appends a `by_country` release with public keys (from `data/countries.csv`, written here)
