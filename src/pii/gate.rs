@@ -20,7 +20,9 @@ use std::path::Path;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ProjectionMask;
 use privprep_kernels::gate::{detector_hits, identifier_hits};
 use rayon::prelude::*;
@@ -48,6 +50,11 @@ fn gate_error(path: &Path, e: impl std::fmt::Display) -> GateError {
         path: path.display().to_string(),
         message: e.to_string(),
     }
+}
+
+/// The string types the gate judges.
+fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
 /// Why the gate could not read an output back.
@@ -137,19 +144,35 @@ impl GateTally {
             return Ok(());
         }
         // Row groups are read back and searched in parallel: decoding is most of the work.
-        let mut jobs: Vec<(&Path, usize)> = Vec::new();
+        // Each file's footer is read once, and its judged columns picked once.
+        let mut jobs: Vec<(&Path, &ArrowReaderMetadata, &ProjectionMask, usize)> = Vec::new();
+        let mut files_meta = Vec::new();
         for path in files {
-            let groups = ParquetRecordBatchReaderBuilder::try_new(
-                std::fs::File::open(path).map_err(|e| gate_error(path, e))?,
-            )
-            .map_err(|e| gate_error(path, e))?
-            .metadata()
-            .num_row_groups();
-            jobs.extend((0..groups).map(|g| (*path, g)));
+            let file = std::fs::File::open(path).map_err(|e| gate_error(path, e))?;
+            let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::default())
+                .map_err(|e| gate_error(path, e))?;
+            let wanted: Vec<usize> = meta
+                .schema()
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| !self.exempt.contains(f.name()) && is_text(f.data_type()))
+                .map(|(i, _)| i)
+                .collect();
+            if !wanted.is_empty() {
+                let mask = ProjectionMask::roots(meta.parquet_schema(), wanted);
+                files_meta.push((*path, meta, mask));
+            }
+        }
+        for (path, meta, mask) in &files_meta {
+            let groups = meta.metadata().num_row_groups();
+            jobs.extend((0..groups).map(|g| (*path, meta, mask, g)));
         }
         let found = jobs
             .par_iter()
-            .map(|(path, group)| self.identifiers_in_group(ids, path, *group))
+            .map(|(path, meta, mask, group)| {
+                self.identifiers_in_group(ids, path, meta, mask, *group)
+            })
             .collect::<Result<Vec<_>, GateError>>()?;
         for (column, n) in found.into_iter().flatten() {
             self.entry(&column).2 += n;
@@ -162,33 +185,15 @@ impl GateTally {
         &self,
         ids: &IdentifierSet,
         path: &Path,
+        meta: &ArrowReaderMetadata,
+        mask: &ProjectionMask,
         group: usize,
     ) -> Result<Vec<(String, u64)>, GateError> {
         let file = std::fs::File::open(path).map_err(|e| gate_error(path, e))?;
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| gate_error(path, e))?;
-        let wanted: Vec<usize> = builder
-            .schema()
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| {
-                !self.exempt.contains(f.name())
-                    && matches!(
-                        f.data_type(),
-                        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                    )
-            })
-            .map(|(i, _)| i)
-            .collect();
-        if wanted.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
-        let reader = builder
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
             .with_row_groups(vec![group])
             .with_batch_size(64 * 1024)
-            .with_projection(mask)
+            .with_projection(mask.clone())
             .build()
             .map_err(|e| gate_error(path, e))?;
         let mut found = Vec::new();

@@ -189,25 +189,18 @@ impl KeyRun {
         }
         self.pending.sort_unstable();
         self.pending.dedup();
-        let mut merged = Vec::with_capacity(self.sorted.len() + self.pending.len());
-        let (mut a, mut b) = (
-            self.sorted.iter().peekable(),
-            self.pending.iter().peekable(),
-        );
-        loop {
-            let next = match (a.peek(), b.peek()) {
-                (Some(&&x), Some(&&y)) if x < y => a.next(),
-                (Some(&&x), Some(&&y)) if y < x => b.next(),
-                (Some(_), Some(_)) => {
-                    b.next();
-                    a.next()
-                }
-                (Some(_), None) => a.next(),
-                (None, Some(_)) => b.next(),
-                (None, None) => break,
-            };
-            merged.extend(next.copied());
+        let (old, new) = (&self.sorted, &self.pending);
+        let mut merged = Vec::with_capacity(old.len() + new.len());
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() && j < new.len() {
+            let (x, y) = (old[i], new[j]);
+            merged.push(x.min(y));
+            // A key in both is kept once.
+            i += usize::from(x <= y);
+            j += usize::from(y <= x);
         }
+        merged.extend_from_slice(&old[i..]);
+        merged.extend_from_slice(&new[j..]);
         self.sorted = merged;
         self.pending.clear();
     }
@@ -226,25 +219,31 @@ fn shard(key: u64) -> usize {
 }
 
 /// One bit per hash: a filter that answers "surely not" for most misses, small enough to stay
-/// in cache.
+/// in cache. A hash picks its bit with the bits above its lowest `skip` ones, which carry no
+/// hash (a key's word count, a word's length flag).
 struct Bits {
     words: Vec<u64>,
-    /// Which bits of a hash pick the bit.
-    pick: fn(u64, usize) -> usize,
+    skip: u32,
 }
 
+/// Low bits of a key that hold its word count.
+const KEY_SKIP: u32 = 4;
+
+/// Low bit of a word's hash that says whether the word is long.
+const WORD_SKIP: u32 = 1;
+
 impl Bits {
-    /// About `bits` bits (a power of two, at least 2^16), with `pick` choosing a bit.
-    fn new(bits: usize, pick: fn(u64, usize) -> usize) -> Bits {
+    /// About `bits` bits (a power of two, at least 2^16).
+    fn new(bits: usize, skip: u32) -> Bits {
         let words = (bits / 64).next_power_of_two().max(1 << 10);
         Bits {
             words: vec![0; words],
-            pick,
+            skip,
         }
     }
 
     fn locate(&self, hash: u64) -> (usize, u64) {
-        let bit = (self.pick)(hash, self.words.len() * 64);
+        let bit = (hash >> self.skip) as usize & (self.words.len() * 64 - 1);
         (bit / 64, 1u64 << (bit % 64))
     }
 
@@ -257,17 +256,6 @@ impl Bits {
         let (w, m) = self.locate(hash);
         self.words[w] & m != 0
     }
-}
-
-/// Bit of a key in a filter of `bits` bits: low bits, past the word count.
-fn key_bit(key: u64, bits: usize) -> usize {
-    key.rotate_right(4) as usize & (bits - 1)
-}
-
-/// Bit of a word's hash in a filter of `bits` bits (past the lowest bit, which only says
-/// whether the word is long).
-fn word_bit(hash: u64, bits: usize) -> usize {
-    (hash >> 1) as usize & (bits - 1)
 }
 
 /// Distinct identifier values gathered while rows stream by, from many threads at once:
@@ -382,7 +370,7 @@ impl IdentifierSet {
             })
             .unzip();
         let distinct_firsts: usize = firsts.iter().map(|s| s.sorted.len()).sum();
-        let mut starts = Bits::new(distinct_firsts.saturating_mul(16), word_bit);
+        let mut starts = Bits::new(distinct_firsts.saturating_mul(16), WORD_SKIP);
         for &w in firsts.iter().flat_map(|s| &s.sorted) {
             starts.set(w);
         }
@@ -390,7 +378,7 @@ impl IdentifierSet {
             hasher,
             len: keys.iter().map(|s| s.sorted.len()).sum(),
             keys,
-            filter: Bits::new(0, key_bit),
+            filter: Bits::new(0, KEY_SKIP),
             starts,
             max_words: 0,
         };
@@ -400,7 +388,7 @@ impl IdentifierSet {
 
     /// The key filter, about 16 bits per key, built from the keys.
     fn build_filter(&mut self) {
-        self.filter = Bits::new(self.len.saturating_mul(16), key_bit);
+        self.filter = Bits::new(self.len.saturating_mul(16), KEY_SKIP);
         self.max_words = 0;
         for &k in self.keys.iter().flat_map(|s| &s.sorted) {
             self.filter.set(k);
