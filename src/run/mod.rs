@@ -434,17 +434,7 @@ fn execute(
     progress.finish_and_clear();
     // The inputs are in the record whether or not the stream succeeded.
     hashing.attach(&mut inputs)?;
-    record.inputs = stages::ingest::input_records(
-        plan,
-        inputs.iter().map(|i| {
-            (
-                i.path.as_path(),
-                i.scan.bytes,
-                i.scan.sha256.as_str(),
-                i.scan.records,
-            )
-        }),
-    );
+    record.inputs = stages::ingest::input_records(plan, &inputs);
     let (prepared, streamed) = streamed?;
 
     // Account: read = written + dropped + quarantined, or nothing is committed.

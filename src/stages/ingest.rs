@@ -258,18 +258,15 @@ fn explain(plan: &Plan, out: &mut super::Explained) {
     out.manifest = plan.source.manifest.path.display().to_string();
 }
 
-/// The lineage of the inputs, once the pre-scan has read them: (path, bytes, SHA-256, records).
-pub fn input_records<'a>(
-    plan: &Plan,
-    inputs: impl IntoIterator<Item = (&'a Path, u64, &'a str, u64)>,
-) -> Vec<InputRecord> {
+/// The lineage of the inputs, once they are pre-scanned and hashed.
+pub fn input_records(plan: &Plan, inputs: &[reader::InputFile]) -> Vec<InputRecord> {
     inputs
-        .into_iter()
-        .map(|(path, bytes, sha256, rows_read)| InputRecord {
-            path: path.display().to_string(),
-            bytes,
-            sha256: sha256.to_string(),
-            rows_read,
+        .iter()
+        .map(|i| InputRecord {
+            path: i.path.display().to_string(),
+            bytes: i.scan.bytes,
+            sha256: i.scan.sha256.clone(),
+            rows_read: i.scan.records,
             dataset_id: plan.source.manifest.dataset_id().to_string(),
         })
         .collect()

@@ -48,6 +48,7 @@ impl super::Engine for Polars {
 }
 
 /// Per-status counts and quarantined records, filled batch by batch.
+#[derive(Default)]
 struct Tally {
     by_status: [u64; STATUSES],
     bad_values: Vec<(u32, u64, i32)>,
@@ -158,11 +159,7 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
         output_names: output_names.clone(),
         split: plan.output.split.is_some(),
     }));
-    let tally = Arc::new(Mutex::new(Tally {
-        by_status: [0; STATUSES],
-        bad_values: Vec::new(),
-        seen: 0,
-    }));
+    let tally = Arc::new(Mutex::new(Tally::default()));
     let release_rows: Arc<Mutex<ReleaseRows>> = Arc::new(Mutex::new(Vec::new()));
     let busy = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = std::time::Instant::now();
@@ -236,16 +233,6 @@ fn take<T: Default>(slot: &Mutex<T>, what: &'static str) -> Result<T, EngineErro
     slot.lock()
         .map(|mut v| std::mem::take(&mut *v))
         .map_err(|_| EngineError::Poisoned(what))
-}
-
-impl Default for Tally {
-    fn default() -> Self {
-        Tally {
-            by_status: [0; STATUSES],
-            bad_values: Vec::new(),
-            seen: 0,
-        }
-    }
 }
 
 /// The sink: counts every row by status, remembers identifier keys and quarantined records,
