@@ -359,6 +359,41 @@ fn sqlite<'a>(
     }
 }
 
+/// Puts the store in WAL mode, waiting up to [`BUSY_TIMEOUT`] for other programs.
+///
+/// SQLite returns "busy" for this pragma at once, without calling the busy handler, when
+/// waiting could deadlock (another connection is between its read and its write lock), which
+/// happens when several runs open a new store together. So the wait is done here: read the
+/// mode (no lock needed once the file is in WAL), and retry the switch with a short pause.
+fn switch_to_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let attempt = conn
+            .pragma_query_value(None, "journal_mode", |row| row.get::<_, String>(0))
+            .and_then(|mode| {
+                if mode.eq_ignore_ascii_case("wal") {
+                    Ok(mode)
+                } else {
+                    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+                }
+            });
+        match attempt {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The anchor of the store at `path`, as an error when it cannot be read.
 fn read_anchor(path: &Path) -> Result<Option<Anchor>, LineageError> {
     anchor::read(path).map_err(|reason| LineageError::AnchorUnreadable {
@@ -554,8 +589,7 @@ impl Store {
             .map_err(sqlite(path, "set the busy timeout"))?;
         // WAL lets readers work while a run appends. The mode is kept in the file; where the
         // file system cannot do WAL, SQLite stays in rollback mode, which is slower but safe.
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
-            .map_err(sqlite(path, "switch to WAL mode"))?;
+        switch_to_wal(&conn).map_err(sqlite(path, "switch to WAL mode"))?;
         // FULL: a committed output must not lose its lineage record to a power cut.
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sqlite(path, "set synchronous mode"))?;
@@ -1540,6 +1574,36 @@ mod tests {
             record_hash(GENESIS_HASH, "{}"),
             "5649d09ed68c17156095d175eef152856c5b1a81c117c409c1e00f096aa6838e"
         );
+    }
+
+    /// Regression: runs opening a new store together failed with "cannot switch to WAL mode",
+    /// because SQLite answers that pragma "busy" without waiting when waiting could deadlock.
+    #[test]
+    fn many_openers_of_a_new_store_all_get_it_in_wal_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for round in 0..8 {
+            let path = dir.path().join(format!("round{round}/lineage.db"));
+            let start = std::sync::Barrier::new(12);
+            let modes: Vec<String> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..12)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            let store = Store::open(&path).expect("open");
+                            store
+                                .conn
+                                .pragma_query_value(None, "journal_mode", |r| r.get(0))
+                                .expect("mode")
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("join"))
+                    .collect()
+            });
+            assert!(modes.iter().all(|m| m == "wal"), "round {round}: {modes:?}");
+        }
     }
 
     #[test]
