@@ -50,8 +50,128 @@ fn tricky_text() -> impl Strategy<Value = String> {
     .prop_map(|parts| parts.concat())
 }
 
+/// Words that say nothing about a number after or before them (the scanner reads cue words
+/// such as "call", "order" or "bytes" next to numbers).
+const NEUTRAL: &[&str] = &[
+    "the",
+    "and",
+    "please",
+    "thanks",
+    "see",
+    "with",
+    "from",
+    "for",
+    "hello",
+    "yesterday",
+    "again",
+    "today",
+    "we",
+    "they",
+    "blue",
+    "house",
+    "Maria",
+    "said",
+    "it",
+    "was",
+    "here",
+];
+
 fn words() -> impl Strategy<Value = Vec<String>> {
-    prop::collection::vec("[a-zA-Z]{1,12}", 0..6)
+    prop::collection::vec(prop::sample::select(NEUTRAL).prop_map(str::to_owned), 0..6)
+}
+
+/// Words before a number that name it: a telephone word, or the SSN label.
+fn phone_cue() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "call me at",
+        "Tel:",
+        "phone",
+        "my mobile is",
+        "WhatsApp",
+        "Telefon",
+        "numéro de téléphone :",
+        "my number is",
+        "text me on",
+        "Fax",
+    ])
+}
+
+/// Digits grouped as people write telephone numbers: optional `+CC`, a trunk `0` or a
+/// bracketed area code, groups of 2–4 joined by one separator, and an optional extension.
+fn phone() -> impl Strategy<Value = String> {
+    (
+        prop::collection::vec(0u8..10, 15),
+        prop::collection::vec(2usize..5, 2..5),
+        0..4usize,
+        prop::sample::select(vec![" ", "-", ".", "/"]),
+        prop::option::of(prop::sample::select(vec!["x12", " ext. 4410", " x 7"])),
+    )
+        .prop_map(|(pool, sizes, lead, sep, ext)| {
+            let mut digits = pool.iter().map(|d| (b'0' + d) as char);
+            let mut groups: Vec<String> = sizes
+                .iter()
+                .map(|&n| digits.by_ref().take(n).collect())
+                .collect();
+            // Seven to fourteen digits, nine at least with a trunk prefix; three groups
+            // shaped like a date (2024-07-11, 11.07.24) or an SSN (123 45 6789) get a fourth,
+            // as that is what they would be.
+            let min = if lead == 1 || lead == 2 { 9 } else { 7 };
+            while groups.concat().len() > 12 {
+                groups.pop();
+            }
+            let len = |g: &Vec<String>| g.iter().map(String::len).collect::<Vec<_>>();
+            while groups.concat().len() < min
+                || matches!(
+                    len(&groups)[..],
+                    [4, 2, 2] | [2, 2, 4] | [2, 2, 2] | [3, 2, 4]
+                )
+            {
+                groups.push("555".into());
+            }
+            let mut out = match lead {
+                0 => format!("+{}{}", 1 + pool[0] % 9, sep.replace('.', " ")),
+                1 => {
+                    groups[0].replace_range(0..2, "05");
+                    String::new()
+                }
+                2 => {
+                    let area = groups.remove(0);
+                    format!("(0{area}) ")
+                }
+                _ => {
+                    // No trunk prefix: the number starts with a non-zero digit.
+                    groups[0].replace_range(0..1, "5");
+                    String::new()
+                }
+            };
+            out.push_str(&groups.join(sep));
+            if let Some(e) = ext {
+                out.push_str(e);
+            }
+            out
+        })
+}
+
+/// An amount or a count as text writes it, followed by what it counts.
+fn quantity() -> impl Strategy<Value = String> {
+    (
+        1_000u64..100_000_000_000,
+        prop::sample::select(vec![",", " ", "", "\u{a0}"]),
+        prop::sample::select(vec![
+            "bytes", "requests", "users", "EUR", "km", "items", "%",
+        ]),
+    )
+        .prop_map(|(n, sep, unit)| {
+            let plain = n.to_string();
+            let mut out = String::new();
+            for (i, c) in plain.chars().enumerate() {
+                if i > 0 && (plain.len() - i) % 3 == 0 {
+                    out.push_str(sep);
+                }
+                out.push(c);
+            }
+            format!("{out} {unit}")
+        })
 }
 
 fn plant(before: &[String], value: &str, after: &[String]) -> (String, usize, usize) {
@@ -235,8 +355,56 @@ proptest! {
 
     #[test]
     fn planted_ssn_is_found(b in words(), v in ssn(), a in words()) {
+        // Formatting is evidence enough; a bare nine-digit run needs the SSN label.
+        let mut b = b;
+        if !v.contains(['-', ' ']) {
+            b.push("SSN".into());
+        }
         let (text, s, e) = plant(&b, &v, &a);
         assert_found(&text, s, e, Kind::Ssn)?;
+    }
+
+    #[test]
+    fn a_bare_nine_digit_run_without_a_label_is_no_ssn(b in words(), v in ssn(), a in words()) {
+        let bare: String = v.chars().filter(char::is_ascii_digit).collect();
+        let (text, _, _) = plant(&b, &bare, &a);
+        let mut out = Vec::new();
+        scanner().scan(&text, &RowContext::new(), &mut out);
+        prop_assert!(out.iter().all(|s| s.kind != Kind::Ssn), "{text:?}: {out:?}");
+    }
+
+    #[test]
+    fn a_phone_after_a_telephone_word_is_found_whole(cue in phone_cue(), v in phone(), a in words()) {
+        // Four dotted groups that make an IPv4 address are one.
+        prop_assume!(!validators::ipv4_valid(v.split([' ', 'x']).next().unwrap_or_default()));
+        let (text, s, e) = plant(&[cue.to_owned()], &v, &a);
+        assert_found(&text, s, e, Kind::Phone)?;
+    }
+
+    #[test]
+    fn an_international_or_trunk_phone_is_found_without_a_word(b in words(), v in phone(), a in words()) {
+        prop_assume!(v.starts_with('+') || v.starts_with("(0") || v.starts_with("05"));
+        let (text, s, e) = plant(&b, &v, &a);
+        // Unmarked, twelve or more Luhn-valid digits in groups of four read as a card: still
+        // found whole, under the other label.
+        let digits: Vec<u8> = v.bytes().filter(u8::is_ascii_digit).collect();
+        let card = !v.starts_with('+') && digits.len() >= 12 && luhn_valid(&digits);
+        let mut out = Vec::new();
+        scanner().scan(&text, &RowContext::new(), &mut out);
+        prop_assert!(
+            out.iter().any(|sp| sp.start == s
+                && sp.end == e
+                && (sp.kind == Kind::Phone || (card && sp.kind == Kind::Card))),
+            "{v:?} not found in {text:?}: {out:?}"
+        );
+    }
+
+    #[test]
+    fn a_quantity_is_no_phone_card_or_ssn(b in words(), v in quantity()) {
+        let (text, _, _) = plant(&b, &v, &[]);
+        let mut out = Vec::new();
+        scanner().scan(&text, &RowContext::new(), &mut out);
+        prop_assert!(out.is_empty(), "{text:?}: {out:?}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! it works on one `&str` at a time and depends on nothing outside this module, so every
 //! engine finds and replaces exactly the same spans.
 
+mod cues;
 pub mod detect;
 pub mod phone;
 pub mod redact;

@@ -89,7 +89,8 @@ pub fn card_brand(digits: &[u8]) -> Option<&'static str> {
     if (p4 == 6011 || (644..=649).contains(&p3) || p2 == 65) && in_len(16, 19) {
         return Some("discover");
     }
-    if (3528..=3589).contains(&p4) && in_len(16, 19) {
+    if ((3528..=3589).contains(&p4) && in_len(16, 19)) || ((p4 == 2131 || p4 == 1800) && len == 15)
+    {
         return Some("jcb");
     }
     if ((300..=305).contains(&p3) || matches!(p2, 36 | 38 | 39)) && in_len(14, 19) {
@@ -270,6 +271,21 @@ pub fn iban_valid_compact(b: &[u8]) -> bool {
     match iban_len(&[b[0], b[1]]) {
         Some(n) if n == b.len() => {}
         _ => return false,
+    }
+    iban_checksum_ok(b)
+}
+
+/// The ISO 7064 mod-97 check of a compact IBAN (country letters, check digits, then upper-case
+/// letters and digits), whatever its length.
+pub fn iban_checksum_ok(b: &[u8]) -> bool {
+    if b.len() < 5 || b.len() > IBAN_MAX_LEN {
+        return false;
+    }
+    if !b[0].is_ascii_uppercase() || !b[1].is_ascii_uppercase() {
+        return false;
+    }
+    if !b[2].is_ascii_digit() || !b[3].is_ascii_digit() {
+        return false;
     }
     // Rearranged: BBAN first, then country and check digits; letters count
     // as two-digit numbers 10..35.
