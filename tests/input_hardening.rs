@@ -97,6 +97,57 @@ fn record_lines(w: &Work) -> Vec<u64> {
     out
 }
 
+// ---- datetimes as systems write them ----
+
+/// Regression: `2026-02-23T18:54:44Z` quarantined every row of a datetime column whose manifest
+/// set no format. RFC 3339 with `Z` or an offset, a space for the `T` and fractions now read
+/// by default; offsets are converted to UTC.
+#[test]
+fn rfc_3339_datetimes_read_without_a_format() {
+    let w = Work::new();
+    w.datagen(200, 3, &[]);
+    rewrite_tickets(&w, |i, header, fields| {
+        let at = header.iter().position(|h| h == b"created_at").unwrap();
+        let value = match i % 5 {
+            0 => "2026-02-23T18:54:44Z",
+            1 => "2026-02-23T19:54:44+01:00",
+            2 => "2026-02-23 18:54:44.000",
+            3 => "2026-02-23T18:54:44",
+            _ => "23/02/2026 18:54",
+        };
+        fields[at] = value.as_bytes().to_vec();
+    });
+    let columns = format!("{SAFE_COLUMNS}\ncreated_at = {{ action = \"keep\" }}");
+    let p = w.pipeline("iso", "", &columns, "max_bad_rows = 100");
+    let (code, s, e) = w.run_json(&p, &[]);
+    assert_eq!(code, 0, "{e}");
+    // Only the day-first value (one row in five) does not parse.
+    assert_eq!(s["quarantined"].as_u64().unwrap(), 40, "{s}");
+    let q = quarantine(&w, "iso");
+    assert!(q.iter().all(|r| r["column"] == "created_at"), "{q:?}");
+    assert!(
+        q[0]["error"].as_str().unwrap().contains("ISO 8601"),
+        "{}",
+        q[0]["error"]
+    );
+    let df = read_parquet(&w.path().join("out/iso.parquet"));
+    let us: Vec<Option<i64>> = df
+        .column("created_at")
+        .unwrap()
+        .as_materialized_series()
+        .datetime()
+        .unwrap()
+        .physical()
+        .into_iter()
+        .collect();
+    // Every kept value is the same instant, in microseconds since the epoch.
+    assert!(!us.is_empty());
+    assert!(
+        us.iter().all(|v| *v == Some(1_771_872_884_000_000)),
+        "{us:?}"
+    );
+}
+
 // ---- 8. duplicate CSV header names ----
 
 /// Regression: a CSV header naming `email` twice was accepted and the second column silently

@@ -78,7 +78,9 @@ pub struct ManifestColumn {
     pub class: Spanned<ColumnClass>,
     #[serde(default)]
     pub description: Option<String>,
-    /// chrono format for date/datetime columns; defaults `%Y-%m-%d` and `%Y-%m-%dT%H:%M:%S`.
+    /// chrono format for date/datetime columns. Without one, dates are `%Y-%m-%d` and datetimes
+    /// ISO 8601 / RFC 3339: `2026-02-23T18:54:44`, with a space for the `T`, a fraction of a
+    /// second, and `Z` or an offset (converted to UTC) all accepted.
     #[serde(default)]
     pub format: Option<String>,
     /// The column's public domain (every value it may take), e.g. ISO country codes. A DP
@@ -87,13 +89,16 @@ pub struct ManifestColumn {
     pub values: Option<Vec<String>>,
 }
 
+/// How a datetime column without a `format` is read, as errors name it.
+pub const DEFAULT_DATETIME: &str = "ISO 8601 (e.g. 2026-02-23T18:54:44, 2026-02-23 18:54:44.5, 2026-02-23T18:54:44Z or 2026-02-23T18:54:44+01:00)";
+
 impl ManifestColumn {
-    /// The parse format for temporal columns.
+    /// The parse format for temporal columns, as errors name it.
     pub fn temporal_format(&self) -> &str {
         match (&self.format, self.ty.get_ref()) {
             (Some(f), _) => f,
             (None, ColumnType::Date) => "%Y-%m-%d",
-            (None, _) => "%Y-%m-%dT%H:%M:%S",
+            (None, _) => DEFAULT_DATETIME,
         }
     }
 }

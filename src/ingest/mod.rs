@@ -574,18 +574,42 @@ fn parse_expr(text: Expr, c: &ManifestColumn) -> Expr {
             exact: true,
             cache: true,
         }),
-        ColumnType::Datetime => text.str().to_datetime(
-            Some(TimeUnit::Microseconds),
-            None,
-            StrptimeOptions {
-                format: Some(c.temporal_format().into()),
-                strict: false,
-                exact: true,
-                cache: true,
-            },
-            lit("raise"),
-        ),
+        ColumnType::Datetime => match &c.format {
+            Some(format) => datetime(text, format),
+            None => iso_datetime(text),
+        },
     }
+}
+
+/// `text` parsed with the chrono `format`; a value that does not match is null.
+fn datetime(text: Expr, format: &str) -> Expr {
+    text.str().to_datetime(
+        Some(TimeUnit::Microseconds),
+        None,
+        StrptimeOptions {
+            format: Some(format.into()),
+            strict: false,
+            exact: true,
+            cache: true,
+        },
+        lit("raise"),
+    )
+}
+
+/// ISO 8601 / RFC 3339 datetimes as systems write them: `T` or a space between date and time,
+/// an optional fraction of a second, and no zone (kept as written), `Z` or an offset
+/// (converted to UTC). The column stays a zone-less datetime.
+fn iso_datetime(text: Expr) -> Expr {
+    let normal = text
+        .str()
+        .replace(lit(r"^(\d{4}-\d{2}-\d{2})[ t]"), lit("${1}T"), false)
+        .str()
+        .replace(lit(r"[Zz]$"), lit("+00:00"), false);
+    let local = datetime(normal.clone(), "%Y-%m-%dT%H:%M:%S%.f");
+    let offset = datetime(normal, "%Y-%m-%dT%H:%M:%S%.f%z")
+        .dt()
+        .replace_time_zone(None, lit("raise"), NonExistent::Raise);
+    coalesce(&[local, offset])
 }
 
 #[cfg(test)]
@@ -609,6 +633,57 @@ mod tests {
             text,
             spec,
         }
+    }
+
+    /// Without a `format`, datetime columns read ISO 8601 / RFC 3339 as systems write it:
+    /// `Z` and offsets (converted to UTC), a space for the `T`, fractions of a second.
+    #[test]
+    fn datetimes_without_a_format_read_iso_8601_with_zones_and_fractions() {
+        let text = "dataset_id = \"d\"\nowner = \"o\"\nlicense = \"l\"\norigin = \"o\"\ncollected_at = \"2026\"\nsubject_column = \"t\"\nprovenance_tag = \"app\"\nconsent_purposes_column = \"t\"\nconsent_status_column = \"t\"\n[[columns]]\nname = \"t\"\ntype = \"datetime\"\nclass = \"public\"\n";
+        let spec: manifest::ManifestSpec = toml::from_str(text).unwrap();
+        let c = &spec.columns[0];
+        let values = [
+            "2026-02-23T18:54:44",
+            "2026-02-23T18:54:44Z",
+            "2026-02-23T19:54:44+01:00",
+            "2026-02-23T13:24:44-0530",
+            "2026-02-23 18:54:44",
+            "2026-02-23T18:54:44.250Z",
+            "2026-02-23",
+            "23/02/2026 18:54",
+            "2026-02-23T18:54:44+25:00",
+        ];
+        let df = df!("t" => values).unwrap();
+        let out = df
+            .lazy()
+            .select([parse_expr(col("t"), c)
+                .dt()
+                .timestamp(TimeUnit::Milliseconds)])
+            .collect()
+            .unwrap();
+        let got: Vec<Option<i64>> = out
+            .column("t")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_iter()
+            .collect();
+        let utc = 1_771_872_884_000; // 2026-02-23T18:54:44Z
+        assert_eq!(
+            got,
+            vec![
+                Some(utc),
+                Some(utc),
+                Some(utc),
+                Some(utc),
+                Some(utc),
+                Some(utc + 250),
+                None,
+                None,
+                None
+            ]
+        );
+        assert!(c.temporal_format().starts_with("ISO 8601"));
     }
 
     /// Regression: `__badcol` was one nested when/then per typed column, which overflowed the

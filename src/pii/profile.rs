@@ -51,7 +51,66 @@ pub struct ColumnProfile {
     pub suggested_class: String,
     /// Why that class, in words.
     pub reason: String,
+    /// What the values say of a consent column, for the suggested manifest.
+    #[serde(skip)]
+    consent: Option<ConsentRole>,
 }
+
+/// The part a consent column plays in the manifest, told by its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConsentRole {
+    /// Values such as `granted`, `revoked`, `yes`: the consent status.
+    Status,
+    /// Anything else (purpose names, lists of them): the consented purposes.
+    Purposes,
+}
+
+/// Words a consent status column holds.
+const STATUS_WORDS: &[&str] = &[
+    "granted",
+    "given",
+    "yes",
+    "no",
+    "y",
+    "n",
+    "true",
+    "false",
+    "1",
+    "0",
+    "revoked",
+    "withdrawn",
+    "denied",
+    "declined",
+    "accepted",
+    "active",
+    "inactive",
+    "pending",
+    "expired",
+    "opted_in",
+    "opted_out",
+    "opt-in",
+    "opt-out",
+    "opt_in",
+    "opt_out",
+    "optin",
+    "optout",
+    "valid",
+    "invalid",
+];
+
+/// Names of columns that hold consent.
+const CONSENT_NAMES: &[&str] = &["consent", "consents", "purpose", "purposes"];
+
+/// Names of columns that hold telephone numbers.
+const PHONE_NAMES: &[&str] = &[
+    "phone",
+    "mobile",
+    "tel",
+    "telephone",
+    "cell",
+    "fax",
+    "msisdn",
+];
 
 /// The whole report, as `--format json` prints it.
 #[derive(Debug, Clone, Serialize)]
@@ -152,8 +211,15 @@ fn profile_column(c: &Column, scanner: &Scanner) -> ColumnProfile {
     let mut pii: BTreeMap<String, PiiFound> = BTreeMap::new();
     let mut mean_length = 0.0;
     let mut names_like = 0u64;
+    let mut consent = None;
     let suggested_type = match (c.dtype(), c.str()) {
         (DataType::String, Ok(ca)) => {
+            // One digit shape is no evidence: a column of bare digit runs (record ids) is not
+            // a phone column unless its name says so.
+            let phone_name = has_word(&name, PHONE_NAMES);
+            if has_word(&name, CONSENT_NAMES) {
+                consent = Some(consent_role(ca));
+            }
             let ctx = RowContext::new();
             let mut spans: Vec<Span> = Vec::new();
             let mut counts: BTreeMap<Kind, (u64, u64)> = BTreeMap::new();
@@ -173,6 +239,13 @@ fn profile_column(c: &Column, scanner: &Scanner) -> ColumnProfile {
                 seen.clear();
                 for s in &spans {
                     let whole = s.start == 0 && s.end == t.len();
+                    if whole
+                        && s.kind == Kind::Phone
+                        && !phone_name
+                        && t.bytes().all(|b| b.is_ascii_digit())
+                    {
+                        continue;
+                    }
                     let e = counts.entry(s.kind).or_default();
                     if !seen.contains(&s.kind) {
                         e.0 += 1;
@@ -225,7 +298,43 @@ fn profile_column(c: &Column, scanner: &Scanner) -> ColumnProfile {
         pii,
         suggested_class: class.into(),
         reason,
+        consent,
     }
+}
+
+/// Whether a consent column holds statuses (every value a status word) or purposes.
+fn consent_role(ca: &StringChunked) -> ConsentRole {
+    let mut any = false;
+    for v in ca.iter().flatten() {
+        let v = v.trim();
+        if v.is_empty() {
+            continue;
+        }
+        any = true;
+        if !STATUS_WORDS.iter().any(|w| w.eq_ignore_ascii_case(v)) {
+            return ConsentRole::Purposes;
+        }
+    }
+    if any {
+        ConsentRole::Status
+    } else {
+        ConsentRole::Purposes
+    }
+}
+
+/// Whether `v` is an ISO 8601 / RFC 3339 datetime as ingest reads one without a format: `T`
+/// or a space, an optional fraction, and no zone, `Z` or an offset.
+fn iso_datetime_ok(v: &str) -> bool {
+    let mut s = v.to_owned();
+    if s.len() > 10 && matches!(s.as_bytes()[10], b' ' | b't') {
+        s.replace_range(10..11, "T");
+    }
+    if s.ends_with(['Z', 'z']) {
+        s.truncate(s.len() - 1);
+        s.push_str("+00:00");
+    }
+    chrono::NaiveDateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
+        || chrono::DateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.f%z").is_ok()
 }
 
 /// The narrowest manifest type every non-empty value parses as.
@@ -242,8 +351,7 @@ fn infer_text_type(ca: &StringChunked) -> &'static str {
         candidates[1] &= v.parse::<f64>().is_ok();
         candidates[2] &= matches!(v, "true" | "false" | "True" | "False");
         candidates[3] &= chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").is_ok();
-        candidates[4] &= chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S").is_ok()
-            || chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S").is_ok();
+        candidates[4] &= iso_datetime_ok(v);
         if !candidates.iter().any(|c| *c) {
             return "string";
         }
@@ -434,10 +542,21 @@ fn suggest_manifest(path: &Path, columns: &[ColumnProfile]) -> String {
             .map(|c| c.name.clone())
     })
     .unwrap_or_else(|| "TODO_subject_column".into());
-    let purposes =
-        pick(&["purpose", "purposes"]).unwrap_or_else(|| "TODO_consent_purposes_column".into());
-    let status =
-        pick(&["consent_status", "status"]).unwrap_or_else(|| "TODO_consent_status_column".into());
+    // Consent columns by name ("consent", "consents", "purposes"); their values tell a
+    // status column from a purposes column.
+    let consent = |role: ConsentRole| {
+        columns
+            .iter()
+            .find(|c| c.consent == Some(role))
+            .map(|c| c.name.clone())
+    };
+    let purposes = consent(ConsentRole::Purposes)
+        .or_else(|| pick(&["purpose", "purposes"]))
+        .unwrap_or_else(|| "TODO_consent_purposes_column".into());
+    let status = pick(&["consent_status"])
+        .or_else(|| consent(ConsentRole::Status))
+        .or_else(|| pick(&["status"]))
+        .unwrap_or_else(|| "TODO_consent_status_column".into());
     let mut out = String::new();
     out.push_str("# Suggested by `privprep scan`: review every line before use.\n");
     out.push_str(&format!("dataset_id = \"{dataset_id}\"\n"));
@@ -535,5 +654,54 @@ mod tests {
         assert_eq!(infer_text_type(&ca), "int64");
         let ca = StringChunked::from_iter_values("d".into(), ["2024-01-02"].into_iter());
         assert_eq!(infer_text_type(&ca), "date");
+        // RFC 3339 with `Z` or an offset, a space for the `T`, fractions: all datetimes.
+        let ca = StringChunked::from_iter_values(
+            "t".into(),
+            [
+                "2026-02-23T18:54:44Z",
+                "2026-02-23T18:54:44+01:00",
+                "2026-02-23 18:54:44",
+                "2026-02-23T18:54:44.123456Z",
+            ]
+            .into_iter(),
+        );
+        assert_eq!(infer_text_type(&ca), "datetime");
+        let ca = StringChunked::from_iter_values("t".into(), ["2026-02-23T18:54:44Q"].into_iter());
+        assert_eq!(infer_text_type(&ca), "string");
+    }
+
+    fn profile(name: &str, values: &[&str]) -> ColumnProfile {
+        let c = Column::new(name.into(), values);
+        profile_column(&c, &Scanner::new(&ScannerConfig::default()).unwrap())
+    }
+
+    /// Regression: a column of 10-digit record ids was reported as phones (and classed as
+    /// identifiers for it); one digit shape is no evidence.
+    #[test]
+    fn bare_digit_ids_are_no_phones_unless_the_name_says_phone() {
+        let ids = ["5599750342", "2217500974", "4155550123", "6175550199"];
+        let p = profile("record_id", &ids);
+        assert!(p.pii.get("phone").is_none(), "{:?}", p.pii);
+        let p = profile("mobile", &ids);
+        assert_eq!(p.pii["phone"].whole_value_rows, 4);
+        // Written as phones, they are phones whatever the name.
+        let p = profile("contact", &["+1 559 975 0342", "(221) 750-0974"]);
+        assert_eq!(p.pii["phone"].whole_value_rows, 2);
+    }
+
+    #[test]
+    fn consent_columns_are_suggested_by_name_and_told_apart_by_values() {
+        let columns = vec![
+            profile("user_id", &["u1", "u2", "u3"]),
+            profile("consent", &["granted", "revoked", "granted"]),
+            profile("consents", &["marketing;analytics", "analytics", "support"]),
+        ];
+        let m = suggest_manifest(Path::new("data/x.csv"), &columns);
+        assert!(m.contains("consent_purposes_column = \"consents\""), "{m}");
+        assert!(m.contains("consent_status_column = \"consent\""), "{m}");
+        let columns = vec![profile("purposes", &["ads", "research"])];
+        let m = suggest_manifest(Path::new("x.csv"), &columns);
+        assert!(m.contains("consent_purposes_column = \"purposes\""), "{m}");
+        assert!(m.contains("TODO_consent_status_column"), "{m}");
     }
 }

@@ -216,22 +216,19 @@ pub(crate) fn cue_before(text: &str, start: usize) -> Cue {
         // A line break or a bar ends the context: it is another field or another line. So
         // does the end of a sentence, except right before the number ("Tel. 030 …").
         let gap = &window[we..end];
-        let abbreviation = || {
-            let w = lower(&window[ws..we]);
-            NUMBER_WORDS.contains(&w.as_str()) || matches!(w.as_str(), "tel" | "mob" | "ph" | "tlf")
-        };
+        let mut buf = Lower::default();
+        let w = buf.of(&window[ws..we]);
+        let abbreviation =
+            || NUMBER_WORDS.contains(&w) || matches!(w, "tel" | "mob" | "ph" | "tlf");
         if gap.contains(['\n', '|', ';']) || (words > 0 && ends_sentence(gap) && !abbreviation()) {
             break;
         }
         end = ws;
         words += 1;
-        let word = &window[ws..we];
-        if word.bytes().all(|b| b.is_ascii_digit()) {
+        if w.bytes().all(|b| b.is_ascii_digit()) {
             // A number right before (one separator away) is a phrase this one continues.
             return if words == 1 { Cue::Other } else { Cue::None };
         }
-        let lower = lower(word);
-        let w = lower.as_str();
         if is(w, PHONE_STEMS, PHONE_WORDS) {
             return Cue::Phone;
         }
@@ -388,8 +385,8 @@ pub(crate) fn cue_after(text: &str, end: usize) -> Cue {
         .char_indices()
         .find(|&(_, c)| !c.is_alphanumeric())
         .map_or(trimmed.len(), |(i, _)| i);
-    let word = lower(&trimmed[..word_end]);
-    if QUANTITY_WORDS.contains(&word.as_str()) {
+    let mut buf = Lower::default();
+    if QUANTITY_WORDS.contains(&buf.of(&trimmed[..word_end])) {
         Cue::Other
     } else {
         Cue::None
@@ -428,11 +425,29 @@ fn prev_word(s: &str, end: usize) -> Option<(usize, usize)> {
     Some((ws, we))
 }
 
-fn lower(word: &str) -> String {
-    if word.is_ascii() {
-        word.to_ascii_lowercase()
-    } else {
-        word.to_lowercase()
+/// A lower-cased word, on the stack for the ASCII words nearly all cues are. Only a word's
+/// first [`Lower::CAP`] bytes are kept: no cue is longer, so a longer word still matches by
+/// its stem and never matches whole.
+#[derive(Default)]
+struct Lower {
+    ascii: [u8; Lower::CAP],
+    other: String,
+}
+
+impl Lower {
+    const CAP: usize = 24;
+
+    fn of(&mut self, word: &str) -> &str {
+        if word.is_ascii() {
+            let n = word.len().min(Self::CAP);
+            self.ascii[..n].copy_from_slice(&word.as_bytes()[..n]);
+            self.ascii[..n].make_ascii_lowercase();
+            // ASCII bytes are always valid UTF-8.
+            std::str::from_utf8(&self.ascii[..n]).unwrap_or_default()
+        } else {
+            self.other = word.to_lowercase();
+            &self.other
+        }
     }
 }
 

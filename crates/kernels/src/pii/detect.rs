@@ -1152,6 +1152,10 @@ impl Scanner {
             }
             // Dots separate the groups of a North American 3-3-4 number; elsewhere they
             // make versions, amounts and dates, unless a telephone word or a `+` says so.
+            if nd < 7 {
+                // Versions, amounts and times; no dotted identifier is this short.
+                return None;
+            }
             // Dotted national numbers with a trunk prefix ("0477.58.59.18") are phones too.
             let nanp_shape =
                 k == 3 && p.seps_all(3, b'.') && p.glen(0) == 3 && p.glen(1) == 3 && p.glen(2) == 4;
@@ -1246,11 +1250,14 @@ impl Scanner {
         if p.plus {
             return (7..=16).contains(&nd);
         }
+        if !(7..=17).contains(&nd) {
+            return false;
+        }
         let c = cue.get();
-        if d.starts_with(b"00") && (10..=17).contains(&nd) && c != Cue::Other {
+        if d.starts_with(b"00") && nd >= 10 && c != Cue::Other {
             return true;
         }
-        if matches!(c, Cue::Other | Cue::Card | Cue::Ssn) || !(7..=15).contains(&nd) {
+        if matches!(c, Cue::Other | Cue::Card | Cue::Ssn) || nd > 15 {
             return false;
         }
         if matches!(c, Cue::Phone | Cue::Number) {
