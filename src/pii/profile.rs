@@ -681,7 +681,7 @@ mod tests {
     fn bare_digit_ids_are_no_phones_unless_the_name_says_phone() {
         let ids = ["5599750342", "2217500974", "4155550123", "6175550199"];
         let p = profile("record_id", &ids);
-        assert!(p.pii.get("phone").is_none(), "{:?}", p.pii);
+        assert!(!p.pii.contains_key("phone"), "{:?}", p.pii);
         let p = profile("mobile", &ids);
         assert_eq!(p.pii["phone"].whole_value_rows, 4);
         // Written as phones, they are phones whatever the name.
