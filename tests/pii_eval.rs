@@ -326,3 +326,42 @@ fn detection_meets_recall_and_precision_targets_on_the_faker_corpus() {
         );
     }
 }
+
+/// Names without context: the `person` detector (off by default) on the corpus' person spans,
+/// with every other detector on, as a pipeline that asks for it runs.
+#[test]
+fn person_names_without_context_meet_recall_and_precision_on_the_faker_corpus() {
+    let docs = load_corpus();
+    let scanner = Scanner::new(&ScannerConfig {
+        enabled: Kind::BUILTIN.to_vec(),
+        ..ScannerConfig::default()
+    })
+    .expect("scanner");
+    let table = score(&docs, &[("person", &[Kind::Person])], &scanner);
+    println!("faker corpus, person detector:\n{table}");
+    // The same detector on `datagen` tickets, whose labelled names are the writers' own: how
+    // many of them it finds with no context, and what else it calls a name there.
+    let dir = tempfile::tempdir().expect("tempdir");
+    privprep::datagen::generate(&privprep::datagen::DatagenOptions {
+        rows: 5_000,
+        seed: 11,
+        out: dir.path().to_path_buf(),
+        format: privprep::datagen::DataFormat::Csv,
+        bad_rows: 0,
+    })
+    .expect("datagen");
+    let mut tickets = load_datagen(dir.path());
+    for d in &mut tickets {
+        d.context.clear();
+    }
+    let on_tickets = score(&tickets, &[("name", &[Kind::Person])], &scanner);
+    println!("datagen tickets without context, person detector:\n{on_tickets}");
+    let (_, s) = table.types[0];
+    assert!(s.truth > 1000, "too few names\n{table}");
+    assert!(s.recall() >= 0.85, "recall {:.4}\n{table}", s.recall());
+    assert!(
+        s.precision() >= 0.85,
+        "precision {:.4}\n{table}",
+        s.precision()
+    );
+}

@@ -30,6 +30,9 @@ pub const CONTEXT_DETECTOR: &str = "name";
 /// Name of the deny-list detector.
 pub const DENY_DETECTOR: &str = "deny";
 
+/// The detector of names in running text, which runs only where a column names it.
+pub const PERSON_DETECTOR: &str = "person";
+
 /// A user-defined detector as planned.
 #[derive(Debug, Clone)]
 pub struct CustomPlan {
@@ -145,12 +148,25 @@ impl PiiPlan {
         names
     }
 
-    /// Default detectors of a column: all but `deny` when no term is listed.
+    /// Default detectors of a column: all but `deny` when no term is listed, and but
+    /// `person`, which a column asks for by name (its precision depends on the text).
     pub fn default_detectors(&self) -> Vec<String> {
         self.detector_names()
             .into_iter()
             .filter(|d| d != DENY_DETECTOR || !self.deny.is_empty())
+            .filter(|d| d != PERSON_DETECTOR)
             .collect()
+    }
+
+    /// The leak gate's scanner: every detector, with `person` only when `persons` (some
+    /// column redacts with it; otherwise names in kept text would fail every run).
+    pub fn gate_scanner(&self, persons: bool) -> Result<Scanner, detect::ScannerError> {
+        let names: Vec<String> = self
+            .detector_names()
+            .into_iter()
+            .filter(|d| persons || d != PERSON_DETECTOR)
+            .collect();
+        self.scanner(Some(&names))
     }
 
     /// The kind a detector name reports as.
@@ -168,7 +184,7 @@ impl PiiPlan {
 
     /// Names of the per-kind slots (see [`redact::slot`]), for reports.
     pub fn slot_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = (0..11)
+        let mut names: Vec<String> = (0..Kind::FIXED.len())
             .map(|s| redact::kind_at(s).as_str().to_string())
             .collect();
         names.extend(self.custom.iter().map(|c| c.detector.name.clone()));

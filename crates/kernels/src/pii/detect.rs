@@ -18,6 +18,7 @@
 //! allocation.
 
 use super::cues::{cue_after, cue_before, Cue};
+use super::person::person_at;
 use super::phone::{self, Plans};
 use super::validators;
 use regex::{Regex, RegexSet};
@@ -42,6 +43,8 @@ pub enum Kind {
     Iban,
     /// A URL carrying credentials or an email in its query.
     Url,
+    /// A person's name in running text (dictionaries, titles and cue words; off by default).
+    Person,
     /// A part of the row subject's name (contextual match).
     Name,
     /// Another identifier value of the row (contextual match).
@@ -54,7 +57,11 @@ pub enum Kind {
 
 impl Kind {
     /// The kinds with a generic, context-free detector: the head of [`Kind::FIXED`].
-    pub const BUILTIN: &'static [Kind] = Kind::FIXED.as_slice().split_at(8).0;
+    pub const BUILTIN: &'static [Kind] = Kind::FIXED.as_slice().split_at(9).0;
+
+    /// The built-in detectors a scanner runs when none are named: all but [`Kind::Person`],
+    /// whose precision depends on the text (see the README).
+    pub const DEFAULT: &'static [Kind] = Kind::FIXED.as_slice().split_at(8).0;
 
     /// Stable lower-case name used in configuration and reports.
     pub fn as_str(self) -> &'static str {
@@ -67,6 +74,7 @@ impl Kind {
             Kind::Ipv6 => "ipv6",
             Kind::Iban => "iban",
             Kind::Url => "url",
+            Kind::Person => "person",
             Kind::Name => "name",
             Kind::Id => "id",
             Kind::Deny => "deny",
@@ -76,7 +84,7 @@ impl Kind {
 
     /// Every kind but user-defined ones, in the order per-kind tables use: the built-in
     /// detectors first, then the row-context, id and deny-list kinds.
-    pub const FIXED: [Kind; 11] = [
+    pub const FIXED: [Kind; 12] = [
         Kind::Email,
         Kind::Phone,
         Kind::Ssn,
@@ -85,6 +93,7 @@ impl Kind {
         Kind::Ipv6,
         Kind::Iban,
         Kind::Url,
+        Kind::Person,
         Kind::Name,
         Kind::Id,
         Kind::Deny,
@@ -111,7 +120,7 @@ impl Kind {
     /// built-ins first, then explicit user rules, then contextual guesses.
     fn rank(self) -> u8 {
         match self {
-            Kind::Name | Kind::Id => 2,
+            Kind::Name | Kind::Id | Kind::Person => 2,
             Kind::Custom(_) | Kind::Deny => 1,
             _ => 0,
         }
@@ -156,7 +165,7 @@ pub struct CustomDetector {
 /// Everything that configures a [`Scanner`].
 #[derive(Clone, Debug)]
 pub struct ScannerConfig {
-    /// Built-in detectors to run (subset of [`Kind::BUILTIN`]).
+    /// Built-in detectors to run (subset of [`Kind::BUILTIN`]; default [`Kind::DEFAULT`]).
     pub enabled: Vec<Kind>,
     /// Phone numbering-plan regions (ISO codes).
     pub regions: Vec<String>,
@@ -172,7 +181,7 @@ pub struct ScannerConfig {
 impl Default for ScannerConfig {
     fn default() -> Self {
         ScannerConfig {
-            enabled: Kind::BUILTIN.to_vec(),
+            enabled: Kind::DEFAULT.to_vec(),
             regions: phone::DEFAULT_REGIONS
                 .iter()
                 .map(|s| s.to_string())
@@ -895,6 +904,7 @@ impl Scanner {
         // Only patterns that begin with a non-ASCII char can match at a
         // non-ASCII word start; without any, those chars need no decoding.
         let hooks_high = ctx.first.has_non_ascii() || self.deny_first.has_non_ascii();
+        let persons = self.on(Kind::Person);
         let mut i = 0;
         while i < n {
             let c = b[i];
@@ -904,10 +914,23 @@ impl Scanner {
                     continue;
                 }
                 C_HIGH => {
-                    if hooks_high {
+                    if hooks_high || persons {
                         if let Some(ch) = char_at(text, i) {
                             if ch.is_alphanumeric() && word_start(text, i) {
-                                self.word_hooks(text, i, ctx, out);
+                                if hooks_high {
+                                    self.word_hooks(text, i, ctx, out);
+                                }
+                                if persons {
+                                    if let Some((start, e)) = person_at(text, i) {
+                                        out.push(Span {
+                                            start,
+                                            end: e,
+                                            kind: Kind::Person,
+                                        });
+                                        i = e;
+                                        continue;
+                                    }
+                                }
                             }
                         }
                     }
@@ -933,6 +956,16 @@ impl Scanner {
                             });
                             i = e;
                             continue;
+                        } else if persons && c.is_ascii_uppercase() {
+                            if let Some((start, e)) = person_at(text, i) {
+                                out.push(Span {
+                                    start,
+                                    end: e,
+                                    kind: Kind::Person,
+                                });
+                                i = e;
+                                continue;
+                            }
                         }
                     }
                     while i < n && b[i].is_ascii_alphanumeric() {

@@ -8,6 +8,7 @@
 
 mod cues;
 pub mod detect;
+mod person;
 pub mod phone;
 pub mod redact;
 pub mod validators;

@@ -51,9 +51,10 @@ pub fn slot(kind: Kind) -> usize {
         Kind::Ipv6 => 5,
         Kind::Iban => 6,
         Kind::Url => 7,
-        Kind::Name => 8,
-        Kind::Id => 9,
-        Kind::Deny => 10,
+        Kind::Person => 8,
+        Kind::Name => 9,
+        Kind::Id => 10,
+        Kind::Deny => 11,
         Kind::Custom(i) => FIXED + i as usize,
     }
 }
@@ -76,7 +77,7 @@ pub fn default_label(kind: Kind) -> &'static str {
         Kind::Ipv4 | Kind::Ipv6 => "[IP]",
         Kind::Iban => "[IBAN]",
         Kind::Url => "[URL]",
-        Kind::Name => "[NAME]",
+        Kind::Name | Kind::Person => "[NAME]",
         Kind::Id => "[ID]",
         Kind::Deny | Kind::Custom(_) => "[REDACTED]",
     }
