@@ -212,6 +212,71 @@ fn tokenized_emails_in_text_carry_the_email_columns_token() {
     );
 }
 
+/// Names of people other than the writer, written into every third ticket.
+const THIRD_PARTIES: [&str; 3] = ["Ingrid Halvorsen", "Tomasz Wieczorek", "Mr. Okonkwo"];
+
+/// Appends a sentence naming a third party to every third ticket's body.
+fn mention_third_parties(data: &Path) {
+    let path = data.join("tickets.csv");
+    let mut reader = csv::Reader::from_path(&path).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let body = header.iter().position(|h| h == "body").unwrap();
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let mut writer = csv::Writer::from_path(&path).unwrap();
+    writer.write_record(&header).unwrap();
+    for (i, r) in records.iter().enumerate() {
+        let mut fields: Vec<String> = r.iter().map(String::from).collect();
+        if i % 3 == 0 {
+            let who = THIRD_PARTIES[(i / 3) % THIRD_PARTIES.len()];
+            fields[body].push_str(&format!(" I was transferred to {who} in returns."));
+        }
+        writer.write_record(&fields).unwrap();
+    }
+    writer.flush().unwrap();
+}
+
+#[test]
+fn the_person_detector_redacts_third_parties_only_where_a_column_asks_for_it() {
+    let w = Work::new();
+    w.datagen(1500, 17, &[]);
+    mention_third_parties(&w.data());
+    let mentions = |file: &str| {
+        output_rows(&w.path().join(file))
+            .iter()
+            .filter(|(_, body, _)| THIRD_PARTIES.iter().any(|n| body.contains(n)))
+            .count()
+    };
+    // Default detectors: the names stay, and the leak gate does not look for them.
+    let p = w.pipeline(
+        "plain",
+        "",
+        &columns_with_body("{ action = \"redact\" }"),
+        "",
+    );
+    let (code, summary, stderr) = w.run_json(&p, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(mentions("out/plain.parquet") > 50, "{summary}");
+    assert!(summary["text_columns"][0]["spans_replaced"]["person"].is_null());
+    // Asked for: every mention is replaced, counted, and the gate passes.
+    let rule = r#"{ action = "redact", detectors = ["email", "phone", "ssn", "card", "iban", "ipv4", "ipv6", "url", "name", "person"] }"#;
+    let p = w.pipeline("people", "", &columns_with_body(rule), "");
+    let (code, summary, stderr) = w.run_json(&p, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(mentions("out/people.parquet"), 0);
+    let replaced = summary["text_columns"][0]["spans_replaced"]["person"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(replaced > 50, "{summary}");
+    let body_gate = summary["leak_gate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["column"] == "body")
+        .cloned()
+        .unwrap();
+    assert_eq!(body_gate["result"], "clean", "{body_gate}");
+}
+
 #[test]
 fn drop_row_drops_texts_with_an_ssn_and_counts_them() {
     let w = Work::new();
