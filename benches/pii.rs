@@ -9,7 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use privprep::datagen::{generate, DataFormat, DatagenOptions};
 use privprep::pii::redact::{apply_into, TextAction, TextPolicy};
-use privprep::pii::{RowContext, Scanner, ScannerConfig, Span};
+use privprep::pii::{Kind, RowContext, Scanner, ScannerConfig, Span};
 use rayon::prelude::*;
 
 /// (body, [subject_id, full_name, email, phone]) of every ticket.
@@ -77,6 +77,11 @@ fn bench(c: &mut Criterion) {
     let texts = tickets(100_000);
     let bytes: usize = texts.iter().map(|(b, _)| b.len()).sum();
     let scanner = Scanner::new(&ScannerConfig::default()).expect("scanner");
+    let with_person = Scanner::new(&ScannerConfig {
+        enabled: Kind::BUILTIN.to_vec(),
+        ..ScannerConfig::default()
+    })
+    .expect("scanner");
     let policy = TextPolicy::new(TextAction::Redact, &[]);
     let threads = rayon::current_num_threads();
     let chunk = texts.len().div_ceil(threads * 8).max(1);
@@ -90,6 +95,10 @@ fn bench(c: &mut Criterion) {
         g.sample_size(10);
         g.bench_function("one_core", |b| {
             b.iter(|| redact_all(&scanner, &policy, &texts))
+        });
+        // The opt-in detector of names in running text, on top of the defaults.
+        g.bench_function("one_core_with_person", |b| {
+            b.iter(|| redact_all(&with_person, &policy, &texts))
         });
         g.bench_function(format!("all_cores_{threads}"), |b| {
             b.iter(|| {

@@ -429,7 +429,7 @@ fn prev_word(s: &str, end: usize) -> Option<(usize, usize)> {
 /// first [`Lower::CAP`] bytes are kept: no cue is longer, so a longer word still matches by
 /// its stem and never matches whole.
 #[derive(Default)]
-struct Lower {
+pub(crate) struct Lower {
     ascii: [u8; Lower::CAP],
     other: String,
 }
@@ -437,7 +437,7 @@ struct Lower {
 impl Lower {
     const CAP: usize = 24;
 
-    fn of(&mut self, word: &str) -> &str {
+    pub(crate) fn of(&mut self, word: &str) -> &str {
         if word.is_ascii() {
             let n = word.len().min(Self::CAP);
             self.ascii[..n].copy_from_slice(&word.as_bytes()[..n]);

@@ -20,11 +20,20 @@
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-/// The dictionaries, parsed once on first use.
+use super::cues::Lower;
+
+/// The dictionaries and word lists, as sets built once on first use.
 struct Dicts {
     given: HashSet<&'static str>,
     surnames: HashSet<&'static str>,
     cjk: HashSet<&'static str>,
+    titles: HashSet<&'static str>,
+    not_names: HashSet<&'static str>,
+    strong: HashSet<&'static str>,
+    weak: HashSet<&'static str>,
+    closings: HashSet<&'static str>,
+    after: HashSet<&'static str>,
+    particles: HashSet<&'static str>,
 }
 
 fn lines(text: &'static str) -> impl Iterator<Item = &'static str> {
@@ -41,6 +50,13 @@ fn dicts() -> &'static Dicts {
             .collect(),
         surnames: lines(include_str!("../../data/names/us_census_1990_surnames.txt")).collect(),
         cjk: lines(include_str!("../../data/names/cjk_surnames.txt")).collect(),
+        titles: TITLES.iter().copied().collect(),
+        not_names: NOT_NAMES.iter().copied().collect(),
+        strong: STRONG_CUES.iter().copied().collect(),
+        weak: WEAK_CUES.iter().copied().collect(),
+        closings: CLOSINGS.iter().copied().collect(),
+        after: AFTER_CUES.iter().copied().collect(),
+        particles: PARTICLES.iter().copied().collect(),
     })
 }
 
@@ -898,8 +914,9 @@ fn title_before(text: &str, i: usize) -> Option<usize> {
         .rev()
         .find(|&(_, c)| !c.is_alphabetic())
         .map_or(0, |(k, c)| k + c.len_utf8());
-    let word = head[ws..].to_lowercase();
-    (!word.is_empty() && TITLES.contains(&word.as_str())).then_some(ws)
+    let mut buf = Lower::default();
+    let word = buf.of(&head[ws..]);
+    (!word.is_empty() && dicts().titles.contains(word)).then_some(ws)
 }
 
 /// The end of a degree or generational suffix after a name ending at `end`, or `end`.
@@ -1086,7 +1103,7 @@ fn particle_then_word(text: &str, i: usize) -> Option<usize> {
     for _ in 0..2 {
         let rest = &text[at..];
         let len = rest.find(' ')?;
-        if !PARTICLES.contains(&&rest[..len]) {
+        if !dicts().particles.contains(&rest[..len]) {
             return None;
         }
         at += len + 1;
@@ -1098,25 +1115,25 @@ fn particle_then_word(text: &str, i: usize) -> Option<usize> {
 }
 
 fn is_particle(word: &str) -> bool {
-    let lower = word.to_lowercase();
-    PARTICLES.contains(&lower.as_str())
+    let mut buf = Lower::default();
+    dicts().particles.contains(buf.of(word))
 }
 
 /// What the capitalised word `w` is.
 fn classify(w: &str) -> Class {
-    let lower = w.to_lowercase();
-    let key = lower.trim_end_matches('.');
-    if TITLES.contains(&key) {
+    let d = dicts();
+    let mut buf = Lower::default();
+    let key = buf.of(w).trim_end_matches('.');
+    if d.titles.contains(key) {
         return Class::Title;
     }
-    if NOT_NAMES.contains(&key) {
+    if d.not_names.contains(key) {
         return Class::NotName;
     }
     // An all-capitals word of two or more letters is an acronym ("SSN", "IBAN").
     if w.chars().count() > 1 && w.chars().all(|c| !c.is_lowercase()) {
         return Class::NotName;
     }
-    let d = dicts();
     let parts = || key.split(['-', '\'', '’']).filter(|p| !p.is_empty());
     if d.given.contains(key) {
         return Class::Given;
@@ -1175,23 +1192,20 @@ fn cue_before(text: &str, start: usize) -> NameCue {
         *slot = &head[ws..we];
         end = ws;
     }
-    let w1 = words[0].to_lowercase();
-    let w2 = words[1].to_lowercase();
+    let (mut b1, mut b2) = (Lower::default(), Lower::default());
+    let (w1, w2) = (b1.of(words[0]), b2.of(words[1]));
     if w1.is_empty() {
         return NameCue::None;
     }
+    let d = dicts();
     // A closing and a comma right before: "Thanks, Agnieszka", "Best, Jean".
-    if head.trim_end().ends_with(',') && CLOSINGS.contains(&w1.as_str()) {
+    if head.trim_end().ends_with(',') && d.closings.contains(w1) {
         return NameCue::Strong;
     }
-    if STRONG_CUES.contains(&w1.as_str())
-        || STRONG_PAIRS
-            .iter()
-            .any(|&(a, b)| a == w2.as_str() && b == w1.as_str())
-    {
+    if d.strong.contains(w1) || STRONG_PAIRS.iter().any(|&(a, b)| a == w2 && b == w1) {
         return NameCue::Strong;
     }
-    if WEAK_CUES.contains(&w1.as_str()) {
+    if d.weak.contains(w1) {
         return NameCue::Weak;
     }
     NameCue::None
@@ -1200,12 +1214,12 @@ fn cue_before(text: &str, start: usize) -> NameCue {
 /// Whether the word after byte `end` shows a name before it ("Emma called").
 fn after_cue(text: &str, end: usize) -> bool {
     let rest = text[end..].trim_start_matches([' ', ',']);
-    let w: String = rest
-        .chars()
-        .take_while(|c| c.is_alphabetic())
-        .flat_map(char::to_lowercase)
-        .collect();
-    AFTER_CUES.contains(&w.as_str())
+    let len = rest
+        .char_indices()
+        .find(|&(_, c)| !c.is_alphabetic())
+        .map_or(rest.len(), |(k, _)| k);
+    let mut buf = Lower::default();
+    dicts().after.contains(buf.of(&rest[..len]))
 }
 
 /// Whether byte `start` opens a sentence (or the text).
