@@ -102,18 +102,15 @@ const CARD_STEMS: &[&str] = &[
     "debit",
     "karte",
     "kreditkart",
-    "carte",
     "tarjeta",
-    "carta",
     "cartão",
     "kaart",
-    "karta",
     "charge",
     "pay",
     "paid",
 ];
 
-const CARD_WORDS: &[&str] = &["cc", "pan"];
+const CARD_WORDS: &[&str] = &["cc", "pan", "carte", "cartes", "carta", "karta"];
 
 const SSN_STEMS: &[&str] = &["ssn", "social", "taxpayer", "itin"];
 
@@ -225,6 +222,11 @@ pub(crate) fn cue_before(text: &str, start: usize) -> Cue {
         }
         end = ws;
         words += 1;
+        // A word glued to its neighbours without a space ("ana_carter@mail.example",
+        // "example.com/cart") is part of an address or an id, not a cue.
+        if glued_before(window, ws) || glued_after(window, we) {
+            continue;
+        }
         if w.bytes().all(|b| b.is_ascii_digit()) {
             // A number right before (one separator away) is a phrase this one continues.
             return if words == 1 { Cue::Other } else { Cue::None };
@@ -393,6 +395,34 @@ pub(crate) fn cue_after(text: &str, end: usize) -> Cue {
     }
 }
 
+/// Whether the word starting at `ws` continues a token: a joining character right before it
+/// and an alphanumeric before that ("mail.example", "ana_carter").
+fn glued_before(s: &str, ws: usize) -> bool {
+    let mut back = s[..ws].chars().rev();
+    back.next().is_some_and(joins) && back.next().is_some_and(char::is_alphanumeric)
+}
+
+/// Whether the word ending at `we` runs on into a token ("carter@", "cart/"), a dot that ends
+/// a sentence or an abbreviation aside.
+fn glued_after(s: &str, we: usize) -> bool {
+    let mut ahead = s[we..].chars();
+    ahead.next().is_some_and(|c| joins(c) && c != '.')
+        && ahead.next().is_some_and(char::is_alphanumeric)
+        || s[we..].starts_with('.')
+            && s[we + 1..]
+                .chars()
+                .next()
+                .is_some_and(char::is_alphanumeric)
+}
+
+/// Characters that join words into one token (addresses, paths, ids).
+fn joins(c: char) -> bool {
+    matches!(
+        c,
+        '@' | '.' | '_' | '/' | '-' | '+' | '=' | '&' | '?' | '#' | '%' | '\\'
+    )
+}
+
 /// Whether the text between two words ends a sentence: `.`, `!` or `?` then a space.
 fn ends_sentence(gap: &str) -> bool {
     let b = gap.as_bytes();
@@ -482,6 +512,13 @@ mod tests {
         assert_eq!(cue("Please verify SS# @"), Cue::Ssn);
         assert_eq!(cue("Taxpayer id @"), Cue::Ssn);
         assert_eq!(cue("ids @"), Cue::Other);
+        // Words inside an address or an id are no cues; "Carter" is no card word.
+        assert_eq!(
+            cue("reach me at ana_carter@corp.example or on @"),
+            Cue::Phone
+        );
+        assert_eq!(cue("Thanks, John Carter @"), Cue::None);
+        assert_eq!(cue("see shop.example/order-status @"), Cue::None);
         assert_eq!(cue("the id number @"), Cue::Number);
         assert_eq!(cue("The weather was nice @"), Cue::None);
         assert_eq!(cue("@"), Cue::None);
