@@ -322,21 +322,6 @@ fn consent_role(ca: &StringChunked) -> ConsentRole {
     }
 }
 
-/// Whether `v` is an ISO 8601 / RFC 3339 datetime as ingest reads one without a format: `T`
-/// or a space, an optional fraction, and no zone, `Z` or an offset.
-fn iso_datetime_ok(v: &str) -> bool {
-    let mut s = v.to_owned();
-    if s.len() > 10 && matches!(s.as_bytes()[10], b' ' | b't') {
-        s.replace_range(10..11, "T");
-    }
-    if s.ends_with(['Z', 'z']) {
-        s.truncate(s.len() - 1);
-        s.push_str("+00:00");
-    }
-    chrono::NaiveDateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
-        || chrono::DateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.f%z").is_ok()
-}
-
 /// The narrowest manifest type every non-empty value parses as.
 fn infer_text_type(ca: &StringChunked) -> &'static str {
     let mut candidates = [true; 5]; // int64, float64, bool, date, datetime
@@ -351,7 +336,7 @@ fn infer_text_type(ca: &StringChunked) -> &'static str {
         candidates[1] &= v.parse::<f64>().is_ok();
         candidates[2] &= matches!(v, "true" | "false" | "True" | "False");
         candidates[3] &= chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").is_ok();
-        candidates[4] &= iso_datetime_ok(v);
+        candidates[4] &= privprep_kernels::temporal::iso_datetime_micros(v).is_some();
         if !candidates.iter().any(|c| *c) {
             return "string";
         }

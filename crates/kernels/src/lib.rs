@@ -18,6 +18,7 @@
 //! - [`pii`]: the PII scanner, its validators and phone plans, and redaction.
 //! - [`gate`]: keyed hashes of identifier values, for the output leak gate.
 //! - [`policy`]: per-value consent predicates (purposes, allowed values).
+//! - [`temporal`]: ISO 8601 / RFC 3339 datetimes read in one pass.
 //! - [`array`](mod@array): the kernels over whole Arrow string arrays; nulls stay null.
 
 pub mod array;
@@ -28,6 +29,7 @@ pub mod mask;
 pub mod pii;
 pub mod policy;
 pub mod split;
+pub mod temporal;
 pub mod token;
 
 pub use key::{Key, KeyProblem};

@@ -881,12 +881,30 @@ impl Scanner {
         resolve(out);
     }
 
+    /// [`Scanner::scan`], also telling whether a decision rested on the words around a hit: a
+    /// number turned down for what the words before or after it said (or did not say), or the
+    /// person detector at work. Only then can replacing a hit change what the same scan finds
+    /// next to it.
+    pub fn scan_telling(&self, text: &str, ctx: &RowContext, out: &mut Vec<Span>) -> bool {
+        let mut worded = self.on(Kind::Person);
+        out.clear();
+        self.scan_builtin(text, ctx, out, &mut worded);
+        self.finish(text, out);
+        resolve(out);
+        worded
+    }
+
     /// Clears `out`, then fills it with every hit before overlaps are merged: a hit that
     /// [`Scanner::scan`] folds into a longer one of another kind is still listed here (what
     /// a `drop_row` decision must look at).
     pub fn candidates(&self, text: &str, ctx: &RowContext, out: &mut Vec<Span>) {
         out.clear();
-        self.scan_builtin(text, ctx, out);
+        self.scan_builtin(text, ctx, out, &mut false);
+        self.finish(text, out);
+    }
+
+    /// User-defined detectors and the allow list, after the single pass.
+    fn finish(&self, text: &str, out: &mut Vec<Span>) {
         self.scan_custom(text, out);
         if !self.allow.is_empty() {
             out.retain(|s| {
@@ -897,7 +915,7 @@ impl Scanner {
     }
 
     /// The single pass: built-in detectors, contextual values and deny terms.
-    fn scan_builtin(&self, text: &str, ctx: &RowContext, out: &mut Vec<Span>) {
+    fn scan_builtin(&self, text: &str, ctx: &RowContext, out: &mut Vec<Span>, worded: &mut bool) {
         let b = text.as_bytes();
         let n = b.len();
         let hooks = !ctx.pats.is_empty() || !self.deny.is_empty();
@@ -945,7 +963,7 @@ impl Scanner {
                         }
                         if c.is_ascii_digit() {
                             if number_start_ok(text, i) {
-                                i = self.numeric(text, i, ctx, out);
+                                i = self.numeric(text, i, ctx, out, worded);
                                 continue;
                             }
                         } else if let Some((e, kind)) = self.word_detectors(text, i) {
@@ -981,7 +999,7 @@ impl Scanner {
                         || (c == b'(' && plus_digit(b, i + 1)))
                         && word_start(text, i) =>
                 {
-                    i = self.numeric(text, i, ctx, out);
+                    i = self.numeric(text, i, ctx, out, worded);
                     continue;
                 }
                 b'@' if self.on(Kind::Email) => {
@@ -1080,7 +1098,31 @@ impl Scanner {
 
     /// Examines the numeric phrase starting at `i` (a digit, `+` or `(`);
     /// pushes at most one span and returns where scanning resumes (> i).
-    fn numeric(&self, text: &str, i: usize, ctx: &RowContext, out: &mut Vec<Span>) -> usize {
+    fn numeric(
+        &self,
+        text: &str,
+        i: usize,
+        ctx: &RowContext,
+        out: &mut Vec<Span>,
+        worded: &mut bool,
+    ) -> usize {
+        let found = out.len();
+        let mut cue = LazyCue::new(text, i);
+        let resume = self.numeric_with(text, i, ctx, out, &mut cue);
+        if out.len() == found && cue.cue.is_some() {
+            *worded = true;
+        }
+        resume
+    }
+
+    fn numeric_with(
+        &self,
+        text: &str,
+        i: usize,
+        ctx: &RowContext,
+        out: &mut Vec<Span>,
+        cue: &mut LazyCue,
+    ) -> usize {
         let b = text.as_bytes();
         // Short digit runs followed by ':' may open an IPv6 address.
         if b[i].is_ascii_digit() && self.on(Kind::Ipv6) && hex_then_colon(b, i) {
@@ -1110,7 +1152,6 @@ impl Scanner {
             return p.groups[2].1;
         }
         let mut digits = [0u8; 24];
-        let mut cue = LazyCue::new(text, i);
         // ISBNs look like grouped card or phone numbers. Only their printed
         // shapes (or an "ISBN" label) are treated as books, because about
         // one 10-digit number in eleven passes the ISBN-10 check by chance;
@@ -1138,10 +1179,10 @@ impl Scanner {
             // An extension after the number makes it a phone whatever else its digits match.
             let extended = extension_end(b, p.groups[k - 1].1).is_some()
                 && self.on(Kind::Phone)
-                && self.phone_ok(text, &p, k, d, &mut cue);
+                && self.phone_ok(text, &p, k, d, cue);
             let kind = if extended {
                 Kind::Phone
-            } else if let Some(kind) = self.classify(text, &p, k, d, ctx, &mut cue) {
+            } else if let Some(kind) = self.classify(text, &p, k, d, ctx, cue) {
                 kind
             } else {
                 continue;
@@ -1151,7 +1192,7 @@ impl Scanner {
                 // when its digits alone read as something else.
                 let phone = kind != Kind::Phone
                     && self.on(Kind::Phone)
-                    && self.phone_ok(text, &p, k, d, &mut cue);
+                    && self.phone_ok(text, &p, k, d, cue);
                 phone.then(|| number_span(text, i, &p, k, Kind::Phone))?
             });
             if let Some(span) = span {

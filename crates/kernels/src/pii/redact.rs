@@ -262,15 +262,21 @@ impl<'a> TextRewriter<'a> {
     /// finds, which is what the leak gate checks.
     pub fn rewrite<'t>(&'t mut self, text: &'t str) -> &'t str {
         self.texts += 1;
-        self.scanner.scan(text, &self.ctx, &mut self.spans);
+        let mut worded = self.scanner.scan_telling(text, &self.ctx, &mut self.spans);
         if self.spans.is_empty() {
             return text;
         }
         self.changed += 1;
         self.count_spans();
         apply_into(text, &self.spans, self.policy, self.token, &mut self.out);
+        // A scan whose every decision stood on the text alone finds the same again.
         for _ in 0..REPASSES {
-            self.scanner.scan(&self.out, &self.ctx, &mut self.spans);
+            if !worded {
+                break;
+            }
+            worded = self
+                .scanner
+                .scan_telling(&self.out, &self.ctx, &mut self.spans);
             // Hits the rule leaves in place (`drop_row`) are found again every time.
             let keep = |s: &Span| self.policy.rule(s.kind).0 != TextAction::DropRow;
             if !self.spans.iter().any(keep) {
