@@ -3,7 +3,8 @@
 
 The sentences are templates written by hand for this corpus; their slots are filled by Faker's
 providers (https://pypi.org/project/Faker/) in many locales. Every filled slot of a personal kind
-is recorded as a span with UTF-8 *byte* offsets, so the Rust evaluation can use them directly.
+is recorded as a span with UTF-8 *byte* offsets (`start`, `end`), which the Rust evaluation uses,
+and character offsets (`start_char`, `end_char`) for tools that count characters.
 Negative slots (order numbers, timestamps, versions, prices, ISBNs, UUIDs, tracking numbers,
 driver licences, routing numbers, postcodes) are recorded as `negative` spans: a detection that
 overlaps one is a false positive, whatever its kind.
@@ -372,9 +373,10 @@ def fill(template, rng, fake, fake_us):
                 value, label = negative_value(rng, slot, fake), "negative"
             else:
                 raise KeyError(slot)
-            start = len(out)
+            start, start_char = len(out), len(out.decode())
             out += value.encode()
-            spans.append({"start": start, "end": len(out), "type": label, "slot": slot})
+            spans.append({"start": start, "end": len(out), "start_char": start_char,
+                          "end_char": start_char + len(value), "type": label, "slot": slot})
             i = j + 1
         else:
             out += template[i].encode()
