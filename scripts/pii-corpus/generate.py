@@ -14,6 +14,7 @@ Requires: pip install faker==40.63.0 (the version the committed corpus was made 
 """
 
 import argparse
+import datetime
 import json
 import random
 import string
@@ -182,6 +183,10 @@ NEGATIVE = {
     "small2", "small3", "small4", "coord", "amount", "quarter",
 }
 
+# Faker draws dates up to "now" unless told otherwise; a fixed end keeps the corpus the same
+# whenever it is made.
+END = datetime.datetime(2026, 11, 1)
+
 CARD_TYPES = ["amex", "diners", "discover", "jcb15", "jcb16", "maestro", "mastercard", "visa13",
               "visa16", "visa19"]
 
@@ -244,16 +249,17 @@ def negative_value(rng, slot, fake):
     if slot == "build":
         return rng.choice([f"#{d(5)}", d(8), f"{d(4)}.{d(2)}.{d(2)}.{d(3)}"])
     if slot == "timestamp":
-        return rng.choice([fake.iso8601(), fake.date_time().strftime("%Y-%m-%d %H:%M:%S"),
-                           fake.date_time().strftime("%d/%m/%Y %H:%M"),
-                           fake.date_time().strftime("%Y%m%d%H%M%S")])
+        return rng.choice([fake.iso8601(end_datetime=END), fake.date_time(end_datetime=END).strftime("%Y-%m-%d %H:%M:%S"),
+                           fake.date_time(end_datetime=END).strftime("%d/%m/%Y %H:%M"),
+                           fake.date_time(end_datetime=END).strftime("%Y%m%d%H%M%S")])
     if slot == "epoch":
-        return str(fake.unix_time()).split(".")[0]
+        return str(fake.unix_time(end_datetime=END)).split(".")[0]
     if slot == "date":
-        return rng.choice([fake.date(), fake.date(pattern="%d.%m.%Y"),
-                           fake.date(pattern="%m/%d/%Y"), fake.date(pattern="%d %B %Y")])
+        return rng.choice([fake.date(end_datetime=END), fake.date(pattern="%d.%m.%Y", end_datetime=END),
+                           fake.date(pattern="%m/%d/%Y", end_datetime=END),
+                           fake.date(pattern="%d %B %Y", end_datetime=END)])
     if slot == "time":
-        return fake.time(pattern=rng.choice(["%H:%M", "%H:%M:%S", "%I:%M %p"]))
+        return fake.time(pattern=rng.choice(["%H:%M", "%H:%M:%S", "%I:%M %p"]), end_datetime=END)
     if slot == "price":
         return rng.choice([fake.pricetag(), f"{d(1)},{d(3)}.{d(2)} EUR", f"€{d(3)},{d(2)}",
                            f"{d(4)}.{d(2)} USD", f"£{d(2)}.{d(2)}"])
