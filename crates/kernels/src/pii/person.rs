@@ -6,8 +6,9 @@
 //!
 //! - **Dictionaries** (`data/names/`, see its `SOURCE.md`): the U.S. Census Bureau's 1990
 //!   given names and surnames (public domain), common Chinese, Korean and Japanese family
-//!   names, common Russian given names; Slavic surnames and patronymics are told by their
-//!   endings.
+//!   names, common Russian given names, common given names and surnames of the European and
+//!   Turkish locales (looked up with and without accents); Slavic surnames and patronymics are
+//!   told by their endings.
 //! - **Titles** ("Mr.", "Frau", "Mme", "Sr.", "Dr.") and **cue phrases** ("my name is",
 //!   "Dear", "regards,", "spoke with", "my daughter") before a run.
 //! - **Capitalisation**: a run of two or more capitalised words that are not ordinary
@@ -47,8 +48,11 @@ fn dicts() -> &'static Dicts {
     DICTS.get_or_init(|| Dicts {
         given: lines(include_str!("../../data/names/us_census_1990_given.txt"))
             .chain(lines(include_str!("../../data/names/ru_given.txt")))
+            .chain(lines(include_str!("../../data/names/eu_given.txt")))
             .collect(),
-        surnames: lines(include_str!("../../data/names/us_census_1990_surnames.txt")).collect(),
+        surnames: lines(include_str!("../../data/names/us_census_1990_surnames.txt"))
+            .chain(lines(include_str!("../../data/names/eu_surnames.txt")))
+            .collect(),
         cjk: lines(include_str!("../../data/names/cjk_surnames.txt")).collect(),
         titles: TITLES.iter().copied().collect(),
         not_names: NOT_NAMES.iter().copied().collect(),
@@ -1134,20 +1138,53 @@ fn classify(w: &str) -> Class {
     if w.chars().count() > 1 && w.chars().all(|c| !c.is_lowercase()) {
         return Class::NotName;
     }
+    // The Census lists are unaccented: "José" is looked up as "jose" too.
+    let in_set = |set: &HashSet<&'static str>, w: &str| {
+        set.contains(w) || folded_of(w).is_some_and(|f| set.contains(f.as_str()))
+    };
     let parts = || key.split(['-', '\'', '’']).filter(|p| !p.is_empty());
-    if d.given.contains(key) {
+    if in_set(&d.given, key) {
         return Class::Given;
     }
-    if d.surnames.contains(key) || parts().any(|p| d.surnames.contains(p)) {
+    if in_set(&d.surnames, key) || parts().any(|p| in_set(&d.surnames, p)) {
         return Class::Surname;
     }
-    if parts().any(|p| d.given.contains(p)) {
+    if parts().any(|p| in_set(&d.given, p)) {
         return Class::Given;
     }
     if slavic_surname(key) {
         return Class::Surname;
     }
     Class::Unknown
+}
+
+/// `w` without the accents of Latin letters ("józsef" → "jozsef"), when it has any.
+fn folded_of(w: &str) -> Option<String> {
+    if w.is_ascii() {
+        return None;
+    }
+    let mut out = String::with_capacity(w.len());
+    for c in w.chars() {
+        out.push(match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ă' | 'ą' => 'a',
+            'ç' | 'ć' | 'č' => 'c',
+            'ď' => 'd',
+            'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ė' | 'ę' | 'ě' => 'e',
+            'ğ' => 'g',
+            'ì' | 'í' | 'î' | 'ï' | 'ī' | 'ı' => 'i',
+            'ł' | 'ľ' | 'ĺ' => 'l',
+            'ñ' | 'ń' | 'ň' => 'n',
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' | 'ő' => 'o',
+            'ř' => 'r',
+            'ś' | 'š' | 'ş' | 'ș' => 's',
+            'ť' | 'ţ' | 'ț' => 't',
+            'ù' | 'ú' | 'û' | 'ü' | 'ū' | 'ů' | 'ű' => 'u',
+            'ý' | 'ÿ' => 'y',
+            'ź' | 'ż' | 'ž' => 'z',
+            c => c,
+        });
+    }
+    (out != w).then_some(out)
 }
 
 /// Russian, Ukrainian and other Slavic surnames and patronymics by their endings.
