@@ -59,6 +59,14 @@ enum Format {
     Json,
 }
 
+/// How `lineage sql` prints its answer.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SqlFormat {
+    Table,
+    Json,
+    Csv,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum SourceFormatArg {
     Csv,
@@ -165,6 +173,14 @@ enum LineageCommand {
     Verify {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+    },
+    /// Answer one read-only SQL query over the store (opened read-only; writes and ATTACH are
+    /// refused). Views: runs_per_dataset, outputs_per_run, drops_per_run, spends_per_dataset.
+    Sql {
+        /// The SELECT to run, e.g. "SELECT * FROM runs_per_dataset".
+        query: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: SqlFormat,
     },
     /// Start a new, empty store where the old one is missing or empty (never overwrites one),
     /// or with --adopt keep the store as it is (e.g. an older backup put back); the anchor
@@ -451,6 +467,27 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `privprep lineage sql`: exit 0 with the answer, 2 for a refused or malformed statement, 1
+/// when the store cannot be read.
+fn lineage_sql(db: &std::path::Path, query: &str, format: SqlFormat) -> anyhow::Result<ExitCode> {
+    use privprep::lineage::sql::{self, SqlError};
+    match sql::query(db, query) {
+        Ok(answer) => {
+            match format {
+                SqlFormat::Json => print_json(&answer.to_json())?,
+                SqlFormat::Csv => print!("{}", answer.to_csv()),
+                SqlFormat::Table => print!("{}", answer.to_table()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ SqlError::Open { .. }) => Err(e.into()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
 fn lineage_init(db: &std::path::Path, adopt: bool, format: Format) -> anyhow::Result<ExitCode> {
     let (_store, outcome) = Store::init(db, adopt)?;
     if format == Format::Json {
@@ -484,6 +521,7 @@ fn lineage_init(db: &std::path::Path, adopt: bool, format: Format) -> anyhow::Re
 fn lineage(store: &Store, command: LineageCommand) -> anyhow::Result<ExitCode> {
     match command {
         LineageCommand::Init { adopt, format } => lineage_init(store.path(), adopt, format),
+        LineageCommand::Sql { query, format } => lineage_sql(store.path(), &query, format),
         LineageCommand::List { format } => {
             let runs = store.list()?;
             if format == Format::Json {

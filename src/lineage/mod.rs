@@ -16,6 +16,7 @@
 pub mod anchor;
 pub mod ledger_table;
 pub mod record;
+pub mod sql;
 pub mod store;
 mod tables;
 
