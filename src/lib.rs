@@ -21,6 +21,7 @@ pub mod policy;
 pub mod run;
 mod spec;
 mod stages;
+pub mod subjects;
 
 // The public face: what the command line (and a program embedding privprep) uses. The pipeline
 // file's parsing (`spec`) and the stages' resolution (`stages`) are reached only through

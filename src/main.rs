@@ -152,6 +152,28 @@ enum Command {
         #[command(subcommand)]
         command: LineageCommand,
     },
+    /// Subject rights: which committed outputs hold a data subject.
+    Subject {
+        #[command(subcommand)]
+        command: SubjectCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SubjectCommand {
+    /// Every committed output (data file or DP release) that holds a subject, with its run,
+    /// datasets, purpose, key id and whether the file is still there as written. The id is
+    /// looked up by its keyed hash; it is never stored or printed.
+    Find {
+        /// The subject id, or `-` to read ids from standard input, one per line (so they stay
+        /// out of the shell history).
+        id: Option<String>,
+        /// A file of subject ids, one per line.
+        #[arg(long, conflicts_with = "id")]
+        ids: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -457,6 +479,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lineage {
             command: LineageCommand::Init { adopt, format },
         } => lineage_init(&lineage_db, adopt, format),
+        Command::Subject {
+            command: SubjectCommand::Find { id, ids, format },
+        } => {
+            let ids = subject_ids(id, ids)?;
+            let store = Store::open_to_inspect(&lineage_db)?;
+            let findings = privprep::subjects::find(&store, &g.state_dir, &ids)?;
+            if format == Format::Json {
+                print_json(&findings)?;
+            } else {
+                print!("{}", privprep::subjects::render(&findings));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Lineage { command } => {
             // The error names the store; a store that disagrees with its anchor still opens,
             // so that `verify` can say so.
@@ -465,6 +500,36 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             lineage(&store, command)
         }
     }
+}
+
+/// The subject ids of a request: the argument, standard input (`-`) or a file, one per line.
+fn subject_ids(id: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Vec<String>> {
+    let lines = |text: String| -> Vec<String> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let ids = match (id.as_deref(), file) {
+        (Some("-"), _) => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| anyhow::anyhow!("cannot read subject ids from standard input: {e}"))?;
+            lines(text)
+        }
+        (Some(id), _) => vec![id.to_owned()],
+        (None, Some(path)) => lines(std::fs::read_to_string(&path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read subject ids from {}: {e}\n  = hint: one id per line",
+                path.display()
+            )
+        })?),
+        (None, None) => anyhow::bail!(
+            "no subject id given\n  = hint: privprep subject find ID, or `-` to read ids from standard input, or --ids FILE"
+        ),
+    };
+    Ok(ids)
 }
 
 /// `privprep lineage sql`: exit 0 with the answer, 2 for a refused or malformed statement, 1

@@ -42,6 +42,7 @@ use crate::pii::redact::TextStats;
 use crate::plan::Plan;
 use crate::policy::DropReason;
 use privprep_kernels::key::Key;
+use privprep_kernels::subject::SubjectHasher;
 
 /// Number of statuses a row can end in: kept, quarantined, and one per drop reason.
 pub const STATUSES: usize = 2 + DropReason::ALL.len();
@@ -58,6 +59,9 @@ pub struct Job<'a> {
     pub scratch: &'a Path,
     /// Counts the records of each batch seen.
     pub progress: indicatif::ProgressBar,
+    /// The subject index's keyed hash: with it, the engine gathers the keys of the subjects
+    /// whose kept rows each output file receives.
+    pub subjects: Option<&'a SubjectHasher>,
 }
 
 /// What an engine hands back (see the module's contract).
@@ -76,6 +80,9 @@ pub struct Streamed {
     pub release_rows: ReleaseRows,
     /// One per text column of the plan, in plan order.
     pub text_stats: Vec<Arc<TextStats>>,
+    /// Per output file (in `files`' order), the subject index keys of its rows, in no order
+    /// and possibly repeated; empty without [`Job::subjects`].
+    pub subject_keys: Vec<Vec<u64>>,
 }
 
 /// The kept rows' columns DP releases need, as the engine holds them.

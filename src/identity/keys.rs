@@ -172,6 +172,29 @@ fn resolve_key_with(
     }
 }
 
+/// Path of the subject index key below the state directory.
+const INDEX_KEY_PATH: [&str; 2] = ["keys", "index.key"];
+
+/// The key of the subject index: `<state dir>/keys/index.key`, created on first use as the
+/// default token key is (a new random key, owner-only, never overwritten). It is separate from
+/// every token key, so the index finds a subject whichever key a pipeline used.
+///
+/// # Errors
+/// [`KeyError`] naming the file.
+pub fn resolve_index_key(state_dir: &Path) -> Result<Key, KeyError> {
+    let path = INDEX_KEY_PATH
+        .iter()
+        .fold(state_dir.to_path_buf(), |p, part| p.join(part));
+    let source = KeySource::DefaultFile(path.clone());
+    match read_key_file(&path, &source) {
+        Ok(key) => Ok(key),
+        Err(KeyError::Read { error, .. }) if error.kind() == io::ErrorKind::NotFound => {
+            create_default_key(&path).map(|(key, _)| key)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether a key file may be read or written by anyone but its owner (any of mode `0o077`), as
 /// ssh judges private keys. A group-writable key file lets others swap the key, which matters as
 /// much as reading it. Always `false` off unix, and when the file's metadata cannot be read (the

@@ -14,6 +14,7 @@
 //! be spent and records it here.
 
 pub mod anchor;
+pub mod index;
 pub mod ledger_table;
 pub mod record;
 pub mod sql;
@@ -22,6 +23,7 @@ mod tables;
 
 pub use record::{
     BudgetSpend, ColumnLineage, InputRecord, OutputRecord, PolicySummary, RunRecord, RunStatus,
+    SubjectSetRecord,
 };
 pub use store::{
     record_hash, BrokenRecord, InitOutcome, LedgerTransaction, LineageError, RunListing, Store,

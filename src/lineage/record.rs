@@ -210,6 +210,24 @@ pub struct OutputRecord {
     pub schema: Vec<SchemaField>,
 }
 
+/// The subjects one committed output holds, as the subject index stores them: the set's file
+/// (sorted keyed hashes of the subject ids, never an id) and its digest, so `lineage verify`
+/// catches an edited set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubjectSetRecord {
+    /// The output the set belongs to: a data file's or a release's path, as in `outputs` and
+    /// `releases`.
+    pub output: String,
+    /// `data` or `release`.
+    pub kind: String,
+    /// Distinct subjects in the set.
+    pub subjects: u64,
+    /// The set's file, relative to the store's index folder.
+    pub file: String,
+    /// SHA-256 of the set's file, lowercase hex.
+    pub sha256: String,
+}
+
 /// Where an output column came from and what was done to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnLineage {
@@ -396,6 +414,10 @@ pub struct RunRecord {
     /// stored JSON lacks the field and must keep its hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_spends: Option<Vec<BudgetSpend>>,
+    /// The subject index of every committed output (empty in records written before it, whose
+    /// stored JSON lacks the field and must keep its hash).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_index: Vec<SubjectSetRecord>,
 }
 
 impl RunRecord {
@@ -406,6 +428,7 @@ impl RunRecord {
         self.error = Some(error.into());
         self.outputs.clear();
         self.releases.clear();
+        self.subject_index.clear();
     }
 
     /// A record for a run that has just started: status `failed` until the run says otherwise,
@@ -445,6 +468,7 @@ impl RunRecord {
             leak_gate: Vec::new(),
             releases: Vec::new(),
             budget_spends: None,
+            subject_index: Vec::new(),
         }
     }
 }

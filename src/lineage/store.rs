@@ -394,6 +394,54 @@ fn switch_to_wal(conn: &Connection) -> rusqlite::Result<()> {
     }
 }
 
+/// The first subject set a record lists whose file is missing or differs from the SHA-256 the
+/// record holds (an edited, truncated or swapped set would make `subject find` lie).
+fn check_subject_index(conn: &Connection, store: &Path) -> rusqlite::Result<Option<BrokenRecord>> {
+    let dir = super::index::index_dir(store);
+    let mut stmt = conn.prepare("SELECT seq, run_id, record_json FROM runs ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    let mut checked: std::collections::HashMap<String, Option<String>> = Default::default();
+    while let Some(row) = rows.next()? {
+        let (seq, run_id, json): (i64, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        let Ok(record) = serde_json::from_str::<serde_json::Value>(&json) else {
+            continue;
+        };
+        let Some(sets) = record.get("subject_index").and_then(|v| v.as_array()) else {
+            continue;
+        };
+        for set in sets {
+            let (Some(file), Some(want)) = (
+                set.get("file").and_then(|v| v.as_str()),
+                set.get("sha256").and_then(|v| v.as_str()),
+            ) else {
+                continue;
+            };
+            let have = checked
+                .entry(file.to_owned())
+                .or_insert_with(|| {
+                    std::fs::read(dir.join(file))
+                        .ok()
+                        .map(|bytes| hex::encode(Sha256::digest(&bytes)))
+                })
+                .clone();
+            let reason = match have {
+                None => format!("its subject set {file} is missing from {}", dir.display()),
+                Some(h) if h != want => {
+                    format!("its subject set {file} differs from the SHA-256 the record holds")
+                }
+                Some(_) => continue,
+            };
+            return Ok(Some(BrokenRecord {
+                seq: Some(seq),
+                run_id: Some(run_id),
+                ledger_entry: None,
+                reason,
+            }));
+        }
+    }
+    Ok(None)
+}
+
 /// The anchor of the store at `path`, as an error when it cannot be read.
 fn read_anchor(path: &Path) -> Result<Option<Anchor>, LineageError> {
     anchor::read(path).map_err(|reason| LineageError::AnchorUnreadable {
@@ -893,6 +941,31 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(err())
     }
 
+    /// Every succeeded record that lists a subject index, oldest first, with its chain
+    /// position. Records are parsed, not checked against their hashes ([`Store::verify`]).
+    pub fn indexed_records(&self) -> Result<Vec<(i64, RunRecord)>, LineageError> {
+        let err = || sqlite(&self.path, "read the subject index of the runs");
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, record_json FROM runs
+                 WHERE status = 'succeeded' AND instr(record_json, '\"subject_index\"') > 0
+                 ORDER BY seq",
+            )
+            .map_err(err())?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err())?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(seq, json)| serde_json::from_str(&json).ok().map(|r| (seq, r)))
+            .collect())
+    }
+
     /// The run whose id is `run_id`, or else the one run whose id starts with it.
     ///
     /// Returns `Ok(None)` when nothing matches (or `run_id` is empty), and
@@ -1045,6 +1118,9 @@ impl Store {
         let ledger = ledger_table::check(&tx).map_err(err())?;
         if first_broken.is_none() {
             first_broken = ledger.broken;
+        }
+        if first_broken.is_none() {
+            first_broken = check_subject_index(&tx, &self.path).map_err(err())?;
         }
 
         let anchor_file = anchor::anchor_path(&self.path);
@@ -1530,6 +1606,7 @@ mod tests {
             }],
             // As the store sets it for a run without spends.
             budget_spends: Some(Vec::new()),
+            subject_index: Vec::new(),
         }
     }
 

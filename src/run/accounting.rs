@@ -236,6 +236,7 @@ mod tests {
             gate: GateTally::new(Vec::new(), Vec::new(), Vec::new()),
             release_rows: Vec::new(),
             text_stats: Vec::new(),
+            subject_keys: Vec::new(),
         }
     }
 

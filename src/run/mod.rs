@@ -18,6 +18,8 @@ use crate::engine::polars::{sanitize, Polars};
 use crate::engine::{Engine, EngineError, Job, Streamed};
 use crate::identity::keys::{self, Key};
 use crate::ingest;
+use crate::lineage;
+use crate::lineage::record::SubjectSetRecord;
 use crate::lineage::record::{
     GateResult, LeakGateRecord, OutputRecord, ReleaseRecord, RunRecord, RunStatus, TextColumnRecord,
 };
@@ -27,6 +29,7 @@ use crate::pii::redact::TextStats;
 use crate::plan::Plan;
 use crate::spec::LeakGateMode;
 use crate::stages;
+use privprep_kernels::subject::{self, SubjectHasher};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -430,7 +433,16 @@ fn execute(
     // DP releases are calibrated before any row is read (their privacy cost is known, and a
     // release OpenDP refuses fails the run before it starts); then every stage streams over
     // the rows on the engine, and kept rows go to the writers.
-    let streamed = calibrate_and_stream(plan, opts, run_id, key.as_ref(), &inputs, &progress);
+    let subjects = SubjectHasher::new(&keys::resolve_index_key(&opts.state_dir)?);
+    let streamed = calibrate_and_stream(
+        plan,
+        opts,
+        run_id,
+        key.as_ref(),
+        &subjects,
+        &inputs,
+        &progress,
+    );
     progress.finish_and_clear();
     // The inputs are in the record whether or not the stream succeeded.
     hashing.attach(&mut inputs)?;
@@ -448,6 +460,7 @@ fn execute(
     }
 
     // Finish every file before any is renamed, so either all outputs change or none.
+    let mut subject_sets = streamed.subject_keys;
     let finished = finish_files(plan, streamed.files, footer_json(plan, run_id, record))?;
     let stats: Vec<&TextStats> = streamed.text_stats.iter().map(|s| s.as_ref()).collect();
     record.text_columns = stages::text::text_records(plan, &stats);
@@ -490,8 +503,63 @@ fn execute(
         staged.add_bytes(&plan.output.quarantine_path, run_id, report.as_bytes())?;
         record.quarantine_report = Some(plan.output.quarantine_path.display().to_string());
     }
+    stage_subject_index(opts, run_id, &mut subject_sets, record, &mut staged)?;
     record.rows_written = counts.written;
     Ok(staged)
+}
+
+/// Stages the subject index of the run's outputs beside the store, and lists each set in the
+/// record: one set per data file (in `record.outputs`' order, as the engine gathered them),
+/// and one for the releases, which every kept row fed.
+fn stage_subject_index(
+    opts: &RunOptions,
+    run_id: &str,
+    sets: &mut [Vec<u64>],
+    record: &mut RunRecord,
+    staged: &mut StagedCommit,
+) -> Result<(), RunError> {
+    let dir = lineage::index::index_dir(&opts.lineage_db);
+    std::fs::create_dir_all(&dir).map_err(|source| emit::EmitError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let mut stage = |n: usize, keys: &mut Vec<u64>| -> Result<(String, u64, String), RunError> {
+        let bytes = subject::encode(keys);
+        let file = lineage::index::set_file_name(run_id, n);
+        let sha256 = staged.add_bytes(&dir.join(&file), run_id, &bytes)?;
+        Ok((file, keys.len() as u64, sha256))
+    };
+    let mut all = Vec::new();
+    let outputs: Vec<String> = record.outputs.iter().map(|o| o.path.clone()).collect();
+    for (n, path) in outputs.into_iter().enumerate() {
+        let keys = sets.get_mut(n).map(std::mem::take).unwrap_or_default();
+        let mut keys = keys;
+        if !record.releases.is_empty() {
+            all.extend_from_slice(&keys);
+        }
+        let (file, subjects, sha256) = stage(n, &mut keys)?;
+        record.subject_index.push(SubjectSetRecord {
+            output: path,
+            kind: "data".into(),
+            subjects,
+            file,
+            sha256,
+        });
+    }
+    if !record.releases.is_empty() {
+        let (file, subjects, sha256) = stage(record.outputs.len(), &mut all)?;
+        let releases: Vec<String> = record.releases.iter().map(|r| r.path.clone()).collect();
+        for path in releases {
+            record.subject_index.push(SubjectSetRecord {
+                output: path,
+                kind: "release".into(),
+                subjects,
+                file: file.clone(),
+                sha256: sha256.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Calibrates every DP release (group sizes are bounded by each release's public max_rows,
@@ -501,6 +569,7 @@ fn calibrate_and_stream(
     opts: &RunOptions,
     run_id: &str,
     key: Option<&Arc<Key>>,
+    subjects: &SubjectHasher,
     inputs: &[ingest::InputFile],
     progress: &indicatif::ProgressBar,
 ) -> Result<(Vec<release::Prepared>, Streamed), RunError> {
@@ -521,6 +590,7 @@ fn calibrate_and_stream(
         inputs,
         scratch: scratch.path(),
         progress: progress.clone(),
+        subjects: Some(subjects),
     })?;
     Ok((prepared, streamed))
 }

@@ -19,6 +19,7 @@
 //! - [`gate`]: keyed hashes of identifier values, for the output leak gate.
 //! - [`policy`]: per-value consent predicates (purposes, allowed values).
 //! - [`temporal`]: ISO 8601 / RFC 3339 datetimes read in one pass.
+//! - [`subject`]: keyed hashes of subject ids and the sorted sets of the subject index.
 //! - [`array`](mod@array): the kernels over whole Arrow string arrays; nulls stay null.
 
 pub mod array;
@@ -29,6 +30,7 @@ pub mod mask;
 pub mod pii;
 pub mod policy;
 pub mod split;
+pub mod subject;
 pub mod temporal;
 pub mod token;
 

@@ -20,6 +20,7 @@ use arrow::record_batch::RecordBatch;
 
 use polars::prelude::*;
 use privprep_kernels::key::Key;
+use privprep_kernels::subject::SubjectHasher;
 use privprep_kernels::token::Tokenizer;
 
 use super::{EngineError, Job, ReleaseRows, Streamed, STATUSES};
@@ -53,6 +54,8 @@ struct Tally {
     by_status: [u64; STATUSES],
     bad_values: Vec<(u32, u64, i32)>,
     seen: u64,
+    /// Per output file, the subject index keys of the rows it received.
+    subject_keys: Vec<Vec<u64>>,
 }
 
 /// What the sink writes to.
@@ -164,7 +167,17 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
         output_names: output_names.clone(),
         split: plan.output.split.is_some(),
     }));
-    let tally = Arc::new(Mutex::new(Tally::default()));
+    let tally = Arc::new(Mutex::new(Tally {
+        subject_keys: vec![
+            Vec::new();
+            if job.subjects.is_some() {
+                codes.len()
+            } else {
+                0
+            }
+        ],
+        ..Tally::default()
+    }));
     let release_rows: Arc<Mutex<ReleaseRows>> = Arc::new(Mutex::new(Vec::new()));
     let busy = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = std::time::Instant::now();
@@ -176,6 +189,9 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
     let mut kept_columns = output_names;
     kept_columns.extend(release_columns.iter().cloned());
     kept_columns.push(SPLIT.into());
+    if job.subjects.is_some() {
+        kept_columns.push(SUBJECT_KEY.into());
+    }
     let sink = Sink {
         sinks: sinks.clone(),
         tally: tally.clone(),
@@ -230,6 +246,7 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
         gate,
         release_rows: take(&release_rows, "release rows")?,
         text_stats: texts.iter().map(|t| t.stats.clone()).collect(),
+        subject_keys: tally.subject_keys,
     })
 }
 
@@ -303,6 +320,7 @@ impl Sink {
             if part.height() == 0 {
                 continue;
             }
+            self.remember_subjects(i, &part)?;
             let batch = record_batch(&part, &s.schema, &s.output_names)
                 .map_err(|e| polars_err!(ComputeError: "{}", e))?;
             // A closed channel means the writer stopped on an error, which it returns.
@@ -311,6 +329,26 @@ impl Sink {
                 .map_err(|_| polars_err!(ComputeError: "the output writer stopped"))?;
         }
         Ok(false)
+    }
+
+    /// Adds the subject keys of `part`, bound for file `i`, to that file's set (when the run
+    /// keeps a subject index). A set is compacted (sorted, deduplicated) as it grows, so its
+    /// memory follows the subjects, not the rows.
+    fn remember_subjects(&self, i: usize, part: &DataFrame) -> PolarsResult<()> {
+        let Ok(keys) = part.column(SUBJECT_KEY) else {
+            return Ok(());
+        };
+        let keys = keys.u64()?;
+        let mut t = self.tally.lock().map_err(|_| poisoned("tally"))?;
+        if let Some(set) = t.subject_keys.get_mut(i) {
+            // Before the vector would grow: at most one compaction per doubling.
+            if set.len() >= SUBJECT_COMPACT_AT && set.len() + keys.len() > set.capacity() {
+                set.sort_unstable();
+                set.dedup();
+            }
+            set.extend(keys.into_iter().flatten());
+        }
+        Ok(())
     }
 
     /// Counts one batch by status and notes where its quarantined records are.
@@ -457,6 +495,10 @@ fn lower(
             outputs.push(e);
         }
     }
+    // The subject index: each row's subject, keyed (8 bytes reach the sink, not the id).
+    if let Some(hasher) = job.subjects {
+        outputs.push(subject_key_expr(hasher, &plan.policy.subject_column).alias(SUBJECT_KEY));
+    }
     // The gate: identifier values of every row, kept or dropped, keyed and remembered in
     // parallel; only an empty column reaches the sink.
     for (i, c) in id_columns.iter().enumerate() {
@@ -464,6 +506,23 @@ fn lower(
     }
     outputs.extend([col(STATUS), col(ROW), col(FILE), col(BADCOL), col(SPLIT)]);
     Ok(lf.select(outputs))
+}
+
+/// The column of subject index keys.
+const SUBJECT_KEY: &str = "__subject_key";
+
+/// A file's gathered subject keys are compacted once they reach this many.
+const SUBJECT_COMPACT_AT: usize = 1 << 20;
+
+/// Each row's subject index key (null for a missing subject).
+fn subject_key_expr(hasher: &SubjectHasher, column: &str) -> Expr {
+    let hasher = hasher.clone();
+    map_str::<UInt64Type, _>(col(column), vec![], move |s, out| {
+        for v in s.values() {
+            out.append_option(v.and_then(|v| hasher.key(v)));
+        }
+        Ok(())
+    })
 }
 
 fn id_column_name(i: usize) -> String {

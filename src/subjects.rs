@@ -1,0 +1,186 @@
+//! Subject rights over what privprep wrote: which committed outputs hold a data subject.
+//!
+//! Every succeeded run lists, per output, the set of subjects its rows came from (the subject
+//! index, [`crate::lineage::index`]). `privprep subject find` hashes the requested id with the
+//! store's index key and looks it up in every set: a binary search of a few reads per output,
+//! so a store of a hundred outputs of a million subjects each answers at once. The id itself is
+//! never stored or printed: reports name a subject by its position in the request and by its
+//! keyed hash.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::identity::keys::{resolve_index_key, KeyError};
+use crate::lineage::{index, LineageError, RunRecord, Store};
+use privprep_kernels::subject::SubjectHasher;
+
+/// One output that holds a subject.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Holding {
+    /// Chain position and id of the run that wrote it.
+    pub seq: i64,
+    pub run_id: String,
+    pub pipeline: String,
+    pub finished_at: String,
+    /// The datasets the run read.
+    pub datasets: Vec<String>,
+    /// The policy's purpose, and the key the run used (its id).
+    pub purpose: String,
+    pub key_id: Option<String>,
+    /// `data` (a data file, `split` names which) or `release`.
+    pub kind: String,
+    pub split: Option<String>,
+    pub path: String,
+    /// Whether the file is still there, and still the file the run wrote (its SHA-256).
+    pub exists: bool,
+    pub unchanged: bool,
+}
+
+/// What was found of one requested subject.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Finding {
+    /// 1-based position of the id in the request (the id itself is not repeated).
+    pub subject: usize,
+    /// The subject's keyed hash in the index, hex: the same id always gives the same one.
+    pub key: String,
+    pub holdings: Vec<Holding>,
+}
+
+/// Why a search could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum FindError {
+    #[error(transparent)]
+    Lineage(#[from] LineageError),
+    #[error("subject index key: {0}")]
+    Key(#[from] KeyError),
+    #[error("subject set {} of run {run_id}: {error}\n  = hint: `privprep lineage verify` checks every set against its record", .path.display())]
+    Set {
+        run_id: String,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+/// Every committed output of the store that holds each of `ids` (empty ids find nothing).
+pub fn find(store: &Store, state_dir: &Path, ids: &[String]) -> Result<Vec<Finding>, FindError> {
+    let hasher = SubjectHasher::new(&resolve_index_key(state_dir)?);
+    let records = store.indexed_records()?;
+    let dir = index::index_dir(store.path());
+    let mut findings = Vec::with_capacity(ids.len());
+    for (n, id) in ids.iter().enumerate() {
+        let mut holdings = Vec::new();
+        let key = hasher.key(id);
+        if let Some(key) = key {
+            for (seq, record) in &records {
+                for set in &record.subject_index {
+                    let path = dir.join(&set.file);
+                    let held = index::set_contains(&path, key).map_err(|error| FindError::Set {
+                        run_id: record.run_id.clone(),
+                        path: path.clone(),
+                        error,
+                    })?;
+                    if held {
+                        holdings.push(holding(*seq, record, &set.output, &set.kind));
+                    }
+                }
+            }
+        }
+        findings.push(Finding {
+            subject: n + 1,
+            key: key.map(|k| format!("{k:016x}")).unwrap_or_default(),
+            holdings,
+        });
+    }
+    Ok(findings)
+}
+
+/// The facts of one output of `record` that holds a subject.
+fn holding(seq: i64, record: &RunRecord, output: &str, kind: &str) -> Holding {
+    let (split, sha256) = match kind {
+        "data" => record
+            .outputs
+            .iter()
+            .find(|o| o.path == output)
+            .map(|o| (Some(o.split.clone()), o.sha256.clone()))
+            .unwrap_or_default(),
+        _ => record
+            .releases
+            .iter()
+            .find(|r| r.path == output)
+            .map(|r| (None, r.sha256.clone()))
+            .unwrap_or_default(),
+    };
+    let file = Path::new(output);
+    let exists = file.is_file();
+    let unchanged = exists
+        && std::fs::read(file)
+            .map(|b| hex::encode(Sha256::digest(&b)) == sha256)
+            .unwrap_or(false);
+    let mut datasets: Vec<String> = record.inputs.iter().map(|i| i.dataset_id.clone()).collect();
+    datasets.sort();
+    datasets.dedup();
+    Holding {
+        seq,
+        run_id: record.run_id.clone(),
+        pipeline: record.pipeline_name.clone(),
+        finished_at: record.finished_at.clone(),
+        datasets,
+        purpose: record.policy.purpose.clone(),
+        key_id: record.key_id.clone(),
+        kind: kind.to_string(),
+        split,
+        path: output.to_string(),
+        exists,
+        unchanged,
+    }
+}
+
+/// The findings for a terminal: per subject, each output holding it, or that none does.
+pub fn render(findings: &[Finding]) -> String {
+    let mut out = String::new();
+    for f in findings {
+        if f.key.is_empty() {
+            out.push_str(&format!(
+                "subject {}: empty id, nothing to find\n",
+                f.subject
+            ));
+            continue;
+        }
+        if f.holdings.is_empty() {
+            out.push_str(&format!(
+                "subject {} (key {}): in no committed output\n",
+                f.subject, f.key
+            ));
+            continue;
+        }
+        out.push_str(&format!(
+            "subject {} (key {}): in {} output(s)\n",
+            f.subject,
+            f.key,
+            f.holdings.len()
+        ));
+        for h in &f.holdings {
+            let state = match (h.exists, h.unchanged) {
+                (false, _) => "gone",
+                (true, false) => "changed since",
+                (true, true) => "present",
+            };
+            out.push_str(&format!(
+                "  {} {:<10} {}  run {} ({}, {}), datasets {}, purpose {}, key {}  [{}]\n",
+                h.kind,
+                h.split.as_deref().unwrap_or("-"),
+                h.path,
+                h.run_id,
+                h.pipeline,
+                h.finished_at,
+                h.datasets.join(","),
+                h.purpose,
+                h.key_id.as_deref().unwrap_or("-"),
+                state
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,217 @@
+//! Subject rights through the binary: `privprep subject find` and the subject index it reads.
+
+mod common;
+
+use common::*;
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+
+/// ticket_id → subject_id of the input.
+fn subjects_by_ticket(data: &Path) -> HashMap<String, String> {
+    let mut reader = csv::Reader::from_path(data.join("tickets.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let at = |n: &str| headers.iter().position(|h| h == n).unwrap();
+    let (t, s) = (at("ticket_id"), at("subject_id"));
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[t].to_string(), r[s].to_string())
+        })
+        .collect()
+}
+
+/// The subjects whose rows an output file holds.
+fn subjects_in(file: &Path, by_ticket: &HashMap<String, String>) -> BTreeSet<String> {
+    let df = read_parquet(file);
+    let tickets = df.column("ticket_id").unwrap().str().unwrap().clone();
+    tickets
+        .into_iter()
+        .flatten()
+        .map(|t| by_ticket[t].clone())
+        .collect()
+}
+
+/// Every (output path → its subjects) of a run summary.
+fn outputs_of(
+    summary: &serde_json::Value,
+    by_ticket: &HashMap<String, String>,
+) -> Vec<(String, BTreeSet<String>)> {
+    summary["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let path = o["path"].as_str().unwrap().to_string();
+            let held = subjects_in(Path::new(&path), by_ticket);
+            (path, held)
+        })
+        .collect()
+}
+
+/// Two pipelines over one dataset write different outputs (one splits, one revokes extra
+/// subjects); `subject find` lists, for each asked subject, exactly the outputs holding it.
+#[test]
+fn subject_find_lists_exactly_the_outputs_that_hold_each_subject() {
+    let w = Work::new();
+    w.datagen(900, 23, &[]);
+    let by_ticket = subjects_by_ticket(&w.data());
+    let all: BTreeSet<String> = by_ticket.values().cloned().collect();
+    let some: Vec<String> = all.iter().step_by(7).cloned().collect();
+
+    let split = w.pipeline(
+        "split",
+        "",
+        SAFE_COLUMNS,
+        "[output.split]\ntrain = 0.8\nvalidation = 0.1\ntest = 0.1",
+    );
+    // The second pipeline also revokes every fourteenth subject.
+    let mut revoked = std::fs::read_to_string(w.data().join("revocations.csv")).unwrap();
+    for s in all.iter().step_by(14) {
+        revoked.push_str(&format!("{s}\n"));
+    }
+    std::fs::write(w.data().join("revocations_b.csv"), revoked).unwrap();
+    let narrow = w.pipeline("narrow", "", SAFE_COLUMNS, "");
+    let text = std::fs::read_to_string(&narrow)
+        .unwrap()
+        .replace("data/revocations.csv", "data/revocations_b.csv");
+    std::fs::write(&narrow, text).unwrap();
+
+    let mut outputs = Vec::new();
+    for p in [&split, &narrow] {
+        let (code, summary, e) = w.run_json(p, &[]);
+        assert_eq!(code, 0, "{e}");
+        outputs.extend(outputs_of(&summary, &by_ticket));
+    }
+    assert_eq!(outputs.len(), 4);
+
+    let mut asked = some.clone();
+    asked.push("nobody-at-all".into());
+    let ids = w.path().join("ids.txt");
+    std::fs::write(&ids, asked.join("\n")).unwrap();
+    let out = w.privprep(&[
+        "subject",
+        "find",
+        "--ids",
+        ids.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    for id in &asked {
+        assert!(!printed.contains(id.as_str()), "the id was printed");
+    }
+    let findings: Vec<serde_json::Value> = serde_json::from_str(&printed).unwrap();
+    assert_eq!(findings.len(), asked.len());
+    let (mut held_somewhere, mut held_nowhere) = (0, 0);
+    for (f, id) in findings.iter().zip(&asked) {
+        let found: BTreeSet<String> = f["holdings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                assert_eq!(h["exists"], true);
+                assert_eq!(h["unchanged"], true);
+                assert_eq!(h["datasets"], serde_json::json!(["support_tickets"]));
+                h["path"].as_str().unwrap().to_string()
+            })
+            .collect();
+        let expected: BTreeSet<String> = outputs
+            .iter()
+            .filter(|(_, held)| held.contains(id))
+            .map(|(p, _)| p.clone())
+            .collect();
+        assert_eq!(found, expected, "subject {}", f["subject"]);
+        if expected.is_empty() {
+            held_nowhere += 1;
+        } else {
+            held_somewhere += 1;
+        }
+    }
+    // Both cases occur: subjects some outputs hold, and subjects (revoked, dropped, absent)
+    // none does.
+    assert!(
+        held_somewhere > 10 && held_nowhere > 2,
+        "{held_somewhere} {held_nowhere}"
+    );
+
+    // One id from standard input, as a request keeps it out of the shell history.
+    let mut child = w
+        .cmd()
+        .args(["subject", "find", "-", "--format", "json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{}\n", some[0]).as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let from_stdin: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(from_stdin[0]["holdings"], findings[0]["holdings"]);
+    assert_eq!(from_stdin[0]["key"], findings[0]["key"]);
+}
+
+/// The run record holds each set's SHA-256: an edited or missing set fails `lineage verify`.
+#[test]
+fn an_edited_or_missing_subject_set_fails_verify() {
+    let w = Work::new();
+    w.datagen(300, 8, &[]);
+    let p = w.pipeline("p", "", SAFE_COLUMNS, "");
+    let (code, _, e) = w.run_json(&p, &[]);
+    assert_eq!(code, 0, "{e}");
+    let ok = w.privprep(&["lineage", "verify"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let dir = w.state().join("lineage.index");
+    let set = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "keys"))
+        .unwrap();
+    let original = std::fs::read(&set).unwrap();
+    assert!(original.len() >= 16 && original.len() % 8 == 0);
+
+    // Drop one subject from the set (as someone hiding that a file held them would).
+    std::fs::write(&set, &original[8..]).unwrap();
+    let out = w.privprep(&["lineage", "verify"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("subject set") && err.contains("differs"),
+        "{err}"
+    );
+
+    std::fs::remove_file(&set).unwrap();
+    let out = w.privprep(&["lineage", "verify"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("missing"), "{err}");
+
+    std::fs::write(&set, &original).unwrap();
+    let out = w.privprep(&["lineage", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
