@@ -433,7 +433,7 @@ fn lineage_verify_passes_then_catches_an_edited_record() {
 fn canary_values_appear_nowhere_but_the_intended_output() {
     let w = Work::new();
     w.datagen(2500, 29, &["--bad-rows", "6"]);
-    // Canaries: every name, email and phone in the input.
+    // Canaries: every subject id, name, email and phone in the input.
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .from_path(w.data().join("tickets.csv"))
@@ -441,7 +441,7 @@ fn canary_values_appear_nowhere_but_the_intended_output() {
     let mut canaries = HashSet::new();
     for rec in reader.records() {
         let rec = rec.unwrap();
-        for i in [2usize, 3, 4] {
+        for i in [1usize, 2, 3, 4] {
             if let Some(v) = rec.get(i) {
                 if v.len() >= 6 {
                     canaries.insert(v.to_string());
@@ -470,6 +470,48 @@ fn canary_values_appear_nowhere_but_the_intended_output() {
     }
     let list = w.privprep(&["lineage", "show", "2", "--format", "json"]);
     places.push(("lineage show".into(), list.stdout));
+    // Subject rights and SQL reports, asked about real subjects, name none of them.
+    let ids: Vec<&String> = canaries
+        .iter()
+        .filter(|c| c.starts_with('S'))
+        .take(50)
+        .collect();
+    assert!(ids.len() > 10);
+    let ids_file = w.path().join("ask.txt");
+    std::fs::write(
+        &ids_file,
+        ids.iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    for args in [
+        vec!["subject", "find", "--ids", ids_file.to_str().unwrap()],
+        vec![
+            "subject",
+            "find",
+            "--ids",
+            ids_file.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        vec![
+            "lineage",
+            "sql",
+            "SELECT * FROM outputs_per_run",
+            "--format",
+            "json",
+        ],
+    ] {
+        let out = w.privprep(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        places.push((args.join(" "), [out.stdout, out.stderr].concat()));
+    }
     for (place, bytes) in &places {
         if place.ends_with(".parquet") {
             continue;
