@@ -67,9 +67,10 @@ impl SubjectHasher {
     }
 }
 
-/// Sorts and deduplicates `keys` and writes them as a stored set.
+/// Sorts (on all cores) and deduplicates `keys` and writes them as a stored set.
 pub fn encode(keys: &mut Vec<u64>) -> Vec<u8> {
-    keys.sort_unstable();
+    use rayon::slice::ParallelSliceMut as _;
+    keys.par_sort_unstable();
     keys.dedup();
     let mut out = Vec::with_capacity(keys.len() * KEY_BYTES);
     for k in keys.iter() {
