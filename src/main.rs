@@ -174,6 +174,19 @@ enum SubjectCommand {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// The access request: every committed output that holds the subject, with its lineage
+    /// facts and the subject's rows from each data file, as one JSON bundle.
+    Export {
+        /// The subject id, or `-` to read it from standard input.
+        id: String,
+        /// Where to write the bundle (JSON).
+        #[arg(long)]
+        out: PathBuf,
+        /// The key the runs tokenized with, to pick rows by token (else the environment or
+        /// the default key, when there is one).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -479,6 +492,43 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lineage {
             command: LineageCommand::Init { adopt, format },
         } => lineage_init(&lineage_db, adopt, format),
+        Command::Subject {
+            command: SubjectCommand::Export { id, out, key_file },
+        } => {
+            let id = subject_ids(Some(id), None)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("no subject id given"))?;
+            let key = privprep::identity::keys::existing_key(key_file.as_deref(), &g.state_dir)?
+                .map(|(k, _)| k);
+            let store = Store::open_to_inspect(&lineage_db)?;
+            let bundle = privprep::subjects::export(&store, &g.state_dir, &id, key.as_ref())?;
+            let text = serde_json::to_string_pretty(&bundle)?;
+            privprep::emit::write_atomic(&out, "export", text.as_bytes())?;
+            let rows: usize = bundle
+                .outputs
+                .iter()
+                .filter_map(|o| o.rows.as_ref())
+                .map(Vec::len)
+                .sum();
+            let without = bundle.outputs.iter().filter(|o| o.rows.is_none()).count();
+            println!(
+                "subject (key {}): {} output(s) hold it; {rows} row(s) written to {}{}",
+                if bundle.subject_key.is_empty() {
+                    "-"
+                } else {
+                    &bundle.subject_key
+                },
+                bundle.outputs.len(),
+                out.display(),
+                if without > 0 {
+                    format!("; {without} output(s) without rows (the bundle says why)")
+                } else {
+                    String::new()
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Subject {
             command: SubjectCommand::Find { id, ids, format },
         } => {

@@ -184,3 +184,173 @@ pub fn render(findings: &[Finding]) -> String {
     }
     out
 }
+
+/// One output of an access request: its facts, and the subject's rows in it (or why they
+/// cannot be picked out).
+#[derive(Debug, Clone, Serialize)]
+pub struct Exported {
+    #[serde(flatten)]
+    pub holding: Holding,
+    /// The subject's rows, one JSON object each, as the file holds them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<Vec<serde_json::Value>>,
+    /// Why the rows are not here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_unavailable: Option<String>,
+}
+
+/// The answer to an access request: every output that holds the subject, with its rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bundle {
+    /// The subject's keyed hash in the index (the id is the requester's to add).
+    pub subject_key: String,
+    pub generated_at: String,
+    pub privprep_version: String,
+    pub outputs: Vec<Exported>,
+}
+
+/// Why an export could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Find(#[from] FindError),
+    #[error("output {path}: cannot read the subject's rows: {message}")]
+    Read { path: String, message: String },
+}
+
+/// The access request for subject `id`: every committed output that holds it, and from each
+/// existing data file the rows that are the subject's, found by the value the subject column
+/// holds there (the id, its hash, or its token under `key`, which must be the run's key).
+pub fn export(
+    store: &Store,
+    state_dir: &Path,
+    id: &str,
+    key: Option<&crate::identity::Key>,
+) -> Result<Bundle, ExportError> {
+    let finding = find(store, state_dir, &[id.to_owned()])?
+        .pop()
+        .unwrap_or(Finding {
+            subject: 1,
+            key: String::new(),
+            holdings: Vec::new(),
+        });
+    let records: std::collections::HashMap<String, RunRecord> = store
+        .indexed_records()
+        .map_err(FindError::from)?
+        .into_iter()
+        .map(|(_, r)| (r.run_id.clone(), r))
+        .collect();
+    let mut outputs = Vec::new();
+    for holding in finding.holdings {
+        let picked = match records.get(&holding.run_id) {
+            Some(record) => pick(&holding, record, id.trim(), key)?,
+            None => Err("the run's record is gone".to_string()),
+        };
+        let (rows, rows_unavailable) = match picked {
+            Ok(rows) => (Some(rows), None),
+            Err(why) => (None, Some(why)),
+        };
+        outputs.push(Exported {
+            holding,
+            rows,
+            rows_unavailable,
+        });
+    }
+    Ok(Bundle {
+        subject_key: finding.key,
+        generated_at: chrono::Utc::now().to_rfc3339(),
+        privprep_version: env!("CARGO_PKG_VERSION").to_string(),
+        outputs,
+    })
+}
+
+/// The subject's rows of one holding, or why they cannot be picked.
+fn pick(
+    holding: &Holding,
+    record: &RunRecord,
+    id: &str,
+    key: Option<&crate::identity::Key>,
+) -> Result<Result<Vec<serde_json::Value>, String>, ExportError> {
+    use crate::identity::{TokenEncoding, Tokenizer};
+    if holding.kind != "data" {
+        return Ok(Err("a DP release holds noisy aggregates, not rows; its privacy guarantee bounds what it reveals about any one subject".into()));
+    }
+    if !holding.exists {
+        return Ok(Err("the file is gone".into()));
+    }
+    let Some(column) = record.subject_column.as_ref() else {
+        return Ok(Err(
+            "the run's record does not say how the subject column was written".into(),
+        ));
+    };
+    let Some(output) = column.output.as_deref() else {
+        return Ok(Err("the pipeline dropped the subject column: the subject's rows cannot be told apart from others'".into()));
+    };
+    let value = match column.action.as_str() {
+        "keep" => id.to_string(),
+        "hash" => {
+            let mut out = String::new();
+            crate::identity::sha256_hex_into(id, &mut out);
+            out
+        }
+        "tokenize" => {
+            let Some(key) = key.filter(|k| record.key_id.as_deref() == Some(k.id().as_str()))
+            else {
+                return Ok(Err(format!(
+                    "the subject column holds tokens of key {}; give that key (--key-file, or the environment) to pick the rows",
+                    record.key_id.as_deref().unwrap_or("-")
+                )));
+            };
+            let encoding = match column.token_encoding.as_deref() {
+                Some("base64url") => TokenEncoding::Base64Url,
+                _ => TokenEncoding::Hex,
+            };
+            let tokenizer = Tokenizer::new(key, column.token_bits.unwrap_or(128), encoding)
+                .map_err(|e| ExportError::Read {
+                    path: holding.path.clone(),
+                    message: e.to_string(),
+                })?;
+            let mut out = String::new();
+            tokenizer.token_into(id, &mut out);
+            out
+        }
+        _ => {
+            return Ok(Err(
+                "the subject column is masked or generalized: its rows cannot be told apart".into(),
+            ))
+        }
+    };
+    rows_where(&holding.path, output, &value).map(Ok)
+}
+
+/// The rows of the Parquet file at `path` whose `column` is `value`, as JSON objects.
+fn rows_where(
+    path: &str,
+    column: &str,
+    value: &str,
+) -> Result<Vec<serde_json::Value>, ExportError> {
+    use polars::prelude::*;
+    let err = |e: PolarsError| ExportError::Read {
+        path: path.to_string(),
+        message: crate::ingest::redact(&e),
+    };
+    let mut df = LazyFrame::scan_parquet(PlPath::new(path), ScanArgsParquet::default())
+        .map_err(err)?
+        .filter(
+            col(column)
+                .cast(DataType::String)
+                .eq(lit(value.to_string())),
+        )
+        .collect()
+        .map_err(err)?;
+    let mut buf = Vec::new();
+    JsonWriter::new(&mut buf)
+        .with_json_format(JsonFormat::Json)
+        .finish(&mut df)
+        .map_err(err)?;
+    let rows: serde_json::Value = serde_json::from_slice(&buf).map_err(|e| ExportError::Read {
+        path: path.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(rows.as_array().cloned().unwrap_or_default())
+}

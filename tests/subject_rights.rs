@@ -215,3 +215,152 @@ fn an_edited_or_missing_subject_set_fails_verify() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The tickets of `subject` that an output file holds.
+fn tickets_of(file: &Path, subject: &str, by_ticket: &HashMap<String, String>) -> BTreeSet<String> {
+    let df = read_parquet(file);
+    let tickets = df.column("ticket_id").unwrap().str().unwrap().clone();
+    tickets
+        .into_iter()
+        .flatten()
+        .filter(|t| by_ticket[*t] == subject)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The access request: the subject's rows from every output that holds them, picked by token,
+/// by hash or by id; an output that dropped the subject column says so instead.
+#[test]
+fn subject_export_hands_over_the_subjects_rows_from_every_output() {
+    let w = Work::new();
+    w.datagen(900, 31, &[]);
+    let by_ticket = subjects_by_ticket(&w.data());
+    let tokenized = w.pipeline(
+        "tokenized",
+        "",
+        SAFE_COLUMNS,
+        "[output.split]\ntrain = 0.7\nvalidation = 0.15\ntest = 0.15",
+    );
+    let hashed = w.pipeline(
+        "hashed",
+        "",
+        &SAFE_COLUMNS.replace(
+            "subject_id = { action = \"tokenize\" }",
+            "subject_id = { action = \"hash\", allow_unkeyed = true }",
+        ),
+        "",
+    );
+    let dropped = w.pipeline(
+        "dropped",
+        "",
+        &SAFE_COLUMNS.replace(
+            "subject_id = { action = \"tokenize\" }",
+            "subject_id = { action = \"drop\" }",
+        ),
+        "",
+    );
+    let mut files = Vec::new();
+    for p in [&tokenized, &hashed, &dropped] {
+        let (code, summary, e) = w.run_json(p, &[]);
+        assert_eq!(code, 0, "{e}");
+        for o in summary["outputs"].as_array().unwrap() {
+            files.push(o["path"].as_str().unwrap().to_string());
+        }
+    }
+    // A subject with several kept tickets.
+    let hashed_file = files.iter().find(|f| f.contains("hashed")).unwrap().clone();
+    let kept = outputs_of_file(&hashed_file, &by_ticket);
+    let subject = kept
+        .iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(s, _)| s.clone())
+        .unwrap();
+
+    let bundle_path = w.path().join("bundle.json");
+    let out = w.privprep(&[
+        "subject",
+        "export",
+        &subject,
+        "--out",
+        bundle_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&bundle_path).unwrap()).unwrap();
+    let outputs = bundle["outputs"].as_array().unwrap();
+    let mut checked = 0;
+    for f in &files {
+        let want = tickets_of(Path::new(f), &subject, &by_ticket);
+        let entry = outputs.iter().find(|o| o["path"] == f.as_str());
+        if want.is_empty() && !f.contains("dropped") {
+            assert!(entry.is_none(), "{f} holds no row of the subject");
+            continue;
+        }
+        let entry = entry.unwrap_or_else(|| panic!("{f} missing from the bundle"));
+        if f.contains("dropped") {
+            assert!(entry["rows"].is_null());
+            let why = entry["rows_unavailable"].as_str().unwrap();
+            assert!(why.contains("dropped the subject column"), "{why}");
+            continue;
+        }
+        let got: BTreeSet<String> = entry["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["ticket_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, want, "{f}");
+        checked += 1;
+    }
+    assert!(checked >= 2, "{checked}");
+
+    // With another key, tokenized outputs cannot be searched, and the bundle says why.
+    let other = key_file(w.path(), "other.key", 7);
+    let out = w.privprep(&[
+        "subject",
+        "export",
+        &subject,
+        "--out",
+        bundle_path.to_str().unwrap(),
+        "--key-file",
+        other.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&bundle_path).unwrap()).unwrap();
+    let tokenized_entries: Vec<&serde_json::Value> = bundle["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["pipeline"] == "tokenized")
+        .collect();
+    assert!(!tokenized_entries.is_empty());
+    for e in tokenized_entries {
+        assert!(
+            e["rows_unavailable"]
+                .as_str()
+                .unwrap()
+                .contains("tokens of key"),
+            "{e}"
+        );
+    }
+}
+
+/// (subject, rows) of an output file.
+fn outputs_of_file(file: &str, by_ticket: &HashMap<String, String>) -> Vec<(String, usize)> {
+    let df = read_parquet(Path::new(file));
+    let tickets = df.column("ticket_id").unwrap().str().unwrap().clone();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for t in tickets.into_iter().flatten() {
+        *counts.entry(by_ticket[t].clone()).or_default() += 1;
+    }
+    counts.into_iter().collect()
+}

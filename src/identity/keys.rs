@@ -172,6 +172,28 @@ fn resolve_key_with(
     }
 }
 
+/// The run key as [`resolve_key`] finds it, but `None` instead of creating a default key when
+/// none is configured (a command that only reads must not mint keys).
+///
+/// # Errors
+/// [`KeyError`] naming the source that failed.
+pub fn existing_key(
+    flag: Option<&Path>,
+    state_dir: &Path,
+) -> Result<Option<(Key, KeySource)>, KeyError> {
+    let default = DEFAULT_KEY_PATH
+        .iter()
+        .fold(state_dir.to_path_buf(), |p, part| p.join(part));
+    let configured = flag.is_some()
+        || std::env::var_os(KEY_FILE_ENV).is_some()
+        || std::env::var_os(KEY_ENV).is_some()
+        || default.exists();
+    if !configured {
+        return Ok(None);
+    }
+    resolve_key(flag, state_dir).map(Some)
+}
+
 /// Path of the subject index key below the state directory.
 const INDEX_KEY_PATH: [&str; 2] = ["keys", "index.key"];
 

@@ -23,7 +23,7 @@ mod tables;
 
 pub use record::{
     BudgetSpend, ColumnLineage, InputRecord, OutputRecord, PolicySummary, RunRecord, RunStatus,
-    SubjectSetRecord,
+    SubjectColumnRecord, SubjectSetRecord,
 };
 pub use store::{
     record_hash, BrokenRecord, InitOutcome, LedgerTransaction, LineageError, RunListing, Store,

@@ -228,6 +228,24 @@ pub struct SubjectSetRecord {
     pub sha256: String,
 }
 
+/// How the subject column appears in the run's data files, so an access request can pick the
+/// subject's rows out of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubjectColumnRecord {
+    /// The input column naming the subject.
+    pub input: String,
+    /// The output column it became; `None` when the pipeline dropped it.
+    pub output: Option<String>,
+    /// `keep`, `tokenize` (with the run key), `hash` (unkeyed SHA-256), or `other` (masked or
+    /// generalized: no longer one value per subject).
+    pub action: String,
+    /// Token length and encoding, for `tokenize`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_bits: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_encoding: Option<String>,
+}
+
 /// Where an output column came from and what was done to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnLineage {
@@ -418,6 +436,9 @@ pub struct RunRecord {
     /// stored JSON lacks the field and must keep its hash).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subject_index: Vec<SubjectSetRecord>,
+    /// How the subject column appears in the data files (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_column: Option<SubjectColumnRecord>,
 }
 
 impl RunRecord {
@@ -469,6 +490,7 @@ impl RunRecord {
             releases: Vec::new(),
             budget_spends: None,
             subject_index: Vec::new(),
+            subject_column: None,
         }
     }
 }

@@ -1607,6 +1607,7 @@ mod tests {
             // As the store sets it for a run without spends.
             budget_spends: Some(Vec::new()),
             subject_index: Vec::new(),
+            subject_column: None,
         }
     }
 

@@ -19,10 +19,10 @@ use crate::engine::{Engine, EngineError, Job, Streamed};
 use crate::identity::keys::{self, Key};
 use crate::ingest;
 use crate::lineage;
-use crate::lineage::record::SubjectSetRecord;
 use crate::lineage::record::{
     GateResult, LeakGateRecord, OutputRecord, ReleaseRecord, RunRecord, RunStatus, TextColumnRecord,
 };
+use crate::lineage::record::{SubjectColumnRecord, SubjectSetRecord};
 use crate::lineage::store::Store;
 use crate::pii::gate::{GateTally, IdentifierSet};
 use crate::pii::redact::TextStats;
@@ -504,8 +504,42 @@ fn execute(
         record.quarantine_report = Some(plan.output.quarantine_path.display().to_string());
     }
     stage_subject_index(opts, run_id, &mut subject_sets, record, &mut staged)?;
+    record.subject_column = Some(subject_column(plan));
     record.rows_written = counts.written;
     Ok(staged)
+}
+
+/// How the subject column appears in the data files.
+fn subject_column(plan: &Plan) -> SubjectColumnRecord {
+    use crate::identity::{Action, TokenEncoding};
+    let input = plan.policy.subject_column.clone();
+    let action = plan
+        .columns
+        .iter()
+        .find(|c| c.name == input)
+        .map(|c| c.action.clone());
+    let (output, action, bits, encoding) = match action {
+        Some(Action::Keep) => (Some(input.clone()), "keep", None, None),
+        Some(Action::Tokenize { bits, encoding }) => (
+            Some(input.clone()),
+            "tokenize",
+            Some(bits),
+            Some(match encoding {
+                TokenEncoding::Hex => "hex",
+                TokenEncoding::Base64Url => "base64url",
+            }),
+        ),
+        Some(Action::Hash) => (Some(input.clone()), "hash", None, None),
+        Some(Action::Drop) | None => (None, "drop", None, None),
+        Some(_) => (Some(input.clone()), "other", None, None),
+    };
+    SubjectColumnRecord {
+        input,
+        output,
+        action: action.into(),
+        token_bits: bits,
+        token_encoding: encoding.map(str::to_owned),
+    }
 }
 
 /// Stages the subject index of the run's outputs beside the store, and lists each set in the
