@@ -209,6 +209,24 @@ enum LineageCommand {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Export runs as OpenLineage run events (spec 2-0-2), one JSON object per line: START,
+    /// then COMPLETE or FAIL, with schema, column lineage and privprep's run facet.
+    Export {
+        /// OpenLineage run events (the one format there is).
+        #[arg(long, required = true)]
+        openlineage: bool,
+        /// Runs to export (ids or unique prefixes).
+        runs: Vec<String>,
+        /// Every run in the store, oldest first.
+        #[arg(long, conflicts_with = "runs")]
+        all: bool,
+        /// The job namespace.
+        #[arg(long, default_value = "privprep")]
+        namespace: String,
+        /// Write the events to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Answer one read-only SQL query over the store (opened read-only; writes and ATTACH are
     /// refused). Views: runs_per_dataset, outputs_per_run, drops_per_run, spends_per_dataset.
     Sql {
@@ -582,6 +600,53 @@ fn subject_ids(id: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Vec<
     Ok(ids)
 }
 
+/// `privprep lineage export --openlineage`: two events per run, one per line.
+fn lineage_export(
+    store: &Store,
+    runs: &[String],
+    all: bool,
+    namespace: &str,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    if runs.is_empty() && !all {
+        anyhow::bail!("name the runs to export, or --all\n  = hint: `privprep lineage list` shows the run ids");
+    }
+    let ids: Vec<String> = if all {
+        store.list()?.into_iter().map(|r| r.run_id).collect()
+    } else {
+        runs.to_vec()
+    };
+    let mut text = String::new();
+    for id in &ids {
+        let Some(stored) = store.get(id)? else {
+            eprintln!("error: no run `{id}` in the lineage store\n  = hint: `privprep lineage list` shows the run ids");
+            return Ok(ExitCode::from(1));
+        };
+        for event in privprep::lineage::openlineage::run_events(
+            stored.seq,
+            &stored.record_hash,
+            &stored.record,
+            namespace,
+        ) {
+            text.push_str(&serde_json::to_string(&event)?);
+            text.push('\n');
+        }
+    }
+    match out {
+        Some(path) => {
+            privprep::emit::write_atomic(path, "openlineage", text.as_bytes())?;
+            println!(
+                "{} event(s) of {} run(s) written to {}",
+                2 * ids.len(),
+                ids.len(),
+                path.display()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `privprep lineage sql`: exit 0 with the answer, 2 for a refused or malformed statement, 1
 /// when the store cannot be read.
 fn lineage_sql(db: &std::path::Path, query: &str, format: SqlFormat) -> anyhow::Result<ExitCode> {
@@ -637,6 +702,13 @@ fn lineage(store: &Store, command: LineageCommand) -> anyhow::Result<ExitCode> {
     match command {
         LineageCommand::Init { adopt, format } => lineage_init(store.path(), adopt, format),
         LineageCommand::Sql { query, format } => lineage_sql(store.path(), &query, format),
+        LineageCommand::Export {
+            openlineage: _,
+            runs,
+            all,
+            namespace,
+            out,
+        } => lineage_export(store, &runs, all, &namespace, out.as_deref()),
         LineageCommand::List { format } => {
             let runs = store.list()?;
             if format == Format::Json {

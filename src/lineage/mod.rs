@@ -16,6 +16,7 @@
 pub mod anchor;
 pub mod index;
 pub mod ledger_table;
+pub mod openlineage;
 pub mod record;
 pub mod sql;
 pub mod store;

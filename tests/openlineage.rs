@@ -1,0 +1,119 @@
+//! `privprep lineage export --openlineage`: run events that validate against the official
+//! OpenLineage schemas (kept in `tests/data/openlineage/`), through the binary.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+fn python_with_jsonschema() -> bool {
+    Command::new("python3")
+        .args(["-c", "import jsonschema, referencing"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn exported_events_validate_and_carry_what_the_runs_recorded() {
+    let w = Work::new();
+    w.datagen(700, 12, &["--bad-rows", "5"]);
+    // A succeeded run with splits and a DP release, and a run that fails (too many bad rows).
+    let released = capped_pipeline(&w, "released", 5.0, 1.0, r#"{ kind = "count" }"#);
+    let text = std::fs::read_to_string(&released).unwrap().replace(
+        "path = \"out/released.parquet\"",
+        "path = \"out/released.parquet\"\nmax_bad_rows = 10\n[output.split]\ntrain = 0.8\nvalidation = 0.1\ntest = 0.1",
+    );
+    std::fs::write(&released, text).unwrap();
+    let (code, summary, e) = w.run_json(&released, &[]);
+    assert_eq!(code, 0, "{e}");
+    let failing = w.pipeline("failing", "", SAFE_COLUMNS, "max_bad_rows = 0");
+    let (code, _, _) = w.run_json(&failing, &[]);
+    assert_ne!(code, 0);
+
+    let events_path = w.path().join("events.jsonl");
+    let out = w.privprep(&[
+        "lineage",
+        "export",
+        "--openlineage",
+        "--all",
+        "--out",
+        events_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&events_path).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 4);
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["START", "COMPLETE", "START", "FAIL"]);
+    assert_eq!(events[0]["run"]["runId"], events[1]["run"]["runId"]);
+    assert_ne!(events[1]["run"]["runId"], events[3]["run"]["runId"]);
+
+    // The COMPLETE event: 3 split files and the release, rows as the run reported.
+    let done = &events[1];
+    let outputs = done["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 4, "{outputs:?}");
+    let reported: u64 = summary["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["rows"].as_u64().unwrap())
+        .sum();
+    let exported: u64 = outputs[..3]
+        .iter()
+        .map(|o| {
+            o["outputFacets"]["outputStatistics"]["rowCount"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(exported, reported);
+    // Column lineage: the tokenized subject is masked, the kept country is not.
+    let lineage = &outputs[0]["facets"]["columnLineage"]["fields"];
+    let t = |c: &str| lineage[c]["inputFields"][0]["transformations"][0].clone();
+    assert_eq!(t("subject_id")["masking"], true, "{lineage}");
+    assert_eq!(t("country")["masking"], false, "{lineage}");
+    assert_eq!(t("country")["subtype"], "IDENTITY");
+    let facet = &done["run"]["facets"]["privprep"];
+    assert_eq!(facet["quarantined"], summary["quarantined"]);
+    assert_eq!(facet["dropped"], summary["dropped"]);
+    assert_eq!(facet["budgetSpends"][0]["epsilon"], 1.0);
+    assert_eq!(facet["chain"]["seq"], 1);
+    assert!(events[3]["run"]["facets"]["errorMessage"]["message"].is_string());
+
+    // Standard output carries the same events.
+    let out = w.privprep(&["lineage", "export", "--openlineage", "--all"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), text);
+
+    if !python_with_jsonschema() {
+        eprintln!("skipping schema validation: python3 with jsonschema is not installed");
+        return;
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    let check = Command::new("python3")
+        .arg(format!("{root}/tests/openlineage_validate.py"))
+        .arg(&events_path)
+        .arg(format!("{root}/tests/data/openlineage"))
+        .arg(format!("{root}/schemas/openlineage/PrivprepRunFacet.json"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        report.contains("4 events") && report.contains(", 0 problems"),
+        "{report}"
+    );
+}
