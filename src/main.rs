@@ -226,6 +226,10 @@ enum LineageCommand {
         /// Write the events to this file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also send each event to this OpenLineage HTTP endpoint, e.g.
+        /// http://localhost:5000/api/v1/lineage (Marquez).
+        #[arg(long)]
+        post: Option<String>,
     },
     /// Answer one read-only SQL query over the store (opened read-only; writes and ATTACH are
     /// refused). Views: runs_per_dataset, outputs_per_run, drops_per_run, spends_per_dataset.
@@ -607,6 +611,7 @@ fn lineage_export(
     all: bool,
     namespace: &str,
     out: Option<&std::path::Path>,
+    post: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     if runs.is_empty() && !all {
         anyhow::bail!("name the runs to export, or --all\n  = hint: `privprep lineage list` shows the run ids");
@@ -617,6 +622,7 @@ fn lineage_export(
         runs.to_vec()
     };
     let mut text = String::new();
+    let mut events = Vec::new();
     for id in &ids {
         let Some(stored) = store.get(id)? else {
             eprintln!("error: no run `{id}` in the lineage store\n  = hint: `privprep lineage list` shows the run ids");
@@ -630,6 +636,14 @@ fn lineage_export(
         ) {
             text.push_str(&serde_json::to_string(&event)?);
             text.push('\n');
+            events.push(event);
+        }
+    }
+    if let Some(url) = post {
+        let sent = privprep::lineage::openlineage::post(url, &events)?;
+        eprintln!("{sent} event(s) posted to {url}");
+        if out.is_none() {
+            return Ok(ExitCode::SUCCESS);
         }
     }
     match out {
@@ -708,7 +722,15 @@ fn lineage(store: &Store, command: LineageCommand) -> anyhow::Result<ExitCode> {
             all,
             namespace,
             out,
-        } => lineage_export(store, &runs, all, &namespace, out.as_deref()),
+            post,
+        } => lineage_export(
+            store,
+            &runs,
+            all,
+            &namespace,
+            out.as_deref(),
+            post.as_deref(),
+        ),
         LineageCommand::List { format } => {
             let runs = store.list()?;
             if format == Format::Json {

@@ -117,3 +117,102 @@ fn exported_events_validate_and_carry_what_the_runs_recorded() {
         "{report}"
     );
 }
+
+/// A local OpenLineage endpoint: answers every POST with `status` and keeps the bodies.
+fn endpoint(status: u16) -> (String, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/api/v1/lineage", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            let reply =
+                format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            stream.write_all(reply.as_bytes()).unwrap();
+            if tx.send((request_line, body)).is_err() {
+                return;
+            }
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn events_are_posted_to_an_openlineage_endpoint_and_a_refusal_fails_the_command() {
+    let w = Work::new();
+    w.datagen(300, 5, &[]);
+    let p = w.pipeline("posted", "", SAFE_COLUMNS, "");
+    for _ in 0..2 {
+        let (code, _, e) = w.run_json(&p, &[]);
+        assert_eq!(code, 0, "{e}");
+    }
+    let file = w.privprep(&["lineage", "export", "--openlineage", "--all"]);
+    let expected: Vec<serde_json::Value> = String::from_utf8_lossy(&file.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(expected.len(), 4);
+
+    let (url, received) = endpoint(201);
+    let out = w.privprep(&[
+        "lineage",
+        "export",
+        "--openlineage",
+        "--all",
+        "--post",
+        &url,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("4 event(s) posted"));
+    let got: Vec<(String, Vec<u8>)> = received.try_iter().collect();
+    assert_eq!(got.len(), 4);
+    for ((line, body), want) in got.iter().zip(&expected) {
+        assert!(line.starts_with("POST /api/v1/lineage HTTP/1.1"), "{line}");
+        let event: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(&event, want);
+    }
+
+    let (url, _received) = endpoint(400);
+    let out = w.privprep(&[
+        "lineage",
+        "export",
+        "--openlineage",
+        "--all",
+        "--post",
+        &url,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("refused event 1: HTTP 400"), "{err}");
+
+    let out = w.privprep(&[
+        "lineage",
+        "export",
+        "--openlineage",
+        "--all",
+        "--post",
+        "https://example.invalid/x",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only http://"));
+}

@@ -292,3 +292,78 @@ mod tests {
         assert!(matches!(parts[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'));
     }
 }
+
+/// Why events could not be posted. Messages name the endpoint, never an event's content.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    #[error("OpenLineage endpoint {url}: {reason}\n  = hint: give an http:// URL such as http://localhost:5000/api/v1/lineage (Marquez); for https, post through a local collector or proxy")]
+    Url { url: String, reason: String },
+    #[error("OpenLineage endpoint {url}: {error}\n  = hint: is the server running and reachable?")]
+    Io { url: String, error: std::io::Error },
+    #[error("OpenLineage endpoint {url} refused event {n}: HTTP {status}\n  = hint: the server's log says why; `--out FILE` keeps the events to look at")]
+    Refused { url: String, n: usize, status: u16 },
+}
+
+/// Posts each event to the OpenLineage HTTP endpoint `url` (`http://host[:port]/path`), one
+/// request per event, in order; stops at the first refusal. Returns how many were accepted.
+pub fn post(url: &str, events: &[Value]) -> Result<usize, PostError> {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+    let bad = |reason: &str| PostError::Url {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| bad("only http:// endpoints are supported"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/api/v1/lineage"),
+    };
+    if authority.is_empty() {
+        return Err(bad("no host"));
+    }
+    let address = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let io = |error| PostError::Io {
+        url: url.to_string(),
+        error,
+    };
+    for (n, event) in events.iter().enumerate() {
+        let body = serde_json::to_vec(event).map_err(|e| io(std::io::Error::other(e)))?;
+        let mut stream = TcpStream::connect(&address).map_err(io)?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(io)?;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nUser-Agent: privprep/{}\r\nConnection: close\r\n\r\n",
+            body.len(),
+            env!("CARGO_PKG_VERSION")
+        );
+        stream.write_all(head.as_bytes()).map_err(io)?;
+        stream.write_all(&body).map_err(io)?;
+        stream.flush().map_err(io)?;
+        let mut response = Vec::new();
+        stream
+            .take(64 * 1024)
+            .read_to_end(&mut response)
+            .map_err(io)?;
+        let status = std::str::from_utf8(&response)
+            .ok()
+            .and_then(|r| r.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(0);
+        if !(200..300).contains(&status) {
+            return Err(PostError::Refused {
+                url: url.to_string(),
+                n: n + 1,
+                status,
+            });
+        }
+    }
+    Ok(events.len())
+}
