@@ -63,42 +63,102 @@ pub enum FindError {
     },
 }
 
+/// One output holding a subject, before its file is checked: (record index, output, kind).
+type Held = (usize, String, String);
+
 /// Every committed output of the store that holds each of `ids` (empty ids find nothing).
+/// Each output found is checked once (exists, SHA-256 as recorded), the files in parallel.
 pub fn find(store: &Store, state_dir: &Path, ids: &[String]) -> Result<Vec<Finding>, FindError> {
+    use rayon::prelude::*;
     let hasher = SubjectHasher::new(&resolve_index_key(state_dir)?);
     let records = store.indexed_records()?;
     let dir = index::index_dir(store.path());
-    let mut findings = Vec::with_capacity(ids.len());
-    for (n, id) in ids.iter().enumerate() {
-        let mut holdings = Vec::new();
+    // Each subject's key and the (record, output, kind) holding it first; the files' checks
+    // after.
+    let mut found: Vec<(Option<u64>, Vec<Held>)> = Vec::with_capacity(ids.len());
+    for id in ids {
         let key = hasher.key(id);
+        let mut held = Vec::new();
         if let Some(key) = key {
-            for (seq, record) in &records {
+            for (r, (_, record)) in records.iter().enumerate() {
                 for set in &record.subject_index {
                     let path = dir.join(&set.file);
-                    let held = index::set_contains(&path, key).map_err(|error| FindError::Set {
-                        run_id: record.run_id.clone(),
-                        path: path.clone(),
-                        error,
-                    })?;
-                    if held {
-                        holdings.push(holding(*seq, record, &set.output, &set.kind));
+                    let holds =
+                        index::set_contains(&path, key).map_err(|error| FindError::Set {
+                            run_id: record.run_id.clone(),
+                            path: path.clone(),
+                            error,
+                        })?;
+                    if holds {
+                        held.push((r, set.output.clone(), set.kind.clone()));
                     }
                 }
             }
         }
-        findings.push(Finding {
+        found.push((key, held));
+    }
+    let mut paths: Vec<&str> = found
+        .iter()
+        .flat_map(|(_, held)| held.iter().map(|(_, output, _)| output.as_str()))
+        .collect();
+    paths.sort_unstable();
+    paths.dedup();
+    let checked: std::collections::HashMap<&str, Option<String>> = paths
+        .par_iter()
+        .map(|p| (*p, file_sha256(Path::new(p))))
+        .collect();
+    Ok(found
+        .iter()
+        .enumerate()
+        .map(|(n, (key, held))| Finding {
             subject: n + 1,
             key: key.map(|k| format!("{k:016x}")).unwrap_or_default(),
-            holdings,
-        });
-    }
-    Ok(findings)
+            holdings: held
+                .iter()
+                .map(|(r, output, kind)| {
+                    let (seq, record) = &records[*r];
+                    holding(
+                        *seq,
+                        record,
+                        output,
+                        kind,
+                        checked.get(output.as_str()).cloned().flatten(),
+                    )
+                })
+                .collect(),
+        })
+        .collect())
 }
 
-/// The facts of one output of `record` that holds a subject.
-fn holding(seq: i64, record: &RunRecord, output: &str, kind: &str) -> Holding {
-    let (split, sha256) = match kind {
+/// The SHA-256 of the file at `path`, or `None` when it is not a readable regular file.
+fn file_sha256(path: &Path) -> Option<String> {
+    use std::io::Read;
+    if !path.is_file() {
+        return None;
+    }
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Some(hex::encode(hasher.finalize()))
+}
+
+/// The facts of one output of `record` that holds a subject; `sha256` is the file's now
+/// (`None`: gone).
+fn holding(
+    seq: i64,
+    record: &RunRecord,
+    output: &str,
+    kind: &str,
+    sha256: Option<String>,
+) -> Holding {
+    let (split, recorded) = match kind {
         "data" => record
             .outputs
             .iter()
@@ -112,12 +172,8 @@ fn holding(seq: i64, record: &RunRecord, output: &str, kind: &str) -> Holding {
             .map(|r| (None, r.sha256.clone()))
             .unwrap_or_default(),
     };
-    let file = Path::new(output);
-    let exists = file.is_file();
-    let unchanged = exists
-        && std::fs::read(file)
-            .map(|b| hex::encode(Sha256::digest(&b)) == sha256)
-            .unwrap_or(false);
+    let exists = sha256.is_some();
+    let unchanged = sha256.is_some_and(|s| s == recorded);
     let mut datasets: Vec<String> = record.inputs.iter().map(|i| i.dataset_id.clone()).collect();
     datasets.sort();
     datasets.dedup();
