@@ -151,6 +151,25 @@ fn kill_at_every_rename_and_fsync_of_the_commit_leaves_one_complete_set() {
             .filter(|n| n.contains(privprep::emit::TMP_MARKER))
             .collect();
         assert!(leftovers.is_empty(), "fault point {at}: {leftovers:?}");
+        // The subject index's sets are committed, rolled forward and rolled back with the
+        // outputs: no temporary set is left, and every set a record lists is in place.
+        let index_leftovers: Vec<String> = std::fs::read_dir(w.state().join("lineage.index"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.contains(privprep::emit::TMP_MARKER))
+            .collect();
+        assert!(
+            index_leftovers.is_empty(),
+            "fault point {at}: {index_leftovers:?}"
+        );
+        let verify = w.privprep(&["lineage", "verify"]);
+        assert!(
+            verify.status.success(),
+            "fault point {at}: {}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            String::from_utf8_lossy(&verify.stderr)
+        );
         let journal: Vec<_> = std::fs::read_dir(w.state().join("runs"))
             .map(|d| d.filter_map(Result::ok).collect())
             .unwrap_or_default();
@@ -168,8 +187,8 @@ fn kill_at_every_rename_and_fsync_of_the_commit_leaves_one_complete_set() {
             }
         }
     }
-    // 2 around the intent + 2 per rename (5 files) + 2 around the append.
-    assert!(points >= 14, "only {points} fault points were hit");
+    // 2 around the intent + 2 per rename (5 files and 4 subject sets) + 2 around the append.
+    assert!(points >= 22, "only {points} fault points were hit");
     assert!(
         rolled_forward > 0 && kept_previous > 0,
         "forward {rolled_forward}, previous {kept_previous}"

@@ -274,6 +274,17 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
                 .iter()
                 .map(|r| emit::tmp_path_for(&r.path, &run_id)),
         )
+        .chain({
+            // The subject index's sets: one per data file, and one for the releases.
+            let dir = lineage::index::index_dir(&opts.lineage_db);
+            let run_id = run_id.clone();
+            (0..=plan.output.files().len()).map(move |n| {
+                emit::tmp_path_for(
+                    &dir.join(lineage::index::set_file_name(&run_id, n)),
+                    &run_id,
+                )
+            })
+        })
         .collect();
     let journal = Journal::new(&opts.state_dir, &run_id);
     let mut pending = Pending {
