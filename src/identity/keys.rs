@@ -204,14 +204,23 @@ const INDEX_KEY_PATH: [&str; 2] = ["keys", "index.key"];
 /// # Errors
 /// [`KeyError`] naming the file.
 pub fn resolve_index_key(state_dir: &Path) -> Result<Key, KeyError> {
+    resolve_index_key_source(state_dir).map(|(key, _)| key)
+}
+
+/// [`resolve_index_key`], telling where the key came from ([`KeySource::Created`] when this
+/// call made it).
+///
+/// # Errors
+/// [`KeyError`] naming the file.
+pub fn resolve_index_key_source(state_dir: &Path) -> Result<(Key, KeySource), KeyError> {
     let path = INDEX_KEY_PATH
         .iter()
         .fold(state_dir.to_path_buf(), |p, part| p.join(part));
     let source = KeySource::DefaultFile(path.clone());
     match read_key_file(&path, &source) {
-        Ok(key) => Ok(key),
+        Ok(key) => Ok((key, source)),
         Err(KeyError::Read { error, .. }) if error.kind() == io::ErrorKind::NotFound => {
-            create_default_key(&path).map(|(key, _)| key)
+            create_default_key(&path)
         }
         Err(e) => Err(e),
     }

@@ -444,7 +444,11 @@ fn execute(
     // DP releases are calibrated before any row is read (their privacy cost is known, and a
     // release OpenDP refuses fails the run before it starts); then every stage streams over
     // the rows on the engine, and kept rows go to the writers.
-    let subjects = SubjectHasher::new(&keys::resolve_index_key(&opts.state_dir)?);
+    let (index_key, source) = keys::resolve_index_key_source(&opts.state_dir)?;
+    if let keys::KeySource::Created(p) = &source {
+        progress.suspend(|| eprintln!("privprep: created the subject index key at {} (mode 0600). Keep it with the lineage store: `privprep subject find` reads the index with it.", p.display()));
+    }
+    let subjects = SubjectHasher::new(&index_key);
     let streamed = calibrate_and_stream(
         plan,
         opts,
