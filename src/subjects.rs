@@ -36,6 +36,10 @@ pub struct Holding {
     /// Whether the file is still there, and still the file the run wrote (its SHA-256).
     pub exists: bool,
     pub unchanged: bool,
+    /// The later run that wrote the same path, when one did: the file there now is that
+    /// run's (which is listed too if it holds the subject).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
 }
 
 /// What was found of one requested subject.
@@ -107,6 +111,13 @@ pub fn find(store: &Store, state_dir: &Path, ids: &[String]) -> Result<Vec<Findi
         .par_iter()
         .map(|p| (*p, file_sha256(Path::new(p))))
         .collect();
+    // The newest run that wrote each path (records are oldest first).
+    let mut newest: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for (_, record) in &records {
+        for set in &record.subject_index {
+            newest.insert(set.output.as_str(), record.run_id.as_str());
+        }
+    }
     Ok(found
         .iter()
         .enumerate()
@@ -117,13 +128,18 @@ pub fn find(store: &Store, state_dir: &Path, ids: &[String]) -> Result<Vec<Findi
                 .iter()
                 .map(|(r, output, kind)| {
                     let (seq, record) = &records[*r];
-                    holding(
+                    let mut h = holding(
                         *seq,
                         record,
                         output,
                         kind,
                         checked.get(output.as_str()).cloned().flatten(),
-                    )
+                    );
+                    h.replaced_by = newest
+                        .get(output.as_str())
+                        .filter(|id| **id != record.run_id)
+                        .map(|id| id.to_string());
+                    h
                 })
                 .collect(),
         })
@@ -190,6 +206,7 @@ fn holding(
         path: output.to_string(),
         exists,
         unchanged,
+        replaced_by: None,
     }
 }
 
@@ -218,10 +235,15 @@ pub fn render(findings: &[Finding]) -> String {
             f.holdings.len()
         ));
         for h in &f.holdings {
-            let state = match (h.exists, h.unchanged) {
-                (false, _) => "gone",
-                (true, false) => "changed since",
-                (true, true) => "present",
+            let replaced;
+            let state = match (&h.replaced_by, h.exists, h.unchanged) {
+                (Some(run), _, _) => {
+                    replaced = format!("replaced by run {run}");
+                    replaced.as_str()
+                }
+                (None, false, _) => "gone",
+                (None, true, false) => "changed since",
+                (None, true, true) => "present",
             };
             out.push_str(&format!(
                 "  {} {:<10} {}  run {} ({}, {}), datasets {}, purpose {}, key {}  [{}]\n",

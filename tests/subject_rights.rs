@@ -364,3 +364,56 @@ fn outputs_of_file(file: &str, by_ticket: &HashMap<String, String>) -> Vec<(Stri
     }
     counts.into_iter().collect()
 }
+
+/// A later run over the same paths replaces the files: `subject find` says so, so "does any
+/// output still hold this person?" has an answer after a revocation and a re-run.
+#[test]
+fn a_rerun_after_a_revocation_shows_the_old_holding_as_replaced() {
+    let w = Work::new();
+    w.datagen(400, 19, &[]);
+    let by_ticket = subjects_by_ticket(&w.data());
+    let p = w.pipeline("again", "", SAFE_COLUMNS, "");
+    let (code, first, e) = w.run_json(&p, &[]);
+    assert_eq!(code, 0, "{e}");
+    let out = first["outputs"][0]["path"].as_str().unwrap().to_string();
+    let held: Vec<String> = subjects_in(Path::new(&out), &by_ticket)
+        .into_iter()
+        .collect();
+    let (gone, stays) = (held[0].clone(), held[1].clone());
+    let mut revoked = std::fs::read_to_string(w.data().join("revocations.csv")).unwrap();
+    revoked.push_str(&format!("{gone}\n"));
+    std::fs::write(w.data().join("revocations.csv"), revoked).unwrap();
+    let (code, second, e) = w.run_json(&p, &[]);
+    assert_eq!(code, 0, "{e}");
+    let second_id = second["run_id"].as_str().unwrap();
+
+    let ids = w.path().join("two.txt");
+    std::fs::write(&ids, format!("{gone}\n{stays}\n")).unwrap();
+    let out = w.privprep(&[
+        "subject",
+        "find",
+        "--ids",
+        ids.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    // The revoked subject: only the first run's file held them, and it was replaced.
+    let h = findings[0]["holdings"].as_array().unwrap();
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0]["replaced_by"], second_id);
+    assert_eq!(h[0]["unchanged"], false);
+    // The other subject: in both runs' files; the newer one is what is there now.
+    let h = findings[1]["holdings"].as_array().unwrap();
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert_eq!(h[0]["replaced_by"], second_id);
+    assert!(h[1].get("replaced_by").is_none());
+    assert_eq!(h[1]["unchanged"], true);
+    let text = w.privprep(&["subject", "find", "--ids", ids.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains(&format!("replaced by run {second_id}")));
+}
