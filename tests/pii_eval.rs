@@ -370,8 +370,12 @@ fn person_names_without_context_meet_recall_and_precision_on_the_faker_corpus() 
 /// Rewrites every text as the pipeline does (the row's context, every default detector,
 /// labels) and scans each result again without context, as the leak gate does; returns the
 /// texts in which something is still found.
-fn leftovers(docs: &[Doc]) -> Vec<String> {
-    let scanner = Scanner::new(&ScannerConfig::default()).expect("default scanner");
+fn leftovers(docs: &[Doc], enabled: &[Kind]) -> Vec<String> {
+    let scanner = Scanner::new(&ScannerConfig {
+        enabled: enabled.to_vec(),
+        ..ScannerConfig::default()
+    })
+    .expect("scanner");
     let policy = TextPolicy::new(TextAction::Redact, &[]);
     let mut rw = TextRewriter::new(&scanner, &policy, None);
     let none = RowContext::new();
@@ -407,12 +411,14 @@ fn rewritten_texts_hold_nothing_the_gate_would_find() {
         ("datagen", load_datagen(dir.path())),
         ("faker", load_corpus()),
     ] {
-        let left = leftovers(&docs);
-        assert!(
-            left.is_empty(),
-            "{name}: {} texts, e.g. {:?}",
-            left.len(),
-            &left[..left.len().min(3)]
-        );
+        for (detectors, enabled) in [("default", Kind::DEFAULT), ("with person", Kind::BUILTIN)] {
+            let left = leftovers(&docs, enabled);
+            assert!(
+                left.is_empty(),
+                "{name}, {detectors}: {} texts, e.g. {:?}",
+                left.len(),
+                &left[..left.len().min(3)]
+            );
+        }
     }
 }

@@ -882,11 +882,12 @@ impl Scanner {
     }
 
     /// [`Scanner::scan`], also telling whether a decision rested on the words around a hit: a
-    /// number turned down for what the words before or after it said (or did not say), or the
-    /// person detector at work. Only then can replacing a hit change what the same scan finds
-    /// next to it.
+    /// number turned down for what the words before or after it said (or did not say). Only
+    /// then can replacing a hit change what the same scan finds next to it. (The person
+    /// detector's cues are ordinary words, titles and sentence breaks, which no replacement
+    /// removes or adds.)
     pub fn scan_telling(&self, text: &str, ctx: &RowContext, out: &mut Vec<Span>) -> bool {
-        let mut worded = self.on(Kind::Person);
+        let mut worded = false;
         out.clear();
         self.scan_builtin(text, ctx, out, &mut worded);
         self.finish(text, out);
