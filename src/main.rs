@@ -309,6 +309,45 @@ fn state_collisions(
     privprep::write_collisions(plan, &opts)
 }
 
+/// Refuses an `--out` path inside the state folder or onto the lineage store and its side
+/// files: a report written there would destroy the store, its anchor, its index or a key.
+fn refuse_state_path(
+    out: &std::path::Path,
+    state_dir: &std::path::Path,
+    lineage_db: &std::path::Path,
+) -> anyhow::Result<()> {
+    // The folder as the file system resolves it (symlinks too), then the file name.
+    let resolved = |p: &std::path::Path| -> PathBuf {
+        let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        match (abs.parent(), abs.file_name()) {
+            (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+                .map(|d| d.join(name))
+                .unwrap_or(abs.clone()),
+            _ => abs,
+        }
+    };
+    let out = resolved(out);
+    let state = std::fs::canonicalize(state_dir).unwrap_or_else(|_| resolved(state_dir));
+    let db = resolved(lineage_db);
+    let mut side_files = vec![privprep::lineage::anchor::anchor_path(&db)];
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        side_files.push(PathBuf::from(name));
+    }
+    let beside_db = side_files.contains(&out);
+    if out.starts_with(&state)
+        || out.starts_with(privprep::lineage::index::index_dir(&db))
+        || beside_db
+    {
+        anyhow::bail!(
+            "refusing to write {}: it is in the state folder, or is the lineage store, its anchor or its index, which it would overwrite\n  = hint: write reports and bundles somewhere else",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = cli.global;
     let lineage_db = g
@@ -517,6 +556,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Subject {
             command: SubjectCommand::Export { id, out, key_file },
         } => {
+            refuse_state_path(&out, &g.state_dir, &lineage_db)?;
             let id = subject_ids(Some(id), None)?
                 .into_iter()
                 .next()
@@ -563,6 +603,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 print!("{}", privprep::subjects::render(&findings));
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Lineage {
+            command: LineageCommand::Export { out: Some(out), .. },
+        } if refuse_state_path(&out, &g.state_dir, &lineage_db).is_err() => {
+            refuse_state_path(&out, &g.state_dir, &lineage_db)?;
+            Ok(ExitCode::from(1))
         }
         Command::Lineage { command } => {
             // The error names the store; a store that disagrees with its anchor still opens,

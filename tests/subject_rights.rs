@@ -417,3 +417,54 @@ fn a_rerun_after_a_revocation_shows_the_old_holding_as_replaced() {
     let text = w.privprep(&["subject", "find", "--ids", ids.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&text.stdout).contains(&format!("replaced by run {second_id}")));
 }
+
+/// A bundle or an export written onto the store, its anchor or into the state folder would
+/// destroy what privprep keeps: refused, and the store still verifies.
+#[test]
+fn reports_are_never_written_over_the_store_or_into_the_state_folder() {
+    let w = Work::new();
+    w.datagen(200, 2, &[]);
+    let p = w.pipeline("p", "", SAFE_COLUMNS, "");
+    let (code, _, e) = w.run_json(&p, &[]);
+    assert_eq!(code, 0, "{e}");
+    let state = w.state();
+    for target in [
+        state.join("lineage.db"),
+        state.join("lineage.anchor"),
+        state.join("keys").join("index.key"),
+        state.join("bundle.json"),
+        state.join("lineage.index").join("x.json"),
+    ] {
+        let t = target.to_str().unwrap();
+        for args in [
+            vec!["subject", "export", "S0000001", "--out", t],
+            vec!["lineage", "export", "--openlineage", "--all", "--out", t],
+        ] {
+            let out = w.privprep(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+            assert!(err.contains("refusing to write"), "{args:?}: {err}");
+        }
+    }
+    let verify = w.privprep(&["lineage", "verify"]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    // Elsewhere is fine.
+    let fine = w.path().join("events.jsonl");
+    let out = w.privprep(&[
+        "lineage",
+        "export",
+        "--openlineage",
+        "--all",
+        "--out",
+        fine.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
