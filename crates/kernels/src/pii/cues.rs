@@ -206,7 +206,7 @@ pub(crate) fn cue_before(text: &str, start: usize) -> Cue {
     // Walk words right to left. A word is a run of alphanumerics (and `#`, `°`, `º` so that
     // "SS#" and "n°" stay whole).
     while end > 0 && words < WINDOW_WORDS {
-        let (ws, we) = match prev_word(window, end) {
+        let (ws, we) = match prev_word(window, end, is_word_char) {
             Some(r) => r,
             None => break,
         };
@@ -439,18 +439,23 @@ fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || matches!(c, '#' | '°' | 'º')
 }
 
-/// The byte range of the last word of `s[..end]`.
-fn prev_word(s: &str, end: usize) -> Option<(usize, usize)> {
+/// The byte range of the last word of `s[..end]`, a word being a run of characters
+/// `is_word` accepts.
+pub(crate) fn prev_word(
+    s: &str,
+    end: usize,
+    is_word: impl Fn(char) -> bool,
+) -> Option<(usize, usize)> {
     let head = &s[..end];
     let we = head
         .char_indices()
         .rev()
-        .find(|&(_, c)| is_word_char(c))
+        .find(|&(_, c)| is_word(c))
         .map(|(i, c)| i + c.len_utf8())?;
     let ws = head[..we]
         .char_indices()
         .rev()
-        .find(|&(_, c)| !is_word_char(c))
+        .find(|&(_, c)| !is_word(c))
         .map_or(0, |(i, c)| i + c.len_utf8());
     Some((ws, we))
 }

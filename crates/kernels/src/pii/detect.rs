@@ -933,24 +933,16 @@ impl Scanner {
                     continue;
                 }
                 C_HIGH => {
-                    if hooks_high || persons {
-                        if let Some(ch) = char_at(text, i) {
-                            if ch.is_alphanumeric() && word_start(text, i) {
-                                if hooks_high {
-                                    self.word_hooks(text, i, ctx, out);
-                                }
-                                if persons {
-                                    if let Some((start, e)) = person_at(text, i) {
-                                        out.push(Span {
-                                            start,
-                                            end: e,
-                                            kind: Kind::Person,
-                                        });
-                                        i = e;
-                                        continue;
-                                    }
-                                }
-                            }
+                    let starts = (hooks_high || persons)
+                        && char_at(text, i).is_some_and(char::is_alphanumeric)
+                        && word_start(text, i);
+                    if starts && hooks_high {
+                        self.word_hooks(text, i, ctx, out);
+                    }
+                    if starts && persons {
+                        if let Some(e) = push_person(text, i, out) {
+                            i = e;
+                            continue;
                         }
                     }
                     i += utf8_len(c);
@@ -976,12 +968,7 @@ impl Scanner {
                             i = e;
                             continue;
                         } else if persons && c.is_ascii_uppercase() {
-                            if let Some((start, e)) = person_at(text, i) {
-                                out.push(Span {
-                                    start,
-                                    end: e,
-                                    kind: Kind::Person,
-                                });
+                            if let Some(e) = push_person(text, i, out) {
                                 i = e;
                                 continue;
                             }
@@ -1391,6 +1378,17 @@ impl Scanner {
             }
         }
     }
+}
+
+/// Pushes the person's name starting at word start `i`, if one does, and returns its end.
+fn push_person(text: &str, i: usize, out: &mut Vec<Span>) -> Option<usize> {
+    let (start, end) = person_at(text, i)?;
+    out.push(Span {
+        start,
+        end,
+        kind: Kind::Person,
+    });
+    Some(end)
 }
 
 /// The span of the first `k` groups of phrase `p` (opened at `i`) read as `kind`, if it ends

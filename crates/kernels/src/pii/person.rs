@@ -21,7 +21,7 @@
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-use super::cues::Lower;
+use super::cues::{prev_word, Lower};
 
 /// The dictionaries and word lists, as sets built once on first use.
 struct Dicts {
@@ -1211,21 +1211,12 @@ fn cue_before(text: &str, start: usize) -> NameCue {
     let mut words: [&str; 2] = ["", ""];
     let mut end = head.len();
     for slot in &mut words {
-        let gap_start = head[..end]
-            .char_indices()
-            .rev()
-            .find(|&(_, c)| c.is_alphanumeric() || c == '\'')
-            .map(|(k, c)| k + c.len_utf8());
-        let Some(we) = gap_start else { break };
-        let gap = &head[we..end];
-        if gap.contains(['.', '!', '?', '\n', ';']) {
+        let Some((ws, we)) = prev_word(head, end, |c| c.is_alphanumeric() || c == '\'') else {
+            break;
+        };
+        if head[we..end].contains(['.', '!', '?', '\n', ';']) {
             break;
         }
-        let ws = head[..we]
-            .char_indices()
-            .rev()
-            .find(|&(_, c)| !(c.is_alphanumeric() || c == '\''))
-            .map_or(0, |(k, c)| k + c.len_utf8());
         *slot = &head[ws..we];
         end = ws;
     }
