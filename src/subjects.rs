@@ -10,7 +10,6 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::identity::keys::{resolve_index_key, KeyError};
 use crate::lineage::{index, LineageError, RunRecord, Store};
@@ -71,55 +70,65 @@ pub enum FindError {
 type Held = (usize, String, String);
 
 /// Every committed output of the store that holds each of `ids` (empty ids find nothing).
-/// Each output found is checked once (exists, SHA-256 as recorded), the files in parallel.
 pub fn find(store: &Store, state_dir: &Path, ids: &[String]) -> Result<Vec<Finding>, FindError> {
-    use rayon::prelude::*;
     let hasher = SubjectHasher::new(&resolve_index_key(state_dir)?);
     let records = store.indexed_records()?;
-    let dir = index::index_dir(store.path());
-    // Each subject's key and the (record, output, kind) holding it first; the files' checks
-    // after.
-    let mut found: Vec<(Option<u64>, Vec<Held>)> = Vec::with_capacity(ids.len());
-    for id in ids {
-        let key = hasher.key(id);
-        let mut held = Vec::new();
-        if let Some(key) = key {
-            for (r, (_, record)) in records.iter().enumerate() {
-                for set in &record.subject_index {
-                    let path = dir.join(&set.file);
-                    let holds =
-                        index::set_contains(&path, key).map_err(|error| FindError::Set {
-                            run_id: record.run_id.clone(),
-                            path: path.clone(),
-                            error,
-                        })?;
-                    if holds {
-                        held.push((r, set.output.clone(), set.kind.clone()));
-                    }
+    find_in(&records, &index::index_dir(store.path()), &hasher, ids)
+}
+
+/// [`find`] over the indexed `records` whose sets are in `dir`. Each set file is read once for
+/// all ids, and each output found is checked once (exists, SHA-256 as recorded), the files in
+/// parallel.
+fn find_in(
+    records: &[(i64, RunRecord)],
+    dir: &Path,
+    hasher: &SubjectHasher,
+    ids: &[String],
+) -> Result<Vec<Finding>, FindError> {
+    use rayon::prelude::*;
+    use std::collections::HashMap;
+    let keys: Vec<Option<u64>> = ids.iter().map(|id| hasher.key(id)).collect();
+    let mut held: Vec<Vec<Held>> = vec![Vec::new(); ids.len()];
+    // The releases of a run share one set file.
+    let mut read: HashMap<&str, Vec<bool>> = HashMap::new();
+    for (r, (_, record)) in records.iter().enumerate() {
+        for set in &record.subject_index {
+            if !read.contains_key(set.file.as_str()) {
+                let path = dir.join(&set.file);
+                let holds = index::set_holds(&path, &keys).map_err(|error| FindError::Set {
+                    run_id: record.run_id.clone(),
+                    path,
+                    error,
+                })?;
+                read.insert(set.file.as_str(), holds);
+            }
+            for (n, holds) in read[set.file.as_str()].iter().enumerate() {
+                if *holds {
+                    held[n].push((r, set.output.clone(), set.kind.clone()));
                 }
             }
         }
-        found.push((key, held));
     }
-    let mut paths: Vec<&str> = found
+    let mut paths: Vec<&str> = held
         .iter()
-        .flat_map(|(_, held)| held.iter().map(|(_, output, _)| output.as_str()))
+        .flat_map(|h| h.iter().map(|(_, output, _)| output.as_str()))
         .collect();
     paths.sort_unstable();
     paths.dedup();
-    let checked: std::collections::HashMap<&str, Option<String>> = paths
+    let checked: HashMap<&str, Option<String>> = paths
         .par_iter()
-        .map(|p| (*p, file_sha256(Path::new(p))))
+        .map(|p| (*p, crate::emit::sha256_file(Path::new(p)).ok()))
         .collect();
     // The newest run that wrote each path (records are oldest first).
-    let mut newest: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
-    for (_, record) in &records {
+    let mut newest: HashMap<&str, &str> = HashMap::new();
+    for (_, record) in records {
         for set in &record.subject_index {
             newest.insert(set.output.as_str(), record.run_id.as_str());
         }
     }
-    Ok(found
+    Ok(keys
         .iter()
+        .zip(&held)
         .enumerate()
         .map(|(n, (key, held))| Finding {
             subject: n + 1,
@@ -144,25 +153,6 @@ pub fn find(store: &Store, state_dir: &Path, ids: &[String]) -> Result<Vec<Findi
                 .collect(),
         })
         .collect())
-}
-
-/// The SHA-256 of the file at `path`, or `None` when it is not a readable regular file.
-fn file_sha256(path: &Path) -> Option<String> {
-    use std::io::Read;
-    if !path.is_file() {
-        return None;
-    }
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).ok()?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Some(hex::encode(hasher.finalize()))
 }
 
 /// The facts of one output of `record` that holds a subject; `sha256` is the file's now
@@ -305,22 +295,24 @@ pub fn export(
     id: &str,
     key: Option<&crate::identity::Key>,
 ) -> Result<Bundle, ExportError> {
-    let finding = find(store, state_dir, &[id.to_owned()])?
+    let hasher = SubjectHasher::new(&resolve_index_key(state_dir).map_err(FindError::from)?);
+    let records = store.indexed_records().map_err(FindError::from)?;
+    let dir = index::index_dir(store.path());
+    let finding = find_in(&records, &dir, &hasher, &[id.to_owned()])?
         .pop()
         .unwrap_or(Finding {
             subject: 1,
             key: String::new(),
             holdings: Vec::new(),
         });
-    let records: std::collections::HashMap<String, RunRecord> = store
-        .indexed_records()
-        .map_err(FindError::from)?
-        .into_iter()
-        .map(|(_, r)| (r.run_id.clone(), r))
-        .collect();
     let mut outputs = Vec::new();
     for holding in finding.holdings {
-        let picked = match records.get(&holding.run_id) {
+        // Every holding comes from one of `records`.
+        let record = records
+            .iter()
+            .find(|(seq, _)| *seq == holding.seq)
+            .map(|(_, r)| r);
+        let picked = match record {
             Some(record) => pick(&holding, record, id.trim(), key)?,
             None => Err("the run's record is gone".to_string()),
         };

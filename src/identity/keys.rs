@@ -159,14 +159,24 @@ fn resolve_key_with(
                 problem,
             });
     }
-    let path = DEFAULT_KEY_PATH
+    read_or_create(&below(state_dir, DEFAULT_KEY_PATH))
+}
+
+/// `parts` below the state directory.
+fn below(state_dir: &Path, parts: [&str; 2]) -> PathBuf {
+    parts
         .iter()
-        .fold(state_dir.to_path_buf(), |p, part| p.join(part));
-    let source = KeySource::DefaultFile(path.clone());
-    match read_key_file(&path, &source) {
+        .fold(state_dir.to_path_buf(), |p, part| p.join(part))
+}
+
+/// The key in the state directory's key file `path`, created there (a new random key) when
+/// the file does not exist yet.
+fn read_or_create(path: &Path) -> Result<(Key, KeySource), KeyError> {
+    let source = KeySource::DefaultFile(path.to_path_buf());
+    match read_key_file(path, &source) {
         Ok(key) => Ok((key, source)),
         Err(KeyError::Read { error, .. }) if error.kind() == io::ErrorKind::NotFound => {
-            create_default_key(&path)
+            create_default_key(path)
         }
         Err(e) => Err(e),
     }
@@ -181,13 +191,10 @@ pub fn existing_key(
     flag: Option<&Path>,
     state_dir: &Path,
 ) -> Result<Option<(Key, KeySource)>, KeyError> {
-    let default = DEFAULT_KEY_PATH
-        .iter()
-        .fold(state_dir.to_path_buf(), |p, part| p.join(part));
     let configured = flag.is_some()
         || std::env::var_os(KEY_FILE_ENV).is_some()
         || std::env::var_os(KEY_ENV).is_some()
-        || default.exists();
+        || below(state_dir, DEFAULT_KEY_PATH).exists();
     if !configured {
         return Ok(None);
     }
@@ -213,17 +220,7 @@ pub fn resolve_index_key(state_dir: &Path) -> Result<Key, KeyError> {
 /// # Errors
 /// [`KeyError`] naming the file.
 pub fn resolve_index_key_source(state_dir: &Path) -> Result<(Key, KeySource), KeyError> {
-    let path = INDEX_KEY_PATH
-        .iter()
-        .fold(state_dir.to_path_buf(), |p, part| p.join(part));
-    let source = KeySource::DefaultFile(path.clone());
-    match read_key_file(&path, &source) {
-        Ok(key) => Ok((key, source)),
-        Err(KeyError::Read { error, .. }) if error.kind() == io::ErrorKind::NotFound => {
-            create_default_key(&path)
-        }
-        Err(e) => Err(e),
-    }
+    read_or_create(&below(state_dir, INDEX_KEY_PATH))
 }
 
 /// Whether a key file may be read or written by anyone but its owner (any of mode `0o077`), as

@@ -21,15 +21,19 @@ pub fn set_file_name(run_id: &str, n: usize) -> String {
     format!("{run_id}.{n}.keys")
 }
 
-/// Whether the set in `path` holds `key`, read a key at a time (a binary search).
-pub fn set_contains(path: &Path, key: u64) -> io::Result<bool> {
+/// Whether the set in `path` holds each of `keys` (`None` is held by no set): the file is
+/// opened once and searched per key, a few reads each (a binary search).
+pub fn set_holds(path: &Path, keys: &[Option<u64>]) -> io::Result<Vec<bool>> {
     let file = File::open(path)?;
     let len = file.metadata()?.len() as usize / KEY_BYTES;
-    contains_with(len, key, |i| {
+    let at = |i: usize| -> io::Result<u64> {
         let mut b = [0u8; KEY_BYTES];
         read_at(&file, &mut b, (i * KEY_BYTES) as u64)?;
         Ok(u64::from_le_bytes(b))
-    })
+    };
+    keys.iter()
+        .map(|k| k.map_or(Ok(false), |k| contains_with(len, k, at)))
+        .collect()
 }
 
 #[cfg(unix)]

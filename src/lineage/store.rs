@@ -394,52 +394,35 @@ fn switch_to_wal(conn: &Connection) -> rusqlite::Result<()> {
     }
 }
 
-/// The first subject set a record lists whose file is missing or differs from the SHA-256 the
-/// record holds (an edited, truncated or swapped set would make `subject find` lie).
-fn check_subject_index(conn: &Connection, store: &Path) -> rusqlite::Result<Option<BrokenRecord>> {
-    let dir = super::index::index_dir(store);
-    let mut stmt = conn.prepare("SELECT seq, run_id, record_json FROM runs ORDER BY seq")?;
-    let mut rows = stmt.query([])?;
-    let mut checked: std::collections::HashMap<String, Option<String>> = Default::default();
-    while let Some(row) = rows.next()? {
-        let (seq, run_id, json): (i64, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
-        let Ok(record) = serde_json::from_str::<serde_json::Value>(&json) else {
+/// What is wrong with the first subject set `record` lists whose file (in `dir`) is missing or
+/// differs from the SHA-256 the record holds: an edited, truncated or swapped set would make
+/// `subject find` lie.
+fn subject_set_problem(record: &RunRecord, dir: &Path) -> Option<String> {
+    let mut seen: Vec<&str> = Vec::new();
+    for set in &record.subject_index {
+        // The releases of a run share one file.
+        if seen.contains(&set.file.as_str()) {
             continue;
-        };
-        let Some(sets) = record.get("subject_index").and_then(|v| v.as_array()) else {
-            continue;
-        };
-        for set in sets {
-            let (Some(file), Some(want)) = (
-                set.get("file").and_then(|v| v.as_str()),
-                set.get("sha256").and_then(|v| v.as_str()),
-            ) else {
-                continue;
-            };
-            let have = checked
-                .entry(file.to_owned())
-                .or_insert_with(|| {
-                    std::fs::read(dir.join(file))
-                        .ok()
-                        .map(|bytes| hex::encode(Sha256::digest(&bytes)))
-                })
-                .clone();
-            let reason = match have {
-                None => format!("its subject set {file} is missing from {}", dir.display()),
-                Some(h) if h != want => {
-                    format!("its subject set {file} differs from the SHA-256 the record holds")
-                }
-                Some(_) => continue,
-            };
-            return Ok(Some(BrokenRecord {
-                seq: Some(seq),
-                run_id: Some(run_id),
-                ledger_entry: None,
-                reason,
-            }));
+        }
+        seen.push(&set.file);
+        match std::fs::read(dir.join(&set.file)) {
+            Err(_) => {
+                return Some(format!(
+                    "its subject set {} is missing from {}",
+                    set.file,
+                    dir.display()
+                ))
+            }
+            Ok(bytes) if hex::encode(Sha256::digest(&bytes)) != set.sha256 => {
+                return Some(format!(
+                    "its subject set {} differs from the SHA-256 the record holds",
+                    set.file
+                ))
+            }
+            Ok(_) => {}
         }
     }
-    Ok(None)
+    None
 }
 
 /// The anchor of the store at `path`, as an error when it cannot be read.
@@ -1064,6 +1047,7 @@ impl Store {
         let mut stmt = tx.prepare(&sql).map_err(err())?;
         let mut rows = stmt.query([]).map_err(err())?;
 
+        let index_dir = super::index::index_dir(&self.path);
         let mut records = 0u64;
         let mut previous: Option<StoredRow> = None;
         let mut first_broken = None;
@@ -1073,7 +1057,8 @@ impl Store {
             if first_broken.is_none() {
                 let expected_seq = previous.as_ref().map_or(1, |p| p.seq.saturating_add(1));
                 if let Some(reason) =
-                    check_record(&tx, &current, expected_seq, previous.as_ref()).map_err(err())?
+                    check_record(&tx, &current, expected_seq, previous.as_ref(), &index_dir)
+                        .map_err(err())?
                 {
                     first_broken = Some(BrokenRecord {
                         seq: Some(current.seq),
@@ -1118,9 +1103,6 @@ impl Store {
         let ledger = ledger_table::check(&tx).map_err(err())?;
         if first_broken.is_none() {
             first_broken = ledger.broken;
-        }
-        if first_broken.is_none() {
-            first_broken = check_subject_index(&tx, &self.path).map_err(err())?;
         }
 
         let anchor_file = anchor::anchor_path(&self.path);
@@ -1273,12 +1255,14 @@ impl StoredRow {
     }
 }
 
-/// Checks one record; returns the reason it is broken, or `None` when it checks out.
+/// Checks one record (its chain link, hash, columns, derived rows, and the subject sets in
+/// `index_dir` it lists); returns the reason it is broken, or `None` when it checks out.
 fn check_record(
     conn: &Connection,
     row: &StoredRow,
     expected_seq: i64,
     previous: Option<&StoredRow>,
+    index_dir: &Path,
 ) -> rusqlite::Result<Option<String>> {
     if row.seq > expected_seq {
         return Ok(Some(format!(
@@ -1356,7 +1340,7 @@ fn check_record(
             )));
         }
     }
-    Ok(None)
+    Ok(subject_set_problem(&record, index_dir))
 }
 
 /// The first derived row whose run is not in `runs`, e.g. left behind by a deleted record.

@@ -302,20 +302,16 @@ fn profile_column(c: &Column, scanner: &Scanner) -> ColumnProfile {
     }
 }
 
+/// The column's values, trimmed, without missing and blank ones.
+fn present(ca: &StringChunked) -> impl Iterator<Item = &str> {
+    ca.iter().flatten().map(str::trim).filter(|v| !v.is_empty())
+}
+
 /// Whether a consent column holds statuses (every value a status word) or purposes.
 fn consent_role(ca: &StringChunked) -> ConsentRole {
-    let mut any = false;
-    for v in ca.iter().flatten() {
-        let v = v.trim();
-        if v.is_empty() {
-            continue;
-        }
-        any = true;
-        if !STATUS_WORDS.iter().any(|w| w.eq_ignore_ascii_case(v)) {
-            return ConsentRole::Purposes;
-        }
-    }
-    if any {
+    let mut values = present(ca).peekable();
+    let is_status = |v: &str| STATUS_WORDS.iter().any(|w| w.eq_ignore_ascii_case(v));
+    if values.peek().is_some() && values.all(is_status) {
         ConsentRole::Status
     } else {
         ConsentRole::Purposes
@@ -326,11 +322,7 @@ fn consent_role(ca: &StringChunked) -> ConsentRole {
 fn infer_text_type(ca: &StringChunked) -> &'static str {
     let mut candidates = [true; 5]; // int64, float64, bool, date, datetime
     let mut any = false;
-    for v in ca.iter().flatten() {
-        let v = v.trim();
-        if v.is_empty() {
-            continue;
-        }
+    for v in present(ca) {
         any = true;
         candidates[0] &= v.parse::<i64>().is_ok();
         candidates[1] &= v.parse::<f64>().is_ok();
