@@ -572,42 +572,37 @@ fn stage_subject_index(
         path: dir.display().to_string(),
         source,
     })?;
-    let mut stage = |n: usize, keys: &mut Vec<u64>| -> Result<(String, u64, String), RunError> {
+    // The `n`-th set of the run, as the record lists it for `output`.
+    let mut stage = |n: usize, keys: &mut Vec<u64>, output: &str, kind: &str| {
         let bytes = subject::encode(keys);
         let file = lineage::index::set_file_name(run_id, n);
         let sha256 = staged.add_bytes(&dir.join(&file), run_id, &bytes)?;
-        Ok((file, keys.len() as u64, sha256))
-    };
-    let mut all = Vec::new();
-    let outputs: Vec<String> = record.outputs.iter().map(|o| o.path.clone()).collect();
-    for (n, path) in outputs.into_iter().enumerate() {
-        let keys = sets.get_mut(n).map(std::mem::take).unwrap_or_default();
-        let mut keys = keys;
-        if !record.releases.is_empty() {
-            all.extend_from_slice(&keys);
-        }
-        let (file, subjects, sha256) = stage(n, &mut keys)?;
-        record.subject_index.push(SubjectSetRecord {
-            output: path,
-            kind: "data".into(),
-            subjects,
+        Ok::<_, RunError>(SubjectSetRecord {
+            output: output.to_string(),
+            kind: kind.to_string(),
+            subjects: keys.len() as u64,
             file,
             sha256,
-        });
-    }
-    if !record.releases.is_empty() {
-        let (file, subjects, sha256) = stage(record.outputs.len(), &mut all)?;
-        let releases: Vec<String> = record.releases.iter().map(|r| r.path.clone()).collect();
-        for path in releases {
-            record.subject_index.push(SubjectSetRecord {
-                output: path,
-                kind: "release".into(),
-                subjects,
-                file: file.clone(),
-                sha256: sha256.clone(),
-            });
+        })
+    };
+    let releases = !record.releases.is_empty();
+    let mut index = Vec::new();
+    let mut all = Vec::new();
+    for (n, output) in record.outputs.iter().enumerate() {
+        let mut keys = sets.get_mut(n).map(std::mem::take).unwrap_or_default();
+        if releases {
+            all.extend_from_slice(&keys);
         }
+        index.push(stage(n, &mut keys, &output.path, "data")?);
     }
+    if releases {
+        let set = stage(record.outputs.len(), &mut all, "", "release")?;
+        index.extend(record.releases.iter().map(|r| SubjectSetRecord {
+            output: r.path.clone(),
+            ..set.clone()
+        }));
+    }
+    record.subject_index = index;
     Ok(())
 }
 
