@@ -495,9 +495,11 @@ fn lower(
             outputs.push(e);
         }
     }
-    // The subject index: each row's subject, keyed (8 bytes reach the sink, not the id).
+    // The subject index: each kept row's subject, keyed (8 bytes reach the sink, not the id).
     if let Some(hasher) = job.subjects {
-        outputs.push(subject_key_expr(hasher, &plan.policy.subject_column).alias(SUBJECT_KEY));
+        outputs.push(
+            subject_key_expr(hasher, kept_only(&plan.policy.subject_column)).alias(SUBJECT_KEY),
+        );
     }
     // The gate: identifier values of every row, kept or dropped, keyed and remembered in
     // parallel; only an empty column reaches the sink.
@@ -515,9 +517,9 @@ const SUBJECT_KEY: &str = "__subject_key";
 const SUBJECT_COMPACT_AT: usize = 1 << 20;
 
 /// Each row's subject index key (null for a missing subject).
-fn subject_key_expr(hasher: &SubjectHasher, column: &str) -> Expr {
+fn subject_key_expr(hasher: &SubjectHasher, subject: Expr) -> Expr {
     let hasher = hasher.clone();
-    map_str::<UInt64Type, _>(col(column), vec![], move |s, out| {
+    map_str::<UInt64Type, _>(subject, vec![], move |s, out| {
         for v in s.values() {
             out.append_option(v.and_then(|v| hasher.key(v)));
         }
