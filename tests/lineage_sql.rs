@@ -10,12 +10,7 @@ fn sql(w: &Work, query: &str, format: &str) -> std::process::Output {
 }
 
 fn json_rows(w: &Work, query: &str) -> Vec<serde_json::Value> {
-    let out = sql(w, query, "json");
-    assert!(
-        out.status.success(),
-        "{query}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = w.privprep_ok(&["lineage", "sql", query, "--format", "json"]);
     serde_json::from_slice::<serde_json::Value>(&out.stdout)
         .unwrap()
         .as_array()
@@ -32,11 +27,9 @@ fn views_answer_what_the_runs_recorded() {
     let w = Work::new();
     w.datagen(600, 9, &[]);
     let plain = w.pipeline("plain", "", SAFE_COLUMNS, "");
-    let (code, first, e) = w.run_json(&plain, &[]);
-    assert_eq!(code, 0, "{e}");
+    let first = w.run_ok(&plain);
     let released = capped_pipeline(&w, "counted", 5.0, 1.0, r#"{ kind = "count" }"#);
-    let (code, second, e) = w.run_json(&released, &[]);
-    assert_eq!(code, 0, "{e}");
+    let second = w.run_ok(&released);
 
     // Every file each run wrote, data and releases, with the hashes the runs reported.
     let outputs = json_rows(&w, "SELECT * FROM outputs_per_run ORDER BY seq, kind, name");
@@ -118,8 +111,7 @@ fn writes_attach_and_several_statements_are_refused_and_change_nothing() {
     let w = Work::new();
     w.datagen(200, 4, &[]);
     let p = w.pipeline("p", "", SAFE_COLUMNS, "");
-    let (code, _, e) = w.run_json(&p, &[]);
-    assert_eq!(code, 0, "{e}");
+    w.run_ok(&p);
     let db = w.state().join("lineage.db");
     let before = file_sha(&db);
     let elsewhere = w.path().join("copy.db");
@@ -145,12 +137,7 @@ fn writes_attach_and_several_statements_are_refused_and_change_nothing() {
     }
     assert!(!elsewhere.exists(), "a refused statement wrote a file");
     assert_eq!(file_sha(&db), before, "the store changed");
-    let verify = w.privprep(&["lineage", "verify"]);
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    w.privprep_ok(&["lineage", "verify"]);
     // A query that fails names the views and tables to use.
     let out = sql(&w, "SELECT * FROM no_such_table", "table");
     assert_eq!(out.status.code(), Some(2));

@@ -6,6 +6,18 @@ mod common;
 use common::*;
 use std::process::Command;
 
+/// `privprep lineage export --openlineage --all` with `extra` arguments; with `ok`, it must
+/// succeed.
+fn export_all(w: &Work, ok: bool, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["lineage", "export", "--openlineage", "--all"];
+    args.extend_from_slice(extra);
+    if ok {
+        w.privprep_ok(&args)
+    } else {
+        w.privprep(&args)
+    }
+}
+
 fn python_with_jsonschema() -> bool {
     Command::new("python3")
         .args(["-c", "import jsonschema, referencing"])
@@ -24,26 +36,13 @@ fn exported_events_validate_and_carry_what_the_runs_recorded() {
         "path = \"out/released.parquet\"\nmax_bad_rows = 10\n[output.split]\ntrain = 0.8\nvalidation = 0.1\ntest = 0.1",
     );
     std::fs::write(&released, text).unwrap();
-    let (code, summary, e) = w.run_json(&released, &[]);
-    assert_eq!(code, 0, "{e}");
+    let summary = w.run_ok(&released);
     let failing = w.pipeline("failing", "", SAFE_COLUMNS, "max_bad_rows = 0");
     let (code, _, _) = w.run_json(&failing, &[]);
     assert_ne!(code, 0);
 
     let events_path = w.path().join("events.jsonl");
-    let out = w.privprep(&[
-        "lineage",
-        "export",
-        "--openlineage",
-        "--all",
-        "--out",
-        events_path.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    export_all(&w, true, &["--out", events_path.to_str().unwrap()]);
     let text = std::fs::read_to_string(&events_path).unwrap();
     let events: Vec<serde_json::Value> = text
         .lines()
@@ -91,7 +90,7 @@ fn exported_events_validate_and_carry_what_the_runs_recorded() {
     assert!(events[3]["run"]["facets"]["errorMessage"]["message"].is_string());
 
     // Standard output carries the same events.
-    let out = w.privprep(&["lineage", "export", "--openlineage", "--all"]);
+    let out = export_all(&w, false, &[]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), text);
 
     if !python_with_jsonschema() {
@@ -160,10 +159,9 @@ fn events_are_posted_to_an_openlineage_endpoint_and_a_refusal_fails_the_command(
     w.datagen(300, 5, &[]);
     let p = w.pipeline("posted", "", SAFE_COLUMNS, "");
     for _ in 0..2 {
-        let (code, _, e) = w.run_json(&p, &[]);
-        assert_eq!(code, 0, "{e}");
+        w.run_ok(&p);
     }
-    let file = w.privprep(&["lineage", "export", "--openlineage", "--all"]);
+    let file = export_all(&w, false, &[]);
     let expected: Vec<serde_json::Value> = String::from_utf8_lossy(&file.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -171,19 +169,7 @@ fn events_are_posted_to_an_openlineage_endpoint_and_a_refusal_fails_the_command(
     assert_eq!(expected.len(), 4);
 
     let (url, received) = endpoint(201);
-    let out = w.privprep(&[
-        "lineage",
-        "export",
-        "--openlineage",
-        "--all",
-        "--post",
-        &url,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = export_all(&w, true, &["--post", &url]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("4 event(s) posted"));
     let got: Vec<(String, Vec<u8>)> = received.try_iter().collect();
     assert_eq!(got.len(), 4);
@@ -194,25 +180,11 @@ fn events_are_posted_to_an_openlineage_endpoint_and_a_refusal_fails_the_command(
     }
 
     let (url, _received) = endpoint(400);
-    let out = w.privprep(&[
-        "lineage",
-        "export",
-        "--openlineage",
-        "--all",
-        "--post",
-        &url,
-    ]);
+    let out = export_all(&w, false, &["--post", &url]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("refused event 1: HTTP 400"), "{err}");
 
-    let out = w.privprep(&[
-        "lineage",
-        "export",
-        "--openlineage",
-        "--all",
-        "--post",
-        "https://example.invalid/x",
-    ]);
+    let out = export_all(&w, false, &["--post", "https://example.invalid/x"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("only http://"));
 }

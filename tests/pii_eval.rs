@@ -193,6 +193,39 @@ fn covered(spans: &[Span], start: usize, end: usize, ks: &[Kind]) -> bool {
     pos >= end
 }
 
+/// Every type of `table`: more than 100 labelled spans, recall ≥ 0.99 (phones ≥
+/// `phone_recall`) and precision ≥ 0.95.
+fn assert_targets(table: &Table, phone_recall: f64) {
+    for (t, s) in &table.types {
+        let min_recall = if *t == "phone" { phone_recall } else { 0.99 };
+        assert!(s.truth > 100, "{t}: too few labelled spans\n{table}");
+        assert!(
+            s.recall() >= min_recall,
+            "{t}: recall {:.4}\n{table}",
+            s.recall()
+        );
+        assert!(
+            s.precision() >= 0.95,
+            "{t}: precision {:.4}\n{table}",
+            s.precision()
+        );
+    }
+}
+
+/// `rows` tickets `privprep datagen` makes with `seed`, with their planted body spans.
+fn generated(rows: u64, seed: u64) -> Vec<Doc> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    privprep::datagen::generate(&privprep::datagen::DatagenOptions {
+        rows,
+        seed,
+        out: dir.path().to_path_buf(),
+        format: privprep::datagen::DataFormat::Csv,
+        bad_rows: 0,
+    })
+    .expect("datagen");
+    load_datagen(dir.path())
+}
+
 /// The `datagen` tickets of `dir`, with their planted body spans.
 fn load_datagen(dir: &std::path::Path) -> Vec<Doc> {
     let mut rdr = csv::Reader::from_path(dir.join("tickets.csv")).expect("open tickets.csv");
@@ -267,16 +300,7 @@ fn load_corpus() -> Vec<Doc> {
 
 #[test]
 fn detection_meets_recall_and_precision_targets_on_20000_labelled_texts() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    privprep::datagen::generate(&privprep::datagen::DatagenOptions {
-        rows: 20_000,
-        seed: 7,
-        out: dir.path().to_path_buf(),
-        format: privprep::datagen::DataFormat::Csv,
-        bad_rows: 0,
-    })
-    .expect("datagen");
-    let docs = load_datagen(dir.path());
+    let docs = generated(20_000, 7);
     assert!(docs.len() >= 20_000);
     let scanner = Scanner::new(&ScannerConfig::default()).expect("default scanner");
     let table = score(&docs, &DATAGEN_TYPES, &scanner);
@@ -285,20 +309,7 @@ fn detection_meets_recall_and_precision_targets_on_20000_labelled_texts() {
         docs.len(),
         docs.iter().map(|d| d.truth.len()).sum::<usize>()
     );
-    for (t, s) in &table.types {
-        let min_recall = if *t == "phone" { 0.95 } else { 0.99 };
-        assert!(s.truth > 100, "{t}: too few labelled spans\n{table}");
-        assert!(
-            s.recall() >= min_recall,
-            "{t}: recall {:.4}\n{table}",
-            s.recall()
-        );
-        assert!(
-            s.precision() >= 0.95,
-            "{t}: precision {:.4}\n{table}",
-            s.precision()
-        );
-    }
+    assert_targets(&table, 0.95);
 }
 
 #[test]
@@ -312,20 +323,7 @@ fn detection_meets_recall_and_precision_targets_on_the_faker_corpus() {
         docs.len(),
         docs.iter().map(|d| d.truth.len()).sum::<usize>()
     );
-    for (t, s) in &table.types {
-        let min_recall = if *t == "phone" { 0.97 } else { 0.99 };
-        assert!(s.truth > 100, "{t}: too few labelled spans\n{table}");
-        assert!(
-            s.recall() >= min_recall,
-            "{t}: recall {:.4}\n{table}",
-            s.recall()
-        );
-        assert!(
-            s.precision() >= 0.95,
-            "{t}: precision {:.4}\n{table}",
-            s.precision()
-        );
-    }
+    assert_targets(&table, 0.97);
 }
 
 /// Names without context: the `person` detector (off by default) on the corpus' person spans,
@@ -342,16 +340,7 @@ fn person_names_without_context_meet_recall_and_precision_on_the_faker_corpus() 
     println!("faker corpus, person detector:\n{table}");
     // The same detector on `datagen` tickets, whose labelled names are the writers' own: how
     // many of them it finds with no context, and what else it calls a name there.
-    let dir = tempfile::tempdir().expect("tempdir");
-    privprep::datagen::generate(&privprep::datagen::DatagenOptions {
-        rows: 5_000,
-        seed: 11,
-        out: dir.path().to_path_buf(),
-        format: privprep::datagen::DataFormat::Csv,
-        bad_rows: 0,
-    })
-    .expect("datagen");
-    let mut tickets = load_datagen(dir.path());
+    let mut tickets = generated(5_000, 11);
     for d in &mut tickets {
         d.context.clear();
     }
@@ -398,19 +387,7 @@ fn leftovers(docs: &[Doc], enabled: &[Kind]) -> Vec<String> {
 /// nothing they find, even where a replacement changed how its neighbours read.
 #[test]
 fn rewritten_texts_hold_nothing_the_gate_would_find() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    privprep::datagen::generate(&privprep::datagen::DatagenOptions {
-        rows: 20_000,
-        seed: 5,
-        out: dir.path().to_path_buf(),
-        format: privprep::datagen::DataFormat::Csv,
-        bad_rows: 0,
-    })
-    .expect("datagen");
-    for (name, docs) in [
-        ("datagen", load_datagen(dir.path())),
-        ("faker", load_corpus()),
-    ] {
+    for (name, docs) in [("datagen", generated(20_000, 5)), ("faker", load_corpus())] {
         for (detectors, enabled) in [("default", Kind::DEFAULT), ("with person", Kind::BUILTIN)] {
             let left = leftovers(&docs, enabled);
             assert!(

@@ -253,15 +253,13 @@ fn the_person_detector_redacts_third_parties_only_where_a_column_asks_for_it() {
         &columns_with_body("{ action = \"redact\" }"),
         "",
     );
-    let (code, summary, stderr) = w.run_json(&p, &[]);
-    assert_eq!(code, 0, "{stderr}");
+    let summary = w.run_ok(&p);
     assert!(mentions("out/plain.parquet") > 50, "{summary}");
     assert!(summary["text_columns"][0]["spans_replaced"]["person"].is_null());
     // Asked for: every mention is replaced, counted, and the gate passes.
     let rule = r#"{ action = "redact", detectors = ["email", "phone", "ssn", "card", "iban", "ipv4", "ipv6", "url", "name", "person"] }"#;
     let p = w.pipeline("people", "", &columns_with_body(rule), "");
-    let (code, summary, stderr) = w.run_json(&p, &[]);
-    assert_eq!(code, 0, "{stderr}");
+    let summary = w.run_ok(&p);
     assert_eq!(mentions("out/people.parquet"), 0);
     let replaced = summary["text_columns"][0]["spans_replaced"]["person"]
         .as_u64()

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
@@ -23,15 +23,40 @@ fn subjects_by_ticket(data: &Path) -> HashMap<String, String> {
         .collect()
 }
 
-/// The subjects whose rows an output file holds.
-fn subjects_in(file: &Path, by_ticket: &HashMap<String, String>) -> BTreeSet<String> {
+/// Subject → the tickets of theirs an output file holds.
+fn tickets_by_subject(
+    file: &Path,
+    by_ticket: &HashMap<String, String>,
+) -> BTreeMap<String, BTreeSet<String>> {
     let df = read_parquet(file);
     let tickets = df.column("ticket_id").unwrap().str().unwrap().clone();
-    tickets
-        .into_iter()
-        .flatten()
-        .map(|t| by_ticket[t].clone())
-        .collect()
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for t in tickets.into_iter().flatten() {
+        out.entry(by_ticket[t].clone())
+            .or_default()
+            .insert(t.to_string());
+    }
+    out
+}
+
+/// The subjects whose rows an output file holds.
+fn subjects_in(file: &Path, by_ticket: &HashMap<String, String>) -> BTreeSet<String> {
+    tickets_by_subject(file, by_ticket).into_keys().collect()
+}
+
+/// Runs `subject export` (with `extra` arguments) into a bundle and reads it.
+fn export_bundle(w: &Work, subject: &str, extra: &[&str]) -> serde_json::Value {
+    let path = w.path().join("bundle.json");
+    let mut args = vec![
+        "subject",
+        "export",
+        subject,
+        "--out",
+        path.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    w.privprep_ok(&args);
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
 }
 
 /// Every (output path → its subjects) of a run summary.
@@ -81,8 +106,7 @@ fn subject_find_lists_exactly_the_outputs_that_hold_each_subject() {
 
     let mut outputs = Vec::new();
     for p in [&split, &narrow] {
-        let (code, summary, e) = w.run_json(p, &[]);
-        assert_eq!(code, 0, "{e}");
+        let summary = w.run_ok(p);
         outputs.extend(outputs_of(&summary, &by_ticket));
     }
     assert_eq!(outputs.len(), 4);
@@ -91,7 +115,7 @@ fn subject_find_lists_exactly_the_outputs_that_hold_each_subject() {
     asked.push("nobody-at-all".into());
     let ids = w.path().join("ids.txt");
     std::fs::write(&ids, asked.join("\n")).unwrap();
-    let out = w.privprep(&[
+    let out = w.privprep_ok(&[
         "subject",
         "find",
         "--ids",
@@ -99,11 +123,6 @@ fn subject_find_lists_exactly_the_outputs_that_hold_each_subject() {
         "--format",
         "json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let printed = String::from_utf8_lossy(&out.stdout).to_string();
     for id in &asked {
         assert!(!printed.contains(id.as_str()), "the id was printed");
@@ -174,14 +193,8 @@ fn an_edited_or_missing_subject_set_fails_verify() {
     let w = Work::new();
     w.datagen(300, 8, &[]);
     let p = w.pipeline("p", "", SAFE_COLUMNS, "");
-    let (code, _, e) = w.run_json(&p, &[]);
-    assert_eq!(code, 0, "{e}");
-    let ok = w.privprep(&["lineage", "verify"]);
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    w.run_ok(&p);
+    w.privprep_ok(&["lineage", "verify"]);
     let dir = w.state().join("lineage.index");
     let set = std::fs::read_dir(&dir)
         .unwrap()
@@ -208,24 +221,7 @@ fn an_edited_or_missing_subject_set_fails_verify() {
     assert!(err.contains("missing"), "{err}");
 
     std::fs::write(&set, &original).unwrap();
-    let out = w.privprep(&["lineage", "verify"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The tickets of `subject` that an output file holds.
-fn tickets_of(file: &Path, subject: &str, by_ticket: &HashMap<String, String>) -> BTreeSet<String> {
-    let df = read_parquet(file);
-    let tickets = df.column("ticket_id").unwrap().str().unwrap().clone();
-    tickets
-        .into_iter()
-        .flatten()
-        .filter(|t| by_ticket[*t] == subject)
-        .map(str::to_owned)
-        .collect()
+    w.privprep_ok(&["lineage", "verify"]);
 }
 
 /// The access request: the subject's rows from every output that holds them, picked by token,
@@ -261,40 +257,26 @@ fn subject_export_hands_over_the_subjects_rows_from_every_output() {
     );
     let mut files = Vec::new();
     for p in [&tokenized, &hashed, &dropped] {
-        let (code, summary, e) = w.run_json(p, &[]);
-        assert_eq!(code, 0, "{e}");
+        let summary = w.run_ok(p);
         for o in summary["outputs"].as_array().unwrap() {
             files.push(o["path"].as_str().unwrap().to_string());
         }
     }
     // A subject with several kept tickets.
     let hashed_file = files.iter().find(|f| f.contains("hashed")).unwrap().clone();
-    let kept = outputs_of_file(&hashed_file, &by_ticket);
-    let subject = kept
-        .iter()
-        .max_by_key(|(_, n)| *n)
-        .map(|(s, _)| s.clone())
+    let subject = tickets_by_subject(Path::new(&hashed_file), &by_ticket)
+        .into_iter()
+        .max_by_key(|(_, t)| t.len())
+        .map(|(s, _)| s)
         .unwrap();
 
-    let bundle_path = w.path().join("bundle.json");
-    let out = w.privprep(&[
-        "subject",
-        "export",
-        &subject,
-        "--out",
-        bundle_path.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let bundle: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&bundle_path).unwrap()).unwrap();
+    let bundle = export_bundle(&w, &subject, &[]);
     let outputs = bundle["outputs"].as_array().unwrap();
     let mut checked = 0;
     for f in &files {
-        let want = tickets_of(Path::new(f), &subject, &by_ticket);
+        let want = tickets_by_subject(Path::new(f), &by_ticket)
+            .remove(&subject)
+            .unwrap_or_default();
         let entry = outputs.iter().find(|o| o["path"] == f.as_str());
         if want.is_empty() && !f.contains("dropped") {
             assert!(entry.is_none(), "{f} holds no row of the subject");
@@ -320,22 +302,7 @@ fn subject_export_hands_over_the_subjects_rows_from_every_output() {
 
     // With another key, tokenized outputs cannot be searched, and the bundle says why.
     let other = key_file(w.path(), "other.key", 7);
-    let out = w.privprep(&[
-        "subject",
-        "export",
-        &subject,
-        "--out",
-        bundle_path.to_str().unwrap(),
-        "--key-file",
-        other.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let bundle: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&bundle_path).unwrap()).unwrap();
+    let bundle = export_bundle(&w, &subject, &["--key-file", other.to_str().unwrap()]);
     let tokenized_entries: Vec<&serde_json::Value> = bundle["outputs"]
         .as_array()
         .unwrap()
@@ -354,17 +321,6 @@ fn subject_export_hands_over_the_subjects_rows_from_every_output() {
     }
 }
 
-/// (subject, rows) of an output file.
-fn outputs_of_file(file: &str, by_ticket: &HashMap<String, String>) -> Vec<(String, usize)> {
-    let df = read_parquet(Path::new(file));
-    let tickets = df.column("ticket_id").unwrap().str().unwrap().clone();
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for t in tickets.into_iter().flatten() {
-        *counts.entry(by_ticket[t].clone()).or_default() += 1;
-    }
-    counts.into_iter().collect()
-}
-
 /// A later run over the same paths replaces the files: `subject find` says so, so "does any
 /// output still hold this person?" has an answer after a revocation and a re-run.
 #[test]
@@ -373,8 +329,7 @@ fn a_rerun_after_a_revocation_shows_the_old_holding_as_replaced() {
     w.datagen(400, 19, &[]);
     let by_ticket = subjects_by_ticket(&w.data());
     let p = w.pipeline("again", "", SAFE_COLUMNS, "");
-    let (code, first, e) = w.run_json(&p, &[]);
-    assert_eq!(code, 0, "{e}");
+    let first = w.run_ok(&p);
     let out = first["outputs"][0]["path"].as_str().unwrap().to_string();
     let held: Vec<String> = subjects_in(Path::new(&out), &by_ticket)
         .into_iter()
@@ -383,13 +338,12 @@ fn a_rerun_after_a_revocation_shows_the_old_holding_as_replaced() {
     let mut revoked = std::fs::read_to_string(w.data().join("revocations.csv")).unwrap();
     revoked.push_str(&format!("{gone}\n"));
     std::fs::write(w.data().join("revocations.csv"), revoked).unwrap();
-    let (code, second, e) = w.run_json(&p, &[]);
-    assert_eq!(code, 0, "{e}");
+    let second = w.run_ok(&p);
     let second_id = second["run_id"].as_str().unwrap();
 
     let ids = w.path().join("two.txt");
     std::fs::write(&ids, format!("{gone}\n{stays}\n")).unwrap();
-    let out = w.privprep(&[
+    let out = w.privprep_ok(&[
         "subject",
         "find",
         "--ids",
@@ -397,11 +351,6 @@ fn a_rerun_after_a_revocation_shows_the_old_holding_as_replaced() {
         "--format",
         "json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let findings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     // The revoked subject: only the first run's file held them, and it was replaced.
     let h = findings[0]["holdings"].as_array().unwrap();
@@ -425,8 +374,7 @@ fn reports_are_never_written_over_the_store_or_into_the_state_folder() {
     let w = Work::new();
     w.datagen(200, 2, &[]);
     let p = w.pipeline("p", "", SAFE_COLUMNS, "");
-    let (code, _, e) = w.run_json(&p, &[]);
-    assert_eq!(code, 0, "{e}");
+    w.run_ok(&p);
     let state = w.state();
     for target in [
         state.join("lineage.db"),
@@ -446,15 +394,10 @@ fn reports_are_never_written_over_the_store_or_into_the_state_folder() {
             assert!(err.contains("refusing to write"), "{args:?}: {err}");
         }
     }
-    let verify = w.privprep(&["lineage", "verify"]);
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    w.privprep_ok(&["lineage", "verify"]);
     // Elsewhere is fine.
     let fine = w.path().join("events.jsonl");
-    let out = w.privprep(&[
+    w.privprep_ok(&[
         "lineage",
         "export",
         "--openlineage",
@@ -462,9 +405,4 @@ fn reports_are_never_written_over_the_store_or_into_the_state_folder() {
         "--out",
         fine.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

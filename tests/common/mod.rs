@@ -131,6 +131,22 @@ path = "out/{name}.parquet"
         });
         (out.status.code().unwrap_or(-1), summary, stderr)
     }
+    /// Runs a pipeline that must succeed; returns its summary.
+    pub fn run_ok(&self, pipeline: &Path) -> serde_json::Value {
+        let (code, summary, stderr) = self.run_json(pipeline, &[]);
+        assert_eq!(code, 0, "{stderr}");
+        summary
+    }
+    /// Runs privprep with these arguments, which must succeed.
+    pub fn privprep_ok(&self, args: &[&str]) -> Output {
+        let out = self.privprep(args);
+        assert!(
+            out.status.success(),
+            "privprep {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
 }
 
 /// Column rules that satisfy privacy-by-default for the tickets manifest.
