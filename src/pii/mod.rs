@@ -30,8 +30,12 @@ pub const CONTEXT_DETECTOR: &str = "name";
 /// Name of the deny-list detector.
 pub const DENY_DETECTOR: &str = "deny";
 
-/// The detector of names in running text, which runs only where a column names it.
-pub const PERSON_DETECTOR: &str = "person";
+/// Whether `name` is a built-in detector that runs only where a column names it (one not in
+/// [`Kind::DEFAULT`]).
+fn opt_in(name: &str) -> bool {
+    let named = |k: &Kind| k.as_str() == name;
+    Kind::BUILTIN.iter().any(named) && !Kind::DEFAULT.iter().any(named)
+}
 
 /// A user-defined detector as planned.
 #[derive(Debug, Clone)]
@@ -148,23 +152,27 @@ impl PiiPlan {
         names
     }
 
-    /// Default detectors of a column: all but `deny` when no term is listed, and but
-    /// `person`, which a column asks for by name (its precision depends on the text).
+    /// Default detectors of a column: all but `deny` when no term is listed, and but the
+    /// opt-in built-ins (`person`), which a column asks for by name.
     pub fn default_detectors(&self) -> Vec<String> {
         self.detector_names()
             .into_iter()
             .filter(|d| d != DENY_DETECTOR || !self.deny.is_empty())
-            .filter(|d| d != PERSON_DETECTOR)
+            .filter(|d| !opt_in(d))
             .collect()
     }
 
-    /// The leak gate's scanner: every detector, with `person` only when `persons` (some
-    /// column redacts with it; otherwise names in kept text would fail every run).
-    pub fn gate_scanner(&self, persons: bool) -> Result<Scanner, detect::ScannerError> {
+    /// The leak gate's scanner: every detector, and an opt-in one only where one of `columns`
+    /// runs it (names in kept text would fail every run otherwise).
+    pub fn gate_scanner<'a>(
+        &self,
+        columns: impl IntoIterator<Item = &'a TextColumnPlan>,
+    ) -> Result<Scanner, detect::ScannerError> {
+        let used: Vec<&String> = columns.into_iter().flat_map(|t| &t.detectors).collect();
         let names: Vec<String> = self
             .detector_names()
             .into_iter()
-            .filter(|d| persons || d != PERSON_DETECTOR)
+            .filter(|d| !opt_in(d) || used.contains(&d))
             .collect();
         self.scanner(Some(&names))
     }

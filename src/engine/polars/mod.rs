@@ -95,13 +95,9 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
     let plan = job.plan;
     let engine_err = |e: PolarsError| EngineError::Failed(sanitize(&e.to_string(), plan));
     let texts = text_runtimes(plan, job.key)?;
-    // Every detector, for the leak gate's first half (names in running text only where a
-    // column redacts them).
-    let persons = plan
-        .text
-        .iter()
-        .any(|t| t.detectors.iter().any(|d| d == crate::pii::PERSON_DETECTOR));
-    let gate_scanner = plan.pii.gate_scanner(persons)?;
+    // Every detector, for the leak gate's first half (the opt-in ones where a column runs
+    // them).
+    let gate_scanner = plan.pii.gate_scanner(&plan.text)?;
     let dp_columns = crate::dp::plan::release_columns(&plan.releases, &plan.policy.subject_column);
     let id_columns = identifier_columns(plan);
     let value_hasher = ValueHasher::new();
