@@ -44,6 +44,20 @@ fn subjects_in(file: &Path, by_ticket: &HashMap<String, String>) -> BTreeSet<Str
     tickets_by_subject(file, by_ticket).into_keys().collect()
 }
 
+/// Runs `subject find --ids FILE --format FORMAT` on `ids` (written to a file, one per line).
+fn find_ids(w: &Work, ids: &[String], format: &str) -> std::process::Output {
+    let file = w.path().join("ids.txt");
+    std::fs::write(&file, ids.join("\n")).unwrap();
+    w.privprep_ok(&[
+        "subject",
+        "find",
+        "--ids",
+        file.to_str().unwrap(),
+        "--format",
+        format,
+    ])
+}
+
 /// Runs `subject export` (with `extra` arguments) into a bundle and reads it.
 fn export_bundle(w: &Work, subject: &str, extra: &[&str]) -> serde_json::Value {
     let path = w.path().join("bundle.json");
@@ -113,16 +127,7 @@ fn subject_find_lists_exactly_the_outputs_that_hold_each_subject() {
 
     let mut asked = some.clone();
     asked.push("nobody-at-all".into());
-    let ids = w.path().join("ids.txt");
-    std::fs::write(&ids, asked.join("\n")).unwrap();
-    let out = w.privprep_ok(&[
-        "subject",
-        "find",
-        "--ids",
-        ids.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let out = find_ids(&w, &asked, "json");
     let printed = String::from_utf8_lossy(&out.stdout).to_string();
     for id in &asked {
         assert!(!printed.contains(id.as_str()), "the id was printed");
@@ -341,16 +346,8 @@ fn a_rerun_after_a_revocation_shows_the_old_holding_as_replaced() {
     let second = w.run_ok(&p);
     let second_id = second["run_id"].as_str().unwrap();
 
-    let ids = w.path().join("two.txt");
-    std::fs::write(&ids, format!("{gone}\n{stays}\n")).unwrap();
-    let out = w.privprep_ok(&[
-        "subject",
-        "find",
-        "--ids",
-        ids.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let asked = [gone, stays];
+    let out = find_ids(&w, &asked, "json");
     let findings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     // The revoked subject: only the first run's file held them, and it was replaced.
     let h = findings[0]["holdings"].as_array().unwrap();
@@ -363,7 +360,7 @@ fn a_rerun_after_a_revocation_shows_the_old_holding_as_replaced() {
     assert_eq!(h[0]["replaced_by"], second_id);
     assert!(h[1].get("replaced_by").is_none());
     assert_eq!(h[1]["unchanged"], true);
-    let text = w.privprep(&["subject", "find", "--ids", ids.to_str().unwrap()]);
+    let text = find_ids(&w, &asked, "text");
     assert!(String::from_utf8_lossy(&text.stdout).contains(&format!("replaced by run {second_id}")));
 }
 
