@@ -187,6 +187,42 @@ enum SubjectCommand {
         #[arg(long)]
         key_file: Option<PathBuf>,
     },
+    /// The erasure request: puts the subject on the store's erasure list (every later run
+    /// drops its rows as `erased`) and regenerates every committed output that holds it,
+    /// recorded as one `erasure` record. Exits 1 when an output had to be left as it is.
+    Forget {
+        /// The subject id, or `-` to read ids from standard input, one per line.
+        id: String,
+        /// Why (kept in lineage; it must not name the subject).
+        #[arg(long)]
+        reason: String,
+        /// Delete outputs that cannot be regenerated (input gone or changed, key missing)
+        /// instead of listing them.
+        #[arg(long)]
+        delete_unregenerable: bool,
+        /// The key the runs used (tokens and splits must come out the same).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// `forget` for every subject of revocation lists at once.
+    Sweep {
+        /// Revocation lists: one subject id per line, or a CSV with a header.
+        #[arg(long, required = true, num_args = 1..)]
+        revocations: Vec<PathBuf>,
+        /// The CSV column holding the ids, when a list has a header.
+        #[arg(long, default_value = "subject_id")]
+        subject_column: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        delete_unregenerable: bool,
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -592,6 +628,68 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Subject {
+            command: command @ (SubjectCommand::Forget { .. } | SubjectCommand::Sweep { .. }),
+        } => {
+            let mut opts = privprep::RunOptions::new(&g.state_dir);
+            opts.lineage_db = lineage_db;
+            let result = match command {
+                SubjectCommand::Forget {
+                    id,
+                    reason,
+                    delete_unregenerable,
+                    key_file,
+                    format,
+                } => {
+                    opts.key_file = key_file;
+                    let ids = subject_ids(Some(id), None)?;
+                    (
+                        privprep::subjects::forget(&opts, &ids, &reason, delete_unregenerable),
+                        format,
+                    )
+                }
+                SubjectCommand::Sweep {
+                    revocations,
+                    subject_column,
+                    reason,
+                    delete_unregenerable,
+                    key_file,
+                    format,
+                } => {
+                    opts.key_file = key_file;
+                    let r = privprep::subjects::sweep(
+                        &opts,
+                        &revocations,
+                        &subject_column,
+                        &reason,
+                        delete_unregenerable,
+                    );
+                    (r, format)
+                }
+                _ => unreachable!("matched above"),
+            };
+            match result {
+                (Err(privprep::subjects::ForgetError::Usage(m)), _) => {
+                    eprintln!("error: {m}");
+                    Ok(ExitCode::from(2))
+                }
+                (Err(e), _) => Err(e.into()),
+                (Ok(summary), format) => {
+                    if format == Format::Json {
+                        print_json(&summary)?;
+                    } else if !g.quiet {
+                        print!("{}", render_erasure(&summary));
+                    }
+                    let left = summary.outputs.iter().any(|o| o.action == "unregenerable");
+                    Ok(if left {
+                        eprintln!("privprep: some outputs still hold the subject and could not be regenerated; see the list above, or rerun with --delete-unregenerable");
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    })
+                }
+            }
+        }
+        Command::Subject {
             command: SubjectCommand::Find { id, ids, format },
         } => {
             let ids = subject_ids(id, ids)?;
@@ -615,6 +713,46 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             lineage(&store, command)
         }
     }
+}
+
+/// An erasure's summary for a terminal.
+fn render_erasure(s: &privprep::run::ErasureSummary) -> String {
+    let count = |a: &str| s.outputs.iter().filter(|o| o.action == a).count();
+    let mut out = format!(
+        "erasure {} ({}, {} subject(s)): {} output(s) regenerated, {} deleted, {} unregenerable, {} gone, {} DP release(s) listed\n",
+        s.erasure_id,
+        s.command,
+        s.subjects,
+        count("regenerated"),
+        count("deleted"),
+        count("unregenerable"),
+        count("gone"),
+        count("release"),
+    );
+    if s.outputs.is_empty() {
+        out.push_str("  no committed output held the subject(s); they are on the erasure list for every later run\n");
+    }
+    for o in &s.outputs {
+        let what = match o.action.as_str() {
+            "regenerated" => format!(
+                "{} → {} rows",
+                o.rows_before,
+                o.rows_after.unwrap_or_default()
+            ),
+            "release" => {
+                "not regenerated: its DP guarantee already bounds what it reveals about one subject"
+                    .into()
+            }
+            "gone" => "the file is no longer there".into(),
+            _ => o.note.clone().unwrap_or_default(),
+        };
+        out.push_str(&format!(
+            "  {:<13} {}  (run {}): {what}\n",
+            o.action, o.path, o.run_id
+        ));
+    }
+    out.push_str(&format!("recorded in {}\n", s.lineage_db));
+    out
 }
 
 /// The subject ids of a request: the argument, standard input (`-`) or a file, one per line.

@@ -3,46 +3,10 @@
 mod common;
 
 use common::*;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
-
-/// ticket_id → subject_id of the input.
-fn subjects_by_ticket(data: &Path) -> HashMap<String, String> {
-    let mut reader = csv::Reader::from_path(data.join("tickets.csv")).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    let at = |n: &str| headers.iter().position(|h| h == n).unwrap();
-    let (t, s) = (at("ticket_id"), at("subject_id"));
-    reader
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            (r[t].to_string(), r[s].to_string())
-        })
-        .collect()
-}
-
-/// Subject → the tickets of theirs an output file holds.
-fn tickets_by_subject(
-    file: &Path,
-    by_ticket: &HashMap<String, String>,
-) -> BTreeMap<String, BTreeSet<String>> {
-    let df = read_parquet(file);
-    let tickets = df.column("ticket_id").unwrap().str().unwrap().clone();
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for t in tickets.into_iter().flatten() {
-        out.entry(by_ticket[t].clone())
-            .or_default()
-            .insert(t.to_string());
-    }
-    out
-}
-
-/// The subjects whose rows an output file holds.
-fn subjects_in(file: &Path, by_ticket: &HashMap<String, String>) -> BTreeSet<String> {
-    tickets_by_subject(file, by_ticket).into_keys().collect()
-}
 
 /// Runs `subject find --ids FILE --format FORMAT` on `ids` (written to a file, one per line).
 fn find_ids(w: &Work, ids: &[String], format: &str) -> std::process::Output {
@@ -71,23 +35,6 @@ fn export_bundle(w: &Work, subject: &str, extra: &[&str]) -> serde_json::Value {
     args.extend_from_slice(extra);
     w.privprep_ok(&args);
     serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
-}
-
-/// Every (output path → its subjects) of a run summary.
-fn outputs_of(
-    summary: &serde_json::Value,
-    by_ticket: &HashMap<String, String>,
-) -> Vec<(String, BTreeSet<String>)> {
-    summary["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            let path = o["path"].as_str().unwrap().to_string();
-            let held = subjects_in(Path::new(&path), by_ticket);
-            (path, held)
-        })
-        .collect()
 }
 
 /// Two pipelines over one dataset write different outputs (one splits, one revokes extra

@@ -62,6 +62,16 @@ pub struct Job<'a> {
     /// The subject index's keyed hash: with it, the engine gathers the keys of the subjects
     /// whose kept rows each output file receives.
     pub subjects: Option<&'a SubjectHasher>,
+    /// The store's erasure list: rows of these subjects are dropped as `erased`.
+    pub erased: Option<&'a Erased>,
+}
+
+/// The erasure list as an engine applies it: the subject index keys of erased subjects, and
+/// the hasher that gives a row's subject its key.
+#[derive(Clone)]
+pub struct Erased {
+    pub hasher: SubjectHasher,
+    pub keys: Arc<std::collections::HashSet<u64>>,
 }
 
 /// What an engine hands back (see the module's contract).

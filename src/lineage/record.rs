@@ -246,6 +246,48 @@ pub struct SubjectColumnRecord {
     pub token_encoding: Option<String>,
 }
 
+/// An erasure (`privprep subject forget` or `subject sweep`): who was erased (keyed hashes
+/// only), why, and what happened to every output that held them. The record it sits in lists
+/// the regenerated files as its `outputs` and their new subject sets as its `subject_index`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErasureRecord {
+    /// `forget` or `sweep`.
+    pub command: String,
+    /// When the request was made, RFC 3339 UTC.
+    pub requested_at: String,
+    /// The reason given with the request (checked to hold no id, e-mail or phone number).
+    pub reason: String,
+    /// The erased subjects' keys in the subject index, 16 hex digits each; every later run
+    /// drops their rows as `erased`.
+    pub subjects: Vec<String>,
+    /// For a sweep: the revocation lists it read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revocation_lists: Vec<RevocationListRecord>,
+    /// Every output that held one of the subjects, and what was done to it.
+    pub outputs: Vec<ErasedOutput>,
+}
+
+/// What an erasure did to one output that held an erased subject.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErasedOutput {
+    pub path: String,
+    /// The run that wrote the file the erasure found.
+    pub run_id: String,
+    /// `regenerated`, `deleted`, `unregenerable`, `release` (a DP release: listed, not
+    /// regenerated) or `gone` (the file was no longer there).
+    pub action: String,
+    /// SHA-256 the file had (as its run recorded it), and has now when it was regenerated.
+    pub old_sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_sha256: Option<String>,
+    pub rows_before: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_after: Option<u64>,
+    /// Why an output could not be regenerated (names files and keys, never values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 /// Where an output column came from and what was done to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnLineage {
@@ -439,6 +481,9 @@ pub struct RunRecord {
     /// How the subject column appears in the data files (absent in older records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject_column: Option<SubjectColumnRecord>,
+    /// Present in the record of an erasure (kind `erasure`), absent in a run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erasure: Option<ErasureRecord>,
 }
 
 impl RunRecord {
@@ -450,6 +495,20 @@ impl RunRecord {
         self.outputs.clear();
         self.releases.clear();
         self.subject_index.clear();
+        if let Some(e) = &mut self.erasure {
+            // Nothing it regenerated or deleted is in place.
+            e.outputs
+                .retain(|o| o.action != "regenerated" && o.action != "deleted");
+        }
+    }
+
+    /// `erasure` for an erasure's record, `run` for a run's.
+    pub fn kind(&self) -> &'static str {
+        if self.erasure.is_some() {
+            "erasure"
+        } else {
+            "run"
+        }
     }
 
     /// A record for a run that has just started: status `failed` until the run says otherwise,
@@ -491,6 +550,7 @@ impl RunRecord {
             budget_spends: None,
             subject_index: Vec::new(),
             subject_column: None,
+            erasure: None,
         }
     }
 }

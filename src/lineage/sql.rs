@@ -70,6 +70,17 @@ pub const VIEWS: &[View] = &[
               FROM budget_ledger
               GROUP BY dataset_id, privacy_unit, measure",
     },
+    View {
+        name: "erasures",
+        about: "per erasure (`subject forget` or `sweep`) and output: what was done to the file (regenerated, deleted, unregenerable, release, gone), its rows and SHA-256 before and after",
+        sql: "SELECT r.seq AS seq, r.run_id AS erasure_id, r.status AS status,
+                 r.started_at AS requested_at, r.pipeline_name AS command,
+                 (SELECT COUNT(*) FROM erased_subjects s WHERE s.run_id = r.run_id) AS subjects,
+                 o.path AS path, o.source_run AS source_run, o.action AS action,
+                 o.rows_before AS rows_before, o.rows_after AS rows_after,
+                 o.old_sha256 AS old_sha256, o.new_sha256 AS new_sha256, o.note AS note
+              FROM runs r JOIN erased_outputs o ON o.run_id = r.run_id",
+    },
 ];
 
 /// What a query returned: column names and rows of JSON values (text, numbers, null; a blob
@@ -94,12 +105,21 @@ pub enum SqlError {
     Attach,
     #[error("one statement at a time\n  = hint: run each SELECT on its own")]
     Several,
-    #[error("the query failed: {message}\n  = hint: the views are {}; the tables are runs, run_inputs, run_outputs, run_drops, column_lineage, run_text_spans, run_leak_gate, run_releases and budget_ledger", view_names())]
+    #[error("the query failed: {message}\n  = hint: the views are {}; the tables are runs, run_inputs, run_outputs, run_drops, column_lineage, run_text_spans, run_leak_gate, run_releases, erased_subjects, erased_outputs and budget_ledger", view_names())]
     Query { message: String },
 }
 
 fn view_names() -> String {
     VIEWS.iter().map(|v| v.name).collect::<Vec<_>>().join(", ")
+}
+
+fn has_table(conn: &Connection, name: &str) -> bool {
+    conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )
+    .is_ok_and(|n| n > 0)
 }
 
 /// Runs one read-only `sql` statement on the store at `path`.
@@ -118,6 +138,11 @@ pub fn query(path: &Path, sql: &str) -> Result<Answer, SqlError> {
     conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)
         .map_err(open_error)?;
     for v in VIEWS {
+        // A store not yet opened by this version lacks the erasure tables (read-only: no
+        // migration here); its views over them are left out.
+        if v.sql.contains("erased_") && !has_table(&conn, "erased_outputs") {
+            continue;
+        }
         conn.execute_batch(&format!("CREATE TEMP VIEW {} AS {};", v.name, v.sql))
             .map_err(open_error)?;
     }

@@ -932,7 +932,8 @@ impl Store {
             .conn
             .prepare(
                 "SELECT seq, record_json FROM runs
-                 WHERE status = 'succeeded' AND instr(record_json, '\"subject_index\"') > 0
+                 WHERE (status = 'succeeded' AND instr(record_json, '\"subject_index\"') > 0)
+                    OR run_id IN (SELECT run_id FROM erased_subjects)
                  ORDER BY seq",
             )
             .map_err(err())?;
@@ -946,6 +947,25 @@ impl Store {
         Ok(rows
             .into_iter()
             .filter_map(|(seq, json)| serde_json::from_str(&json).ok().map(|r| (seq, r)))
+            .collect())
+    }
+
+    /// The subject index keys of every subject ever erased (by a `forget` or `sweep`, whether
+    /// or not it could regenerate everything): every run drops their rows as `erased`.
+    pub fn erased_keys(&self) -> Result<std::collections::HashSet<u64>, LineageError> {
+        let err = || sqlite(&self.path, "read the erasure list");
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT subject_key FROM erased_subjects")
+            .map_err(err())?;
+        let keys = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err())?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| u64::from_str_radix(k, 16).ok())
             .collect())
     }
 
@@ -1592,6 +1612,7 @@ mod tests {
             budget_spends: Some(Vec::new()),
             subject_index: Vec::new(),
             subject_column: None,
+            erasure: None,
         }
     }
 

@@ -16,7 +16,7 @@ use super::ledger_table;
 use super::record::RunRecord;
 
 /// The schema version of a store after every migration.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 // AUTOINCREMENT makes SQLite remember the highest seq ever used (in `sqlite_sequence`), so
 // deleting the newest records leaves a trace that `verify` can see, and a later append cannot
@@ -101,7 +101,7 @@ const INT: &str = "INTEGER NOT NULL";
 const REAL: &str = "REAL NOT NULL";
 
 /// Every derived table.
-pub(super) const TABLES: [Table; 7] = [
+pub(super) const TABLES: [Table; 9] = [
     Table {
         name: "run_inputs",
         columns: &[
@@ -186,6 +186,29 @@ pub(super) const TABLES: [Table; 7] = [
         since: 3,
         rows: release_rows,
     },
+    Table {
+        name: "erased_subjects",
+        columns: &[("subject_key", TEXT)],
+        indexes: &["subject_key"],
+        since: 5,
+        rows: erased_subject_rows,
+    },
+    Table {
+        name: "erased_outputs",
+        columns: &[
+            ("path", TEXT),
+            ("source_run", TEXT),
+            ("action", TEXT),
+            ("old_sha256", TEXT),
+            ("new_sha256", "TEXT"),
+            ("rows_before", INT),
+            ("rows_after", "INTEGER"),
+            ("note", "TEXT"),
+        ],
+        indexes: &["path"],
+        since: 5,
+        rows: erased_output_rows,
+    },
 ];
 
 /// One schema version: the derived tables it adds (those whose `since` is this version) and
@@ -200,7 +223,7 @@ pub(super) struct Migration {
 
 /// Every schema version, oldest first. A new version is one entry here (and `since` on its
 /// tables); [`SCHEMA_VERSION`] is the last entry's.
-pub(super) const MIGRATIONS: [Migration; 4] = [
+pub(super) const MIGRATIONS: [Migration; 5] = [
     Migration {
         version: 1,
         what: "the runs table and the input, output, drop and column lineage tables",
@@ -220,6 +243,11 @@ pub(super) const MIGRATIONS: [Migration; 4] = [
         version: 4,
         what: "the budget ledger as a hash chain of the store (entries of an older store are chained as they are)",
         extra: Some(chain_ledger),
+    },
+    Migration {
+        version: 5,
+        what: "erased_subjects and erased_outputs (subject erasures)",
+        extra: None,
     },
 ];
 
@@ -394,6 +422,38 @@ fn release_rows(record: &RunRecord) -> Rows {
                 r.threshold
                     .map(|t| Value::Integer(i64::from(t)))
                     .unwrap_or(Value::Null),
+            ])
+        })
+        .collect()
+}
+
+fn erased_subject_rows(record: &RunRecord) -> Rows {
+    Ok(record
+        .erasure
+        .iter()
+        .flat_map(|e| e.subjects.iter().map(|k| vec![text(k)]))
+        .collect())
+}
+
+fn erased_output_rows(record: &RunRecord) -> Rows {
+    let optional = |s: &Option<String>| s.as_deref().map(text).unwrap_or(Value::Null);
+    record
+        .erasure
+        .iter()
+        .flat_map(|e| &e.outputs)
+        .map(|o| {
+            Ok(vec![
+                text(&o.path),
+                text(&o.run_id),
+                text(&o.action),
+                text(&o.old_sha256),
+                optional(&o.new_sha256),
+                int(o.rows_before)?,
+                match o.rows_after {
+                    Some(n) => int(n)?,
+                    None => Value::Null,
+                },
+                optional(&o.note),
             ])
         })
         .collect()

@@ -18,7 +18,18 @@ use crate::stages::{Resolution, STAGES};
 
 /// Loads and validates a pipeline and everything it names; returns the plan or every problem.
 pub fn build(path: &std::path::Path) -> Result<Plan, Diagnostics> {
-    let (file, mut diags) = spec::load(path)?;
+    let (file, diags) = spec::load(path)?;
+    resolve(file, diags)
+}
+
+/// [`build`] of a pipeline as a run's record holds it: its text, and the path it was read
+/// from (relative paths in it are resolved against that path's folder).
+pub fn build_recorded(path: &std::path::Path, text: &str) -> Result<Plan, Diagnostics> {
+    let (file, diags) = spec::load_text(path, text.to_string())?;
+    resolve(file, diags)
+}
+
+fn resolve(file: PipelineFile, mut diags: Diagnostics) -> Result<Plan, Diagnostics> {
     for stage in &STAGES {
         (stage.check)(&file, &mut diags);
     }

@@ -28,6 +28,9 @@ pub const QUARANTINED: u8 = 1;
 pub enum DropReason {
     /// The subject column is empty: the row cannot be tied to a person, so no consent applies.
     MissingSubject,
+    /// The subject was erased (`privprep subject forget` or `sweep`): on the store's erasure
+    /// list, which every run applies.
+    Erased,
     /// The subject is on a revocation list.
     Revoked,
     /// Consent status missing or not in `allowed_status`.
@@ -44,8 +47,9 @@ pub enum DropReason {
 
 impl DropReason {
     /// All reasons, in the order they are checked.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::MissingSubject,
+        DropReason::Erased,
         DropReason::Revoked,
         DropReason::ConsentStatus,
         DropReason::ConsentPurpose,
@@ -68,6 +72,7 @@ impl DropReason {
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::MissingSubject => "missing_subject",
+            DropReason::Erased => "erased",
             DropReason::Revoked => "revoked",
             DropReason::ConsentStatus => "consent_status",
             DropReason::ConsentPurpose => "consent_purpose",

@@ -77,6 +77,8 @@ struct Staged {
 #[derive(Debug, Default)]
 pub struct StagedCommit {
     files: Vec<Staged>,
+    /// Files deleted by the commit, after the renames.
+    removes: Vec<PathBuf>,
 }
 
 impl StagedCommit {
@@ -106,6 +108,22 @@ impl StagedCommit {
         Ok(sha256)
     }
 
+    /// Takes over the staged files of `other` whose destination `keep` accepts; the others are
+    /// removed (as `other` is dropped).
+    pub fn absorb(&mut self, mut other: StagedCommit, keep: impl Fn(&Path) -> bool) {
+        let (kept, dropped) = std::mem::take(&mut other.files)
+            .into_iter()
+            .partition(|f| keep(&f.dest));
+        other.files = dropped;
+        self.files.extend(kept);
+        self.removes.append(&mut other.removes);
+    }
+
+    /// Deletes `path` as part of the commit, after every rename.
+    pub fn remove(&mut self, path: &Path) {
+        self.removes.push(path.to_path_buf());
+    }
+
     fn moves(&self) -> Vec<Move> {
         self.files
             .iter()
@@ -131,7 +149,12 @@ impl StagedCommit {
         let _state = lock_state(state_dir)?;
         // A dead run's half-done commit to these outputs is finished before ours starts.
         recover_locked(state_dir, store);
-        let _dirs = lock_dirs(moves.iter().map(|m| m.dest.as_path()))?;
+        let _dirs = lock_dirs(
+            moves
+                .iter()
+                .map(|m| m.dest.as_path())
+                .chain(self.removes.iter().map(PathBuf::as_path)),
+        )?;
 
         let io = |path: &Path| {
             let path = path.display().to_string();
@@ -141,6 +164,7 @@ impl StagedCommit {
         pending.commit = Some(Intent {
             record: record.clone(),
             moves: moves.clone(),
+            removes: self.removes.clone(),
         });
         journal.write(pending).map_err(io(journal.path()))?;
         fault_point();
@@ -158,6 +182,11 @@ impl StagedCommit {
             }
             done.push(m);
             fault_point();
+        }
+        if failure.is_none() {
+            if let Err(e) = remove_durably(&self.removes) {
+                failure = Some(e);
+            }
         }
         let result = match failure {
             Some(e) => Err(e),
@@ -195,6 +224,26 @@ impl Drop for StagedCommit {
             let _ = std::fs::remove_file(&f.tmp);
         }
     }
+}
+
+/// Deletes each file (one already gone is fine) and fsyncs its folder.
+fn remove_durably(paths: &[PathBuf]) -> Result<(), CommitError> {
+    for p in paths {
+        let io = |source| CommitError::Io {
+            path: p.display().to_string(),
+            source,
+        };
+        match std::fs::remove_file(p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(e)),
+        }
+        fault_point();
+        File::open(crate::spec::base_dir(p))
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
 }
 
 /// Renames and fsyncs the destination's folder.
@@ -325,8 +374,14 @@ fn finish_commit(
     store: &mut Store,
 ) -> Result<(), String> {
     let run_id = intent.record.run_id.clone();
-    let _dirs =
-        lock_dirs(intent.moves.iter().map(|m| m.dest.as_path())).map_err(|e| e.to_string())?;
+    let _dirs = lock_dirs(
+        intent
+            .moves
+            .iter()
+            .map(|m| m.dest.as_path())
+            .chain(intent.removes.iter().map(PathBuf::as_path)),
+    )
+    .map_err(|e| e.to_string())?;
     if store.get(&run_id).map_err(|e| e.to_string())?.is_some() {
         // Recorded already: only the journal entry was left.
         remove_temp_files(&temp_files);
@@ -344,6 +399,7 @@ fn finish_commit(
         }
     }
     if missing == 0 {
+        remove_durably(&intent.removes).map_err(|e| e.to_string())?;
         remove_temp_files(&temp_files);
         return store
             .append(&intent.record)
@@ -417,6 +473,7 @@ mod tests {
             p.commit = Some(Intent {
                 record: succeeded(run_id),
                 moves: moves.clone(),
+                removes: Vec::new(),
             });
             j.write(&p).unwrap();
             std::fs::rename(&moves[0].tmp, &moves[0].dest).unwrap();

@@ -26,6 +26,9 @@ pub struct Intent {
     /// The record to append once every file is in place (status `succeeded`).
     pub record: RunRecord,
     pub moves: Vec<Move>,
+    /// Files the commit deletes after the renames (an erasure's unregenerable outputs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removes: Vec<PathBuf>,
 }
 
 /// A run's journal entry.

@@ -15,7 +15,7 @@
 use crate::dp::release;
 use crate::emit::{self, AtomicParquet};
 use crate::engine::polars::{sanitize, Polars};
-use crate::engine::{Engine, EngineError, Job, Streamed};
+use crate::engine::{Engine, EngineError, Erased, Job, Streamed};
 use crate::identity::keys::{self, Key};
 use crate::ingest;
 use crate::lineage;
@@ -31,7 +31,7 @@ use crate::spec::LeakGateMode;
 use crate::stages;
 use privprep_kernels::subject::{self, SubjectHasher};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -205,11 +205,13 @@ pub fn new_run_id() -> String {
 
 mod accounting;
 mod commit;
+mod erase;
 mod journal;
 mod releases;
 
 use commit::StagedCommit;
 pub use commit::{recover_interrupted, CommitError, FAULT_ENV};
+pub use erase::{erase, Affected, EraseError, ErasureRequest, ErasureSummary};
 use journal::{Journal, Pending};
 
 /// Runs the plan and records it. On failure the error is recorded in lineage too.
@@ -259,33 +261,19 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
         return Err(fail(&mut record, error, Some(&mut store)));
     }
 
+    let erased = match store.erased_keys() {
+        Ok(keys) => Arc::new(keys),
+        Err(e) => {
+            let error = RunError::Lineage {
+                path: opts.lineage_db.display().to_string(),
+                message: e.to_string(),
+            };
+            return Err(fail(&mut record, error, Some(&mut store)));
+        }
+    };
+
     // Journal first, so a killed run is still accounted for.
-    let temp_files: Vec<PathBuf> = plan
-        .output
-        .files()
-        .iter()
-        .map(|(_, _, p)| emit::tmp_path_for(p, &run_id))
-        .chain([
-            emit::tmp_path_for(&plan.output.quarantine_path, &run_id),
-            scratch_path(&opts.state_dir, &run_id),
-        ])
-        .chain(
-            plan.releases
-                .iter()
-                .map(|r| emit::tmp_path_for(&r.path, &run_id)),
-        )
-        .chain({
-            // The subject index's sets: one per data file, and one for the releases.
-            let dir = lineage::index::index_dir(&opts.lineage_db);
-            let run_id = run_id.clone();
-            (0..=plan.output.files().len()).map(move |n| {
-                emit::tmp_path_for(
-                    &dir.join(lineage::index::set_file_name(&run_id, n)),
-                    &run_id,
-                )
-            })
-        })
-        .collect();
+    let temp_files = temp_files(plan, opts, &run_id);
     let journal = Journal::new(&opts.state_dir, &run_id);
     let mut pending = Pending {
         pid: std::process::id(),
@@ -302,7 +290,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
         return Err(fail(&mut record, error, Some(&mut store)));
     }
 
-    let result = execute(plan, opts, &run_id, &mut record);
+    let result = execute(plan, opts, &run_id, &mut record, &erased);
     record.finished_at = chrono::Utc::now().to_rfc3339();
     let result = result.and_then(|staged| {
         let mut done = record.clone();
@@ -328,6 +316,29 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
             Err(failure)
         }
     }
+}
+
+/// Every temporary file or folder a run of `plan` may make, for its journal entry.
+fn temp_files(plan: &Plan, opts: &RunOptions, run_id: &str) -> Vec<PathBuf> {
+    // The subject index's sets: one per data file, and one for the releases.
+    let dir = lineage::index::index_dir(&opts.lineage_db);
+    let sets = (0..=plan.output.files().len())
+        .map(|n| emit::tmp_path_for(&dir.join(lineage::index::set_file_name(run_id, n)), run_id));
+    plan.output
+        .files()
+        .iter()
+        .map(|(_, _, p)| emit::tmp_path_for(p, run_id))
+        .chain([
+            emit::tmp_path_for(&plan.output.quarantine_path, run_id),
+            scratch_path(&opts.state_dir, run_id),
+        ])
+        .chain(
+            plan.releases
+                .iter()
+                .map(|r| emit::tmp_path_for(&r.path, run_id)),
+        )
+        .chain(sets)
+        .collect()
 }
 
 /// Every write of the run that lands on a file it reads, owns or writes twice, in words.
@@ -429,6 +440,7 @@ fn execute(
     opts: &RunOptions,
     run_id: &str,
     record: &mut RunRecord,
+    erased: &Arc<HashSet<u64>>,
 ) -> Result<StagedCommit, RunError> {
     let progress = progress_bar(opts.progress);
     let key = load_key(plan, opts, &progress)?;
@@ -449,12 +461,16 @@ fn execute(
         progress.suspend(|| eprintln!("privprep: created the subject index key at {} (mode 0600). Keep it with the lineage store: `privprep subject find` reads the index with it.", p.display()));
     }
     let subjects = SubjectHasher::new(&index_key);
+    let erased = Erased {
+        hasher: subjects.clone(),
+        keys: erased.clone(),
+    };
     let streamed = calibrate_and_stream(
         plan,
         opts,
         run_id,
         key.as_ref(),
-        &subjects,
+        (&subjects, &erased),
         &inputs,
         &progress,
     );
@@ -613,7 +629,7 @@ fn calibrate_and_stream(
     opts: &RunOptions,
     run_id: &str,
     key: Option<&Arc<Key>>,
-    subjects: &SubjectHasher,
+    (subjects, erased): (&SubjectHasher, &Erased),
     inputs: &[ingest::InputFile],
     progress: &indicatif::ProgressBar,
 ) -> Result<(Vec<release::Prepared>, Streamed), RunError> {
@@ -635,6 +651,7 @@ fn calibrate_and_stream(
         scratch: scratch.path(),
         progress: progress.clone(),
         subjects: Some(subjects),
+        erased: Some(erased),
     })?;
     Ok((prepared, streamed))
 }

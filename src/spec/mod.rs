@@ -250,6 +250,28 @@ fn toml_hint(message: &str, what: &str) -> Option<String> {
 pub fn load(path: &Path) -> Result<(PipelineFile, Diagnostics), Diagnostics> {
     let (text, spec) =
         read_toml::<PipelineSpec>(path, "pipeline file").map_err(|d| Diagnostics(vec![d]))?;
+    checked(path, text, spec)
+}
+
+/// [`load`] of a pipeline file's `text` as it was recorded (in a run's lineage record), with
+/// relative paths resolved against the folder of `path`, where the file was.
+pub fn load_text(path: &Path, text: String) -> Result<(PipelineFile, Diagnostics), Diagnostics> {
+    match toml::from_str::<PipelineSpec>(&text) {
+        Ok(spec) => checked(path, text, spec),
+        Err(e) => Err(Diagnostics(vec![Diagnostic::at(
+            path,
+            &text,
+            e.span(),
+            e.message().trim().to_string(),
+        )])),
+    }
+}
+
+fn checked(
+    path: &Path,
+    text: String,
+    spec: PipelineSpec,
+) -> Result<(PipelineFile, Diagnostics), Diagnostics> {
     let file = PipelineFile {
         path: path.to_path_buf(),
         text,

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: run the binary, generate data, write pipelines.
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -233,4 +234,57 @@ aggregates = [{aggregates}]
         "country\nUS\nGB\nDE\nFR\nIN\nBR\nCA\nAU\nES\nIT\nNL\nMX\nPL\nJP\nSE\nVN\n",
     )
     .unwrap();
+}
+
+/// ticket_id → subject_id of the input.
+pub fn subjects_by_ticket(data: &Path) -> HashMap<String, String> {
+    let mut reader = csv::Reader::from_path(data.join("tickets.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let at = |n: &str| headers.iter().position(|h| h == n).unwrap();
+    let (t, s) = (at("ticket_id"), at("subject_id"));
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[t].to_string(), r[s].to_string())
+        })
+        .collect()
+}
+
+/// Subject → the tickets of theirs an output file holds.
+pub fn tickets_by_subject(
+    file: &Path,
+    by_ticket: &HashMap<String, String>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let df = read_parquet(file);
+    let tickets = df.column("ticket_id").unwrap().str().unwrap().clone();
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for t in tickets.into_iter().flatten() {
+        out.entry(by_ticket[t].clone())
+            .or_default()
+            .insert(t.to_string());
+    }
+    out
+}
+
+/// The subjects whose rows an output file holds.
+pub fn subjects_in(file: &Path, by_ticket: &HashMap<String, String>) -> BTreeSet<String> {
+    tickets_by_subject(file, by_ticket).into_keys().collect()
+}
+
+/// Every (output path → its subjects) of a run summary.
+pub fn outputs_of(
+    summary: &serde_json::Value,
+    by_ticket: &HashMap<String, String>,
+) -> Vec<(String, BTreeSet<String>)> {
+    summary["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let path = o["path"].as_str().unwrap().to_string();
+            let held = subjects_in(Path::new(&path), by_ticket);
+            (path, held)
+        })
+        .collect()
 }

@@ -98,6 +98,17 @@ pub fn contains_with<E>(
     Ok(false)
 }
 
+/// The keys of the stored set `blob`, in order (a trailing partial key is ignored).
+pub fn decode(blob: &[u8]) -> Vec<u64> {
+    blob.chunks_exact(KEY_BYTES)
+        .map(|c| {
+            let mut b = [0u8; KEY_BYTES];
+            b.copy_from_slice(c);
+            u64::from_le_bytes(b)
+        })
+        .collect()
+}
+
 /// Whether the stored set `blob` (as [`encode`] writes it) holds `key`.
 pub fn contains(blob: &[u8], key: u64) -> bool {
     let len = blob.len() / KEY_BYTES;
@@ -144,6 +155,10 @@ mod tests {
             for p in probes {
                 prop_assert_eq!(contains(&blob, p), members.contains(&p));
             }
+            let mut distinct = members.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            prop_assert_eq!(decode(&blob), distinct);
         }
     }
 }

@@ -427,7 +427,7 @@ fn lower(
     // Policy.
     let lf = lf
         .select(select)
-        .with_column(policy::status_expr(&plan.policy, BADCOL));
+        .with_column(policy::status_expr(&plan.policy, BADCOL, job.erased));
     // Identity: the split.
     let mut lf = match (&plan.output.split, job.key) {
         (Some((train, validation, test)), Some(k)) => lf.with_column(split_expr(

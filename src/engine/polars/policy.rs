@@ -5,6 +5,7 @@
 use polars::prelude::*;
 
 use super::adapter::map_str;
+use crate::engine::Erased;
 use crate::policy::{
     one_of, purposes_include, DropReason, PolicyPlan, Provenance, KEPT, QUARANTINED, STATUS,
 };
@@ -17,8 +18,10 @@ fn str_predicate(expr: Expr, f: impl Fn(&str) -> bool + Send + Sync + 'static) -
     })
 }
 
-/// The `__status` expression. Needs the typed columns and `__badcol`.
-pub fn status_expr(plan: &PolicyPlan, badcol: &str) -> Expr {
+/// The `__status` expression. Needs the typed columns and `__badcol`. `erased` is the store's
+/// erasure list with the subject index's hasher: a row whose subject's key is on it is dropped
+/// as `erased`.
+pub fn status_expr(plan: &PolicyPlan, badcol: &str, erased: Option<&Erased>) -> Expr {
     let revoked = plan.revoked_ids();
     let subject = col(plan.subject_column.as_str());
     let missing_subject = subject.clone().is_null().or(subject
@@ -27,6 +30,15 @@ pub fn status_expr(plan: &PolicyPlan, badcol: &str) -> Expr {
         .str()
         .strip_chars(lit(NULL))
         .eq(lit("")));
+    let is_erased = match erased {
+        Some(e) if !e.keys.is_empty() => {
+            let (hasher, keys) = (e.hasher.clone(), e.keys.clone());
+            str_predicate(subject.clone(), move |v| {
+                hasher.key(v).is_some_and(|k| keys.contains(&k))
+            })
+        }
+        _ => lit(false),
+    };
     let is_revoked = str_predicate(subject, move |v| revoked.contains(v.trim()));
     let status = plan.allowed_status.clone();
     let bad_status = str_predicate(col(plan.status_column.as_str()), move |v| {
@@ -51,6 +63,7 @@ pub fn status_expr(plan: &PolicyPlan, badcol: &str) -> Expr {
     let checks = [
         (col(badcol).is_not_null(), QUARANTINED),
         (missing_subject, DropReason::MissingSubject.code()),
+        (is_erased, DropReason::Erased.code()),
         (is_revoked, DropReason::Revoked.code()),
         (bad_status, DropReason::ConsentStatus.code()),
         (bad_purpose, DropReason::ConsentPurpose.code()),

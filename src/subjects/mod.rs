@@ -15,6 +15,9 @@ use crate::identity::keys::{resolve_index_key, KeyError};
 use crate::lineage::{index, LineageError, RunRecord, Store};
 use privprep_kernels::subject::SubjectHasher;
 
+mod forget;
+pub use forget::{forget, sweep, ForgetError};
+
 /// One output that holds a subject.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Holding {
@@ -49,6 +52,23 @@ pub struct Finding {
     /// The subject's keyed hash in the index, hex: the same id always gives the same one.
     pub key: String,
     pub holdings: Vec<Holding>,
+    /// Every erasure of the subject so far, oldest first.
+    pub erasures: Vec<ErasureDone>,
+}
+
+/// An erasure that named a subject.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ErasureDone {
+    pub erasure_id: String,
+    /// `forget` or `sweep`.
+    pub command: String,
+    pub requested_at: String,
+    /// `succeeded` or `failed` (a failed erasure still put the subject on the erasure list).
+    pub status: String,
+    /// Outputs it regenerated, deleted, or could not regenerate.
+    pub regenerated: usize,
+    pub deleted: usize,
+    pub unregenerable: usize,
 }
 
 /// Why a search could not be made.
@@ -119,11 +139,15 @@ fn find_in(
         .par_iter()
         .map(|p| (*p, crate::emit::sha256_file(Path::new(p)).ok()))
         .collect();
-    // The newest run that wrote each path (records are oldest first).
+    // The newest run (or erasure) that wrote or deleted each path (records are oldest first).
     let mut newest: HashMap<&str, &str> = HashMap::new();
     for (_, record) in records {
         for set in &record.subject_index {
             newest.insert(set.output.as_str(), record.run_id.as_str());
+        }
+        let deleted = record.erasure.iter().flat_map(|e| &e.outputs);
+        for o in deleted.filter(|o| o.action == "deleted") {
+            newest.insert(o.path.as_str(), record.run_id.as_str());
         }
     }
     Ok(keys
@@ -133,6 +157,7 @@ fn find_in(
         .map(|(n, (key, held))| Finding {
             subject: n + 1,
             key: key.map(|k| format!("{k:016x}")).unwrap_or_default(),
+            erasures: key.map(|k| erasures_of(records, k)).unwrap_or_default(),
             holdings: held
                 .iter()
                 .map(|(r, output, kind)| {
@@ -153,6 +178,28 @@ fn find_in(
                 .collect(),
         })
         .collect())
+}
+
+/// The erasures among `records` that named the subject whose index key is `key`.
+fn erasures_of(records: &[(i64, RunRecord)], key: u64) -> Vec<ErasureDone> {
+    let hex = format!("{key:016x}");
+    records
+        .iter()
+        .filter_map(|(_, r)| r.erasure.as_ref().map(|e| (r, e)))
+        .filter(|(_, e)| e.subjects.contains(&hex))
+        .map(|(r, e)| {
+            let count = |action: &str| e.outputs.iter().filter(|o| o.action == action).count();
+            ErasureDone {
+                erasure_id: r.run_id.clone(),
+                command: e.command.clone(),
+                requested_at: e.requested_at.clone(),
+                status: r.status.as_str().to_string(),
+                regenerated: count("regenerated"),
+                deleted: count("deleted"),
+                unregenerable: count("unregenerable"),
+            }
+        })
+        .collect()
 }
 
 /// The facts of one output of `record` that holds a subject; `sha256` is the file's now
@@ -211,9 +258,25 @@ pub fn render(findings: &[Finding]) -> String {
             ));
             continue;
         }
+        let erasures: String = f
+            .erasures
+            .iter()
+            .map(|e| {
+                format!(
+                    "  erased by {} {} ({}, {}): {} regenerated, {} deleted, {} unregenerable\n",
+                    e.command,
+                    e.erasure_id,
+                    e.requested_at,
+                    e.status,
+                    e.regenerated,
+                    e.deleted,
+                    e.unregenerable
+                )
+            })
+            .collect();
         if f.holdings.is_empty() {
             out.push_str(&format!(
-                "subject {} (key {}): in no committed output\n",
+                "subject {} (key {}): in no committed output\n{erasures}",
                 f.subject, f.key
             ));
             continue;
@@ -249,6 +312,7 @@ pub fn render(findings: &[Finding]) -> String {
                 state
             ));
         }
+        out.push_str(&erasures);
     }
     out
 }
@@ -304,14 +368,16 @@ pub fn export(
             subject: 1,
             key: String::new(),
             holdings: Vec::new(),
+            erasures: Vec::new(),
         });
     let mut outputs = Vec::new();
     for holding in finding.holdings {
-        // Every holding comes from one of `records`.
+        // Every holding comes from one of `records`; a file an erasure regenerated is read as
+        // the run it was regenerated from wrote it.
         let record = records
             .iter()
             .find(|(seq, _)| *seq == holding.seq)
-            .map(|(_, r)| r);
+            .map(|(_, r)| source_record(&records, r, &holding.path));
         let picked = match record {
             Some(record) => pick(&holding, record, id.trim(), key)?,
             None => Err("the run's record is gone".to_string()),
@@ -332,6 +398,23 @@ pub fn export(
         privprep_version: env!("CARGO_PKG_VERSION").to_string(),
         outputs,
     })
+}
+
+/// The run whose pipeline wrote `holder`'s file at `path`: `holder`, or the run an erasure
+/// regenerated it from.
+fn source_record<'a>(
+    records: &'a [(i64, RunRecord)],
+    holder: &'a RunRecord,
+    path: &str,
+) -> &'a RunRecord {
+    let source = holder
+        .erasure
+        .as_ref()
+        .and_then(|e| e.outputs.iter().find(|o| o.path == path));
+    source
+        .and_then(|o| records.iter().find(|(_, r)| r.run_id == o.run_id))
+        .map(|(_, r)| r)
+        .unwrap_or(holder)
 }
 
 /// The subject's rows of one holding, or why they cannot be picked.
