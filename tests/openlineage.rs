@@ -40,6 +40,14 @@ fn exported_events_validate_and_carry_what_the_runs_recorded() {
     let failing = w.pipeline("failing", "", SAFE_COLUMNS, "max_bad_rows = 0");
     let (code, _, _) = w.run_json(&failing, &[]);
     assert_ne!(code, 0);
+    // An erasure of a subject the first run kept: its record is exported too.
+    let by_ticket = subjects_by_ticket(&w.data());
+    let first = summary["outputs"][0]["path"].as_str().unwrap();
+    let subject = subjects_in(std::path::Path::new(first), &by_ticket)
+        .into_iter()
+        .next()
+        .unwrap();
+    w.privprep_ok(&["subject", "forget", &subject, "--reason", "erasure request"]);
 
     let events_path = w.path().join("events.jsonl");
     export_all(&w, true, &["--out", events_path.to_str().unwrap()]);
@@ -48,12 +56,15 @@ fn exported_events_validate_and_carry_what_the_runs_recorded() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(events.len(), 4);
+    assert_eq!(events.len(), 6);
     let kinds: Vec<&str> = events
         .iter()
         .map(|e| e["eventType"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["START", "COMPLETE", "START", "FAIL"]);
+    assert_eq!(
+        kinds,
+        ["START", "COMPLETE", "START", "FAIL", "START", "COMPLETE"]
+    );
     assert_eq!(events[0]["run"]["runId"], events[1]["run"]["runId"]);
     assert_ne!(events[1]["run"]["runId"], events[3]["run"]["runId"]);
 
@@ -88,6 +99,18 @@ fn exported_events_validate_and_carry_what_the_runs_recorded() {
     assert_eq!(facet["budgetSpends"][0]["epsilon"], 1.0);
     assert_eq!(facet["chain"]["seq"], 1);
     assert!(events[3]["run"]["facets"]["errorMessage"]["message"].is_string());
+    // The erasure (outputs by path): the release listed, the split file that held the
+    // subject regenerated.
+    let erasure = &events[5]["run"]["facets"]["privprep"]["erasures"][0];
+    assert_eq!(erasure["command"], "forget");
+    let actions: Vec<&str> = erasure["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["release", "regenerated"], "{erasure}");
+    assert!(!text.contains(subject.as_str()));
 
     // Standard output carries the same events.
     let out = export_all(&w, false, &[]);
@@ -112,7 +135,7 @@ fn exported_events_validate_and_carry_what_the_runs_recorded() {
         String::from_utf8_lossy(&check.stderr)
     );
     assert!(
-        report.contains("4 events") && report.contains(", 0 problems"),
+        report.contains("6 events") && report.contains(", 0 problems"),
         "{report}"
     );
 }

@@ -96,6 +96,24 @@ fn cells(path: &Path) -> Vec<String> {
     out
 }
 
+/// The run id in the lineage footer of the Parquet file at `path`.
+fn footer_run_id(path: &Path) -> String {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let kv = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap();
+    let json = kv
+        .iter()
+        .find(|k| k.key == privprep::emit::LINEAGE_KEY)
+        .and_then(|k| k.value.clone())
+        .unwrap();
+    let footer: serde_json::Value = serde_json::from_str(&json).unwrap();
+    footer["run_id"].as_str().unwrap().to_string()
+}
+
 /// Every file under `dir`, read whole.
 fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -227,6 +245,10 @@ fn subject_forget_regenerates_exactly_the_outputs_that_held_the_subject() {
                 assert_eq!(read_parquet(&file).height() as u64, rows_before - *n as u64);
                 assert_eq!(sha_now(&w, path).as_deref(), o["new_sha256"].as_str());
                 assert_ne!(sha_now(&w, path).as_ref(), Some(old));
+                assert_eq!(
+                    footer_run_id(&file),
+                    summary["erasure_id"].as_str().unwrap()
+                );
             }
             _ => assert_eq!(sha_now(&w, path).as_ref(), Some(old), "{path} changed"),
         }
@@ -257,17 +279,49 @@ fn subject_forget_regenerates_exactly_the_outputs_that_held_the_subject() {
     assert_eq!(rows[0]["action"], "regenerated");
     assert_eq!(rows[0]["n"], 2);
 
-    // Later runs drop every row of the subject as `erased`.
+    // A second subject of the regenerated split file: regenerated again, from the run that
+    // first wrote it, with both subjects gone.
+    let split_file = held.keys().find(|p| p.contains("split")).unwrap().clone();
+    let file = w.path().join(&split_file);
+    let (second, tickets) = busiest(&file, &by_ticket);
+    let rows = read_parquet(&file).height();
+    let out = forget(
+        &w,
+        &second,
+        &["--reason", "erasure request", "--format", "json"],
+    );
+    assert!(out.status.success());
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let o = &again["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["path"] == split_file.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(o["action"], "regenerated");
+    assert_eq!(
+        o["run_id"], summaries[0]["run_id"],
+        "the source run, not the first erasure"
+    );
+    assert_eq!(read_parquet(&file).height(), rows - tickets.len());
+    let left = tickets_by_subject(&file, &by_ticket);
+    assert!(!left.contains_key(&subject) && !left.contains_key(&second));
+    w.privprep_ok(&["lineage", "verify"]);
+
+    // Later runs drop every row of both subjects as `erased`.
+    let erased_rows = input_rows + planted(&w.data(), &second).0;
     for p in ["split.toml", "narrow.toml"] {
         let s = run(&w, p);
         assert_eq!(
             s["dropped"]["erased"].as_u64(),
-            Some(input_rows as u64),
+            Some(erased_rows as u64),
             "{p}"
         );
         for o in s["outputs"].as_array().unwrap() {
             let file = w.path().join(o["path"].as_str().unwrap());
-            assert!(!tickets_by_subject(&file, &by_ticket).contains_key(&subject));
+            let held = tickets_by_subject(&file, &by_ticket);
+            assert!(!held.contains_key(&subject) && !held.contains_key(&second));
         }
     }
     w.privprep_ok(&["lineage", "verify"]);

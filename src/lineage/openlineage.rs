@@ -269,7 +269,22 @@ fn privprep_facet(seq: i64, record_hash: &str, r: &RunRecord) -> Value {
                 "result": serde_json::to_value(g.result).unwrap_or(Value::Null),
                 "valuesScanned": g.values_scanned,
             })).collect::<Vec<_>>(),
-            "erasures": [],
+            "erasures": r.erasure.iter().map(|e| json!({
+                "command": e.command,
+                "requestedAt": e.requested_at,
+                "reason": e.reason,
+                "subjectKeys": e.subjects,
+                "outputs": e.outputs.iter().map(|o| json!({
+                    "path": o.path,
+                    "sourceRun": o.run_id,
+                    "action": o.action,
+                    "oldSha256": o.old_sha256,
+                    "newSha256": o.new_sha256,
+                    "rowsBefore": o.rows_before,
+                    "rowsAfter": o.rows_after,
+                    "note": o.note,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
         }),
     )
 }

@@ -187,7 +187,7 @@ impl PolicyPlan {
     pub fn describe(&self) -> Vec<String> {
         let mut out = vec![
             format!(
-                "1. drop rows with an empty subject (`{}`)",
+                "1. drop rows with an empty subject (`{}`), then rows of erased subjects (the lineage store's erasure list, from `privprep subject forget`)",
                 self.subject_column
             ),
             format!(

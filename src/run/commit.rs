@@ -55,6 +55,8 @@ pub enum CommitError {
     },
     #[error("cannot record the run in the lineage store: {0}\n  = hint: the outputs were taken back, so nothing of this run is left in place")]
     Lineage(String),
+    #[error("a subject of this run was erased (`privprep subject forget` or `sweep`) while the run went on, so its outputs were not committed\n  = hint: run the pipeline again: it drops the subject as `erased`")]
+    Erased,
     #[error(
         "another run is committing to the same outputs and the lock on {path} failed: {source}"
     )]
@@ -79,6 +81,9 @@ pub struct StagedCommit {
     files: Vec<Staged>,
     /// Files deleted by the commit, after the renames.
     removes: Vec<PathBuf>,
+    /// The subject index keys of every kept row (sorted): the commit refuses them if any was
+    /// erased after the run read the erasure list.
+    subjects: Vec<u64>,
 }
 
 impl StagedCommit {
@@ -117,6 +122,13 @@ impl StagedCommit {
         other.files = dropped;
         self.files.extend(kept);
         self.removes.append(&mut other.removes);
+        // What an erasure regenerates is checked against its own list before it is taken.
+    }
+
+    /// Makes the commit refuse these subject index keys (sorted) if any is on the erasure list
+    /// when it commits.
+    pub fn guard_subjects(&mut self, sorted: Vec<u64>) {
+        self.subjects = sorted;
     }
 
     /// Deletes `path` as part of the commit, after every rename.
@@ -149,6 +161,18 @@ impl StagedCommit {
         let _state = lock_state(state_dir)?;
         // A dead run's half-done commit to these outputs is finished before ours starts.
         recover_locked(state_dir, store);
+        // An erasure committed while the run went on: its subjects must not come back.
+        if !self.subjects.is_empty() {
+            let erased = store
+                .erased_keys()
+                .map_err(|e| CommitError::Lineage(e.to_string()))?;
+            if erased
+                .iter()
+                .any(|k| self.subjects.binary_search(k).is_ok())
+            {
+                return Err(CommitError::Erased);
+            }
+        }
         let _dirs = lock_dirs(
             moves
                 .iter()
@@ -537,6 +561,38 @@ mod tests {
         assert_eq!(std::fs::read(f.out("b.jsonl")).unwrap(), b"b.jsonl");
         assert_eq!(f.status("r1"), Some(RunStatus::Succeeded));
         assert!(!j.path().exists(), "the journal entry is removed");
+        assert!(temp_files(&f.dir.path().join("out")).is_empty());
+    }
+
+    /// A run reads the erasure list when it starts; an erasure committed while it goes on
+    /// must not see its subject come back with the run's commit.
+    #[test]
+    fn a_commit_refuses_a_subject_erased_while_the_run_went_on() {
+        use crate::lineage::record::ErasureRecord;
+        let mut f = Fixture::new();
+        let mut erasure = succeeded("e1");
+        erasure.erasure = Some(ErasureRecord {
+            command: "forget".into(),
+            requested_at: "2026-11-26T00:00:00Z".into(),
+            reason: "erasure request".into(),
+            subjects: vec![format!("{:016x}", 42u64)],
+            revocation_lists: Vec::new(),
+            outputs: Vec::new(),
+        });
+        f.store.append(&erasure).unwrap();
+        let state = f.state();
+        for (run, keys, ok) in [("r1", vec![7, 42, 99], false), ("r2", vec![7, 99], true)] {
+            let mut s = f.staged(run, &[&format!("{run}.parquet")]);
+            s.guard_subjects(keys);
+            let (j, mut p) = f.pending(run, std::process::id());
+            j.write(&p).unwrap();
+            let result = s.commit(&state, &j, &mut p, &succeeded(run), &mut f.store);
+            assert_eq!(result.is_ok(), ok, "{run}");
+            if !ok {
+                assert!(matches!(result, Err(CommitError::Erased)));
+            }
+            assert_eq!(f.out(&format!("{run}.parquet")).exists(), ok, "{run}");
+        }
         assert!(temp_files(&f.dir.path().join("out")).is_empty());
     }
 

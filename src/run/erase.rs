@@ -215,7 +215,10 @@ pub fn erase(req: ErasureRequest, opts: &RunOptions) -> Result<ErasureSummary, E
     let mut staged = StagedCommit::new();
     for (n, g) in groups.into_iter().enumerate() {
         let outcome = match (&g.plan, &g.refused) {
-            (Some(plan), None) => regenerate(plan, opts, &sub_id(n), &g, &erased, &req.keys),
+            (Some(plan), None) => {
+                let names = (erasure_id.as_str(), sub_id(n));
+                regenerate(plan, opts, (names.0, &names.1), &g, &erased, &req.keys)
+            }
             (_, why) => Err(why.clone().unwrap_or_default()),
         };
         match outcome {
@@ -291,6 +294,9 @@ pub fn erase(req: ErasureRequest, opts: &RunOptions) -> Result<ErasureSummary, E
         });
     }
 
+    erasure
+        .outputs
+        .sort_by(|a, b| (&a.path, &a.run_id).cmp(&(&b.path, &b.run_id)));
     // The erasure's own accounting: the rows the regenerated files had, and have.
     let regenerated = erasure.outputs.iter().filter(|o| o.action == "regenerated");
     record.rows_read = regenerated.clone().map(|o| o.rows_before).sum();
@@ -428,17 +434,18 @@ fn regeneration_plan(source: &RunRecord, opts: &RunOptions) -> Result<Plan, Stri
 }
 
 /// Runs `plan` with the erasure list; checks each affected file's new subject set against its
-/// old one. Returns the regeneration's record and its staged files.
+/// old one. Returns the regeneration's record and its staged files. The files' footers name
+/// the erasure; `sub_id` names the regeneration's temporary files.
 fn regenerate(
     plan: &Plan,
     opts: &RunOptions,
-    sub_id: &str,
+    (erasure_id, sub_id): (&str, &str),
     g: &Group,
     erased: &Arc<HashSet<u64>>,
     keys: &[u64],
 ) -> Result<(RunRecord, StagedCommit), String> {
     let mut sub = RunRecord::begin(
-        sub_id,
+        erasure_id,
         &chrono::Utc::now().to_rfc3339(),
         &plan.name,
         &g.source.pipeline_path,

@@ -492,7 +492,11 @@ fn execute(
 
     // Finish every file before any is renamed, so either all outputs change or none.
     let mut subject_sets = streamed.subject_keys;
-    let finished = finish_files(plan, streamed.files, footer_json(plan, run_id, record))?;
+    let finished = finish_files(
+        plan,
+        streamed.files,
+        footer_json(plan, &record.run_id, record),
+    )?;
     let stats: Vec<&TextStats> = streamed.text_stats.iter().map(|s| s.as_ref()).collect();
     record.text_columns = stages::text::text_records(plan, &stats);
 
@@ -606,11 +610,13 @@ fn stage_subject_index(
     let mut all = Vec::new();
     for (n, output) in record.outputs.iter().enumerate() {
         let mut keys = sets.get_mut(n).map(std::mem::take).unwrap_or_default();
-        if releases {
-            all.extend_from_slice(&keys);
-        }
         index.push(stage(n, &mut keys, &output.path, "data")?);
+        // Sorted and distinct now.
+        all.extend_from_slice(&keys);
     }
+    // The commit refuses them if one was erased while the run went on.
+    let mut kept = all.clone();
+    kept.sort_unstable();
     if releases {
         let set = stage(record.outputs.len(), &mut all, "", "release")?;
         index.extend(record.releases.iter().map(|r| SubjectSetRecord {
@@ -619,6 +625,7 @@ fn stage_subject_index(
         }));
     }
     record.subject_index = index;
+    staged.guard_subjects(kept);
     Ok(())
 }
 

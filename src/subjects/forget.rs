@@ -155,8 +155,8 @@ fn check_reason(reason: &str, ids: &[String]) -> Result<(), ForgetError> {
         return Err(ForgetError::Usage(format!(
             "--reason holds personal data (the {} detector found some at characters {}..{}): it is kept in the lineage store\n  = hint: say why without saying who, e.g. --reason \"erasure request, ticket 4411\"",
             s.kind.as_str(),
-            reason[..s.start as usize].chars().count(),
-            reason[..s.end as usize].chars().count(),
+            reason[..s.start].chars().count(),
+            reason[..s.end].chars().count(),
         )));
     }
     Ok(())
