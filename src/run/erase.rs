@@ -177,8 +177,10 @@ pub fn erase(req: ErasureRequest, opts: &RunOptions) -> Result<ErasureSummary, E
             }
         }
     }
+    // Each input is hashed once, however many runs read it.
+    let mut hashes: BTreeMap<String, Option<String>> = BTreeMap::new();
     for g in &mut groups {
-        match regeneration_plan(&g.source, opts) {
+        match regeneration_plan(&g.source, opts, &mut hashes) {
             Ok(plan) => g.plan = Some(plan),
             Err(why) => g.refused = Some(why),
         }
@@ -377,20 +379,27 @@ fn source_run_id(holder: &RunRecord, path: &str) -> String {
 }
 
 /// The plan that regenerates `source`'s outputs, or why there is none.
-fn regeneration_plan(source: &RunRecord, opts: &RunOptions) -> Result<Plan, String> {
+fn regeneration_plan(
+    source: &RunRecord,
+    opts: &RunOptions,
+    hashes: &mut BTreeMap<String, Option<String>>,
+) -> Result<Plan, String> {
     if source.pipeline_content.is_empty() {
         return Err("its run's record holds no pipeline".into());
     }
     for i in &source.inputs {
-        match crate::emit::sha256_file(Path::new(&i.path)) {
-            Err(_) => return Err(format!("its input {} is gone", i.path)),
-            Ok(s) if s != i.sha256 => {
+        let now = hashes
+            .entry(i.path.clone())
+            .or_insert_with(|| crate::emit::sha256_file(Path::new(&i.path)).ok());
+        match now {
+            None => return Err(format!("its input {} is gone", i.path)),
+            Some(s) if *s != i.sha256 => {
                 return Err(format!(
                     "its input {} changed since the run (its SHA-256 differs)",
                     i.path
                 ))
             }
-            Ok(_) => {}
+            Some(_) => {}
         }
     }
     let mut plan =
@@ -459,6 +468,17 @@ fn regenerate(
             e.to_string().lines().next().unwrap_or("")
         )
     })?;
+    // The inputs the regeneration read are the run's, byte for byte (checked again: they
+    // were checked before, and could have changed since).
+    for i in &sub.inputs {
+        let recorded = g.source.inputs.iter().find(|x| x.path == i.path);
+        if recorded.map(|x| &x.sha256) != Some(&i.sha256) {
+            return Err(format!(
+                "its input {} changed while it was regenerated (its SHA-256 differs)",
+                i.path
+            ));
+        }
+    }
     let dir = lineage::index::index_dir(&opts.lineage_db);
     let erased_now: HashSet<u64> = keys.iter().copied().collect();
     for (path, holder) in &g.outputs {
