@@ -87,7 +87,18 @@ fn main() {
     let dir = base.join("forget");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
-    std::fs::write(dir.join("bench.key"), "ef".repeat(32)).expect("key");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dir.join("bench.key"))
+            .expect("key file");
+        f.write_all("ef".repeat(32).as_bytes()).expect("key");
+    }
     for n in 0..OUTPUTS {
         let text = format!(
             r#"[pipeline]

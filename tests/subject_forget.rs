@@ -577,3 +577,50 @@ fn a_forget_killed_anywhere_in_its_commit_leaves_the_old_or_the_new_outputs() {
     }
     assert!(completed, "the forget never completed");
 }
+
+/// A forget killed with SIGKILL at any moment (regenerating, committing, or done) leaves, after
+/// the next command, every old output or every regenerated one, no temporary file and no
+/// journal entry; lineage verifies.
+#[test]
+fn a_forget_killed_with_sigkill_is_rolled_back_or_finished_by_the_next_command() {
+    let (w, subject, summaries) = three_pipelines();
+    let before = shas(&summaries.iter().collect::<Vec<_>>());
+    let mut outcomes = BTreeSet::new();
+    for delay_ms in [0u64, 20, 60, 120, 250, 500] {
+        let c = Work::new();
+        copy_dir(w.path(), c.path());
+        let mut child = c
+            .cmd()
+            .args(["subject", "forget", &subject, "--reason", "erasure request"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        child.wait().unwrap();
+        c.privprep_ok(&["lineage", "verify"]);
+        let changed: Vec<&String> = before
+            .keys()
+            .filter(|p| sha_now(&c, p).as_ref() != Some(&before[*p]))
+            .collect();
+        assert!(
+            changed.is_empty() || changed.len() == 2,
+            "after {delay_ms} ms: {changed:?}"
+        );
+        outcomes.insert(changed.len());
+        let left: Vec<String> = std::fs::read_dir(c.path().join("out"))
+            .unwrap()
+            .flatten()
+            .map(|e| format!("out/{}", e.file_name().to_string_lossy()))
+            .filter(|p| !before.contains_key(p))
+            .collect();
+        assert!(left.is_empty(), "after {delay_ms} ms: {left:?}");
+        let journal = c.state().join("runs");
+        assert!(
+            !journal.exists() || std::fs::read_dir(&journal).unwrap().next().is_none(),
+            "after {delay_ms} ms: a journal entry is left"
+        );
+    }
+    eprintln!("outputs changed after the kills: {outcomes:?}");
+}
