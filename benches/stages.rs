@@ -66,6 +66,7 @@ fn bench(c: &mut Criterion) {
     let settings = ParquetSettings {
         row_group_size: 65_536,
         lineage_json: Some("{}".into()),
+        encryption: None,
     };
     let out = dir.path().join("out.parquet");
     let mut g = c.benchmark_group("emit");

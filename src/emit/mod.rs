@@ -20,6 +20,8 @@ use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod encryption;
+
 /// Footer key holding the run's lineage summary.
 pub const LINEAGE_KEY: &str = "privprep.lineage";
 /// Marker in temporary file names; stale ones are removed by the next run.
@@ -38,6 +40,12 @@ pub enum EmitError {
     Parquet { path: String, message: String },
     #[error("column `{column}`: cannot hand the column to the Parquet writer: {message}")]
     Convert { column: String, message: String },
+    #[error("{path}: cannot encrypt the output: {source}")]
+    Encrypt {
+        path: String,
+        #[source]
+        source: encryption::CryptoError,
+    },
 }
 
 /// Converts an engine frame to an Arrow record batch with plain `string` columns.
@@ -111,6 +119,9 @@ pub struct ParquetSettings {
     /// JSON put in the footer under [`LINEAGE_KEY`]; `None` when it is only known once the
     /// rows are written ([`AtomicParquet::set_lineage`]).
     pub lineage_json: Option<String>,
+    /// Parquet modular encryption: the columns, key ids and the master keys that wrap each
+    /// file's fresh data keys.
+    pub encryption: Option<encryption::Encryption>,
 }
 
 /// A Parquet file being written to a temporary path, renamed into place on commit.
@@ -137,7 +148,25 @@ impl AtomicParquet {
         std::fs::create_dir_all(&dir).map_err(io)?;
         let tmp_path = tmp_path_for(final_path, run_id);
         let file = File::create(&tmp_path).map_err(io)?;
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder();
+        if let Some(e) = &settings.encryption {
+            let file_props =
+                encryption::file_encryption(&e.record, &e.keys).map_err(|source| {
+                    EmitError::Encrypt {
+                        path: final_path.display().to_string(),
+                        source,
+                    }
+                })?;
+            props = props.with_file_encryption_properties(file_props);
+            // Min/max statistics in a footer would show values of the encrypted columns.
+            for c in &e.record.columns {
+                props = props.set_column_statistics_enabled(
+                    parquet::schema::types::ColumnPath::from(c.as_str()),
+                    parquet::file::properties::EnabledStatistics::None,
+                );
+            }
+        }
+        let props = props
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
             .set_max_row_group_row_count(Some(settings.row_group_size))
             .set_key_value_metadata(
@@ -345,6 +374,7 @@ mod tests {
         let settings = ParquetSettings {
             row_group_size: 1024,
             lineage_json: Some("{}".into()),
+            encryption: None,
         };
         let mut w = AtomicParquet::create(&path, "run", schema.clone(), &settings).unwrap();
         w.write(&to_record_batch(df, &schema).unwrap()).unwrap();
@@ -398,6 +428,7 @@ mod tests {
         let settings = ParquetSettings {
             row_group_size: 10,
             lineage_json: Some("{}".into()),
+            encryption: None,
         };
         let mut w = AtomicParquet::create(&path, "run", schema.clone(), &settings).unwrap();
         w.write(&to_record_batch(&df, &schema).unwrap()).unwrap();

@@ -64,6 +64,8 @@ pub struct Job<'a> {
     pub subjects: Option<&'a SubjectHasher>,
     /// The store's erasure list: rows of these subjects are dropped as `erased`.
     pub erased: Option<&'a Erased>,
+    /// How the data files are encrypted, with the master keys (`[output.encryption]`).
+    pub encryption: Option<&'a crate::emit::encryption::Encryption>,
 }
 
 /// The erasure list as an engine applies it: the subject index keys of erased subjects, and

@@ -81,6 +81,8 @@ pub enum KeySource {
     DefaultFile(PathBuf),
     /// The default key file, created by this run with a new key.
     Created(PathBuf),
+    /// The key text in this environment variable (a master key of `[output.encryption]`).
+    NamedEnv(String),
 }
 
 impl KeySource {
@@ -92,6 +94,7 @@ impl KeySource {
             KeySource::Env => format!("environment variable {KEY_ENV}"),
             KeySource::DefaultFile(p) => format!("default key file {}", p.display()),
             KeySource::Created(p) => format!("new default key file {} (just created)", p.display()),
+            KeySource::NamedEnv(v) => format!("environment variable {v}"),
         }
     }
 
@@ -104,6 +107,7 @@ impl KeySource {
             KeySource::DefaultFile(_) | KeySource::Created(_) => {
                 format!("or pass --key-file or set {KEY_FILE_ENV} to use another key")
             }
+            KeySource::NamedEnv(v) => format!("fix or unset {v}"),
         }
     }
 }
@@ -199,6 +203,64 @@ pub fn existing_key(
         return Ok(None);
     }
     resolve_key(flag, state_dir).map(Some)
+}
+
+/// Folder of the master keys of `[output.encryption]`, when set (else `<state dir>/keys/master`).
+pub const MASTER_KEY_DIR_ENV: &str = "PRIVPREP_MASTER_KEY_DIR";
+/// Prefix of the variables that hold a master key's text: `PRIVPREP_MASTER_KEY_<ID>`, the id
+/// upper-cased with `-` and `.` as `_`.
+pub const MASTER_KEY_ENV_PREFIX: &str = "PRIVPREP_MASTER_KEY_";
+
+/// The environment variable that may hold master key `id`.
+pub fn master_key_env(id: &str) -> String {
+    let suffix: String = id
+        .chars()
+        .map(|c| match c {
+            '-' | '.' => '_',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect();
+    format!("{MASTER_KEY_ENV_PREFIX}{suffix}")
+}
+
+/// The file that holds master key `id`: `<dir>/<id>.key`, the folder from
+/// [`MASTER_KEY_DIR_ENV`] or `<state dir>/keys/master`.
+pub fn master_key_path(id: &str, state_dir: &Path) -> PathBuf {
+    let dir = std::env::var_os(MASTER_KEY_DIR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| below(state_dir, ["keys", "master"]));
+    dir.join(format!("{id}.key"))
+}
+
+/// Master key `id` of `[output.encryption]` (it wraps the files' data keys; it never encrypts
+/// data itself, and is never a token key): the text in `PRIVPREP_MASTER_KEY_<ID>`, else the
+/// file [`master_key_path`]. When neither exists and `create` is set (a run that writes), a new
+/// random key is created in the file (mode 0600), as the default token key is; a command that
+/// only reads never creates one.
+///
+/// # Errors
+/// [`KeyError`] naming the variable or file.
+pub fn resolve_master_key(
+    id: &str,
+    state_dir: &Path,
+    create: bool,
+) -> Result<(Key, KeySource), KeyError> {
+    let var = master_key_env(id);
+    if let Some(value) = std::env::var_os(&var) {
+        let text = value.to_string_lossy().to_string();
+        return Key::parse(text.trim())
+            .map(|key| (key, KeySource::NamedEnv(var.clone())))
+            .map_err(|problem| KeyError::Invalid {
+                from: KeySource::NamedEnv(var),
+                problem,
+            });
+    }
+    let path = master_key_path(id, state_dir);
+    if create {
+        return read_or_create(&path);
+    }
+    let source = KeySource::DefaultFile(path.clone());
+    read_key_file(&path, &source).map(|key| (key, source))
 }
 
 /// Path of the subject index key below the state directory.

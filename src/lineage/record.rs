@@ -288,6 +288,26 @@ pub struct ErasedOutput {
     pub note: Option<String>,
 }
 
+/// A master key by id, and its fingerprint (never the key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRef {
+    /// The master key's id, as the pipeline names it.
+    pub id: String,
+    /// `Key::id` of the key's bytes: which key it was, without revealing it.
+    pub fingerprint: String,
+}
+
+/// What a file's encryption was: lineage and the footer record this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionRecord {
+    /// `AES_GCM_V1`, with a plaintext (signed) footer.
+    pub algorithm: String,
+    pub footer_key: KeyRef,
+    pub column_key: KeyRef,
+    /// The encrypted columns (their statistics are not written).
+    pub columns: Vec<String>,
+}
+
 /// Where an output column came from and what was done to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnLineage {
@@ -484,6 +504,9 @@ pub struct RunRecord {
     /// Present in the record of an erasure (kind `erasure`), absent in a run's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erasure: Option<ErasureRecord>,
+    /// How the data files are encrypted (`[output.encryption]`): key ids, never keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionRecord>,
 }
 
 impl RunRecord {
@@ -551,6 +574,7 @@ impl RunRecord {
             subject_index: Vec::new(),
             subject_column: None,
             erasure: None,
+            encryption: None,
         }
     }
 }

@@ -1613,6 +1613,7 @@ mod tests {
             subject_index: Vec::new(),
             subject_column: None,
             erasure: None,
+            encryption: None,
         }
     }
 

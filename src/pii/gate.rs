@@ -135,10 +135,12 @@ impl GateTally {
 
     /// The identifier half: the string columns of `files` (all with the same schema) read
     /// back and searched for the values in `ids`. Nothing is read when `ids` is empty.
+    /// Encrypted files are read with `decryption`.
     pub fn add_identifier_hits(
         &mut self,
         ids: &IdentifierSet,
         files: &[&Path],
+        decryption: Option<std::sync::Arc<parquet::encryption::decrypt::FileDecryptionProperties>>,
     ) -> Result<(), GateError> {
         if ids.is_empty() {
             return Ok(());
@@ -149,8 +151,12 @@ impl GateTally {
         let mut files_meta = Vec::new();
         for path in files {
             let file = std::fs::File::open(path).map_err(|e| gate_error(path, e))?;
-            let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::default())
-                .map_err(|e| gate_error(path, e))?;
+            let mut options = ArrowReaderOptions::default();
+            if let Some(d) = &decryption {
+                options = options.with_file_decryption_properties(d.clone());
+            }
+            let meta =
+                ArrowReaderMetadata::load(&file, options).map_err(|e| gate_error(path, e))?;
             let wanted: Vec<usize> = meta
                 .schema()
                 .fields()

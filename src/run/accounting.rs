@@ -196,6 +196,7 @@ mod tests {
         let settings = ParquetSettings {
             row_group_size: 1024,
             lineage_json: Some("{}".into()),
+            encryption: None,
         };
         let mut w = AtomicParquet::create(&dir.join("o.parquet"), "run", schema.clone(), &settings)
             .unwrap();

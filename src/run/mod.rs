@@ -13,7 +13,9 @@
 //! `identity::keys`.
 
 use crate::dp::release;
+use crate::emit::encryption::{Encryption, EncryptionRecord, MasterKeys};
 use crate::emit::{self, AtomicParquet};
+use parquet::encryption::decrypt::FileDecryptionProperties;
 use crate::engine::polars::{sanitize, Polars};
 use crate::engine::{Engine, EngineError, Erased, Job, Streamed};
 use crate::identity::keys::{self, Key};
@@ -383,6 +385,16 @@ pub fn state_paths(opts: &RunOptions) -> Vec<crate::spec::paths::NamedPath> {
         .or_else(|| std::env::var_os("PRIVPREP_KEY_FILE").map(PathBuf::from))
         .unwrap_or_else(|| opts.state_dir.join("keys").join("default.key"));
     out.push(NamedPath::read("the key file", key, None));
+    for id in [
+        crate::stages::output::DEFAULT_FOOTER_KEY,
+        crate::stages::output::DEFAULT_COLUMN_KEY,
+    ] {
+        out.push(NamedPath::read(
+            "a master key file",
+            keys::master_key_path(id, &opts.state_dir),
+            None,
+        ));
+    }
     out.push(NamedPath::read(
         "the commit lock",
         opts.state_dir.join("commit.lock"),
@@ -460,6 +472,8 @@ fn execute(
     if let keys::KeySource::Created(p) = &source {
         progress.suspend(|| eprintln!("privprep: created the subject index key at {} (mode 0600). Keep it with the lineage store: `privprep subject find` reads the index with it.", p.display()));
     }
+    let encryption = encryption(plan, opts, &progress)?;
+    record.encryption = encryption.as_ref().map(|e| e.record.clone());
     let subjects = SubjectHasher::new(&index_key);
     let erased = Erased {
         hasher: subjects.clone(),
@@ -470,7 +484,7 @@ fn execute(
         opts,
         run_id,
         key.as_ref(),
-        (&subjects, &erased),
+        (&subjects, &erased, encryption.as_ref()),
         &inputs,
         &progress,
     );
@@ -507,7 +521,7 @@ fn execute(
     leak_gate(
         plan,
         streamed.gate,
-        &streamed.identifiers,
+        (&streamed.identifiers, encryption.as_ref().map(|e| e.keys.decryption())),
         &tmp_files,
         record,
     )?;
@@ -636,7 +650,7 @@ fn calibrate_and_stream(
     opts: &RunOptions,
     run_id: &str,
     key: Option<&Arc<Key>>,
-    (subjects, erased): (&SubjectHasher, &Erased),
+    (subjects, erased, encryption): (&SubjectHasher, &Erased, Option<&Encryption>),
     inputs: &[ingest::InputFile],
     progress: &indicatif::ProgressBar,
 ) -> Result<(Vec<release::Prepared>, Streamed), RunError> {
@@ -659,8 +673,40 @@ fn calibrate_and_stream(
         progress: progress.clone(),
         subjects: Some(subjects),
         erased: Some(erased),
+        encryption,
     })?;
     Ok((prepared, streamed))
+}
+
+/// The master keys and record of `[output.encryption]`, when the plan encrypts; says on stderr
+/// where a key was created.
+fn encryption(
+    plan: &Plan,
+    opts: &RunOptions,
+    progress: &indicatif::ProgressBar,
+) -> Result<Option<Encryption>, RunError> {
+    let Some(e) = &plan.output.encryption else {
+        return Ok(None);
+    };
+    let mut keys = MasterKeys::new();
+    for id in [&e.footer_key, &e.column_key] {
+        if keys.get(id).is_some() {
+            continue;
+        }
+        let (key, source) = keys::resolve_master_key(id, &opts.state_dir, true)?;
+        if let keys::KeySource::Created(p) = &source {
+            progress.suspend(|| eprintln!("privprep: created master key `{id}` at {} (mode 0600). Keep it apart from the outputs: without it the encrypted columns cannot be read.", p.display()));
+        }
+        keys.insert(id, key);
+    }
+    let key_ref = |id: &str| keys.key_ref(id).expect("inserted above");
+    let record = EncryptionRecord {
+        algorithm: "AES_GCM_V1".into(),
+        footer_key: key_ref(&e.footer_key),
+        column_key: key_ref(&e.column_key),
+        columns: e.columns.clone(),
+    };
+    Ok(Some(Encryption { record, keys }))
 }
 
 /// The run key, when the plan needs one; warns (without values) about a created or loosely
@@ -745,12 +791,12 @@ fn finish_files(
 fn leak_gate(
     plan: &Plan,
     mut gate: GateTally,
-    identifiers: &IdentifierSet,
+    (identifiers, decryption): (&IdentifierSet, Option<Arc<FileDecryptionProperties>>),
     files: &[&Path],
     record: &mut RunRecord,
 ) -> Result<(), RunError> {
     let started = std::time::Instant::now();
-    gate.add_identifier_hits(identifiers, files)
+    gate.add_identifier_hits(identifiers, files, decryption)
         .map_err(|e| RunError::Engine(sanitize(&e.to_string(), plan)))?;
     let verdicts = gate.verdicts();
     tracing::info!(
@@ -804,6 +850,7 @@ fn footer_json(plan: &Plan, run_id: &str, record: &RunRecord) -> String {
         "key_id": record.key_id,
         "policy": record.policy,
         "columns": record.column_lineage,
+        "encryption": record.encryption,
     })
     .to_string()
 }

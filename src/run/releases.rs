@@ -167,6 +167,8 @@ pub(super) fn run(
                 })
                 .to_string(),
             ),
+            // A release is differentially private already; it stays readable by any reader.
+            encryption: None,
         };
         let mut w = AtomicParquet::create(&r.path, run_id, schema.clone(), &settings)?;
         w.write(&emit::to_record_batch(&table, &schema)?)?;

@@ -37,6 +37,48 @@ pub struct OutputSpec {
     /// Subject-disjoint splits.
     #[serde(default)]
     pub split: Option<Spanned<SplitSpec>>,
+    /// Parquet modular encryption of the data files.
+    #[serde(default)]
+    pub encryption: Option<Spanned<EncryptionSpec>>,
+}
+
+/// `[output.encryption]`: which columns are encrypted and which master keys wrap the files'
+/// data keys. The keys themselves never appear here (`PRIVPREP_MASTER_KEY_<ID>` or key files).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionSpec {
+    /// Master key id for the footer's data key; default `privprep-footer`.
+    #[serde(default)]
+    pub footer_key: Option<Spanned<String>>,
+    /// Master key id for the columns' data keys; default `privprep-columns`.
+    #[serde(default)]
+    pub column_key: Option<Spanned<String>>,
+    /// Output columns to encrypt; default every output column the manifest classes
+    /// `identifier`, `quasi_identifier` or `sensitive`.
+    #[serde(default)]
+    pub columns: Option<Vec<Spanned<String>>>,
+}
+
+/// Default master key ids.
+pub const DEFAULT_FOOTER_KEY: &str = "privprep-footer";
+pub const DEFAULT_COLUMN_KEY: &str = "privprep-columns";
+
+/// The resolved `[output.encryption]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncryptionPlan {
+    pub footer_key: String,
+    pub column_key: String,
+    pub columns: Vec<String>,
+}
+
+/// Whether `id` may name a master key (it becomes a file name and a variable's suffix).
+fn valid_key_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// `[output.split]` fractions; they must sum to 1.
@@ -59,6 +101,7 @@ pub struct OutputPlan {
     pub quarantine_path: PathBuf,
     /// (train, validation, test) fractions.
     pub split: Option<(f64, f64, f64)>,
+    pub encryption: Option<EncryptionPlan>,
 }
 
 impl OutputPlan {
@@ -104,6 +147,17 @@ fn check(file: &PipelineFile, diags: &mut Diagnostics) {
             .hint("e.g. path = \"../out/tickets.parquet\""),
         );
     }
+    if let Some(e) = &spec.output.encryption {
+        let e = e.get_ref();
+        for id in [&e.footer_key, &e.column_key].into_iter().flatten() {
+            if !valid_key_id(id.get_ref()) {
+                diags.push(
+                    at(id.span(), "a master key id must be 1 to 64 letters, digits, `-`, `_` or `.`".into())
+                        .hint("the id names the key (its file `<id>.key`, its variable PRIVPREP_MASTER_KEY_<ID>); the key itself never goes in the pipeline file"),
+                );
+            }
+        }
+    }
     if let Some(split) = &spec.output.split {
         let s = split.get_ref();
         let parts = [s.train, s.validation, s.test];
@@ -139,6 +193,11 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
             spec::base_dir(&out_path).join(format!("{stem}.quarantine.jsonl"))
         }
     };
+    let encryption = s
+        .output
+        .encryption
+        .as_ref()
+        .and_then(|e| resolve_encryption(r, e.get_ref(), e.span()));
     let output = OutputPlan {
         path: out_path,
         row_group_size: s
@@ -153,6 +212,7 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
             let x = x.get_ref();
             (x.train, x.validation, x.test)
         }),
+        encryption,
     };
 
     let out_span = Some(s.output.path.span());
@@ -175,6 +235,67 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
     Ok(())
 }
 
+/// The encrypted columns and key ids, or `None` (with a diagnostic) when a named column is not
+/// an output column or nothing would be encrypted.
+fn resolve_encryption(
+    r: &mut Resolution,
+    e: &EncryptionSpec,
+    span: std::ops::Range<usize>,
+) -> Option<EncryptionPlan> {
+    use crate::ingest::manifest::ColumnClass;
+    use crate::identity::Action;
+    let columns = r.columns.as_ref()?;
+    let outputs: Vec<&super::ColumnPlan> =
+        columns.iter().filter(|c| c.action != Action::Drop).collect();
+    let chosen: Vec<String> = match &e.columns {
+        Some(named) => {
+            let mut ok = Vec::new();
+            for c in named {
+                if outputs.iter().any(|o| o.name == *c.get_ref()) {
+                    ok.push(c.get_ref().clone());
+                } else {
+                    let d = r
+                        .file
+                        .at(c.span(), format!("`{}` is not an output column", c.get_ref()))
+                        .hint("name columns the pipeline writes (not dropped ones)");
+                    r.diags.push(d);
+                }
+            }
+            ok
+        }
+        None => outputs
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.class,
+                    ColumnClass::Identifier | ColumnClass::QuasiIdentifier | ColumnClass::Sensitive
+                )
+            })
+            .map(|c| c.name.clone())
+            .collect(),
+    };
+    if chosen.is_empty() {
+        if e.columns.is_none() {
+            let d = r
+                .file
+                .at(span, "[output.encryption] has nothing to encrypt: no output column is classed identifier, quasi_identifier or sensitive")
+                .hint("name the columns: columns = [\"col\", …]");
+            r.diags.push(d);
+        }
+        return None;
+    }
+    let id = |k: &Option<Spanned<String>>, default: &str| {
+        k.as_ref()
+            .map(|k| k.get_ref().clone())
+            .unwrap_or_else(|| default.to_string())
+    };
+    Some(EncryptionPlan {
+        footer_key: id(&e.footer_key, DEFAULT_FOOTER_KEY),
+        column_key: id(&e.column_key, DEFAULT_COLUMN_KEY),
+        columns: chosen,
+    })
+}
+
 fn explain(plan: &Plan, out: &mut super::Explained) {
     out.outputs = plan
         .output
@@ -184,6 +305,14 @@ fn explain(plan: &Plan, out: &mut super::Explained) {
         .collect();
     if let Some((t, v, te)) = plan.output.split {
         out.outputs.push(format!("splits are subject-disjoint: each subject goes to one split by keyed hash (train {t}, validation {v}, test {te})"));
+    }
+    if let Some(e) = &plan.output.encryption {
+        out.outputs.push(format!(
+            "encrypted at rest (Parquet modular encryption, AES-GCM): columns {} under master key `{}`; the footer stays readable and is signed under master key `{}`; no statistics for encrypted columns",
+            e.columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
+            e.column_key,
+            e.footer_key
+        ));
     }
     out.quarantine = format!(
         "rows whose values do not parse go to {} (file, line, column, error; never the value); the run fails above {} such rows",

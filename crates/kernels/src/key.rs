@@ -96,6 +96,16 @@ impl Key {
         hex::encode(&digest[..8])
     }
 
+    /// A 32-byte key for one purpose, derived from this key: HMAC-SHA256(key, `label`). Other
+    /// tools derive the same with any HMAC (`hmac.new(key, label, "sha256")` in Python).
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.bytes).expect("HMAC accepts any key");
+        mac.update(label);
+        mac.finalize().into_bytes().into()
+    }
+
     /// The secret bytes, for the keyed kernels of this crate only.
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.bytes

@@ -137,6 +137,7 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
         row_group_size: plan.output.row_group_size,
         // The footer's lineage is added when the run finishes the files.
         lineage_json: None,
+        encryption: job.encryption.cloned(),
     };
     let (mut files, mut codes) = (Vec::new(), Vec::new());
     for (_, code, path) in plan.output.files() {
