@@ -14,6 +14,7 @@ pub mod emit;
 pub mod engine;
 pub mod identity;
 pub mod ingest;
+pub mod inspect;
 pub mod lineage;
 pub mod pii;
 pub mod plan;

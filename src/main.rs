@@ -118,6 +118,14 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         bad_rows: u64,
     },
+    /// What a Parquet file is: a privprep output or not, its run, split, expiry, columns with
+    /// their classes and actions, encryption and key ids (and whether the keys here open it),
+    /// and whether it still matches its lineage record. Reads no value.
+    Inspect {
+        path: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Profile a dataset for personal data: PII types per column and a suggested manifest.
     Scan {
         /// CSV, Parquet or NDJSON file.
@@ -156,6 +164,49 @@ enum Command {
     Subject {
         #[command(subcommand)]
         command: SubjectCommand,
+    },
+    /// Master keys of encrypted outputs.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Retention of outputs (`[output] retain_days`).
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-encrypts outputs encrypted under master key OLD so they are under NEW (created when
+    /// missing), all at once, recorded as one `rotation` record; then OLD can be retired.
+    RotateEncryption {
+        /// The master key id to retire.
+        old: String,
+        /// The master key id to use instead.
+        new: String,
+        /// The files to rotate (default: every current output encrypted under OLD).
+        files: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Deletes every committed output past its expiry (and its run's quarantine report),
+    /// recorded as one `retention` record in lineage.
+    Sweep {
+        /// List what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Compare expiries with this time instead of now (YYYY-MM-DD is midnight UTC, or
+        /// RFC 3339).
+        #[arg(long)]
+        as_of: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
     },
 }
 
@@ -505,6 +556,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("error: --separator must be one ASCII character\n  = hint: e.g. --separator ';'");
                 return Ok(ExitCode::from(2));
             }
+            // A privprep output is sanitized already: say so, and what it is.
+            if let Some(footer) = privprep::inspect::privprep_footer(&path) {
+                let run = footer["run_id"].as_str().unwrap_or("-");
+                let pipeline = footer["pipeline"].as_str().unwrap_or("-");
+                eprintln!("note: {} is a privprep output (sanitized by run {run} of pipeline {pipeline}); `privprep inspect` shows its columns' classes and actions", path.display());
+                if footer["encryption"].is_object() {
+                    eprintln!("note: its identifying columns are encrypted; they are not scanned");
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
             let opts = privprep::ScanOptions {
                 path,
                 format: source_format.map(|f| match f {
@@ -539,6 +600,124 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(2))
                 }
             }
+        }
+        Command::Retention {
+            command:
+                RetentionCommand::Sweep {
+                    dry_run,
+                    as_of,
+                    format,
+                },
+        } => {
+            let as_of = match as_of.as_deref().map(parse_time) {
+                None => chrono::Utc::now(),
+                Some(Some(t)) => t,
+                Some(None) => {
+                    eprintln!("error: --as-of is not a date or time\n  = hint: YYYY-MM-DD (midnight UTC) or RFC 3339, e.g. 2027-01-31T12:00:00Z");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let mut opts = privprep::RunOptions::new(&g.state_dir);
+            opts.lineage_db = lineage_db;
+            let s = privprep::run::retention::sweep(&opts, as_of, dry_run)?;
+            if format == Format::Json {
+                print_json(&s)?;
+            } else if !g.quiet {
+                let verb = if s.dry_run { "would delete" } else { "deleted" };
+                println!(
+                    "retention sweep{} as of {}: {} output(s) expired",
+                    s.sweep_id
+                        .as_deref()
+                        .map(|i| format!(" {i}"))
+                        .unwrap_or_default(),
+                    s.as_of,
+                    s.outputs.len()
+                );
+                for o in &s.outputs {
+                    let what = if o.action == "gone" {
+                        "already gone"
+                    } else {
+                        verb
+                    };
+                    println!(
+                        "  {what:<14} {}  (run {}, {})",
+                        o.path,
+                        o.run_id,
+                        o.note.as_deref().unwrap_or("")
+                    );
+                }
+                for q in &s.quarantine_reports {
+                    println!("  {verb:<14} {q}  (quarantine report)");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            command:
+                KeysCommand::RotateEncryption {
+                    old,
+                    new,
+                    files,
+                    format,
+                },
+        } => {
+            let mut opts = privprep::RunOptions::new(&g.state_dir);
+            opts.lineage_db = lineage_db;
+            match privprep::run::rotate::rotate(&opts, &old, &new, &files) {
+                Ok(s) => {
+                    if format == Format::Json {
+                        print_json(&s)?;
+                    } else if !g.quiet {
+                        println!(
+                            "rotation {}: {} file(s) re-encrypted from `{}` ({}) to `{}` ({})",
+                            s.rotation_id,
+                            s.outputs.len(),
+                            s.old_key.id,
+                            s.old_key.fingerprint,
+                            s.new_key.id,
+                            s.new_key.fingerprint
+                        );
+                        for o in &s.outputs {
+                            println!("  {}  (run {})", o.path, o.run_id);
+                        }
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(privprep::run::rotate::RotateError::Usage(m)) => {
+                    eprintln!("error: {m}");
+                    Ok(ExitCode::from(2))
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Inspect { path, format } => {
+            let store = lineage_db
+                .exists()
+                .then(|| Store::open_to_inspect(&lineage_db).ok())
+                .flatten();
+            let i = privprep::inspect::inspect(
+                &path,
+                store.as_ref(),
+                &g.state_dir,
+                chrono::Utc::now(),
+            )?;
+            if format == Format::Json {
+                print_json(&i)?;
+            } else {
+                print!("{}", privprep::inspect::render(&i));
+            }
+            let wrong = privprep::inspect::wrong_keys(&i);
+            for w in &wrong {
+                eprintln!("error: {w}\n  = hint: use the master key whose fingerprint the file lists (PRIVPREP_MASTER_KEY_<ID> or the key file)");
+            }
+            Ok(if wrong.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Budget { dataset, format } => {
             let ledger = privprep::Ledger::open(&lineage_db)?;
@@ -713,6 +892,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             lineage(&store, command)
         }
     }
+}
+
+/// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time.
+fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text.trim()) {
+        return Some(t.with_timezone(&chrono::Utc));
+    }
+    let d = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()?;
+    Some(d.and_hms_opt(0, 0, 0)?.and_utc())
 }
 
 /// An erasure's summary for a terminal.
@@ -1013,10 +1201,56 @@ fn lineage(store: &Store, command: LineageCommand) -> anyhow::Result<ExitCode> {
                             }
                         );
                     }
+                    let later = store.indexed_records()?;
                     for o in &r.outputs {
                         println!(
-                            "  output     {} ({}, {} rows, sha256 {})",
-                            o.path, o.split, o.rows, o.sha256
+                            "  output     {} ({}, {} rows, sha256 {}{})",
+                            o.path,
+                            o.split,
+                            o.rows,
+                            o.sha256,
+                            o.expires_at
+                                .as_deref()
+                                .map(|e| format!(", expires {e}"))
+                                .unwrap_or_default()
+                        );
+                        // What later erasures, sweeps and rotations did to it.
+                        for (_, l) in later.iter().filter(|(seq, _)| *seq > stored.seq) {
+                            for c in l.output_changes().filter(|c| {
+                                c.path == o.path && c.run_id == r.source_run_of(&o.path)
+                            }) {
+                                println!(
+                                    "             {} by {} {} ({})",
+                                    c.action,
+                                    l.kind(),
+                                    l.run_id,
+                                    l.finished_at
+                                );
+                            }
+                        }
+                    }
+                    if let Some(e) = &r.encryption {
+                        println!(
+                            "  encrypted  {} ({}): footer key `{}` ({}), column key `{}` ({})",
+                            e.columns.join(", "),
+                            e.algorithm,
+                            e.footer_key.id,
+                            e.footer_key.fingerprint,
+                            e.column_key.id,
+                            e.column_key.fingerprint
+                        );
+                    }
+                    for c in r.output_changes() {
+                        println!(
+                            "  {:<10} {} (run {}): {}{}",
+                            r.kind(),
+                            c.path,
+                            c.run_id,
+                            c.action,
+                            c.note
+                                .as_deref()
+                                .map(|n| format!(", {n}"))
+                                .unwrap_or_default()
                         );
                     }
                     if let Some(e) = &r.error {

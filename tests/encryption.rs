@@ -81,7 +81,10 @@ fn encrypted_outputs_are_readable_with_their_master_keys_only() {
     let p = w.run_ok(&plain);
     let (code, s, stderr) = w.run_json(&sealed, &[]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("created master key `privprep-columns`"), "{stderr}");
+    assert!(
+        stderr.contains("created master key `privprep-columns`"),
+        "{stderr}"
+    );
     let (plain_file, sealed_file) = (
         PathBuf::from(p["outputs"][0]["path"].as_str().unwrap()),
         PathBuf::from(s["outputs"][0]["path"].as_str().unwrap()),
@@ -89,7 +92,13 @@ fn encrypted_outputs_are_readable_with_their_master_keys_only() {
 
     // Lineage: the encrypted columns (the default: every identifier, quasi-identifier and
     // sensitive output column) and the master keys by id and fingerprint.
-    let show = w.privprep_ok(&["lineage", "show", s["run_id"].as_str().unwrap(), "--format", "json"]);
+    let show = w.privprep_ok(&[
+        "lineage",
+        "show",
+        s["run_id"].as_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     let record: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     let enc = &record["record"]["encryption"];
     let columns: Vec<&str> = enc["columns"]
@@ -105,7 +114,12 @@ fn encrypted_outputs_are_readable_with_their_master_keys_only() {
     let keys = master_keys(&w.state());
     assert_eq!(
         enc["column_key"]["fingerprint"].as_str(),
-        Some(keys.key_ref("privprep-columns").unwrap().fingerprint.as_str())
+        Some(
+            keys.key_ref("privprep-columns")
+                .unwrap()
+                .fingerprint
+                .as_str()
+        )
     );
 
     // Without the keys nothing reads it; with them it holds exactly the unencrypted run's rows.
@@ -127,19 +141,25 @@ fn encrypted_outputs_are_readable_with_their_master_keys_only() {
     assert!(tokens.iter().any(|t| plain_bytes.contains(t.as_str())));
     for c in &columns {
         for v in strings(&control, c).iter().filter(|v| v.len() >= 6) {
-            assert!(!sealed_bytes.contains(v.as_str()), "a value of `{c}` is in the bytes");
+            assert!(
+                !sealed_bytes.contains(v.as_str()),
+                "a value of `{c}` is in the bytes"
+            );
         }
     }
     // The key files' texts are nowhere in the store or the output.
     let store = raw(&w.state().join("lineage.db"));
     for id in ["privprep-footer", "privprep-columns"] {
-        let text = std::fs::read_to_string(w.state().join(format!("keys/master/{id}.key"))).unwrap();
+        let text =
+            std::fs::read_to_string(w.state().join(format!("keys/master/{id}.key"))).unwrap();
         assert!(!store.contains(text.trim()) && !sealed_bytes.contains(text.trim()));
     }
 
     // pyarrow reads it through the documented KMS client, and not without it.
     if !python_with("pyarrow, cryptography") {
-        eprintln!("skipping the pyarrow check: python3 with pyarrow and cryptography is not installed");
+        eprintln!(
+            "skipping the pyarrow check: python3 with pyarrow and cryptography is not installed"
+        );
         return;
     }
     let script = format!(
@@ -165,7 +185,10 @@ print("ok", t.num_rows)
         plain = plain_file.display().to_string(),
         keys = w.state().join("keys/master").display().to_string(),
     );
-    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}{}",
@@ -189,12 +212,20 @@ fn the_leak_gate_reads_encrypted_outputs() {
     assert_ne!(text, fixed, "manifest layout changed");
     std::fs::write(&m, fixed).unwrap();
     let columns = SAFE_COLUMNS.replace("body = { action = \"drop\" }", "");
-    let p = pipeline(&w, "leaky", &columns, Some("columns = [\"body\", \"subject_id\"]"));
+    let p = pipeline(
+        &w,
+        "leaky",
+        &columns,
+        Some("columns = [\"body\", \"subject_id\"]"),
+    );
     let (code, summary, stderr) = w.run_json(&p, &[]);
     assert_eq!(code, 1, "{stderr}");
     let gate = summary["leak_gate"].as_array().unwrap();
     let body = gate.iter().find(|g| g["column"] == "body").unwrap();
-    assert!(body["hits"]["identifier_value"].as_u64().unwrap_or(0) > 0, "{body}");
+    assert!(
+        body["hits"]["identifier_value"].as_u64().unwrap_or(0) > 0,
+        "{body}"
+    );
     assert!(!w.path().join("out/leaky.parquet").exists());
 }
 
@@ -215,4 +246,141 @@ fn validate_reports_encryption_mistakes_at_their_line() {
     assert!(e.contains("master key id"), "{e}");
     assert!(e.contains("`full_name` is not an output column"), "{e}");
     assert!(e.contains("`nope` is not an output column"), "{e}");
+}
+
+/// Rotation: afterwards the old key no longer opens the file, the new one does, and the rows
+/// are the same; a wrong OLD key is refused naming the key, with nothing changed.
+#[test]
+fn rotation_moves_outputs_to_the_new_key_and_refuses_a_wrong_old_key() {
+    let w = Work::new();
+    w.datagen(500, 8, &[]);
+    let p = pipeline(
+        &w,
+        "sealed",
+        SAFE_COLUMNS,
+        Some("[output.split]\ntrain = 0.8\ntest = 0.2"),
+    );
+    // `[output.split]` after `[output.encryption]` closes it: fix the order.
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "[output.encryption]\n[output.split]\ntrain = 0.8\ntest = 0.2",
+        "[output.split]\ntrain = 0.8\ntest = 0.2\n[output.encryption]",
+    );
+    std::fs::write(&p, text).unwrap();
+    let s = w.run_ok(&p);
+    let files: Vec<PathBuf> = s["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| PathBuf::from(o["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(files.len(), 2);
+    let before_keys = master_keys(&w.state());
+    let before: Vec<_> = files
+        .iter()
+        .map(|f| read_batches(f, Some(&before_keys)).unwrap())
+        .collect();
+    let shas: Vec<_> = files
+        .iter()
+        .map(|f| privprep::emit::sha256_file(f).unwrap())
+        .collect();
+
+    // A wrong OLD key: refused, naming the key, nothing written.
+    let old_file = w.state().join("keys/master/privprep-columns.key");
+    let old_text = std::fs::read_to_string(&old_file).unwrap();
+    std::fs::write(&old_file, hex::encode([9u8; 32])).unwrap();
+    let out = w.privprep(&["keys", "rotate-encryption", "privprep-columns", "cols-2"]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("master key `privprep-columns`") && e.contains("nothing was changed"),
+        "{e}"
+    );
+    for (f, sha) in files.iter().zip(&shas) {
+        assert_eq!(&privprep::emit::sha256_file(f).unwrap(), sha);
+    }
+    let inspect = w.privprep(&["inspect", files[0].to_str().unwrap()]);
+    assert_eq!(inspect.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&inspect.stderr)
+        .contains("master key `privprep-columns`: wrong key"));
+    std::fs::write(&old_file, old_text).unwrap();
+
+    let out = w.privprep_ok(&[
+        "keys",
+        "rotate-encryption",
+        "privprep-columns",
+        "cols-2",
+        "--format",
+        "json",
+    ]);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["outputs"].as_array().unwrap().len(), 2);
+    let mut after_keys = privprep::emit::encryption::MasterKeys::new();
+    for id in ["privprep-footer", "cols-2"] {
+        let text =
+            std::fs::read_to_string(w.state().join(format!("keys/master/{id}.key"))).unwrap();
+        after_keys.insert(id, privprep_kernels::key::Key::parse(&text).unwrap());
+    }
+    for (f, rows) in files.iter().zip(&before) {
+        assert!(
+            read_batches(f, Some(&before_keys)).is_err(),
+            "the old key still opens it"
+        );
+        assert_eq!(&read_batches(f, Some(&after_keys)).unwrap(), rows);
+    }
+    w.privprep_ok(&["lineage", "verify"]);
+    let inspect = w.privprep_ok(&["inspect", files[0].to_str().unwrap(), "--format", "json"]);
+    let i: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(i["encryption"]["column_key"]["id"], "cols-2");
+    assert!(i["lineage"]
+        .as_str()
+        .unwrap()
+        .starts_with("matches its record"));
+}
+
+/// `privprep inspect` on an encrypted, expiring output, against a golden file (run ids,
+/// hashes, fingerprints, times and sizes masked). UPDATE_GOLDEN=1 rewrites it.
+#[test]
+fn inspect_says_what_an_output_is() {
+    let w = Work::new();
+    w.datagen(300, 11, &[]);
+    w.pipeline(
+        "sealed",
+        "",
+        SAFE_COLUMNS,
+        "retain_days = 30\n[output.encryption]",
+    );
+    w.privprep_ok(&["run", "sealed.toml", "--no-progress", "-q"]);
+    let out = w.privprep_ok(&["inspect", "out/sealed.parquet"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let masks = [
+        (r"\d{8}T\d{6}Z-[0-9a-f]{6}", "<run>"),
+        (r"\b[0-9a-f]{64}\b", "<sha256>"),
+        (r"\b[0-9a-f]{16}\b", "<fingerprint>"),
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "<time>"),
+        (r"\d+ bytes, \d+ rows", "<bytes> bytes, <rows> rows"),
+    ];
+    let mut masked = text.clone();
+    for (re, with) in masks {
+        masked = regex::Regex::new(re)
+            .unwrap()
+            .replace_all(&masked, with)
+            .to_string();
+    }
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inspect/encrypted.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+        std::fs::write(&golden, &masked).unwrap();
+    }
+    let want = std::fs::read_to_string(&golden).expect("golden file; run with UPDATE_GOLDEN=1");
+    assert_eq!(
+        masked, want,
+        "output of `privprep inspect` changed:\n{text}"
+    );
+
+    // A copy under another path is not in the lineage store.
+    let df_path = w.path().join("other.parquet");
+    std::fs::copy(w.path().join("out/sealed.parquet"), &df_path).unwrap();
+    let plain = w.privprep_ok(&["inspect", "other.parquet", "--format", "json"]);
+    let i: serde_json::Value = serde_json::from_slice(&plain.stdout).unwrap();
+    assert_eq!(i["lineage"], "not in this lineage store");
 }

@@ -79,6 +79,11 @@ impl MasterKeys {
         self.keys.insert(id.to_string(), Arc::new(key));
     }
 
+    /// [`MasterKeys::insert`] of a key held elsewhere too.
+    pub fn insert_shared(&mut self, id: &str, key: Arc<Key>) {
+        self.keys.insert(id.to_string(), key);
+    }
+
     pub fn get(&self, id: &str) -> Option<&Arc<Key>> {
         self.keys.get(id)
     }
@@ -196,11 +201,13 @@ pub fn file_encryption(
     keys: &MasterKeys,
 ) -> Result<Arc<FileEncryptionProperties>, CryptoError> {
     let master = |r: &KeyRef| {
-        keys.get(&r.id).cloned().ok_or_else(|| CryptoError::Missing {
-            id: r.id.clone(),
-            env: crate::identity::keys::master_key_env(&r.id),
-            file: format!("<state dir>/keys/master/{}.key", r.id),
-        })
+        keys.get(&r.id)
+            .cloned()
+            .ok_or_else(|| CryptoError::Missing {
+                id: r.id.clone(),
+                env: crate::identity::keys::master_key_env(&r.id),
+                file: format!("<state dir>/keys/master/{}.key", r.id),
+            })
     };
     let footer_master = master(&record.footer_key)?;
     let footer_key = data_key()?;
@@ -252,7 +259,10 @@ mod tests {
         let dek = data_key().unwrap();
         let w = wrap(&a, "cols", &dek).unwrap();
         assert_eq!(unwrap(&a, "cols", &w).unwrap(), dek);
-        assert!(matches!(unwrap(&b, "cols", &w), Err(CryptoError::WrongKey { .. })));
+        assert!(matches!(
+            unwrap(&b, "cols", &w),
+            Err(CryptoError::WrongKey { .. })
+        ));
         // The id is bound to the wrapped key: the same key under another id fails too.
         assert!(unwrap(&a, "other", &w).is_err());
         // Fresh nonces: wrapping twice gives two different texts.

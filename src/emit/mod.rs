@@ -150,13 +150,12 @@ impl AtomicParquet {
         let file = File::create(&tmp_path).map_err(io)?;
         let mut props = WriterProperties::builder();
         if let Some(e) = &settings.encryption {
-            let file_props =
-                encryption::file_encryption(&e.record, &e.keys).map_err(|source| {
-                    EmitError::Encrypt {
-                        path: final_path.display().to_string(),
-                        source,
-                    }
-                })?;
+            let file_props = encryption::file_encryption(&e.record, &e.keys).map_err(|source| {
+                EmitError::Encrypt {
+                    path: final_path.display().to_string(),
+                    source,
+                }
+            })?;
             props = props.with_file_encryption_properties(file_props);
             // Min/max statistics in a footer would show values of the encrypted columns.
             for c in &e.record.columns {

@@ -208,6 +208,10 @@ pub struct OutputRecord {
     pub sha256: String,
     /// Columns and their Arrow types, in file order.
     pub schema: Vec<SchemaField>,
+    /// When the file expires (`[output] retain_days`), RFC 3339 UTC: `privprep retention
+    /// sweep` deletes it after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 /// The subjects one committed output holds, as the subject index stores them: the set's file
@@ -264,17 +268,19 @@ pub struct ErasureRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revocation_lists: Vec<RevocationListRecord>,
     /// Every output that held one of the subjects, and what was done to it.
-    pub outputs: Vec<ErasedOutput>,
+    pub outputs: Vec<OutputChange>,
 }
 
-/// What an erasure did to one output that held an erased subject.
+/// What an erasure, a retention sweep or a key rotation did to one output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErasedOutput {
+pub struct OutputChange {
     pub path: String,
-    /// The run that wrote the file the erasure found.
+    /// The run whose pipeline wrote the file (for a file an erasure regenerated, the run it
+    /// was regenerated from).
     pub run_id: String,
-    /// `regenerated`, `deleted`, `unregenerable`, `release` (a DP release: listed, not
-    /// regenerated) or `gone` (the file was no longer there).
+    /// An erasure's: `regenerated`, `deleted`, `unregenerable`, `release` (a DP release:
+    /// listed, not regenerated) or `gone` (the file was no longer there). A retention sweep's:
+    /// `deleted` or `gone`. A rotation's: `re-encrypted`.
     pub action: String,
     /// SHA-256 the file had (as its run recorded it), and has now when it was regenerated.
     pub old_sha256: String,
@@ -286,6 +292,22 @@ pub struct ErasedOutput {
     /// Why an output could not be regenerated (names files and keys, never values).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// A retention sweep (`privprep retention sweep`): the outputs past their expiry it deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetentionRecord {
+    /// The time expiries were compared with, RFC 3339 UTC.
+    pub as_of: String,
+    pub outputs: Vec<OutputChange>,
+}
+
+/// A re-encryption of outputs under a new master key (`privprep keys rotate-encryption`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RotationRecord {
+    pub old_key: KeyRef,
+    pub new_key: KeyRef,
+    pub outputs: Vec<OutputChange>,
 }
 
 /// A master key by id, and its fingerprint (never the key).
@@ -507,6 +529,12 @@ pub struct RunRecord {
     /// How the data files are encrypted (`[output.encryption]`): key ids, never keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionRecord>,
+    /// Present in the record of a retention sweep (kind `retention`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionRecord>,
+    /// Present in the record of a key rotation (kind `rotation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationRecord>,
 }
 
 impl RunRecord {
@@ -518,20 +546,53 @@ impl RunRecord {
         self.outputs.clear();
         self.releases.clear();
         self.subject_index.clear();
+        // Nothing it regenerated, deleted or re-encrypted is in place.
+        let done = |o: &OutputChange| {
+            matches!(
+                o.action.as_str(),
+                "regenerated" | "deleted" | "re-encrypted"
+            )
+        };
         if let Some(e) = &mut self.erasure {
-            // Nothing it regenerated or deleted is in place.
-            e.outputs
-                .retain(|o| o.action != "regenerated" && o.action != "deleted");
+            e.outputs.retain(|o| !done(o));
+        }
+        if let Some(r) = &mut self.retention {
+            r.outputs.retain(|o| !done(o));
+        }
+        if let Some(k) = &mut self.rotation {
+            k.outputs.retain(|o| !done(o));
         }
     }
 
-    /// `erasure` for an erasure's record, `run` for a run's.
+    /// `erasure`, `retention` or `rotation` for those records, `run` for a run's.
     pub fn kind(&self) -> &'static str {
         if self.erasure.is_some() {
             "erasure"
+        } else if self.retention.is_some() {
+            "retention"
+        } else if self.rotation.is_some() {
+            "rotation"
         } else {
             "run"
         }
+    }
+
+    /// What this record did to outputs of earlier runs (an erasure's, a sweep's or a
+    /// rotation's changes; nothing for a run).
+    pub fn output_changes(&self) -> impl Iterator<Item = &OutputChange> {
+        let e = self.erasure.iter().flat_map(|e| &e.outputs);
+        let r = self.retention.iter().flat_map(|r| &r.outputs);
+        let k = self.rotation.iter().flat_map(|k| &k.outputs);
+        e.chain(r).chain(k)
+    }
+
+    /// The run whose pipeline wrote the file this record holds at `path`: this record's own
+    /// run, or, for a file an erasure or a rotation rewrote, the run it came from.
+    pub fn source_run_of(&self, path: &str) -> &str {
+        self.output_changes()
+            .find(|c| c.path == path && matches!(c.action.as_str(), "regenerated" | "re-encrypted"))
+            .map(|c| c.run_id.as_str())
+            .unwrap_or(&self.run_id)
     }
 
     /// A record for a run that has just started: status `failed` until the run says otherwise,
@@ -575,6 +636,8 @@ impl RunRecord {
             subject_column: None,
             erasure: None,
             encryption: None,
+            retention: None,
+            rotation: None,
         }
     }
 }

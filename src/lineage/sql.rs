@@ -79,7 +79,8 @@ pub const VIEWS: &[View] = &[
                  o.path AS path, o.source_run AS source_run, o.action AS action,
                  o.rows_before AS rows_before, o.rows_after AS rows_after,
                  o.old_sha256 AS old_sha256, o.new_sha256 AS new_sha256, o.note AS note
-              FROM runs r JOIN erased_outputs o ON o.run_id = r.run_id",
+              FROM runs r JOIN output_changes o ON o.run_id = r.run_id
+              WHERE o.kind = 'erasure'",
     },
 ];
 
@@ -105,7 +106,7 @@ pub enum SqlError {
     Attach,
     #[error("one statement at a time\n  = hint: run each SELECT on its own")]
     Several,
-    #[error("the query failed: {message}\n  = hint: the views are {}; the tables are runs, run_inputs, run_outputs, run_drops, column_lineage, run_text_spans, run_leak_gate, run_releases, erased_subjects, erased_outputs and budget_ledger", view_names())]
+    #[error("the query failed: {message}\n  = hint: the views are {}; the tables are runs, run_inputs, run_outputs, run_drops, column_lineage, run_text_spans, run_leak_gate, run_releases, erased_subjects, output_changes and budget_ledger", view_names())]
     Query { message: String },
 }
 
@@ -140,7 +141,7 @@ pub fn query(path: &Path, sql: &str) -> Result<Answer, SqlError> {
     for v in VIEWS {
         // A store not yet opened by this version lacks the erasure tables (read-only: no
         // migration here); its views over them are left out.
-        if v.sql.contains("erased_") && !has_table(&conn, "erased_outputs") {
+        if v.sql.contains("output_changes") && !has_table(&conn, "output_changes") {
             continue;
         }
         conn.execute_batch(&format!("CREATE TEMP VIEW {} AS {};", v.name, v.sql))

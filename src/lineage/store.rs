@@ -932,7 +932,8 @@ impl Store {
             .conn
             .prepare(
                 "SELECT seq, record_json FROM runs
-                 WHERE (status = 'succeeded' AND instr(record_json, '\"subject_index\"') > 0)
+                 WHERE (status = 'succeeded' AND (instr(record_json, '\"subject_index\"') > 0
+                                               OR run_id IN (SELECT run_id FROM output_changes)))
                     OR run_id IN (SELECT run_id FROM erased_subjects)
                  ORDER BY seq",
             )
@@ -1546,6 +1547,7 @@ mod tests {
                         name: "patient_token".into(),
                         data_type: "Utf8".into(),
                     }],
+                    expires_at: None,
                 },
                 OutputRecord {
                     path: "out/test.parquet".into(),
@@ -1556,6 +1558,7 @@ mod tests {
                         name: "patient_token".into(),
                         data_type: "Utf8".into(),
                     }],
+                    expires_at: None,
                 },
             ],
             key_id: Some("k-1a2b3c4d".into()),
@@ -1614,6 +1617,8 @@ mod tests {
             subject_column: None,
             erasure: None,
             encryption: None,
+            retention: None,
+            rotation: None,
         }
     }
 

@@ -194,10 +194,11 @@ pub(super) const TABLES: [Table; 9] = [
         rows: erased_subject_rows,
     },
     Table {
-        name: "erased_outputs",
+        name: "output_changes",
         columns: &[
             ("path", TEXT),
             ("source_run", TEXT),
+            ("kind", TEXT),
             ("action", TEXT),
             ("old_sha256", TEXT),
             ("new_sha256", "TEXT"),
@@ -207,7 +208,7 @@ pub(super) const TABLES: [Table; 9] = [
         ],
         indexes: &["path"],
         since: 5,
-        rows: erased_output_rows,
+        rows: output_change_rows,
     },
 ];
 
@@ -246,7 +247,7 @@ pub(super) const MIGRATIONS: [Migration; 5] = [
     },
     Migration {
         version: 5,
-        what: "erased_subjects and erased_outputs (subject erasures)",
+        what: "erased_subjects and output_changes (erasures, retention sweeps, key rotations)",
         extra: None,
     },
 ];
@@ -435,16 +436,15 @@ fn erased_subject_rows(record: &RunRecord) -> Rows {
         .collect())
 }
 
-fn erased_output_rows(record: &RunRecord) -> Rows {
+fn output_change_rows(record: &RunRecord) -> Rows {
     let optional = |s: &Option<String>| s.as_deref().map(text).unwrap_or(Value::Null);
     record
-        .erasure
-        .iter()
-        .flat_map(|e| &e.outputs)
+        .output_changes()
         .map(|o| {
             Ok(vec![
                 text(&o.path),
                 text(&o.run_id),
+                text(record.kind()),
                 text(&o.action),
                 text(&o.old_sha256),
                 optional(&o.new_sha256),

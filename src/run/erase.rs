@@ -25,7 +25,7 @@ use super::journal::{Journal, Pending};
 use super::{execute, journal, new_run_id, path_collisions, temp_files, RunError, RunOptions};
 use crate::identity::keys;
 use crate::lineage::record::{
-    ErasedOutput, ErasureRecord, RevocationListRecord, RunRecord, RunStatus, SubjectSetRecord,
+    ErasureRecord, OutputChange, RevocationListRecord, RunRecord, RunStatus, SubjectSetRecord,
 };
 use crate::lineage::store::Store;
 use crate::lineage::{self, LineageError};
@@ -69,7 +69,7 @@ pub struct ErasureSummary {
     pub command: String,
     /// Subjects in the request.
     pub subjects: usize,
-    pub outputs: Vec<ErasedOutput>,
+    pub outputs: Vec<OutputChange>,
     pub lineage_db: String,
     pub record_hash: Option<String>,
     pub error: Option<String>,
@@ -130,7 +130,7 @@ pub fn erase(req: ErasureRequest, opts: &RunOptions) -> Result<ErasureSummary, E
     let mut refused: Vec<(Affected, String)> = Vec::new();
     for a in &req.affected {
         let recorded = recorded_sha(&a.holder, &a.path);
-        let listed = |action: &str| ErasedOutput {
+        let listed = |action: &str| OutputChange {
             path: a.path.clone(),
             run_id: source_run_id(&a.holder, &a.path),
             action: action.into(),
@@ -239,7 +239,7 @@ pub fn erase(req: ErasureRequest, opts: &RunOptions) -> Result<ErasureSummary, E
                     let Some(new) = sub.outputs.iter().find(|o| o.path == *path) else {
                         continue;
                     };
-                    erasure.outputs.push(ErasedOutput {
+                    erasure.outputs.push(OutputChange {
                         path: path.clone(),
                         run_id: g.source.run_id.clone(),
                         action: "regenerated".into(),
@@ -249,7 +249,14 @@ pub fn erase(req: ErasureRequest, opts: &RunOptions) -> Result<ErasureSummary, E
                         rows_after: Some(new.rows),
                         note: None,
                     });
-                    record.outputs.push(new.clone());
+                    // The file keeps the expiry its run gave it.
+                    let mut new = new.clone();
+                    new.expires_at = holder
+                        .outputs
+                        .iter()
+                        .find(|o| o.path == *path)
+                        .and_then(|o| o.expires_at.clone());
+                    record.outputs.push(new);
                     record.subject_index.extend(
                         sub.subject_index
                             .iter()
@@ -284,7 +291,7 @@ pub fn erase(req: ErasureRequest, opts: &RunOptions) -> Result<ErasureSummary, E
         } else {
             "unregenerable"
         };
-        erasure.outputs.push(ErasedOutput {
+        erasure.outputs.push(OutputChange {
             path: a.path.clone(),
             run_id: source_run_id(&a.holder, &a.path),
             action: action.into(),
@@ -367,15 +374,9 @@ fn recorded_rows(record: &RunRecord, path: &str) -> u64 {
         .unwrap_or_default()
 }
 
-/// The run whose pipeline wrote the file at `path` that `holder` records: `holder` itself, or
-/// for an earlier erasure's regenerated file, the run that erasure regenerated it from.
+/// The run whose pipeline wrote the file at `path` that `holder` records.
 fn source_run_id(holder: &RunRecord, path: &str) -> String {
-    holder
-        .erasure
-        .as_ref()
-        .and_then(|e| e.outputs.iter().find(|o| o.path == path))
-        .map(|o| o.run_id.clone())
-        .unwrap_or_else(|| holder.run_id.clone())
+    holder.source_run_of(path).to_string()
 }
 
 /// The plan that regenerates `source`'s outputs, or why there is none.

@@ -15,7 +15,6 @@
 use crate::dp::release;
 use crate::emit::encryption::{Encryption, EncryptionRecord, MasterKeys};
 use crate::emit::{self, AtomicParquet};
-use parquet::encryption::decrypt::FileDecryptionProperties;
 use crate::engine::polars::{sanitize, Polars};
 use crate::engine::{Engine, EngineError, Erased, Job, Streamed};
 use crate::identity::keys::{self, Key};
@@ -31,6 +30,7 @@ use crate::pii::redact::TextStats;
 use crate::plan::Plan;
 use crate::spec::LeakGateMode;
 use crate::stages;
+use parquet::encryption::decrypt::FileDecryptionProperties;
 use privprep_kernels::subject::{self, SubjectHasher};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -210,6 +210,8 @@ mod commit;
 mod erase;
 mod journal;
 mod releases;
+pub mod retention;
+pub mod rotate;
 
 use commit::StagedCommit;
 pub use commit::{recover_interrupted, CommitError, FAULT_ENV};
@@ -521,7 +523,10 @@ fn execute(
     leak_gate(
         plan,
         streamed.gate,
-        (&streamed.identifiers, encryption.as_ref().map(|e| e.keys.decryption())),
+        (
+            &streamed.identifiers,
+            encryption.as_ref().map(|e| e.keys.decryption()),
+        ),
         &tmp_files,
         record,
     )?;
@@ -535,6 +540,7 @@ fn execute(
             rows: f.writer.rows(),
             sha256: f.sha256.clone(),
             schema: streamed.schema.clone(),
+            expires_at: expires_at(plan, record),
         });
         staged.add_parquet(f.writer, f.sha256);
     }
@@ -556,6 +562,14 @@ fn execute(
     record.subject_column = Some(subject_column(plan));
     record.rows_written = counts.written;
     Ok(staged)
+}
+
+/// When the run's data files expire (`[output] retain_days` after the run started).
+fn expires_at(plan: &Plan, record: &RunRecord) -> Option<String> {
+    let days = plan.output.retain_days?;
+    let started = chrono::DateTime::parse_from_rfc3339(&record.started_at).ok()?;
+    let at = started.with_timezone(&chrono::Utc) + chrono::Duration::days(i64::from(days));
+    Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 /// How the subject column appears in the data files.
@@ -764,7 +778,7 @@ struct Finished {
 fn finish_files(
     plan: &Plan,
     files: Vec<(u8, AtomicParquet)>,
-    footer: String,
+    footer: serde_json::Value,
 ) -> Result<Vec<Finished>, RunError> {
     let names: BTreeMap<u8, &str> = plan
         .output
@@ -774,9 +788,11 @@ fn finish_files(
         .collect();
     let mut finished = Vec::new();
     for (code, mut writer) in files {
-        writer.set_lineage(footer.clone());
-        let sha256 = writer.finish()?;
         let split = names.get(&code).copied().unwrap_or("all").to_string();
+        let mut footer = footer.clone();
+        footer["split"] = split.clone().into();
+        writer.set_lineage(footer.to_string());
+        let sha256 = writer.finish()?;
         finished.push(Finished {
             split,
             sha256,
@@ -838,9 +854,16 @@ fn leak_gate(
     Ok(())
 }
 
-/// Footer metadata: enough to find the run in lineage and check the inputs.
-fn footer_json(plan: &Plan, run_id: &str, record: &RunRecord) -> String {
+/// Footer metadata: the file says what it is (a sanitized privprep output, each column's class
+/// and what was done to it, its expiry, how it is encrypted) and is enough to find the run in
+/// lineage and check the inputs. `finish_files` adds the file's split.
+fn footer_json(plan: &Plan, run_id: &str, record: &RunRecord) -> serde_json::Value {
+    let classes: BTreeMap<&str, &str> = plan
+        .output_columns()
+        .map(|c| (c.name.as_str(), c.class.as_str()))
+        .collect();
     serde_json::json!({
+        "privprep_output": "sanitized",
         "run_id": run_id,
         "privprep_version": env!("CARGO_PKG_VERSION"),
         "pipeline": plan.name,
@@ -849,10 +872,11 @@ fn footer_json(plan: &Plan, run_id: &str, record: &RunRecord) -> String {
         "inputs": record.inputs.iter().map(|i| serde_json::json!({"path": i.path, "sha256": i.sha256, "rows": i.rows_read})).collect::<Vec<_>>(),
         "key_id": record.key_id,
         "policy": record.policy,
+        "column_classes": classes,
         "columns": record.column_lineage,
+        "expires_at": expires_at(plan, record),
         "encryption": record.encryption,
     })
-    .to_string()
 }
 
 fn progress_bar(enabled: bool) -> indicatif::ProgressBar {

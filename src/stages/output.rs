@@ -37,6 +37,9 @@ pub struct OutputSpec {
     /// Subject-disjoint splits.
     #[serde(default)]
     pub split: Option<Spanned<SplitSpec>>,
+    /// Days a committed output is kept: `privprep retention sweep` deletes it after.
+    #[serde(default)]
+    pub retain_days: Option<Spanned<u32>>,
     /// Parquet modular encryption of the data files.
     #[serde(default)]
     pub encryption: Option<Spanned<EncryptionSpec>>,
@@ -101,6 +104,8 @@ pub struct OutputPlan {
     pub quarantine_path: PathBuf,
     /// (train, validation, test) fractions.
     pub split: Option<(f64, f64, f64)>,
+    /// Days the outputs are kept (`retention sweep` deletes them after).
+    pub retain_days: Option<u32>,
     pub encryption: Option<EncryptionPlan>,
 }
 
@@ -146,6 +151,13 @@ fn check(file: &PipelineFile, diags: &mut Diagnostics) {
             )
             .hint("e.g. path = \"../out/tickets.parquet\""),
         );
+    }
+    if let Some(d) = &spec.output.retain_days {
+        if *d.get_ref() == 0 {
+            diags.push(at(d.span(), "retain_days must be at least 1".into()).hint(
+                "the number of days an output is kept before `privprep retention sweep` deletes it",
+            ));
+        }
     }
     if let Some(e) = &spec.output.encryption {
         let e = e.get_ref();
@@ -212,6 +224,7 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
             let x = x.get_ref();
             (x.train, x.validation, x.test)
         }),
+        retain_days: s.output.retain_days.as_ref().map(|d| *d.get_ref()),
         encryption,
     };
 
@@ -242,11 +255,13 @@ fn resolve_encryption(
     e: &EncryptionSpec,
     span: std::ops::Range<usize>,
 ) -> Option<EncryptionPlan> {
-    use crate::ingest::manifest::ColumnClass;
     use crate::identity::Action;
+    use crate::ingest::manifest::ColumnClass;
     let columns = r.columns.as_ref()?;
-    let outputs: Vec<&super::ColumnPlan> =
-        columns.iter().filter(|c| c.action != Action::Drop).collect();
+    let outputs: Vec<&super::ColumnPlan> = columns
+        .iter()
+        .filter(|c| c.action != Action::Drop)
+        .collect();
     let chosen: Vec<String> = match &e.columns {
         Some(named) => {
             let mut ok = Vec::new();
@@ -256,7 +271,10 @@ fn resolve_encryption(
                 } else {
                     let d = r
                         .file
-                        .at(c.span(), format!("`{}` is not an output column", c.get_ref()))
+                        .at(
+                            c.span(),
+                            format!("`{}` is not an output column", c.get_ref()),
+                        )
                         .hint("name columns the pipeline writes (not dropped ones)");
                     r.diags.push(d);
                 }
@@ -305,6 +323,9 @@ fn explain(plan: &Plan, out: &mut super::Explained) {
         .collect();
     if let Some((t, v, te)) = plan.output.split {
         out.outputs.push(format!("splits are subject-disjoint: each subject goes to one split by keyed hash (train {t}, validation {v}, test {te})"));
+    }
+    if let Some(d) = plan.output.retain_days {
+        out.outputs.push(format!("kept {d} days after the run: `privprep retention sweep` deletes the files after that (each run's expiry is in lineage and the file's footer)"));
     }
     if let Some(e) = &plan.output.encryption {
         out.outputs.push(format!(

@@ -145,8 +145,7 @@ fn find_in(
         for set in &record.subject_index {
             newest.insert(set.output.as_str(), record.run_id.as_str());
         }
-        let deleted = record.erasure.iter().flat_map(|e| &e.outputs);
-        for o in deleted.filter(|o| o.action == "deleted") {
+        for o in record.output_changes().filter(|o| o.action == "deleted") {
             newest.insert(o.path.as_str(), record.run_id.as_str());
         }
     }
@@ -401,18 +400,16 @@ pub fn export(
 }
 
 /// The run whose pipeline wrote `holder`'s file at `path`: `holder`, or the run an erasure
-/// regenerated it from.
+/// regenerated (or a rotation re-encrypted) it from.
 fn source_record<'a>(
     records: &'a [(i64, RunRecord)],
     holder: &'a RunRecord,
     path: &str,
 ) -> &'a RunRecord {
-    let source = holder
-        .erasure
-        .as_ref()
-        .and_then(|e| e.outputs.iter().find(|o| o.path == path));
-    source
-        .and_then(|o| records.iter().find(|(_, r)| r.run_id == o.run_id))
+    let source = holder.source_run_of(path);
+    records
+        .iter()
+        .find(|(_, r)| r.run_id == source)
         .map(|(_, r)| r)
         .unwrap_or(holder)
 }

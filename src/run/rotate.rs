@@ -1,0 +1,301 @@
+//! Key rotation: `privprep keys rotate-encryption OLD NEW [FILES…]` re-encrypts outputs whose
+//! footer or columns were encrypted under master key `OLD` so that they are under `NEW`.
+//!
+//! Each file is read with the keys it was written with (the old key is checked against the
+//! fingerprint the file lists before anything is written), and written again with fresh data
+//! keys under the new master key, the same rows, row groups and lineage footer (its encryption
+//! entry updated). All files are committed at once with one `rotation` record, through the
+//! staged commit and journal: a rotation killed midway leaves every old file or every new one.
+//! Without `FILES`, every current output of the lineage store that uses `OLD` is rotated.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::commit::StagedCommit;
+use super::journal::{self, Journal, Pending};
+use super::{new_run_id, RunOptions};
+use crate::emit::encryption::{Encryption, EncryptionRecord, KeyRef, MasterKeys};
+use crate::emit::{self, AtomicParquet, ParquetSettings};
+use crate::identity::keys;
+use crate::lineage::record::{OutputChange, RotationRecord, RunRecord, RunStatus};
+use crate::lineage::{LineageError, Store};
+
+/// What a rotation did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RotationSummary {
+    pub rotation_id: String,
+    pub old_key: KeyRef,
+    pub new_key: KeyRef,
+    pub outputs: Vec<OutputChange>,
+    pub record_hash: String,
+}
+
+/// Why a rotation was not made. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error(transparent)]
+    Lineage(#[from] LineageError),
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("key rotation failed: {0}")]
+    Commit(String),
+}
+
+/// Re-encrypts `files` (or every current output using `old`) under master key `new`.
+pub fn rotate(
+    opts: &RunOptions,
+    old: &str,
+    new: &str,
+    files: &[PathBuf],
+) -> Result<RotationSummary, RotateError> {
+    if old == new {
+        return Err(RotateError::Usage(
+            "OLD and NEW name the same master key\n  = hint: name a new key id, e.g. privprep-columns-2027".into(),
+        ));
+    }
+    let mut store = Store::open(&opts.lineage_db)?;
+    super::recover_interrupted(&opts.state_dir, &mut store);
+    let records = store.indexed_records()?;
+    let old_key = std::sync::Arc::new(keys::resolve_master_key(old, &opts.state_dir, false)?.0);
+    let (new_key, source) = keys::resolve_master_key(new, &opts.state_dir, true)?;
+    let new_key = std::sync::Arc::new(new_key);
+    if let keys::KeySource::Created(p) = &source {
+        eprintln!(
+            "privprep: created master key `{new}` at {} (mode 0600)",
+            p.display()
+        );
+    }
+    let old_ref = KeyRef {
+        id: old.into(),
+        fingerprint: old_key.id(),
+    };
+    let new_ref = KeyRef {
+        id: new.into(),
+        fingerprint: new_key.id(),
+    };
+
+    // The files: named, or every current output whose record encrypted it with `old`.
+    let current = |path: &str| -> Option<&RunRecord> {
+        let mut holder = None;
+        for (_, r) in &records {
+            if r.outputs.iter().any(|o| o.path == path) {
+                holder = Some(r);
+            }
+            if r.output_changes()
+                .any(|c| c.path == path && c.action == "deleted")
+            {
+                holder = None;
+            }
+        }
+        holder
+    };
+    let targets: Vec<String> = if files.is_empty() {
+        let mut paths: Vec<String> = records
+            .iter()
+            .flat_map(|(_, r)| r.outputs.iter().map(|o| o.path.clone()))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        paths
+            .into_iter()
+            .filter(|p| {
+                Path::new(p).exists()
+                    && crate::inspect::privprep_footer(Path::new(p))
+                        .and_then(|f| {
+                            serde_json::from_value::<EncryptionRecord>(f["encryption"].clone()).ok()
+                        })
+                        .is_some_and(|e| e.footer_key.id == old || e.column_key.id == old)
+            })
+            .collect()
+    } else {
+        files.iter().map(|f| f.display().to_string()).collect()
+    };
+
+    // Check every file before writing any: its keys, and the old key's fingerprint.
+    let mut plans = Vec::new();
+    for path in &targets {
+        let err = |message: String| RotateError::File {
+            path: path.clone(),
+            message,
+        };
+        let footer = crate::inspect::privprep_footer(Path::new(path))
+            .ok_or_else(|| err("not a privprep output (no privprep footer)".into()))?;
+        let enc: EncryptionRecord = serde_json::from_value(footer["encryption"].clone())
+            .map_err(|_| err("not encrypted".into()))?;
+        let mut keys = MasterKeys::new();
+        for r in [&enc.footer_key, &enc.column_key] {
+            if r.id == old {
+                if r.fingerprint != old_ref.fingerprint {
+                    return Err(err(format!(
+                        "master key `{old}` here has fingerprint {}, but the file was encrypted with {}: it is not the file's key\n  = hint: give the key the file was written with (PRIVPREP_MASTER_KEY_<ID> or its key file); nothing was changed",
+                        old_ref.fingerprint, r.fingerprint
+                    )));
+                }
+                keys.insert_shared(old, old_key.clone());
+            } else if keys.get(&r.id).is_none() {
+                let (k, _) = keys::resolve_master_key(&r.id, &opts.state_dir, false)?;
+                keys.insert(&r.id, k);
+            }
+        }
+        if enc.footer_key.id != old && enc.column_key.id != old {
+            return Err(err(format!(
+                "is not encrypted under master key `{old}` (its keys are `{}` and `{}`)",
+                enc.footer_key.id, enc.column_key.id
+            )));
+        }
+        keys.insert_shared(new, new_key.clone());
+        let swap = |r: &KeyRef| {
+            if r.id == old {
+                new_ref.clone()
+            } else {
+                r.clone()
+            }
+        };
+        let record = EncryptionRecord {
+            algorithm: enc.algorithm.clone(),
+            footer_key: swap(&enc.footer_key),
+            column_key: swap(&enc.column_key),
+            columns: enc.columns.clone(),
+        };
+        plans.push((path.clone(), footer, keys, record));
+    }
+    if plans.is_empty() {
+        return Err(RotateError::Usage(format!(
+            "no current output is encrypted under master key `{old}`"
+        )));
+    }
+
+    let id = new_run_id();
+    let temps: Vec<PathBuf> = plans
+        .iter()
+        .map(|(p, ..)| emit::tmp_path_for(Path::new(p), &id))
+        .collect();
+    let mut record = RunRecord::begin(
+        &id,
+        &chrono::Utc::now().to_rfc3339(),
+        "keys rotate-encryption",
+        "",
+        "",
+        "",
+    );
+    let journal = Journal::new(&opts.state_dir, &id);
+    let mut pending = Pending {
+        pid: std::process::id(),
+        started: journal::own_start_time(),
+        record: record.clone(),
+        temp_files: temps,
+        commit: None,
+    };
+    journal.write(&pending).map_err(|e| RotateError::File {
+        path: journal.path().display().to_string(),
+        message: e.to_string(),
+    })?;
+    let mut staged = StagedCommit::new();
+    let mut changes = Vec::new();
+    for (path, mut footer, keys, enc) in plans {
+        let (rows, sha256) = reencrypt(Path::new(&path), &id, &mut footer, &keys, enc, &mut staged)
+            .map_err(|message| RotateError::File {
+                path: path.clone(),
+                message,
+            })?;
+        let holder = current(&path);
+        let old_sha = holder
+            .and_then(|h| h.outputs.iter().find(|o| o.path == path))
+            .map(|o| o.sha256.clone())
+            .unwrap_or_default();
+        if let Some(h) = holder {
+            if let Some(o) = h.outputs.iter().find(|o| o.path == path) {
+                let mut o = o.clone();
+                o.sha256 = sha256.clone();
+                record.outputs.push(o);
+            }
+            // The subjects are the same: the rotation lists the same sets.
+            record
+                .subject_index
+                .extend(h.subject_index.iter().filter(|s| s.output == path).cloned());
+        }
+        changes.push(OutputChange {
+            path: path.clone(),
+            run_id: holder
+                .map(|h| h.source_run_of(&path).to_string())
+                .unwrap_or_default(),
+            action: "re-encrypted".into(),
+            old_sha256: old_sha,
+            new_sha256: Some(sha256),
+            rows_before: rows,
+            rows_after: Some(rows),
+            note: None,
+        });
+    }
+    record.rotation = Some(RotationRecord {
+        old_key: old_ref.clone(),
+        new_key: new_ref.clone(),
+        outputs: changes.clone(),
+    });
+    record.finished_at = chrono::Utc::now().to_rfc3339();
+    let mut done = record.clone();
+    done.status = RunStatus::Succeeded;
+    match staged.commit(&opts.state_dir, &journal, &mut pending, &done, &mut store) {
+        Ok(record_hash) => Ok(RotationSummary {
+            rotation_id: id,
+            old_key: old_ref,
+            new_key: new_ref,
+            outputs: changes,
+            record_hash,
+        }),
+        Err(e) => {
+            record.mark_failed(e.to_string());
+            if store.append(&record).is_ok() {
+                let _ = journal.remove();
+            }
+            Err(RotateError::Commit(e.to_string()))
+        }
+    }
+}
+
+/// Reads `path` with `keys` and stages it written again under `enc`; returns (rows, SHA-256).
+fn reencrypt(
+    path: &Path,
+    id: &str,
+    footer: &mut serde_json::Value,
+    keys: &MasterKeys,
+    enc: EncryptionRecord,
+    staged: &mut StagedCommit,
+) -> Result<(u64, String), String> {
+    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let options = ArrowReaderOptions::default().with_file_decryption_properties(keys.decryption());
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
+        .map_err(|e| e.to_string())?;
+    let schema = builder.schema().clone();
+    let group_rows = builder
+        .metadata()
+        .row_groups()
+        .first()
+        .map(|g| g.num_rows().max(1) as usize)
+        .unwrap_or(131_072);
+    let reader = builder.build().map_err(|e| e.to_string())?;
+    footer["encryption"] = serde_json::to_value(&enc).map_err(|e| e.to_string())?;
+    let settings = ParquetSettings {
+        row_group_size: group_rows,
+        lineage_json: Some(footer.to_string()),
+        encryption: Some(Encryption {
+            record: enc,
+            keys: keys.clone(),
+        }),
+    };
+    let mut w = AtomicParquet::create(path, id, schema, &settings).map_err(|e| e.to_string())?;
+    for batch in reader {
+        w.write(&batch.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let sha = w.finish().map_err(|e| e.to_string())?;
+    let rows = w.rows();
+    staged.add_parquet(w, sha.clone());
+    Ok((rows, sha))
+}
