@@ -434,6 +434,20 @@ fn regeneration_plan(
             ));
         }
     }
+    // Encrypted outputs are written again under the same master keys, or not at all.
+    if let (Some(_), Some(recorded)) = (&plan.output.encryption, &source.encryption) {
+        for r in [&recorded.footer_key, &recorded.column_key] {
+            match keys::resolve_master_key(&r.id, &opts.state_dir, false) {
+                Ok((k, _)) if k.id() == r.fingerprint => {}
+                _ => {
+                    return Err(format!(
+                        "master key `{}` (fingerprint {}) that encrypted it is not available here",
+                        r.id, r.fingerprint
+                    ))
+                }
+            }
+        }
+    }
     let collisions = path_collisions(&plan, opts);
     if let Some(c) = collisions.first() {
         return Err(format!(

@@ -378,7 +378,7 @@ pub fn export(
             .find(|(seq, _)| *seq == holding.seq)
             .map(|(_, r)| source_record(&records, r, &holding.path));
         let picked = match record {
-            Some(record) => pick(&holding, record, id.trim(), key)?,
+            Some(record) => pick(&holding, record, (id.trim(), state_dir), key)?,
             None => Err("the run's record is gone".to_string()),
         };
         let (rows, rows_unavailable) = match picked {
@@ -418,7 +418,7 @@ fn source_record<'a>(
 fn pick(
     holding: &Holding,
     record: &RunRecord,
-    id: &str,
+    (id, state_dir): (&str, &Path),
     key: Option<&crate::identity::Key>,
 ) -> Result<Result<Vec<serde_json::Value>, String>, ExportError> {
     use crate::identity::{TokenEncoding, Tokenizer};
@@ -470,7 +470,134 @@ fn pick(
             ))
         }
     };
-    rows_where(&holding.path, output, &value).map(Ok)
+    // An encrypted file is read with its master keys, when they are here.
+    let footer = crate::inspect::privprep_footer(Path::new(&holding.path));
+    let encryption: Option<crate::emit::encryption::EncryptionRecord> =
+        footer.and_then(|f| serde_json::from_value(f["encryption"].clone()).ok());
+    match encryption {
+        None => rows_where(&holding.path, output, &value).map(Ok),
+        Some(e) => {
+            let mut keys = crate::emit::encryption::MasterKeys::new();
+            for r in [&e.footer_key, &e.column_key] {
+                match crate::identity::keys::resolve_master_key(&r.id, state_dir, false) {
+                    Ok((k, _)) if k.id() == r.fingerprint => keys.insert(&r.id, k),
+                    _ => {
+                        return Ok(Err(format!(
+                            "the file is encrypted and master key `{}` (fingerprint {}) is not available here",
+                            r.id, r.fingerprint
+                        )))
+                    }
+                }
+            }
+            encrypted_rows_where(&holding.path, output, &value, &keys).map(Ok)
+        }
+    }
+}
+
+/// The rows of the encrypted Parquet file at `path` whose `column` is `value`, read with
+/// `keys`, as JSON objects (numbers and booleans as such, other values as text).
+fn encrypted_rows_where(
+    path: &str,
+    column: &str,
+    value: &str,
+    keys: &crate::emit::encryption::MasterKeys,
+) -> Result<Vec<serde_json::Value>, ExportError> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Float64Type, Int64Type};
+    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+    let err = |message: String| ExportError::Read {
+        path: path.to_string(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let options = ArrowReaderOptions::default().with_file_decryption_properties(keys.decryption());
+    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
+        .map_err(|e| err(e.to_string()))?
+        .build()
+        .map_err(|e| err(e.to_string()))?;
+    let cast = |a: &arrow::array::ArrayRef, t: &DataType| {
+        arrow::compute::cast(a, t).map_err(|e| err(e.to_string()))
+    };
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| err(e.to_string()))?;
+        let Some(key) = batch.column_by_name(column) else {
+            return Err(err(format!("no column `{column}`")));
+        };
+        let key = cast(key, &DataType::Utf8)?;
+        let key = key.as_string::<i32>();
+        let picked: Vec<usize> = (0..batch.num_rows())
+            .filter(|i| !key.is_null(*i) && key.value(*i) == value)
+            .collect();
+        if picked.is_empty() {
+            continue;
+        }
+        let mut objects = vec![serde_json::Map::new(); picked.len()];
+        for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
+            let values: Vec<serde_json::Value> = match array.data_type() {
+                t if t.is_integer() => {
+                    let a = cast(array, &DataType::Int64)?;
+                    let a = a.as_primitive::<Int64Type>();
+                    picked
+                        .iter()
+                        .map(|i| {
+                            if a.is_null(*i) {
+                                serde_json::Value::Null
+                            } else {
+                                a.value(*i).into()
+                            }
+                        })
+                        .collect()
+                }
+                t if t.is_floating() => {
+                    let a = cast(array, &DataType::Float64)?;
+                    let a = a.as_primitive::<Float64Type>();
+                    picked
+                        .iter()
+                        .map(|i| {
+                            if a.is_null(*i) {
+                                serde_json::Value::Null
+                            } else {
+                                a.value(*i).into()
+                            }
+                        })
+                        .collect()
+                }
+                DataType::Boolean => {
+                    let a = array.as_boolean();
+                    picked
+                        .iter()
+                        .map(|i| {
+                            if a.is_null(*i) {
+                                serde_json::Value::Null
+                            } else {
+                                a.value(*i).into()
+                            }
+                        })
+                        .collect()
+                }
+                _ => {
+                    let a = cast(array, &DataType::Utf8)?;
+                    let a = a.as_string::<i32>();
+                    picked
+                        .iter()
+                        .map(|i| {
+                            if a.is_null(*i) {
+                                serde_json::Value::Null
+                            } else {
+                                a.value(*i).into()
+                            }
+                        })
+                        .collect()
+                }
+            };
+            for (o, v) in objects.iter_mut().zip(values) {
+                o.insert(field.name().clone(), v);
+            }
+        }
+        rows.extend(objects.into_iter().map(serde_json::Value::Object));
+    }
+    Ok(rows)
 }
 
 /// The rows of the Parquet file at `path` whose `column` is `value`, as JSON objects.
