@@ -242,6 +242,17 @@ fn main() {
     let p = pipeline(&dir, false, false);
     let p_redact = pipeline(&dir, true, false);
     let p_release = pipeline(&dir, false, true);
+    // The same as `p`, with its identifier-derived columns encrypted at rest.
+    let p_encrypted = dir.join("bench_encrypted.toml");
+    std::fs::write(
+        &p_encrypted,
+        std::fs::read_to_string(&p)
+            .expect("bench pipeline")
+            .replace("name = \"bench\"", "name = \"bench_encrypted\"")
+            .replace("out/bench.parquet", "out/bench_encrypted.parquet")
+            + "\n[output.encryption]\n",
+    )
+    .expect("write pipeline");
     std::fs::write(
         dir.join("countries.csv"),
         "country\nAU\nBR\nCA\nDE\nES\nFR\nGB\nIN\nIT\nJP\nMX\nNL\nPL\nSE\nUS\nVN\n",
@@ -263,6 +274,7 @@ fn main() {
     let mut ours = Vec::new();
     let mut ours_redact = Vec::new();
     let mut ours_release = Vec::new();
+    let mut ours_encrypted = Vec::new();
     let mut plain = Vec::new();
     let mut python = Vec::new();
     let run = |pipeline: &Path| {
@@ -279,6 +291,7 @@ fn main() {
         ours.push(run(&p));
         ours_redact.push(run(&p_redact));
         ours_release.push(run(&p_release));
+        ours_encrypted.push(run(&p_encrypted));
         plain.push(timed(
             Command::new(std::env::current_exe().expect("exe"))
                 .arg("--plain-conversion")
@@ -292,11 +305,13 @@ fn main() {
     let (ot, om) = median(ours);
     let (rt, rm) = median(ours_redact);
     let (dt, dm) = median(ours_release);
+    let (et, em) = median(ours_encrypted);
     let (pt, pm) = median(plain);
     println!("end_to_end rows={rows} csv_bytes={csv_bytes} reps={reps}");
     println!("  privprep run (policy, identifiers, leak gate):     {:.3} s, peak RSS {:.0} MiB (heap {:.0} MiB)", ot.as_secs_f64(), om.total, om.anon);
     println!("  privprep run, body redacted + leak gate:           {:.3} s, peak RSS {:.0} MiB (heap {:.0} MiB)", rt.as_secs_f64(), rm.total, rm.anon);
     println!("  privprep run + DP release (count, mean by country): {:.3} s, peak RSS {:.0} MiB (heap {:.0} MiB)", dt.as_secs_f64(), dm.total, dm.anon);
+    println!("  privprep run, identifier columns encrypted:        {:.3} s, peak RSS {:.0} MiB (heap {:.0} MiB)", et.as_secs_f64(), em.total, em.anon);
     println!("  plain polars CSV→Parquet:                          {:.3} s, peak RSS {:.0} MiB (heap {:.0} MiB)", pt.as_secs_f64(), pm.total, pm.anon);
     println!("  (peak RSS counts the pages of the memory-mapped CSV the reader touched; heap is the anonymous part)");
     println!(
@@ -304,6 +319,11 @@ fn main() {
         ot.as_secs_f64() / pt.as_secs_f64(),
         rt.as_secs_f64() / pt.as_secs_f64(),
         dt.as_secs_f64() / pt.as_secs_f64()
+    );
+    println!(
+        "  encryption: {:.2}x the same run unencrypted, {:.2}x the plain conversion",
+        et.as_secs_f64() / ot.as_secs_f64(),
+        et.as_secs_f64() / pt.as_secs_f64()
     );
     if python.len() == reps as usize {
         let version = python[0].1.clone();

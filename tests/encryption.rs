@@ -402,7 +402,13 @@ fn subject_rights_work_on_encrypted_outputs() {
     let (first, second) = (subjects.next().unwrap(), subjects.next().unwrap());
 
     let bundle = w.path().join("bundle.json");
-    w.privprep_ok(&["subject", "export", &first, "--out", bundle.to_str().unwrap()]);
+    w.privprep_ok(&[
+        "subject",
+        "export",
+        &first,
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
     let b: serde_json::Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
     let tickets = |o: &serde_json::Value| -> Vec<String> {
         let mut t: Vec<String> = o["rows"]
@@ -420,7 +426,11 @@ fn subject_rights_work_on_encrypted_outputs() {
     assert_eq!(tickets(&outs[0]), tickets(&outs[1]));
 
     let out = w.privprep(&["subject", "forget", &first, "--reason", "erasure request"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sealed_file = w.path().join("out/sealed.parquet");
     let rows = read_batches(&sealed_file, Some(&master_keys(&w.state()))).unwrap();
     let ids = strings(&rows, "ticket_id");

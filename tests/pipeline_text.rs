@@ -402,6 +402,29 @@ fn the_quickstart_redacts_its_free_text_and_passes_the_gate() {
         .all(|g| g["result"] != "leak"));
 }
 
+/// The encrypted example runs as it is: its outputs are encrypted and expire.
+#[test]
+fn the_encrypted_example_runs_as_it_is() {
+    let w = Work::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["pipelines", "datasets/support_tickets"] {
+        std::fs::create_dir_all(w.path().join(dir)).unwrap();
+        for e in std::fs::read_dir(root.join(dir)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), w.path().join(dir).join(e.file_name())).unwrap();
+        }
+    }
+    let (code, summary, stderr) = w.run_json(&w.path().join("pipelines/encrypted.toml"), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("created master key"), "{stderr}");
+    let first = summary["outputs"][0]["path"].as_str().unwrap();
+    let out = w.privprep_ok(&["inspect", first, "--format", "json"]);
+    let i: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(i["encryption"]["columns"].as_array().unwrap().len(), 5);
+    assert!(i["expires_at"].is_string());
+    assert_eq!(i["split"], "train");
+}
+
 #[test]
 fn scan_reports_pii_per_column_and_suggests_a_manifest_that_loads() {
     let w = Work::new();
