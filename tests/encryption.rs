@@ -377,6 +377,14 @@ fn inspect_says_what_an_output_is() {
         "output of `privprep inspect` changed:\n{text}"
     );
 
+    // `scan` says what the file is, and does not read its encrypted columns.
+    let scan = w.privprep_ok(&["scan", "out/sealed.parquet"]);
+    let e = String::from_utf8_lossy(&scan.stderr);
+    assert!(
+        e.contains("is a privprep output") && e.contains("not scanned"),
+        "{e}"
+    );
+
     // A copy under another path is not in the lineage store.
     let df_path = w.path().join("other.parquet");
     std::fs::copy(w.path().join("out/sealed.parquet"), &df_path).unwrap();

@@ -132,6 +132,10 @@ pub struct ManifestSpec {
     /// `{ epsilon }`, `{ epsilon, delta }` or `{ rho }`.
     #[serde(default)]
     pub privacy_budget: Option<Spanned<crate::spec::PrivacySpec>>,
+    /// Days outputs made from this dataset are kept, unless the pipeline's `[output]
+    /// retain_days` says otherwise.
+    #[serde(default)]
+    pub retain_days: Option<u32>,
     pub columns: Vec<ManifestColumn>,
 }
 

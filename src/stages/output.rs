@@ -224,7 +224,18 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
             let x = x.get_ref();
             (x.train, x.validation, x.test)
         }),
-        retain_days: s.output.retain_days.as_ref().map(|d| *d.get_ref()),
+        // The pipeline's, else the dataset manifest's default.
+        retain_days: s
+            .output
+            .retain_days
+            .as_ref()
+            .map(|d| *d.get_ref())
+            .or_else(|| {
+                r.source
+                    .as_ref()
+                    .and_then(|src| src.manifest.spec.retain_days)
+                    .filter(|d| *d > 0)
+            }),
         encryption,
     };
 
