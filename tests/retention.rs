@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A pipeline kept `days` days (`None`: forever), run; returns its output paths.
 fn run_kept(w: &Work, name: &str, days: Option<u32>) -> Vec<PathBuf> {
@@ -137,17 +137,6 @@ fn a_sweep_killed_anywhere_is_finished_or_harmless() {
     panic!("the sweep never completed");
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        if src.is_dir() {
-            copy_dir(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).unwrap();
-        }
-    }
-}
 
 /// A dataset's manifest may give a default retention; the pipeline's own wins.
 #[test]

@@ -448,18 +448,6 @@ fn frames(w: &Work, paths: &[String]) -> BTreeMap<String, polars::prelude::DataF
         .collect()
 }
 
-/// Copies the workspace folder `from` to `to` (data, pipelines, outputs, state).
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        if src.is_dir() {
-            copy_dir(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).unwrap();
-        }
-    }
-}
 
 /// `subject sweep` over a revocation list of 50 subjects gives the same outputs as running
 /// the pipelines afresh with that list.

@@ -242,6 +242,62 @@ impl StagedCommit {
     }
 }
 
+/// The journal entry and commit of a command that changes committed outputs outside a run (an
+/// erasure, a retention sweep, a key rotation): the same protocol as a run's, so a killed one
+/// is rolled back or finished by the next command.
+pub struct Journaled {
+    journal: Journal,
+    pending: Pending,
+}
+
+impl Journaled {
+    /// Writes the journal entry of `record` (not yet succeeded), listing the temporary files
+    /// the command may make.
+    pub fn begin(
+        state_dir: &Path,
+        record: &RunRecord,
+        temp_files: Vec<PathBuf>,
+    ) -> Result<Journaled, CommitError> {
+        let journal = Journal::new(state_dir, &record.run_id);
+        let pending = Pending {
+            pid: std::process::id(),
+            started: journal::own_start_time(),
+            record: record.clone(),
+            temp_files,
+            commit: None,
+        };
+        journal.write(&pending).map_err(|source| CommitError::Io {
+            path: journal.path().display().to_string(),
+            source,
+        })?;
+        Ok(Journaled { journal, pending })
+    }
+
+    /// Commits `staged` with `record` marked succeeded; returns the record and its hash. On
+    /// failure the record is appended as failed (saying why) and the error returned.
+    pub fn commit(
+        mut self,
+        state_dir: &Path,
+        staged: StagedCommit,
+        mut record: RunRecord,
+        store: &mut Store,
+    ) -> Result<(RunRecord, String), CommitError> {
+        record.finished_at = chrono::Utc::now().to_rfc3339();
+        let mut done = record.clone();
+        done.status = crate::lineage::record::RunStatus::Succeeded;
+        match staged.commit(state_dir, &self.journal, &mut self.pending, &done, store) {
+            Ok(hash) => Ok((done, hash)),
+            Err(e) => {
+                record.mark_failed(e.to_string());
+                if store.append(&record).is_ok() {
+                    let _ = self.journal.remove();
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
 impl Drop for StagedCommit {
     fn drop(&mut self) {
         for f in &self.files {

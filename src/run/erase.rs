@@ -20,12 +20,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::commit::StagedCommit;
-use super::journal::{Journal, Pending};
-use super::{execute, journal, new_run_id, path_collisions, temp_files, RunError, RunOptions};
+use super::commit::{Journaled, StagedCommit};
+use super::{execute, new_run_id, path_collisions, temp_files, RunError, RunOptions};
 use crate::identity::keys;
 use crate::lineage::record::{
-    ErasureRecord, OutputChange, RevocationListRecord, RunRecord, RunStatus, SubjectSetRecord,
+    ErasureRecord, OutputChange, RevocationListRecord, RunRecord, SubjectSetRecord,
 };
 use crate::lineage::store::Store;
 use crate::lineage::{self, LineageError};
@@ -80,12 +79,6 @@ pub struct ErasureSummary {
 pub enum EraseError {
     #[error(transparent)]
     Lineage(#[from] LineageError),
-    #[error("{path}: cannot write the erasure's journal: {source}\n  = hint: check that the state folder is writable")]
-    Journal {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
     /// The commit failed; the erasure is recorded as failed (its subjects stay on the list).
     #[error("{0}")]
     Commit(String),
@@ -195,20 +188,8 @@ pub fn erase(req: ErasureRequest, opts: &RunOptions) -> Result<ErasureSummary, E
         .flatten()
         .collect();
     record.erasure = Some(erasure.clone());
-    let journal = Journal::new(&opts.state_dir, &erasure_id);
-    let mut pending = Pending {
-        pid: std::process::id(),
-        started: journal::own_start_time(),
-        record: record.clone(),
-        temp_files: temps,
-        commit: None,
-    };
-    journal
-        .write(&pending)
-        .map_err(|source| EraseError::Journal {
-            path: journal.path().display().to_string(),
-            source,
-        })?;
+    let journaled = Journaled::begin(&opts.state_dir, &record, temps)
+        .map_err(|e| EraseError::Commit(e.to_string()))?;
 
     let mut erased: HashSet<u64> = store.erased_keys()?;
     erased.extend(&req.keys);
@@ -315,9 +296,6 @@ pub fn erase(req: ErasureRequest, opts: &RunOptions) -> Result<ErasureSummary, E
     record.dropped.retain(|_, n| *n > 0);
     record.rows_per_stage = Vec::new();
     record.erasure = Some(erasure);
-    record.finished_at = chrono::Utc::now().to_rfc3339();
-    let mut done = record.clone();
-    done.status = RunStatus::Succeeded;
     let summary = |r: &RunRecord, hash: Option<String>| ErasureSummary {
         erasure_id: erasure_id.clone(),
         status: r.status.as_str().to_string(),
@@ -332,22 +310,11 @@ pub fn erase(req: ErasureRequest, opts: &RunOptions) -> Result<ErasureSummary, E
         record_hash: hash,
         error: r.error.clone(),
     };
-    match staged.commit(&opts.state_dir, &journal, &mut pending, &done, &mut store) {
-        Ok(hash) => Ok(summary(&done, Some(hash))),
-        Err(e) => {
-            record.mark_failed(e.to_string());
-            let hash = store.append(&record).ok();
-            if hash.is_some() {
-                let _ = journal.remove();
-            }
-            Err(EraseError::Commit(format!(
-                "erasure {erasure_id} failed: {e}{}",
-                hash.map(|_| {
-                    "; it is recorded as failed, and its subjects are on the erasure list"
-                })
-                .unwrap_or_default()
-            )))
-        }
+    match journaled.commit(&opts.state_dir, staged, record, &mut store) {
+        Ok((done, hash)) => Ok(summary(&done, Some(hash))),
+        Err(e) => Err(EraseError::Commit(format!(
+            "erasure {erasure_id} failed: {e}; it is recorded as failed, and its subjects are on the erasure list"
+        ))),
     }
 }
 

@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::commit::StagedCommit;
-use super::journal::{self, Journal, Pending};
+use super::commit::{Journaled, StagedCommit};
 use super::{new_run_id, RunOptions};
-use crate::lineage::record::{OutputChange, RetentionRecord, RunRecord, RunStatus};
+use crate::lineage::record::{OutputChange, RetentionRecord, RunRecord};
 use crate::lineage::{LineageError, Store};
 
 /// What a sweep did (or, with `--dry-run`, would do).
@@ -35,12 +34,6 @@ pub struct SweepSummary {
 pub enum SweepError {
     #[error(transparent)]
     Lineage(#[from] LineageError),
-    #[error("{path}: cannot write the sweep's journal: {source}")]
-    Journal {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("retention sweep failed: {0}")]
     Commit(String),
 }
@@ -129,20 +122,8 @@ pub fn sweep(
         as_of: as_of_text.clone(),
         outputs: outputs.clone(),
     });
-    let journal = Journal::new(&opts.state_dir, &id);
-    let mut pending = Pending {
-        pid: std::process::id(),
-        started: journal::own_start_time(),
-        record: record.clone(),
-        temp_files: Vec::new(),
-        commit: None,
-    };
-    journal
-        .write(&pending)
-        .map_err(|source| SweepError::Journal {
-            path: journal.path().display().to_string(),
-            source,
-        })?;
+    let journaled = Journaled::begin(&opts.state_dir, &record, Vec::new())
+        .map_err(|e| SweepError::Commit(e.to_string()))?;
     let mut staged = StagedCommit::new();
     for o in outputs.iter().filter(|o| o.action == "deleted") {
         staged.remove(Path::new(&o.path));
@@ -150,24 +131,15 @@ pub fn sweep(
     for q in &quarantine_reports {
         staged.remove(&PathBuf::from(q));
     }
-    record.finished_at = chrono::Utc::now().to_rfc3339();
-    let mut done = record.clone();
-    done.status = RunStatus::Succeeded;
-    match staged.commit(&opts.state_dir, &journal, &mut pending, &done, &mut store) {
-        Ok(hash) => Ok(SweepSummary {
-            sweep_id: Some(id),
-            as_of: as_of_text,
-            dry_run,
-            outputs,
-            quarantine_reports,
-            record_hash: Some(hash),
-        }),
-        Err(e) => {
-            record.mark_failed(e.to_string());
-            if store.append(&record).is_ok() {
-                let _ = journal.remove();
-            }
-            Err(SweepError::Commit(e.to_string()))
-        }
-    }
+    let (_, hash) = journaled
+        .commit(&opts.state_dir, staged, record, &mut store)
+        .map_err(|e| SweepError::Commit(e.to_string()))?;
+    Ok(SweepSummary {
+        sweep_id: Some(id),
+        as_of: as_of_text,
+        dry_run,
+        outputs,
+        quarantine_reports,
+        record_hash: Some(hash),
+    })
 }

@@ -12,13 +12,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::commit::StagedCommit;
-use super::journal::{self, Journal, Pending};
+use super::commit::{Journaled, StagedCommit};
 use super::{new_run_id, RunOptions};
 use crate::emit::encryption::{Encryption, EncryptionRecord, KeyRef, MasterKeys};
 use crate::emit::{self, AtomicParquet, ParquetSettings};
 use crate::identity::keys;
-use crate::lineage::record::{OutputChange, RotationRecord, RunRecord, RunStatus};
+use crate::lineage::record::{OutputChange, RotationRecord, RunRecord};
 use crate::lineage::{LineageError, Store};
 
 /// What a rotation did.
@@ -183,18 +182,8 @@ pub fn rotate(
         "",
         "",
     );
-    let journal = Journal::new(&opts.state_dir, &id);
-    let mut pending = Pending {
-        pid: std::process::id(),
-        started: journal::own_start_time(),
-        record: record.clone(),
-        temp_files: temps,
-        commit: None,
-    };
-    journal.write(&pending).map_err(|e| RotateError::File {
-        path: journal.path().display().to_string(),
-        message: e.to_string(),
-    })?;
+    let journaled = Journaled::begin(&opts.state_dir, &record, temps)
+        .map_err(|e| RotateError::Commit(e.to_string()))?;
     let mut staged = StagedCommit::new();
     let mut changes = Vec::new();
     for (path, mut footer, keys, enc) in plans {
@@ -237,25 +226,16 @@ pub fn rotate(
         new_key: new_ref.clone(),
         outputs: changes.clone(),
     });
-    record.finished_at = chrono::Utc::now().to_rfc3339();
-    let mut done = record.clone();
-    done.status = RunStatus::Succeeded;
-    match staged.commit(&opts.state_dir, &journal, &mut pending, &done, &mut store) {
-        Ok(record_hash) => Ok(RotationSummary {
-            rotation_id: id,
-            old_key: old_ref,
-            new_key: new_ref,
-            outputs: changes,
-            record_hash,
-        }),
-        Err(e) => {
-            record.mark_failed(e.to_string());
-            if store.append(&record).is_ok() {
-                let _ = journal.remove();
-            }
-            Err(RotateError::Commit(e.to_string()))
-        }
-    }
+    let (_, record_hash) = journaled
+        .commit(&opts.state_dir, staged, record, &mut store)
+        .map_err(|e| RotateError::Commit(e.to_string()))?;
+    Ok(RotationSummary {
+        rotation_id: id,
+        old_key: old_ref,
+        new_key: new_ref,
+        outputs: changes,
+        record_hash,
+    })
 }
 
 /// Reads `path` with `keys` and stages it written again under `enc`; returns (rows, SHA-256).

@@ -290,3 +290,16 @@ pub fn outputs_of(
         })
         .collect()
 }
+
+/// Copies the folder `from` into `to` (a workspace: data, pipelines, outputs, state).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if src.is_dir() {
+            copy_dir(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
