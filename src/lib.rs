@@ -19,6 +19,7 @@ pub mod lineage;
 pub mod pii;
 pub mod plan;
 pub mod policy;
+pub mod risk;
 pub mod run;
 mod spec;
 mod stages;

@@ -126,6 +126,22 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Re-identification risk of any Parquet or CSV file: equivalence classes on the named
+    /// quasi-identifiers, the k it reaches, classes and rows below --k, and l-diversity.
+    Risk {
+        path: PathBuf,
+        /// Quasi-identifier columns, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        qi: Vec<String>,
+        /// Count classes and rows below this k.
+        #[arg(long, default_value_t = 5)]
+        k: u32,
+        /// Sensitive columns whose l-diversity is reported, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        sensitive: Vec<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Profile a dataset for personal data: PII types per column and a suggested manifest.
     Scan {
         /// CSV, Parquet or NDJSON file.
@@ -693,6 +709,42 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Risk {
+            path,
+            qi,
+            k,
+            sensitive,
+            format,
+        } => match privprep::risk::assess(&path, &qi, k, &sensitive) {
+            Ok(r) => {
+                if format == Format::Json {
+                    print_json(&r)?;
+                } else {
+                    println!(
+                        "{}: {} rows in {} classes of ({}); k = {}",
+                        path.display(),
+                        r.rows,
+                        r.classes,
+                        qi.join(", "),
+                        r.k_reached
+                    );
+                    println!(
+                        "  below k = {k}: {} classes, {} rows ({:.2}% of the rows)",
+                        r.classes_below_k,
+                        r.rows_below_k,
+                        100.0 * r.rows_below_k as f64 / (r.rows.max(1)) as f64
+                    );
+                    for (c, l) in &r.l_diversity {
+                        println!("  l-diversity of `{c}`: {l}");
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                Ok(ExitCode::from(2))
+            }
+        },
         Command::Inspect { path, format } => {
             let store = lineage_db
                 .exists()
@@ -1372,6 +1424,23 @@ fn print_summary(s: &privprep::RunSummary) {
         }
     }
     print_gate(&s.leak_gate);
+    if let Some(r) = &s.risk {
+        let l: Vec<String> = r
+            .l_diversity
+            .iter()
+            .map(|(c, l)| format!("`{c}` l = {l}"))
+            .collect();
+        println!(
+            "  k-anonymity    k = {} reached (asked {}): {} classes, {} below k with {} rows ({}){}",
+            r.k_reached,
+            r.k,
+            r.classes,
+            r.classes_below_k,
+            r.rows_below_k,
+            if r.action == "suppress" { "suppressed" } else { "written, reported" },
+            if l.is_empty() { String::new() } else { format!("; {}", l.join(", ")) }
+        );
+    }
     for r in &s.releases {
         println!(
             "  release        {} ({} rows, {}, spent {})",

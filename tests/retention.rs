@@ -137,7 +137,6 @@ fn a_sweep_killed_anywhere_is_finished_or_harmless() {
     panic!("the sweep never completed");
 }
 
-
 /// A dataset's manifest may give a default retention; the pipeline's own wins.
 #[test]
 fn the_manifest_gives_a_default_retention_the_pipeline_can_override() {

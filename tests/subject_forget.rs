@@ -448,7 +448,6 @@ fn frames(w: &Work, paths: &[String]) -> BTreeMap<String, polars::prelude::DataF
         .collect()
 }
 
-
 /// `subject sweep` over a revocation list of 50 subjects gives the same outputs as running
 /// the pipelines afresh with that list.
 #[test]

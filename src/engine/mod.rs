@@ -95,6 +95,8 @@ pub struct Streamed {
     /// Per output file (in `files`' order), the subject index keys of its rows, in no order
     /// and possibly repeated; empty without [`Job::subjects`].
     pub subject_keys: Vec<Vec<u64>>,
+    /// What k-anonymity found, when the plan has `[risk]`.
+    pub risk: Option<crate::lineage::record::RiskRecord>,
 }
 
 /// The kept rows' columns DP releases need, as the engine holds them.

@@ -310,6 +310,24 @@ pub struct RotationRecord {
     pub outputs: Vec<OutputChange>,
 }
 
+/// What k-anonymity (`[risk]`) found and did: class counts, never a class's values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskRecord {
+    pub quasi_identifiers: Vec<String>,
+    pub k: u32,
+    /// `suppress` or `report`.
+    pub action: String,
+    /// Equivalence classes among the rows the policy kept.
+    pub classes: u64,
+    /// Classes with fewer than k rows, and their rows (suppressed, or written and reported).
+    pub classes_below_k: u64,
+    pub rows_below_k: u64,
+    /// The smallest class among the written rows (0 when nothing was written).
+    pub k_reached: u64,
+    /// Per `sensitive` output column: the fewest distinct values in one written class.
+    pub l_diversity: BTreeMap<String, u64>,
+}
+
 /// A master key by id, and its fingerprint (never the key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRef {
@@ -529,6 +547,9 @@ pub struct RunRecord {
     /// How the data files are encrypted (`[output.encryption]`): key ids, never keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionRecord>,
+    /// k-anonymity of the written rows (`[risk]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<RiskRecord>,
     /// Present in the record of a retention sweep (kind `retention`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<RetentionRecord>,
@@ -636,6 +657,7 @@ impl RunRecord {
             subject_column: None,
             erasure: None,
             encryption: None,
+            risk: None,
             retention: None,
             rotation: None,
         }

@@ -1617,6 +1617,7 @@ mod tests {
             subject_column: None,
             erasure: None,
             encryption: None,
+            risk: None,
             retention: None,
             rotation: None,
         }

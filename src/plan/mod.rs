@@ -125,7 +125,7 @@ pub(crate) mod tests {
         let names: Vec<&str> = STAGES.iter().map(|s| s.name).collect();
         assert_eq!(
             names,
-            ["ingest", "policy", "identity", "text", "output", "release"]
+            ["ingest", "policy", "identity", "text", "risk", "output", "release"]
         );
     }
 

@@ -43,11 +43,13 @@ pub enum DropReason {
     Retention,
     /// A free-text column holds PII whose rule is `drop_row`.
     PiiInText,
+    /// The row's quasi-identifier class has fewer than k written rows (`[risk]`).
+    KAnonymity,
 }
 
 impl DropReason {
     /// All reasons, in the order they are checked.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::MissingSubject,
         DropReason::Erased,
         DropReason::Revoked,
@@ -56,6 +58,7 @@ impl DropReason {
         DropReason::Provenance,
         DropReason::Retention,
         DropReason::PiiInText,
+        DropReason::KAnonymity,
     ];
 
     /// Status code of rows dropped for this reason.
@@ -79,6 +82,7 @@ impl DropReason {
             DropReason::Provenance => "provenance",
             DropReason::Retention => "retention",
             DropReason::PiiInText => "pii_in_text",
+            DropReason::KAnonymity => "k_anonymity",
         }
     }
 }

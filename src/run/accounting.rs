@@ -238,6 +238,7 @@ mod tests {
             release_rows: Vec::new(),
             text_stats: Vec::new(),
             subject_keys: Vec::new(),
+            risk: None,
         }
     }
 

@@ -102,6 +102,9 @@ pub struct RunSummary {
     /// Differentially private releases: file, spend, noise and accuracy.
     #[serde(default)]
     pub releases: Vec<ReleaseRecord>,
+    /// k-anonymity (`[risk]`): k reached, classes and rows below k, l-diversity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<crate::lineage::record::RiskRecord>,
 }
 
 /// Why a run failed.
@@ -442,6 +445,7 @@ impl RunSummary {
             text_columns: r.text_columns.clone(),
             leak_gate: r.leak_gate.clone(),
             releases: r.releases.clone(),
+            risk: r.risk.clone(),
         }
     }
 }
@@ -496,6 +500,7 @@ fn execute(
     record.inputs = stages::ingest::input_records(plan, &inputs);
     let (prepared, streamed) = streamed?;
 
+    record.risk = streamed.risk.clone();
     // Account: read = written + dropped + quarantined, or nothing is committed.
     let counts = accounting::account(plan, &inputs, &streamed)?;
     counts.record(record);

@@ -40,6 +40,9 @@ pub struct PipelineSpec {
     /// Free-text PII detection settings shared by every `redact` column.
     #[serde(default)]
     pub pii: PiiSpec,
+    /// k-anonymity of the written rows.
+    #[serde(default)]
+    pub risk: Option<Spanned<crate::stages::risk::RiskSpec>>,
     pub output: OutputSpec,
     /// Differentially private releases computed from the consented rows.
     #[serde(default)]

@@ -12,6 +12,7 @@
 //! | `policy`   | `[policy]`              | `PolicyPlan`                   | `engine/polars/policy.rs`  |
 //! | `identity` | `[columns]`, `[tokens]` | [`ColumnPlan`]s                | `engine/polars/identity.rs` |
 //! | `text`     | `[pii]`, `redact` rules | `PiiPlan`, `TextColumnPlan`s   | `engine/polars/text.rs`    |
+//! | `risk`     | `[risk]`                | [`risk::RiskPlan`]             | `engine/polars/risk.rs` (a counting pass, then the status) |
 //! | `output`   | `[output]`              | [`output::OutputPlan`]         | the sink and writer thread (`engine/polars/mod.rs`) |
 //! | `release`  | `[[release]]`           | `ReleasePlan`s, the budget cap | `dp::release` (OpenDP), run by `run::releases` |
 //!
@@ -29,6 +30,7 @@ pub mod ingest;
 pub mod output;
 pub mod policy;
 pub mod release;
+pub mod risk;
 pub mod text;
 
 mod explained;
@@ -64,11 +66,12 @@ pub struct Stage {
 }
 
 /// The stages, in order. Resolution, `explain` and the lineage record all follow this list.
-pub const STAGES: [Stage; 6] = [
+pub const STAGES: [Stage; 7] = [
     ingest::STAGE,
     policy::STAGE,
     identity::STAGE,
     text::STAGE,
+    risk::STAGE,
     output::STAGE,
     release::STAGE,
 ];
@@ -124,6 +127,8 @@ pub struct Resolution<'a> {
     pub columns: Option<Vec<ColumnPlan>>,
     pub pii: Option<PiiPlan>,
     pub text: Option<Vec<TextColumnPlan>>,
+    /// `Some(None)`: resolved, no `[risk]`.
+    pub risk: Option<Option<risk::RiskPlan>>,
     pub output: Option<OutputPlan>,
     pub releases: Option<Vec<ReleasePlan>>,
     pub budget_cap: Option<Loss>,
@@ -142,6 +147,7 @@ impl<'a> Resolution<'a> {
             columns: None,
             pii: None,
             text: None,
+            risk: None,
             output: None,
             releases: None,
             budget_cap: None,
@@ -164,6 +170,7 @@ impl<'a> Resolution<'a> {
                 columns: self.columns.take()?,
                 pii: self.pii.take()?,
                 text: self.text.take()?,
+                risk: self.risk.take()?,
                 output: self.output.take()?,
                 releases: self.releases.take()?,
                 budget_cap: self.budget_cap.take(),
@@ -187,6 +194,8 @@ pub struct Plan {
     pub pii: PiiPlan,
     /// Free-text columns and their rules, in manifest order.
     pub text: Vec<TextColumnPlan>,
+    /// k-anonymity (`[risk]`), when asked for.
+    pub risk: Option<risk::RiskPlan>,
     pub output: OutputPlan,
     /// Differentially private releases.
     pub releases: Vec<ReleasePlan>,

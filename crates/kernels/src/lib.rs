@@ -29,6 +29,7 @@ pub mod key;
 pub mod mask;
 pub mod pii;
 pub mod policy;
+pub mod risk;
 pub mod split;
 pub mod subject;
 pub mod temporal;

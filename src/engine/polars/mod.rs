@@ -11,6 +11,7 @@
 pub mod adapter;
 pub mod identity;
 pub mod policy;
+pub mod risk;
 pub mod text;
 
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -116,6 +117,29 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
         .output_columns()
         .map(|c| c.name.as_str().into())
         .collect();
+    // k-anonymity: the class sizes from a first pass (its own text counters and identifier
+    // set, so the run's are counted once), then the status of rows in small classes.
+    let (lf, risk) = match &plan.risk {
+        None => (lf, None),
+        Some(r) => {
+            let first = lower(
+                job,
+                &text_runtimes(plan, job.key)?,
+                &[],
+                &[],
+                &ValueHasher::new(),
+                &Arc::new(DistinctKeys::new()),
+            )?;
+            let classes = risk::count_classes(first, r).map_err(engine_err)?;
+            let lf = match r.action {
+                crate::stages::risk::RiskAction::Suppress => {
+                    lf.with_column(risk::suppress(r, classes.small.clone()))
+                }
+                crate::stages::risk::RiskAction::Report => lf,
+            };
+            (lf, Some(classes.record))
+        }
+    };
 
     // Writers, one per output file, with the schema of the output columns.
     let mut lf = lf;
@@ -244,6 +268,7 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
         release_rows: take(&release_rows, "release rows")?,
         text_stats: texts.iter().map(|t| t.stats.clone()).collect(),
         subject_keys: tally.subject_keys,
+        risk,
     })
 }
 
