@@ -126,6 +126,21 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// The surrogate a value gets in a pipeline's surrogate column, with the run key: answers
+    /// "what does this person's value look like in the output" for access and erasure requests.
+    Surrogate {
+        /// The value (e.g. the subject's e-mail), or `-` to read it from standard input.
+        value: String,
+        /// The column whose rule is `surrogate`.
+        #[arg(long)]
+        column: String,
+        /// The pipeline file naming the column.
+        #[arg(long)]
+        pipeline: PathBuf,
+        /// The key the run used (else the environment or the default key).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
     /// Re-identification risk of any Parquet or CSV file: equivalence classes on the named
     /// quasi-identifiers, the k it reaches, classes and rows below --k, and l-diversity.
     Risk {
@@ -745,6 +760,42 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
+        Command::Surrogate {
+            value,
+            column,
+            pipeline,
+            key_file,
+        } => {
+            let plan = match privprep::validate(&pipeline) {
+                Err(d) => return Ok(config_error(&d, Format::Text)),
+                Ok(p) => p,
+            };
+            let Some(kind) = plan.columns.iter().find_map(|c| match &c.action {
+                privprep::identity::Action::Surrogate(k) if c.name == column => Some(*k),
+                _ => None,
+            }) else {
+                eprintln!("error: column `{column}` of {} has no surrogate rule\n  = hint: name a column whose rule is action = \"surrogate\"", pipeline.display());
+                return Ok(ExitCode::from(2));
+            };
+            let value = subject_ids(Some(value), None)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("no value given"))?;
+            let Some((key, _)) =
+                privprep::identity::keys::existing_key(key_file.as_deref(), &g.state_dir)?
+            else {
+                eprintln!("error: no key: the surrogate depends on the run key\n  = hint: pass --key-file, or set PRIVPREP_KEY_FILE");
+                return Ok(ExitCode::from(2));
+            };
+            let s = privprep_kernels::surrogate::Surrogates::new(&key);
+            println!("{}", s.surrogate(kind, &value));
+            eprintln!(
+                "privprep: {} surrogate under key {}",
+                kind.as_str(),
+                key.id()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Inspect { path, format } => {
             let store = lineage_db
                 .exists()

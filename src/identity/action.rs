@@ -5,6 +5,7 @@
 
 use crate::ingest::ColumnType;
 use crate::spec::DatePart;
+pub use privprep_kernels::surrogate::SurrogateKind;
 use privprep_kernels::token::TokenEncoding;
 
 /// The type of an output column, named as `explain` shows it.
@@ -48,6 +49,8 @@ pub enum Action {
     GeneralizeDate(DatePart),
     GeneralizeNumber(f64),
     GeneralizePrefix(usize),
+    /// A plausible value of the same kind, keyed by the run key.
+    Surrogate(SurrogateKind),
     /// Free text rewritten by the text stage; this stage only knows its output is text.
     Redact,
     Drop,
@@ -75,6 +78,10 @@ impl Action {
                 format!("generalize to buckets of width {w} (lower bound)")
             }
             Action::GeneralizePrefix(n) => format!("generalize to the first {n} characters"),
+            Action::Surrogate(k) => format!(
+                "surrogate (a plausible {}, chosen with the run key; the same value always gets the same one)",
+                k.as_str()
+            ),
             Action::Redact => "PII in the text replaced".into(),
             Action::Drop => "dropped".into(),
             Action::Keep => "kept as is".into(),
@@ -88,7 +95,7 @@ impl Action {
 
     /// True when the action needs the run key.
     pub fn needs_key(&self) -> bool {
-        matches!(self, Action::Tokenize { .. })
+        matches!(self, Action::Tokenize { .. } | Action::Surrogate(_))
     }
 
     /// Type of the output column.
@@ -98,6 +105,7 @@ impl Action {
             | Action::Hash
             | Action::Mask { .. }
             | Action::GeneralizePrefix(_)
+            | Action::Surrogate(_)
             | Action::Redact => OutputType::String,
             Action::GeneralizeDate(DatePart::Year) => OutputType::Int32,
             Action::GeneralizeDate(DatePart::Month) => OutputType::Date,

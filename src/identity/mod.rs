@@ -12,7 +12,7 @@
 pub mod action;
 pub mod keys;
 
-pub use action::{Action, OutputType};
+pub use action::{Action, OutputType, SurrogateKind};
 
 pub use keys::{loose_permissions, resolve_key, KeyError, KeySource, KEY_ENV, KEY_FILE_ENV};
 pub use privprep_kernels::generalize::{bucket_f64, bucket_i64, month_start_days, prefix_into};

@@ -240,14 +240,17 @@ pub struct SubjectColumnRecord {
     pub input: String,
     /// The output column it became; `None` when the pipeline dropped it.
     pub output: Option<String>,
-    /// `keep`, `tokenize` (with the run key), `hash` (unkeyed SHA-256), or `other` (masked or
-    /// generalized: no longer one value per subject).
+    /// `keep`, `tokenize` (with the run key), `surrogate` (with the run key), `hash` (unkeyed
+    /// SHA-256), or `other` (masked or generalized: no longer one value per subject).
     pub action: String,
     /// Token length and encoding, for `tokenize`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_bits: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_encoding: Option<String>,
+    /// The kind of surrogate (`name`, `email`, `phone`, `id`), for `surrogate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surrogate_kind: Option<String>,
 }
 
 /// An erasure (`privprep subject forget` or `subject sweep`): who was erased (keyed hashes

@@ -598,15 +598,21 @@ fn subject_column(plan: &Plan) -> SubjectColumnRecord {
             }),
         ),
         Some(Action::Hash) => (Some(input.clone()), "hash", None, None),
+        Some(Action::Surrogate(_)) => (Some(input.clone()), "surrogate", None, None),
         Some(Action::Drop) | None => (None, "drop", None, None),
         Some(_) => (Some(input.clone()), "other", None, None),
     };
+    let surrogate_kind = plan.columns.iter().find_map(|c| match &c.action {
+        Action::Surrogate(k) if c.name == input => Some(k.as_str().to_string()),
+        _ => None,
+    });
     SubjectColumnRecord {
         input,
         output,
         action: action.into(),
         token_bits: bits,
         token_encoding: encoding.map(str::to_owned),
+        surrogate_kind,
     }
 }
 

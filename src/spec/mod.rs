@@ -118,10 +118,27 @@ pub enum ColumnRule {
         #[serde(default)]
         keep_last: Option<usize>,
     },
+    /// Replace with a plausible value of the same kind, chosen by the run key, so the same
+    /// value gets the same surrogate everywhere (`kind`: name, email, phone or id; default from
+    /// the column's name).
+    Surrogate {
+        #[serde(default)]
+        kind: Option<SurrogateKindSpec>,
+    },
     /// Leave the column out of the output.
     Drop,
     /// Pass the value through unchanged.
     Keep,
+}
+
+/// The kind of value a surrogate column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SurrogateKindSpec {
+    Name,
+    Email,
+    Phone,
+    Id,
 }
 
 /// Date generalization levels.

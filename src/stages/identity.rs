@@ -192,6 +192,15 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
                         }
                         Action::Redact
                     }
+                    ColumnRule::Surrogate { kind } => {
+                        if ty != ColumnType::String {
+                            diags.push(err(
+                                "surrogate works on text".into(),
+                                "use tokenize or generalize for numbers and dates",
+                            ));
+                        }
+                        Action::Surrogate(surrogate_kind(*kind, name))
+                    }
                     ColumnRule::Drop => Action::Drop,
                     ColumnRule::Keep => Action::Keep,
                 }
@@ -269,4 +278,31 @@ fn record(plan: &Plan, record: &mut RunRecord) {
             masked: c.action.masks(),
         })
         .collect();
+}
+
+/// The surrogate kind the rule names, else the one the column's name suggests.
+fn surrogate_kind(
+    spec: Option<crate::spec::SurrogateKindSpec>,
+    column: &str,
+) -> crate::identity::SurrogateKind {
+    use crate::identity::SurrogateKind as K;
+    use crate::spec::SurrogateKindSpec as S;
+    match spec {
+        Some(S::Name) => K::Name,
+        Some(S::Email) => K::Email,
+        Some(S::Phone) => K::Phone,
+        Some(S::Id) => K::Id,
+        None => {
+            let c = column.to_lowercase();
+            if c.contains("mail") {
+                K::Email
+            } else if c.contains("phone") || c.contains("tel") || c.contains("mobile") {
+                K::Phone
+            } else if c.contains("name") {
+                K::Name
+            } else {
+                K::Id
+            }
+        }
+    }
 }

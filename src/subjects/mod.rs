@@ -443,6 +443,21 @@ fn pick(
             crate::identity::sha256_hex_into(id, &mut out);
             out
         }
+        "surrogate" => {
+            let Some(key) = key.filter(|k| record.key_id.as_deref() == Some(k.id().as_str()))
+            else {
+                return Ok(Err(format!(
+                    "the subject column holds surrogates of key {}; give that key (--key-file, or the environment) to pick the rows",
+                    record.key_id.as_deref().unwrap_or("-")
+                )));
+            };
+            let kind = column
+                .surrogate_kind
+                .as_deref()
+                .and_then(privprep_kernels::surrogate::SurrogateKind::parse)
+                .unwrap_or(privprep_kernels::surrogate::SurrogateKind::Id);
+            privprep_kernels::surrogate::Surrogates::new(key).surrogate(kind, id)
+        }
         "tokenize" => {
             let Some(key) = key.filter(|k| record.key_id.as_deref() == Some(k.id().as_str()))
             else {

@@ -32,6 +32,7 @@ pub mod policy;
 pub mod risk;
 pub mod split;
 pub mod subject;
+pub mod surrogate;
 pub mod temporal;
 pub mod token;
 

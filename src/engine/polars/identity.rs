@@ -13,6 +13,7 @@ use privprep_kernels::generalize::{self, month_start_days};
 use privprep_kernels::key::Key;
 use privprep_kernels::mask;
 use privprep_kernels::split::Splitter;
+use privprep_kernels::surrogate::Surrogates;
 use privprep_kernels::token::{self, Tokenizer};
 use std::sync::Arc;
 
@@ -59,6 +60,14 @@ impl Action {
                 })?;
                 let tokenizer = Arc::new(tokenizer);
                 map_str_expr(input, move |v, out| tokenizer.token_into(v, out))
+            }
+            Action::Surrogate(kind) => {
+                let key = key.ok_or_else(|| ActionError::NoKey {
+                    column: name.to_string(),
+                })?;
+                let surrogates = Arc::new(Surrogates::new(key));
+                let kind = *kind;
+                map_str_expr(input, move |v, out| surrogates.surrogate_into(kind, v, out))
             }
             Action::Hash => map_str_expr(input, token::sha256_hex_into),
             Action::Mask { keep_last } => {

@@ -179,6 +179,12 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
         output_names.iter().map(|n| n.to_string()).collect(),
         plan.gate_exempt(),
         plan.pii.slot_names(),
+    )
+    .with_surrogate_columns(
+        plan.output_columns()
+            .filter(|c| matches!(c.action, crate::identity::Action::Surrogate(_)))
+            .map(|c| c.name.clone())
+            .collect(),
     );
     let writer = writer_thread(files, batches, gate_scanner, gate);
     let sinks = Arc::new(Mutex::new(Sinks {
