@@ -189,7 +189,7 @@ impl Surrogates {
         out.push_str(first);
         out.push(['.', '_', '.'][(d[1] % 3) as usize]);
         out.push_str(last);
-        if d[2] % 2 == 0 {
+        if d[2].is_multiple_of(2) {
             out.push_str(&format!("{}", d[3] % 100));
         }
         out.push('@');
@@ -201,8 +201,8 @@ impl Surrogates {
         let digits: String = v.chars().filter(char::is_ascii_digit).collect();
         // The country code stays: the first group after `+` when it is short, else 1 or 2
         // digits by the usual plans (1 and 7 are one digit).
-        let keep = if v.starts_with('+') {
-            let group = v[1..].chars().take_while(char::is_ascii_digit).count();
+        let keep = if let Some(rest) = v.strip_prefix('+') {
+            let group = rest.chars().take_while(char::is_ascii_digit).count();
             if (1..=3).contains(&group) && group < digits.len() {
                 group
             } else if digits.starts_with('1') || digits.starts_with('7') {
