@@ -191,3 +191,55 @@ fn surrogates_are_consistent_well_formed_never_the_input_and_pass_the_gate() {
         "{bundle}"
     );
 }
+
+/// In free text, `surrogate` hits get the same surrogates as the columns: the writer's name and
+/// e-mail read the same in the `full_name`, `email` and `body` of the row, and the leak gate
+/// passes.
+#[test]
+fn text_surrogates_match_the_column_surrogates() {
+    let w = Work::new();
+    w.datagen(2000, 23, &[]);
+    let columns = SURROGATE_COLUMNS.replace(
+        r#"body = { action = "drop" }"#,
+        r#"body = { action = "redact", actions = { email = "surrogate", name = "surrogate", phone = "surrogate" } }"#,
+    );
+    let (code, s, stderr) = w.run_json(&w.pipeline("t", "", &columns, ""), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        s["leak_gate"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["result"] != "leak"),
+        "{}",
+        s["leak_gate"]
+    );
+    let names = ["full_name", "email", "body"];
+    let input = input_rows(&w.data(), &names);
+    let output = output_rows(Path::new(s["outputs"][0]["path"].as_str().unwrap()), &names);
+    let (mut names_checked, mut emails_checked) = (0, 0);
+    for (ticket, out) in &output {
+        let inp = &input[ticket];
+        let Some(body) = &out[2] else { continue };
+        for (i, counter) in [(0usize, &mut names_checked), (1usize, &mut emails_checked)] {
+            let (original, surrogate) = (&inp[i], out[i].as_deref().unwrap_or(""));
+            if original.len() > 3 && inp[2].contains(original.as_str()) {
+                assert!(
+                    !body.contains(original.as_str()),
+                    "{} left in the text",
+                    names[i]
+                );
+                assert!(
+                    body.contains(surrogate),
+                    "{}: {surrogate:?} not in {body:?}",
+                    names[i]
+                );
+                *counter += 1;
+            }
+        }
+    }
+    assert!(
+        names_checked > 10 && emails_checked > 10,
+        "{names_checked} {emails_checked}"
+    );
+}

@@ -74,6 +74,8 @@ pub struct GateTally {
     /// Columns only the identifier half judges: surrogate columns, whose every value is a
     /// generated e-mail, phone or name that the detectors would find by design.
     surrogates: Vec<String>,
+    /// The surrogates the text stage wrote: the detectors' finds of them are not leaks.
+    emitted: Option<std::sync::Arc<privprep_kernels::surrogate::Emitted>>,
     /// Every output column, in order.
     order: Vec<String>,
     /// Per scanned column: values scanned, hits by slot, identifier values found.
@@ -87,9 +89,19 @@ impl GateTally {
             slot_names,
             exempt,
             surrogates: Vec::new(),
+            emitted: None,
             order: columns,
             by_column: BTreeMap::new(),
         }
+    }
+
+    /// Does not count the detectors' finds of the surrogates in `emitted`.
+    pub fn with_emitted(
+        mut self,
+        emitted: std::sync::Arc<privprep_kernels::surrogate::Emitted>,
+    ) -> GateTally {
+        self.emitted = Some(emitted);
+        self
     }
 
     /// Leaves `columns` (surrogate columns) to the identifier half: no input value may appear
@@ -142,6 +154,11 @@ impl GateTally {
                         ..GateCounts::default()
                     };
                     (column, counts)
+                } else if let Some(e) = &self.emitted {
+                    (
+                        column,
+                        privprep_kernels::gate::detector_hits_except(scanner, slots, &values, e),
+                    )
                 } else {
                     (column, detector_hits(scanner, slots, &values))
                 }

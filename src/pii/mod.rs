@@ -106,9 +106,12 @@ impl TextColumnPlan {
 
     /// True when some hit is tokenized.
     pub fn tokenizes(&self) -> bool {
-        self.detectors
-            .iter()
-            .any(|d| self.action_for(d) == TextAction::Tokenize)
+        self.detectors.iter().any(|d| {
+            matches!(
+                self.action_for(d),
+                TextAction::Tokenize | TextAction::Surrogate
+            )
+        })
     }
 
     /// The rule in words, as `explain` and lineage show it.

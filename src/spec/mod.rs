@@ -161,6 +161,9 @@ pub enum TextActionSpec {
     Mask,
     /// Drop the whole row.
     DropRow,
+    /// Replace with a plausible value of the same kind (a name, an e-mail on a reserved
+    /// example domain, a phone number), the same one the column action `surrogate` gives.
+    Surrogate,
 }
 
 /// A pipeline file read from disk: its path, its text and (when it parsed) its spec.
@@ -252,7 +255,7 @@ fn toml_hint(message: &str, what: &str) -> Option<String> {
             "remove the field or fix its spelling; see the {what} reference in README.md"
         ))
     } else if message.contains("missing field `action`") {
-        Some("every column rule needs action = \"tokenize\", \"hash\", \"mask\", \"generalize\", \"redact\", \"drop\" or \"keep\"; check for a misspelled key".to_string())
+        Some("every column rule needs action = \"tokenize\", \"hash\", \"mask\", \"generalize\", \"redact\", \"surrogate\", \"drop\" or \"keep\"; check for a misspelled key".to_string())
     } else if message.contains("missing field") {
         Some(format!(
             "add the field; see the {what} reference in README.md"

@@ -233,6 +233,7 @@ fn text_column(
             keep_last: mask_keep,
         },
         TextActionSpec::DropRow => TextAction::DropRow,
+        TextActionSpec::Surrogate => TextAction::Surrogate,
     };
     let mut by_detector = std::collections::BTreeMap::new();
     for (d, a) in actions {

@@ -250,6 +250,68 @@ impl Surrogates {
     }
 }
 
+/// The surrogates a run has written, by a fixed hash of their text: the leak gate tells a
+/// surrogate it finds in the output (a plausible e-mail, by design) from a value that leaked.
+/// Shared by many threads: sharded sets.
+pub struct Emitted {
+    shards: Vec<std::sync::Mutex<std::collections::HashSet<u64>>>,
+}
+
+impl Default for Emitted {
+    fn default() -> Self {
+        Emitted::new()
+    }
+}
+
+impl Emitted {
+    pub fn new() -> Emitted {
+        Emitted {
+            shards: (0..16).map(|_| Default::default()).collect(),
+        }
+    }
+
+    fn key(text: &str) -> u64 {
+        crate::risk::class_key(&text.trim().to_lowercase())
+    }
+
+    pub fn insert(&self, text: &str) {
+        let k = Emitted::key(text);
+        let mut s = self.shards[(k >> 60) as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        s.insert(k);
+    }
+
+    pub fn contains(&self, text: &str) -> bool {
+        let k = Emitted::key(text);
+        self.shards[(k >> 60) as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&k)
+    }
+}
+
+/// What a text column's `surrogate` action writes with: the run's surrogates, and the set of
+/// those written (for the rewriter's later passes and the leak gate).
+pub struct SurrogateWriter {
+    pub surrogates: Surrogates,
+    pub emitted: std::sync::Arc<Emitted>,
+}
+
+impl SurrogateWriter {
+    /// Appends the surrogate of `value` as a `kind` to `out`, and remembers it.
+    pub fn write(&self, kind: SurrogateKind, value: &str, out: &mut String) {
+        let start = out.len();
+        self.surrogates.surrogate_into(kind, value, out);
+        self.emitted.insert(&out[start..]);
+    }
+
+    /// Whether `text` is a surrogate this run wrote.
+    pub fn is_surrogate(&self, text: &str) -> bool {
+        self.emitted.contains(text)
+    }
+}
+
 /// `word` (lower case) with the letter case of `like`: all upper, capitalized, or lower.
 fn push_cased(out: &mut String, word: &str, like: &str) {
     if like.chars().all(|c| !c.is_lowercase()) {

@@ -22,6 +22,7 @@ use arrow::record_batch::RecordBatch;
 use polars::prelude::*;
 use privprep_kernels::key::Key;
 use privprep_kernels::subject::SubjectHasher;
+use privprep_kernels::surrogate::{Emitted, SurrogateWriter, Surrogates};
 use privprep_kernels::token::Tokenizer;
 
 use super::{EngineError, Job, ReleaseRows, Streamed, STATUSES};
@@ -95,7 +96,9 @@ fn writer_thread(
 fn stream(job: &Job) -> Result<Streamed, EngineError> {
     let plan = job.plan;
     let engine_err = |e: PolarsError| EngineError::Failed(sanitize(&e.to_string(), plan));
-    let texts = text_runtimes(plan, job.key)?;
+    // The surrogates written into texts, so the gate does not take them for leaks.
+    let emitted = Arc::new(Emitted::new());
+    let texts = text_runtimes(plan, job.key, &emitted)?;
     // Every detector, for the leak gate's first half (the opt-in ones where a column runs
     // them).
     let gate_scanner = plan.pii.gate_scanner(&plan.text)?;
@@ -124,7 +127,7 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
         Some(r) => {
             let first = lower(
                 job,
-                &text_runtimes(plan, job.key)?,
+                &text_runtimes(plan, job.key, &Arc::new(Emitted::new()))?,
                 &[],
                 &[],
                 &ValueHasher::new(),
@@ -185,7 +188,8 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
             .filter(|c| matches!(c.action, crate::identity::Action::Surrogate(_)))
             .map(|c| c.name.clone())
             .collect(),
-    );
+    )
+    .with_emitted(emitted.clone());
     let writer = writer_thread(files, batches, gate_scanner, gate);
     let sinks = Arc::new(Mutex::new(Sinks {
         to_writer: Some(to_writer),
@@ -585,6 +589,7 @@ fn remember_expr(hasher: &ValueHasher, keys: &Arc<DistinctKeys>, column: &str) -
 fn text_runtimes(
     plan: &Plan,
     key: Option<&Arc<Key>>,
+    emitted: &Arc<Emitted>,
 ) -> Result<Vec<Arc<TextRuntime>>, EngineError> {
     let tokens = &plan.pipeline.spec.tokens;
     let mut out = Vec::new();
@@ -601,12 +606,17 @@ fn text_runtimes(
             }
             _ => None,
         };
+        let surrogate = key.map(|k| SurrogateWriter {
+            surrogates: Surrogates::new(k),
+            emitted: emitted.clone(),
+        });
         out.push(Arc::new(TextRuntime {
             column: t.column.clone(),
             stats: Arc::new(TextStats::new(policy.slots())),
             scanner,
             policy,
             token,
+            surrogate,
         }));
     }
     Ok(out)

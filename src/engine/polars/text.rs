@@ -14,6 +14,7 @@ use polars::prelude::*;
 use super::adapter::map_str;
 use crate::pii::detect::Scanner;
 use crate::pii::redact::{TextPolicy, TextRewriter, TextStats, TokenFn};
+use privprep_kernels::surrogate::SurrogateWriter;
 
 /// Everything one text column needs at run time; shared by every thread.
 pub struct TextRuntime {
@@ -22,13 +23,16 @@ pub struct TextRuntime {
     pub policy: TextPolicy,
     pub stats: Arc<TextStats>,
     pub token: Option<Arc<TokenFn>>,
+    /// For `surrogate` hits.
+    pub surrogate: Option<SurrogateWriter>,
 }
 
 /// The rewritten text column (`text` must already be null where the row is not kept).
 pub fn redact_expr(rt: Arc<TextRuntime>, text: Expr, context: Vec<Expr>) -> Expr {
     let name = rt.column.clone();
     map_str::<StringType, _>(text, context, move |s, out| {
-        let mut rewriter = TextRewriter::new(&rt.scanner, &rt.policy, rt.token.as_deref());
+        let mut rewriter = TextRewriter::new(&rt.scanner, &rt.policy, rt.token.as_deref())
+            .with_surrogates(rt.surrogate.as_ref());
         for (i, v) in s.values().enumerate() {
             out.append_option(rewriter.rewrite_row(v, s.context(i)));
         }

@@ -22,6 +22,8 @@ pub enum TextAction {
     Mask { keep_last: usize },
     /// Leave the text alone but drop its row.
     DropRow,
+    /// Replace with a plausible value of the same kind (`crate::surrogate`).
+    Surrogate,
 }
 
 impl TextAction {
@@ -32,6 +34,7 @@ impl TextAction {
             TextAction::Tokenize => "tokenize".into(),
             TextAction::Mask { keep_last } => format!("mask (keep last {keep_last})"),
             TextAction::DropRow => "drop_row".into(),
+            TextAction::Surrogate => "surrogate".into(),
         }
     }
 }
@@ -133,9 +136,11 @@ impl TextPolicy {
         self.rules.iter().any(|(a, _)| *a == TextAction::DropRow)
     }
 
-    /// True when some kind is tokenized (the run then needs its key).
+    /// True when some kind is tokenized or given a surrogate (the run then needs its key).
     pub fn tokenizes(&self) -> bool {
-        self.rules.iter().any(|(a, _)| *a == TextAction::Tokenize)
+        self.rules
+            .iter()
+            .any(|(a, _)| matches!(a, TextAction::Tokenize | TextAction::Surrogate))
     }
 }
 
@@ -158,6 +163,29 @@ pub fn apply_into(
     spans: &[Span],
     policy: &TextPolicy,
     token: Option<&TokenFn>,
+    out: &mut String,
+) {
+    apply_with(text, spans, policy, (token, None), out)
+}
+
+/// The surrogate kind a detector's hit becomes.
+pub fn surrogate_kind(kind: Kind) -> crate::surrogate::SurrogateKind {
+    use crate::surrogate::SurrogateKind as S;
+    match kind {
+        Kind::Email => S::Email,
+        Kind::Phone => S::Phone,
+        Kind::Person | Kind::Name => S::Name,
+        _ => S::Id,
+    }
+}
+
+/// [`apply_into`] with the surrogate writer for `Surrogate` hits (without one they are
+/// redacted; the plan never allows that).
+pub fn apply_with(
+    text: &str,
+    spans: &[Span],
+    policy: &TextPolicy,
+    (token, surrogate): (Option<&TokenFn>, Option<&crate::surrogate::SurrogateWriter>),
     out: &mut String,
 ) {
     out.clear();
@@ -187,6 +215,11 @@ pub fn apply_into(
                     token(value, out);
                 }
             },
+            (TextAction::Surrogate, _) if surrogate.is_some() => {
+                if let Some(w) = surrogate {
+                    w.write(surrogate_kind(s.kind), value, out);
+                }
+            }
             (TextAction::Mask { keep_last }, _) => mask_into(value, keep_last, out),
             (TextAction::DropRow, _) => out.push_str(value),
             _ => out.push_str(label),
@@ -210,6 +243,7 @@ pub struct TextRewriter<'a> {
     scanner: &'a Scanner,
     policy: &'a TextPolicy,
     token: Option<&'a TokenFn>,
+    surrogate: Option<&'a crate::surrogate::SurrogateWriter>,
     ctx: RowContext,
     spans: Vec<Span>,
     out: String,
@@ -233,6 +267,7 @@ impl<'a> TextRewriter<'a> {
             scanner,
             policy,
             token,
+            surrogate: None,
             ctx: RowContext::new(),
             spans: Vec::new(),
             out: String::new(),
@@ -241,6 +276,15 @@ impl<'a> TextRewriter<'a> {
             changed: 0,
             counts: vec![0; policy.slots()],
         }
+    }
+
+    /// Gives `Surrogate` hits their surrogates from `writer`.
+    pub fn with_surrogates(
+        mut self,
+        writer: Option<&'a crate::surrogate::SurrogateWriter>,
+    ) -> Self {
+        self.surrogate = writer;
+        self
     }
 
     /// Sets the identifier values of the row the next text belongs to; missing and blank
@@ -268,7 +312,13 @@ impl<'a> TextRewriter<'a> {
         }
         self.changed += 1;
         self.count_spans();
-        apply_into(text, &self.spans, self.policy, self.token, &mut self.out);
+        apply_with(
+            text,
+            &self.spans,
+            self.policy,
+            (self.token, self.surrogate),
+            &mut self.out,
+        );
         // A scan whose every decision stood on the text alone finds the same again.
         for _ in 0..REPASSES {
             if !worded {
@@ -277,6 +327,12 @@ impl<'a> TextRewriter<'a> {
             worded = self
                 .scanner
                 .scan_telling(&self.out, &self.ctx, &mut self.spans);
+            // The surrogates just written are found again, by design: they stay.
+            if let Some(w) = self.surrogate {
+                let out = &self.out;
+                self.spans
+                    .retain(|s| !out.get(s.start..s.end).is_some_and(|t| w.is_surrogate(t)));
+            }
             // Hits the rule leaves in place (`drop_row`) are found again every time.
             let keep = |s: &Span| self.policy.rule(s.kind).0 != TextAction::DropRow;
             if !self.spans.iter().any(keep) {
@@ -284,11 +340,11 @@ impl<'a> TextRewriter<'a> {
             }
             self.count_spans();
             std::mem::swap(&mut self.out, &mut self.prev);
-            apply_into(
+            apply_with(
                 &self.prev,
                 &self.spans,
                 self.policy,
-                self.token,
+                (self.token, self.surrogate),
                 &mut self.out,
             );
         }
@@ -432,6 +488,29 @@ mod tests {
         let token = |v: &str, o: &mut String| o.push_str(&format!("t{}", v.len()));
         apply_into(text, &spans, &policy, Some(&token), &mut out);
         assert_eq!(out, "mail [EMAIL:t6], card **** **** **** 1111, café");
+    }
+
+    /// A `surrogate` hit becomes the same surrogate the column action gives, and is
+    /// remembered; without a writer it is redacted.
+    #[test]
+    fn surrogate_hits_become_remembered_surrogates() {
+        use crate::surrogate::{Emitted, SurrogateKind, SurrogateWriter, Surrogates};
+        let key = crate::key::Key::parse(&hex::encode([5u8; 32])).unwrap();
+        let writer = SurrogateWriter {
+            surrogates: Surrogates::new(&key),
+            emitted: std::sync::Arc::new(Emitted::new()),
+        };
+        let text = "write to ann@corp.io";
+        let spans = [span(9, 20, Kind::Email)];
+        let mut policy = TextPolicy::new(TextAction::Redact, &[]);
+        policy.set_action(Kind::Email, TextAction::Surrogate);
+        let mut out = String::new();
+        apply_with(text, &spans, &policy, (None, Some(&writer)), &mut out);
+        let expected = Surrogates::new(&key).surrogate(SurrogateKind::Email, "ann@corp.io");
+        assert_eq!(out, format!("write to {expected}"));
+        assert!(writer.is_surrogate(&expected) && !writer.is_surrogate("ann@corp.io"));
+        apply_with(text, &spans, &policy, (None, None), &mut out);
+        assert_eq!(out, "write to [EMAIL]");
     }
 
     #[test]
