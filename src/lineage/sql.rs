@@ -71,6 +71,17 @@ pub const VIEWS: &[View] = &[
               GROUP BY dataset_id, privacy_unit, measure",
     },
     View {
+        name: "surrogates",
+        about: "every `surrogate` output column of a run: run, pipeline, key id, the datasets it read (with their SHA-256) and the kind of surrogate",
+        sql: "SELECT r.seq AS seq, r.run_id AS run_id, r.pipeline_name AS pipeline,
+                 r.status AS status, r.key_id AS key_id, c.output_column AS column_name,
+                 c.transformation AS transformation, i.dataset_id AS dataset_id,
+                 i.path AS input, i.sha256 AS input_sha256
+              FROM runs r JOIN column_lineage c ON c.run_id = r.run_id
+                          JOIN run_inputs i ON i.run_id = r.run_id
+              WHERE c.transformation LIKE 'surrogate%'",
+    },
+    View {
         name: "erasures",
         about: "per erasure (`subject forget` or `sweep`) and output: what was done to the file (regenerated, deleted, unregenerable, release, gone), its rows and SHA-256 before and after",
         sql: "SELECT r.seq AS seq, r.run_id AS erasure_id, r.status AS status,
