@@ -173,6 +173,19 @@ fn surrogates_are_consistent_well_formed_never_the_input_and_pass_the_gate() {
         values[2].as_deref().unwrap()
     );
 
+    // The registry: which runs filled which columns with surrogates, from which inputs.
+    let sql = w.privprep_ok(&[
+        "lineage",
+        "sql",
+        "SELECT DISTINCT column_name FROM surrogates WHERE pipeline = 'a' ORDER BY 1",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&sql.stdout).trim(),
+        "column_name\nemail\nfull_name\nphone\nsubject_id"
+    );
+
     // An access request finds the subject's rows by the surrogate of their id.
     let subject = &input[ticket][0];
     let bundle = w.path().join("bundle.json");
