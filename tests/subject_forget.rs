@@ -573,7 +573,7 @@ fn a_forget_killed_with_sigkill_is_rolled_back_or_finished_by_the_next_command()
     let (w, subject, summaries) = three_pipelines();
     let before = shas(&summaries.iter().collect::<Vec<_>>());
     let mut outcomes = BTreeSet::new();
-    for delay_ms in [0u64, 20, 60, 120, 250, 500] {
+    for delay_ms in [0u64, 5, 10, 20, 30, 45, 60, 90, 120, 180, 250, 500] {
         let c = Work::new();
         copy_dir(w.path(), c.path());
         let mut child = c

@@ -103,6 +103,19 @@ impl ManifestColumn {
     }
 }
 
+/// Consent that holds for every row of a dataset (a research table under a legal basis).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConsent {
+    /// The legal basis, in words (e.g. "GDPR art. 89 research, ethics approval 2024-117").
+    pub basis: String,
+    /// The purposes the dataset may be used for.
+    pub purposes: Vec<String>,
+}
+
+/// The internal column that names each row when each row is its own privacy unit.
+pub const ROW_UNIT: &str = "__row_unit";
+
 /// A dataset manifest as written beside the data.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,16 +125,26 @@ pub struct ManifestSpec {
     pub license: String,
     pub origin: String,
     pub collected_at: String,
-    /// Column holding the data subject (the privacy unit).
-    pub subject_column: Spanned<String>,
+    /// Column holding the data subject (the privacy unit)…
+    #[serde(default)]
+    pub subject_column: Option<Spanned<String>>,
+    /// …or `"row"`: each row is its own privacy unit (research tables without a subject id).
+    #[serde(default)]
+    pub privacy_unit: Option<Spanned<String>>,
     /// Column holding each row's provenance tag…
     #[serde(default)]
     pub provenance_column: Option<Spanned<String>>,
     /// …or one tag for the whole dataset.
     #[serde(default)]
     pub provenance_tag: Option<Spanned<String>>,
-    pub consent_purposes_column: Spanned<String>,
-    pub consent_status_column: Spanned<String>,
+    /// Columns holding each row's consent purposes and status…
+    #[serde(default)]
+    pub consent_purposes_column: Option<Spanned<String>>,
+    #[serde(default)]
+    pub consent_status_column: Option<Spanned<String>>,
+    /// …or consent for the whole dataset, under a stated legal basis.
+    #[serde(default)]
+    pub consent: Option<Spanned<DatasetConsent>>,
     /// Column the retention window is checked against.
     #[serde(default)]
     pub timestamp_column: Option<Spanned<String>>,
@@ -233,17 +256,15 @@ impl Manifest {
             Some(_) => {}
         };
         let any = [ColumnType::String, ColumnType::Int64];
-        role(&s.subject_column, "subject_column", &any);
-        role(
-            &s.consent_purposes_column,
-            "consent_purposes_column",
-            &[ColumnType::String],
-        );
-        role(
-            &s.consent_status_column,
-            "consent_status_column",
-            &[ColumnType::String],
-        );
+        if let Some(c) = &s.subject_column {
+            role(c, "subject_column", &any);
+        }
+        if let Some(c) = &s.consent_purposes_column {
+            role(c, "consent_purposes_column", &[ColumnType::String]);
+        }
+        if let Some(c) = &s.consent_status_column {
+            role(c, "consent_status_column", &[ColumnType::String]);
+        }
         if let Some(c) = &s.provenance_column {
             role(c, "provenance_column", &[ColumnType::String]);
         }
@@ -253,6 +274,23 @@ impl Manifest {
                 "timestamp_column",
                 &[ColumnType::Date, ColumnType::Datetime],
             );
+        }
+        match (&s.subject_column, &s.privacy_unit) {
+            (Some(_), Some(u)) => diags.push(self.diag(u.span(), "both subject_column and privacy_unit are set").hint("name the subject column when rows belong to people with ids, or privacy_unit = \"row\" when each row is its own unit")),
+            (None, None) => diags.push(self.diag(s.dataset_id.span(), "the manifest names no privacy unit").hint("add subject_column = \"<column>\", or privacy_unit = \"row\" when each row is its own unit (no subject ids)")),
+            (None, Some(u)) if u.get_ref() != "row" => diags.push(self.diag(u.span(), format!("privacy_unit `{}` is not known", u.get_ref())).hint("privacy_unit = \"row\"; a subject is named with subject_column")),
+            _ => {}
+        }
+        match (&s.consent_purposes_column, &s.consent_status_column, &s.consent) {
+            (Some(_), Some(_), None) => {}
+            (None, None, Some(c)) => {
+                let v = c.get_ref();
+                if v.basis.trim().is_empty() || v.purposes.iter().all(|p| p.trim().is_empty()) {
+                    diags.push(self.diag(c.span(), "dataset-wide consent needs a basis and at least one purpose").hint("consent = { basis = \"GDPR art. 89 research, ethics approval 2024-117\", purposes = [\"research\"] }"));
+                }
+            }
+            (_, _, Some(c)) if s.consent_purposes_column.is_some() || s.consent_status_column.is_some() => diags.push(self.diag(c.span(), "both consent columns and dataset-wide consent are set").hint("use the columns when consent differs by row, `consent` when it holds for the whole dataset")),
+            _ => diags.push(self.diag(s.dataset_id.span(), "the manifest gives no consent: name consent_purposes_column and consent_status_column, or state dataset-wide consent").hint("consent = { basis = \"…\", purposes = [\"research\"] } when it holds for every row")),
         }
         match (&s.provenance_column, &s.provenance_tag) {
             (Some(_), Some(t)) => diags.push(self.diag(t.span(), "both provenance_column and provenance_tag are set").hint("keep provenance_column when rows differ, provenance_tag when the whole dataset has one origin")),

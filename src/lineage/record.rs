@@ -374,6 +374,14 @@ pub struct PolicySummary {
     pub revocation_lists: Vec<RevocationListRecord>,
     pub retention_days: Option<u32>,
     pub as_of: String,
+    /// `row` when each row is its own privacy unit (absent: the manifest's subject column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy_unit: Option<String>,
+    /// The legal basis of dataset-wide consent, and its purposes (absent: consent columns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_basis: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consent_purposes: Vec<String>,
 }
 
 /// What the text stage did to one free-text column (counts only).

@@ -1507,6 +1507,7 @@ mod tests {
                 }],
                 retention_days: Some(365),
                 as_of: "2025-01-01".into(),
+                ..PolicySummary::default()
             },
             rows_per_stage: vec![
                 StageRows {

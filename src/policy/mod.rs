@@ -168,9 +168,15 @@ pub struct PolicyPlan {
     pub revocations: Vec<RevocationList>,
     pub retention_days: Option<u32>,
     pub as_of: chrono::NaiveDate,
+    /// The privacy unit's column: the manifest's subject column, or
+    /// [`crate::ingest::manifest::ROW_UNIT`] when each row is its own unit.
     pub subject_column: String,
-    pub purposes_column: String,
-    pub status_column: String,
+    /// True when each row is its own privacy unit (no subject ids in the data).
+    pub row_unit: bool,
+    /// The consent columns, or the dataset-wide consent (one or the other).
+    pub purposes_column: Option<String>,
+    pub status_column: Option<String>,
+    pub dataset_consent: Option<crate::ingest::manifest::DatasetConsent>,
     pub purpose_separator: String,
     pub provenance: Provenance,
     /// Timestamp column and whether it is a datetime (else a date).
@@ -189,25 +195,53 @@ impl PolicyPlan {
 
     /// The policy in words, one line per rule, for `explain`.
     pub fn describe(&self) -> Vec<String> {
+        let consent = match (&self.dataset_consent, &self.status_column, &self.purposes_column) {
+            (Some(c), _, _) => [
+                format!(
+                    "3. consent holds for the whole dataset (basis: {}): no status check",
+                    c.basis
+                ),
+                if c.purposes.iter().any(|p| p == &self.purpose) {
+                    format!("4. its purposes ({}) include `{}`", c.purposes.join(", "), self.purpose)
+                } else {
+                    format!(
+                        "4. its purposes ({}) do NOT include `{}`: every row is dropped",
+                        c.purposes.join(", "),
+                        self.purpose
+                    )
+                },
+            ],
+            (None, status, purposes) => [
+                format!(
+                    "3. drop rows whose consent status (`{}`) is not one of: {}",
+                    status.as_deref().unwrap_or("-"),
+                    self.allowed_status.join(", ")
+                ),
+                format!(
+                    "4. drop rows whose consent purposes (`{}`, separated by `{}`) do not include `{}`",
+                    purposes.as_deref().unwrap_or("-"),
+                    self.purpose_separator,
+                    self.purpose
+                ),
+            ],
+        };
+        let [c3, c4] = consent;
         let mut out = vec![
-            format!(
-                "1. drop rows with an empty subject (`{}`), then rows of erased subjects (the lineage store's erasure list, from `privprep subject forget`)",
-                self.subject_column
-            ),
+            if self.row_unit {
+                "1. each row is its own privacy unit (the manifest's privacy_unit = \"row\"): no subject ids; erasures and revocations name none".to_string()
+            } else {
+                format!(
+                    "1. drop rows with an empty subject (`{}`), then rows of erased subjects (the lineage store's erasure list, from `privprep subject forget`)",
+                    self.subject_column
+                )
+            },
             format!(
                 "2. drop rows whose subject is on a revocation list ({} list(s), {} ids)",
                 self.revocations.len(),
                 self.revoked_ids().len()
             ),
-            format!(
-                "3. drop rows whose consent status (`{}`) is not one of: {}",
-                self.status_column,
-                self.allowed_status.join(", ")
-            ),
-            format!(
-                "4. drop rows whose consent purposes (`{}`, separated by `{}`) do not include `{}`",
-                self.purposes_column, self.purpose_separator, self.purpose
-            ),
+            c3,
+            c4,
             match &self.provenance {
                 Provenance::Column(c) => format!(
                     "5. drop rows whose provenance (`{c}`) is not one of: {}",

@@ -378,7 +378,7 @@ fn lock_dirs<'a>(dests: impl Iterator<Item = &'a Path>) -> Result<Vec<Lock>, Com
 /// before its commit is recorded as failed (its temporary files removed); a run that died
 /// during its commit is finished. Returns the run ids recovered.
 pub fn recover_interrupted(state_dir: &Path, store: &mut Store) -> Vec<String> {
-    if journal::entries(state_dir).is_empty() {
+    if journal::entries(state_dir).is_empty() && journal::stale_temps(state_dir).is_empty() {
         return Vec::new();
     }
     match lock_state(state_dir) {
@@ -392,6 +392,9 @@ pub fn recover_interrupted(state_dir: &Path, store: &mut Store) -> Vec<String> {
 
 /// [`recover_interrupted`] with the state lock already held.
 fn recover_locked(state_dir: &Path, store: &mut Store) -> Vec<String> {
+    for t in journal::stale_temps(state_dir) {
+        let _ = std::fs::remove_file(t);
+    }
     let mut recovered = Vec::new();
     for j in journal::entries(state_dir) {
         let Some(p) = j.read() else {
@@ -618,6 +621,23 @@ mod tests {
         assert_eq!(f.status("r1"), Some(RunStatus::Succeeded));
         assert!(!j.path().exists(), "the journal entry is removed");
         assert!(temp_files(&f.dir.path().join("out")).is_empty());
+    }
+
+    /// A process killed while it replaced its journal entry leaves the temporary file: the
+    /// next recovery removes it when its writer is gone, and leaves a live writer's alone.
+    #[test]
+    fn recovery_removes_temporary_journal_files_of_dead_writers() {
+        let mut f = Fixture::new();
+        let runs = f.state().join("runs");
+        std::fs::create_dir_all(&runs).unwrap();
+        let dead = runs.join(format!(".r1.json.tmp-{}", dead_pid()));
+        let live = runs.join(format!(".r2.json.tmp-{}", std::process::id()));
+        std::fs::write(&dead, b"{").unwrap();
+        std::fs::write(&live, b"{").unwrap();
+        let state = f.state();
+        recover_interrupted(&state, &mut f.store);
+        assert!(!dead.exists());
+        assert!(live.exists());
     }
 
     /// A run reads the erasure list when it starts; an erasure committed while it goes on

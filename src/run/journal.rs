@@ -131,6 +131,28 @@ pub fn entries(state_dir: &Path) -> Vec<Journal> {
     out
 }
 
+/// Temporary journal files (`.<entry>.tmp-<pid>`) left by a process killed while it replaced
+/// its entry: the entry itself is the old one or the new one, so these are litter.
+pub fn stale_temps(state_dir: &Path) -> Vec<PathBuf> {
+    let Ok(list) = std::fs::read_dir(dir(state_dir)) else {
+        return Vec::new();
+    };
+    list.filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            name.starts_with('.')
+                && name
+                    .rsplit_once(".tmp-")
+                    .and_then(|(_, pid)| pid.parse::<u32>().ok())
+                    .is_some_and(|pid| !process_alive(pid, None))
+        })
+        .collect()
+}
+
 /// The state and start time (in clock ticks since boot) of a process, from `/proc/<pid>/stat`.
 fn proc_stat(pid: u32) -> Option<(char, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

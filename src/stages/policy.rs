@@ -103,7 +103,13 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
     let mut revocations = Vec::new();
     for list in &s.policy.revocations {
         let p = spec::resolve(base, list.get_ref());
-        match policy::load_revocations(&p, manifest.spec.subject_column.get_ref()) {
+        let subject = manifest
+            .spec
+            .subject_column
+            .as_ref()
+            .map(|c| c.get_ref().as_str())
+            .unwrap_or("subject_id");
+        match policy::load_revocations(&p, subject) {
             Ok(l) => revocations.push(l),
             Err(e) => diags.push(
                 at(
@@ -149,9 +155,24 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
         revocations,
         retention_days: s.policy.retention_days.as_ref().map(|d| *d.get_ref()),
         as_of,
-        subject_column: manifest.spec.subject_column.get_ref().clone(),
-        purposes_column: manifest.spec.consent_purposes_column.get_ref().clone(),
-        status_column: manifest.spec.consent_status_column.get_ref().clone(),
+        subject_column: manifest
+            .spec
+            .subject_column
+            .as_ref()
+            .map(|c| c.get_ref().clone())
+            .unwrap_or_else(|| crate::ingest::manifest::ROW_UNIT.to_string()),
+        row_unit: manifest.spec.subject_column.is_none(),
+        purposes_column: manifest
+            .spec
+            .consent_purposes_column
+            .as_ref()
+            .map(|c| c.get_ref().clone()),
+        status_column: manifest
+            .spec
+            .consent_status_column
+            .as_ref()
+            .map(|c| c.get_ref().clone()),
+        dataset_consent: manifest.spec.consent.as_ref().map(|c| c.get_ref().clone()),
         purpose_separator: manifest.spec.purpose_separator.clone(),
         provenance: match (
             &manifest.spec.provenance_column,
@@ -164,6 +185,14 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
         timestamp,
     };
 
+    if policy.row_unit {
+        if let Some(first) = s.policy.revocations.first() {
+            r.diags.push(
+                file.at(first.span(), "revocation lists name subjects, but this dataset has none (its manifest says privacy_unit = \"row\")")
+                    .hint("remove revocations, or name the subject column in the manifest"),
+            );
+        }
+    }
     for rv in &s.policy.revocations {
         r.paths.push(NamedPath::read(
             "revocation list",
@@ -196,5 +225,12 @@ fn record(plan: &Plan, record: &mut RunRecord) {
             .collect(),
         retention_days: p.retention_days,
         as_of: p.as_of.to_string(),
+        privacy_unit: p.row_unit.then(|| "row".to_string()),
+        consent_basis: p.dataset_consent.as_ref().map(|c| c.basis.clone()),
+        consent_purposes: p
+            .dataset_consent
+            .as_ref()
+            .map(|c| c.purposes.clone())
+            .unwrap_or_default(),
     };
 }

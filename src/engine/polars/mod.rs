@@ -460,6 +460,20 @@ fn lower(
     let (typed, badcol) = ingest::typed_columns(&plan.source.manifest, &conversions);
     let mut select = typed;
     select.extend([col(ROW), col(FILE), badcol]);
+    // Each row its own privacy unit: the unit is the row's place (file, record).
+    if plan.policy.row_unit {
+        select.push(
+            concat_str(
+                [
+                    col(FILE).cast(DataType::String),
+                    col(ROW).cast(DataType::String),
+                ],
+                ":",
+                false,
+            )
+            .alias(crate::ingest::manifest::ROW_UNIT),
+        );
+    }
     // Policy.
     let lf = lf
         .select(select)

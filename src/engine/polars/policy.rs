@@ -41,15 +41,19 @@ pub fn status_expr(plan: &PolicyPlan, badcol: &str, erased: Option<&Erased>) -> 
     };
     let is_revoked = str_predicate(subject, move |v| revoked.contains(v.trim()));
     let status = plan.allowed_status.clone();
-    let bad_status = str_predicate(col(plan.status_column.as_str()), move |v| {
-        one_of(v, &status)
-    })
-    .not();
+    // Consent by column, or for the whole dataset (then a constant).
+    let bad_status = match &plan.status_column {
+        Some(c) => str_predicate(col(c.as_str()), move |v| one_of(v, &status)).not(),
+        None => lit(plan.dataset_consent.is_none()),
+    };
     let (sep, purpose) = (plan.purpose_separator.clone(), plan.purpose.clone());
-    let bad_purpose = str_predicate(col(plan.purposes_column.as_str()), move |v| {
-        purposes_include(v, &sep, &purpose)
-    })
-    .not();
+    let bad_purpose = match (&plan.purposes_column, &plan.dataset_consent) {
+        (Some(c), _) => {
+            str_predicate(col(c.as_str()), move |v| purposes_include(v, &sep, &purpose)).not()
+        }
+        (None, Some(d)) => lit(!d.purposes.iter().any(|p| p == &plan.purpose)),
+        (None, None) => lit(true),
+    };
     let bad_provenance = match &plan.provenance {
         Provenance::Column(c) => {
             let allowed = plan.allowed_provenance.clone();
