@@ -48,9 +48,10 @@ pub fn status_expr(plan: &PolicyPlan, badcol: &str, erased: Option<&Erased>) -> 
     };
     let (sep, purpose) = (plan.purpose_separator.clone(), plan.purpose.clone());
     let bad_purpose = match (&plan.purposes_column, &plan.dataset_consent) {
-        (Some(c), _) => {
-            str_predicate(col(c.as_str()), move |v| purposes_include(v, &sep, &purpose)).not()
-        }
+        (Some(c), _) => str_predicate(col(c.as_str()), move |v| {
+            purposes_include(v, &sep, &purpose)
+        })
+        .not(),
         (None, Some(d)) => lit(!d.purposes.iter().any(|p| p == &plan.purpose)),
         (None, None) => lit(true),
     };
