@@ -35,11 +35,21 @@ fn exported_events_validate_and_carry_what_the_runs_recorded() {
         "path = \"out/released.parquet\"",
         "path = \"out/released.parquet\"\nmax_bad_rows = 10\n[output.split]\ntrain = 0.8\nvalidation = 0.1\ntest = 0.1",
     );
+    // k-anonymity, reported: the facet carries its counts.
+    let text = text + "\n[risk]\nk = 2\naction = \"report\"\n";
     std::fs::write(&released, text).unwrap();
     let summary = w.run_ok(&released);
     let failing = w.pipeline("failing", "", SAFE_COLUMNS, "max_bad_rows = 0");
     let (code, _, _) = w.run_json(&failing, &[]);
     assert_ne!(code, 0);
+    // An encrypted run: the facet names its master keys by id and fingerprint.
+    let sealed = w.pipeline(
+        "sealed",
+        "",
+        SAFE_COLUMNS,
+        "max_bad_rows = 10\n[output.encryption]",
+    );
+    w.run_ok(&sealed);
     // An erasure of a subject the first run kept: its record is exported too.
     let by_ticket = subjects_by_ticket(&w.data());
     let first = summary["outputs"][0]["path"].as_str().unwrap();
@@ -56,14 +66,14 @@ fn exported_events_validate_and_carry_what_the_runs_recorded() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(events.len(), 6);
+    assert_eq!(events.len(), 8);
     let kinds: Vec<&str> = events
         .iter()
         .map(|e| e["eventType"].as_str().unwrap())
         .collect();
     assert_eq!(
         kinds,
-        ["START", "COMPLETE", "START", "FAIL", "START", "COMPLETE"]
+        ["START", "COMPLETE", "START", "FAIL", "START", "COMPLETE", "START", "COMPLETE"]
     );
     assert_eq!(events[0]["run"]["runId"], events[1]["run"]["runId"]);
     assert_ne!(events[1]["run"]["runId"], events[3]["run"]["runId"]);
@@ -101,7 +111,11 @@ fn exported_events_validate_and_carry_what_the_runs_recorded() {
     assert!(events[3]["run"]["facets"]["errorMessage"]["message"].is_string());
     // The erasure (outputs by path): the release listed, the split file that held the
     // subject regenerated.
-    let erasure = &events[5]["run"]["facets"]["privprep"]["erasures"][0];
+    let k = &events[1]["run"]["facets"]["privprep"]["kAnonymity"];
+    assert_eq!(k["k"], 2, "{k}");
+    let enc = &events[5]["run"]["facets"]["privprep"]["encryption"];
+    assert!(enc["columnKey"]["fingerprint"].is_string(), "{enc}");
+    let erasure = &events[7]["run"]["facets"]["privprep"]["erasures"][0];
     assert_eq!(erasure["command"], "forget");
     let actions: Vec<&str> = erasure["outputs"]
         .as_array()
@@ -109,7 +123,13 @@ fn exported_events_validate_and_carry_what_the_runs_recorded() {
         .iter()
         .map(|o| o["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["release", "regenerated"], "{erasure}");
+    assert_eq!(actions[0], "release", "{erasure}");
+    assert!(
+        actions[1..].iter().all(|a| *a == "regenerated"),
+        "{erasure}"
+    );
+    let changes = &events[7]["run"]["facets"]["privprep"]["outputChanges"];
+    assert_eq!(changes.as_array().unwrap().len(), actions.len());
     assert!(!text.contains(subject.as_str()));
 
     // Standard output carries the same events.
@@ -135,7 +155,7 @@ fn exported_events_validate_and_carry_what_the_runs_recorded() {
         String::from_utf8_lossy(&check.stderr)
     );
     assert!(
-        report.contains("6 events") && report.contains(", 0 problems"),
+        report.contains("8 events") && report.contains(", 0 problems"),
         "{report}"
     );
 }
