@@ -24,6 +24,7 @@ pub mod run;
 mod spec;
 mod stages;
 pub mod subjects;
+pub mod synth;
 
 // The public face: what the command line (and a program embedding privprep) uses. The pipeline
 // file's parsing (`spec`) and the stages' resolution (`stages`) are reached only through

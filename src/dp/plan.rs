@@ -143,6 +143,32 @@ pub fn missing_candidate(candidates: &[f64]) -> f64 {
 /// Name of the subject column inside the release frame.
 pub const SUBJECT: &str = "__subject";
 
+/// The columns releases and synthetic tables need, as the engine hands them over with the
+/// kept rows: [`release_columns`], then each synthetic table's columns as text
+/// (`__dps_<column>`), with the keyed subject first in any case.
+pub fn collected_columns(
+    releases: &[ReleasePlan],
+    synthetic: &[String],
+    subject_column: &str,
+) -> Vec<(String, String, bool)> {
+    let mut out = release_columns(releases, subject_column);
+    if out.is_empty() && !synthetic.is_empty() {
+        out.push((SUBJECT.to_string(), subject_column.to_string(), false));
+    }
+    for c in synthetic {
+        let alias = synthetic_alias(c);
+        if !out.iter().any(|(a, _, _)| *a == alias) {
+            out.push((alias, c.clone(), false));
+        }
+    }
+    out
+}
+
+/// The alias of a synthetic table's column among the collected columns.
+pub fn synthetic_alias(column: &str) -> String {
+    format!("__dps_{column}")
+}
+
 /// The columns releases need, as the engine hands them over with the kept rows:
 /// (alias, source column, numeric). The subject comes first, keyed; then each group column
 /// (text) and each value column (float), once each.

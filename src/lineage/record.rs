@@ -297,6 +297,35 @@ pub struct OutputChange {
     pub note: Option<String>,
 }
 
+/// A differentially private synthetic table: how it was made and what it spent (no value).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyntheticRecord {
+    pub name: String,
+    pub path: String,
+    pub sha256: String,
+    pub rows: u64,
+    pub dataset_id: String,
+    /// The privacy unit (the manifest's subject column) and its row bound.
+    pub privacy_unit: String,
+    pub max_rows_per_subject: u32,
+    /// The columns and their public domain sizes.
+    pub columns: Vec<String>,
+    pub domain_sizes: Vec<u64>,
+    /// `mst-tree`: noisy 1-way marginals, a spanning tree chosen by noisy max, its noisy 2-way
+    /// marginals, sampling.
+    pub method: String,
+    /// The tree's edges, by column names (parent, child).
+    pub edges: Vec<(String, String)>,
+    /// Every measurement: kind, columns, OpenDP mechanism, scale and ρ.
+    pub measurements: Vec<crate::synth::Measurement>,
+    /// What the pipeline asked for, and the ρ spent (the sum of OpenDP's maps).
+    pub target: String,
+    pub rho: f64,
+    pub seed: u64,
+    /// The utility report, for the data owner.
+    pub report: String,
+}
+
 /// A retention sweep (`privprep retention sweep`): the outputs past their expiry it deleted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RetentionRecord {
@@ -558,6 +587,9 @@ pub struct RunRecord {
     /// How the data files are encrypted (`[output.encryption]`): key ids, never keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionRecord>,
+    /// Differentially private synthetic tables (their spend is in the budget ledger).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub synthetics: Vec<SyntheticRecord>,
     /// k-anonymity of the written rows (`[risk]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk: Option<RiskRecord>,
@@ -577,6 +609,7 @@ impl RunRecord {
         self.error = Some(error.into());
         self.outputs.clear();
         self.releases.clear();
+        self.synthetics.clear();
         self.subject_index.clear();
         // Nothing it regenerated, deleted or re-encrypted is in place.
         let done = |o: &OutputChange| {
@@ -668,6 +701,7 @@ impl RunRecord {
             subject_column: None,
             erasure: None,
             encryption: None,
+            synthetics: Vec::new(),
             risk: None,
             retention: None,
             rotation: None,

@@ -1618,6 +1618,7 @@ mod tests {
             subject_column: None,
             erasure: None,
             encryption: None,
+            synthetics: Vec::new(),
             risk: None,
             retention: None,
             rotation: None,

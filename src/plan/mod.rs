@@ -125,7 +125,16 @@ pub(crate) mod tests {
         let names: Vec<&str> = STAGES.iter().map(|s| s.name).collect();
         assert_eq!(
             names,
-            ["ingest", "policy", "identity", "text", "risk", "output", "release"]
+            [
+                "ingest",
+                "policy",
+                "identity",
+                "text",
+                "risk",
+                "output",
+                "release",
+                "synthetic"
+            ]
         );
     }
 

@@ -215,6 +215,7 @@ mod journal;
 mod releases;
 pub mod retention;
 pub mod rotate;
+mod synthetic;
 
 use commit::StagedCommit;
 pub use commit::{recover_interrupted, CommitError, FAULT_ENV};
@@ -344,6 +345,12 @@ fn temp_files(plan: &Plan, opts: &RunOptions, run_id: &str) -> Vec<PathBuf> {
                 .iter()
                 .map(|r| emit::tmp_path_for(&r.path, run_id)),
         )
+        .chain(plan.synthetics.iter().flat_map(|t| {
+            [
+                emit::tmp_path_for(&t.path, run_id),
+                emit::tmp_path_for(&t.report, run_id),
+            ]
+        }))
         .chain(sets)
         .collect()
 }
@@ -551,13 +558,17 @@ fn execute(
     }
 
     // DP releases: spend first (cap check and spend in one transaction), then release.
+    let rows = streamed.release_rows;
     if !prepared.is_empty() {
-        let rows = streamed.release_rows;
-        for (rec, w) in releases::run(plan, opts, run_id, &prepared, rows)? {
+        for (rec, w) in releases::run(plan, opts, run_id, &prepared, rows.clone())? {
             let sha = rec.sha256.clone();
             record.releases.push(rec);
             staged.add_parquet(w, sha);
         }
+    }
+    // DP synthetic tables: spend (under the cap), then measure, fit and sample.
+    if !plan.synthetics.is_empty() {
+        record.synthetics = synthetic::run(plan, opts, run_id, &rows, &mut staged)?;
     }
     if let Some(report) = &counts.report {
         staged.add_bytes(&plan.output.quarantine_path, run_id, report.as_bytes())?;
@@ -644,7 +655,7 @@ fn stage_subject_index(
             sha256,
         })
     };
-    let releases = !record.releases.is_empty();
+    let releases = !record.releases.is_empty() || !record.synthetics.is_empty();
     let mut index = Vec::new();
     let mut all = Vec::new();
     for (n, output) in record.outputs.iter().enumerate() {
@@ -660,6 +671,11 @@ fn stage_subject_index(
         let set = stage(record.outputs.len(), &mut all, "", "release")?;
         index.extend(record.releases.iter().map(|r| SubjectSetRecord {
             output: r.path.clone(),
+            ..set.clone()
+        }));
+        index.extend(record.synthetics.iter().map(|t| SubjectSetRecord {
+            output: t.path.clone(),
+            kind: "synthetic".into(),
             ..set.clone()
         }));
     }

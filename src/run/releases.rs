@@ -51,7 +51,18 @@ pub(super) fn run(
         })))
     };
     let mut frame = empty();
+    let aliases: Vec<PlSmallStr> = dp_columns
+        .iter()
+        .map(|(a, _, _)| a.as_str().into())
+        .collect();
     for part in parts {
+        // The parts also hold what synthetic tables need; a release reads its own columns.
+        let part = part.select(aliases.iter().cloned()).map_err(|e| {
+            RunError::Engine(sanitize(
+                &format!("collecting the consented rows: {e}"),
+                plan,
+            ))
+        })?;
         frame.vstack_mut(&part).map_err(|e| {
             RunError::Engine(sanitize(
                 &format!("collecting the consented rows: {e}"),

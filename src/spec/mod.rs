@@ -47,6 +47,9 @@ pub struct PipelineSpec {
     /// Differentially private releases computed from the consented rows.
     #[serde(default)]
     pub release: Vec<Spanned<ReleaseSpec>>,
+    /// Differentially private synthetic tables of the consented rows.
+    #[serde(default)]
+    pub synthetic: Vec<Spanned<crate::stages::synthetic::SyntheticSpec>>,
 }
 
 /// A privacy target or cap.

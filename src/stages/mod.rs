@@ -15,6 +15,7 @@
 //! | `risk`     | `[risk]`                | [`risk::RiskPlan`]             | `engine/polars/risk.rs` (a counting pass, then the status) |
 //! | `output`   | `[output]`              | [`output::OutputPlan`]         | the sink and writer thread (`engine/polars/mod.rs`) |
 //! | `release`  | `[[release]]`           | `ReleasePlan`s, the budget cap | `dp::release` (OpenDP), run by `run::releases` |
+//! | `synthetic`| `[[synthetic]]`         | [`synthetic::SyntheticPlan`]s  | `synth` (OpenDP measurements), run by `run::synthetic` |
 //!
 //! Adding a stage: a module here, a line in [`STAGES`], a field in [`Resolution`] and [`Plan`],
 //! and its lowering. Stages do not import each other: what one needs of an earlier one (the
@@ -31,6 +32,7 @@ pub mod output;
 pub mod policy;
 pub mod release;
 pub mod risk;
+pub mod synthetic;
 pub mod text;
 
 mod explained;
@@ -66,7 +68,7 @@ pub struct Stage {
 }
 
 /// The stages, in order. Resolution, `explain` and the lineage record all follow this list.
-pub const STAGES: [Stage; 7] = [
+pub const STAGES: [Stage; 8] = [
     ingest::STAGE,
     policy::STAGE,
     identity::STAGE,
@@ -74,6 +76,7 @@ pub const STAGES: [Stage; 7] = [
     risk::STAGE,
     output::STAGE,
     release::STAGE,
+    synthetic::STAGE,
 ];
 
 /// A resolution that cannot go on: the problems so far are in the diagnostics.
@@ -131,6 +134,7 @@ pub struct Resolution<'a> {
     pub risk: Option<Option<risk::RiskPlan>>,
     pub output: Option<OutputPlan>,
     pub releases: Option<Vec<ReleasePlan>>,
+    pub synthetics: Option<Vec<synthetic::SyntheticPlan>>,
     pub budget_cap: Option<Loss>,
     /// Every file the pipeline names, read or written, with where (for collision checks).
     pub paths: Vec<NamedPath>,
@@ -150,6 +154,7 @@ impl<'a> Resolution<'a> {
             risk: None,
             output: None,
             releases: None,
+            synthetics: None,
             budget_cap: None,
             paths: Vec::new(),
         }
@@ -173,6 +178,7 @@ impl<'a> Resolution<'a> {
                 risk: self.risk.take()?,
                 output: self.output.take()?,
                 releases: self.releases.take()?,
+                synthetics: self.synthetics.take()?,
                 budget_cap: self.budget_cap.take(),
                 paths: std::mem::take(&mut self.paths),
             })
@@ -199,6 +205,8 @@ pub struct Plan {
     pub output: OutputPlan,
     /// Differentially private releases.
     pub releases: Vec<ReleasePlan>,
+    /// Differentially private synthetic tables.
+    pub synthetics: Vec<synthetic::SyntheticPlan>,
     /// The dataset's privacy budget cap (from the manifest).
     pub budget_cap: Option<Loss>,
     /// Every file the pipeline names, read or written, with where (for collision checks).

@@ -220,8 +220,10 @@ fn holding(
         _ => record
             .releases
             .iter()
-            .find(|r| r.path == output)
-            .map(|r| (None, r.sha256.clone()))
+            .map(|r| (&r.path, &r.sha256))
+            .chain(record.synthetics.iter().map(|t| (&t.path, &t.sha256)))
+            .find(|(p, _)| *p == output)
+            .map(|(_, sha)| (None, sha.clone()))
             .unwrap_or_default(),
     };
     let exists = sha256.is_some();

@@ -102,7 +102,16 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
     // Every detector, for the leak gate's first half (the opt-in ones where a column runs
     // them).
     let gate_scanner = plan.pii.gate_scanner(&plan.text)?;
-    let dp_columns = crate::dp::plan::release_columns(&plan.releases, &plan.policy.subject_column);
+    let synthetic_columns: Vec<String> = plan
+        .synthetics
+        .iter()
+        .flat_map(|t| t.columns.iter().map(|c| c.name.clone()))
+        .collect();
+    let dp_columns = crate::dp::plan::collected_columns(
+        &plan.releases,
+        &synthetic_columns,
+        &plan.policy.subject_column,
+    );
     let id_columns = identifier_columns(plan);
     let value_hasher = ValueHasher::new();
     // Every identifier value of every record, kept or dropped, for the leak gate: keyed and

@@ -1,0 +1,267 @@
+//! Stage `synthetic`: `[[synthetic]]`, differentially private synthetic tables of the kept
+//! rows (`crate::synth` fits and samples them; `run::synthetic` spends and writes).
+//!
+//! Every column needs a public domain, never read from the data: the manifest's `values` of a
+//! categorical column, or `bins` declared here for a number (a value outside them is clamped
+//! to the first or last bin, and counted in the data owner's report). The privacy unit is the
+//! subject, bounded to `max_rows_per_subject` rows; the target is ρ (zCDP) or (ε, δ), spent
+//! through the budget ledger like a release.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{check_nothing, record_nothing, Halt, Plan, Resolution, Stage};
+use crate::ingest::{ColumnClass, ColumnType};
+use crate::spec::paths::NamedPath;
+use crate::spec::{self, PrivacySpec};
+
+pub const STAGE: Stage = Stage {
+    name: "synthetic",
+    check: check_nothing,
+    resolve,
+    explain,
+    record: record_nothing,
+};
+
+/// `[[synthetic]]`: one synthetic table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticSpec {
+    pub name: Spanned<String>,
+    /// Output Parquet file, relative to the pipeline file.
+    pub path: Spanned<String>,
+    /// The columns of the table (input columns, by name).
+    pub columns: Vec<Spanned<String>>,
+    /// Public bin edges of numeric columns (ascending; values outside are clamped).
+    #[serde(default)]
+    pub bins: BTreeMap<String, Vec<f64>>,
+    /// `{ rho }`, or `{ epsilon, delta }` (converted to ρ).
+    pub privacy: Spanned<PrivacySpec>,
+    /// At most this many rows of one subject are used (default 1).
+    #[serde(default)]
+    pub max_rows_per_subject: Option<Spanned<u32>>,
+    /// Rows to generate (default: the noisy count).
+    #[serde(default)]
+    pub rows: Option<u64>,
+    /// Seed of the sampling (the private model is random; its samples need not be).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// The utility report, for the data owner (default `<path stem>.report.json`).
+    #[serde(default)]
+    pub report: Option<Spanned<String>>,
+}
+
+/// A column's public domain.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Domain {
+    /// The manifest's values, in order.
+    Values(Vec<String>),
+    /// Bin edges e0 < e1 < … (bins [e_i, e_{i+1}), the last one closed).
+    Bins(Vec<f64>),
+}
+
+impl Domain {
+    pub fn size(&self) -> usize {
+        match self {
+            Domain::Values(v) => v.len(),
+            Domain::Bins(e) => e.len() - 1,
+        }
+    }
+}
+
+/// One column of a synthetic table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SynthColumn {
+    pub name: String,
+    pub ty: ColumnType,
+    pub domain: Domain,
+}
+
+/// A resolved `[[synthetic]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyntheticPlan {
+    pub name: String,
+    pub path: std::path::PathBuf,
+    pub report: std::path::PathBuf,
+    pub columns: Vec<SynthColumn>,
+    /// The budget in zCDP.
+    pub rho: f64,
+    /// What the pipeline asked for, in words.
+    pub target: String,
+    pub max_rows_per_subject: u32,
+    pub rows: Option<u64>,
+    pub seed: Option<u64>,
+}
+
+/// ρ of an (ε, δ) target: the largest ρ whose zCDP guarantee implies it,
+/// ε = ρ + 2√(ρ ln(1/δ)).
+pub fn rho_for(epsilon: f64, delta: f64) -> f64 {
+    let l = (1.0 / delta).ln();
+    let root = -l.sqrt() + (l + epsilon).sqrt();
+    root * root
+}
+
+fn resolve(r: &mut Resolution) -> Result<(), Halt> {
+    let file = r.file;
+    let Some(source) = r.source.as_ref() else {
+        return Err(Halt);
+    };
+    let manifest = &source.manifest;
+    let mut plans = Vec::new();
+    for t in &file.spec.synthetic {
+        let span = t.span();
+        let t = t.get_ref();
+        let name = t.name.get_ref().clone();
+        let mut ok = true;
+        let mut push = |d| {
+            ok = false;
+            r.diags.push(d);
+        };
+        if !t.path.get_ref().ends_with(".parquet") {
+            push(file.at(
+                t.path.span(),
+                "a synthetic table's path must end in .parquet",
+            ));
+        }
+        if t.columns.is_empty() {
+            push(file.at(
+                span.clone(),
+                format!("synthetic table `{name}` names no columns"),
+            ));
+        }
+        let mut columns = Vec::new();
+        for c in &t.columns {
+            let Some(m) = manifest.column(c.get_ref()) else {
+                push(file.at(
+                    c.span(),
+                    format!("`{}` is not a column of the dataset", c.get_ref()),
+                ));
+                continue;
+            };
+            let class = *m.class.get_ref();
+            if matches!(class, ColumnClass::Identifier | ColumnClass::FreeText) {
+                push(
+                    file.at(c.span(), format!("`{}` is classed {}: a synthetic table would copy its values", c.get_ref(), class.as_str()))
+                        .hint("synthetic tables are for quasi-identifiers, sensitive and public columns; tokenize or drop identifiers in the data files"),
+                );
+                continue;
+            }
+            let ty = *m.ty.get_ref();
+            let domain = match (t.bins.get(c.get_ref()), &m.values) {
+                (Some(edges), _) => {
+                    if !matches!(ty, ColumnType::Int64 | ColumnType::Float64) {
+                        push(file.at(
+                            c.span(),
+                            format!(
+                                "bins are for numbers, but `{}` is {}",
+                                c.get_ref(),
+                                ty.as_str()
+                            ),
+                        ));
+                        continue;
+                    }
+                    if edges.len() < 2
+                        || edges.iter().any(|e| !e.is_finite())
+                        || edges.windows(2).any(|w| w[0] >= w[1])
+                    {
+                        push(file.at(
+                            span.clone(),
+                            format!(
+                                "the bins of `{}` must be at least two ascending edges",
+                                c.get_ref()
+                            ),
+                        ));
+                        continue;
+                    }
+                    Domain::Bins(edges.clone())
+                }
+                (None, Some(values)) if !values.is_empty() => Domain::Values(values.clone()),
+                _ => {
+                    push(
+                        file.at(c.span(), format!("`{}` has no public domain", c.get_ref()))
+                            .hint("list its values in the manifest (values = [...]) or give bins here (bins = { col = [0, 10, 20] }); a domain is never read from the data"),
+                    );
+                    continue;
+                }
+            };
+            columns.push(SynthColumn {
+                name: c.get_ref().clone(),
+                ty,
+                domain,
+            });
+        }
+        let p = t.privacy.get_ref();
+        let (rho, target) = match (p.rho, p.epsilon, p.delta) {
+            (Some(rho), None, None) if rho > 0.0 && rho.is_finite() => (rho, format!("ρ = {rho}")),
+            (None, Some(e), Some(d)) if e > 0.0 && e.is_finite() && d > 0.0 && d < 1.0 => {
+                (rho_for(e, d), format!("ε = {e}, δ = {d}"))
+            }
+            _ => {
+                push(
+                    file.at(t.privacy.span(), "a synthetic table's privacy is { rho = ρ } or { epsilon = ε, delta = δ } (ρ > 0, ε > 0, 0 < δ < 1)")
+                        .hint("its measurements are Gaussian, composed in zCDP"),
+                );
+                (0.0, String::new())
+            }
+        };
+        let k = t
+            .max_rows_per_subject
+            .as_ref()
+            .map(|k| *k.get_ref())
+            .unwrap_or(1);
+        if k == 0 {
+            push(file.at(span.clone(), "max_rows_per_subject must be at least 1"));
+        }
+        let path = spec::resolve(&r.base, t.path.get_ref());
+        let report = match &t.report {
+            Some(rp) => spec::resolve(&r.base, rp.get_ref()),
+            None => path.with_extension("report.json"),
+        };
+        r.paths.push(NamedPath::write(
+            format!("synthetic table `{name}`"),
+            path.clone(),
+            Some(t.path.span()),
+        ));
+        r.paths.push(NamedPath::write(
+            format!("the utility report of synthetic table `{name}`"),
+            report.clone(),
+            Some(t.path.span()),
+        ));
+        if ok {
+            plans.push(SyntheticPlan {
+                name,
+                path,
+                report,
+                columns,
+                rho,
+                target,
+                max_rows_per_subject: k,
+                rows: t.rows,
+                seed: t.seed,
+            });
+        }
+    }
+    r.synthetics = Some(plans);
+    Ok(())
+}
+
+fn explain(plan: &Plan, out: &mut super::Explained) {
+    for t in &plan.synthetics {
+        let columns: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| format!("`{}` ({} values)", c.name, c.domain.size()))
+            .collect();
+        out.releases.push(format!(
+            "synthetic table `{}` → {}: {} from the kept rows, each subject's first {} row(s); {} (1/3 for the 1-way marginals, 1/3 to choose a spanning tree of pairs, 1/3 for its 2-way marginals; OpenDP Gaussian and noisy max); utility report for the data owner in {}",
+            t.name,
+            t.path.display(),
+            columns.join(", "),
+            t.max_rows_per_subject,
+            t.target,
+            t.report.display()
+        ));
+    }
+}
