@@ -215,3 +215,73 @@ fn the_cap_refuses_an_over_budget_table_before_anything_is_written() {
     assert!(!w.path().join("out/over.synthetic.parquet").exists());
     assert!(!w.path().join("out/over.parquet").exists());
 }
+
+/// `pipelines/synthetic_adult.toml` runs as it is on the shared Adult split (skipped, saying
+/// so, where `../shared/data/adult` is absent): 14 columns with the codes of adult.csv, and
+/// the utility report.
+#[test]
+fn the_adult_example_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let train = root.join("../shared/data/adult/split/train.csv");
+    if !train.exists() {
+        eprintln!("skipping: {} is absent", train.display());
+        return;
+    }
+    let w = Work::new();
+    std::fs::create_dir_all(w.path().join("pipelines")).unwrap();
+    std::fs::create_dir_all(w.path().join("datasets/adult")).unwrap();
+    std::fs::copy(
+        root.join("datasets/adult/manifest.toml"),
+        w.path().join("datasets/adult/manifest.toml"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(root.join("pipelines/synthetic_adult.toml"))
+        .unwrap()
+        .replace(
+            "../../shared/data/adult/split/train.csv",
+            train.to_str().unwrap(),
+        );
+    let p = w.path().join("pipelines/synthetic_adult.toml");
+    std::fs::write(&p, text).unwrap();
+    let s = w.run_ok(&p);
+    assert_eq!(s["rows_read"], 39074);
+    let file = w.path().join("out/synthetic_adult/adult.synthetic.parquet");
+    let df = read_parquet(&file);
+    let domain: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("../shared/data/adult/adult-domain.json")).unwrap(),
+    )
+    .unwrap();
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let expected: Vec<String> = domain.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(names.len(), 14);
+    for (name, size) in domain.as_object().unwrap() {
+        assert!(names.contains(name), "{name}");
+        let max = df
+            .column(name)
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .max()
+            .unwrap();
+        assert!(max < size.as_i64().unwrap(), "{name}");
+    }
+    assert_eq!(
+        names.iter().collect::<std::collections::BTreeSet<_>>(),
+        expected.iter().collect()
+    );
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            w.path()
+                .join("out/synthetic_adult/adult.synthetic.report.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(report["mean_tv_2way"].as_f64().unwrap() < 0.2, "{report}");
+    assert!(report["train_on_synthetic_test_on_real"]["accuracy_on_real_rows"].is_f64());
+}

@@ -76,9 +76,13 @@ pub fn to_record_batch(df: &DataFrame, schema: &SchemaRef) -> Result<RecordBatch
         }
         arrays.push(array);
     }
-    RecordBatch::try_new(schema.clone(), arrays).map_err(|e| EmitError::Convert {
-        column: "*".into(),
-        message: e.to_string(),
+    // The row count stands on its own: a file of a DP-only pipeline may have no column.
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(df.height()));
+    RecordBatch::try_new_with_options(schema.clone(), arrays, &options).map_err(|e| {
+        EmitError::Convert {
+            column: "*".into(),
+            message: e.to_string(),
+        }
     })
 }
 

@@ -230,13 +230,16 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
             conversion: conversion.clone(),
         });
     }
-    if !columns.is_empty() && columns.iter().all(|c| c.action == Action::Drop) {
+    // A pipeline whose outputs are DP releases or synthetic tables may leave every column out
+    // of its data file (which then holds only the row count): no copy of the real rows.
+    let dp_only = !file.spec.synthetic.is_empty() || !file.spec.release.is_empty();
+    if !columns.is_empty() && columns.iter().all(|c| c.action == Action::Drop) && !dp_only {
         diags.push(
             Diagnostic::file(
                 &file.path,
                 "every column is dropped, so the output would have no columns",
             )
-            .hint("keep at least one column"),
+            .hint("keep at least one column, or make the pipeline's outputs DP releases or synthetic tables"),
         );
     }
 

@@ -51,6 +51,10 @@ pub struct SyntheticSpec {
     /// The utility report, for the data owner (default `<path stem>.report.json`).
     #[serde(default)]
     pub report: Option<Spanned<String>>,
+    /// A column of the table to predict: the report then gives the accuracy of a classifier
+    /// trained on the synthetic rows and tested on the real ones.
+    #[serde(default)]
+    pub target: Option<Spanned<String>>,
 }
 
 /// A column's public domain.
@@ -93,6 +97,8 @@ pub struct SyntheticPlan {
     pub max_rows_per_subject: u32,
     pub rows: Option<u64>,
     pub seed: Option<u64>,
+    /// The column the report's train-on-synthetic / test-on-real accuracy predicts.
+    pub predict: Option<String>,
 }
 
 /// ρ of an (ε, δ) target: the largest ρ whose zCDP guarantee implies it,
@@ -240,6 +246,7 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
                 max_rows_per_subject: k,
                 rows: t.rows,
                 seed: t.seed,
+                predict: t.target.as_ref().map(|c| c.get_ref().clone()),
             });
         }
     }

@@ -203,10 +203,14 @@ pub fn two_way(rows: &[Vec<u32>], (i, ni): (usize, usize), (j, nj): (usize, usiz
     c
 }
 
-/// A fitted tree model: the noisy marginals it samples from.
+/// A fitted tree model: the noisy marginals it samples from, over compressed domains.
 #[derive(Debug, Clone)]
 pub struct Model {
+    /// The compressed domain sizes.
     pub domains: Vec<usize>,
+    /// Per column, the original values each compressed value stands for, and their weights
+    /// (the clipped noisy 1-way counts of the original values).
+    pub members: Vec<Vec<Vec<(u32, f64)>>>,
     pub one_way: Vec<Vec<f64>>,
     /// (parent, child, noisy 2-way marginal of parent × child, row-major).
     pub edges: Vec<(usize, usize, Vec<f64>)>,
@@ -245,6 +249,55 @@ pub fn fit(
         .map(|m| m.iter().map(|v| v.max(0.0)).sum::<f64>())
         .sum::<f64>()
         / d as f64;
+    // MST's domain compression: values whose noisy count is below 3σ are merged into one, so
+    // the 2-way tables measure what the 1-way ones say is there. The map depends only on the
+    // noisy counts (post-processing).
+    let threshold = 3.0 * cal.sigma_one;
+    let projected: Vec<Vec<f64>> = one
+        .iter()
+        .map(|m| project(m, m.iter().sum::<f64>()))
+        .collect();
+    let mut compress: Vec<Vec<u32>> = Vec::new();
+    let mut members: Vec<Vec<Vec<(u32, f64)>>> = Vec::new();
+    let mut compressed_one: Vec<Vec<f64>> = Vec::new();
+    for (counts, fitted) in one.iter().zip(&projected) {
+        let mut map = vec![0u32; counts.len()];
+        let mut groups: Vec<Vec<(u32, f64)>> = Vec::new();
+        let mut rare: Vec<(u32, f64)> = Vec::new();
+        for (v, c) in counts.iter().enumerate() {
+            if *c >= threshold {
+                map[v] = groups.len() as u32;
+                groups.push(vec![(v as u32, fitted[v])]);
+            } else {
+                rare.push((v as u32, fitted[v]));
+            }
+        }
+        if !rare.is_empty() {
+            for (v, _) in &rare {
+                map[*v as usize] = groups.len() as u32;
+            }
+            groups.push(rare);
+        }
+        compressed_one.push(
+            groups
+                .iter()
+                .map(|g| g.iter().map(|(v, _)| fitted[*v as usize]).sum())
+                .collect(),
+        );
+        compress.push(map);
+        members.push(groups);
+    }
+    let sizes: Vec<usize> = members.iter().map(Vec::len).collect();
+    let coded: Vec<Vec<u32>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .map(|(i, v)| compress[i][*v as usize])
+                .collect()
+        })
+        .collect();
+    let (rows, domains, one) = (&coded, &sizes[..], compressed_one);
     // 2. The spanning tree, edge by edge, each chosen by noisy max over the candidates'
     // L1 errors under independence.
     let mut component: Vec<usize> = (0..d).collect();
@@ -325,6 +378,7 @@ pub fn fit(
     let noisy_rows = one[root].iter().map(|v| v.max(0.0)).sum();
     Ok(Model {
         domains: domains.to_vec(),
+        members,
         one_way: one,
         edges,
         root,
@@ -354,6 +408,26 @@ fn independence_error(
         }
     }
     err
+}
+
+/// The Euclidean projection of noisy counts `x` onto the counts that are non-negative and sum
+/// to `total`: small noisy cells go to zero instead of keeping their positive noise, so a
+/// sparse marginal stays sparse (post-processing).
+pub fn project(x: &[f64], total: f64) -> Vec<f64> {
+    if total <= 0.0 || x.is_empty() {
+        return vec![0.0; x.len()];
+    }
+    let mut sorted = x.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let (mut cum, mut tau) = (0.0, 0.0);
+    for (i, v) in sorted.iter().enumerate() {
+        cum += v;
+        let t = (cum - total) / (i + 1) as f64;
+        if v - t > 0.0 {
+            tau = t;
+        }
+    }
+    x.iter().map(|v| (v - tau).max(0.0)).collect()
 }
 
 /// Non-negative weights that sum to 1 (uniform when none is positive).
@@ -392,9 +466,10 @@ pub fn sample(model: &Model, n: usize, seed: u64) -> Vec<Vec<u32>> {
             let nc = model.domains[*c];
             let rows = (0..model.domains[*p])
                 .map(|a| {
-                    let row = &m[a * nc..(a + 1) * nc];
+                    // The noisy row, made non-negative and consistent with the parent's count.
+                    let row = project(&m[a * nc..(a + 1) * nc], model.one_way[*p][a]);
                     if row.iter().any(|v| *v > 0.0) {
-                        normalized(row)
+                        normalized(&row)
                     } else {
                         normalized(&model.one_way[*c])
                     }
@@ -416,6 +491,16 @@ pub fn sample(model: &Model, n: usize, seed: u64) -> Vec<Vec<u32>> {
                 if *v == u32::MAX {
                     *v = draw(&mut rng, &independent[i]);
                 }
+            }
+            // Back to the original values: a merged value is one of its members, by weight.
+            for (i, v) in row.iter_mut().enumerate() {
+                let group = &model.members[i][*v as usize];
+                *v = if group.len() == 1 {
+                    group[0].0
+                } else {
+                    let w: Vec<f64> = group.iter().map(|(_, w)| *w).collect();
+                    group[draw(&mut rng, &normalized(&w)) as usize].0
+                };
             }
             row
         })
@@ -459,6 +544,64 @@ pub fn utility(real: &[Vec<u32>], synthetic: &[Vec<u32>], domains: &[usize]) -> 
         pairs.iter().sum::<f64>() / pairs.len() as f64
     };
     (one, mean)
+}
+
+/// Train on `train`, test on `test`: the accuracy of a naive Bayes classifier (add-one
+/// smoothing) predicting column `target` from the others. The utility report's
+/// train-on-synthetic / test-on-real figure.
+pub fn naive_bayes_accuracy(
+    train: &[Vec<u32>],
+    test: &[Vec<u32>],
+    target: usize,
+    domains: &[usize],
+) -> f64 {
+    let classes = domains[target];
+    let mut prior = vec![1.0f64; classes];
+    // counts[column][class][value]
+    let mut counts: Vec<Vec<Vec<f64>>> = domains
+        .iter()
+        .map(|n| vec![vec![1.0; *n]; classes])
+        .collect();
+    for r in train {
+        let y = r[target] as usize;
+        prior[y] += 1.0;
+        for (i, v) in r.iter().enumerate() {
+            if i != target {
+                counts[i][y][*v as usize] += 1.0;
+            }
+        }
+    }
+    let log_tables: Vec<Vec<Vec<f64>>> = counts
+        .iter()
+        .map(|per_class| {
+            per_class
+                .iter()
+                .map(|c| {
+                    let s: f64 = c.iter().sum();
+                    c.iter().map(|v| (v / s).ln()).collect()
+                })
+                .collect()
+        })
+        .collect();
+    let correct = test
+        .iter()
+        .filter(|r| {
+            let best = (0..classes)
+                .map(|y| {
+                    let mut score = prior[y].ln();
+                    for (i, v) in r.iter().enumerate() {
+                        if i != target {
+                            score += log_tables[i][y][*v as usize];
+                        }
+                    }
+                    (y, score)
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(y, _)| y);
+            best == Some(r[target] as usize)
+        })
+        .count();
+    correct as f64 / test.len().max(1) as f64
 }
 
 #[cfg(test)]
