@@ -101,14 +101,6 @@ pub struct SyntheticPlan {
     pub predict: Option<String>,
 }
 
-/// ρ of an (ε, δ) target: the largest ρ whose zCDP guarantee implies it,
-/// ε = ρ + 2√(ρ ln(1/δ)).
-pub fn rho_for(epsilon: f64, delta: f64) -> f64 {
-    let l = (1.0 / delta).ln();
-    let root = -l.sqrt() + (l + epsilon).sqrt();
-    root * root
-}
-
 fn resolve(r: &mut Resolution) -> Result<(), Halt> {
     let file = r.file;
     let Some(source) = r.source.as_ref() else {
@@ -202,7 +194,7 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
         let (rho, target) = match (p.rho, p.epsilon, p.delta) {
             (Some(rho), None, None) if rho > 0.0 && rho.is_finite() => (rho, format!("ρ = {rho}")),
             (None, Some(e), Some(d)) if e > 0.0 && e.is_finite() && d > 0.0 && d < 1.0 => {
-                (rho_for(e, d), format!("ε = {e}, δ = {d}"))
+                (crate::synth::rho_for(e, d), format!("ε = {e}, δ = {d}"))
             }
             _ => {
                 push(

@@ -129,6 +129,14 @@ fn scale_for(rho: f64, map: impl Fn(f64) -> Result<f64, SynthError>) -> Result<f
     Ok(hi)
 }
 
+/// ρ of an (ε, δ) target: the largest ρ whose zCDP guarantee implies it,
+/// ε = ρ + 2√(ρ ln(1/δ)).
+pub fn rho_for(epsilon: f64, delta: f64) -> f64 {
+    let l = (1.0 / delta).ln();
+    let root = -l.sqrt() + (l + epsilon).sqrt();
+    root * root
+}
+
 /// Scales for `d` columns under budget `rho`, each subject bounded to `k` rows.
 pub fn calibrate(d: usize, rho: f64, k: u32) -> Result<Calibration, SynthError> {
     if d == 0 || rho.is_nan() || rho <= 0.0 || k == 0 {
