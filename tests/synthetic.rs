@@ -187,6 +187,19 @@ fn a_high_budget_recovers_the_network_and_the_spend_is_opendps() {
     assert!(report["for_data_owner"].is_string());
     assert!(report["mean_tv_2way"].as_f64().unwrap() < 0.05, "{report}");
     w.privprep_ok(&["lineage", "verify"]);
+    // The registry: the table, its model and spend, and the input it came from.
+    let sql = w.privprep_ok(&[
+        "lineage",
+        "sql",
+        "SELECT name, method, rho, input_sha256 FROM synthetic_tables",
+        "--format",
+        "json",
+    ]);
+    let rows: serde_json::Value = serde_json::from_slice(&sql.stdout).unwrap();
+    assert_eq!(rows[0]["name"], "chain_synth");
+    assert_eq!(rows[0]["method"], "mst-tree");
+    assert_eq!(rows[0]["rho"].as_f64(), Some(rho));
+    assert_eq!(rows[0]["input_sha256"], r["inputs"][0]["sha256"]);
 }
 
 #[test]

@@ -71,6 +71,18 @@ pub const VIEWS: &[View] = &[
               GROUP BY dataset_id, privacy_unit, measure",
     },
     View {
+        name: "synthetic_tables",
+        about: "every DP synthetic table: run, pipeline, status, key id, the table (path, SHA-256, rows, columns, method, tree edges, ρ spent, seed), and each input it was made from with its dataset and SHA-256",
+        sql: "SELECT r.seq AS seq, r.run_id AS run_id, r.pipeline_name AS pipeline,
+                 r.status AS status, t.name AS name, t.path AS path, t.sha256 AS sha256,
+                 t.rows AS rows, t.dataset_id AS dataset_id, t.privacy_unit AS privacy_unit,
+                 t.columns AS columns, t.method AS method, t.edges AS edges,
+                 t.target AS target, t.rho AS rho, t.seed AS seed,
+                 i.path AS input, i.sha256 AS input_sha256
+              FROM runs r JOIN run_synthetics t ON t.run_id = r.run_id
+                          JOIN run_inputs i ON i.run_id = r.run_id",
+    },
+    View {
         name: "surrogates",
         about: "every `surrogate` output column of a run: run, pipeline, key id, the datasets it read (with their SHA-256) and the kind of surrogate",
         sql: "SELECT r.seq AS seq, r.run_id AS run_id, r.pipeline_name AS pipeline,
@@ -117,7 +129,7 @@ pub enum SqlError {
     Attach,
     #[error("one statement at a time\n  = hint: run each SELECT on its own")]
     Several,
-    #[error("the query failed: {message}\n  = hint: the views are {}; the tables are runs, run_inputs, run_outputs, run_drops, column_lineage, run_text_spans, run_leak_gate, run_releases, erased_subjects, output_changes and budget_ledger", view_names())]
+    #[error("the query failed: {message}\n  = hint: the views are {}; the tables are runs, run_inputs, run_outputs, run_drops, column_lineage, run_text_spans, run_leak_gate, run_releases, run_synthetics, erased_subjects, output_changes and budget_ledger", view_names())]
     Query { message: String },
 }
 
@@ -152,7 +164,9 @@ pub fn query(path: &Path, sql: &str) -> Result<Answer, SqlError> {
     for v in VIEWS {
         // A store not yet opened by this version lacks the erasure tables (read-only: no
         // migration here); its views over them are left out.
-        if v.sql.contains("output_changes") && !has_table(&conn, "output_changes") {
+        if (v.sql.contains("output_changes") && !has_table(&conn, "output_changes"))
+            || (v.sql.contains("run_synthetics") && !has_table(&conn, "run_synthetics"))
+        {
             continue;
         }
         conn.execute_batch(&format!("CREATE TEMP VIEW {} AS {};", v.name, v.sql))

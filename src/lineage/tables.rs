@@ -101,7 +101,7 @@ const INT: &str = "INTEGER NOT NULL";
 const REAL: &str = "REAL NOT NULL";
 
 /// Every derived table.
-pub(super) const TABLES: [Table; 9] = [
+pub(super) const TABLES: [Table; 10] = [
     Table {
         name: "run_inputs",
         columns: &[
@@ -187,6 +187,26 @@ pub(super) const TABLES: [Table; 9] = [
         rows: release_rows,
     },
     Table {
+        name: "run_synthetics",
+        columns: &[
+            ("name", TEXT),
+            ("path", TEXT),
+            ("sha256", TEXT),
+            ("rows", INT),
+            ("dataset_id", TEXT),
+            ("privacy_unit", TEXT),
+            ("columns", TEXT),
+            ("method", TEXT),
+            ("edges", TEXT),
+            ("target", TEXT),
+            ("rho", REAL),
+            ("seed", TEXT),
+        ],
+        indexes: &["dataset_id"],
+        since: 5,
+        rows: synthetic_rows,
+    },
+    Table {
         name: "erased_subjects",
         columns: &[("subject_key", TEXT)],
         indexes: &["subject_key"],
@@ -247,7 +267,7 @@ pub(super) const MIGRATIONS: [Migration; 5] = [
     },
     Migration {
         version: 5,
-        what: "erased_subjects and output_changes (erasures, retention sweeps, key rotations)",
+        what: "run_synthetics, erased_subjects and output_changes (synthetic tables, erasures, retention sweeps, key rotations)",
         extra: None,
     },
 ];
@@ -423,6 +443,30 @@ fn release_rows(record: &RunRecord) -> Rows {
                 r.threshold
                     .map(|t| Value::Integer(i64::from(t)))
                     .unwrap_or(Value::Null),
+            ])
+        })
+        .collect()
+}
+
+fn synthetic_rows(record: &RunRecord) -> Rows {
+    record
+        .synthetics
+        .iter()
+        .map(|t| {
+            Ok(vec![
+                text(&t.name),
+                text(&t.path),
+                text(&t.sha256),
+                int(t.rows)?,
+                text(&t.dataset_id),
+                text(&t.privacy_unit),
+                Value::Text(serde_json::to_string(&t.columns).unwrap_or_default()),
+                text(&t.method),
+                Value::Text(serde_json::to_string(&t.edges).unwrap_or_default()),
+                text(&t.target),
+                Value::Real(t.rho),
+                // The seed as text: a u64 does not fit SQLite's integers.
+                text(&t.seed.to_string()),
             ])
         })
         .collect()
