@@ -235,11 +235,15 @@ impl PolicyPlan {
                     self.subject_column
                 )
             },
-            format!(
-                "2. drop rows whose subject is on a revocation list ({} list(s), {} ids)",
-                self.revocations.len(),
-                self.revoked_ids().len()
-            ),
+            if self.row_unit {
+                "2. no revocation lists: the rows name no subject".to_string()
+            } else {
+                format!(
+                    "2. drop rows whose subject is on a revocation list ({} list(s), {} ids)",
+                    self.revocations.len(),
+                    self.revoked_ids().len()
+                )
+            },
             c3,
             c4,
             match &self.provenance {
