@@ -70,6 +70,7 @@ fn main() {
         .unwrap_or(5usize);
     let rho = rho_for(1.0, 1e-9);
     let (mut fits, mut samples, mut tvs, mut accs) = (vec![], vec![], vec![], vec![]);
+    let mut lrs = vec![];
     for rep in 0..reps {
         let started = Instant::now();
         let cal = synth::calibrate(domains.len(), rho, 1).expect("calibrate");
@@ -82,12 +83,14 @@ fn main() {
         accs.push(synth::naive_bayes_accuracy(
             &synthetic, &test, target, &domains,
         ));
+        lrs.push(synth::logistic_accuracy(&synthetic, &test, target, &domains).unwrap_or(0.0));
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     let real = synth::naive_bayes_accuracy(&train, &test, target, &domains);
+    let real_lr = synth::logistic_accuracy(&train, &test, target, &domains).unwrap_or(0.0);
     let majority = {
         let c = synth::one_way(&test, target, domains[target]);
         *c.iter().max().unwrap_or(&0) as f64 / test.len() as f64
@@ -125,4 +128,5 @@ fn main() {
             .collect::<Vec<_>>()
     );
     println!("  same classifier trained on train.csv:  {real:.4}; majority class: {majority:.4}");
+    println!("  TSTR accuracy on test.csv (logistic regression): {:.4} median (all: {:?}); trained on train.csv: {real_lr:.4}", median(&mut lrs.clone()), lrs.iter().map(|v| (v * 1e4).round() / 1e4).collect::<Vec<_>>());
 }
