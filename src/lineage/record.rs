@@ -651,6 +651,26 @@ impl RunRecord {
         e.chain(r).chain(k)
     }
 
+    /// The SHA-256 and rows this record lists for the file at `path`: a data file, a DP
+    /// release or a synthetic table.
+    pub fn recorded_file(&self, path: &str) -> Option<(&str, u64)> {
+        self.outputs
+            .iter()
+            .map(|o| (&o.path, o.sha256.as_str(), o.rows))
+            .chain(
+                self.releases
+                    .iter()
+                    .map(|r| (&r.path, r.sha256.as_str(), r.rows)),
+            )
+            .chain(
+                self.synthetics
+                    .iter()
+                    .map(|t| (&t.path, t.sha256.as_str(), t.rows)),
+            )
+            .find(|(p, _, _)| *p == path)
+            .map(|(_, sha, rows)| (sha, rows))
+    }
+
     /// The run whose pipeline wrote the file this record holds at `path`: this record's own
     /// run, or, for a file an erasure or a rotation rewrote, the run it came from.
     pub fn source_run_of(&self, path: &str) -> &str {
@@ -707,6 +727,52 @@ impl RunRecord {
             rotation: None,
         }
     }
+}
+
+/// The record that last touched a file path.
+#[derive(Debug, Clone, Copy)]
+pub struct LastTouch<'a> {
+    pub record: &'a RunRecord,
+    /// True when that record deleted the file (an erasure, or a retention sweep that deleted it
+    /// or found it gone); else it wrote the file there now.
+    pub deleted: bool,
+}
+
+/// For each file path the records wrote (data files, releases, synthetic tables), the record
+/// that last wrote or deleted it. `records` are oldest first.
+pub fn last_touches<'a>(
+    records: impl IntoIterator<Item = &'a RunRecord>,
+) -> std::collections::HashMap<&'a str, LastTouch<'a>> {
+    let mut out = std::collections::HashMap::new();
+    for record in records {
+        let written = record
+            .outputs
+            .iter()
+            .map(|o| o.path.as_str())
+            .chain(record.releases.iter().map(|r| r.path.as_str()))
+            .chain(record.synthetics.iter().map(|t| t.path.as_str()));
+        for path in written {
+            out.insert(
+                path,
+                LastTouch {
+                    record,
+                    deleted: false,
+                },
+            );
+        }
+        for c in record.output_changes() {
+            if c.action == "deleted" || (record.retention.is_some() && c.action == "gone") {
+                out.insert(
+                    c.path.as_str(),
+                    LastTouch {
+                        record,
+                        deleted: true,
+                    },
+                );
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

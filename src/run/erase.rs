@@ -122,14 +122,14 @@ pub fn erase(req: ErasureRequest, opts: &RunOptions) -> Result<ErasureSummary, E
     let mut groups: Vec<Group> = Vec::new();
     let mut refused: Vec<(Affected, String)> = Vec::new();
     for a in &req.affected {
-        let recorded = recorded_sha(&a.holder, &a.path);
+        let (recorded, rows_before) = recorded(&a.holder, &a.path);
         let listed = |action: &str| OutputChange {
             path: a.path.clone(),
-            run_id: source_run_id(&a.holder, &a.path),
+            run_id: a.holder.source_run_of(&a.path).to_string(),
             action: action.into(),
             old_sha256: recorded.clone(),
             new_sha256: None,
-            rows_before: recorded_rows(&a.holder, &a.path),
+            rows_before,
             rows_after: None,
             note: None,
         };
@@ -145,7 +145,7 @@ pub fn erase(req: ErasureRequest, opts: &RunOptions) -> Result<ErasureSummary, E
                     .into(),
             )),
             (true, true) => {
-                let source = source_run_id(&a.holder, &a.path);
+                let source = a.holder.source_run_of(&a.path).to_string();
                 match groups.iter_mut().find(|g| g.source.run_id == source) {
                     Some(g) => g.outputs.push((a.path.clone(), a.holder.clone())),
                     None => {
@@ -220,13 +220,14 @@ pub fn erase(req: ErasureRequest, opts: &RunOptions) -> Result<ErasureSummary, E
                     let Some(new) = sub.outputs.iter().find(|o| o.path == *path) else {
                         continue;
                     };
+                    let (old_sha256, rows_before) = recorded(holder, path);
                     erasure.outputs.push(OutputChange {
                         path: path.clone(),
                         run_id: g.source.run_id.clone(),
                         action: "regenerated".into(),
-                        old_sha256: recorded_sha(holder, path),
+                        old_sha256,
                         new_sha256: Some(new.sha256.clone()),
-                        rows_before: recorded_rows(holder, path),
+                        rows_before,
                         rows_after: Some(new.rows),
                         note: None,
                     });
@@ -272,13 +273,14 @@ pub fn erase(req: ErasureRequest, opts: &RunOptions) -> Result<ErasureSummary, E
         } else {
             "unregenerable"
         };
+        let (old_sha256, rows_before) = recorded(&a.holder, &a.path);
         erasure.outputs.push(OutputChange {
             path: a.path.clone(),
-            run_id: source_run_id(&a.holder, &a.path),
+            run_id: a.holder.source_run_of(&a.path).to_string(),
             action: action.into(),
-            old_sha256: recorded_sha(&a.holder, &a.path),
+            old_sha256,
             new_sha256: None,
-            rows_before: recorded_rows(&a.holder, &a.path),
+            rows_before,
             rows_after: None,
             note: Some(why),
         });
@@ -318,34 +320,12 @@ pub fn erase(req: ErasureRequest, opts: &RunOptions) -> Result<ErasureSummary, E
     }
 }
 
-/// The SHA-256 `record` holds for its output at `path`.
-fn recorded_sha(record: &RunRecord, path: &str) -> String {
+/// The SHA-256 and rows `record` lists for the file at `path` (empty when it lists none).
+fn recorded(record: &RunRecord, path: &str) -> (String, u64) {
     record
-        .outputs
-        .iter()
-        .map(|o| (&o.path, &o.sha256))
-        .chain(record.releases.iter().map(|r| (&r.path, &r.sha256)))
-        .chain(record.synthetics.iter().map(|t| (&t.path, &t.sha256)))
-        .find(|(p, _)| *p == path)
-        .map(|(_, s)| s.clone())
+        .recorded_file(path)
+        .map(|(sha, rows)| (sha.to_string(), rows))
         .unwrap_or_default()
-}
-
-fn recorded_rows(record: &RunRecord, path: &str) -> u64 {
-    record
-        .outputs
-        .iter()
-        .map(|o| (&o.path, o.rows))
-        .chain(record.releases.iter().map(|r| (&r.path, r.rows)))
-        .chain(record.synthetics.iter().map(|t| (&t.path, t.rows)))
-        .find(|(p, _)| *p == path)
-        .map(|(_, n)| n)
-        .unwrap_or_default()
-}
-
-/// The run whose pipeline wrote the file at `path` that `holder` records.
-fn source_run_id(holder: &RunRecord, path: &str) -> String {
-    holder.source_run_of(path).to_string()
 }
 
 /// The plan that regenerates `source`'s outputs, or why there is none.

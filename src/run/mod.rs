@@ -664,10 +664,8 @@ fn stage_subject_index(
         // Sorted and distinct now.
         all.extend_from_slice(&keys);
     }
-    // The commit refuses them if one was erased while the run went on.
-    let mut kept = all.clone();
-    kept.sort_unstable();
     if releases {
+        // Staging the releases' set sorts and deduplicates `all`.
         let set = stage(record.outputs.len(), &mut all, "", "release")?;
         index.extend(record.releases.iter().map(|r| SubjectSetRecord {
             output: r.path.clone(),
@@ -678,9 +676,12 @@ fn stage_subject_index(
             kind: "synthetic".into(),
             ..set.clone()
         }));
+    } else {
+        all.sort_unstable();
     }
     record.subject_index = index;
-    staged.guard_subjects(kept);
+    // The commit refuses them if one was erased while the run went on.
+    staged.guard_subjects(all);
     Ok(())
 }
 

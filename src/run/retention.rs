@@ -53,21 +53,24 @@ pub fn sweep(
     let records = store.indexed_records()?;
     let as_of_text = as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
 
-    // The newest state of every path, and the newest run naming each quarantine report.
+    // The file at every path now (the record that last wrote it), and the newest run
+    // naming each quarantine report.
+    let last = crate::lineage::record::last_touches(records.iter().map(|(_, r)| r));
     let mut newest: BTreeMap<&str, Newest> = BTreeMap::new();
+    for (path, touch) in &last {
+        let state = match touch.record.outputs.iter().find(|o| o.path == *path) {
+            Some(o) if !touch.deleted => Some((
+                touch.record,
+                o.expires_at.as_deref(),
+                o.sha256.as_str(),
+                o.rows,
+            )),
+            _ => None,
+        };
+        newest.insert(path, state);
+    }
     let mut reports: BTreeMap<&str, &RunRecord> = BTreeMap::new();
     for (_, r) in &records {
-        for o in &r.outputs {
-            newest.insert(
-                &o.path,
-                Some((r, o.expires_at.as_deref(), o.sha256.as_str(), o.rows)),
-            );
-        }
-        for c in r.output_changes() {
-            if c.action == "deleted" || (r.retention.is_some() && c.action == "gone") {
-                newest.insert(&c.path, None);
-            }
-        }
         if let Some(q) = &r.quarantine_report {
             reports.insert(q, r);
         }

@@ -79,51 +79,50 @@ pub fn rotate(
     };
 
     // The files: named, or every current output whose record encrypted it with `old`.
+    let last = crate::lineage::record::last_touches(records.iter().map(|(_, r)| r));
     let current = |path: &str| -> Option<&RunRecord> {
-        let mut holder = None;
-        for (_, r) in &records {
-            if r.outputs.iter().any(|o| o.path == path) {
-                holder = Some(r);
-            }
-            if r.output_changes()
-                .any(|c| c.path == path && c.action == "deleted")
-            {
-                holder = None;
-            }
-        }
-        holder
+        last.get(path).filter(|t| !t.deleted).map(|t| t.record)
     };
-    let targets: Vec<String> = if files.is_empty() {
-        let mut paths: Vec<String> = records
+    // Each file with its privprep footer (read once).
+    let footer_of = |p: &str| crate::inspect::privprep_footer(Path::new(p));
+    let targets: Vec<(String, Option<serde_json::Value>)> = if files.is_empty() {
+        let mut paths: Vec<&str> = last
             .iter()
-            .flat_map(|(_, r)| r.outputs.iter().map(|o| o.path.clone()))
+            .filter(|(p, t)| !t.deleted && t.record.outputs.iter().any(|o| o.path == **p))
+            .map(|(p, _)| *p)
             .collect();
-        paths.sort();
-        paths.dedup();
+        paths.sort_unstable();
         paths
             .into_iter()
-            .filter(|p| {
-                Path::new(p).exists()
-                    && crate::inspect::privprep_footer(Path::new(p))
-                        .and_then(|f| {
-                            serde_json::from_value::<EncryptionRecord>(f["encryption"].clone()).ok()
-                        })
-                        .is_some_and(|e| e.footer_key.id == old || e.column_key.id == old)
+            .filter_map(|p| footer_of(p).map(|f| (p.to_string(), Some(f))))
+            .filter(|(_, f)| {
+                f.as_ref()
+                    .and_then(|f| {
+                        serde_json::from_value::<EncryptionRecord>(f["encryption"].clone()).ok()
+                    })
+                    .is_some_and(|e| e.footer_key.id == old || e.column_key.id == old)
             })
             .collect()
     } else {
-        files.iter().map(|f| f.display().to_string()).collect()
+        files
+            .iter()
+            .map(|f| {
+                let p = f.display().to_string();
+                let footer = footer_of(&p);
+                (p, footer)
+            })
+            .collect()
     };
 
     // Check every file before writing any: its keys, and the old key's fingerprint.
     let mut plans = Vec::new();
-    for path in &targets {
+    for (path, footer) in targets {
         let err = |message: String| RotateError::File {
             path: path.clone(),
             message,
         };
-        let footer = crate::inspect::privprep_footer(Path::new(path))
-            .ok_or_else(|| err("not a privprep output (no privprep footer)".into()))?;
+        let footer =
+            footer.ok_or_else(|| err("not a privprep output (no privprep footer)".into()))?;
         let enc: EncryptionRecord = serde_json::from_value(footer["encryption"].clone())
             .map_err(|_| err("not encrypted".into()))?;
         let mut keys = MasterKeys::new();

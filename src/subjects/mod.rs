@@ -139,16 +139,8 @@ fn find_in(
         .par_iter()
         .map(|p| (*p, crate::emit::sha256_file(Path::new(p)).ok()))
         .collect();
-    // The newest run (or erasure) that wrote or deleted each path (records are oldest first).
-    let mut newest: HashMap<&str, &str> = HashMap::new();
-    for (_, record) in records {
-        for set in &record.subject_index {
-            newest.insert(set.output.as_str(), record.run_id.as_str());
-        }
-        for o in record.output_changes().filter(|o| o.action == "deleted") {
-            newest.insert(o.path.as_str(), record.run_id.as_str());
-        }
-    }
+    // The run (or erasure, sweep, rotation) that last wrote or deleted each path.
+    let last = crate::lineage::record::last_touches(records.iter().map(|(_, r)| r));
     Ok(keys
         .iter()
         .zip(&held)
@@ -168,10 +160,11 @@ fn find_in(
                         kind,
                         checked.get(output.as_str()).cloned().flatten(),
                     );
-                    h.replaced_by = newest
+                    h.replaced_by = last
                         .get(output.as_str())
+                        .map(|t| &t.record.run_id)
                         .filter(|id| **id != record.run_id)
-                        .map(|id| id.to_string());
+                        .cloned();
                     h
                 })
                 .collect(),
@@ -210,24 +203,17 @@ fn holding(
     kind: &str,
     sha256: Option<String>,
 ) -> Holding {
-    let (split, recorded) = match kind {
+    let split = match kind {
         "data" => record
             .outputs
             .iter()
             .find(|o| o.path == output)
-            .map(|o| (Some(o.split.clone()), o.sha256.clone()))
-            .unwrap_or_default(),
-        _ => record
-            .releases
-            .iter()
-            .map(|r| (&r.path, &r.sha256))
-            .chain(record.synthetics.iter().map(|t| (&t.path, &t.sha256)))
-            .find(|(p, _)| *p == output)
-            .map(|(_, sha)| (None, sha.clone()))
-            .unwrap_or_default(),
+            .map(|o| o.split.clone()),
+        _ => None,
     };
+    let recorded = record.recorded_file(output).map(|(sha, _)| sha);
     let exists = sha256.is_some();
-    let unchanged = sha256.is_some_and(|s| s == recorded);
+    let unchanged = sha256.is_some_and(|s| Some(s.as_str()) == recorded);
     let mut datasets: Vec<String> = record.inputs.iter().map(|i| i.dataset_id.clone()).collect();
     datasets.sort();
     datasets.dedup();
