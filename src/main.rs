@@ -275,18 +275,8 @@ enum SubjectCommand {
     Forget {
         /// The subject id, or `-` to read ids from standard input, one per line.
         id: String,
-        /// Why (kept in lineage; it must not name the subject).
-        #[arg(long)]
-        reason: String,
-        /// Delete outputs that cannot be regenerated (input gone or changed, key missing)
-        /// instead of listing them.
-        #[arg(long)]
-        delete_unregenerable: bool,
-        /// The key the runs used (tokens and splits must come out the same).
-        #[arg(long)]
-        key_file: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "text")]
-        format: Format,
+        #[command(flatten)]
+        erasure: ErasureArgs,
     },
     /// `forget` for every subject of revocation lists at once.
     Sweep {
@@ -296,15 +286,26 @@ enum SubjectCommand {
         /// The CSV column holding the ids, when a list has a header.
         #[arg(long, default_value = "subject_id")]
         subject_column: String,
-        #[arg(long)]
-        reason: String,
-        #[arg(long)]
-        delete_unregenerable: bool,
-        #[arg(long)]
-        key_file: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "text")]
-        format: Format,
+        #[command(flatten)]
+        erasure: ErasureArgs,
     },
+}
+
+/// What `subject forget` and `subject sweep` share.
+#[derive(Args)]
+struct ErasureArgs {
+    /// Why (kept in lineage; it must not name the subject).
+    #[arg(long)]
+    reason: String,
+    /// Delete outputs that cannot be regenerated (input gone or changed, key missing)
+    /// instead of listing them.
+    #[arg(long)]
+    delete_unregenerable: bool,
+    /// The key the runs used (tokens and splits must come out the same).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
 }
 
 #[derive(Subcommand)]
@@ -421,10 +422,7 @@ fn state_collisions(
     lineage_db: &std::path::Path,
     key_file: Option<PathBuf>,
 ) -> privprep::Diagnostics {
-    let mut opts = privprep::RunOptions::new(&g.state_dir);
-    opts.lineage_db = lineage_db.to_path_buf();
-    opts.key_file = key_file;
-    privprep::write_collisions(plan, &opts)
+    privprep::write_collisions(plan, &run_options(g, lineage_db, key_file))
 }
 
 /// Refuses an `--out` path inside the state folder or onto the lineage store and its side
@@ -523,9 +521,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if !collisions.is_empty() {
                 return Ok(config_error(&collisions, format));
             }
-            let mut opts = privprep::RunOptions::new(&g.state_dir);
-            opts.lineage_db = lineage_db;
-            opts.key_file = key_file;
+            let mut opts = run_options(&g, &lineage_db, key_file);
             opts.progress = !g.no_progress && !g.quiet && std::io::stderr().is_terminal();
             match privprep::run(&plan, &opts) {
                 Ok(summary) => {
@@ -648,8 +644,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
-            let mut opts = privprep::RunOptions::new(&g.state_dir);
-            opts.lineage_db = lineage_db;
+            let opts = run_options(&g, &lineage_db, None);
             let s = privprep::run::retention::sweep(&opts, as_of, dry_run)?;
             if format == Format::Json {
                 print_json(&s)?;
@@ -692,8 +687,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     format,
                 },
         } => {
-            let mut opts = privprep::RunOptions::new(&g.state_dir);
-            opts.lineage_db = lineage_db;
+            let opts = run_options(&g, &lineage_db, None);
             match privprep::run::rotate::rotate(&opts, &old, &new, &files) {
                 Ok(s) => {
                     if format == Format::Json {
@@ -910,66 +904,35 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Subject {
-            command: command @ (SubjectCommand::Forget { .. } | SubjectCommand::Sweep { .. }),
+            command: SubjectCommand::Forget { id, erasure },
         } => {
-            let mut opts = privprep::RunOptions::new(&g.state_dir);
-            opts.lineage_db = lineage_db;
-            let result = match command {
-                SubjectCommand::Forget {
-                    id,
-                    reason,
-                    delete_unregenerable,
-                    key_file,
-                    format,
-                } => {
-                    opts.key_file = key_file;
-                    let ids = subject_ids(Some(id), None)?;
-                    (
-                        privprep::subjects::forget(&opts, &ids, &reason, delete_unregenerable),
-                        format,
-                    )
-                }
+            let ids = subject_ids(Some(id), None)?;
+            let opts = run_options(&g, &lineage_db, erasure.key_file.clone());
+            let r = privprep::subjects::forget(
+                &opts,
+                &ids,
+                &erasure.reason,
+                erasure.delete_unregenerable,
+            );
+            erasure_outcome(r, erasure.format, g.quiet)
+        }
+        Command::Subject {
+            command:
                 SubjectCommand::Sweep {
                     revocations,
                     subject_column,
-                    reason,
-                    delete_unregenerable,
-                    key_file,
-                    format,
-                } => {
-                    opts.key_file = key_file;
-                    let r = privprep::subjects::sweep(
-                        &opts,
-                        &revocations,
-                        &subject_column,
-                        &reason,
-                        delete_unregenerable,
-                    );
-                    (r, format)
-                }
-                _ => unreachable!("matched above"),
-            };
-            match result {
-                (Err(privprep::subjects::ForgetError::Usage(m)), _) => {
-                    eprintln!("error: {m}");
-                    Ok(ExitCode::from(2))
-                }
-                (Err(e), _) => Err(e.into()),
-                (Ok(summary), format) => {
-                    if format == Format::Json {
-                        print_json(&summary)?;
-                    } else if !g.quiet {
-                        print!("{}", render_erasure(&summary));
-                    }
-                    let left = summary.outputs.iter().any(|o| o.action == "unregenerable");
-                    Ok(if left {
-                        eprintln!("privprep: some outputs still hold the subject and could not be regenerated; see the list above, or rerun with --delete-unregenerable");
-                        ExitCode::from(1)
-                    } else {
-                        ExitCode::SUCCESS
-                    })
-                }
-            }
+                    erasure,
+                },
+        } => {
+            let opts = run_options(&g, &lineage_db, erasure.key_file.clone());
+            let r = privprep::subjects::sweep(
+                &opts,
+                &revocations,
+                &subject_column,
+                &erasure.reason,
+                erasure.delete_unregenerable,
+            );
+            erasure_outcome(r, erasure.format, g.quiet)
         }
         Command::Subject {
             command: SubjectCommand::Find { id, ids, format },
@@ -1004,6 +967,47 @@ fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     }
     let d = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()?;
     Some(d.and_hms_opt(0, 0, 0)?.and_utc())
+}
+
+/// Run options over the state folder and lineage store of the command line, with its key file.
+fn run_options(
+    g: &Global,
+    lineage_db: &std::path::Path,
+    key_file: Option<PathBuf>,
+) -> privprep::RunOptions {
+    let mut opts = privprep::RunOptions::new(&g.state_dir);
+    opts.lineage_db = lineage_db.to_path_buf();
+    opts.key_file = key_file;
+    opts
+}
+
+/// Prints an erasure's outcome; exit 1 when an output still holds a subject, 2 on a usage
+/// error.
+fn erasure_outcome(
+    result: Result<privprep::run::ErasureSummary, privprep::subjects::ForgetError>,
+    format: Format,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let summary = match result {
+        Err(privprep::subjects::ForgetError::Usage(m)) => {
+            eprintln!("error: {m}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+        Ok(s) => s,
+    };
+    if format == Format::Json {
+        print_json(&summary)?;
+    } else if !quiet {
+        print!("{}", render_erasure(&summary));
+    }
+    let left = summary.outputs.iter().any(|o| o.action == "unregenerable");
+    Ok(if left {
+        eprintln!("privprep: some outputs still hold the subject and could not be regenerated; see the list above, or rerun with --delete-unregenerable");
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// An erasure's summary for a terminal.

@@ -537,61 +537,42 @@ fn encrypted_rows_where(
         }
         let mut objects = vec![serde_json::Map::new(); picked.len()];
         for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
-            let values: Vec<serde_json::Value> = match array.data_type() {
+            // The picked rows of one column: numbers and booleans as such, the rest as text.
+            fn at<A: Array>(
+                a: &A,
+                picked: &[usize],
+                value: impl Fn(usize) -> serde_json::Value,
+            ) -> Vec<serde_json::Value> {
+                picked
+                    .iter()
+                    .map(|i| {
+                        if a.is_null(*i) {
+                            serde_json::Value::Null
+                        } else {
+                            value(*i)
+                        }
+                    })
+                    .collect()
+            }
+            let values = match array.data_type() {
                 t if t.is_integer() => {
                     let a = cast(array, &DataType::Int64)?;
                     let a = a.as_primitive::<Int64Type>();
-                    picked
-                        .iter()
-                        .map(|i| {
-                            if a.is_null(*i) {
-                                serde_json::Value::Null
-                            } else {
-                                a.value(*i).into()
-                            }
-                        })
-                        .collect()
+                    at(a, &picked, |i| a.value(i).into())
                 }
                 t if t.is_floating() => {
                     let a = cast(array, &DataType::Float64)?;
                     let a = a.as_primitive::<Float64Type>();
-                    picked
-                        .iter()
-                        .map(|i| {
-                            if a.is_null(*i) {
-                                serde_json::Value::Null
-                            } else {
-                                a.value(*i).into()
-                            }
-                        })
-                        .collect()
+                    at(a, &picked, |i| a.value(i).into())
                 }
                 DataType::Boolean => {
                     let a = array.as_boolean();
-                    picked
-                        .iter()
-                        .map(|i| {
-                            if a.is_null(*i) {
-                                serde_json::Value::Null
-                            } else {
-                                a.value(*i).into()
-                            }
-                        })
-                        .collect()
+                    at(a, &picked, |i| a.value(i).into())
                 }
                 _ => {
                     let a = cast(array, &DataType::Utf8)?;
                     let a = a.as_string::<i32>();
-                    picked
-                        .iter()
-                        .map(|i| {
-                            if a.is_null(*i) {
-                                serde_json::Value::Null
-                            } else {
-                                a.value(*i).into()
-                            }
-                        })
-                        .collect()
+                    at(a, &picked, |i| a.value(i).into())
                 }
             };
             for (o, v) in objects.iter_mut().zip(values) {
