@@ -92,15 +92,8 @@ fn encrypted_outputs_are_readable_with_their_master_keys_only() {
 
     // Lineage: the encrypted columns (the default: every identifier, quasi-identifier and
     // sensitive output column) and the master keys by id and fingerprint.
-    let show = w.privprep_ok(&[
-        "lineage",
-        "show",
-        s["run_id"].as_str().unwrap(),
-        "--format",
-        "json",
-    ]);
-    let record: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
-    let enc = &record["record"]["encryption"];
+    let record = w.lineage_record(s["run_id"].as_str().unwrap());
+    let enc = &record["encryption"];
     let columns: Vec<&str> = enc["columns"]
         .as_array()
         .unwrap()
@@ -203,14 +196,7 @@ print("ok", t.num_rows)
 fn the_leak_gate_reads_encrypted_outputs() {
     let w = Work::new();
     w.datagen(600, 4, &[]);
-    let m = w.data().join("manifest.toml");
-    let text = std::fs::read_to_string(&m).unwrap();
-    let fixed = text.replace(
-        "class = \"free_text\"  # identifier | quasi_identifier | sensitive | free_text | public",
-        "class = \"public\"",
-    );
-    assert_ne!(text, fixed, "manifest layout changed");
-    std::fs::write(&m, fixed).unwrap();
+    misclassify_body(&w.data());
     let columns = SAFE_COLUMNS.replace("body = { action = \"drop\" }", "");
     let p = pipeline(
         &w,

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{read_parquet, Work, SAFE_COLUMNS};
+use common::{copy_examples, misclassify_body, read_parquet, Work, SAFE_COLUMNS};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -311,18 +311,6 @@ fn drop_row_drops_texts_with_an_ssn_and_counts_them() {
     );
 }
 
-/// A manifest that (wrongly) calls the free text public: the pipeline keeps it as it is.
-fn misclassify_body(data: &Path) {
-    let m = data.join("manifest.toml");
-    let text = std::fs::read_to_string(&m).unwrap();
-    let fixed = text.replace(
-        "class = \"free_text\"  # identifier | quasi_identifier | sensitive | free_text | public",
-        "class = \"public\"",
-    );
-    assert_ne!(text, fixed, "manifest layout changed");
-    std::fs::write(&m, fixed).unwrap();
-}
-
 #[test]
 fn leak_gate_fails_a_run_that_keeps_free_text_unredacted() {
     let w = Work::new();
@@ -379,14 +367,7 @@ fn leak_gate_fails_a_run_that_keeps_free_text_unredacted() {
 #[test]
 fn the_quickstart_redacts_its_free_text_and_passes_the_gate() {
     let w = Work::new();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for dir in ["pipelines", "datasets/support_tickets"] {
-        std::fs::create_dir_all(w.path().join(dir)).unwrap();
-        for e in std::fs::read_dir(root.join(dir)).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), w.path().join(dir).join(e.file_name())).unwrap();
-        }
-    }
+    copy_examples(&w);
     let (code, summary, stderr) = w.run_json(&w.path().join("pipelines/quickstart.toml"), &[]);
     assert_eq!(code, 0, "{stderr}");
     let text = &summary["text_columns"][0];
@@ -406,14 +387,7 @@ fn the_quickstart_redacts_its_free_text_and_passes_the_gate() {
 #[test]
 fn the_encrypted_example_runs_as_it_is() {
     let w = Work::new();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for dir in ["pipelines", "datasets/support_tickets"] {
-        std::fs::create_dir_all(w.path().join(dir)).unwrap();
-        for e in std::fs::read_dir(root.join(dir)).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), w.path().join(dir).join(e.file_name())).unwrap();
-        }
-    }
+    copy_examples(&w);
     let (code, summary, stderr) = w.run_json(&w.path().join("pipelines/encrypted.toml"), &[]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("created master key"), "{stderr}");

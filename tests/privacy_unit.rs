@@ -37,19 +37,13 @@ fn survey(dir: &Path) -> PathBuf {
     let data = dir.join("survey");
     std::fs::create_dir_all(&data).unwrap();
     let mut csv = String::from("age,zip,diagnosis\n");
-    let mut x: u64 = 12345;
-    let mut next = |n: u64| {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (x >> 33) % n
-    };
+    let mut rng = Lcg(12345);
     for _ in 0..500 {
-        let diagnosis = ["flu", "asthma", "diabetes", "none"][next(4) as usize];
+        let diagnosis = ["flu", "asthma", "diabetes", "none"][rng.below(4) as usize];
         csv.push_str(&format!(
             "{},{:05},{diagnosis}\n",
-            18 + next(70),
-            10000 + next(40) * 7
+            18 + rng.below(70),
+            10000 + rng.below(40) * 7
         ));
     }
     std::fs::write(data.join("survey.csv"), csv).unwrap();
@@ -109,15 +103,8 @@ fn a_table_without_subjects_or_consent_columns_runs_under_dataset_consent() {
         .unwrap_or(0);
     assert_eq!(s["rows_written"].as_u64().unwrap() + suppressed, 500);
     assert_eq!(s["outputs"].as_array().unwrap().len(), 2);
-    let show = w.privprep_ok(&[
-        "lineage",
-        "show",
-        s["run_id"].as_str().unwrap(),
-        "--format",
-        "json",
-    ]);
-    let r: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
-    let policy = &r["record"]["policy"];
+    let r = w.lineage_record(s["run_id"].as_str().unwrap());
+    let policy = &r["policy"];
     assert_eq!(policy["privacy_unit"], "row");
     assert_eq!(policy["consent_purposes"], serde_json::json!(["research"]));
     w.privprep_ok(&["lineage", "verify"]);

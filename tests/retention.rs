@@ -142,33 +142,20 @@ fn a_sweep_killed_anywhere_is_finished_or_harmless() {
 fn the_manifest_gives_a_default_retention_the_pipeline_can_override() {
     let w = Work::new();
     w.datagen(100, 5, &[]);
-    let m = w.data().join("manifest.toml");
-    let text = std::fs::read_to_string(&m).unwrap();
-    let with = text.replacen(
+    edit_file(
+        &w.data().join("manifest.toml"),
         "purpose_separator = \";\"",
         "purpose_separator = \";\"\nretain_days = 7",
-        1,
     );
-    assert_ne!(text, with, "the manifest changed shape");
-    std::fs::write(&m, with).unwrap();
     let expiry = |name: &str, extra: &str| {
         let p = w.pipeline(name, "", SAFE_COLUMNS, extra);
         let s = w.run_ok(&p);
-        let show = w.privprep_ok(&[
-            "lineage",
-            "show",
-            s["run_id"].as_str().unwrap(),
-            "--format",
-            "json",
-        ]);
-        let r: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+        let r = w.lineage_record(s["run_id"].as_str().unwrap());
         let started =
-            chrono::DateTime::parse_from_rfc3339(r["record"]["started_at"].as_str().unwrap())
+            chrono::DateTime::parse_from_rfc3339(r["started_at"].as_str().unwrap()).unwrap();
+        let expires =
+            chrono::DateTime::parse_from_rfc3339(r["outputs"][0]["expires_at"].as_str().unwrap())
                 .unwrap();
-        let expires = chrono::DateTime::parse_from_rfc3339(
-            r["record"]["outputs"][0]["expires_at"].as_str().unwrap(),
-        )
-        .unwrap();
         // The expiry is kept to the second.
         ((expires - started).num_seconds() as f64 / 86_400.0).round() as i64
     };

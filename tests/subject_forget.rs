@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
@@ -26,22 +25,9 @@ fn run(w: &Work, pipeline: &str) -> serde_json::Value {
 
 /// `subject forget -` with `id` on standard input and `extra` arguments.
 fn forget(w: &Work, id: &str, extra: &[&str]) -> Output {
-    let mut child = w
-        .cmd()
-        .args(["subject", "forget", "-"])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{id}\n").as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let mut args = vec!["subject", "forget", "-"];
+    args.extend_from_slice(extra);
+    w.privprep_stdin(&args, &format!("{id}\n"))
 }
 
 /// Path → SHA-256 of every output of `summaries`.

@@ -4,9 +4,7 @@ mod common;
 
 use common::*;
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 
 /// Runs `subject find --ids FILE --format FORMAT` on `ids` (written to a file, one per line).
 fn find_ids(w: &Work, ids: &[String], format: &str) -> std::process::Output {
@@ -20,21 +18,6 @@ fn find_ids(w: &Work, ids: &[String], format: &str) -> std::process::Output {
         "--format",
         format,
     ])
-}
-
-/// Runs `subject export` (with `extra` arguments) into a bundle and reads it.
-fn export_bundle(w: &Work, subject: &str, extra: &[&str]) -> serde_json::Value {
-    let path = w.path().join("bundle.json");
-    let mut args = vec![
-        "subject",
-        "export",
-        subject,
-        "--out",
-        path.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    w.privprep_ok(&args);
-    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
 }
 
 /// Two pipelines over one dataset write different outputs (one splits, one revokes extra
@@ -114,21 +97,10 @@ fn subject_find_lists_exactly_the_outputs_that_hold_each_subject() {
     );
 
     // One id from standard input, as a request keeps it out of the shell history.
-    let mut child = w
-        .cmd()
-        .args(["subject", "find", "-", "--format", "json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{}\n", some[0]).as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = w.privprep_stdin(
+        &["subject", "find", "-", "--format", "json"],
+        &format!("{}\n", some[0]),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -222,7 +194,7 @@ fn subject_export_hands_over_the_subjects_rows_from_every_output() {
         .map(|(s, _)| s)
         .unwrap();
 
-    let bundle = export_bundle(&w, &subject, &[]);
+    let bundle = w.export_bundle(&subject, &[]);
     let outputs = bundle["outputs"].as_array().unwrap();
     let mut checked = 0;
     for f in &files {
@@ -254,7 +226,7 @@ fn subject_export_hands_over_the_subjects_rows_from_every_output() {
 
     // With another key, tokenized outputs cannot be searched, and the bundle says why.
     let other = key_file(w.path(), "other.key", 7);
-    let bundle = export_bundle(&w, &subject, &["--key-file", other.to_str().unwrap()]);
+    let bundle = w.export_bundle(&subject, &["--key-file", other.to_str().unwrap()]);
     let tokenized_entries: Vec<&serde_json::Value> = bundle["outputs"]
         .as_array()
         .unwrap()

@@ -6,9 +6,7 @@ mod common;
 
 use common::*;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 
 const SURROGATE_COLUMNS: &str = r#"subject_id = { action = "surrogate", kind = "id" }
 full_name = { action = "surrogate" }
@@ -141,28 +139,18 @@ fn surrogates_are_consistent_well_formed_never_the_input_and_pass_the_gate() {
 
     // `privprep surrogate` says what a value became (the value read from stdin).
     let (ticket, values) = out_a.iter().find(|(_, v)| v[2].is_some()).unwrap();
-    let mut child = w
-        .cmd()
-        .args([
+    let pipeline = w.path().join("a.toml");
+    let out = w.privprep_stdin(
+        &[
             "surrogate",
             "-",
             "--column",
             "email",
             "--pipeline",
-            w.path().join("a.toml").to_str().unwrap(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input[ticket][2].as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+            pipeline.to_str().unwrap(),
+        ],
+        &input[ticket][2],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -188,16 +176,7 @@ fn surrogates_are_consistent_well_formed_never_the_input_and_pass_the_gate() {
 
     // An access request finds the subject's rows by the surrogate of their id.
     let subject = &input[ticket][0];
-    let bundle = w.path().join("bundle.json");
-    w.privprep_ok(&[
-        "subject",
-        "export",
-        subject,
-        "--out",
-        bundle.to_str().unwrap(),
-    ]);
-    let bundle: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    let bundle = w.export_bundle(subject, &[]);
     let rows = bundle["outputs"][0]["rows"].as_array().unwrap();
     assert!(
         rows.iter().any(|r| r["ticket_id"] == ticket.as_str()),

@@ -13,19 +13,17 @@ use std::path::{Path, PathBuf};
 fn chain_dataset(dir: &Path, cap: &str) {
     let data = dir.join("chain");
     std::fs::create_dir_all(&data).unwrap();
-    let mut x: u64 = 99;
-    let mut next = |n: u64| {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (x >> 33) % n
-    };
+    let mut rng = Lcg(99);
     let mut csv = String::from("a,b,c,d\n");
     for _ in 0..5000 {
-        let mut r = vec![next(4)];
+        let mut r = vec![rng.below(4)];
         for i in 1..4 {
             let prev = r[i - 1];
-            r.push(if next(100) < 80 { prev } else { next(4) });
+            r.push(if rng.below(100) < 80 {
+                prev
+            } else {
+                rng.below(4)
+            });
         }
         csv.push_str(&format!("{},{},{},{}\n", r[0], r[1], r[2], r[3]));
     }
@@ -85,12 +83,6 @@ seed = 7
     p
 }
 
-fn record(w: &Work, run_id: &str) -> serde_json::Value {
-    let show = w.privprep_ok(&["lineage", "show", run_id, "--format", "json"]);
-    let r: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
-    r["record"].clone()
-}
-
 /// Mean 2-way TV between the real table and the product of its own 1-way marginals: the
 /// best an independent model can do.
 fn independent_baseline(file: &Path) -> f64 {
@@ -139,7 +131,7 @@ fn a_high_budget_recovers_the_network_and_the_spend_is_opendps() {
     let w = Work::new();
     chain_dataset(w.path(), "");
     let s = w.run_ok(&pipeline(&w, "high", "{ rho = 50.0 }"));
-    let r = record(&w, s["run_id"].as_str().unwrap());
+    let r = w.lineage_record(s["run_id"].as_str().unwrap());
     let t = &r["synthetics"][0];
     let mut edges: Vec<(String, String)> = t["edges"]
         .as_array()

@@ -138,6 +138,47 @@ path = "out/{name}.parquet"
         assert_eq!(code, 0, "{stderr}");
         summary
     }
+    /// Runs privprep with these arguments and `stdin` on its standard input (an id kept out of
+    /// the command line).
+    pub fn privprep_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run privprep");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("privprep")
+    }
+    /// The lineage record of run `run_id`, as `lineage show --format json` gives it.
+    pub fn lineage_record(&self, run_id: &str) -> serde_json::Value {
+        let out = self.privprep_ok(&["lineage", "show", run_id, "--format", "json"]);
+        let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        shown["record"].clone()
+    }
+    /// Runs `subject export` (with `extra` arguments) into a bundle and reads it.
+    pub fn export_bundle(&self, subject: &str, extra: &[&str]) -> serde_json::Value {
+        let path = self.path().join("bundle.json");
+        let mut args = vec![
+            "subject",
+            "export",
+            subject,
+            "--out",
+            path.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        self.privprep_ok(&args);
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    }
     /// Runs privprep with these arguments, which must succeed.
     pub fn privprep_ok(&self, args: &[&str]) -> Output {
         let out = self.privprep(args);
@@ -301,5 +342,51 @@ pub fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(&src, &dst).unwrap();
         }
+    }
+}
+
+/// Replaces `from` by `to` (once) in the file at `path`; the file must hold `from`.
+pub fn edit_file(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let edited = text.replacen(from, to, 1);
+    assert_ne!(text, edited, "{} changed shape", path.display());
+    std::fs::write(path, edited).unwrap();
+}
+
+/// Makes the manifest in `data` call the free-text `body` column public (a mistake the leak
+/// gate must catch).
+pub fn misclassify_body(data: &Path) {
+    edit_file(
+        &data.join("manifest.toml"),
+        "class = \"free_text\"  # identifier | quasi_identifier | sensitive | free_text | public",
+        "class = \"public\"",
+    );
+}
+
+/// Copies the repository's `pipelines/` and `datasets/support_tickets/` into the workspace,
+/// so an example runs there as it is.
+pub fn copy_examples(w: &Work) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["pipelines", "datasets/support_tickets"] {
+        std::fs::create_dir_all(w.path().join(dir)).unwrap();
+        for e in std::fs::read_dir(root.join(dir)).unwrap() {
+            let e = e.unwrap();
+            if e.path().is_file() {
+                std::fs::copy(e.path(), w.path().join(dir).join(e.file_name())).unwrap();
+            }
+        }
+    }
+}
+
+/// A small deterministic generator for test data: the next value below `n`.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
     }
 }
