@@ -18,12 +18,9 @@ use privprep::datagen::{generate, DataFormat, DatagenOptions};
 use privprep::dp::ledger::Loss;
 use privprep::dp::release::{prepare, Keys, ReleasePlan, Statistic, SUBJECT};
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::env_num;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();

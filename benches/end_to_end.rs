@@ -15,12 +15,9 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_privprep");
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::{env_num, ticket_data, write_key};
 
 /// Peak figures of one command, in MiB: total RSS (from the kernel's high-water mark) and the
 /// largest anonymous RSS seen by sampling (heap; excludes the memory-mapped input file).
@@ -215,27 +212,7 @@ fn main() {
     }
     let rows = env_num("PRIVPREP_BENCH_ROWS", 1_000_000);
     let reps = env_num("PRIVPREP_BENCH_REPS", 3).max(1);
-    let dir =
-        PathBuf::from(std::env::var("PRIVPREP_BENCH_DIR").unwrap_or_else(|_| {
-            format!("{}/privprep-bench-{rows}", std::env::temp_dir().display())
-        }));
-    let data = dir.join("data");
-    if !data.join("tickets.csv").exists() {
-        eprintln!("generating {rows} rows into {}", data.display());
-        let ok = Command::new(BIN)
-            .args([
-                "datagen",
-                "--rows",
-                &rows.to_string(),
-                "--seed",
-                "1",
-                "--out",
-            ])
-            .arg(&data)
-            .status()
-            .expect("datagen");
-        assert!(ok.success());
-    }
+    let (dir, data) = ticket_data(BIN, rows);
     let csv_bytes = std::fs::metadata(data.join("tickets.csv"))
         .map(|m| m.len())
         .unwrap_or(0);
@@ -259,18 +236,7 @@ fn main() {
     )
     .expect("key list");
     let key = dir.join("bench.key");
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&key)
-            .expect("key file");
-        f.write_all("cd".repeat(32).as_bytes()).expect("key");
-    }
+    write_key(&key, &"cd".repeat(32));
     let mut ours = Vec::new();
     let mut ours_redact = Vec::new();
     let mut ours_release = Vec::new();

@@ -4,19 +4,16 @@
 //! outputs and the store are restored between repetitions (`PRIVPREP_BENCH_REPS`, default 3;
 //! the median is reported).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_privprep");
-const OUTPUTS: usize = 10;
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::{copy_dir, env_num, ticket_data, write_key};
+const OUTPUTS: usize = 10;
 
 /// Runs privprep in `dir` with `args`; returns its wall time and standard output.
 fn privprep(dir: &Path, args: &[&str], stdin: Option<&str>) -> (Duration, String) {
@@ -44,61 +41,17 @@ fn privprep(dir: &Path, args: &[&str], stdin: Option<&str>) -> (Duration, String
     (start.elapsed(), String::from_utf8_lossy(&out.stdout).into())
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    let _ = std::fs::remove_dir_all(to);
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read dir").flatten() {
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        if src.is_dir() {
-            copy_dir(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).expect("copy");
-        }
-    }
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
     let rows = env_num("PRIVPREP_BENCH_ROWS", 1_000_000);
     let reps = env_num("PRIVPREP_BENCH_REPS", 3).max(1);
-    let base = PathBuf::from(format!(
-        "{}/privprep-bench-{rows}",
-        std::env::temp_dir().display()
-    ));
-    let data = base.join("data");
-    if !data.join("tickets.csv").exists() {
-        eprintln!("generating {rows} rows into {}", data.display());
-        let ok = Command::new(BIN)
-            .args([
-                "datagen",
-                "--rows",
-                &rows.to_string(),
-                "--seed",
-                "1",
-                "--out",
-            ])
-            .arg(&data)
-            .status()
-            .expect("datagen");
-        assert!(ok.success());
-    }
+    let (base, data) = ticket_data(BIN, rows);
     let dir = base.join("forget");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(dir.join("bench.key"))
-            .expect("key file");
-        f.write_all("ef".repeat(32).as_bytes()).expect("key");
-    }
+    write_key(&dir.join("bench.key"), &"ef".repeat(32));
     for n in 0..OUTPUTS {
         let text = format!(
             r#"[pipeline]
