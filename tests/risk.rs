@@ -84,16 +84,7 @@ fn k_anonymity_suppresses_exactly_the_rows_of_small_classes() {
         s["rows_written"].as_u64().unwrap(),
         open["rows_written"].as_u64().unwrap() - expected
     );
-    let dropped: u64 = s["dropped"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
-    assert_eq!(
-        s["rows_read"].as_u64().unwrap(),
-        s["rows_written"].as_u64().unwrap() + dropped + s["quarantined"].as_u64().unwrap()
-    );
+    assert_rows_add_up(&s);
     let r = &s["risk"];
     assert_eq!(r["quasi_identifiers"], serde_json::json!(QIS));
     assert_eq!(r["classes"].as_u64().unwrap(), sizes.len() as u64);

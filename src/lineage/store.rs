@@ -1614,14 +1614,7 @@ mod tests {
             }],
             // As the store sets it for a run without spends.
             budget_spends: Some(Vec::new()),
-            subject_index: Vec::new(),
-            subject_column: None,
-            erasure: None,
-            encryption: None,
-            synthetics: Vec::new(),
-            risk: None,
-            retention: None,
-            rotation: None,
+            ..RunRecord::begin("", "", "", "", "", "")
         }
     }
 

@@ -58,6 +58,19 @@ pub struct Measurement {
     pub rho: f64,
 }
 
+impl Measurement {
+    /// A Gaussian measurement of the marginal of `columns` (1 or 2 of them).
+    fn gaussian(columns: Vec<usize>, scale: f64, k: u32) -> Result<Measurement, SynthError> {
+        Ok(Measurement {
+            kind: format!("{}-way", columns.len()),
+            columns,
+            mechanism: "Gaussian (OpenDP make_gaussian, discrete)".into(),
+            scale,
+            rho: gaussian_rho(scale, k)?,
+        })
+    }
+}
+
 /// The calibrated measurements, before any data is read: their scales and total ρ.
 #[derive(Debug, Clone)]
 pub struct Calibration {
@@ -251,13 +264,7 @@ pub fn fit(
     for (i, n) in domains.iter().enumerate() {
         let noisy = noise_one(&one_way(rows, i, *n))?;
         one.push(noisy.iter().map(|v| *v as f64).collect::<Vec<f64>>());
-        measurements.push(Measurement {
-            kind: "1-way".into(),
-            columns: vec![i],
-            mechanism: "Gaussian (OpenDP make_gaussian, discrete)".into(),
-            scale: cal.sigma_one,
-            rho: gaussian_rho(cal.sigma_one, k)?,
-        });
+        measurements.push(Measurement::gaussian(vec![i], cal.sigma_one, k)?);
     }
     let total: f64 = one
         .iter()
@@ -382,13 +389,7 @@ pub fn fit(
     for (p, c) in oriented {
         let noisy = noise_two(&two_way(rows, (p, domains[p]), (c, domains[c])))?;
         edges.push((p, c, noisy.iter().map(|v| *v as f64).collect::<Vec<f64>>()));
-        measurements.push(Measurement {
-            kind: "2-way".into(),
-            columns: vec![p, c],
-            mechanism: "Gaussian (OpenDP make_gaussian, discrete)".into(),
-            scale: cal.sigma_two,
-            rho: gaussian_rho(cal.sigma_two, k)?,
-        });
+        measurements.push(Measurement::gaussian(vec![p, c], cal.sigma_two, k)?);
     }
     // Each column's 1-way counts, measured once directly and once more in every 2-way table
     // it is in (summed over the other column, with that many times the variance): the

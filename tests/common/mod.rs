@@ -390,3 +390,20 @@ impl Lcg {
         (self.0 >> 33) % n
     }
 }
+
+/// Asserts a run summary's accounting: rows read = written + Σ dropped + quarantined.
+pub fn assert_rows_add_up(summary: &serde_json::Value) {
+    let dropped: u64 = summary["dropped"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        summary["rows_read"].as_u64().unwrap(),
+        summary["rows_written"].as_u64().unwrap()
+            + dropped
+            + summary["quarantined"].as_u64().unwrap(),
+        "{summary}"
+    );
+}
