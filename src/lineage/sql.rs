@@ -25,6 +25,9 @@ pub struct View {
     pub name: &'static str,
     pub about: &'static str,
     sql: &'static str,
+    /// The schema version whose tables it reads (a store not yet migrated to it, which this
+    /// read-only connection cannot migrate, goes without the view).
+    since: i64,
 }
 
 /// The views every `lineage sql` connection has.
@@ -41,6 +44,7 @@ pub const VIEWS: &[View] = &[
                  SUM(i.rows_read) AS rows_read
               FROM run_inputs i JOIN runs r ON r.run_id = i.run_id
               GROUP BY i.dataset_id",
+        since: 1,
     },
     View {
         name: "outputs_per_run",
@@ -53,6 +57,7 @@ pub const VIEWS: &[View] = &[
               SELECT r.seq, r.run_id, r.pipeline_name, r.status, r.finished_at, 'release',
                  e.name, e.path, e.rows, e.sha256
               FROM runs r JOIN run_releases e ON e.run_id = r.run_id",
+        since: 1,
     },
     View {
         name: "drops_per_run",
@@ -60,6 +65,7 @@ pub const VIEWS: &[View] = &[
         sql: "SELECT r.seq AS seq, r.run_id AS run_id, r.pipeline_name AS pipeline,
                  d.reason AS reason, d.rows AS rows
               FROM runs r JOIN run_drops d ON d.run_id = r.run_id",
+        since: 1,
     },
     View {
         name: "spends_per_dataset",
@@ -69,6 +75,7 @@ pub const VIEWS: &[View] = &[
                  MIN(recorded_at) AS first_spend, MAX(recorded_at) AS last_spend
               FROM budget_ledger
               GROUP BY dataset_id, privacy_unit, measure",
+        since: 1,
     },
     View {
         name: "synthetic_tables",
@@ -81,6 +88,7 @@ pub const VIEWS: &[View] = &[
                  i.path AS input, i.sha256 AS input_sha256
               FROM runs r JOIN run_synthetics t ON t.run_id = r.run_id
                           JOIN run_inputs i ON i.run_id = r.run_id",
+        since: 5,
     },
     View {
         name: "surrogates",
@@ -92,6 +100,7 @@ pub const VIEWS: &[View] = &[
               FROM runs r JOIN column_lineage c ON c.run_id = r.run_id
                           JOIN run_inputs i ON i.run_id = r.run_id
               WHERE c.transformation LIKE 'surrogate%'",
+        since: 1,
     },
     View {
         name: "erasures",
@@ -104,6 +113,7 @@ pub const VIEWS: &[View] = &[
                  o.old_sha256 AS old_sha256, o.new_sha256 AS new_sha256, o.note AS note
               FROM runs r JOIN output_changes o ON o.run_id = r.run_id
               WHERE o.kind = 'erasure'",
+        since: 5,
     },
 ];
 
@@ -137,15 +147,6 @@ fn view_names() -> String {
     VIEWS.iter().map(|v| v.name).collect::<Vec<_>>().join(", ")
 }
 
-fn has_table(conn: &Connection, name: &str) -> bool {
-    conn.query_row(
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-        [name],
-        |r| r.get::<_, i64>(0),
-    )
-    .is_ok_and(|n| n > 0)
-}
-
 /// Runs one read-only `sql` statement on the store at `path`.
 pub fn query(path: &Path, sql: &str) -> Result<Answer, SqlError> {
     let open_error = |error| SqlError::Open {
@@ -161,14 +162,10 @@ pub fn query(path: &Path, sql: &str) -> Result<Answer, SqlError> {
         .map_err(open_error)?;
     conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)
         .map_err(open_error)?;
-    for v in VIEWS {
-        // A store not yet opened by this version lacks the erasure tables (read-only: no
-        // migration here); its views over them are left out.
-        if (v.sql.contains("output_changes") && !has_table(&conn, "output_changes"))
-            || (v.sql.contains("run_synthetics") && !has_table(&conn, "run_synthetics"))
-        {
-            continue;
-        }
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(open_error)?;
+    for v in VIEWS.iter().filter(|v| v.since <= version) {
         conn.execute_batch(&format!("CREATE TEMP VIEW {} AS {};", v.name, v.sql))
             .map_err(open_error)?;
     }
