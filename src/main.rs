@@ -141,7 +141,7 @@ enum Command {
         #[arg(long)]
         key_file: Option<PathBuf>,
     },
-    /// Re-identification risk of any Parquet or CSV file: equivalence classes on the named
+    /// Re-identification risk of any Parquet, CSV or NDJSON file: equivalence classes on the named
     /// quasi-identifiers, the k it reaches, classes and rows below --k, and l-diversity.
     Risk {
         path: PathBuf,

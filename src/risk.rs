@@ -1,4 +1,4 @@
-//! `privprep risk FILE --qi …`: the re-identification risk of any Parquet or CSV file, as the
+//! `privprep risk FILE --qi …`: the re-identification risk of any Parquet, CSV or NDJSON file, as the
 //! `[risk]` stage measures the rows a run writes: equivalence classes on the quasi-identifiers,
 //! the smallest class (the k the file reaches), the classes and rows below a k, and for each
 //! sensitive column its l-diversity. One streaming group-by: a count per class, never the rows.
@@ -25,7 +25,7 @@ pub struct Assessment {
 /// Why a file could not be assessed.
 #[derive(Debug, thiserror::Error)]
 pub enum RiskError {
-    #[error("{path}: {message}\n  = hint: give a Parquet or CSV file and column names it has (an encrypted privprep output cannot be read without its keys)")]
+    #[error("{path}: {message}\n  = hint: give a Parquet, CSV or NDJSON file and column names it has (an encrypted privprep output cannot be read without its keys)")]
     Read { path: String, message: String },
 }
 
@@ -41,8 +41,12 @@ pub fn assess(
         message: crate::ingest::redact(&e),
     };
     let pl_path = PlPath::new(&path.display().to_string());
-    let lf = match path.extension().and_then(|e| e.to_str()) {
-        Some("csv") => LazyCsvReader::new(pl_path).with_has_header(true).finish(),
+    // The format by the file's extension, as `scan` and `[source]` tell it.
+    let lf = match crate::SourceFormat::from_path(path) {
+        Some(crate::SourceFormat::Csv) => {
+            LazyCsvReader::new(pl_path).with_has_header(true).finish()
+        }
+        Some(crate::SourceFormat::Ndjson) => LazyJsonLineReader::new(pl_path).finish(),
         _ => LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default()),
     }
     .map_err(err)?;
