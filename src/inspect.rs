@@ -225,11 +225,8 @@ fn key_status(record: &EncryptionRecord, state_dir: &Path, path: &Path) -> Vec<(
 
 /// Reads the first row group of `path` with `keys`.
 fn open_with(path: &Path, keys: &MasterKeys) -> Result<(), String> {
-    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let options = ArrowReaderOptions::default().with_file_decryption_properties(keys.decryption());
-    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
-        .map_err(|e| e.to_string())?
+    let reader = keys
+        .reader(path)?
         .with_row_groups(vec![0])
         .build()
         .map_err(|e| e.to_string())?;

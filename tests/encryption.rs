@@ -23,16 +23,15 @@ fn read_batches(
     path: &Path,
     keys: Option<&privprep::emit::encryption::MasterKeys>,
 ) -> Result<Vec<arrow::array::RecordBatch>, String> {
-    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut options = ArrowReaderOptions::default();
-    if let Some(k) = keys {
-        options = options.with_file_decryption_properties(k.decryption());
-    }
-    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
-        .map_err(|e| e.to_string())?
-        .build()
-        .map_err(|e| e.to_string())?;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let builder = match keys {
+        Some(k) => k.reader(path)?,
+        None => {
+            let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?
+        }
+    };
+    let reader = builder.build().map_err(|e| e.to_string())?;
     reader
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())

@@ -96,6 +96,20 @@ impl MasterKeys {
         })
     }
 
+    /// A reader of the Parquet file at `path` that decrypts it with the keys held here.
+    pub fn reader(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder<std::fs::File>, String>
+    {
+        use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let options =
+            ArrowReaderOptions::default().with_file_decryption_properties(self.decryption());
+        ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
+            .map_err(|e| e.to_string())
+    }
+
     /// Properties that decrypt any file whose master keys are held here.
     pub fn decryption(&self) -> Arc<FileDecryptionProperties> {
         FileDecryptionProperties::with_key_retriever(Arc::new(Unwrapper(self.clone())))

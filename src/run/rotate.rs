@@ -246,11 +246,7 @@ fn reencrypt(
     enc: EncryptionRecord,
     staged: &mut StagedCommit,
 ) -> Result<(u64, String), String> {
-    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let options = ArrowReaderOptions::default().with_file_decryption_properties(keys.decryption());
-    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
-        .map_err(|e| e.to_string())?;
+    let builder = keys.reader(path)?;
     let schema = builder.schema().clone();
     let group_rows = builder
         .metadata()

@@ -507,15 +507,13 @@ fn encrypted_rows_where(
 ) -> Result<Vec<serde_json::Value>, ExportError> {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{DataType, Float64Type, Int64Type};
-    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
     let err = |message: String| ExportError::Read {
         path: path.to_string(),
         message,
     };
-    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-    let options = ArrowReaderOptions::default().with_file_decryption_properties(keys.decryption());
-    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
-        .map_err(|e| err(e.to_string()))?
+    let reader = keys
+        .reader(Path::new(path))
+        .map_err(err)?
         .build()
         .map_err(|e| err(e.to_string()))?;
     let cast = |a: &arrow::array::ArrayRef, t: &DataType| {
