@@ -77,10 +77,7 @@ pub struct Calibration {
     pub sigma_one: f64,
     pub sigma_two: f64,
     pub select_scale: f64,
-    /// ρ of each kind of measurement (OpenDP's maps), and the total.
-    pub rho_one: f64,
-    pub rho_select: f64,
-    pub rho_two: f64,
+    /// The total ρ: the sum of OpenDP's maps of every measurement.
     pub rho: f64,
 }
 
@@ -192,9 +189,6 @@ pub fn calibrate(d: usize, rho: f64, k: u32) -> Result<Calibration, SynthError> 
         sigma_one,
         sigma_two,
         select_scale,
-        rho_one,
-        rho_select,
-        rho_two,
         rho: rho_one + rho_select + rho_two,
     })
 }
@@ -555,19 +549,13 @@ pub fn sample(model: &Model, n: usize, seed: u64) -> Vec<Vec<u32>> {
             (*p, *c, rows)
         })
         .collect();
-    let independent: Vec<Vec<f64>> = model.one_way.iter().map(|m| normalized(m)).collect();
     (0..n)
         .map(|_| {
-            let mut row = vec![u32::MAX; d];
+            // The tree spans every column: the root, then each child from its parent.
+            let mut row = vec![0u32; d];
             row[model.root] = draw(&mut rng, &root_p);
             for (p, c, cond) in &conditionals {
                 row[*c] = draw(&mut rng, &cond[row[*p] as usize]);
-            }
-            // Columns the tree did not reach (none for a spanning tree) come from their 1-way.
-            for (i, v) in row.iter_mut().enumerate() {
-                if *v == u32::MAX {
-                    *v = draw(&mut rng, &independent[i]);
-                }
             }
             // Back to the original values: a merged value is one of its members, by weight.
             for (i, v) in row.iter_mut().enumerate() {
