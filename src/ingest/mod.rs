@@ -548,71 +548,49 @@ pub fn typed_columns(manifest: &Manifest, conversions: &[Conversion]) -> (Vec<Ex
 }
 
 fn parse_expr(text: Expr, c: &ManifestColumn) -> Expr {
+    use privprep_kernels::parse;
     let text = text.str().strip_chars(lit(NULL));
     match c.ty.get_ref() {
         ColumnType::String => text,
-        ColumnType::Int64 => text.cast(DataType::Int64),
-        ColumnType::Float64 => text.cast(DataType::Float64),
-        ColumnType::Bool => {
-            let t = Series::new(
-                "t".into(),
-                ["true", "True", "TRUE", "1", "yes", "Yes", "YES", "y", "Y"],
-            );
-            let f = Series::new(
-                "f".into(),
-                ["false", "False", "FALSE", "0", "no", "No", "NO", "n", "N"],
-            );
-            when(text.clone().is_in(lit(t).implode(), false))
-                .then(lit(true))
-                .when(text.is_in(lit(f).implode(), false))
-                .then(lit(false))
-                .otherwise(lit(NULL).cast(DataType::Boolean))
+        ColumnType::Int64 => parsed::<Int64Type, _>(text, DataType::Int64, parse::int64),
+        ColumnType::Float64 => parsed::<Float64Type, _>(text, DataType::Float64, parse::float64),
+        ColumnType::Bool => parsed::<BooleanType, _>(text, DataType::Boolean, parse::boolean),
+        ColumnType::Date => {
+            let format = c.temporal_format().to_string();
+            parsed::<Int32Type, _>(text, DataType::Int32, move |v| {
+                parse::date_days(v, &format)
+            })
+            .cast(DataType::Date)
         }
-        ColumnType::Date => text.str().to_date(StrptimeOptions {
-            format: Some(c.temporal_format().into()),
-            strict: false,
-            exact: true,
-            cache: true,
-        }),
-        ColumnType::Datetime => match &c.format {
-            Some(format) => datetime(text, format),
-            None => iso_datetime(text),
-        },
+        ColumnType::Datetime => {
+            let format = c.format.clone();
+            parsed::<Int64Type, _>(text, DataType::Int64, move |v| {
+                parse::datetime_micros(v, format.as_deref())
+            })
+            .cast(DataType::Datetime(TimeUnit::Microseconds, None))
+        }
     }
 }
 
-/// `text` parsed with the chrono `format`; a value that does not match is null.
-fn datetime(text: Expr, format: &str) -> Expr {
-    text.str().to_datetime(
-        Some(TimeUnit::Microseconds),
-        None,
-        StrptimeOptions {
-            format: Some(format.into()),
-            strict: false,
-            exact: true,
-            cache: true,
-        },
-        lit("raise"),
-    )
-}
-
-/// ISO 8601 / RFC 3339 datetimes as systems write them: `T` or a space between date and time,
-/// an optional fraction of a second, and no zone (kept as written), `Z` or an offset
-/// (converted to UTC). The column stays a zone-less datetime. Read by the kernel in one pass
-/// over each value: general format parsing would cost about a microsecond a value.
-fn iso_datetime(text: Expr) -> Expr {
+/// `text` read value by value with a kernel of `privprep_kernels::parse` (the rules every
+/// engine quarantines by); a value that does not read is null.
+fn parsed<T, V>(
+    text: Expr,
+    dtype: DataType,
+    f: impl Fn(&str) -> Option<V> + Send + Sync + 'static,
+) -> Expr
+where
+    T: PolarsDataType,
+    ChunkedArray<T>: IntoColumn + FromIterator<Option<V>>,
+{
     text.map(
-        |c| {
+        move |c| {
             let ca = c.str()?;
-            let micros: Int64Chunked = ca
-                .iter()
-                .map(|v| v.and_then(privprep_kernels::temporal::iso_datetime_micros))
-                .collect();
-            Ok(micros.with_name(ca.name().clone()).into_column())
+            let out: ChunkedArray<T> = ca.iter().map(|v| v.and_then(&f)).collect();
+            Ok(out.with_name(ca.name().clone()).into_column())
         },
-        |_: &Schema, f: &Field| Ok(Field::new(f.name().clone(), DataType::Int64)),
+        move |_: &Schema, field: &Field| Ok(Field::new(field.name().clone(), dtype.clone())),
     )
-    .cast(DataType::Datetime(TimeUnit::Microseconds, None))
 }
 
 #[cfg(test)]

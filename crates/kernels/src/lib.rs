@@ -18,6 +18,7 @@
 //! - [`pii`]: the PII scanner, its validators and phone plans, and redaction.
 //! - [`gate`]: keyed hashes of identifier values, for the output leak gate.
 //! - [`policy`]: per-value consent predicates (purposes, allowed values).
+//! - [`parse`]: typed values read out of text, by the rules that quarantine a row.
 //! - [`temporal`]: ISO 8601 / RFC 3339 datetimes read in one pass.
 //! - [`subject`]: keyed hashes of subject ids and the sorted sets of the subject index.
 //! - [`array`](mod@array): the kernels over whole Arrow string arrays; nulls stay null.
@@ -28,6 +29,7 @@ pub mod generalize;
 pub mod key;
 pub mod mask;
 pub mod pii;
+pub mod parse;
 pub mod policy;
 pub mod risk;
 pub mod split;
