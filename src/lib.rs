@@ -37,7 +37,9 @@ pub use spec::{Diagnostic, Diagnostics, SourceFormat};
 
 /// Runs and their summaries.
 pub use policy::DropReason;
-pub use run::{recover_interrupted, run, write_collisions, RunFailure, RunOptions, RunSummary};
+pub use run::{
+    recover_interrupted, row_plan, run, write_collisions, RunFailure, RunOptions, RunSummary,
+};
 
 /// Lineage: the store, its records and verdicts.
 pub use lineage::record::{GateResult, LeakGateRecord, Measure, RunRecord};

@@ -74,6 +74,12 @@ enum SourceFormatArg {
     Ndjson,
 }
 
+/// What `plan` prints: JSON only (`explain` shows the plan in words).
+#[derive(Clone, Copy, ValueEnum)]
+enum PlanFormat {
+    Json,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum DataFormat {
     Csv,
@@ -103,6 +109,18 @@ enum Command {
         file: PathBuf,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+    },
+    /// Print the plan's row stages as JSON for engines outside this binary (the Spark engine of
+    /// the Python wheel): manifest columns, policy rules, each output's action, the text
+    /// detectors, the split and the key id. Holds no key and no data value (revoked and erased
+    /// subjects appear as keyed hashes).
+    Plan {
+        file: PathBuf,
+        /// Key file, as for `run`.
+        #[arg(long, env = "PRIVPREP_KEY_FILE", hide_env_values = true)]
+        key_file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: PlanFormat,
     },
     /// Generate a synthetic support-tickets dataset with manifest, revocations and PII ground truth.
     Datagen {
@@ -495,6 +513,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Ok(ExitCode::SUCCESS)
             }
+        },
+        Command::Plan {
+            file,
+            key_file,
+            format: PlanFormat::Json,
+        } => match privprep::validate(&file) {
+            Err(d) => Ok(config_error(&d, Format::Json)),
+            Ok(plan) => match privprep::row_plan(&plan, &run_options(&g, &lineage_db, key_file)) {
+                Ok(rows) => {
+                    print_json(&rows)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            },
         },
         Command::Explain { file, format } => match privprep::validate(&file) {
             Err(d) => Ok(config_error(&d, format)),

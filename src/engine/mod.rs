@@ -40,12 +40,11 @@ use crate::lineage::record::SchemaField;
 use crate::pii::gate::{GateTally, IdentifierSet};
 use crate::pii::redact::TextStats;
 use crate::plan::Plan;
-use crate::policy::DropReason;
 use privprep_kernels::key::Key;
 use privprep_kernels::subject::SubjectHasher;
 
 /// Number of statuses a row can end in: kept, quarantined, and one per drop reason.
-pub const STATUSES: usize = 2 + DropReason::ALL.len();
+pub use crate::policy::STATUSES;
 
 /// What an engine is asked to do.
 pub struct Job<'a> {

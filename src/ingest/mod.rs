@@ -557,10 +557,8 @@ fn parse_expr(text: Expr, c: &ManifestColumn) -> Expr {
         ColumnType::Bool => parsed::<BooleanType, _>(text, DataType::Boolean, parse::boolean),
         ColumnType::Date => {
             let format = c.temporal_format().to_string();
-            parsed::<Int32Type, _>(text, DataType::Int32, move |v| {
-                parse::date_days(v, &format)
-            })
-            .cast(DataType::Date)
+            parsed::<Int32Type, _>(text, DataType::Int32, move |v| parse::date_days(v, &format))
+                .cast(DataType::Date)
         }
         ColumnType::Datetime => {
             let format = c.format.clone();

@@ -204,6 +204,12 @@ impl PiiPlan {
 
     /// A scanner running `detectors` (names), or all detectors when `None`.
     pub fn scanner(&self, detectors: Option<&[String]>) -> Result<Scanner, detect::ScannerError> {
+        Scanner::new(&self.scanner_config(detectors))
+    }
+
+    /// The configuration [`PiiPlan::scanner`] builds its scanner from (what other engines are
+    /// handed, to build the same scanner).
+    pub fn scanner_config(&self, detectors: Option<&[String]>) -> ScannerConfig {
         let on = |name: &str| detectors.is_none_or(|d| d.iter().any(|x| x == name));
         let custom = self
             .custom
@@ -218,7 +224,7 @@ impl PiiPlan {
                 d
             })
             .collect();
-        let config = ScannerConfig {
+        ScannerConfig {
             enabled: Kind::BUILTIN
                 .iter()
                 .copied()
@@ -232,8 +238,7 @@ impl PiiPlan {
                 Vec::new()
             },
             allow: self.allow.clone(),
-        };
-        Scanner::new(&config)
+        }
     }
 
     /// The per-kind actions and labels of a column.

@@ -9,6 +9,8 @@
 //!
 //! Depends on: `spec`, `stages`.
 
+pub mod rows;
+
 pub use crate::stages::output::OutputPlan;
 pub use crate::stages::{ColumnPlan, Explained, ExplainedColumn, Plan, Source};
 

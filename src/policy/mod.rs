@@ -6,86 +6,14 @@
 //! resolution of `[policy]` is `stages::policy`. Depends on: `spec` (side files), the kernels
 //! crate (value predicates); no engine.
 
-use serde::Serialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 // The per-value predicates are kernels, so every engine keeps and drops the same rows.
-pub use privprep_kernels::policy::{one_of, purposes_include};
-
-/// Internal column holding each row's status code (0 = kept, 1 = quarantined, 2.. = dropped),
-/// as Int32 because the engine is built without 8-bit integer types.
-pub const STATUS: &str = "__status";
-/// Status code of rows that are kept.
-pub const KEPT: u8 = 0;
-/// Status code of rows quarantined because a value did not parse.
-pub const QUARANTINED: u8 = 1;
-
-/// Why a row was dropped. The order of the variants is the order the checks apply in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum DropReason {
-    /// The subject column is empty: the row cannot be tied to a person, so no consent applies.
-    MissingSubject,
-    /// The subject was erased (`privprep subject forget` or `sweep`): on the store's erasure
-    /// list, which every run applies.
-    Erased,
-    /// The subject is on a revocation list.
-    Revoked,
-    /// Consent status missing or not in `allowed_status`.
-    ConsentStatus,
-    /// Consent purposes missing or not including the pipeline's purpose.
-    ConsentPurpose,
-    /// Provenance tag missing or not in `allowed_provenance`.
-    Provenance,
-    /// Timestamp missing or outside the retention window.
-    Retention,
-    /// A free-text column holds PII whose rule is `drop_row`.
-    PiiInText,
-    /// The row's quasi-identifier class has fewer than k written rows (`[risk]`).
-    KAnonymity,
-}
-
-impl DropReason {
-    /// All reasons, in the order they are checked.
-    pub const ALL: [DropReason; 9] = [
-        DropReason::MissingSubject,
-        DropReason::Erased,
-        DropReason::Revoked,
-        DropReason::ConsentStatus,
-        DropReason::ConsentPurpose,
-        DropReason::Provenance,
-        DropReason::Retention,
-        DropReason::PiiInText,
-        DropReason::KAnonymity,
-    ];
-
-    /// Status code of rows dropped for this reason.
-    pub fn code(self) -> u8 {
-        2 + DropReason::ALL.iter().position(|r| *r == self).unwrap_or(0) as u8
-    }
-
-    /// The reason for a status code, if it is a drop.
-    pub fn from_code(code: u8) -> Option<DropReason> {
-        DropReason::ALL.get(code.checked_sub(2)? as usize).copied()
-    }
-
-    /// snake_case name used in summaries, JSON and lineage.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::MissingSubject => "missing_subject",
-            DropReason::Erased => "erased",
-            DropReason::Revoked => "revoked",
-            DropReason::ConsentStatus => "consent_status",
-            DropReason::ConsentPurpose => "consent_purpose",
-            DropReason::Provenance => "provenance",
-            DropReason::Retention => "retention",
-            DropReason::PiiInText => "pii_in_text",
-            DropReason::KAnonymity => "k_anonymity",
-        }
-    }
-}
+pub use privprep_kernels::policy::{
+    one_of, purposes_include, DropReason, KEPT, QUARANTINED, STATUS, STATUSES,
+};
 
 /// Where a row's provenance tag comes from.
 #[derive(Debug, Clone, PartialEq)]

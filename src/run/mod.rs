@@ -457,6 +457,38 @@ impl RunSummary {
     }
 }
 
+/// The plan's row stages for engines outside this binary (`privprep plan --format json`), with
+/// the run key's id and, under the subject index key, the revoked subjects and the store's
+/// erased ones. Keys are resolved (and created on first use) as a run resolves them, so the
+/// plan and the run that follows agree; no key is in the result.
+pub fn row_plan(
+    plan: &Plan,
+    opts: &RunOptions,
+) -> Result<privprep_kernels::rows::RowPlan, RunError> {
+    let quiet = indicatif::ProgressBar::hidden();
+    let key = load_key(plan, opts, &quiet)?;
+    let (index_key, source) = keys::resolve_index_key_source(&opts.state_dir)?;
+    if let keys::KeySource::Created(p) = &source {
+        eprintln!("privprep: created the subject index key at {} (mode 0600). Keep it with the lineage store: `privprep subject find` reads the index with it.", p.display());
+    }
+    // A store that does not exist yet has erased nobody; none is created for a plan.
+    let erased = if opts.lineage_db.exists() {
+        Store::open(&opts.lineage_db)
+            .and_then(|s| s.erased_keys())
+            .map_err(|e| RunError::Lineage {
+                path: opts.lineage_db.display().to_string(),
+                message: e.to_string(),
+            })?
+    } else {
+        HashSet::new()
+    };
+    Ok(plan.row_plan(
+        key.map(|k| k.id()),
+        &SubjectHasher::new(&index_key),
+        &erased,
+    ))
+}
+
 /// One run, in the order of the data flow: key, read, calibrate, stream, account, finish,
 /// gate, stage, release. Anything that fails returns early; what was written so far is owned
 /// by values whose drop removes it (writers, the staged commit, the scratch folder).

@@ -22,16 +22,18 @@
 //! - [`temporal`]: ISO 8601 / RFC 3339 datetimes read in one pass.
 //! - [`subject`]: keyed hashes of subject ids and the sorted sets of the subject index.
 //! - [`array`](mod@array): the kernels over whole Arrow string arrays; nulls stay null.
+//! - [`rows`]: a plan's row stages over one Arrow batch (the engine of the Python wheel).
 
 pub mod array;
 pub mod gate;
 pub mod generalize;
 pub mod key;
 pub mod mask;
-pub mod pii;
 pub mod parse;
+pub mod pii;
 pub mod policy;
 pub mod risk;
+pub mod rows;
 pub mod split;
 pub mod subject;
 pub mod surrogate;

@@ -128,14 +128,20 @@ mod tests {
         assert_eq!(date_days("1969-12-31", ISO_DATE), Some(-1));
         assert_eq!(date_days("2024-02-30", ISO_DATE), None);
         assert_eq!(date_days("2024-02-29T00:00", ISO_DATE), None);
-        assert_eq!(date_days("29/02/2024", "%d/%m/%Y"), date_days("2024-02-29", ISO_DATE));
+        assert_eq!(
+            date_days("29/02/2024", "%d/%m/%Y"),
+            date_days("2024-02-29", ISO_DATE)
+        );
         assert!(date_days("2024-02-29", ISO_DATE).is_some());
     }
 
     #[test]
     fn datetimes_read_formats_and_offsets() {
         let at = |s: &str, f: Option<&str>| datetime_micros(s, f);
-        assert_eq!(at("1970-01-01 00:00:01", Some("%Y-%m-%d %H:%M:%S")), Some(1_000_000));
+        assert_eq!(
+            at("1970-01-01 00:00:01", Some("%Y-%m-%d %H:%M:%S")),
+            Some(1_000_000)
+        );
         assert_eq!(
             at("1970-01-01 01:00:00 +0100", Some("%Y-%m-%d %H:%M:%S %z")),
             Some(0)

@@ -18,7 +18,8 @@ use sha2::Sha256;
 use crate::key::Key;
 
 /// What kind of value a surrogate stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SurrogateKind {
     Name,
     Email,

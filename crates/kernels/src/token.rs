@@ -19,7 +19,8 @@ type HmacSha256 = Hmac<Sha256>;
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// How a token's bytes are written as text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TokenEncoding {
     /// Lowercase hex: two characters per byte; easy to read, to type, and safe in any tool.
     Hex,

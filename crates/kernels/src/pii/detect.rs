@@ -25,7 +25,10 @@ use regex::{Regex, RegexSet};
 use std::fmt;
 
 /// What a detected span contains.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// An email address.
     Email,
@@ -139,7 +142,8 @@ pub struct Span {
 }
 
 /// Extra check applied to each match of a custom detector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Validator {
     /// Accept every match.
     None,
@@ -152,7 +156,8 @@ pub enum Validator {
 }
 
 /// A user-defined detector: a regular expression plus an optional validator.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CustomDetector {
     /// Name used in reports and error messages.
     pub name: String,
@@ -163,7 +168,8 @@ pub struct CustomDetector {
 }
 
 /// Everything that configures a [`Scanner`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScannerConfig {
     /// Built-in detectors to run (subset of [`Kind::BUILTIN`]; default [`Kind::DEFAULT`]).
     pub enabled: Vec<Kind>,

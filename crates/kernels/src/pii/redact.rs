@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::detect::{Kind, RowContext, Scanner, Span};
 
 /// What is done with one hit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TextAction {
     /// Replace with the label, e.g. `[EMAIL]`.
@@ -87,7 +87,8 @@ pub fn default_label(kind: Kind) -> &'static str {
 }
 
 /// Per-kind action and label for one text column.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TextPolicy {
     /// Indexed by [`slot`].
     rules: Vec<(TextAction, String)>,
