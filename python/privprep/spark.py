@@ -1,0 +1,97 @@
+"""The row stages on Spark: one ``mapInArrow`` pass per partition over the kernels.
+
+Each Python worker builds the plan's :class:`~privprep.RowEngine` once (from the
+plan text and key texts the closure carries) and runs every Arrow batch of its
+partitions through it; Spark counts rows by status with an aggregation. Sources
+are read as text (CSV) or as stored (Parquet), and raw values go to the kernels,
+so parsing and quarantine follow the CLI's rules.
+
+The closure carries the keys to the executors, as any distributed tokenizer
+must: on a shared cluster, turn on Spark's RPC encryption
+(``spark.network.crypto.enabled``) and local-disk encryption
+(``spark.io.encryption.enabled``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Dict, Iterator, Optional
+
+import pyarrow as pa
+
+from ._native import DROP_REASONS, STATUS, SUBJECT_KEY, RowEngine
+from .plan import load_keys, resolve_plan
+
+_ENGINES: Dict[int, RowEngine] = {}
+
+
+def _spark_schema(schema: pa.Schema):
+    """The Spark schema of the engine's output: unsigned subject keys travel as their
+    64 bits in a signed long (Spark has no unsigned types)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    fields = [
+        pa.field(f.name, pa.int64(), f.nullable) if f.name == SUBJECT_KEY else f
+        for f in schema
+    ]
+    return from_arrow_schema(pa.schema(fields))
+
+
+def _to_spark(batch: pa.RecordBatch) -> pa.RecordBatch:
+    i = batch.schema.get_field_index(SUBJECT_KEY)
+    keys = batch.column(i).cast(pa.int64(), safe=False)
+    return batch.set_column(i, pa.field(SUBJECT_KEY, pa.int64()), keys)
+
+
+def apply(df, plan_json: str, key: Optional[str] = None, index_key: Optional[str] = None):
+    """``df`` (every manifest column, as text or typed) through the plan's row stages: every
+    row with its output columns (null where not kept), ``__status``, ``__split``,
+    ``__badcol`` and ``__subject_key``."""
+    probe = RowEngine(plan_json, key, index_key)  # fails here, on the driver, if anything is wrong
+    schema = _spark_schema(probe.output_schema())
+    token = hash((plan_json, key, index_key))
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        engine = _ENGINES.get(token)
+        if engine is None:
+            engine = _ENGINES[token] = RowEngine(plan_json, key, index_key)
+        for batch in batches:
+            yield _to_spark(engine.apply(batch))
+
+    return df.mapInArrow(run, schema)
+
+
+def read_source(spark, files, fmt: str, columns):
+    """The source files as Spark reads them: CSV as text (header, quoted multi-line fields,
+    empty fields null), Parquet as stored, NDJSON as text."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    text = StructType([StructField(c, StringType(), True) for c in columns])
+    if fmt == "csv":
+        return (
+            spark.read.option("header", True)
+            .option("multiLine", True)
+            .option("escape", '"')
+            .option("mode", "PERMISSIVE")
+            .schema(text)
+            .csv(files)
+        )
+    if fmt == "parquet":
+        return spark.read.parquet(*files)
+    return spark.read.schema(text).json(files)
+
+
+def status_counts(rows) -> Dict[str, int]:
+    """Rows by status, counted by a Spark aggregation: ``kept``, ``quarantined`` and each
+    drop reason that occurred."""
+    names = {0: "kept", 1: "quarantined", **{code: name for code, name in DROP_REASONS}}
+    counts = rows.groupBy(STATUS).count().collect()
+    return {names.get(r[0], f"status {r[0]}"): r[1] for r in counts}
+
+
+def engine_args(pipeline: str, state: Optional[str] = None, key_file: Optional[str] = None):
+    """(plan text, run key text, index key text) of a pipeline file, for :func:`apply`."""
+    plan = resolve_plan(pipeline, state, key_file)
+    key, index = load_keys(plan, state, key_file)
+    json.loads(plan)
+    return plan, key, index
