@@ -49,7 +49,11 @@ impl RowEngine {
 
     /// Every row of a `pyarrow.RecordBatch` through the row stages: the output columns (null
     /// where the row is not kept), then `__status`, `__split`, `__badcol`, `__subject_key`.
-    fn apply<'py>(&self, py: Python<'py>, batch: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn apply<'py>(
+        &self,
+        py: Python<'py>,
+        batch: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let batch = RecordBatch::from_pyarrow_bound(batch)?;
         let out = py
             .detach(|| self.inner.apply(&batch))

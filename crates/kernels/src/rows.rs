@@ -1029,3 +1029,214 @@ fn timestamps_micros(array: &ArrayRef, unit: &TimeUnit) -> Vec<Option<i64>> {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{
+        Date32Array, Int32Array, Int64Array, StringArray, TimestampMillisecondArray, UInt64Array,
+    };
+
+    fn plan(row_unit: bool) -> RowPlan {
+        let col = |name: &str, ty| InputColumn {
+            name: name.into(),
+            ty,
+            format: None,
+        };
+        RowPlan {
+            version: ROW_PLAN_VERSION,
+            columns: vec![
+                col("subject", ValueType::String),
+                col("n", ValueType::Int64),
+                col("born", ValueType::Date),
+                col("at", ValueType::Datetime),
+            ],
+            policy: PolicyRules {
+                subject_column: "subject".into(),
+                row_unit,
+                status: ValueRule::Fixed { pass: true },
+                purpose: PurposeRule::Fixed { pass: true },
+                provenance: ValueRule::Fixed { pass: true },
+                retention: Some(Retention {
+                    column: "at".into(),
+                    start_day: 0,
+                    end_day: 20_000,
+                }),
+                revoked: vec![],
+                erased: vec![],
+            },
+            outputs: vec![
+                OutputColumn {
+                    name: "n".into(),
+                    action: OutputAction::GeneralizeNumber { width: 10.0 },
+                },
+                OutputColumn {
+                    name: "born".into(),
+                    action: OutputAction::GeneralizeYear,
+                },
+                OutputColumn {
+                    name: "at".into(),
+                    action: OutputAction::Keep,
+                },
+            ],
+            texts: vec![],
+            text_tokens: TokenSettings {
+                bits: 128,
+                encoding: TokenEncoding::Hex,
+            },
+            split: None,
+            key_id: None,
+        }
+    }
+
+    /// Typed columns (as Parquet gives them) convert losslessly: narrower integers, timestamps
+    /// in other units; the policy and the actions see the same values as from text.
+    #[test]
+    fn typed_and_text_inputs_give_the_same_rows() {
+        let engine = RowEngine::new(plan(false), None, None).unwrap();
+        let typed = RecordBatch::try_from_iter([
+            (
+                "subject",
+                Arc::new(StringArray::from(vec![Some("a"), Some(" "), Some("c")])) as ArrayRef,
+            ),
+            (
+                "n",
+                Arc::new(Int32Array::from(vec![17, 23, -5])) as ArrayRef,
+            ),
+            (
+                "born",
+                Arc::new(Date32Array::from(vec![0, 400, 800])) as ArrayRef,
+            ),
+            (
+                "at",
+                Arc::new(TimestampMillisecondArray::from(vec![
+                    86_400_000, 86_400_000, -1,
+                ])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let text = RecordBatch::try_from_iter([
+            (
+                "subject",
+                Arc::new(StringArray::from(vec![Some("a"), Some(" "), Some("c")])) as ArrayRef,
+            ),
+            (
+                "n",
+                Arc::new(StringArray::from(vec!["17", " 23", "-5"])) as ArrayRef,
+            ),
+            (
+                "born",
+                Arc::new(StringArray::from(vec![
+                    "1970-01-01",
+                    "1971-02-05",
+                    "1972-03-11",
+                ])) as ArrayRef,
+            ),
+            (
+                "at",
+                Arc::new(StringArray::from(vec![
+                    "1970-01-02T00:00:00",
+                    "1970-01-02 00:00:00",
+                    "1969-12-31T23:59:59.999",
+                ])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let a = engine.apply(&typed).unwrap();
+        let b = engine.apply(&text).unwrap();
+        assert_eq!(a, b);
+        let status = a
+            .column_by_name(STATUS)
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        // Kept; missing subject; outside the retention window (the day before 1970).
+        assert_eq!(
+            status.values().to_vec(),
+            vec![
+                KEPT as i32,
+                DropReason::MissingSubject.code() as i32,
+                DropReason::Retention.code() as i32
+            ]
+        );
+        let n = a.column_by_name("n").unwrap().as_primitive::<Int64Type>();
+        assert_eq!(n.iter().collect::<Vec<_>>(), vec![Some(10), None, None]);
+        let born = a
+            .column_by_name("born")
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        assert_eq!(born.value(0), 1970);
+    }
+
+    /// A value that does not read quarantines its row and names the first bad column; an
+    /// empty one is missing, not bad.
+    #[test]
+    fn bad_values_quarantine_and_empty_ones_are_missing() {
+        let engine = RowEngine::new(plan(false), None, None).unwrap();
+        let batch = RecordBatch::try_from_iter([
+            (
+                "subject",
+                Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef,
+            ),
+            (
+                "n",
+                Arc::new(StringArray::from(vec![Some("1.5"), Some("  "), None])) as ArrayRef,
+            ),
+            (
+                "born",
+                Arc::new(StringArray::from(vec!["1970/01/01", "1970-01-01", "x"])) as ArrayRef,
+            ),
+            (
+                "at",
+                Arc::new(StringArray::from(vec!["1970-01-02T00:00:00"; 3])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let out = engine.apply(&batch).unwrap();
+        let status = out
+            .column_by_name(STATUS)
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        assert_eq!(
+            status.values().to_vec(),
+            vec![QUARANTINED as i32, KEPT as i32, QUARANTINED as i32]
+        );
+        let bad = out
+            .column_by_name(BADCOL)
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        assert_eq!(bad.iter().collect::<Vec<_>>(), vec![Some(1), None, Some(2)]);
+    }
+
+    /// Each row its own unit: the subject is the row's place, which the batch must carry.
+    #[test]
+    fn row_units_need_the_rows_place() {
+        let index = Key::parse(&"ab".repeat(32)).unwrap();
+        let engine = RowEngine::new(plan(true), None, Some(&index)).unwrap();
+        let columns = |with_place: bool| {
+            let mut c: Vec<(&str, ArrayRef)> = vec![
+                (
+                    "subject",
+                    Arc::new(StringArray::from(vec![None::<&str>; 2])),
+                ),
+                ("n", Arc::new(Int64Array::from(vec![1, 2]))),
+                ("born", Arc::new(Date32Array::from(vec![1, 2]))),
+                ("at", Arc::new(Date32Array::from(vec![5, 6]))),
+            ];
+            if with_place {
+                c.push((FILE, Arc::new(UInt64Array::from(vec![0, 0]))));
+                c.push((ROW, Arc::new(UInt64Array::from(vec![7, 8]))));
+            }
+            RecordBatch::try_from_iter(c).unwrap()
+        };
+        let err = engine.apply(&columns(false)).unwrap_err();
+        assert!(matches!(err, RowError::NoRowPlace), "{err}");
+        let out = engine.apply(&columns(true)).unwrap();
+        let keys = out
+            .column_by_name(SUBJECT_KEY)
+            .unwrap()
+            .as_primitive::<UInt64Type>();
+        let hasher = SubjectHasher::new(&index);
+        assert_eq!(keys.value(0), hasher.key("0:7").unwrap());
+        assert_ne!(keys.value(0), keys.value(1));
+    }
+}
