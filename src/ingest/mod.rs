@@ -549,9 +549,9 @@ pub fn typed_columns(manifest: &Manifest, conversions: &[Conversion]) -> (Vec<Ex
 
 fn parse_expr(text: Expr, c: &ManifestColumn) -> Expr {
     use privprep_kernels::parse;
-    let text = text.str().strip_chars(lit(NULL));
+    // The kernels trim each value as they read it: no stripped copy of the column.
     match c.ty.get_ref() {
-        ColumnType::String => text,
+        ColumnType::String => text.str().strip_chars(lit(NULL)),
         ColumnType::Int64 => parsed::<Int64Type, _>(text, DataType::Int64, parse::int64),
         ColumnType::Float64 => parsed::<Float64Type, _>(text, DataType::Float64, parse::float64),
         ColumnType::Bool => parsed::<BooleanType, _>(text, DataType::Boolean, parse::boolean),
