@@ -82,4 +82,28 @@ fn the_python_wheel_passes_its_tests_against_this_cli() {
         String::from_utf8_lossy(&tests.stderr)
     );
     assert!(report.contains("passed"), "{report}");
+
+    // Sail (a Spark Connect server in Rust, no JVM) serves the PySpark Connect clients it
+    // supports; `.ci/run` keeps a virtual environment with one, named by PRIVPREP_SAIL_PYTHON.
+    let Some(sail_python) = std::env::var_os("PRIVPREP_SAIL_PYTHON") else {
+        eprintln!("skipping the Sail run: PRIVPREP_SAIL_PYTHON names no Python with pysail");
+        return;
+    };
+    let sail = Command::new(sail_python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "-k", "sail"])
+        .arg(root.join("python/tests/test_spark.py"))
+        .env("PYTHONPATH", &site)
+        .env("PRIVPREP_BIN", env!("CARGO_BIN_EXE_privprep"))
+        .env_remove("PRIVPREP_KEY")
+        .env_remove("PRIVPREP_KEY_FILE")
+        .current_dir(tmp.path())
+        .output()
+        .expect("pytest under the Sail environment");
+    let report = String::from_utf8_lossy(&sail.stdout);
+    eprintln!("{report}");
+    assert!(
+        sail.status.success() && report.contains("1 passed"),
+        "the Spark tests on Sail did not pass:\n{report}\n{}",
+        String::from_utf8_lossy(&sail.stderr)
+    );
 }
