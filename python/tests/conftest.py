@@ -74,26 +74,82 @@ class Workspace:
         return done
 
 
-@pytest.fixture(scope="session")
-def workspace(tmp_path_factory) -> Workspace:
-    """3000 generated tickets with bad dates planted, one subject erased, and the pipeline
-    run by the CLI (its JSON summary in ``workspace.summary``)."""
-    w = Workspace(tmp_path_factory.mktemp("privprep"))
-    w.privprep("datagen", "--rows", "3000", "--seed", "11", "--out", str(w.root / "data"))
-    csv = w.root / "data" / "tickets.csv"
+def _workspace(root: Path, fmt: str) -> Workspace:
+    """3000 generated tickets (CSV with bad dates planted, Parquet as datagen types it, or
+    NDJSON of text fields), one subject erased, and the pipeline run by the CLI (its JSON
+    summary in ``summary``)."""
     import csv as csvmod
 
-    with open(csv, newline="") as f:
-        rows = list(csvmod.reader(f))
-    birth = rows[0].index("birth_date")
-    for r in rows[1::97]:
-        r[birth] = r[birth].replace("-", "/", 1)
-    with open(csv, "w", newline="") as f:
-        csvmod.writer(f).writerows(rows)
-    w.pipeline.write_text(PIPELINE)
+    w = Workspace(root)
+    data = w.root / "data"
+    w.privprep("datagen", "--rows", "3000", "--seed", "11", "--out", str(data),
+               *(["--format", "parquet"] if fmt == "parquet" else []))
+    if fmt == "parquet":
+        source = data / "tickets.parquet"
+        import pyarrow.parquet as pq
+
+        subjects = pq.read_table(source).column("subject_id").to_pylist()
+    else:
+        csv = data / "tickets.csv"
+        with open(csv, newline="") as f:
+            rows = list(csvmod.reader(f))
+        birth = rows[0].index("birth_date")
+        for r in rows[1::97]:
+            r[birth] = r[birth].replace("-", "/", 1)
+        subjects = [r[rows[0].index("subject_id")] for r in rows[1:]]
+        if fmt == "csv":
+            source = csv
+            with open(csv, "w", newline="") as f:
+                csvmod.writer(f).writerows(rows)
+        else:
+            # Every field as JSON text, empty ones null, as a CSV reader gives them.
+            source = data / "tickets.ndjson"
+            with open(source, "w") as f:
+                for r in rows[1:]:
+                    f.write(json.dumps({k: (v or None) for k, v in zip(rows[0], r)}) + "\n")
+            csv.unlink()
+    w.source, w.format = source, fmt
+    w.pipeline.write_text(
+        PIPELINE.replace('path = "data/tickets.csv"', f'path = "data/{source.name}"')
+    )
     w.privprep("run", str(w.pipeline), "--format", "json")
-    subject = rows[len(rows) // 2][rows[0].index("subject_id")]
-    w.privprep("subject", "forget", subject, "--reason", "erasure request")
-    w.erased = subject
+    w.erased = subjects[len(subjects) // 2]
+    w.privprep("subject", "forget", w.erased, "--reason", "erasure request")
     w.summary = json.loads(w.privprep("run", str(w.pipeline), "--format", "json").stdout)
     return w
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory) -> Workspace:
+    """The CSV workspace (see ``_workspace``)."""
+    return _workspace(tmp_path_factory.mktemp("privprep"), "csv")
+
+
+@pytest.fixture(scope="session", params=["csv", "parquet", "ndjson"])
+def any_workspace(request, tmp_path_factory) -> Workspace:
+    """A workspace of each source format."""
+    if request.param == "csv":
+        return request.getfixturevalue("workspace")
+    return _workspace(tmp_path_factory.mktemp(f"privprep-{request.param}"), request.param)
+
+
+SPLITS = {"train": 0, "validation": 1, "test": 2}
+
+
+def assert_same_as_cli(w: Workspace, statuses, kept_rows_by_split, names):
+    """Counts by status (a ``{code: rows}`` map) and kept rows per split code (lists of
+    tuples in ``names`` order) equal the CLI's summary and outputs."""
+    import pyarrow.parquet as pq
+
+    import privprep
+
+    reasons = dict(privprep.DROP_REASONS)
+    assert statuses.get(1, 0) == w.summary["quarantined"]
+    assert statuses.get(0, 0) == w.summary["rows_written"] > 500
+    dropped = {reasons[s]: n for s, n in statuses.items() if s >= 2}
+    assert dropped == {k: v for k, v in w.summary["dropped"].items() if v}
+    for output in w.summary["outputs"]:
+        want = pq.read_table(w.root / output["path"]).select(names).to_pylist()
+        want = [tuple(r[n] for n in names) for r in want]
+        got = kept_rows_by_split.get(SPLITS[output["split"]], [])
+        assert sorted(got, key=repr) == sorted(want, key=repr), output["split"]

@@ -1,8 +1,6 @@
-"""The row stages on Spark against the CLI's outputs: on PySpark in local[2] (a JVM), and on
-Sail (a Spark Connect server written in Rust, on loopback, no JVM) where pysail is installed.
-Each backend skips, saying why, where it cannot start."""
+"""The row stages on Spark (PySpark in local[2], a JVM) against the CLI's outputs, for CSV,
+Parquet and NDJSON sources. ``test_sail.py`` runs the same check on Sail."""
 
-import importlib.util
 import json
 import shutil
 
@@ -11,9 +9,8 @@ import pytest
 pytest.importorskip("pyspark")
 
 import privprep  # noqa: E402
+from conftest import SPLITS, assert_same_as_cli  # noqa: E402
 from privprep import spark as pspark  # noqa: E402
-
-SPLITS = {"train": 0, "validation": 1, "test": 2}
 
 
 def _jvm():
@@ -36,66 +33,34 @@ def _jvm():
     return session, None
 
 
-def _sail():
-    if importlib.util.find_spec("pysail") is None:
-        pytest.skip("pysail is not installed (pip install pysail)")
-    from pysail.spark import SparkConnectServer
-    from pyspark.sql import SparkSession
-
-    server = SparkConnectServer()
-    server.start()
-    host, port = server.listening_address
-    session = None
-    try:
-        session = SparkSession.builder.remote(f"sc://{host}:{port}").getOrCreate()
-        session.range(1).collect()
-    except Exception as e:  # an unsupported client version, a missing Connect dependency
-        # Release the client's session while the server is up: a client left behind retries
-        # against a stopped server for minutes when the interpreter exits.
-        if session is not None:
-            try:
-                session.stop()
-            except Exception:
-                pass
-        server.stop()
-        version = __import__("pyspark").__version__
-        pytest.skip(f"Sail could not serve PySpark {version}: {str(e).splitlines()[0]}")
-    return session, server
-
-
-@pytest.fixture(scope="module", params=["jvm", "sail"])
-def spark(request):
-    session, server = {"jvm": _jvm, "sail": _sail}[request.param]()
+@pytest.fixture(scope="module")
+def spark():
+    session, _ = _jvm()
     yield session
     session.stop()
-    if server is not None:
-        server.stop()
 
 
-def test_spark_keeps_drops_and_transforms_rows_as_the_cli(spark, workspace):
-    import pyarrow.parquet as pq
-
-    w = workspace
+def test_spark_keeps_drops_and_transforms_rows_as_the_cli(spark, any_workspace):
+    w = any_workspace
     plan, key, index = pspark.engine_args(str(w.pipeline), str(w.state))
     spec = json.loads(plan)
     names = [o["name"] for o in spec["outputs"]]
     source = pspark.read_source(
-        spark, [str(w.root / "data" / "tickets.csv")], "csv", [c["name"] for c in spec["columns"]]
+        spark, [str(w.source)], w.format, [c["name"] for c in spec["columns"]]
     ).repartition(4)
     out = pspark.apply(source, plan, key, index).cache()
     counts = pspark.status_counts(out)
-    assert counts.get("quarantined", 0) == w.summary["quarantined"]
-    assert counts["kept"] == w.summary["rows_written"]
-    dropped = {k: v for k, v in counts.items() if k not in ("kept", "quarantined")}
-    assert dropped == {k: v for k, v in w.summary["dropped"].items() if v}
-    for output in w.summary["outputs"]:
-        code = SPLITS[output["split"]]
-        got = (
-            out.where((out[privprep.STATUS] == 0) & (out[privprep.SPLIT] == code))
+    names_of = {name: code for code, name in privprep.DROP_REASONS}
+    statuses = {
+        {"kept": 0, "quarantined": 1}.get(k, names_of.get(k, -1)): v for k, v in counts.items()
+    }
+    by_split = {
+        code: [
+            tuple(r)
+            for r in out.where((out[privprep.STATUS] == 0) & (out[privprep.SPLIT] == code))
             .select(*names)
             .collect()
-        )
-        want = pq.read_table(w.root / output["path"]).select(names).to_pylist()
-        assert sorted((tuple(r) for r in got), key=repr) == sorted(
-            (tuple(r[n] for n in names) for r in want), key=repr
-        )
+        ]
+        for code in SPLITS.values()
+    }
+    assert_same_as_cli(w, statuses, by_split, names)
