@@ -89,6 +89,76 @@ def status_counts(rows) -> Dict[str, int]:
     return {names.get(r[0], f"status {r[0]}"): r[1] for r in counts}
 
 
+_GATE_SCHEMA = "column string, scanned long, hits array<long>, ids long"
+
+
+def leak_gate(source, rows, plan_json: str):
+    """The leak gate over the kept rows of :func:`apply`'s output: every judged output value
+    scanned by every detector, and searched for the identifier values of every input row of
+    ``source`` (kept or not), as the CLI's gate does. The identifier values travel as 64-bit
+    keyed hashes under a key drawn here for this call only. Gives the verdicts in the shape
+    of ``privprep run --format json``'s ``leak_gate``: per output column its ``result``
+    (``clean``, ``leak`` or ``exempt``), ``values_scanned`` and ``hits`` by detector
+    (``identifier_value`` for input identifiers)."""
+    import secrets
+
+    from ._native import Gate, identifier_keys
+
+    spec = json.loads(plan_json)
+    gate = spec["gate"]
+    outputs = [o["name"] for o in spec["outputs"]]
+    seed = (secrets.randbits(64), secrets.randbits(64))
+    columns = gate["identifier_columns"]
+    keys = []
+    if columns:
+
+        def gather(batches):
+            for b in batches:
+                yield identifier_keys(seed, b, columns)
+
+        keyed = source.select(*columns).mapInArrow(gather, "key long, first long")
+        keys = [(r[0], r[1]) for r in keyed.distinct().collect()]
+    Gate(plan_json, seed, [])  # refuses here, on the driver, what it cannot judge
+
+    def check(batches):
+        judge = Gate(plan_json, seed, keys)
+        for b in batches:
+            found = judge.check(b)
+            yield pa.RecordBatch.from_pylist(
+                [{"column": c, "scanned": n, "hits": h, "ids": i} for c, n, h, i in found],
+                schema=pa.schema(
+                    [("column", pa.string()), ("scanned", pa.int64()),
+                     ("hits", pa.list_(pa.int64())), ("ids", pa.int64())]
+                ),
+            )
+
+    kept = rows.where(f"{STATUS} = 0").select(*outputs)
+    totals: Dict[str, list] = {}
+    for r in kept.mapInArrow(check, _GATE_SCHEMA).collect():
+        t = totals.setdefault(r["column"], [0, [0] * len(r["hits"]), 0])
+        t[0] += r["scanned"]
+        t[1] = [a + b for a, b in zip(t[1], r["hits"])]
+        t[2] += r["ids"]
+    verdicts = []
+    for column in outputs:
+        if column in gate["exempt"]:
+            verdicts.append({"column": column, "result": "exempt", "values_scanned": 0, "hits": {}})
+            continue
+        if column not in totals:
+            continue
+        scanned, hits, ids = totals[column]
+        named = {gate["slot_names"][i]: n for i, n in enumerate(hits) if n}
+        if ids:
+            named["identifier_value"] = ids
+        verdicts.append({
+            "column": column,
+            "result": "leak" if named else "clean",
+            "values_scanned": scanned,
+            "hits": named,
+        })
+    return verdicts
+
+
 def engine_args(pipeline: str, state: Optional[str] = None, key_file: Optional[str] = None):
     """(plan text, run key text, index key text) of a pipeline file, for :func:`apply`."""
     plan = resolve_plan(pipeline, state, key_file)

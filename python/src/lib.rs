@@ -8,6 +8,7 @@
 
 use arrow_array::RecordBatch;
 use arrow_pyarrow::{FromPyArrow, ToPyArrow};
+use privprep_kernels::gate::ValueHasher;
 use privprep_kernels::key::Key;
 use privprep_kernels::rows::{self, RowPlan};
 use pyo3::exceptions::PyValueError;
@@ -86,6 +87,68 @@ impl RowEngine {
     }
 }
 
+/// The keyed values of a batch's identifier columns (every row, kept or not), as a batch of
+/// `key` and `first` (the first word's hash of a value of several words) int64 columns: the
+/// 64 bits of each unsigned key, as Spark has no unsigned type. `seed` is the run's two
+/// 64-bit gate keys, drawn once on the driver.
+#[pyfunction]
+fn identifier_keys<'py>(
+    py: Python<'py>,
+    seed: (u64, u64),
+    batch: &Bound<'py, PyAny>,
+    columns: Vec<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    use arrow_array::Int64Array;
+    let batch = RecordBatch::from_pyarrow_bound(batch)?;
+    let hasher = ValueHasher::from_seed([seed.0, seed.1]);
+    let keys = py
+        .detach(|| rows::identifier_keys(&hasher, &batch, &columns))
+        .map_err(value_error)?;
+    let key: Int64Array = keys.iter().map(|(k, _)| Some(*k as i64)).collect();
+    let first: Int64Array = keys.iter().map(|(_, f)| f.map(|f| f as i64)).collect();
+    let out = RecordBatch::try_from_iter([
+        ("key", std::sync::Arc::new(key) as arrow_array::ArrayRef),
+        ("first", std::sync::Arc::new(first) as arrow_array::ArrayRef),
+    ])
+    .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    out.to_pyarrow(py)
+}
+
+/// One column's gate counts: (column, values scanned, hits per slot, identifier values).
+type ColumnCounts = (String, u64, Vec<u64>, u64);
+
+/// The leak gate over batches of written rows: built from the plan, the run's gate keys and
+/// every identifier value's keys (as [`identifier_keys`] gave them, distinct).
+#[pyclass(frozen, module = "privprep._native")]
+struct Gate {
+    inner: rows::BatchGate,
+}
+
+#[pymethods]
+impl Gate {
+    #[new]
+    fn new(plan_json: &str, seed: (u64, u64), keys: Vec<(i64, Option<i64>)>) -> PyResult<Self> {
+        let plan = RowPlan::from_json(plan_json).map_err(value_error)?;
+        let hasher = ValueHasher::from_seed([seed.0, seed.1]);
+        let keys = keys
+            .into_iter()
+            .map(|(k, f)| (k as u64, f.map(|f| f as u64)));
+        let inner = rows::BatchGate::new(&plan.gate, hasher, keys).map_err(value_error)?;
+        Ok(Gate { inner })
+    }
+
+    /// Per judged column of a batch of written rows: (column, values scanned, detector hits
+    /// per slot, input identifier values found).
+    fn check(&self, py: Python<'_>, batch: &Bound<'_, PyAny>) -> PyResult<Vec<ColumnCounts>> {
+        let batch = RecordBatch::from_pyarrow_bound(batch)?;
+        Ok(py
+            .detach(|| self.inner.check(&batch))
+            .into_iter()
+            .map(|(c, n)| (c, n.scanned, n.hits, n.identifier_values))
+            .collect())
+    }
+}
+
 /// The id (hash prefix) of a key's text, as lineage records it.
 #[pyfunction]
 fn key_id(text: &str) -> PyResult<String> {
@@ -95,6 +158,8 @@ fn key_id(text: &str) -> PyResult<String> {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RowEngine>()?;
+    m.add_class::<Gate>()?;
+    m.add_function(wrap_pyfunction!(identifier_keys, m)?)?;
     m.add_function(wrap_pyfunction!(key_id, m)?)?;
     m.add("ROW_PLAN_VERSION", rows::ROW_PLAN_VERSION)?;
     m.add("STATUS", rows::STATUS)?;

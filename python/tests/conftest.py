@@ -74,7 +74,7 @@ class Workspace:
         return done
 
 
-def _workspace(root: Path, fmt: str) -> Workspace:
+def _workspace(root: Path, fmt: str, pipeline: str = PIPELINE) -> Workspace:
     """3000 generated tickets (CSV with bad dates planted, Parquet as datagen types it, or
     NDJSON of text fields), one subject erased, and the pipeline run by the CLI (its JSON
     summary in ``summary``)."""
@@ -110,7 +110,7 @@ def _workspace(root: Path, fmt: str) -> Workspace:
             csv.unlink()
     w.source, w.format = source, fmt
     w.pipeline.write_text(
-        PIPELINE.replace('path = "data/tickets.csv"', f'path = "data/{source.name}"')
+        pipeline.replace('path = "data/tickets.csv"', f'path = "data/{source.name}"')
     )
     w.privprep("run", str(w.pipeline), "--format", "json")
     w.erased = subjects[len(subjects) // 2]
@@ -153,3 +153,14 @@ def assert_same_as_cli(w: Workspace, statuses, kept_rows_by_split, names):
         want = [tuple(r[n] for n in names) for r in want]
         got = kept_rows_by_split.get(SPLITS[output["split"]], [])
         assert sorted(got, key=repr) == sorted(want, key=repr), output["split"]
+
+
+@pytest.fixture(scope="session")
+def leaky_workspace(tmp_path_factory) -> Workspace:
+    """A pipeline whose outputs leak, committed because its gate only warns: the body's
+    phone numbers and names are not redacted, and phones are kept."""
+    leaky = PIPELINE.replace(
+        'body = { action = "redact", actions = { email = "tokenize", ssn = "drop_row", phone = "mask" } }',
+        'body = { action = "redact", detectors = ["email", "ssn"] }',
+    ) + '\n[pii]\nleak_gate = "warn"\n'
+    return _workspace(tmp_path_factory.mktemp("privprep-leaky"), "csv", leaky)

@@ -14,6 +14,7 @@ if os.environ.get("PRIVPREP_SAIL") != "1":
 pytest.importorskip("pyspark")
 
 from test_spark import test_spark_keeps_drops_and_transforms_rows_as_the_cli as check  # noqa: E402
+from test_spark import test_the_leak_gate_on_spark_gives_the_clis_verdicts as gate_check  # noqa: E402,E501
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +49,8 @@ def spark():
 
 def test_sail_keeps_drops_and_transforms_rows_as_the_cli(spark, any_workspace):
     check(spark, any_workspace)
+
+
+@pytest.mark.parametrize("which", ["workspace", "leaky_workspace"])
+def test_the_leak_gate_on_sail_gives_the_clis_verdicts(spark, which, request):
+    gate_check(spark, which, request)

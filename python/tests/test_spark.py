@@ -64,3 +64,20 @@ def test_spark_keeps_drops_and_transforms_rows_as_the_cli(spark, any_workspace):
         for code in SPLITS.values()
     }
     assert_same_as_cli(w, statuses, by_split, names)
+
+
+@pytest.mark.parametrize("which", ["workspace", "leaky_workspace"])
+def test_the_leak_gate_on_spark_gives_the_clis_verdicts(spark, which, request):
+    w = request.getfixturevalue(which)
+    plan, key, index = pspark.engine_args(str(w.pipeline), str(w.state))
+    spec = json.loads(plan)
+    source = pspark.read_source(
+        spark, [str(w.source)], w.format, [c["name"] for c in spec["columns"]]
+    ).repartition(3)
+    rows = pspark.apply(source, plan, key, index)
+    verdicts = pspark.leak_gate(source, rows, plan)
+    assert verdicts == w.summary["leak_gate"]
+    if which == "leaky_workspace":
+        body = next(v for v in verdicts if v["column"] == "body")
+        assert body["result"] == "leak"
+        assert body["hits"].get("phone", 0) > 0 and body["hits"].get("identifier_value", 0) > 0

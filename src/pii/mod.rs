@@ -171,13 +171,21 @@ impl PiiPlan {
         &self,
         columns: impl IntoIterator<Item = &'a TextColumnPlan>,
     ) -> Result<Scanner, detect::ScannerError> {
+        Scanner::new(&self.gate_scanner_config(columns))
+    }
+
+    /// The configuration [`PiiPlan::gate_scanner`] builds its scanner from.
+    pub fn gate_scanner_config<'a>(
+        &self,
+        columns: impl IntoIterator<Item = &'a TextColumnPlan>,
+    ) -> ScannerConfig {
         let used: Vec<&String> = columns.into_iter().flat_map(|t| &t.detectors).collect();
         let names: Vec<String> = self
             .detector_names()
             .into_iter()
             .filter(|d| !opt_in(d) || used.contains(&d))
             .collect();
-        self.scanner(Some(&names))
+        self.scanner_config(Some(&names))
     }
 
     /// The kind a detector name reports as.

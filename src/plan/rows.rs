@@ -9,16 +9,17 @@
 use std::collections::HashSet;
 
 use privprep_kernels::rows::{
-    InputColumn, OutputAction, OutputColumn, PolicyRules, PurposeRule, Retention, RowPlan,
-    TextColumn, TokenSettings, ValueRule, ValueType, ROW_PLAN_VERSION,
+    GatePlan, InputColumn, OutputAction, OutputColumn, PolicyRules, PurposeRule, Retention,
+    RowPlan, TextColumn, TokenSettings, ValueRule, ValueType, ROW_PLAN_VERSION,
 };
 use privprep_kernels::subject::SubjectHasher;
 
 use super::Plan;
 use crate::identity::Action;
 use crate::ingest::ColumnType;
+use crate::pii::TextAction;
 use crate::policy::Provenance;
-use crate::spec::DatePart;
+use crate::spec::{DatePart, LeakGateMode};
 
 /// The kernels' type of a manifest type.
 pub fn value_type(t: ColumnType) -> ValueType {
@@ -165,6 +166,22 @@ impl Plan {
             },
             split: self.output.split.map(|(a, b, c)| [a, b, c]),
             key_id,
+            gate: GatePlan {
+                scanner: self.pii.gate_scanner_config(&self.text),
+                slot_names: self.pii.slot_names(),
+                exempt: self.gate_exempt(),
+                surrogate_columns: self
+                    .output_columns()
+                    .filter(|c| matches!(c.action, Action::Surrogate(_)))
+                    .map(|c| c.name.clone())
+                    .collect(),
+                identifier_columns: self.identifier_columns(),
+                text_surrogates: self.text.iter().any(|t| {
+                    t.default_action == TextAction::Surrogate
+                        || t.actions.values().any(|a| *a == TextAction::Surrogate)
+                }),
+                fail: self.pii.gate == LeakGateMode::Fail,
+            },
         }
     }
 }

@@ -239,6 +239,17 @@ impl Plan {
         self.columns.iter().filter(|c| c.action != Action::Drop)
     }
 
+    /// String identifier columns: their values of every input row feed the leak gate. Text
+    /// columns search the same columns by default, so what the gate calls a leak is something
+    /// a redact rule can remove.
+    pub fn identifier_columns(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .filter(|c| c.class == ColumnClass::Identifier && c.ty == ColumnType::String)
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
     /// Output columns the leak gate does not judge: identifier columns the pipeline explicitly
     /// keeps as they are (`explain` marks them UNSAFE); everything else must come out clean.
     pub fn gate_exempt(&self) -> Vec<String> {

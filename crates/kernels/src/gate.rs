@@ -56,6 +56,12 @@ impl ValueHasher {
         }
     }
 
+    /// A hasher with the given key, for engines whose workers must hash alike (Spark's
+    /// executors, each handed the driver's key for one run).
+    pub fn from_seed(seed: [u64; 2]) -> ValueHasher {
+        ValueHasher { seed }
+    }
+
     /// The key a value is remembered under: the combined hash of its first words, with the
     /// number of words in the low four bits. `None` for values too short to be telling.
     pub fn value_key(&self, value: &str) -> Option<u64> {
@@ -301,6 +307,21 @@ impl DistinctKeys {
             }
             // A poisoned shard only means another thread panicked mid-insert; the keys it
             // holds are still keys.
+            let mut runs = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
+            runs.0.add(&keys);
+            runs.1.add(&firsts);
+        }
+    }
+
+    /// Remembers values already keyed ([`ValueHasher::value_keys`]), as gathered elsewhere.
+    pub fn insert_keys(&self, keys: impl IntoIterator<Item = (u64, Option<u64>)>) {
+        let mut by_shard: Vec<(Vec<u64>, Vec<u64>)> = vec![Default::default(); SHARDS];
+        for (k, first) in keys {
+            let (keys, firsts) = &mut by_shard[shard(k)];
+            keys.push(k);
+            firsts.extend(first);
+        }
+        for (i, (keys, firsts)) in by_shard.into_iter().enumerate() {
             let mut runs = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
             runs.0.add(&keys);
             runs.1.add(&firsts);

@@ -29,6 +29,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use serde::{Deserialize, Serialize};
 
+use crate::gate::{self, DistinctKeys, GateCounts, IdentifierSet, ValueHasher};
 use crate::generalize;
 use crate::key::Key;
 use crate::mask;
@@ -190,6 +191,27 @@ pub struct TokenSettings {
     pub encoding: TokenEncoding,
 }
 
+/// The leak gate's settings: what every output value is scanned for before a commit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatePlan {
+    /// Every detector a text column runs or the defaults (the gate's scanner).
+    pub scanner: ScannerConfig,
+    /// Names of the detector slots, for the verdicts.
+    pub slot_names: Vec<String>,
+    /// Output columns reported without being scanned (identifiers the pipeline keeps).
+    pub exempt: Vec<String>,
+    /// Output columns only the identifier half judges (surrogate columns).
+    pub surrogate_columns: Vec<String>,
+    /// String identifier columns: their values of every input row are searched for.
+    pub identifier_columns: Vec<String>,
+    /// True when a text column writes surrogates (the detectors would take them for leaks
+    /// unless the engine remembers them).
+    pub text_surrogates: bool,
+    /// True when a leak fails the run (`leak_gate = "fail"`); else it warns.
+    pub fail: bool,
+}
+
 /// The part of a resolved plan that rows need.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -205,6 +227,7 @@ pub struct RowPlan {
     pub split: Option<[f64; 3]>,
     /// The id (hash prefix) of the run key the plan was made for, when it needs one.
     pub key_id: Option<String>,
+    pub gate: GatePlan,
 }
 
 /// Why rows could not be processed: a plan or batch problem, never a value.
@@ -738,6 +761,104 @@ impl RowEngine {
     }
 }
 
+/// The leak gate over batches of written rows, for engines whose workers each see a part of
+/// the output: the detector half ([`gate::detector_hits`]) and the identifier half
+/// ([`gate::identifier_hits`]) on every judged string column, the counts summed by the
+/// engine. The identifier set is built from keys every worker gathered from every input row
+/// ([`identifier_keys`]) under one [`ValueHasher`] key.
+pub struct BatchGate {
+    plan: GatePlan,
+    scanner: Scanner,
+    ids: IdentifierSet,
+}
+
+/// The keyed values ([`ValueHasher::value_keys`]) of the identifier columns of one batch of
+/// input rows, every row (kept or not).
+pub fn identifier_keys(
+    hasher: &ValueHasher,
+    batch: &RecordBatch,
+    columns: &[String],
+) -> Result<Vec<(u64, Option<u64>)>, RowError> {
+    let mut out = Vec::new();
+    for c in columns {
+        let array = batch
+            .column_by_name(c)
+            .ok_or_else(|| RowError::MissingColumn(c.clone()))?;
+        for v in text_values(array).ok_or_else(|| RowError::Type {
+            column: c.clone(),
+            found: array.data_type().clone(),
+            want: ValueType::String,
+        })? {
+            out.extend(v.and_then(|v| hasher.value_keys(v)));
+        }
+    }
+    Ok(out)
+}
+
+/// The values of a string column (any offset width or view), `None` for another type.
+fn text_values(array: &ArrayRef) -> Option<Vec<Option<&str>>> {
+    match array.data_type() {
+        DataType::Utf8 => Some(array.as_string::<i32>().iter().collect()),
+        DataType::LargeUtf8 => Some(array.as_string::<i64>().iter().collect()),
+        DataType::Utf8View => Some(array.as_string_view().iter().collect()),
+        _ => None,
+    }
+}
+
+impl BatchGate {
+    /// The gate of `plan` over the identifier values gathered as `keys` under `hasher`.
+    pub fn new(
+        plan: &GatePlan,
+        hasher: ValueHasher,
+        keys: impl IntoIterator<Item = (u64, Option<u64>)>,
+    ) -> Result<BatchGate, RowError> {
+        if plan.text_surrogates {
+            return Err(RowError::Unsupported {
+                column: "*".into(),
+                action: "the leak gate of texts given surrogates",
+                ty: ValueType::String,
+            });
+        }
+        let distinct = DistinctKeys::new();
+        distinct.insert_keys(keys);
+        Ok(BatchGate {
+            scanner: Scanner::new(&plan.scanner).map_err(|e| RowError::Scanner(e.to_string()))?,
+            ids: IdentifierSet::from_distinct(hasher, distinct),
+            plan: plan.clone(),
+        })
+    }
+
+    /// The counts of one batch of written rows, per judged column (string columns that are
+    /// not exempt), in the batch's column order.
+    pub fn check(&self, batch: &RecordBatch) -> Vec<(String, GateCounts)> {
+        let slots = self.plan.slot_names.len();
+        let mut out = Vec::new();
+        for (f, array) in batch.schema_ref().fields().iter().zip(batch.columns()) {
+            if self.plan.exempt.contains(f.name()) {
+                continue;
+            }
+            let Some(values) = text_values(array) else {
+                continue;
+            };
+            let mut counts = if self.plan.surrogate_columns.contains(f.name()) {
+                GateCounts {
+                    scanned: values.iter().flatten().count() as u64,
+                    hits: vec![0; slots],
+                    ..GateCounts::default()
+                }
+            } else {
+                gate::detector_hits(&self.scanner, slots, &values)
+            };
+            if !self.ids.is_empty() {
+                counts.identifier_values =
+                    gate::identifier_hits(&self.ids, &values).identifier_values;
+            }
+            out.push((f.name().clone(), counts));
+        }
+        out
+    }
+}
+
 /// The calendar year of a day count since 1970-01-01.
 fn year_of(days: i64) -> i32 {
     use chrono::Datelike;
@@ -1086,6 +1207,15 @@ mod tests {
             },
             split: None,
             key_id: None,
+            gate: GatePlan {
+                scanner: ScannerConfig::default(),
+                slot_names: vec![],
+                exempt: vec![],
+                surrogate_columns: vec![],
+                identifier_columns: vec![],
+                text_surrogates: false,
+                fail: true,
+            },
         }
     }
 

@@ -29,7 +29,7 @@ use super::{EngineError, Job, ReleaseRows, Streamed, STATUSES};
 use crate::dp::release;
 use crate::emit::{self, AtomicParquet, ParquetSettings};
 use crate::identity::Action;
-use crate::ingest::{self, ColumnClass, ColumnType, BADCOL, FILE, ROW};
+use crate::ingest::{self, BADCOL, FILE, ROW};
 use crate::lineage::record::SchemaField;
 use crate::pii::detect::Scanner;
 use crate::pii::gate::{DistinctKeys, GateTally, IdentifierSet, ValueHasher};
@@ -112,7 +112,7 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
         &synthetic_columns,
         &plan.policy.subject_column,
     );
-    let id_columns = identifier_columns(plan);
+    let id_columns = plan.identifier_columns();
     let value_hasher = ValueHasher::new();
     // Every identifier value of every record, kept or dropped, for the leak gate: keyed and
     // gathered by the engine's threads as they go.
@@ -584,17 +584,6 @@ fn subject_key_expr(hasher: &SubjectHasher, subject: Expr) -> Expr {
 
 fn id_column_name(i: usize) -> String {
     format!("__idv{i}")
-}
-
-/// String identifier columns: their values of every input row feed the leak gate.
-fn identifier_columns(plan: &Plan) -> Vec<String> {
-    // Text columns search the same string identifier columns by default, so what the gate
-    // calls a leak is something a redact rule can remove.
-    plan.columns
-        .iter()
-        .filter(|c| c.class == ColumnClass::Identifier && c.ty == ColumnType::String)
-        .map(|c| c.name.clone())
-        .collect()
 }
 
 /// Remembers an identifier column's values in the gate's set; the column it gives is all
