@@ -14,6 +14,7 @@
 //! kernels. The rules follow its order exactly: quarantine, then the drop reasons in
 //! [`DropReason::ALL`] order, then `drop_row` hits in texts; outputs only for kept rows.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -532,7 +533,7 @@ impl RowEngine {
         };
         // The subject as the policy sees it (text; the row's place for row units).
         let p = &self.plan.policy;
-        let subjects: Vec<Option<String>> = if p.row_unit {
+        let subjects: Texts = if p.row_unit {
             let (files, rows) = match (batch.column_by_name(FILE), batch.column_by_name(ROW)) {
                 (Some(f), Some(r)) => (as_u64s(f)?, as_u64s(r)?),
                 _ => return Err(RowError::NoRowPlace),
@@ -540,14 +541,14 @@ impl RowEngine {
             files
                 .iter()
                 .zip(&rows)
-                .map(|(f, r)| Some(format!("{}:{}", f.unwrap_or(0), r.unwrap_or(0))))
+                .map(|(f, r)| Some(Cow::Owned(format!("{}:{}", f.unwrap_or(0), r.unwrap_or(0)))))
                 .collect()
         } else {
             column(&p.subject_column)?.texts()
         };
 
         let mut status: Vec<i32> = Vec::with_capacity(n);
-        let rule_values = |rule: &ValueRule| -> Result<Option<Vec<Option<String>>>, RowError> {
+        let rule_values = |rule: &ValueRule| -> Result<Option<Texts>, RowError> {
             match rule {
                 ValueRule::Column { column: c, .. } => Ok(Some(column(c)?.texts())),
                 ValueRule::Fixed { .. } => Ok(None),
@@ -563,9 +564,7 @@ impl RowEngine {
             Some(r) => Some((column(&r.column)?.days()?, r)),
             None => None,
         };
-        let passes = |rule: &ValueRule, values: &Option<Vec<Option<String>>>, row: usize| match (
-            rule, values,
-        ) {
+        let passes = |rule: &ValueRule, values: &Option<Texts>, row: usize| match (rule, values) {
             (ValueRule::Column { allowed, .. }, Some(v)) => v[row]
                 .as_deref()
                 .is_some_and(|v| policy::one_of(v, allowed)),
@@ -670,7 +669,7 @@ impl RowEngine {
                         match v.filter(|_| kept[row]) {
                             Some(v) => {
                                 buf.clear();
-                                f(&v, &mut buf);
+                                f(v.as_ref(), &mut buf);
                                 b.append_value(&buf);
                             }
                             None => b.append_null(),
@@ -880,12 +879,12 @@ pub fn arrow_type(ty: ValueType) -> DataType {
     }
 }
 
-/// A column's values as text.
-type Texts = Vec<Option<String>>;
+/// A column's values as text: borrowed from the batch for text columns.
+type Texts<'a> = Vec<Option<Cow<'a, str>>>;
 
-/// One column read as its declared type.
-enum Typed {
-    Str(Vec<Option<String>>),
+/// One column read as its declared type (text borrowed from the batch).
+enum Typed<'a> {
+    Str(Texts<'a>),
     Int(Vec<Option<i64>>),
     Float(Vec<Option<f64>>),
     Bool(Vec<Option<bool>>),
@@ -895,24 +894,36 @@ enum Typed {
     Datetime(Vec<Option<i64>>),
 }
 
-impl Typed {
+impl<'a> Typed<'a> {
     /// The values as text, as string kernels and predicates see them (the polars engine casts
     /// the same way): integers in decimal, booleans `true`/`false`, dates `YYYY-MM-DD`.
-    fn texts(&self) -> Vec<Option<String>> {
+    fn texts(&self) -> Texts<'a> {
+        let owned = |s: String| Some(Cow::Owned(s));
         match self {
             Typed::Str(v) => v.clone(),
-            Typed::Int(v) => v.iter().map(|x| x.map(|x| x.to_string())).collect(),
-            Typed::Bool(v) => v.iter().map(|x| x.map(|x| x.to_string())).collect(),
+            Typed::Int(v) => v
+                .iter()
+                .map(|x| x.and_then(|x| owned(x.to_string())))
+                .collect(),
+            Typed::Bool(v) => v
+                .iter()
+                .map(|x| x.and_then(|x| owned(x.to_string())))
+                .collect(),
             Typed::Date(v) => v
                 .iter()
-                .map(|d| d.map(|d| day(d as i64).format("%Y-%m-%d").to_string()))
+                .map(|d| d.and_then(|d| owned(day(d as i64).format("%Y-%m-%d").to_string())))
                 .collect(),
-            Typed::Float(v) => v.iter().map(|x| x.map(|x| x.to_string())).collect(),
+            Typed::Float(v) => v
+                .iter()
+                .map(|x| x.and_then(|x| owned(x.to_string())))
+                .collect(),
             Typed::Datetime(v) => v
                 .iter()
                 .map(|x| {
                     x.and_then(chrono::DateTime::from_timestamp_micros)
-                        .map(|t| t.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string())
+                        .and_then(|t| {
+                            owned(t.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string())
+                        })
                 })
                 .collect(),
         }
@@ -995,20 +1006,17 @@ fn integers(array: &ArrayRef) -> Option<Vec<Option<i64>>> {
 /// Reads one batch column as the manifest column's type: text is parsed by the kernels'
 /// rules ([`crate::parse`]), typed columns convert losslessly. Also gives, per row, whether a
 /// present value failed to read (the row is quarantined).
-fn read_column(array: &ArrayRef, c: &InputColumn) -> Result<(Typed, Vec<bool>), RowError> {
+fn read_column<'a>(
+    array: &'a ArrayRef,
+    c: &InputColumn,
+) -> Result<(Typed<'a>, Vec<bool>), RowError> {
     let n = array.len();
     let type_error = || RowError::Type {
         column: c.name.clone(),
         found: array.data_type().clone(),
         want: c.ty,
     };
-    let text: Option<Vec<Option<&str>>> = match array.data_type() {
-        DataType::Utf8 => Some(array.as_string::<i32>().iter().collect()),
-        DataType::LargeUtf8 => Some(array.as_string::<i64>().iter().collect()),
-        DataType::Utf8View => Some(array.as_string_view().iter().collect()),
-        _ => None,
-    };
-    if let Some(text) = text {
+    if let Some(text) = text_values(array) {
         let mut bad = vec![false; n];
         // Text is stripped before it is read; an empty value is missing, not bad.
         let mut read = |f: &dyn Fn(&str) -> bool| {
@@ -1021,7 +1029,7 @@ fn read_column(array: &ArrayRef, c: &InputColumn) -> Result<(Typed, Vec<bool>), 
         let typed = match c.ty {
             ValueType::String => {
                 return Ok((
-                    Typed::Str(text.iter().map(|v| v.map(str::to_string)).collect()),
+                    Typed::Str(text.into_iter().map(|v| v.map(Cow::Borrowed)).collect()),
                     bad,
                 ))
             }
@@ -1115,7 +1123,7 @@ fn read_column(array: &ArrayRef, c: &InputColumn) -> Result<(Typed, Vec<bool>), 
             integers(array)
                 .ok_or_else(type_error)?
                 .into_iter()
-                .map(|v| v.map(|v| v.to_string()))
+                .map(|v| v.map(|v| Cow::Owned(v.to_string())))
                 .collect(),
         ),
         _ => return Err(type_error()),
