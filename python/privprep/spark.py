@@ -81,6 +81,54 @@ def read_source(spark, files, fmt: str, columns):
     return spark.read.schema(text).json(files)
 
 
+def read_plan_source(spark, plan_json: str):
+    """The inputs exactly as the plan resolved them (its files, format and CSV separator),
+    every manifest column as :func:`read_source` reads it."""
+    spec = json.loads(plan_json)
+    src = spec["source"]
+    columns = [c["name"] for c in spec["columns"]]
+    if src["format"] == "csv" and src["separator"] != ",":
+        from pyspark.sql.types import StringType, StructField, StructType
+
+        text = StructType([StructField(c, StringType(), True) for c in columns])
+        return (
+            spark.read.option("header", True)
+            .option("multiLine", True)
+            .option("escape", '"')
+            .option("sep", src["separator"])
+            .schema(text)
+            .csv(src["files"])
+        )
+    return read_source(spark, src["files"], src["format"], columns)
+
+
+class AccountingError(Exception):
+    """Rows do not add up, or too many were quarantined: nothing may be written."""
+
+
+def account(source, rows, plan_json: str) -> Dict[str, int]:
+    """The run's accounting, before anything is written: the rows read (counted on the
+    source, apart from the row stages) must equal the rows by status, and the quarantined
+    ones must not exceed ``max_bad_rows``. Gives the counts of :func:`status_counts` with
+    ``rows_read``; raises :class:`AccountingError` otherwise."""
+    spec = json.loads(plan_json)
+    read = source.count()
+    counts = status_counts(rows)
+    total = sum(counts.values())
+    if total != read:
+        raise AccountingError(
+            f"row accounting does not add up: read {read} ≠ {total} rows by status\n"
+            "  = hint: this is a bug in privprep; nothing was written"
+        )
+    bad, cap = counts.get("quarantined", 0), spec["source"]["max_bad_rows"]
+    if bad > cap:
+        raise AccountingError(
+            f"{bad} rows could not be parsed, more than max_bad_rows = {cap}\n"
+            "  = hint: fix the data or raise [output] max_bad_rows; nothing was written"
+        )
+    return {"rows_read": read, **counts}
+
+
 def status_counts(rows) -> Dict[str, int]:
     """Rows by status, counted by a Spark aggregation: ``kept``, ``quarantined`` and each
     drop reason that occurred."""

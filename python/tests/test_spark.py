@@ -45,11 +45,11 @@ def test_spark_keeps_drops_and_transforms_rows_as_the_cli(spark, any_workspace):
     plan, key, index = pspark.engine_args(str(w.pipeline), str(w.state))
     spec = json.loads(plan)
     names = [o["name"] for o in spec["outputs"]]
-    source = pspark.read_source(
-        spark, [str(w.source)], w.format, [c["name"] for c in spec["columns"]]
-    ).repartition(4)
+    assert spec["source"]["files"] == [str(w.source.resolve())]
+    source = pspark.read_plan_source(spark, plan).repartition(4)
     out = pspark.apply(source, plan, key, index).cache()
-    counts = pspark.status_counts(out)
+    counts = pspark.account(source, out, plan)
+    assert counts.pop("rows_read") == w.summary["rows_read"]
     names_of = {name: code for code, name in privprep.DROP_REASONS}
     statuses = {
         {"kept": 0, "quarantined": 1}.get(k, names_of.get(k, -1)): v for k, v in counts.items()
@@ -81,3 +81,16 @@ def test_the_leak_gate_on_spark_gives_the_clis_verdicts(spark, which, request):
         body = next(v for v in verdicts if v["column"] == "body")
         assert body["result"] == "leak"
         assert body["hits"].get("phone", 0) > 0 and body["hits"].get("identifier_value", 0) > 0
+
+
+def test_too_many_quarantined_rows_fail_the_accounting(spark, workspace, tmp_path):
+    w = workspace
+    plan, key, index = pspark.engine_args(str(w.pipeline), str(w.state))
+    spec = json.loads(plan)
+    assert 0 < w.summary["quarantined"] <= spec["source"]["max_bad_rows"]
+    spec["source"]["max_bad_rows"] = w.summary["quarantined"] - 1
+    strict = json.dumps(spec)
+    source = pspark.read_plan_source(spark, strict)
+    rows = pspark.apply(source, strict, key, index)
+    with pytest.raises(pspark.AccountingError, match="more than max_bad_rows"):
+        pspark.account(source, rows, strict)

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use privprep_kernels::rows::{
     GatePlan, InputColumn, OutputAction, OutputColumn, PolicyRules, PurposeRule, Retention,
-    RowPlan, TextColumn, TokenSettings, ValueRule, ValueType, ROW_PLAN_VERSION,
+    RowPlan, SourcePlan, TextColumn, TokenSettings, ValueRule, ValueType, ROW_PLAN_VERSION,
 };
 use privprep_kernels::subject::SubjectHasher;
 
@@ -181,6 +181,18 @@ impl Plan {
                         || t.actions.values().any(|a| *a == TextAction::Surrogate)
                 }),
                 fail: self.pii.gate == LeakGateMode::Fail,
+            },
+            source: SourcePlan {
+                files: self
+                    .source
+                    .files
+                    .iter()
+                    .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone()))
+                    .map(|f| f.display().to_string())
+                    .collect(),
+                format: self.source.format.as_str().to_string(),
+                separator: char::from(self.source.separator).to_string(),
+                max_bad_rows: self.output.max_bad_rows,
             },
         }
     }

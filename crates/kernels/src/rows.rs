@@ -213,6 +213,20 @@ pub struct GatePlan {
     pub fail: bool,
 }
 
+/// The inputs as the plan resolved them (globs expanded, paths absolute), for engines that
+/// read them themselves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcePlan {
+    pub files: Vec<String>,
+    /// `csv`, `parquet` or `ndjson`.
+    pub format: String,
+    /// The CSV field separator.
+    pub separator: String,
+    /// More quarantined rows than this fail the run, before anything is written.
+    pub max_bad_rows: u64,
+}
+
 /// The part of a resolved plan that rows need.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -229,6 +243,7 @@ pub struct RowPlan {
     /// The id (hash prefix) of the run key the plan was made for, when it needs one.
     pub key_id: Option<String>,
     pub gate: GatePlan,
+    pub source: SourcePlan,
 }
 
 /// Why rows could not be processed: a plan or batch problem, never a value.
@@ -1223,6 +1238,12 @@ mod tests {
                 identifier_columns: vec![],
                 text_surrogates: false,
                 fail: true,
+            },
+            source: SourcePlan {
+                files: vec![],
+                format: "csv".into(),
+                separator: ",".into(),
+                max_bad_rows: 0,
             },
         }
     }
