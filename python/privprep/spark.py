@@ -211,5 +211,4 @@ def engine_args(pipeline: str, state: Optional[str] = None, key_file: Optional[s
     """(plan text, run key text, index key text) of a pipeline file, for :func:`apply`."""
     plan = resolve_plan(pipeline, state, key_file)
     key, index = load_keys(plan, state, key_file)
-    json.loads(plan)
     return plan, key, index

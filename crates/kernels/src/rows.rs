@@ -1034,13 +1034,22 @@ fn read_column<'a>(
     if let Some(text) = text_values(array) {
         let mut bad = vec![false; n];
         // Text is stripped before it is read; an empty value is missing, not bad.
-        let mut read = |f: &dyn Fn(&str) -> bool| {
-            for (row, v) in text.iter().enumerate() {
-                if let Some(v) = v {
-                    bad[row] = parse::is_present(v) && !f(v);
-                }
-            }
-        };
+        // Each value read once: its typed value, and whether it was present but unreadable.
+        fn read<T>(
+            text: &[Option<&str>],
+            bad: &mut [bool],
+            f: impl Fn(&str) -> Option<T>,
+        ) -> Vec<Option<T>> {
+            text.iter()
+                .zip(bad.iter_mut())
+                .map(|(v, bad)| {
+                    let v = (*v)?;
+                    let got = f(v);
+                    *bad = got.is_none() && parse::is_present(v);
+                    got
+                })
+                .collect()
+        }
         let typed = match c.ty {
             ValueType::String => {
                 return Ok((
@@ -1048,35 +1057,16 @@ fn read_column<'a>(
                     bad,
                 ))
             }
-            ValueType::Int64 => {
-                read(&|v| parse::int64(v).is_some());
-                Typed::Int(text.iter().map(|v| v.and_then(parse::int64)).collect())
-            }
-            ValueType::Float64 => {
-                read(&|v| parse::float64(v).is_some());
-                Typed::Float(text.iter().map(|v| v.and_then(parse::float64)).collect())
-            }
-            ValueType::Bool => {
-                read(&|v| parse::boolean(v).is_some());
-                Typed::Bool(text.iter().map(|v| v.and_then(parse::boolean)).collect())
-            }
+            ValueType::Int64 => Typed::Int(read(&text, &mut bad, parse::int64)),
+            ValueType::Float64 => Typed::Float(read(&text, &mut bad, parse::float64)),
+            ValueType::Bool => Typed::Bool(read(&text, &mut bad, parse::boolean)),
             ValueType::Date => {
                 let f = c.format.as_deref().unwrap_or(parse::ISO_DATE);
-                read(&|v| parse::date_days(v, f).is_some());
-                Typed::Date(
-                    text.iter()
-                        .map(|v| v.and_then(|v| parse::date_days(v, f)))
-                        .collect(),
-                )
+                Typed::Date(read(&text, &mut bad, |v| parse::date_days(v, f)))
             }
             ValueType::Datetime => {
                 let f = c.format.as_deref();
-                read(&|v| parse::datetime_micros(v, f).is_some());
-                Typed::Datetime(
-                    text.iter()
-                        .map(|v| v.and_then(|v| parse::datetime_micros(v, f)))
-                        .collect(),
-                )
+                Typed::Datetime(read(&text, &mut bad, |v| parse::datetime_micros(v, f)))
             }
         };
         return Ok((typed, bad));
