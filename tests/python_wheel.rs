@@ -25,6 +25,19 @@ fn wheel_target() -> PathBuf {
         .join("wheel")
 }
 
+/// pytest of `tests` under `python`, with the wheel installed in `site` and this build's CLI.
+fn pytest(python: &std::ffi::OsStr, tests: &Path, site: &Path, dir: &Path) -> Command {
+    let mut c = Command::new(python);
+    c.args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"])
+        .arg(tests)
+        .env("PYTHONPATH", site)
+        .env("PRIVPREP_BIN", env!("CARGO_BIN_EXE_privprep"))
+        .env_remove("PRIVPREP_KEY")
+        .env_remove("PRIVPREP_KEY_FILE")
+        .current_dir(dir);
+    c
+}
+
 #[test]
 fn the_python_wheel_passes_its_tests_against_this_cli() {
     if !python_has("maturin, pyarrow, pytest") {
@@ -64,16 +77,14 @@ fn the_python_wheel_passes_its_tests_against_this_cli() {
         "{}",
         String::from_utf8_lossy(&installed.stderr)
     );
-    let tests = Command::new("python3")
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"])
-        .arg(root.join("python/tests"))
-        .env("PYTHONPATH", &site)
-        .env("PRIVPREP_BIN", env!("CARGO_BIN_EXE_privprep"))
-        .env_remove("PRIVPREP_KEY")
-        .env_remove("PRIVPREP_KEY_FILE")
-        .current_dir(tmp.path())
-        .output()
-        .expect("pytest");
+    let tests = pytest(
+        "python3".as_ref(),
+        &root.join("python/tests"),
+        &site,
+        tmp.path(),
+    )
+    .output()
+    .expect("pytest");
     let report = String::from_utf8_lossy(&tests.stdout);
     eprintln!("{report}");
     assert!(
@@ -89,17 +100,15 @@ fn the_python_wheel_passes_its_tests_against_this_cli() {
         eprintln!("skipping the Sail run: PRIVPREP_SAIL_PYTHON names no Python with pysail");
         return;
     };
-    let sail = Command::new(sail_python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"])
-        .arg(root.join("python/tests/test_sail.py"))
-        .env("PRIVPREP_SAIL", "1")
-        .env("PYTHONPATH", &site)
-        .env("PRIVPREP_BIN", env!("CARGO_BIN_EXE_privprep"))
-        .env_remove("PRIVPREP_KEY")
-        .env_remove("PRIVPREP_KEY_FILE")
-        .current_dir(tmp.path())
-        .output()
-        .expect("pytest under the Sail environment");
+    let sail = pytest(
+        &sail_python,
+        &root.join("python/tests/test_sail.py"),
+        &site,
+        tmp.path(),
+    )
+    .env("PRIVPREP_SAIL", "1")
+    .output()
+    .expect("pytest under the Sail environment");
     let report = String::from_utf8_lossy(&sail.stdout);
     eprintln!("{report}");
     assert!(
