@@ -74,6 +74,34 @@ enum SourceFormatArg {
     Ndjson,
 }
 
+#[derive(Subcommand)]
+enum ExternalCommand {
+    /// Start a run: journal it under the engine's process id and print (JSON) the row plan,
+    /// the run id and where the engine stages each output. Holds no key.
+    Begin {
+        file: PathBuf,
+        /// The engine that runs the rows.
+        #[arg(long, default_value = "spark")]
+        engine: String,
+        /// The engine's driver process: if it ends before `commit`, the next command records
+        /// the run as failed and removes what it staged.
+        #[arg(long)]
+        pid: u32,
+        /// Key file, as for `run`.
+        #[arg(long, env = "PRIVPREP_KEY_FILE", hide_env_values = true)]
+        key_file: Option<PathBuf>,
+    },
+    /// Check what the engine did (a JSON document, `-` for stdin), commit its outputs with the
+    /// run's lineage record, and print the run summary as `run` does.
+    Commit {
+        file: PathBuf,
+        /// The engine's result document.
+        result: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
 /// What `plan` prints: JSON only (`explain` shows the plan in words).
 #[derive(Clone, Copy, ValueEnum)]
 enum PlanFormat {
@@ -122,6 +150,11 @@ enum Command {
         #[arg(long, value_enum, default_value = "json")]
         format: PlanFormat,
     },
+    /// Run a pipeline on an engine outside this binary (the Spark engine of the Python wheel
+    /// calls these): `begin` plans and journals the run, `commit` checks what the engine wrote
+    /// and commits it with the run's lineage record.
+    #[command(subcommand)]
+    External(ExternalCommand),
     /// Generate a synthetic support-tickets dataset with manifest, revocations and PII ground truth.
     Datagen {
         #[arg(long, default_value_t = 2000)]
@@ -531,6 +564,68 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             },
         },
+        Command::External(ExternalCommand::Begin {
+            file,
+            engine,
+            pid,
+            key_file,
+        }) => match privprep::validate(&file) {
+            Err(d) => Ok(config_error(&d, Format::Json)),
+            Ok(plan) => {
+                let opts = run_options(&g, &lineage_db, key_file);
+                match privprep::run::external::begin(&plan, &opts, &engine, pid) {
+                    Ok(begun) => {
+                        print_json(&begun)?;
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        Ok(ExitCode::from(1))
+                    }
+                }
+            }
+        },
+        Command::External(ExternalCommand::Commit {
+            file,
+            result,
+            format,
+        }) => {
+            let text = if result == std::path::Path::new("-") {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(&result)
+            }
+            .with_context(|| format!("reading {}", result.display()))?;
+            let finished: privprep::run::external::Finished = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not an engine result document", result.display()))?;
+            let opts = run_options(&g, &lineage_db, None);
+            // A pipeline that no longer plans (an input gone, a manifest edited) still ends the
+            // run: it is recorded as failed, and its staging removed.
+            let planned = privprep::validate(&file);
+            let plan = planned.as_ref().map_err(|d| {
+                privprep::run::RunError::External(format!(
+                    "{}: the pipeline no longer plans as it did when the run began:\n{d}",
+                    file.display()
+                ))
+            });
+            match privprep::run::external::commit(plan, &opts, &finished) {
+                Ok(summary) => {
+                    if format == Format::Json {
+                        print_json(&summary)?;
+                    } else if !g.quiet {
+                        print_summary(&summary);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(failure) => {
+                    if format == Format::Json {
+                        print_json(&failure.summary)?;
+                    }
+                    eprintln!("error: {failure}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
         Command::Explain { file, format } => match privprep::validate(&file) {
             Err(d) => Ok(config_error(&d, format)),
             Ok(plan) => {
@@ -1290,6 +1385,9 @@ fn lineage(store: &Store, command: LineageCommand) -> anyhow::Result<ExitCode> {
                         "  started    {}\n  finished   {}",
                         r.started_at, r.finished_at
                     );
+                    if let Some(engine) = &r.engine {
+                        println!("  engine     {engine}");
+                    }
                     println!("  key id     {}", r.key_id.as_deref().unwrap_or("-"));
                     for i in &r.inputs {
                         println!(

@@ -15,12 +15,14 @@ must: on a shared cluster, turn on Spark's RPC encryption
 from __future__ import annotations
 
 import json
-from typing import Dict, Iterator, Optional
+import subprocess
+from pathlib import Path
+from typing import Dict, Iterator, Optional, Tuple
 
 import pyarrow as pa
 
-from ._native import DROP_REASONS, STATUS, SUBJECT_KEY, RowEngine
-from .plan import load_keys, resolve_plan
+from ._native import BADCOL, DROP_REASONS, SPLIT, STATUS, SUBJECT_KEY, RowEngine
+from .plan import PlanError, load_keys, resolve_plan
 
 _ENGINES: Dict[int, RowEngine] = {}
 
@@ -43,22 +45,173 @@ def _to_spark(batch: pa.RecordBatch) -> pa.RecordBatch:
     return batch.set_column(i, pa.field(SUBJECT_KEY, pa.int64()), keys)
 
 
-def apply(df, plan_json: str, key: Optional[str] = None, index_key: Optional[str] = None):
+# Columns the Spark engine adds around the row engine's: where each row was read (the file's
+# URI and the start of its block, from Spark's file metadata), and per task one row of
+# free-text counts (status -1) in ``__stats``.
+PATH = "__path"
+BLOCK = "__block"
+FILE = "__file"
+ROW = "__row"
+STATS = "__stats"
+STATS_STATUS = -1
+
+
+def _places(batch: pa.RecordBatch, offsets, seen) -> Tuple[pa.Array, pa.Array]:
+    """Each row's input file index and record index in that file: a block's first record
+    index (``offsets``) plus the rows of that block this task has passed (``seen``)."""
+    paths = batch.column(batch.schema.get_field_index(PATH)).to_pylist()
+    blocks = batch.column(batch.schema.get_field_index(BLOCK)).to_pylist()
+    files, rows = [], []
+    start = 0
+    n = len(paths)
+    while start < n:
+        place = (paths[start], blocks[start])
+        end = start + 1
+        while end < n and paths[end] == place[0] and blocks[end] == place[1]:
+            end += 1
+        if place not in offsets:
+            raise RuntimeError(f"{place[0]}: read by Spark but not counted; the input changed while the job ran")
+        file, first = offsets[place]
+        done = seen.get(place, 0)
+        files.extend([file] * (end - start))
+        rows.extend(range(first + done, first + done + end - start))
+        seen[place] = done + end - start
+        start = end
+    return pa.array(files, pa.uint64()), pa.array(rows, pa.uint64())
+
+
+def apply(
+    df,
+    plan_json: str,
+    key: Optional[str] = None,
+    index_key: Optional[str] = None,
+    offsets: Optional[Dict[Tuple[str, int], Tuple[int, int]]] = None,
+    stats: bool = False,
+):
     """``df`` (every manifest column, as text or typed) through the plan's row stages: every
     row with its output columns (null where not kept), ``__status``, ``__split``,
-    ``__badcol`` and ``__subject_key``."""
+    ``__badcol`` and ``__subject_key``.
+
+    With ``offsets`` (from :func:`count_blocks`; ``df`` from :func:`locate`), each row also
+    gets ``__file`` (the input's index in the plan) and ``__row`` (its record index in that
+    file), which the engine needs when each row is its own privacy unit, and the quarantine
+    report to say where a bad record is. With ``stats``, each task adds one row of status
+    ``-1`` whose ``__stats`` holds its free-text counts as JSON (see :func:`text_counts`)."""
     probe = RowEngine(plan_json, key, index_key)  # fails here, on the driver, if anything is wrong
-    schema = _spark_schema(probe.output_schema())
+    out = probe.output_schema()
+    extra = []
+    if offsets is not None:
+        extra += [pa.field(FILE, pa.int64(), True), pa.field(ROW, pa.int64(), True)]
+    if stats:
+        extra.append(pa.field(STATS, pa.string(), True))
+    schema = _spark_schema(pa.schema(list(out) + extra))
     token = hash((plan_json, key, index_key))
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         engine = _ENGINES.get(token)
         if engine is None:
             engine = _ENGINES[token] = RowEngine(plan_json, key, index_key)
+        before = engine.text_stats() if stats else None
+        seen: Dict[Tuple[str, int], int] = {}
         for batch in batches:
-            yield _to_spark(engine.apply(batch))
+            if offsets is not None:
+                files, rows = _places(batch, offsets, seen)
+                batch = batch.append_column(FILE, files).append_column(ROW, rows)
+            done = _to_spark(engine.apply(batch))
+            if offsets is not None:
+                done = done.append_column(FILE, batch.column(FILE).cast(pa.int64()))
+                done = done.append_column(ROW, batch.column(ROW).cast(pa.int64()))
+            if stats:
+                done = done.append_column(STATS, pa.nulls(done.num_rows, pa.string()))
+            yield done
+        if stats:
+            after = engine.text_stats()
+            counts = [
+                [a[1] - b[1], a[2] - b[2], [x - y for x, y in zip(a[3], b[3])], a[4] - b[4]]
+                for a, b in zip(after, before)
+            ]
+            yield _stats_row(done_schema(out, extra), json.dumps(counts))
 
     return df.mapInArrow(run, schema)
+
+
+def done_schema(out: pa.Schema, extra) -> pa.Schema:
+    """The Arrow schema of :func:`apply`'s batches, as Spark receives them."""
+    fields = [
+        pa.field(f.name, pa.int64(), f.nullable) if f.name == SUBJECT_KEY else f for f in out
+    ]
+    return pa.schema(fields + list(extra))
+
+
+def _stats_row(schema: pa.Schema, counts: str) -> pa.RecordBatch:
+    columns = []
+    for f in schema:
+        if f.name == STATUS:
+            columns.append(pa.array([STATS_STATUS], f.type))
+        elif f.name == SPLIT:
+            columns.append(pa.array([0], f.type))
+        elif f.name == STATS:
+            columns.append(pa.array([counts], pa.string()))
+        else:
+            columns.append(pa.nulls(1, f.type))
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def text_counts(rows, plan_json: str) -> list:
+    """Free-text counts of a run, summed over the per-task rows :func:`apply` added with
+    ``stats``: per text column of the plan, ``texts``, ``texts_changed``, ``spans`` (per
+    detector slot) and ``rows_dropped``."""
+    texts = json.loads(plan_json)["texts"]
+    total = [[0, 0, [], 0] for _ in texts]
+    for r in rows.where(f"{STATUS} = {STATS_STATUS}").select(STATS).collect():
+        for t, c in zip(total, json.loads(r[0])):
+            t[0] += c[0]
+            t[1] += c[1]
+            t[2] = [a + b for a, b in zip(t[2], c[2])] if t[2] else list(c[2])
+            t[3] += c[3]
+    return [
+        {"texts": t[0], "texts_changed": t[1], "spans": t[2], "rows_dropped": t[3]}
+        for t in total
+    ]
+
+
+def locate(source):
+    """``source`` (a file source) with where each row was read: ``__path`` (the file's URI)
+    and ``__block`` (the start of the file block), from Spark's file metadata."""
+    from pyspark.sql import functions as F
+
+    return source.select(
+        "*",
+        F.col("_metadata.file_path").alias(PATH),
+        F.col("_metadata.file_block_start").alias(BLOCK),
+    )
+
+
+def local_path(uri: str) -> str:
+    """A local file's path from the URI Spark gives (``file:/a/b%20c`` → ``/a/b c``)."""
+    from urllib.parse import unquote, urlparse
+
+    u = urlparse(uri)
+    return unquote(u.path) if u.scheme in ("", "file") else uri
+
+
+def count_blocks(located, files) -> Tuple[Dict[Tuple[str, int], Tuple[int, int]], list]:
+    """Rows per file block of :func:`locate`'s frame, counted by a Spark aggregation apart from
+    the row stages: the offsets :func:`apply` takes (per block, the file's index in ``files``
+    and the record index of the block's first row) and the rows per file."""
+    index = {str(Path(f)): i for i, f in enumerate(files)}
+    blocks = located.groupBy(PATH, BLOCK).count().collect()
+    offsets, per_file = {}, [0] * len(files)
+    for path, block, n in sorted(blocks, key=lambda r: (local_path(r[0]), r[1])):
+        i = index.get(str(Path(local_path(path))))
+        if i is None:
+            raise AccountingError(
+                f"{path}: Spark read a file the plan does not list\n"
+                "  = hint: this is a bug in privprep; nothing was written"
+            )
+        offsets[(path, block)] = (i, per_file[i])
+        per_file[i] += n
+    return offsets, per_file
 
 
 def read_source(spark, files, fmt: str, columns):
@@ -133,7 +286,7 @@ def status_counts(rows) -> Dict[str, int]:
     """Rows by status, counted by a Spark aggregation: ``kept``, ``quarantined`` and each
     drop reason that occurred."""
     names = {0: "kept", 1: "quarantined", **{code: name for code, name in DROP_REASONS}}
-    counts = rows.groupBy(STATUS).count().collect()
+    counts = rows.where(f"{STATUS} >= 0").groupBy(STATUS).count().collect()
     return {names.get(r[0], f"status {r[0]}"): r[1] for r in counts}
 
 
@@ -212,3 +365,201 @@ def engine_args(pipeline: str, state: Optional[str] = None, key_file: Optional[s
     plan = resolve_plan(pipeline, state, key_file)
     key, index = load_keys(plan, state, key_file)
     return plan, key, index
+
+
+class RunFailed(Exception):
+    """The run failed and was recorded as failed; nothing of it is in place. ``summary`` is
+    the run summary (as ``privprep run --format json`` gives it)."""
+
+    def __init__(self, message: str, summary: Optional[dict]):
+        super().__init__(message)
+        self.summary = summary
+
+
+def _privprep(args, state: Optional[str]) -> subprocess.CompletedProcess:
+    from .plan import cli, state_dir
+
+    return subprocess.run(
+        [cli(), "--state-dir", str(state_dir(state)), "--no-progress", *args],
+        capture_output=True,
+        text=True,
+    )
+
+
+def _quarantine_report(plan: dict, bad) -> str:
+    """The quarantine report's lines (as the CLI writes them, sorted by file and record): where
+    each bad record is and why, never what it held."""
+    files, columns = plan["source"]["files"], plan["columns"]
+    entries = []
+    for file, row, col in bad:
+        column = columns[col] if col is not None and 0 <= col < len(columns) else None
+        if column is None:
+            error = "value did not parse"
+        elif column["type"] in ("date", "datetime"):
+            error = f"value is not a {column['type']} in the format {column.get('format') or ''}"
+        else:
+            error = f"value is not a valid {column['type']}"
+        entries.append({
+            "file": files[file],
+            "record": row,
+            "column": column["name"] if column else None,
+            "error": error,
+        })
+    entries.sort(key=lambda e: (e["file"], e["record"]))
+    return "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
+
+
+def _execute(spark, begun: dict, plan_json: str, key, index) -> dict:
+    """The Spark job of :func:`run`: what ``privprep external commit`` needs to check and
+    commit, with every output written into its staging folder."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    plan = begun["plan"]
+    files = plan["source"]["files"]
+    source = read_plan_source(spark, plan_json)
+    located = locate(source)
+    offsets, per_file = count_blocks(located, files)
+    rows_read = sum(per_file)
+    done = {
+        "rows_read": rows_read,
+        "inputs": [{"path": f, "rows": n} for f, n in zip(files, per_file)],
+    }
+    rows = apply(located, plan_json, key, index, offsets=offsets, stats=True)
+    rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        statuses = status_counts(rows)
+        if sum(statuses.values()) != rows_read:
+            raise AccountingError(
+                f"row accounting does not add up: read {rows_read} ≠ "
+                f"{sum(statuses.values())} rows by status\n"
+                "  = hint: this is a bug in privprep; nothing was written"
+            )
+        done["statuses"] = statuses
+        done["text_columns"] = text_counts(rows, plan_json)
+        if statuses.get("quarantined"):
+            bad = rows.where(f"{STATUS} = 1").select(FILE, ROW, BADCOL).collect()
+            Path(begun["quarantine"]["staging"]).write_text(_quarantine_report(plan, bad))
+            if statuses["quarantined"] > plan["source"]["max_bad_rows"]:
+                return done  # the CLI fails the run and puts the report in place alone
+        done["leak_gate"] = leak_gate(source, rows, plan_json)
+        if plan["gate"]["fail"] and any(v["result"] == "leak" for v in done["leak_gate"]):
+            return done  # the CLI fails the run on the verdicts; nothing is written
+        names = [o["name"] for o in plan["outputs"]]
+        kept = rows.where(f"{STATUS} = 0")
+        for out in begun["outputs"]:
+            # zstd, as the CLI writes its outputs.
+            kept.where(F.col(SPLIT) == out["code"]).select(*names).write.option(
+                "compression", "zstd"
+            ).parquet(out["staging"])
+        kept.select(
+            F.col(SPLIT).cast("int").alias("split"), F.col(SUBJECT_KEY).alias("key")
+        ).distinct().write.option("compression", "zstd").parquet(
+            str(Path(begun["scratch"]) / "subjects")
+        )
+        return done
+    finally:
+        rows.unpersist()
+
+
+def _describe(e: BaseException) -> str:
+    """A failed job's error for the lineage record: privprep's own messages whole; another
+    exception by its type and first line (Spark's messages name files and columns)."""
+    if isinstance(e, (AccountingError, PlanError)):
+        return str(e)
+    first = (str(e).strip().splitlines() or [""])[0][:300]
+    return f"the Spark job failed: {type(e).__name__}: {first}"
+
+
+def run(spark, pipeline: str, state_dir: Optional[str] = None, key_file: Optional[str] = None) -> dict:
+    """Runs a pipeline file on Spark and commits it as ``privprep run`` does: the outputs land
+    at the paths the pipeline names (a Parquet folder each, with ``_privprep.json``), the run's
+    record goes into the lineage store with ``engine = "spark"``, and the result is the run
+    summary (the fields of ``privprep run --format json``).
+
+    The CLI (``$PRIVPREP_BIN`` or ``privprep`` on the driver's PATH) plans and journals the run
+    and commits it; Spark reads the sources, runs every row stage in one ``mapInArrow`` pass,
+    counts rows by status, runs the leak gate and writes the outputs into staging folders. A
+    run that fails (bad rows over ``max_bad_rows``, a leak under ``leak_gate = "fail"``, a
+    failed job) is recorded as failed, leaves no output and raises :class:`RunFailed`; a
+    driver that dies leaves a journal entry the next privprep command turns into a failed
+    record, removing what was staged."""
+    import os
+
+    done = _privprep(
+        ["external", "begin", str(pipeline), "--engine", "spark", "--pid", str(os.getpid())]
+        + (["--key-file", str(key_file)] if key_file else []),
+        state_dir,
+    )
+    if done.returncode != 0:
+        raise PlanError((done.stderr or done.stdout).strip())
+    begun = json.loads(done.stdout)
+    plan_json = json.dumps(begun["plan"])
+    finished = {"run_id": begun["run_id"]}
+    conf = "spark.sql.parquet.outputTimestampType"
+    before = spark.conf.get(conf, None)
+    try:
+        # Timestamps as the CLI writes them (INT64 microseconds), not Spark's INT96 default.
+        spark.conf.set(conf, "TIMESTAMP_MICROS")
+        key, index = load_keys(plan_json, state_dir, key_file)
+        finished.update(_execute(spark, begun, plan_json, key, index))
+    except Exception as e:  # recorded as failed below; nothing is committed
+        finished["error"] = _describe(e)
+    finally:
+        if before is None:
+            spark.conf.unset(conf)
+        else:
+            spark.conf.set(conf, before)
+    result = Path(begun["scratch"]) / "result.json"
+    result.write_text(json.dumps(finished))
+    done = _privprep(
+        ["external", "commit", str(pipeline), str(result), "--format", "json"], state_dir
+    )
+    try:
+        summary = json.loads(done.stdout)
+    except ValueError:
+        summary = None
+    if done.returncode != 0:
+        raise RunFailed((done.stderr or done.stdout).strip(), summary)
+    return summary
+
+
+def main(argv=None) -> int:
+    """``python -m privprep.spark PIPELINE [--state-dir DIR] [--key-file F] [--format json]``,
+    for ``spark-submit``: runs the pipeline on the session's cluster and prints the summary."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m privprep.spark", description="Run a privprep pipeline on Spark."
+    )
+    parser.add_argument("pipeline")
+    parser.add_argument("--state-dir", default=None)
+    parser.add_argument("--key-file", default=None)
+    parser.add_argument("--format", choices=["text", "json"], default="text")
+    args = parser.parse_args(argv)
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.appName("privprep").getOrCreate()
+    try:
+        summary = run(spark, args.pipeline, args.state_dir, args.key_file)
+    except (PlanError, RunFailed) as e:
+        if args.format == "json" and getattr(e, "summary", None):
+            print(json.dumps(getattr(e, "summary"), indent=2))
+        print(f"error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, PlanError) else 1
+    if args.format == "json":
+        print(json.dumps(summary, indent=2))
+    else:
+        print(
+            f"run {summary['run_id']} on Spark: read {summary['rows_read']}, wrote "
+            f"{summary['rows_written']}, dropped {sum(summary['dropped'].values())}, "
+            f"quarantined {summary['quarantined']}"
+        )
+        for o in summary["outputs"]:
+            print(f"  {o['split']}: {o['path']} ({o['rows']} rows)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -3,6 +3,7 @@ Parquet and NDJSON sources. ``test_sail.py`` runs the same check on Sail."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,139 @@ def test_too_many_quarantined_rows_fail_the_accounting(spark, workspace, tmp_pat
     rows = pspark.apply(source, strict, key, index)
     with pytest.raises(pspark.AccountingError, match="more than max_bad_rows"):
         pspark.account(source, rows, strict)
+
+
+def _copy(w, tmp_path, edit=None):
+    """A copy of workspace ``w`` (data, pipeline, state: the same keys and store), so a run
+    on Spark replaces none of ``w``'s outputs. ``edit`` rewrites the pipeline text; the CLI's
+    outputs are removed from the copy."""
+    from conftest import Workspace
+
+    root = tmp_path / "copy"
+    shutil.copytree(w.root, root)
+    shutil.rmtree(root / "out")
+    c = Workspace(root)
+    c.source, c.format, c.summary = root / w.source.relative_to(w.root), w.format, w.summary
+    if edit:
+        c.pipeline.write_text(edit(c.pipeline.read_text()))
+    return c
+
+
+def _left_behind(c):
+    """Staging and scratch a run left: hidden entries beside the outputs, journal entries,
+    scratch folders."""
+    out = c.root / "out"
+    hidden = [p.name for p in out.iterdir() if p.name.startswith(".")] if out.exists() else []
+    runs = [p.name for p in (c.state / "runs").glob("*")]
+    tmp = [p.name for p in (c.state / "tmp").glob("*")]
+    return hidden + runs + tmp
+
+
+def test_a_run_on_spark_commits_what_the_cli_commits(spark, any_workspace, tmp_path):
+    import pyarrow.parquet as pq
+
+    w = any_workspace
+    c = _copy(w, tmp_path)
+    summary = pspark.run(spark, str(c.pipeline), str(c.state))
+    assert set(summary) == set(w.summary)
+    for field in ("status", "rows_read", "rows_written", "dropped", "quarantined", "key_id",
+                  "leak_gate", "text_columns"):
+        assert summary[field] == w.summary[field], field
+    assert summary["status"] == "succeeded" and summary["rows_written"] > 500
+    assert [(o["split"], o["rows"]) for o in summary["outputs"]] == [
+        (o["split"], o["rows"]) for o in w.summary["outputs"]
+    ]
+    for ours, theirs in zip(summary["outputs"], w.summary["outputs"]):
+        folder = c.root / ours["path"]
+        assert folder.is_dir() and folder.name == (w.root / theirs["path"]).name
+        got, want = pq.read_table(folder), pq.read_table(w.root / theirs["path"])
+        assert got.column_names == want.column_names
+        assert sorted(map(repr, got.to_pylist())) == sorted(map(repr, want.to_pylist()))
+        meta = json.loads((folder / "_privprep.json").read_text())
+        assert (meta["run_id"], meta["split"], meta["rows"]) == (
+            summary["run_id"], ours["split"], ours["rows"],
+        )
+    # The quarantine report names the same records, columns and reasons (Spark knows no
+    # line numbers).
+    if w.summary["quarantined"]:
+        def entries(root, report):
+            lines = (root / report).read_text().splitlines()
+            found = [{k: v for k, v in json.loads(x).items() if k != "line"} for x in lines]
+            for e in found:
+                e["file"] = str(Path(e["file"]).resolve().relative_to(root.resolve()))
+            return found
+
+        assert entries(c.root, summary["quarantine_report"]) == entries(
+            w.root, w.summary["quarantine_report"]
+        )
+    assert _left_behind(c) == []
+    # The record is in the same store, chained, and says which engine ran it.
+    c.privprep("lineage", "verify")
+    shown = json.loads(c.privprep("lineage", "show", summary["run_id"], "--format", "json").stdout)
+    assert shown["record"]["engine"] == "spark"
+    # Every subject is found in the Spark run's outputs exactly where the CLI's run put it.
+    subjects = json.loads(c.privprep("subject", "find", w.erased, "--format", "json").stdout)
+    assert subjects[0]["holdings"] == [] or all(
+        h["run_id"] != summary["run_id"] for h in subjects[0]["holdings"]
+    )
+    import csv
+
+    if w.format == "csv":
+        with open(w.source, newline="") as f:
+            ids = sorted({r["subject_id"] for r in csv.DictReader(f)})[:40]
+        (c.root / "ids.txt").write_text("\n".join(ids) + "\n")
+        found = json.loads(
+            c.privprep("subject", "find", "--ids", "ids.txt", "--format", "json").stdout
+        )
+        for subject in found:
+            runs = {}
+            for h in subject["holdings"]:
+                runs.setdefault(h["run_id"], set()).add((h["kind"], h["split"]))
+            assert runs.get(summary["run_id"], set()) == runs.get(w.summary["run_id"], set())
+        assert any(summary["run_id"] in {h["run_id"] for h in s["holdings"]} for s in found)
+
+
+@pytest.mark.parametrize("case", ["leak", "bad rows", "job"])
+def test_a_failed_run_on_spark_leaves_no_output(spark, case, request, tmp_path):
+    if case == "leak":
+        w = request.getfixturevalue("leaky_workspace")
+        edit = lambda t: t.replace('leak_gate = "warn"', 'leak_gate = "fail"')  # noqa: E731
+        why = "leak gate"
+    elif case == "bad rows":
+        w = request.getfixturevalue("workspace")
+        edit = lambda t: t.replace("max_bad_rows = 1000", "max_bad_rows = 1")  # noqa: E731
+        why = "more than max_bad_rows = 1"
+    else:  # the source vanishes after the plan: the Spark job itself fails
+        w = request.getfixturevalue("workspace")
+        edit, why = None, "the Spark job failed"
+    c = _copy(w, tmp_path, edit)
+    if case == "job":
+        real = pspark._execute
+
+        def vanish(spark_, begun, *rest):
+            c.source.unlink()
+            return real(spark_, begun, *rest)
+
+        pspark._execute = vanish
+    try:
+        with pytest.raises(pspark.RunFailed, match=why) as failed:
+            pspark.run(spark, str(c.pipeline), str(c.state))
+    finally:
+        if case == "job":
+            pspark._execute = real
+    assert failed.value.summary["status"] == "failed"
+    assert failed.value.summary["outputs"] == []
+    written = sorted(p.name for p in (c.root / "out").glob("*")) if (c.root / "out").exists() else []
+    if case == "bad rows":
+        # The report is what the user needs to fix the data: it alone is in place.
+        report = c.root / failed.value.summary["quarantine_report"]
+        assert written == [report.name]
+        assert len(report.read_text().splitlines()) == w.summary["quarantined"]
+    else:
+        assert written == []
+    assert _left_behind(c) == []
+    c.privprep("lineage", "verify")
+    shown = json.loads(
+        c.privprep("lineage", "show", failed.value.summary["run_id"], "--format", "json").stdout
+    )
+    assert shown["record"]["status"] == "failed" and shown["record"]["engine"] == "spark"

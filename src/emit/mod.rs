@@ -341,8 +341,17 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
     File::open(crate::spec::base_dir(path))?.sync_all()
 }
 
-/// SHA-256 of a file, lowercase hex.
+/// SHA-256 of a file, lowercase hex. Of a folder (an output an engine wrote as a Parquet
+/// folder): the SHA-256 of its listing, one line `relative/path<TAB>sha256` per file at any
+/// depth, sorted by path, so any change to a file, or a file added or removed, changes it.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    if path.is_dir() {
+        let mut h = Sha256::new();
+        for (name, file) in folder_files(path)? {
+            h.update(format!("{name}\t{}\n", sha256_file(&file)?).as_bytes());
+        }
+        return Ok(hex::encode(h.finalize()));
+    }
     let mut f = File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -354,6 +363,32 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         h.update(&buf[..n]);
     }
     Ok(hex::encode(h.finalize()))
+}
+
+/// Every regular file under `dir` at any depth, with its path relative to `dir` (`/`-separated),
+/// sorted by that path. Symbolic links are refused: a folder output holds files only.
+pub fn folder_files(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    let mut todo = vec![(String::new(), dir.to_path_buf())];
+    while let Some((prefix, folder)) = todo.pop() {
+        for entry in std::fs::read_dir(&folder)? {
+            let entry = entry?;
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                todo.push((format!("{name}/"), entry.path()));
+            } else if kind.is_file() {
+                out.push((name, entry.path()));
+            } else {
+                return Err(std::io::Error::other(format!(
+                    "{} is neither a file nor a folder",
+                    entry.path().display()
+                )));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Output path of a split: `tickets.parquet` → `tickets.train.parquet`.

@@ -599,6 +599,11 @@ pub struct RunRecord {
     /// Present in the record of a key rotation (kind `rotation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<RotationRecord>,
+    /// The engine a run's rows went through: `polars` (this binary) or `spark` (the Python
+    /// wheel). Absent in records written before engines were recorded, and in those of
+    /// commands that are not runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 impl RunRecord {
@@ -725,6 +730,7 @@ impl RunRecord {
             risk: None,
             retention: None,
             rotation: None,
+            engine: None,
         }
     }
 }

@@ -109,7 +109,10 @@ impl Counts {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct QuarantineEntry {
     pub file: String,
-    pub line: u64,
+    /// 1-based line where the record starts (absent where the engine that read the file
+    /// does not know lines, as on Spark).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
     /// 0-based data record index in the file.
     pub record: u64,
     pub column: Option<String>,
@@ -118,7 +121,10 @@ pub struct QuarantineEntry {
 
 impl std::fmt::Display for QuarantineEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)?;
+        match self.line {
+            Some(line) => write!(f, "{}:{line}", self.file)?,
+            None => write!(f, "{} record {}", self.file, self.record)?,
+        }
         if let Some(c) = &self.column {
             write!(f, " column `{c}`")?;
         }
@@ -136,7 +142,7 @@ fn quarantine_report(
         for b in &input.scan.bad {
             entries.push(QuarantineEntry {
                 file: input.path.display().to_string(),
-                line: b.line,
+                line: Some(b.line),
                 record: b.record,
                 column: b.column.clone(),
                 error: b.error.clone(),
@@ -148,7 +154,7 @@ fn quarantine_report(
         let column = plan.columns.get(c.max(0) as usize);
         entries.push(QuarantineEntry {
             file: input.path.display().to_string(),
-            line: input.scan.line_of(r),
+            line: Some(input.scan.line_of(r)),
             record: r,
             column: column.map(|c| c.name.clone()),
             error: match column {

@@ -97,6 +97,12 @@ impl StagedCommit {
         self.files.push(Staged { tmp, dest, sha256 });
     }
 
+    /// Takes a finished file or folder (an output another engine wrote, such as a Parquet
+    /// folder) at `tmp`, whose [`emit::sha256_file`] is `sha256`, to be renamed to `dest`.
+    pub fn add_path(&mut self, tmp: PathBuf, dest: PathBuf, sha256: String) {
+        self.files.push(Staged { tmp, dest, sha256 });
+    }
+
     /// Writes `bytes` to a temporary file beside `dest` (fsynced) and stages it.
     pub fn add_bytes(
         &mut self,
@@ -197,7 +203,7 @@ impl StagedCommit {
         let mut failure = None;
         for m in &moves {
             fault_point();
-            if let Err(e) = rename_durably(&m.tmp, &m.dest) {
+            if let Err(e) = put_in_place(m) {
                 failure = Some(CommitError::Io {
                     path: m.dest.display().to_string(),
                     source: e,
@@ -224,14 +230,16 @@ impl StagedCommit {
         match result {
             Ok(hash) => {
                 fault_point();
-                // The files are in place and recorded: nothing is left to remove.
+                // The files are in place and recorded: nothing is left to remove but what
+                // they replaced.
                 self.files.clear();
+                drop_replaced(&moves);
                 let _ = journal.remove();
                 Ok(hash)
             }
             Err(e) => {
                 for m in done {
-                    let _ = std::fs::remove_file(&m.dest);
+                    take_back(m);
                 }
                 // Back to a plain pending entry, so a later crash is recorded as failed.
                 pending.commit = None;
@@ -301,7 +309,7 @@ impl Journaled {
 impl Drop for StagedCommit {
     fn drop(&mut self) {
         for f in &self.files {
-            let _ = std::fs::remove_file(&f.tmp);
+            remove_path(&f.tmp);
         }
     }
 }
@@ -313,7 +321,14 @@ fn remove_durably(paths: &[PathBuf]) -> Result<(), CommitError> {
             path: p.display().to_string(),
             source,
         };
-        match std::fs::remove_file(p) {
+        // A folder output (another engine's) goes with everything in it; a removal cut short
+        // is finished by recovery, which removes again.
+        let removed = if p.is_dir() {
+            std::fs::remove_dir_all(p)
+        } else {
+            std::fs::remove_file(p)
+        };
+        match removed {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(io(e)),
@@ -324,6 +339,48 @@ fn remove_durably(paths: &[PathBuf]) -> Result<(), CommitError> {
             .map_err(io)?;
     }
     Ok(())
+}
+
+/// Puts a move's file or folder in place. rename(2) replaces a file atomically but not a
+/// folder, nor a file by a folder, so when either is a folder what `dest` holds is first
+/// renamed aside ([`replaced`]) and removed only once the record is appended.
+fn put_in_place(m: &Move) -> std::io::Result<()> {
+    if (m.tmp.is_dir() || m.dest.is_dir()) && m.dest.symlink_metadata().is_ok() {
+        std::fs::rename(&m.dest, replaced(m))?;
+    }
+    rename_durably(&m.tmp, &m.dest)
+}
+
+/// Where [`put_in_place`] keeps what a folder move replaced, until the commit is done.
+fn replaced(m: &Move) -> PathBuf {
+    let mut p = m.tmp.clone().into_os_string();
+    p.push(".replaced");
+    p.into()
+}
+
+/// Removes what the moves replaced (the commit is recorded).
+fn drop_replaced(moves: &[Move]) {
+    for m in moves {
+        remove_path(&replaced(m));
+    }
+}
+
+/// Undoes a move: removes what it put in place and restores what it replaced.
+fn take_back(m: &Move) {
+    remove_path(&m.dest);
+    let old = replaced(m);
+    if old.symlink_metadata().is_ok() {
+        let _ = std::fs::rename(&old, &m.dest);
+    }
+}
+
+/// Removes a file, or a folder with everything in it; one that is gone is fine.
+fn remove_path(p: &Path) {
+    if p.is_dir() {
+        let _ = std::fs::remove_dir_all(p);
+    } else {
+        let _ = std::fs::remove_file(p);
+    }
 }
 
 /// Renames and fsyncs the destination's folder.
@@ -421,11 +478,7 @@ fn recover_locked(state_dir: &Path, store: &mut Store) -> Vec<String> {
 
 fn remove_temp_files(files: &[PathBuf]) {
     for t in files {
-        if t.is_dir() {
-            let _ = std::fs::remove_dir_all(t);
-        } else {
-            let _ = std::fs::remove_file(t);
-        }
+        remove_path(t);
     }
 }
 
@@ -473,7 +526,7 @@ fn finish_commit(
     let mut missing = 0usize;
     for m in &intent.moves {
         if m.tmp.exists() {
-            if let Err(e) = rename_durably(&m.tmp, &m.dest) {
+            if let Err(e) = put_in_place(m) {
                 tracing::warn!(path = %m.dest.display(), "cannot finish the rename: {e}");
                 missing += 1;
             }
@@ -484,17 +537,16 @@ fn finish_commit(
     if missing == 0 {
         remove_durably(&intent.removes).map_err(|e| e.to_string())?;
         remove_temp_files(&temp_files);
-        return store
-            .append(&intent.record)
-            .map(|_| ())
-            .map_err(|e| e.to_string());
+        store.append(&intent.record).map_err(|e| e.to_string())?;
+        drop_replaced(&intent.moves);
+        return Ok(());
     }
     // Roll back: remove what this run put in place, record the run as failed.
     for m in &intent.moves {
         if emit::sha256_file(&m.dest).ok().as_deref() == Some(m.sha256.as_str()) {
-            let _ = std::fs::remove_file(&m.dest);
+            take_back(m);
         }
-        let _ = std::fs::remove_file(&m.tmp);
+        remove_path(&m.tmp);
     }
     remove_temp_files(&temp_files);
     let mut record = intent.record;

@@ -166,6 +166,11 @@ fn proc_stat(pid: u32) -> Option<(char, u64)> {
     Some((state, start))
 }
 
+/// The start time of process `pid` (for the entry of a run whose engine is another process).
+pub fn start_time(pid: u32) -> Option<u64> {
+    proc_stat(pid).map(|(_, t)| t)
+}
+
 /// This process's start time, recorded in its journal entry so that a later process that
 /// happens to get the same pid is not taken for it.
 pub fn own_start_time() -> Option<u64> {

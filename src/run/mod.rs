@@ -151,6 +151,9 @@ pub enum RunError {
     Poisoned(&'static str),
     #[error("{0}")]
     PathCollision(String),
+    /// An engine outside this binary failed, or gave a result that does not hold.
+    #[error("{0}")]
+    External(String),
     #[error("{path}: cannot write the run journal: {source}\n  = hint: the journal lets the next command account for a killed run; check that the state folder is writable")]
     Journal {
         path: String,
@@ -211,6 +214,7 @@ pub fn new_run_id() -> String {
 mod accounting;
 mod commit;
 mod erase;
+pub mod external;
 mod journal;
 mod releases;
 pub mod retention;
@@ -239,6 +243,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
         &plan.pipeline.text,
     );
     plan.record_into(&mut record);
+    record.engine = Some("polars".into());
     let fail = |record: &mut RunRecord, error: RunError, store: Option<&mut Store>| {
         record.mark_failed(error.to_string());
         if record.finished_at.is_empty() {
@@ -889,6 +894,12 @@ fn leak_gate(
             hits: v.hits,
         })
         .collect();
+    judge_leaks(plan, record)
+}
+
+/// The run's outcome from the gate's verdicts in `record`: under `leak_gate = "fail"` a leak
+/// fails the run; under `"warn"` it is reported and the run goes on.
+fn judge_leaks(plan: &Plan, record: &RunRecord) -> Result<(), RunError> {
     let leaks: Vec<String> = record
         .leak_gate
         .iter()
