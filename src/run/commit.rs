@@ -368,8 +368,13 @@ fn drop_replaced(moves: &[Move]) {
 /// Undoes a move: removes what it put in place and restores what it replaced.
 fn take_back(m: &Move) {
     remove_path(&m.dest);
+    restore_replaced(m);
+}
+
+/// Puts back what a move set aside, when nothing took its place.
+fn restore_replaced(m: &Move) {
     let old = replaced(m);
-    if old.symlink_metadata().is_ok() {
+    if old.symlink_metadata().is_ok() && m.dest.symlink_metadata().is_err() {
         let _ = std::fs::rename(&old, &m.dest);
     }
 }
@@ -544,8 +549,9 @@ fn finish_commit(
     // Roll back: remove what this run put in place, record the run as failed.
     for m in &intent.moves {
         if emit::sha256_file(&m.dest).ok().as_deref() == Some(m.sha256.as_str()) {
-            take_back(m);
+            remove_path(&m.dest);
         }
+        restore_replaced(m);
         remove_path(&m.tmp);
     }
     remove_temp_files(&temp_files);
@@ -728,8 +734,8 @@ mod tests {
     fn a_failed_rename_takes_back_what_was_renamed_and_records_nothing() {
         let mut f = Fixture::new();
         let s = f.staged("r1", &["a.parquet", "b.parquet"]);
-        // The second destination is a folder that is not empty: its rename fails.
-        std::fs::create_dir_all(f.out("b.parquet").join("x")).unwrap();
+        // The second file is gone before its rename: the rename fails.
+        std::fs::remove_file(&s.files[1].tmp).unwrap();
         let (j, mut p) = f.pending("r1", std::process::id());
         let state = f.state();
         let err = s
@@ -794,5 +800,115 @@ mod tests {
         assert!(temp_files(&f.dir.path().join("out")).is_empty());
         let error = f.store.get("r1").unwrap().unwrap().record.error.unwrap();
         assert!(error.contains("no output was committed"), "{error}");
+    }
+
+    /// A folder `name` staged by another engine (two part files holding `tag`), as a staged
+    /// commit of it.
+    fn staged_folder(f: &Fixture, run_id: &str, name: &str, tag: &str) -> StagedCommit {
+        let tmp = emit::tmp_path_for(&f.out(name), run_id);
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::write(tmp.join("part-0.parquet"), tag).unwrap();
+        std::fs::write(tmp.join("part-1.parquet"), tag).unwrap();
+        let sha = emit::sha256_file(&tmp).unwrap();
+        let mut s = StagedCommit::new();
+        s.add_path(tmp, f.out(name), sha);
+        s
+    }
+
+    fn folder_content(path: &Path) -> Vec<(String, Vec<u8>)> {
+        emit::folder_files(path)
+            .unwrap()
+            .into_iter()
+            .map(|(n, p)| (n, std::fs::read(p).unwrap()))
+            .collect()
+    }
+
+    /// rename(2) cannot put a folder over a file or a non-empty folder: the commit moves the
+    /// old one aside and removes it only once the record is in.
+    #[test]
+    fn a_folder_output_replaces_a_file_and_a_folder() {
+        let mut f = Fixture::new();
+        let state = f.state();
+        std::fs::write(f.out("t.parquet"), b"an earlier run's file").unwrap();
+        for (run, tag) in [("r1", "one"), ("r2", "two")] {
+            let s = staged_folder(&f, run, "t.parquet", tag);
+            let (j, mut p) = f.pending(run, std::process::id());
+            j.write(&p).unwrap();
+            s.commit(&state, &j, &mut p, &succeeded(run), &mut f.store)
+                .unwrap();
+            let got = folder_content(&f.out("t.parquet"));
+            assert_eq!(got.len(), 2);
+            assert!(got.iter().all(|(_, b)| b == tag.as_bytes()));
+            assert_eq!(f.status(run), Some(RunStatus::Succeeded));
+            // Nothing hidden is left beside it: no staging, nothing set aside.
+            let names: Vec<String> = std::fs::read_dir(f.dir.path().join("out"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+                .collect();
+            assert_eq!(names, ["t.parquet"]);
+        }
+    }
+
+    /// A run that died after setting the old folder aside and before its own went in: the
+    /// recovery puts the new folder in place and records the run; if the new one is gone,
+    /// it puts the old one back.
+    #[test]
+    fn recovery_of_a_folder_commit_finishes_it_or_restores_the_old_folder() {
+        for finishable in [true, false] {
+            let mut f = Fixture::new();
+            let state = f.state();
+            let old = staged_folder(&f, "r0", "t.parquet", "old");
+            let (j, mut p) = f.pending("r0", std::process::id());
+            j.write(&p).unwrap();
+            old.commit(&state, &j, &mut p, &succeeded("r0"), &mut f.store)
+                .unwrap();
+            let before = folder_content(&f.out("t.parquet"));
+
+            let s = staged_folder(&f, "r1", "t.parquet", "new");
+            let (j, mut p) = f.pending("r1", dead_pid());
+            let moves = s.moves();
+            p.commit = Some(Intent {
+                record: succeeded("r1"),
+                moves: moves.clone(),
+                removes: Vec::new(),
+            });
+            j.write(&p).unwrap();
+            std::fs::rename(&moves[0].dest, replaced(&moves[0])).unwrap();
+            std::mem::forget(s);
+            if !finishable {
+                std::fs::remove_dir_all(&moves[0].tmp).unwrap();
+            }
+            recover_interrupted(&state, &mut f.store);
+            let now = folder_content(&f.out("t.parquet"));
+            if finishable {
+                assert!(now.iter().all(|(_, b)| b == b"new"));
+                assert_eq!(f.status("r1"), Some(RunStatus::Succeeded));
+            } else {
+                assert_eq!(now, before, "the old folder is back");
+                assert_eq!(f.status("r1"), Some(RunStatus::Failed));
+            }
+            assert!(!replaced(&moves[0]).exists());
+            assert!(!j.path().exists());
+        }
+    }
+
+    /// A folder's hash covers every file's name and content at any depth.
+    #[test]
+    fn a_folders_hash_changes_with_any_file() {
+        let f = Fixture::new();
+        let dir = f.out("d");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("a"), b"1").unwrap();
+        std::fs::write(dir.join("sub/b"), b"2").unwrap();
+        let first = emit::sha256_file(&dir).unwrap();
+        assert_eq!(first, emit::sha256_file(&dir).unwrap());
+        std::fs::write(dir.join("sub/b"), b"3").unwrap();
+        let edited = emit::sha256_file(&dir).unwrap();
+        assert_ne!(edited, first);
+        std::fs::rename(dir.join("sub/b"), dir.join("sub/c")).unwrap();
+        let renamed = emit::sha256_file(&dir).unwrap();
+        assert_ne!(renamed, edited);
+        std::fs::write(dir.join("e"), b"").unwrap();
+        assert_ne!(emit::sha256_file(&dir).unwrap(), renamed);
     }
 }
