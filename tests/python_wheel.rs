@@ -112,7 +112,7 @@ fn the_python_wheel_passes_its_tests_against_this_cli() {
     let report = String::from_utf8_lossy(&sail.stdout);
     eprintln!("{report}");
     assert!(
-        sail.status.success() && report.contains("5 passed"),
+        sail.status.success() && report.contains("8 passed"),
         "the Spark tests on Sail did not pass:\n{report}\n{}",
         String::from_utf8_lossy(&sail.stderr)
     );

@@ -187,6 +187,36 @@ def locate(source):
     )
 
 
+def read_located(spark, plan_json: str):
+    """The plan's inputs as :func:`read_plan_source` reads them, with where each row was read
+    (``__path``, ``__block``, as :func:`locate` gives them), and whether the session gave file
+    metadata. Where it has none (Spark Connect servers such as Sail), each file is read apart
+    and tagged with its path, and ``__block`` is the Spark partition: record indices are then
+    known only for a file read as one partition."""
+    from pyspark.sql import functions as F
+
+    source = read_plan_source(spark, plan_json)
+    located = locate(source)
+    try:
+        located.schema  # analysed here: a session without file metadata fails now
+        return source, located, True
+    except Exception:
+        pass
+    spec = json.loads(plan_json)
+    parts = []
+    for f in spec["source"]["files"]:
+        one = dict(spec, source=dict(spec["source"], files=[f]))
+        parts.append(
+            read_plan_source(spark, json.dumps(one)).select(
+                "*", F.lit(f).alias(PATH), F.spark_partition_id().cast("long").alias(BLOCK)
+            )
+        )
+    located = parts[0]
+    for p in parts[1:]:
+        located = located.unionByName(p)
+    return source, located, False
+
+
 def local_path(uri: str) -> str:
     """A local file's path from the URI Spark gives (``file:/a/b%20c`` → ``/a/b c``)."""
     from urllib.parse import unquote, urlparse
@@ -195,13 +225,14 @@ def local_path(uri: str) -> str:
     return unquote(u.path) if u.scheme in ("", "file") else uri
 
 
-def count_blocks(located, files) -> Tuple[Dict[Tuple[str, int], Tuple[int, int]], list]:
+def count_blocks(located, files) -> Tuple[Dict[Tuple[str, int], Tuple[int, int]], list, list]:
     """Rows per file block of :func:`locate`'s frame, counted by a Spark aggregation apart from
     the row stages: the offsets :func:`apply` takes (per block, the file's index in ``files``
-    and the record index of the block's first row) and the rows per file."""
+    and the record index of the block's first row), the rows per file and the blocks per
+    file."""
     index = {str(Path(f)): i for i, f in enumerate(files)}
     blocks = located.groupBy(PATH, BLOCK).count().collect()
-    offsets, per_file = {}, [0] * len(files)
+    offsets, per_file, blocks_of = {}, [0] * len(files), [0] * len(files)
     for path, block, n in sorted(blocks, key=lambda r: (local_path(r[0]), r[1])):
         i = index.get(str(Path(local_path(path))))
         if i is None:
@@ -211,7 +242,8 @@ def count_blocks(located, files) -> Tuple[Dict[Tuple[str, int], Tuple[int, int]]
             )
         offsets[(path, block)] = (i, per_file[i])
         per_file[i] += n
-    return offsets, per_file
+        blocks_of[i] += 1
+    return offsets, per_file, blocks_of
 
 
 def read_source(spark, files, fmt: str, columns):
@@ -399,13 +431,11 @@ def _quarantine_report(plan: dict, bad) -> str:
             error = f"value is not a {column['type']} in the format {column.get('format') or ''}"
         else:
             error = f"value is not a valid {column['type']}"
-        entries.append({
-            "file": files[file],
-            "record": row,
-            "column": column["name"] if column else None,
-            "error": error,
-        })
-    entries.sort(key=lambda e: (e["file"], e["record"]))
+        entry = {"file": files[file], "record": row}
+        if row is None:  # not known on this engine: the entry says so by leaving it out
+            del entry["record"]
+        entries.append(dict(entry, column=column["name"] if column else None, error=error))
+    entries.sort(key=lambda e: (e["file"], e.get("record", -1)))
     return "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
 
 
@@ -417,9 +447,17 @@ def _execute(spark, begun: dict, plan_json: str, key, index) -> dict:
 
     plan = begun["plan"]
     files = plan["source"]["files"]
-    source = read_plan_source(spark, plan_json)
-    located = locate(source)
-    offsets, per_file = count_blocks(located, files)
+    source, located, metadata = read_located(spark, plan_json)
+    offsets, per_file, blocks = count_blocks(located, files)
+    # Without file metadata, a record's index is known only in a file read as one partition.
+    known = [metadata or b <= 1 for b in blocks]
+    if plan["policy"]["row_unit"] and not all(known):
+        split = files[known.index(False)]
+        raise AccountingError(
+            f"{split}: each row is its own privacy unit, which needs each record's index in "
+            "its file, and this Spark session (no file metadata) read the file in parts\n"
+            "  = hint: run it on Spark proper, or with the CLI (privprep run)"
+        )
     rows_read = sum(per_file)
     done = {
         "rows_read": rows_read,
@@ -439,6 +477,7 @@ def _execute(spark, begun: dict, plan_json: str, key, index) -> dict:
         done["text_columns"] = text_counts(rows, plan_json)
         if statuses.get("quarantined"):
             bad = rows.where(f"{STATUS} = 1").select(FILE, ROW, BADCOL).collect()
+            bad = [(f, r if known[f] else None, c) for f, r, c in bad]
             Path(begun["quarantine"]["staging"]).write_text(_quarantine_report(plan, bad))
             if statuses["quarantined"] > plan["source"]["max_bad_rows"]:
                 return done  # the CLI fails the run and puts the report in place alone

@@ -15,6 +15,7 @@ pytest.importorskip("pyspark")
 
 from test_spark import test_spark_keeps_drops_and_transforms_rows_as_the_cli as check  # noqa: E402
 from test_spark import test_the_leak_gate_on_spark_gives_the_clis_verdicts as gate_check  # noqa: E402,E501
+from test_spark import test_a_run_on_spark_commits_what_the_cli_commits as run_check  # noqa: E402,E501
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +55,8 @@ def test_sail_keeps_drops_and_transforms_rows_as_the_cli(spark, any_workspace):
 @pytest.mark.parametrize("which", ["workspace", "leaky_workspace"])
 def test_the_leak_gate_on_sail_gives_the_clis_verdicts(spark, which, request):
     gate_check(spark, which, request)
+
+
+def test_a_run_on_sail_commits_what_the_cli_commits(spark, any_workspace, tmp_path):
+    # Sail writes datetime columns as UTC-adjusted timestamps (the same instants).
+    run_check(spark, any_workspace, tmp_path, utc_timestamps=True)

@@ -113,17 +113,20 @@ pub struct QuarantineEntry {
     /// does not know lines, as on Spark).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
-    /// 0-based data record index in the file.
-    pub record: u64,
+    /// 0-based data record index in the file (absent where the engine could not know it: a
+    /// Spark Connect server without file metadata that read the file in parts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<u64>,
     pub column: Option<String>,
     pub error: String,
 }
 
 impl std::fmt::Display for QuarantineEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{line}", self.file)?,
-            None => write!(f, "{} record {}", self.file, self.record)?,
+        match (self.line, self.record) {
+            (Some(line), _) => write!(f, "{}:{line}", self.file)?,
+            (None, Some(record)) => write!(f, "{} record {record}", self.file)?,
+            (None, None) => write!(f, "{}", self.file)?,
         }
         if let Some(c) = &self.column {
             write!(f, " column `{c}`")?;
@@ -143,7 +146,7 @@ fn quarantine_report(
             entries.push(QuarantineEntry {
                 file: input.path.display().to_string(),
                 line: Some(b.line),
-                record: b.record,
+                record: Some(b.record),
                 column: b.column.clone(),
                 error: b.error.clone(),
             });
@@ -155,7 +158,7 @@ fn quarantine_report(
         entries.push(QuarantineEntry {
             file: input.path.display().to_string(),
             line: Some(input.scan.line_of(r)),
-            record: r,
+            record: Some(r),
             column: column.map(|c| c.name.clone()),
             error: match column {
                 Some(c) if c.ty.is_temporal() => format!(
