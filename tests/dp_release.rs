@@ -563,3 +563,100 @@ fn the_rows_kept_are_a_subjects_first_whatever_other_subjects_are_there() {
     assert!((y_sum(&alone) - 10.0).abs() < 0.5, "{}", y_sum(&alone));
     assert!((y_sum(&mixed) - 10.0).abs() < 0.5, "{}", y_sum(&mixed));
 }
+
+/// The aggregates path (another engine's exact counts and sums, noised on the driver): the
+/// noise has the scale and distribution of the calibration, a public key without rows gets
+/// noise on zero, and private keys keep only groups whose noisy count passes the threshold.
+#[test]
+fn noise_on_exact_aggregates_spreads_as_the_calibrated_scale() {
+    let mut p = plan(public(&["a", "b", "z"]), Loss::Pure { epsilon: 0.5 }, 1);
+    p.statistics.push(Statistic::Sum {
+        column: "v".into(),
+        lower: 0.0,
+        upper: 10.0,
+    });
+    p.max_rows = Some(1000);
+    let prepared = prepare(&p).unwrap();
+    let scale_of = |c: &str| {
+        let n = prepared
+            .calibrated
+            .noise
+            .iter()
+            .find(|n| n.column == c)
+            .cloned()
+            .unwrap();
+        (n.distribution, n.scale)
+    };
+    let (count_dist, count_scale) = scale_of("count");
+    let (sum_dist, sum_scale) = scale_of("v_sum");
+    assert_eq!(
+        (count_dist.as_str(), sum_dist.as_str()),
+        ("Integer Laplace", "Float Laplace")
+    );
+    // "z" has no rows: the aggregates lack it.
+    let exact =
+        || df!("g" => ["a", "b"], "count" => [100i64, 40], "v_sum" => [500.0, 120.0]).unwrap();
+    let reps = 2000;
+    let (mut counts_a, mut sums_a, mut counts_z) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let out = prepared.run_on_aggregates(&p, exact()).unwrap();
+        assert_eq!(out.height(), 3, "every public key, and only those");
+        let g = out.column("g").unwrap().str().unwrap().clone();
+        let c = out.column("count").unwrap().i64().unwrap().clone();
+        let s = out.column("v_sum").unwrap().f64().unwrap().clone();
+        for i in 0..3 {
+            match g.get(i).unwrap() {
+                "a" => {
+                    counts_a.push(c.get(i).unwrap() as f64);
+                    sums_a.push(s.get(i).unwrap());
+                }
+                "z" => counts_z.push(c.get(i).unwrap() as f64),
+                _ => {}
+            }
+        }
+    }
+    let stats = |v: &[f64]| {
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
+        (mean, var)
+    };
+    let q = (-1.0 / count_scale).exp();
+    let discrete = 2.0 * q / (1.0 - q).powi(2);
+    for (values, centre, expected) in [
+        (&counts_a, 100.0, discrete),
+        (&counts_z, 0.0, discrete),
+        (&sums_a, 500.0, 2.0 * sum_scale * sum_scale),
+    ] {
+        let (mean, var) = stats(values);
+        assert!(
+            (mean - centre).abs() < 6.0 * (expected / reps as f64).sqrt(),
+            "mean {mean} vs {centre}"
+        );
+        assert!(
+            (var / expected - 1.0).abs() < 0.25,
+            "variance {var} vs {expected}: not the calibrated scale"
+        );
+    }
+
+    // Private keys: a group is released only when its noisy count exceeds the threshold.
+    let mut private = plan(
+        Keys::Private,
+        Loss::Approx {
+            epsilon: 1.0,
+            delta: 1e-6,
+        },
+        1,
+    );
+    private.max_keys = Some(10);
+    let prepared = prepare(&private).unwrap();
+    let t = i64::from(prepared.calibrated.threshold.unwrap());
+    let exact = df!("g" => ["big", "one"], "count" => [t + 200, 1i64]).unwrap();
+    for _ in 0..200 {
+        let out = prepared.run_on_aggregates(&private, exact.clone()).unwrap();
+        let released = counts(&out);
+        assert!(
+            released.iter().all(|(g, c)| g == "big" && *c > t),
+            "{released:?}"
+        );
+    }
+}

@@ -182,11 +182,20 @@ fn commit_refuses_a_result_that_does_not_hold() {
 #[test]
 fn begin_refuses_what_the_engine_cannot_run_yet() {
     let (w, _) = workspace();
-    let p = capped_pipeline(&w, "dp", 10.0, 1.0, r#"["count"]"#);
+    let p = capped_pipeline(
+        &w,
+        "dp",
+        10.0,
+        1.0,
+        r#"{ kind = "quantile", column = "satisfaction", alpha = 0.5, candidates = [1.0, 3.0, 5.0] }"#,
+    );
     let out = w.privprep(&["external", "begin", p.to_str().unwrap(), "--pid", "1"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("[[release]]"), "{stderr}");
+    assert!(
+        stderr.contains("quantiles in [[release]] tables"),
+        "{stderr}"
+    );
     assert!(stderr.contains("privprep run"), "{stderr}");
     let out = w.privprep(&[
         "external",

@@ -491,6 +491,17 @@ def _execute(spark, begun: dict, plan_json: str, key, index) -> dict:
             kept.where(F.col(SPLIT) == out["code"]).select(*names).write.option(
                 "compression", "zstd"
             ).parquet(out["staging"])
+        if begun.get("releases"):
+            if not all(known):
+                raise AccountingError(
+                    f"{files[known.index(False)]}: a DP release keeps each subject's first rows "
+                    "in input order, and this Spark session (no file metadata) read the file in "
+                    "parts\n  = hint: run it on Spark proper, or with the CLI (privprep run)"
+                )
+            done["releases"] = [
+                release_aggregates(kept, job, str(Path(begun["scratch"]) / "releases" / str(n)))
+                for n, job in enumerate(begun["releases"])
+            ]
         kept.select(
             F.col(SPLIT).cast("int").alias("split"), F.col(SUBJECT_KEY).alias("key")
         ).distinct().write.option("compression", "zstd").parquet(
@@ -499,6 +510,66 @@ def _execute(spark, begun: dict, plan_json: str, key, index) -> dict:
         return done
     finally:
         rows.unpersist()
+
+
+def release_aggregates(kept, job: dict, out: str) -> dict:
+    """A DP release's exact aggregates over the kept rows, written as Parquet to ``out``: per
+    group, ``count`` and each clamped sum, after the contribution bound the CLI's calibration
+    assumed. Gives the rows and distinct keys the release read (for its public ``max_rows``
+    and ``max_keys``).
+
+    Why the noise the CLI then adds (OpenDP, at the scale it calibrated for the polars plan)
+    is enough, although OpenDP never sees this plan: the rows are truncated exactly as in the
+    plan OpenDP analysed (``ReleasePlan::plan`` in ``src/dp/release.rs``). With
+    ``max_rows_per_subject = K`` each subject keeps its first K rows in input order; otherwise
+    at most ``R = max_rows_per_group`` rows per group (its first, in input order) in its first
+    ``G = max_groups`` groups (by key order). Adding or removing one subject then changes at
+    most G groups, each count by at most R (at most K rows in all with the per-subject
+    bound), and each sum by at most R·max(|lower|, |upper|), since every value is first
+    replaced by the bounds' midpoint when missing or NaN and clamped to [lower, upper], as
+    OpenDP's ``dp.sum`` does. Those are the per-group (L∞) and per-subject (L0) bounds OpenDP
+    derived from the same truncation, so its per-column scale and, for private keys, its
+    threshold (a group is released when its noisy count exceeds it) give the same privacy
+    loss here. A group without a subject never appears unless its key is public, where it
+    gets noise on zero, as OpenDP fills it. The parity test runs a release on both engines at
+    a loss so large that the noise vanishes: the counts and sums agree."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    keys = [name for _, name in job["keys"]]
+    frame = kept.select(
+        F.col(SUBJECT_KEY).alias("__s"), FILE, ROW,
+        *[F.col(alias).alias(name) for alias, name in job["keys"]],
+        *[F.col(s["value"]).alias(s["name"]) for s in job["sums"]],
+    )
+    rows = kept.count()
+    distinct = frame.select(*keys).distinct().count() if keys else 1
+    for k in keys:
+        frame = frame.where(F.col(k).isNotNull())
+    order = [F.col(FILE), F.col(ROW)]
+    if job["max_rows_per_subject"] is not None:
+        window = Window.partitionBy("__s").orderBy(*order)
+        frame = frame.withColumn("__n", F.row_number().over(window))
+        frame = frame.where(F.col("__n") <= job["max_rows_per_subject"])
+    else:
+        window = Window.partitionBy("__s", *keys).orderBy(*order)
+        frame = frame.withColumn("__n", F.row_number().over(window))
+        keep = F.col("__n") <= job["max_rows_per_group"]
+        if keys:
+            ranked = Window.partitionBy("__s").orderBy(*keys)
+            frame = frame.withColumn("__g", F.dense_rank().over(ranked))
+            keep = keep & (F.col("__g") <= job["max_groups"])
+        frame = frame.where(keep)
+    aggs = [F.count(F.lit(1)).alias("count")]
+    for s in job["sums"]:
+        mid = (s["lower"] + s["upper"]) / 2.0
+        v = F.col(s["name"])
+        filled = F.when(v.isNull() | F.isnan(v), F.lit(mid)).otherwise(v)
+        clamped = F.least(F.greatest(filled, F.lit(s["lower"])), F.lit(s["upper"]))
+        aggs.append(F.sum(clamped).alias(s["name"]))
+    table = frame.groupBy(*keys).agg(*aggs) if keys else frame.agg(*aggs)
+    table.coalesce(1).write.option("compression", "zstd").parquet(out)
+    return {"rows": rows, "keys": distinct}
 
 
 def _describe(e: BaseException) -> str:

@@ -256,3 +256,91 @@ def test_a_failed_run_on_spark_leaves_no_output(spark, case, request, tmp_path):
         c.privprep("lineage", "show", failed.value.summary["run_id"], "--format", "json").stdout
     )
     assert shown["record"]["status"] == "failed" and shown["record"]["engine"] == "spark"
+
+
+RELEASES = """
+[[release]]
+name = "by_country"
+path = "out/by_country.parquet"
+group_by = ["country"]
+keys = "public"
+key_file = "data/countries.csv"
+max_rows_per_subject = 3
+max_rows = 100000
+privacy = { epsilon = 1e4 }
+aggregates = [{ kind = "count" }, { kind = "sum", column = "satisfaction", bounds = [1.0, 5.0] }]
+
+[[release]]
+name = "private_provenance"
+path = "out/private_provenance.parquet"
+group_by = ["country", "provenance"]
+keys = "private"
+max_rows_per_group = 2
+max_groups = 2
+max_rows = 100000
+max_keys = 1000
+privacy = { epsilon = 1000.0, delta = 1e-6 }
+aggregates = [{ kind = "count" }, { kind = "mean", column = "handle_time_minutes", bounds = [0.0, 60.0] }]
+
+[[release]]
+name = "overall"
+path = "out/overall.parquet"
+max_rows_per_group = 4
+max_rows = 100000
+privacy = { rho = 1e6 }
+aggregates = [{ kind = "count" }, { kind = "mean", column = "satisfaction", bounds = [1.0, 5.0] }]
+"""
+
+
+def test_dp_releases_on_spark_aggregate_as_the_cli(spark, any_workspace, tmp_path):
+    """The same releases on both engines at a privacy loss so large that OpenDP's noise
+    vanishes: the exact aggregates of the Spark plan (truncation, clamping, grouping, key
+    handling) are those of the plan OpenDP analysed on polars. The noise's distributions and
+    scales, and the spend, are the same calibration's."""
+    import pyarrow.parquet as pq
+
+    w = any_workspace
+    countries = "country\nUS\nGB\nDE\nFR\nIN\nBR\nCA\nAU\nES\nIT\nNL\nMX\nPL\nJP\nSE\nAQ\n"
+
+    def with_releases(t):
+        return t + RELEASES
+
+    cli = _copy(w, tmp_path / "cli", with_releases)
+    (cli.root / "data" / "countries.csv").write_text(countries)
+    ours = _copy(w, tmp_path / "spark", with_releases)
+    (ours.root / "data" / "countries.csv").write_text(countries)
+    theirs = json.loads(cli.privprep("run", str(cli.pipeline), "--format", "json").stdout)
+    summary = pspark.run(spark, str(ours.pipeline), str(ours.state))
+    assert len(summary["releases"]) == len(theirs["releases"]) == 3
+    for a, b in zip(summary["releases"], theirs["releases"]):
+        for field in ("name", "noise", "epsilon", "delta", "rho", "global_scale", "threshold",
+                      "statistics", "rows"):
+            assert a[field] == b[field], (a["name"], field)
+        assert a["key_source"].replace(str(ours.root), "") == b["key_source"].replace(
+            str(cli.root), ""
+        )
+        got = pq.read_table(ours.root / a["path"]).to_pylist()
+        want = pq.read_table(cli.root / b["path"]).to_pylist()
+        assert [sorted(r) for r in got] == [sorted(r) for r in want]
+        scale = {n["column"]: n["scale"] for n in a["noise"]}
+        for g, t in zip(got, want):
+            for k, v in t.items():
+                if k.endswith("_ci95"):
+                    continue  # derived from the noisy counts
+                if k.endswith("_sum") or k.endswith("_mean"):
+                    # Both are noisy: they differ by two draws of at most 10 scales each
+                    # (P < 1e-4 otherwise); a mean by that over its count.
+                    noise = scale[k if k.endswith("_sum") else k + "_sum"]
+                    tol = 20 * noise / (max(t["count"], 1) if k.endswith("_mean") else 1)
+                    assert g[k] == pytest.approx(v, abs=max(tol, 1e-9)), (a["name"], k)
+                else:
+                    assert g[k] == v, (a["name"], k)
+    by_country = pq.read_table(ours.root / "out" / "by_country.parquet").to_pylist()
+    # A public key without rows is released (noise on zero).
+    assert any(r["country"] == "AQ" and r["count"] == 0 for r in by_country)
+    # The budget ledger holds the Spark run's spend, as the CLI's holds its own.
+    spent = json.loads(ours.privprep("budget", "--format", "json").stdout)
+    assert [(b["releases"], b["runs"]) for b in spent] == [(3, 1)]
+    assert spent == json.loads(cli.privprep("budget", "--format", "json").stdout)
+    ours.privprep("lineage", "verify")
+    cli.privprep("lineage", "verify")

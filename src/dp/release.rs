@@ -612,6 +612,80 @@ impl Prepared {
             .built
             .invoke(&subject_keyed(data, &plan.group_by))
             .map_err(|e| err(msg(&e)))?;
+        self.table(plan, raw)
+    }
+
+    /// The release from aggregates another engine computed over the consented rows, truncated
+    /// as [`ReleasePlan::plan`] truncates them (see `python/privprep/spark.py`): the group
+    /// columns (text), `count` (rows) and, per sum or mean, its clamped sum under the
+    /// statistic's column name. OpenDP adds the noise, at the scale and of the distribution
+    /// this release was calibrated to, exactly as on the rows: a public key without rows gets
+    /// noise on 0, and with private keys only groups whose noisy count exceeds the threshold
+    /// are released.
+    pub fn run_on_aggregates(
+        &self,
+        plan: &ReleasePlan,
+        aggregates: DataFrame,
+    ) -> Result<DataFrame, ReleaseError> {
+        let err = |m: String| ReleaseError::Run {
+            release: plan.name.clone(),
+            message: m,
+        };
+        let pe = |e: PolarsError| err(e.to_string());
+        let mut exact = aggregates;
+        // Every public key, in the key list's order of columns; keys the list lacks go.
+        if let Keys::Public { rows, .. } = &plan.keys {
+            if !plan.group_by.is_empty() {
+                let columns: Vec<Column> = plan
+                    .group_by
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| {
+                        Column::new(
+                            g.as_str().into(),
+                            rows.iter().map(|r| r[i].clone()).collect::<Vec<String>>(),
+                        )
+                    })
+                    .collect();
+                let keys: Vec<Expr> = plan.group_by.iter().map(|g| col(g.as_str())).collect();
+                exact = DataFrame::new(columns)
+                    .map_err(pe)?
+                    .lazy()
+                    .join(exact.lazy(), keys.clone(), keys, JoinType::Left.into())
+                    .collect()
+                    .map_err(pe)?;
+            }
+        }
+        let mut raw: Vec<Column> = plan
+            .group_by
+            .iter()
+            .map(|g| exact.column(g).cloned().map_err(pe))
+            .collect::<Result<_, _>>()?;
+        for n in &self.calibrated.noise {
+            let values = exact
+                .column(&n.column)
+                .map_err(pe)?
+                .as_materialized_series()
+                .clone();
+            let noisy = add_noise(&values, &n.distribution, n.scale).map_err(err)?;
+            raw.push(noisy.with_name(n.column.as_str().into()).into());
+        }
+        let mut raw = DataFrame::new(raw).map_err(pe)?;
+        if let Some(t) = self.calibrated.threshold {
+            let count = raw.column("count").map_err(pe)?.i64().map_err(pe)?.clone();
+            let keep = count.gt(i64::from(t));
+            raw = raw.filter(&keep).map_err(pe)?;
+        }
+        self.table(plan, raw)
+    }
+
+    /// The table to write from OpenDP's noisy columns: group keys, each statistic and its 95%
+    /// half-width, sorted by the keys.
+    fn table(&self, plan: &ReleasePlan, raw: DataFrame) -> Result<DataFrame, ReleaseError> {
+        let err = |m: String| ReleaseError::Run {
+            release: plan.name.clone(),
+            message: m,
+        };
         let accuracy = |column: &str| {
             self.calibrated
                 .noise
@@ -694,5 +768,80 @@ impl Prepared {
         }
         df.sort(plan.group_by.clone(), SortMultipleOptions::default())
             .map_err(|e| err(e.to_string()))
+    }
+}
+
+/// `values` (a missing value is 0: a group without rows) plus OpenDP noise of `distribution`
+/// (as OpenDP's accuracy summary names it: `Integer Laplace`, `Float Gaussian`, …) at `scale`.
+fn add_noise(values: &Series, distribution: &str, scale: f64) -> Result<Series, String> {
+    use opendp::domains::VectorDomain;
+    use opendp::metrics::{L1Distance, L2Distance};
+    let (support, kind) = distribution.split_once(' ').unwrap_or(("", distribution));
+    let name = values.name().clone();
+    let cast = |t: &DataType| values.cast(t).map_err(|e| e.to_string());
+    match support {
+        "Integer" => {
+            let v: Vec<i64> = cast(&DataType::Int64)?
+                .i64()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|x| x.unwrap_or(0))
+                .collect();
+            let domain = VectorDomain::new(AtomDomain::<i64>::default());
+            let noisy = match kind {
+                "Laplace" => opendp::measurements::make_laplace::<_, _, MaxDivergence>(
+                    domain,
+                    L1Distance::<i64>::default(),
+                    scale,
+                    None,
+                )
+                .and_then(|m| m.invoke(&v))
+                .map_err(|e| msg(&e))?,
+                "Gaussian" => {
+                    opendp::measurements::make_gaussian::<_, _, ZeroConcentratedDivergence>(
+                        domain,
+                        L2Distance::<i64>::default(),
+                        scale,
+                        None,
+                    )
+                    .and_then(|m| m.invoke(&v))
+                    .map_err(|e| msg(&e))?
+                }
+                other => return Err(format!("unknown noise {other}")),
+            };
+            Ok(Series::new(name, noisy))
+        }
+        "Float" => {
+            let v: Vec<f64> = cast(&DataType::Float64)?
+                .f64()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|x| x.unwrap_or(0.0))
+                .collect();
+            let domain = VectorDomain::new(AtomDomain::<f64>::new_non_nan());
+            let noisy = match kind {
+                "Laplace" => opendp::measurements::make_laplace::<_, _, MaxDivergence>(
+                    domain,
+                    L1Distance::<f64>::default(),
+                    scale,
+                    None,
+                )
+                .and_then(|m| m.invoke(&v))
+                .map_err(|e| msg(&e))?,
+                "Gaussian" => {
+                    opendp::measurements::make_gaussian::<_, _, ZeroConcentratedDivergence>(
+                        domain,
+                        L2Distance::<f64>::default(),
+                        scale,
+                        None,
+                    )
+                    .and_then(|m| m.invoke(&v))
+                    .map_err(|e| msg(&e))?
+                }
+                other => return Err(format!("unknown noise {other}")),
+            };
+            Ok(Series::new(name, noisy))
+        }
+        other => Err(format!("unknown noise support {other}")),
     }
 }

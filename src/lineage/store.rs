@@ -823,9 +823,6 @@ impl Store {
             path: path.to_path_buf(),
             run_id: run_id.clone(),
         };
-        let columns = run_columns(record).map_err(too_large)?;
-        let derived = derived_rows(record).map_err(too_large)?;
-
         // Immediate: take the write lock before reading the head, so no other run can append
         // between our read of prev_hash and our insert.
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
@@ -844,6 +841,17 @@ impl Store {
                 run_id: run_id.clone(),
                 source,
             })?;
+        // The columns and tables hold the record as `verify` reads it back: parsed from this
+        // text. (A float the parser does not give back bit for bit, such as 999999.9999999999,
+        // would otherwise fail verification of a store nobody touched.)
+        let stored: RunRecord =
+            serde_json::from_str(&record_json).map_err(|source| LineageError::Serialize {
+                path: path.to_path_buf(),
+                run_id: run_id.clone(),
+                source,
+            })?;
+        let columns = run_columns(&stored).map_err(too_large)?;
+        let derived = derived_rows(&stored).map_err(too_large)?;
 
         let exists = tx
             .query_row("SELECT 1 FROM runs WHERE run_id = ?1", [run_id], |_| Ok(()))
@@ -1810,6 +1818,36 @@ mod tests {
             report.head_hash.as_deref(),
             hashes.last().map(String::as_str)
         );
+    }
+
+    /// Floats whose decimal text the JSON parser does not give back bit for bit (16 or more
+    /// significant digits) must not make an untouched store fail verification.
+    #[test]
+    fn verify_passes_with_floats_of_many_digits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lineage.db");
+        let mut store = Store::open(&path).expect("open");
+        let mut r = sample("run-1", 1);
+        let base = r.releases[0].clone();
+        let mut bits = 0x3ff0_0000_0000_0001u64;
+        r.releases = (0..40)
+            .map(|i| {
+                bits = bits
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                // Doubles in [2^19, 2^20) with random low bits: long shortest forms.
+                let odd = f64::from_bits((bits >> 12) | 0x4120_0000_0000_0000);
+                let mut x = base.clone();
+                x.name = format!("r{i}");
+                x.rho = if i == 0 { 999_999.999_999_999_9 } else { odd };
+                x.global_scale = odd / 7.0;
+                x.epsilon = 0.003_999_993_338_696_981 * f64::from(i + 1);
+                x
+            })
+            .collect();
+        store.append(&r).expect("append");
+        let report = store.verify().expect("verify");
+        assert!(report.is_ok(), "{report:?}");
     }
 
     #[test]

@@ -9,8 +9,9 @@
 use std::collections::HashSet;
 
 use privprep_kernels::rows::{
-    GatePlan, InputColumn, OutputAction, OutputColumn, PolicyRules, PurposeRule, Retention,
-    RowPlan, SourcePlan, TextColumn, TokenSettings, ValueRule, ValueType, ROW_PLAN_VERSION,
+    CollectColumn, GatePlan, InputColumn, OutputAction, OutputColumn, PolicyRules, PurposeRule,
+    Retention, RowPlan, SourcePlan, TextColumn, TokenSettings, ValueRule, ValueType,
+    ROW_PLAN_VERSION,
 };
 use privprep_kernels::subject::SubjectHasher;
 
@@ -194,6 +195,16 @@ impl Plan {
                 separator: char::from(self.source.separator).to_string(),
                 max_bad_rows: self.output.max_bad_rows,
             },
+            // What the releases read of each kept row; the subject is the subject key.
+            collect: crate::dp::plan::release_columns(&self.releases, &p.subject_column)
+                .into_iter()
+                .skip(1)
+                .map(|(alias, column, numeric)| CollectColumn {
+                    alias,
+                    column,
+                    numeric,
+                })
+                .collect(),
         }
     }
 }

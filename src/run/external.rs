@@ -55,6 +55,41 @@ pub struct StagedOutput {
     pub staging: PathBuf,
 }
 
+/// One DP release as the engine computes its exact aggregates: the rows kept per subject
+/// (the truncation OpenDP analysed on the polars path, in the rows' input order), then per
+/// group the row count and each clamped sum. The CLI adds OpenDP's noise on the driver.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseJob {
+    pub name: String,
+    /// (the row engine's column, the group column's name), per group column.
+    pub keys: Vec<(String, String)>,
+    /// The sums and means: the row engine's value column, the aggregate's name, the bounds.
+    pub sums: Vec<SumJob>,
+    /// At most this many rows per subject and group…
+    pub max_rows_per_group: u32,
+    /// …in at most this many groups per subject (the first by key order);
+    pub max_groups: u32,
+    /// or instead at most this many rows per subject in all.
+    pub max_rows_per_subject: Option<u32>,
+}
+
+/// A clamped sum a release needs ([`ReleaseJob::sums`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SumJob {
+    pub value: String,
+    pub name: String,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// What the engine measured of a release's input: the consented rows and their distinct keys
+/// (checked against the release's public `max_rows` and `max_keys`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseSizes {
+    pub rows: u64,
+    pub keys: u64,
+}
+
 /// [`begin`]'s answer: everything the engine needs, and no key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Begun {
@@ -67,8 +102,11 @@ pub struct Begun {
     /// Where the quarantine report goes and the file the engine writes it to (JSON lines,
     /// one [`QuarantineEntry`] each), when a row was quarantined.
     pub quarantine: StagedOutput,
-    /// A folder the engine may use; the subject keys go to `<scratch>/subjects`.
+    /// A folder the engine may use; the subject keys go to `<scratch>/subjects`, each
+    /// release's aggregates to `<scratch>/releases/<n>` (Parquet).
     pub scratch: PathBuf,
+    #[serde(default)]
+    pub releases: Vec<ReleaseJob>,
 }
 
 /// Rows of one input file as the engine read them.
@@ -109,15 +147,21 @@ pub struct Finished {
     pub text_columns: Vec<TextCounts>,
     #[serde(default)]
     pub leak_gate: Vec<LeakGateRecord>,
+    /// Per release of the plan, in order.
+    #[serde(default)]
+    pub releases: Vec<ReleaseSizes>,
 }
 
 /// What a run on another engine cannot do yet, as an error naming the pipeline's table.
 fn unsupported(plan: &Plan, engine: &str) -> Result<(), RunError> {
+    use crate::dp::release::Statistic;
+    let quantiles = plan.releases.iter().any(|r| {
+        r.statistics
+            .iter()
+            .any(|s| matches!(s, Statistic::Quantile { .. }))
+    });
     let missing = [
-        (
-            !plan.releases.is_empty(),
-            "[[release]] tables (DP releases)",
-        ),
+        (quantiles, "quantiles in [[release]] tables"),
         (!plan.synthetics.is_empty(), "[[synthetic]] tables"),
         (plan.risk.is_some(), "[risk] (k-anonymity)"),
         (plan.output.encryption.is_some(), "[output.encryption]"),
@@ -156,6 +200,10 @@ pub fn begin(plan: &Plan, opts: &RunOptions, engine: &str, pid: u32) -> Result<B
     let mut store = Store::open(&opts.lineage_db).map_err(|e| lineage_error(opts, e))?;
     recover_interrupted(&opts.state_dir, &mut store);
     let rows = row_plan(plan, opts)?;
+    // A release OpenDP refuses fails here, before the engine starts.
+    for r in &plan.releases {
+        crate::dp::release::prepare(r)?;
+    }
 
     let run_id = super::new_run_id();
     let started_at = chrono::Utc::now().to_rfc3339();
@@ -222,7 +270,45 @@ pub fn begin(plan: &Plan, opts: &RunOptions, engine: &str, pid: u32) -> Result<B
         outputs,
         quarantine,
         scratch,
+        releases: plan.releases.iter().map(release_job).collect(),
     })
+}
+
+fn release_job(r: &crate::dp::release::ReleasePlan) -> ReleaseJob {
+    use crate::dp::release::{stat_column, Statistic};
+    ReleaseJob {
+        name: r.name.clone(),
+        keys: r
+            .group_by
+            .iter()
+            .map(|g| (format!("__dpg_{g}"), g.clone()))
+            .collect(),
+        sums: r
+            .statistics
+            .iter()
+            .filter_map(|s| match s {
+                Statistic::Sum {
+                    column,
+                    lower,
+                    upper,
+                }
+                | Statistic::Mean {
+                    column,
+                    lower,
+                    upper,
+                } => Some(SumJob {
+                    value: format!("__dpv_{column}"),
+                    name: stat_column(s),
+                    lower: *lower,
+                    upper: *upper,
+                }),
+                _ => None,
+            })
+            .collect(),
+        max_rows_per_group: r.max_rows_per_group,
+        max_groups: r.max_groups,
+        max_rows_per_subject: r.max_rows_per_subject,
+    }
 }
 
 fn pipeline_sha256(plan: &Plan) -> String {
@@ -471,6 +557,33 @@ fn check_and_stage(
             quarantined,
         });
     }
+    // DP releases: spend first (cap check and spend in one transaction), then OpenDP's noise
+    // on the engine's exact aggregates.
+    if !plan.releases.is_empty() {
+        if finished.releases.len() != plan.releases.len() {
+            return Err(RunError::External(format!(
+                "the engine computed {} releases, the plan has {}\n  = hint: the engine and the CLI are of different versions; nothing was committed",
+                finished.releases.len(),
+                plan.releases.len()
+            )));
+        }
+        let prepared = plan
+            .releases
+            .iter()
+            .map(crate::dp::release::prepare)
+            .collect::<Result<Vec<_>, _>>()?;
+        let sizes: Vec<(u64, u64)> = finished.releases.iter().map(|r| (r.rows, r.keys)).collect();
+        super::releases::check_bounds(plan, &sizes)?;
+        super::releases::spend(plan, opts, &run_id, &prepared)?;
+        for (n, (r, p)) in plan.releases.iter().zip(&prepared).enumerate() {
+            let dir = begun.scratch.join("releases").join(n.to_string());
+            let table = p.run_on_aggregates(r, read_aggregates(&dir)?)?;
+            let (rec, w) = super::releases::write_release(plan, &run_id, r, p, &table)?;
+            let sha = rec.sha256.clone();
+            record.releases.push(rec);
+            staged.add_parquet(w, sha);
+        }
+    }
     if counts.report.is_some() {
         let sha256 = emit::sha256_file(&begun.quarantine).map_err(io_error(&begun.quarantine))?;
         staged.add_path(
@@ -655,4 +768,32 @@ fn subject_sets(dir: &Path, outputs: &[StagedOutput]) -> Result<Vec<Vec<u64>>, R
         s.dedup();
     }
     Ok(sets)
+}
+
+/// A release's aggregates as the engine wrote them (a Parquet folder), in one frame.
+fn read_aggregates(dir: &Path) -> Result<polars::prelude::DataFrame, RunError> {
+    use polars::prelude::*;
+    let bad = |what: String| {
+        RunError::External(format!(
+            "{}: {what}\n  = hint: this is a bug in the engine; nothing was committed",
+            dir.display()
+        ))
+    };
+    let mut frame: Option<DataFrame> = None;
+    for (name, path) in emit::folder_files(dir).map_err(io_error(dir))? {
+        if !name.ends_with(".parquet") {
+            continue;
+        }
+        let file = std::fs::File::open(&path).map_err(io_error(&path))?;
+        let part = ParquetReader::new(file)
+            .finish()
+            .map_err(|e| bad(e.to_string()))?;
+        match frame.as_mut() {
+            None => frame = Some(part),
+            Some(f) => {
+                f.vstack_mut(&part).map_err(|e| bad(e.to_string()))?;
+            }
+        }
+    }
+    frame.ok_or_else(|| bad("no aggregates were written".into()))
 }

@@ -244,6 +244,22 @@ pub struct RowPlan {
     pub key_id: Option<String>,
     pub gate: GatePlan,
     pub source: SourcePlan,
+    /// Input columns the kept rows also carry, as typed values, for what an engine computes
+    /// over kept rows apart from the outputs (DP releases): after the subject key, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collect: Vec<CollectColumn>,
+}
+
+/// An input column carried with the kept rows ([`RowPlan::collect`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CollectColumn {
+    /// The column's name in the engine's output.
+    pub alias: String,
+    /// The manifest column it carries.
+    pub column: String,
+    /// As a float64 (numeric values), else as text (as [`Typed::texts`] writes it).
+    pub numeric: bool,
 }
 
 /// Why rows could not be processed: a plan or batch problem, never a value.
@@ -516,6 +532,14 @@ impl RowEngine {
             Field::new(BADCOL, DataType::Int32, true),
             Field::new(SUBJECT_KEY, DataType::UInt64, true),
         ]);
+        fields.extend(self.plan.collect.iter().map(|c| {
+            let ty = if c.numeric {
+                DataType::Float64
+            } else {
+                DataType::Utf8
+            };
+            Field::new(&c.alias, ty, true)
+        }));
         Schema::new(fields)
     }
 
@@ -770,6 +794,28 @@ impl RowEngine {
         columns.push(Arc::new(arrow_array::Int32Array::from(split)));
         columns.push(Arc::new(arrow_array::Int32Array::from(badcol)));
         columns.push(Arc::new(arrow_array::UInt64Array::from(subject_keys)));
+        for c in &self.plan.collect {
+            let i = self
+                .plan
+                .columns
+                .iter()
+                .position(|m| m.name == c.column)
+                .ok_or_else(|| RowError::MissingColumn(c.column.clone()))?;
+            let array: ArrayRef = if c.numeric {
+                let v = typed[i].floats()?;
+                Arc::new(arrow_array::Float64Array::from_iter(
+                    v.into_iter().zip(&kept).map(|(x, k)| x.filter(|_| *k)),
+                ))
+            } else {
+                let v = typed[i].texts();
+                Arc::new(arrow_array::StringArray::from_iter(
+                    v.iter()
+                        .zip(&kept)
+                        .map(|(x, k)| x.as_deref().filter(|_| *k)),
+                ))
+            };
+            columns.push(array);
+        }
         RecordBatch::try_new(Arc::new(self.output_schema()), columns)
             .map_err(|e| RowError::Arrow(e.to_string()))
     }
@@ -941,6 +987,21 @@ impl<'a> Typed<'a> {
                         })
                 })
                 .collect(),
+        }
+    }
+
+    /// The values as floats, as the polars engine casts them for releases (booleans 1 and 0).
+    fn floats(&self) -> Result<Vec<Option<f64>>, RowError> {
+        match self {
+            Typed::Int(v) => Ok(v.iter().map(|x| x.map(|x| x as f64)).collect()),
+            Typed::Float(v) => Ok(v.clone()),
+            Typed::Bool(v) => Ok(v
+                .iter()
+                .map(|x| x.map(|b| f64::from(u8::from(b))))
+                .collect()),
+            _ => Err(RowError::Arrow(
+                "numeric values of a column that holds no numbers".into(),
+            )),
         }
     }
 
@@ -1235,6 +1296,7 @@ mod tests {
                 separator: ",".into(),
                 max_bad_rows: 0,
             },
+            collect: Vec::new(),
         }
     }
 
