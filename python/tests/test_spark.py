@@ -344,3 +344,20 @@ def test_dp_releases_on_spark_aggregate_as_the_cli(spark, any_workspace, tmp_pat
     assert spent == json.loads(cli.privprep("budget", "--format", "json").stdout)
     ours.privprep("lineage", "verify")
     cli.privprep("lineage", "verify")
+
+
+def test_the_spark_entry_point_prints_the_run_summary(spark, workspace, tmp_path, capsys):
+    """``python -m privprep.spark`` (its ``main``, in this session): the summary as JSON,
+    exit 0; an invalid pipeline gives the CLI's diagnostics and exit 2."""
+    c = _copy(workspace, tmp_path)
+    code = pspark.main([str(c.pipeline), "--state-dir", str(c.state), "--format", "json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["status"] == "succeeded"
+    assert summary["rows_written"] == workspace.summary["rows_written"]
+    c.pipeline.write_text(c.pipeline.read_text().replace('purpose = "training"', 'purpose = 7'))
+    code = pspark.main([str(c.pipeline), "--state-dir", str(c.state)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "parity.toml:" in err and "purpose" in err
