@@ -114,7 +114,7 @@ def apply(
         before = engine.text_stats() if stats else None
         seen: Dict[Tuple[str, int], int] = {}
         for batch in batches:
-            if offsets is not None:
+            if offsets is not None and batch.schema.get_field_index(FILE) < 0:
                 files, rows = _places(batch, offsets, seen)
                 batch = batch.append_column(FILE, files).append_column(ROW, rows)
             done = _to_spark(engine.apply(batch))
@@ -133,6 +133,27 @@ def apply(
             yield _stats_row(done_schema(out, extra), json.dumps(counts))
 
     return df.mapInArrow(run, schema)
+
+
+def place(located, offsets):
+    """:func:`locate`'s frame with ``__file`` and ``__row`` (see :func:`apply`), computed where
+    the rows were read, so that the frame may then be repartitioned (a CSV with multi-line
+    fields is read one task per file) and still say where each row came from."""
+    from pyspark.sql.types import LongType, StructField, StructType
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        seen: Dict[Tuple[str, int], int] = {}
+        for batch in batches:
+            files, rows = _places(batch, offsets, seen)
+            yield batch.append_column(FILE, files.cast(pa.int64())).append_column(
+                ROW, rows.cast(pa.int64())
+            )
+
+    schema = StructType(
+        list(located.schema.fields)
+        + [StructField(FILE, LongType(), True), StructField(ROW, LongType(), True)]
+    )
+    return located.mapInArrow(run, schema)
 
 
 def done_schema(out: pa.Schema, extra) -> pa.Schema:
@@ -439,7 +460,7 @@ def _quarantine_report(plan: dict, bad) -> str:
     return "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
 
 
-def _execute(spark, begun: dict, plan_json: str, key, index) -> dict:
+def _execute(spark, begun: dict, plan_json: str, key, index, partitions=None) -> dict:
     """The Spark job of :func:`run`: what ``privprep external commit`` needs to check and
     commit, with every output written into its staging folder."""
     from pyspark import StorageLevel
@@ -463,6 +484,8 @@ def _execute(spark, begun: dict, plan_json: str, key, index) -> dict:
         "rows_read": rows_read,
         "inputs": [{"path": f, "rows": n} for f, n in zip(files, per_file)],
     }
+    if partitions:
+        located = place(located, offsets).repartition(partitions)
     rows = apply(located, plan_json, key, index, offsets=offsets, stats=True)
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -581,7 +604,13 @@ def _describe(e: BaseException) -> str:
     return f"the Spark job failed: {type(e).__name__}: {first}"
 
 
-def run(spark, pipeline: str, state_dir: Optional[str] = None, key_file: Optional[str] = None) -> dict:
+def run(
+    spark,
+    pipeline: str,
+    state_dir: Optional[str] = None,
+    key_file: Optional[str] = None,
+    partitions: Optional[int] = None,
+) -> dict:
     """Runs a pipeline file on Spark and commits it as ``privprep run`` does: the outputs land
     at the paths the pipeline names (a Parquet folder each, with ``_privprep.json``), the run's
     record goes into the lineage store with ``engine = "spark"``, and the result is the run
@@ -593,7 +622,10 @@ def run(spark, pipeline: str, state_dir: Optional[str] = None, key_file: Optiona
     run that fails (bad rows over ``max_bad_rows``, a leak under ``leak_gate = "fail"``, a
     failed job) is recorded as failed, leaves no output and raises :class:`RunFailed`; a
     driver that dies leaves a journal entry the next privprep command turns into a failed
-    record, removing what was staged."""
+    record, removing what was staged.
+
+    ``partitions``: spread the rows over this many partitions before the row stages (a CSV with
+    multi-line fields is read one task per file); by default they stay as Spark read them."""
     import os
 
     done = _privprep(
@@ -612,7 +644,7 @@ def run(spark, pipeline: str, state_dir: Optional[str] = None, key_file: Optiona
         # Timestamps as the CLI writes them (INT64 microseconds), not Spark's INT96 default.
         spark.conf.set(conf, "TIMESTAMP_MICROS")
         key, index = load_keys(plan_json, state_dir, key_file)
-        finished.update(_execute(spark, begun, plan_json, key, index))
+        finished.update(_execute(spark, begun, plan_json, key, index, partitions))
     except Exception as e:  # recorded as failed below; nothing is committed
         finished["error"] = _describe(e)
     finally:
@@ -647,12 +679,16 @@ def main(argv=None) -> int:
     parser.add_argument("--state-dir", default=None)
     parser.add_argument("--key-file", default=None)
     parser.add_argument("--format", choices=["text", "json"], default="text")
+    parser.add_argument(
+        "--partitions", type=int, default=None,
+        help="spread the rows over this many partitions before the row stages",
+    )
     args = parser.parse_args(argv)
     from pyspark.sql import SparkSession
 
     spark = SparkSession.builder.appName("privprep").getOrCreate()
     try:
-        summary = run(spark, args.pipeline, args.state_dir, args.key_file)
+        summary = run(spark, args.pipeline, args.state_dir, args.key_file, args.partitions)
     except (PlanError, RunFailed) as e:
         if args.format == "json" and getattr(e, "summary", None):
             print(json.dumps(getattr(e, "summary"), indent=2))

@@ -134,7 +134,8 @@ def test_a_run_on_spark_commits_what_the_cli_commits(
 
     w = any_workspace
     c = _copy(w, tmp_path)
-    summary = pspark.run(spark, str(c.pipeline), str(c.state))
+    # Spread over 3 partitions after the rows are placed (file, record), before the stages.
+    summary = pspark.run(spark, str(c.pipeline), str(c.state), partitions=3)
     assert set(summary) == set(w.summary)
     for field in ("status", "rows_read", "rows_written", "dropped", "quarantined", "key_id",
                   "leak_gate", "text_columns"):
