@@ -106,6 +106,7 @@ def apply(
         extra.append(pa.field(STATS, pa.string(), True))
     schema = _spark_schema(pa.schema(list(out) + extra))
     token = hash((plan_json, key, index_key))
+    surrogates = json.loads(plan_json)["gate"]["text_surrogates"]
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         engine = _ENGINES.get(token)
@@ -130,7 +131,11 @@ def apply(
                 [a[1] - b[1], a[2] - b[2], [x - y for x, y in zip(a[3], b[3])], a[4] - b[4]]
                 for a, b in zip(after, before)
             ]
-            yield _stats_row(done_schema(out, extra), json.dumps(counts))
+            # The surrogates this worker's engine wrote, for the leak gate (a worker's engine
+            # serves several tasks: the driver takes the union).
+            emitted = engine.emitted_keys() if surrogates else []
+            stats_json = json.dumps({"texts": counts, "emitted": emitted})
+            yield _stats_row(done_schema(out, extra), stats_json)
 
     return df.mapInArrow(run, schema)
 
@@ -185,7 +190,7 @@ def text_counts(rows, plan_json: str) -> list:
     texts = json.loads(plan_json)["texts"]
     total = [[0, 0, [], 0] for _ in texts]
     for r in rows.where(f"{STATUS} = {STATS_STATUS}").select(STATS).collect():
-        for t, c in zip(total, json.loads(r[0])):
+        for t, c in zip(total, json.loads(r[0])["texts"]):
             t[0] += c[0]
             t[1] += c[1]
             t[2] = [a + b for a, b in zip(t[2], c[2])] if t[2] else list(c[2])
@@ -194,6 +199,15 @@ def text_counts(rows, plan_json: str) -> list:
         {"texts": t[0], "texts_changed": t[1], "spans": t[2], "rows_dropped": t[3]}
         for t in total
     ]
+
+
+def emitted_keys(rows) -> list:
+    """The keys of every surrogate the row engines wrote into texts, from the per-task rows
+    :func:`apply` added with ``stats`` (for :func:`leak_gate`)."""
+    keys = set()
+    for r in rows.where(f"{STATUS} = {STATS_STATUS}").select(STATS).collect():
+        keys.update(json.loads(r[0])["emitted"])
+    return sorted(keys)
 
 
 def locate(source):
@@ -346,14 +360,15 @@ def status_counts(rows) -> Dict[str, int]:
 _GATE_SCHEMA = "column string, scanned long, hits array<long>, ids long"
 
 
-def leak_gate(source, rows, plan_json: str):
+def leak_gate(source, rows, plan_json: str, emitted=()):
     """The leak gate over the kept rows of :func:`apply`'s output: every judged output value
     scanned by every detector, and searched for the identifier values of every input row of
     ``source`` (kept or not), as the CLI's gate does. The identifier values travel as 64-bit
     keyed hashes under a key drawn here for this call only. Gives the verdicts in the shape
     of ``privprep run --format json``'s ``leak_gate``: per output column its ``result``
     (``clean``, ``leak`` or ``exempt``), ``values_scanned`` and ``hits`` by detector
-    (``identifier_value`` for input identifiers)."""
+    (``identifier_value`` for input identifiers). ``emitted``: the surrogates the engines
+    wrote into texts (:func:`emitted_keys`), which are not leaks."""
     import secrets
 
     from ._native import Gate, identifier_keys
@@ -372,10 +387,11 @@ def leak_gate(source, rows, plan_json: str):
 
         keyed = source.select(*columns).mapInArrow(gather, "key long, first long")
         keys = [(r[0], r[1]) for r in keyed.distinct().collect()]
+    emitted = list(emitted)
     Gate(plan_json, seed, [])  # refuses here, on the driver, what it cannot judge
 
     def check(batches):
-        judge = Gate(plan_json, seed, keys)
+        judge = Gate(plan_json, seed, keys, emitted)
         for b in batches:
             found = judge.check(b)
             yield pa.RecordBatch.from_pylist(
@@ -464,12 +480,56 @@ def _execute(spark, begun: dict, plan_json: str, key, index, partitions=None) ->
     """The Spark job of :func:`run`: what ``privprep external commit`` needs to check and
     commit, with every output written into its staging folder."""
     from pyspark import StorageLevel
+
+    clock = _Phases()
+    _, located, metadata = read_located(spark, plan_json)
+    # The inputs are read once: counted, placed, run through the stages and searched by the
+    # gate from this copy (on a shared cluster, spark.io.encryption.enabled encrypts what
+    # spills to disk).
+    located = located.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        return _stages(spark, begun, plan_json, key, index, partitions, located, metadata, clock)
+    finally:
+        located.unpersist()
+        clock.report()
+
+
+class _Phases:
+    """Wall time per phase of a Spark run, printed to stderr when ``PRIVPREP_SPARK_TIMINGS``
+    is set (for benchmarks: where the time goes)."""
+
+    def __init__(self):
+        import time
+
+        self.time = time.perf_counter
+        self.last = self.time()
+        self.phases = []
+
+    def mark(self, name: str) -> None:
+        now = self.time()
+        self.phases.append((name, now - self.last))
+        self.last = now
+
+    def report(self) -> None:
+        import os
+        import sys
+
+        if os.environ.get("PRIVPREP_SPARK_TIMINGS"):
+            print(
+                "privprep.spark phases: "
+                + ", ".join(f"{n} {t:.2f} s" for n, t in self.phases),
+                file=sys.stderr,
+            )
+
+
+def _stages(spark, begun, plan_json, key, index, partitions, located, metadata, clock) -> dict:
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     plan = begun["plan"]
     files = plan["source"]["files"]
-    source, located, metadata = read_located(spark, plan_json)
     offsets, per_file, blocks = count_blocks(located, files)
+    clock.mark("read and count")
     # Without file metadata, a record's index is known only in a file read as one partition.
     known = [metadata or b <= 1 for b in blocks]
     if plan["policy"]["row_unit"] and not all(known):
@@ -485,11 +545,14 @@ def _execute(spark, begun: dict, plan_json: str, key, index, partitions=None) ->
         "inputs": [{"path": f, "rows": n} for f, n in zip(files, per_file)],
     }
     if partitions:
-        located = place(located, offsets).repartition(partitions)
-    rows = apply(located, plan_json, key, index, offsets=offsets, stats=True)
+        partitioned = place(located, offsets).repartition(partitions)
+    else:
+        partitioned = located
+    rows = apply(partitioned, plan_json, key, index, offsets=offsets, stats=True)
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         statuses = status_counts(rows)
+        clock.mark("stages and count by status")
         if sum(statuses.values()) != rows_read:
             raise AccountingError(
                 f"row accounting does not add up: read {rows_read} ≠ "
@@ -504,7 +567,10 @@ def _execute(spark, begun: dict, plan_json: str, key, index, partitions=None) ->
             Path(begun["quarantine"]["staging"]).write_text(_quarantine_report(plan, bad))
             if statuses["quarantined"] > plan["source"]["max_bad_rows"]:
                 return done  # the CLI fails the run and puts the report in place alone
-        done["leak_gate"] = leak_gate(source, rows, plan_json)
+        clock.mark("text counts and quarantine")
+        emitted = emitted_keys(rows) if plan["gate"]["text_surrogates"] else []
+        done["leak_gate"] = leak_gate(located, rows, plan_json, emitted)
+        clock.mark("leak gate")
         if plan["gate"]["fail"] and any(v["result"] == "leak" for v in done["leak_gate"]):
             return done  # the CLI fails the run on the verdicts; nothing is written
         names = [o["name"] for o in plan["outputs"]]
@@ -514,6 +580,7 @@ def _execute(spark, begun: dict, plan_json: str, key, index, partitions=None) ->
             kept.where(F.col(SPLIT) == out["code"]).select(*names).write.option(
                 "compression", "zstd"
             ).parquet(out["staging"])
+        clock.mark("write outputs")
         if begun.get("releases"):
             if not all(known):
                 raise AccountingError(
@@ -530,6 +597,7 @@ def _execute(spark, begun: dict, plan_json: str, key, index, partitions=None) ->
         ).distinct().write.option("compression", "zstd").parquet(
             str(Path(begun["scratch"]) / "subjects")
         )
+        clock.mark("releases and subject keys")
         return done
     finally:
         rows.unpersist()
@@ -654,9 +722,12 @@ def run(
             spark.conf.set(conf, before)
     result = Path(begun["scratch"]) / "result.json"
     result.write_text(json.dumps(finished))
+    clock = _Phases()
     done = _privprep(
         ["external", "commit", str(pipeline), str(result), "--format", "json"], state_dir
     )
+    clock.mark("commit (CLI)")
+    clock.report()
     try:
         summary = json.loads(done.stdout)
     except ValueError:

@@ -67,6 +67,11 @@ impl RowEngine {
         self.inner.output_schema().to_pyarrow(py)
     }
 
+    /// The keys of every surrogate this engine wrote into texts, for the leak gate (`Gate`).
+    fn emitted_keys(&self) -> Vec<u64> {
+        self.inner.emitted().keys()
+    }
+
     /// Per text column: (column, texts scanned, texts changed, spans replaced per detector
     /// slot, rows dropped), counted over every batch this engine applied.
     fn text_stats(&self) -> Vec<(String, u64, u64, Vec<u64>, u64)> {
@@ -126,14 +131,22 @@ struct Gate {
 
 #[pymethods]
 impl Gate {
+    /// `emitted`: the keys of the surrogates the row engines wrote into texts
+    /// (`RowEngine.emitted_keys`), which the detectors do not count.
     #[new]
-    fn new(plan_json: &str, seed: (u64, u64), keys: Vec<(i64, Option<i64>)>) -> PyResult<Self> {
+    #[pyo3(signature = (plan_json, seed, keys, emitted = Vec::new()))]
+    fn new(
+        plan_json: &str,
+        seed: (u64, u64),
+        keys: Vec<(i64, Option<i64>)>,
+        emitted: Vec<u64>,
+    ) -> PyResult<Self> {
         let plan = RowPlan::from_json(plan_json).map_err(value_error)?;
         let hasher = ValueHasher::from_seed([seed.0, seed.1]);
         let keys = keys
             .into_iter()
             .map(|(k, f)| (k as u64, f.map(|f| f as u64)));
-        let inner = rows::BatchGate::new(&plan.gate, hasher, keys).map_err(value_error)?;
+        let inner = rows::BatchGate::new(&plan.gate, hasher, keys, emitted).map_err(value_error)?;
         Ok(Gate { inner })
     }
 

@@ -164,3 +164,14 @@ def leaky_workspace(tmp_path_factory) -> Workspace:
         'body = { action = "redact", detectors = ["email", "ssn"] }',
     ) + '\n[pii]\nleak_gate = "warn"\n'
     return _workspace(tmp_path_factory.mktemp("privprep-leaky"), "csv", leaky)
+
+
+@pytest.fixture(scope="session")
+def surrogate_workspace(tmp_path_factory) -> Workspace:
+    """Texts and identifiers given realistic surrogates (which the leak gate must not take for
+    leaks), run by the CLI."""
+    pipeline = PIPELINE.replace(
+        'body = { action = "redact", actions = { email = "tokenize", ssn = "drop_row", phone = "mask" } }',
+        'body = { action = "redact", actions = { email = "surrogate", name = "surrogate", phone = "surrogate", ssn = "drop_row" } }',
+    ).replace('email = { action = "tokenize" }', 'email = { action = "surrogate" }')
+    return _workspace(tmp_path_factory.mktemp("privprep-surrogates"), "csv", pipeline)

@@ -830,6 +830,8 @@ pub struct BatchGate {
     plan: GatePlan,
     scanner: Scanner,
     ids: IdentifierSet,
+    /// The surrogates the row engines wrote into texts, which the detectors do not count.
+    emitted: Option<Emitted>,
 }
 
 /// The keyed values ([`ValueHasher::value_keys`]) of the identifier columns of one batch of
@@ -867,24 +869,28 @@ fn text_values(array: &ArrayRef) -> Option<Vec<Option<&str>>> {
 
 impl BatchGate {
     /// The gate of `plan` over the identifier values gathered as `keys` under `hasher`.
+    /// `emitted` are the keys ([`Emitted::keys`]) of every surrogate the row engines wrote
+    /// into texts (each engine's [`RowEngine::emitted`]): the detectors do not count those.
     pub fn new(
         plan: &GatePlan,
         hasher: ValueHasher,
         keys: impl IntoIterator<Item = (u64, Option<u64>)>,
+        emitted: impl IntoIterator<Item = u64>,
     ) -> Result<BatchGate, RowError> {
-        if plan.text_surrogates {
-            return Err(RowError::Unsupported {
-                column: "*".into(),
-                action: "the leak gate of texts given surrogates",
-                ty: ValueType::String,
-            });
-        }
         let distinct = DistinctKeys::new();
         distinct.insert_keys(keys);
+        let emitted = plan.text_surrogates.then(|| {
+            let e = Emitted::new();
+            for k in emitted {
+                e.insert_key(k);
+            }
+            e
+        });
         Ok(BatchGate {
             scanner: Scanner::new(&plan.scanner).map_err(|e| RowError::Scanner(e.to_string()))?,
             ids: IdentifierSet::from_distinct(hasher, distinct),
             plan: plan.clone(),
+            emitted,
         })
     }
 
@@ -906,6 +912,8 @@ impl BatchGate {
                     hits: vec![0; slots],
                     ..GateCounts::default()
                 }
+            } else if let Some(e) = &self.emitted {
+                gate::detector_hits_except(&self.scanner, slots, &values, e)
             } else {
                 gate::detector_hits(&self.scanner, slots, &values)
             };

@@ -283,6 +283,23 @@ impl Emitted {
         s.insert(k);
     }
 
+    /// Every surrogate's key (for a gate that runs elsewhere: [`Emitted::insert_key`]).
+    pub fn keys(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for s in &self.shards {
+            out.extend(s.lock().unwrap_or_else(|p| p.into_inner()).iter().copied());
+        }
+        out
+    }
+
+    /// Remembers a surrogate by the key [`Emitted::keys`] gave.
+    pub fn insert_key(&self, k: u64) {
+        self.shards[(k >> 60) as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(k);
+    }
+
     pub fn contains(&self, text: &str) -> bool {
         let k = Emitted::key(text);
         self.shards[(k >> 60) as usize]
