@@ -303,22 +303,30 @@ def read_source(spark, files, fmt: str, columns):
 
 def read_plan_source(spark, plan_json: str):
     """The inputs exactly as the plan resolved them (its files, format and CSV separator),
-    every manifest column as :func:`read_source` reads it."""
+    every manifest column as :func:`read_source` reads it. A CSV's fields are named by its
+    header, whatever the manifest's order."""
     spec = json.loads(plan_json)
     src = spec["source"]
     columns = [c["name"] for c in spec["columns"]]
-    if src["format"] == "csv" and src["separator"] != ",":
+    if src["format"] == "csv":
+        # Spark maps CSV fields to a given schema by position: the schema follows the header
+        # the CLI read, and Spark checks the header's names against it.
+        from pyspark.sql import functions as F
         from pyspark.sql.types import StringType, StructField, StructType
 
-        text = StructType([StructField(c, StringType(), True) for c in columns])
-        return (
+        header = src.get("csv_columns") or columns
+        text = StructType([StructField(c, StringType(), True) for c in header])
+        frame = (
             spark.read.option("header", True)
             .option("multiLine", True)
             .option("escape", '"')
             .option("sep", src["separator"])
+            .option("enforceSchema", False)
+            .option("mode", "PERMISSIVE")
             .schema(text)
             .csv(src["files"])
         )
+        return frame.select(*[F.col(c) for c in columns])
     return read_source(spark, src["files"], src["format"], columns)
 
 

@@ -382,3 +382,34 @@ def test_a_run_with_surrogates_on_spark_passes_the_gate_as_on_the_cli(
         got = pq.read_table(c.root / ours["path"]).to_pylist()
         want = pq.read_table(w.root / theirs["path"]).to_pylist()
         assert sorted(map(repr, got)) == sorted(map(repr, want))
+
+
+def test_csv_fields_are_named_by_the_header_not_the_manifest_order(spark, workspace, tmp_path):
+    """A CSV whose columns are not in the manifest's order: Spark maps CSV fields to a schema
+    by position, so the engine reads them in the header's order; the outputs equal the CLI's
+    on the same file."""
+    import csv as csvmod
+
+    import pyarrow.parquet as pq
+
+    def reorder(root):
+        path = root / "data" / "tickets.csv"
+        with open(path, newline="") as f:
+            rows = list(csvmod.reader(f))
+        order = list(reversed(range(len(rows[0]))))
+        with open(path, "w", newline="") as f:
+            csvmod.writer(f).writerows([[r[i] for i in order] for r in rows])
+
+    cli = _copy(workspace, tmp_path / "cli")
+    ours = _copy(workspace, tmp_path / "spark")
+    reorder(cli.root)
+    reorder(ours.root)
+    theirs = json.loads(cli.privprep("run", str(cli.pipeline), "--format", "json").stdout)
+    summary = pspark.run(spark, str(ours.pipeline), str(ours.state))
+    for field in ("rows_read", "rows_written", "dropped", "quarantined"):
+        assert summary[field] == theirs[field], field
+    assert summary["rows_written"] == workspace.summary["rows_written"]
+    for a, b in zip(summary["outputs"], theirs["outputs"]):
+        got = pq.read_table(ours.root / a["path"]).to_pylist()
+        want = pq.read_table(cli.root / b["path"]).to_pylist()
+        assert sorted(map(repr, got)) == sorted(map(repr, want))

@@ -194,6 +194,7 @@ impl Plan {
                 format: self.source.format.as_str().to_string(),
                 separator: char::from(self.source.separator).to_string(),
                 max_bad_rows: self.output.max_bad_rows,
+                csv_columns: self.source.csv_names.clone(),
             },
             // What the releases read of each kept row; the subject is the subject key.
             collect: crate::dp::plan::release_columns(&self.releases, &p.subject_column)

@@ -225,6 +225,10 @@ pub struct SourcePlan {
     pub separator: String,
     /// More quarantined rows than this fail the run, before anything is written.
     pub max_bad_rows: u64,
+    /// A CSV source's header, in its order (every input has the same): a reader that maps
+    /// fields by position must use this order, not the manifest's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub csv_columns: Vec<String>,
 }
 
 /// The part of a resolved plan that rows need.
@@ -1303,6 +1307,7 @@ mod tests {
                 format: "csv".into(),
                 separator: ",".into(),
                 max_bad_rows: 0,
+                csv_columns: Vec::new(),
             },
             collect: Vec::new(),
         }
