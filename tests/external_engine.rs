@@ -208,3 +208,53 @@ fn begin_refuses_what_the_engine_cannot_run_yet() {
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown engine `flink`"));
 }
+
+/// A source of URIs is planned from its manifest (nothing is read) and needs the manifest
+/// named; mixing URIs and local paths is refused; this binary's own engine does not run it.
+#[test]
+fn a_source_of_uris_is_planned_for_spark_and_refused_by_the_cli_engine() {
+    let (w, p) = workspace();
+    let text = std::fs::read_to_string(&p).unwrap();
+    let uri = text.replace(
+        r#"path = "data/tickets.csv""#,
+        r#"path = "s3a://bucket/tickets/*.csv""#,
+    );
+    std::fs::write(&p, &uri).unwrap();
+    w.privprep_ok(&["validate", p.to_str().unwrap()]);
+    let plan: serde_json::Value =
+        serde_json::from_slice(&w.privprep_ok(&["plan", p.to_str().unwrap()]).stdout).unwrap();
+    assert_eq!(plan["source"]["files"][0], "s3a://bucket/tickets/*.csv");
+    assert_eq!(plan["source"]["format"], "csv");
+    let out = w.privprep(&["run", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is a URI") && stderr.contains("privprep.spark"),
+        "{stderr}"
+    );
+
+    for (edit, why) in [
+        (
+            uri.replace(
+                r#"path = "s3a://bucket/tickets/*.csv""#,
+                r#"path = ["s3a://bucket/a.csv", "data/tickets.csv"]"#,
+            ),
+            "mixes local paths and URIs",
+        ),
+        (
+            uri.replace(r#"manifest = "data/manifest.toml""#, ""),
+            "needs its manifest named",
+        ),
+        (
+            uri.replace("tickets/*.csv", "tickets/part-0"),
+            "cannot tell the format",
+        ),
+    ] {
+        std::fs::write(&p, edit).unwrap();
+        let out = w.privprep(&["validate", p.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{why}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{why}: {stderr}");
+        assert!(stderr.contains("ext.toml:"), "{stderr}");
+    }
+}

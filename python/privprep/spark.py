@@ -260,16 +260,42 @@ def local_path(uri: str) -> str:
     return unquote(u.path) if u.scheme in ("", "file") else uri
 
 
-def count_blocks(located, files) -> Tuple[Dict[Tuple[str, int], Tuple[int, int]], list, list]:
+def is_uri(path: str) -> bool:
+    """A source path that is a URI (``s3a://…``, ``file:///…``), as the CLI tells them."""
+    scheme, sep, _ = path.partition("://")
+    return bool(sep) and bool(scheme) and all(c.isalnum() or c in "+-." for c in scheme)
+
+
+def _uri(path: str) -> str:
+    """A file's URI as written in a source (Hadoop gives local files as ``file:/a/b``)."""
+    from urllib.parse import urlparse
+
+    u = urlparse(path)
+    if u.scheme and not u.netloc and u.path.startswith("/"):
+        return f"{u.scheme}://{u.path}"
+    return path
+
+
+def count_blocks(located, files) -> Tuple[Dict[Tuple[str, int], Tuple[int, int]], list, list, list]:
     """Rows per file block of :func:`locate`'s frame, counted by a Spark aggregation apart from
-    the row stages: the offsets :func:`apply` takes (per block, the file's index in ``files``
-    and the record index of the block's first row), the rows per file and the blocks per
-    file."""
-    index = {str(Path(f)): i for i, f in enumerate(files)}
+    the row stages: the offsets :func:`apply` takes (per block, the file's index and the
+    record index of the block's first row), and per input file its rows, its blocks and its
+    name. The inputs are the plan's ``files``, or, for a source of URIs (globs allowed), the
+    files Spark found, by URI."""
     blocks = located.groupBy(PATH, BLOCK).count().collect()
-    offsets, per_file, blocks_of = {}, [0] * len(files), [0] * len(files)
-    for path, block, n in sorted(blocks, key=lambda r: (local_path(r[0]), r[1])):
-        i = index.get(str(Path(local_path(path))))
+    remote = any(is_uri(f) for f in files)
+    if remote:
+        raw = sorted({r[0] for r in blocks})
+        index = {n: i for i, n in enumerate(raw)}
+        key = lambda path: path  # noqa: E731
+        names = [_uri(n) for n in raw]
+    else:
+        names = list(files)
+        index = {str(Path(f)): i for i, f in enumerate(files)}
+        key = lambda path: str(Path(local_path(path)))  # noqa: E731
+    offsets, per_file, blocks_of = {}, [0] * len(names), [0] * len(names)
+    for path, block, n in sorted(blocks, key=lambda r: (key(r[0]), r[1])):
+        i = index.get(key(path))
         if i is None:
             raise AccountingError(
                 f"{path}: Spark read a file the plan does not list\n"
@@ -278,7 +304,7 @@ def count_blocks(located, files) -> Tuple[Dict[Tuple[str, int], Tuple[int, int]]
         offsets[(path, block)] = (i, per_file[i])
         per_file[i] += n
         blocks_of[i] += 1
-    return offsets, per_file, blocks_of
+    return offsets, per_file, blocks_of, names
 
 
 def read_source(spark, files, fmt: str, columns):
@@ -314,7 +340,23 @@ def read_plan_source(spark, plan_json: str):
         from pyspark.sql import functions as F
         from pyspark.sql.types import StringType, StructField, StructType
 
-        header = src.get("csv_columns") or columns
+        header = src.get("csv_columns")
+        if not header:
+            # A source of URIs: the CLI read no header; Spark reads the first file's.
+            header = (
+                spark.read.option("header", True).option("multiLine", True)
+                .option("escape", '"').option("sep", src["separator"])
+                .csv(src["files"]).columns
+            )
+            missing = [c for c in columns if c not in header]
+            extra = [c for c in header if c not in columns]
+            if missing or extra:
+                raise PlanError(
+                    f"{', '.join(src['files'])}: the CSV header does not match the manifest"
+                    + (f"; not in the data: {', '.join(missing)}" if missing else "")
+                    + (f"; not in the manifest: {', '.join(extra)}" if extra else "")
+                    + "\n  = hint: fix the manifest's [[columns]] or the data"
+                )
         text = StructType([StructField(c, StringType(), True) for c in header])
         frame = (
             spark.read.option("header", True)
@@ -463,10 +505,10 @@ def _privprep(args, state: Optional[str]) -> subprocess.CompletedProcess:
     )
 
 
-def _quarantine_report(plan: dict, bad) -> str:
+def _quarantine_report(plan: dict, files: list, bad) -> str:
     """The quarantine report's lines (as the CLI writes them, sorted by file and record): where
     each bad record is and why, never what it held."""
-    files, columns = plan["source"]["files"], plan["columns"]
+    columns = plan["columns"]
     entries = []
     for file, row, col in bad:
         column = columns[col] if col is not None and 0 <= col < len(columns) else None
@@ -536,7 +578,7 @@ def _stages(spark, begun, plan_json, key, index, partitions, located, metadata, 
 
     plan = begun["plan"]
     files = plan["source"]["files"]
-    offsets, per_file, blocks = count_blocks(located, files)
+    offsets, per_file, blocks, files = count_blocks(located, files)
     clock.mark("read and count")
     # Without file metadata, a record's index is known only in a file read as one partition.
     known = [metadata or b <= 1 for b in blocks]
@@ -572,7 +614,7 @@ def _stages(spark, begun, plan_json, key, index, partitions, located, metadata, 
         if statuses.get("quarantined"):
             bad = rows.where(f"{STATUS} = 1").select(FILE, ROW, BADCOL).collect()
             bad = [(f, r if known[f] else None, c) for f, r, c in bad]
-            Path(begun["quarantine"]["staging"]).write_text(_quarantine_report(plan, bad))
+            Path(begun["quarantine"]["staging"]).write_text(_quarantine_report(plan, files, bad))
             if statuses["quarantined"] > plan["source"]["max_bad_rows"]:
                 return done  # the CLI fails the run and puts the report in place alone
         clock.mark("text counts and quarantine")

@@ -73,6 +73,16 @@ class Workspace:
         assert done.returncode == 0, f"privprep {args}: {done.stderr}"
         return done
 
+    def privprep_fails(self, *args: str) -> str:
+        """Runs privprep, which must fail; gives its stderr."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVPREP_KEY")}
+        env["PRIVPREP_STATE_DIR"] = str(self.state)
+        done = subprocess.run(
+            [cli(), "--no-progress", *args], cwd=self.root, env=env, capture_output=True, text=True
+        )
+        assert done.returncode != 0, f"privprep {args} succeeded"
+        return done.stderr
+
 
 def _workspace(root: Path, fmt: str, pipeline: str = PIPELINE) -> Workspace:
     """3000 generated tickets (CSV with bad dates planted, Parquet as datagen types it, or

@@ -413,3 +413,33 @@ def test_csv_fields_are_named_by_the_header_not_the_manifest_order(spark, worksp
         got = pq.read_table(ours.root / a["path"]).to_pylist()
         want = pq.read_table(cli.root / b["path"]).to_pylist()
         assert sorted(map(repr, got)) == sorted(map(repr, want))
+
+
+def test_a_source_of_uris_runs_on_spark_and_is_refused_by_the_cli(spark, any_workspace, tmp_path):
+    """``[source] path`` as a URI with a glob (``file:///…/*.csv`` here; ``s3a://`` and the
+    like on a cluster): the CLI plans it from the manifest without reading it, Spark finds and
+    reads the files, and the run commits what a run over the local path commits. The CLI's own
+    engine refuses it, saying where it runs."""
+    import pyarrow.parquet as pq
+
+    w = any_workspace
+    c = _copy(w, tmp_path)
+    uri = (c.source.parent.resolve() / f"tickets*{c.source.suffix}").as_uri().replace("%2A", "*")
+    c.pipeline.write_text(
+        c.pipeline.read_text().replace(f'path = "data/{c.source.name}"', f'path = "{uri}"')
+    )
+    assert uri in c.pipeline.read_text()
+    c.privprep("validate", str(c.pipeline))
+    refused = c.privprep_fails("run", str(c.pipeline))
+    assert "is a URI" in refused and "privprep.spark" in refused
+    summary = pspark.run(spark, str(c.pipeline), str(c.state))
+    for field in ("rows_read", "rows_written", "dropped", "quarantined", "leak_gate"):
+        assert summary[field] == w.summary[field], field
+    for ours, theirs in zip(summary["outputs"], w.summary["outputs"]):
+        got = pq.read_table(c.root / ours["path"]).to_pylist()
+        want = pq.read_table(w.root / theirs["path"]).to_pylist()
+        assert sorted(map(repr, got)) == sorted(map(repr, want))
+    record = json.loads(c.privprep("lineage", "show", summary["run_id"], "--format", "json").stdout)
+    inputs = record["record"]["inputs"]
+    assert [i["path"] for i in inputs] == [c.source.resolve().as_uri()]
+    assert inputs[0]["rows_read"] == w.summary["rows_read"]

@@ -190,6 +190,7 @@ impl Plan {
                     .iter()
                     .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone()))
                     .map(|f| f.display().to_string())
+                    .chain(self.source.remote.iter().cloned())
                     .collect(),
                 format: self.source.format.as_str().to_string(),
                 separator: char::from(self.source.separator).to_string(),

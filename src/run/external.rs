@@ -434,6 +434,24 @@ fn check_and_stage(
         *rows_by_file.entry(i.path.as_str()).or_default() += i.rows;
     }
     let mut inputs = Vec::new();
+    if !plan.source.remote.is_empty() {
+        // URIs: the files are those the engine found, by the rows it read from each; they
+        // are not hashed (this binary does not read them).
+        for (path, rows) in std::mem::take(&mut rows_by_file) {
+            if !crate::stages::ingest::is_uri(path) {
+                return Err(RunError::External(format!(
+                    "the engine read `{path}`, which is not a URI of the plan's source\n  = hint: this is a bug in the engine; nothing was committed"
+                )));
+            }
+            inputs.push(InputRecord {
+                path: path.to_string(),
+                bytes: 0,
+                sha256: String::new(),
+                rows_read: rows,
+                dataset_id: plan.source.manifest.dataset_id().to_string(),
+            });
+        }
+    }
     for f in &plan.source.files {
         let (bytes, sha256) = prescan::hash_file(f).map_err(io_error(f))?;
         // The engine names each input as the row plan did (an absolute path).

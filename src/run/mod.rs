@@ -266,6 +266,14 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
     };
     recover_interrupted(&opts.state_dir, &mut store);
 
+    if let Some(uri) = plan.source.remote.first() {
+        let error = RunError::External(format!(
+            "{}: the source is a URI (`{uri}`), which this binary does not read\n  = hint: run the pipeline on Spark (`python -m privprep.spark {}`), or give local paths",
+            plan.pipeline.path.display(),
+            plan.pipeline.path.display()
+        ));
+        return Err(fail(&mut record, error, Some(&mut store)));
+    }
     // No path the run writes may be a file it reads or owns; checked again here, just before
     // anything is written, because files and symlinks may have changed since `validate`.
     let collisions = path_collisions(plan, opts);

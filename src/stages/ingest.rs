@@ -106,8 +106,12 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
     let s = &file.spec;
     let at = |span: std::ops::Range<usize>, msg: String| file.at(span, msg);
 
-    // Inputs.
+    // Inputs: local files, or URIs for an engine that reads them (never both).
     let patterns = s.source.path.get_ref().to_vec();
+    let remote: Vec<String> = patterns.iter().filter(|p| is_uri(p)).cloned().collect();
+    if !remote.is_empty() {
+        return resolve_remote(r, remote);
+    }
     let files = match reader::expand(&base, &patterns) {
         Ok(f) => f,
         Err(msg) => {
@@ -237,9 +241,112 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
     ));
     r.source = Some(Source {
         files,
+        remote: Vec::new(),
         format,
         separator,
         csv_names,
+        manifest,
+        conversions,
+    });
+    Ok(())
+}
+
+/// A source path that names a URI (`scheme://…`) rather than a local file.
+pub fn is_uri(path: &str) -> bool {
+    path.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
+}
+
+/// A source of URIs: the format from `format` or the URIs' extension, the manifest named in
+/// `[source]`; nothing is read here (the engine that reads the URIs checks their columns
+/// against the manifest).
+fn resolve_remote(r: &mut Resolution, remote: Vec<String>) -> Result<(), Halt> {
+    let file = r.file;
+    let s = &file.spec;
+    let at = |span: std::ops::Range<usize>, msg: String| file.at(span, msg);
+    if remote.len() != s.source.path.get_ref().to_vec().len() {
+        r.diags.push(
+            at(
+                s.source.path.span(),
+                "a source mixes local paths and URIs".into(),
+            )
+            .hint("give local files or URIs (s3a://…, file:///…), not both"),
+        );
+        return Err(Halt);
+    }
+    let format = match &s.source.format {
+        Some(f) => Some(*f.get_ref()),
+        None => SourceFormat::from_path(Path::new(remote[0].trim_end_matches('/'))),
+    };
+    let Some(format) = format else {
+        r.diags.push(
+            at(
+                s.source.path.span(),
+                format!(
+                    "cannot tell the format of `{}` from its extension",
+                    remote[0]
+                ),
+            )
+            .hint("add format = \"csv\", \"parquet\" or \"ndjson\" to [source]"),
+        );
+        return Err(Halt);
+    };
+    let Some(m) = &s.source.manifest else {
+        r.diags.push(
+            at(
+                s.source.path.span(),
+                "a source of URIs needs its manifest named".into(),
+            )
+            .hint("add manifest = \"path/to/manifest.toml\" (a local file) to [source]"),
+        );
+        return Err(Halt);
+    };
+    let path = spec::resolve(&r.base, m.get_ref());
+    let manifest = if !path.exists() {
+        r.diags.push(
+            at(
+                m.span(),
+                format!("manifest `{}` does not exist", path.display()),
+            )
+            .hint("every source needs a dataset manifest"),
+        );
+        return Err(Halt);
+    } else {
+        match Manifest::load(&path) {
+            Ok(m) => m,
+            Err(ds) => {
+                r.diags.0.extend(ds.0);
+                return Err(Halt);
+            }
+        }
+    };
+    let separator = s
+        .source
+        .separator
+        .as_ref()
+        .and_then(|x| x.get_ref().bytes().next())
+        .unwrap_or(b',');
+    r.paths.push(NamedPath::read(
+        "the dataset manifest",
+        manifest.path.clone(),
+        Some(m.span()),
+    ));
+    let conversions = manifest
+        .spec
+        .columns
+        .iter()
+        .map(|_| Conversion::AsIs)
+        .collect();
+    r.source = Some(Source {
+        files: Vec::new(),
+        remote,
+        format,
+        separator,
+        csv_names: Vec::new(),
         manifest,
         conversions,
     });
@@ -252,6 +359,7 @@ fn explain(plan: &Plan, out: &mut super::Explained) {
         .files
         .iter()
         .map(|f| f.display().to_string())
+        .chain(plan.source.remote.iter().cloned())
         .collect();
     out.format = plan.source.format.as_str().into();
     out.dataset_id = plan.source.manifest.dataset_id().into();

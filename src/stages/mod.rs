@@ -87,6 +87,10 @@ pub struct Halt;
 #[derive(Debug, Clone)]
 pub struct Source {
     pub files: Vec<PathBuf>,
+    /// Inputs given as URIs (`s3a://…`, `abfss://…`, `file:///…`, globs allowed), which only an
+    /// engine that reads URIs (Spark) reads; then `files` is empty and the schema is the
+    /// manifest's, checked by that engine.
+    pub remote: Vec<String>,
     pub format: SourceFormat,
     pub separator: u8,
     /// CSV header names in file order (CSV only).
