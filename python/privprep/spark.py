@@ -54,30 +54,89 @@ FILE = "__file"
 ROW = "__row"
 STATS = "__stats"
 STATS_STATUS = -1
+# A row's index in its file block (see :func:`place`).
+BIDX = "__bidx"
+
+
+def _runs(batch: pa.RecordBatch):
+    """The batch's runs of rows read from one file block: (start, end, (path, block))."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    n = batch.num_rows
+    if n == 0:
+        return []
+    paths = batch.column(batch.schema.get_field_index(PATH))
+    blocks = batch.column(batch.schema.get_field_index(BLOCK))
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    if n > 1:
+        differs = pc.or_(
+            pc.not_equal(paths.slice(1), paths.slice(0, n - 1)),
+            pc.not_equal(blocks.slice(1), blocks.slice(0, n - 1)),
+        )
+        change[1:] = differs.to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], n)
+    return [
+        (int(a), int(b), (paths[int(a)].as_py(), blocks[int(a)].as_py()))
+        for a, b in zip(starts, ends)
+    ]
+
+
+def _block_index(batch: pa.RecordBatch, seen) -> pa.Array:
+    """Each row's index in its file block: the rows of that block this task has passed
+    (``seen``, updated) plus its place in the run."""
+    import numpy as np
+
+    out = np.empty(batch.num_rows, dtype=np.int64)
+    for a, b, place in _runs(batch):
+        done = seen.get(place, 0)
+        out[a:b] = np.arange(done, done + b - a, dtype=np.int64)
+        seen[place] = done + b - a
+    return pa.array(out, pa.int64())
 
 
 def _places(batch: pa.RecordBatch, offsets, seen) -> Tuple[pa.Array, pa.Array]:
     """Each row's input file index and record index in that file: a block's first record
-    index (``offsets``) plus the rows of that block this task has passed (``seen``)."""
-    paths = batch.column(batch.schema.get_field_index(PATH)).to_pylist()
-    blocks = batch.column(batch.schema.get_field_index(BLOCK)).to_pylist()
-    files, rows = [], []
-    start = 0
-    n = len(paths)
-    while start < n:
-        place = (paths[start], blocks[start])
-        end = start + 1
-        while end < n and paths[end] == place[0] and blocks[end] == place[1]:
-            end += 1
+    index (``offsets``) plus the row's index in the block (``__bidx`` where :func:`place`
+    added it, else counted here: the rows of that block this task has passed, ``seen``)."""
+    import numpy as np
+
+    def where(place):
         if place not in offsets:
-            raise RuntimeError(f"{place[0]}: read by Spark but not counted; the input changed while the job ran")
-        file, first = offsets[place]
-        done = seen.get(place, 0)
-        files.extend([file] * (end - start))
-        rows.extend(range(first + done, first + done + end - start))
-        seen[place] = done + end - start
-        start = end
-    return pa.array(files, pa.uint64()), pa.array(rows, pa.uint64())
+            raise RuntimeError(
+                f"{place[0]}: read by Spark but not counted; the input changed while the job ran"
+            )
+        return offsets[place]
+
+    n = batch.num_rows
+    at = batch.schema.get_field_index(BIDX)
+    if at < 0:
+        # As read: long runs of one block each.
+        index = _block_index(batch, seen).to_numpy(zero_copy_only=False)
+        files = np.empty(n, dtype=np.uint64)
+        rows = np.empty(n, dtype=np.uint64)
+        for a, b, place in _runs(batch):
+            file, first = where(place)
+            files[a:b] = file
+            rows[a:b] = first + index[a:b]
+        return pa.array(files, pa.uint64()), pa.array(rows, pa.uint64())
+    # Spread: blocks interleave; each distinct (file, block) is looked up once.
+    index = batch.column(at).to_numpy(zero_copy_only=False).astype(np.uint64)
+    paths = batch.column(batch.schema.get_field_index(PATH)).dictionary_encode()
+    blocks = batch.column(batch.schema.get_field_index(BLOCK)).to_numpy(zero_copy_only=False)
+    codes = paths.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    pairs, inverse = np.unique(np.stack([codes, blocks.astype(np.int64)]), axis=1, return_inverse=True)
+    names = paths.dictionary.to_pylist()
+    found = [where((names[int(c)], int(b))) for c, b in pairs.T]
+    file_of = np.array([f for f, _ in found], dtype=np.uint64)
+    first_of = np.array([r for _, r in found], dtype=np.uint64)
+    inverse = np.asarray(inverse).reshape(-1)
+    return (
+        pa.array(file_of[inverse], pa.uint64()),
+        pa.array(first_of[inverse] + index, pa.uint64()),
+    )
 
 
 def apply(
@@ -140,24 +199,19 @@ def apply(
     return df.mapInArrow(run, schema)
 
 
-def place(located, offsets):
-    """:func:`locate`'s frame with ``__file`` and ``__row`` (see :func:`apply`), computed where
-    the rows were read, so that the frame may then be repartitioned (a CSV with multi-line
-    fields is read one task per file) and still say where each row came from."""
+def place(located):
+    """:func:`locate`'s frame with each row's index in its file block (``__bidx``), computed
+    where the rows were read, so that the frame may then be repartitioned (a CSV with
+    multi-line fields is read one task per file) and still say where each row came from: the
+    record index is the block's first record index (:func:`count_blocks`) plus ``__bidx``."""
     from pyspark.sql.types import LongType, StructField, StructType
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         seen: Dict[Tuple[str, int], int] = {}
         for batch in batches:
-            files, rows = _places(batch, offsets, seen)
-            yield batch.append_column(FILE, files.cast(pa.int64())).append_column(
-                ROW, rows.cast(pa.int64())
-            )
+            yield batch.append_column(BIDX, _block_index(batch, seen))
 
-    schema = StructType(
-        list(located.schema.fields)
-        + [StructField(FILE, LongType(), True), StructField(ROW, LongType(), True)]
-    )
+    schema = StructType(list(located.schema.fields) + [StructField(BIDX, LongType(), True)])
     return located.mapInArrow(run, schema)
 
 
@@ -533,12 +587,14 @@ def _execute(spark, begun: dict, plan_json: str, key, index, partitions=None) ->
 
     clock = _Phases()
     _, located, metadata = read_located(spark, plan_json)
-    # The inputs are read once: counted, placed, run through the stages and searched by the
-    # gate from this copy (on a shared cluster, spark.io.encryption.enabled encrypts what
-    # spills to disk).
+    # The inputs are read once: placed (and spread), counted, run through the stages and
+    # searched by the gate from this copy (on a shared cluster, spark.io.encryption.enabled
+    # encrypts what spills to disk).
+    if partitions:
+        located = place(located).repartition(partitions)
     located = located.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        return _stages(spark, begun, plan_json, key, index, partitions, located, metadata, clock)
+        return _stages(spark, begun, plan_json, key, index, located, metadata, clock)
     finally:
         located.unpersist()
         clock.report()
@@ -572,7 +628,7 @@ class _Phases:
             )
 
 
-def _stages(spark, begun, plan_json, key, index, partitions, located, metadata, clock) -> dict:
+def _stages(spark, begun, plan_json, key, index, located, metadata, clock) -> dict:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -594,11 +650,7 @@ def _stages(spark, begun, plan_json, key, index, partitions, located, metadata, 
         "rows_read": rows_read,
         "inputs": [{"path": f, "rows": n} for f, n in zip(files, per_file)],
     }
-    if partitions:
-        partitioned = place(located, offsets).repartition(partitions)
-    else:
-        partitioned = located
-    rows = apply(partitioned, plan_json, key, index, offsets=offsets, stats=True)
+    rows = apply(located, plan_json, key, index, offsets=offsets, stats=True)
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         statuses = status_counts(rows)

@@ -135,12 +135,28 @@ def workspace(tmp_path_factory) -> Workspace:
     return _workspace(tmp_path_factory.mktemp("privprep"), "csv")
 
 
+_BY_FORMAT = {}
+
+
+def workspace_of(fmt: str, tmp_path_factory) -> Workspace:
+    """The session's workspace of source format ``fmt`` (made once)."""
+    if fmt not in _BY_FORMAT:
+        _BY_FORMAT[fmt] = _workspace(tmp_path_factory.mktemp(f"privprep-{fmt}"), fmt)
+    return _BY_FORMAT[fmt]
+
+
 @pytest.fixture(scope="session", params=["csv", "parquet", "ndjson"])
 def any_workspace(request, tmp_path_factory) -> Workspace:
     """A workspace of each source format."""
     if request.param == "csv":
         return request.getfixturevalue("workspace")
-    return _workspace(tmp_path_factory.mktemp(f"privprep-{request.param}"), request.param)
+    return workspace_of(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def ndjson_workspace(tmp_path_factory) -> Workspace:
+    """The NDJSON workspace (the one ``any_workspace`` gives)."""
+    return workspace_of("ndjson", tmp_path_factory)
 
 
 SPLITS = {"train": 0, "validation": 1, "test": 2}

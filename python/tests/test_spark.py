@@ -443,3 +443,20 @@ def test_a_source_of_uris_runs_on_spark_and_is_refused_by_the_cli(spark, any_wor
     inputs = record["record"]["inputs"]
     assert [i["path"] for i in inputs] == [c.source.resolve().as_uri()]
     assert inputs[0]["rows_read"] == w.summary["rows_read"]
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv"])
+def test_files_split_in_many_blocks_and_spread_keep_their_record_indices(
+    spark, fmt, request, tmp_path
+):
+    """An input Spark splits into many blocks (small ``maxPartitionBytes``; a CSV with
+    multi-line fields is never split), spread over partitions: every row still gets its file
+    and record index, so the quarantine report names the CLI's records and the outputs are
+    the CLI's."""
+    w = request.getfixturevalue(f"{fmt if fmt != 'csv' else ''}_workspace".lstrip("_"))
+    before = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", str(64 * 1024))
+    try:
+        test_a_run_on_spark_commits_what_the_cli_commits(spark, w, tmp_path)
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", before)
