@@ -464,6 +464,18 @@ def status_counts(rows) -> Dict[str, int]:
 _GATE_SCHEMA = "column string, scanned long, hits array<long>, ids long"
 
 
+def _to_arrow(df) -> pa.Table:
+    """A small frame on the driver as an Arrow table (Spark 4's ``toArrow``; else collected)."""
+    if hasattr(df, "toArrow"):
+        try:
+            return df.toArrow()
+        except Exception:  # a session without the Arrow path: collect instead
+            pass
+    rows = df.collect()
+    names = df.columns
+    return pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)})
+
+
 def leak_gate(source, rows, plan_json: str, emitted=()):
     """The leak gate over the kept rows of :func:`apply`'s output: every judged output value
     scanned by every detector, and searched for the identifier values of every input row of
@@ -489,8 +501,9 @@ def leak_gate(source, rows, plan_json: str, emitted=()):
             for b in batches:
                 yield identifier_keys(seed, b, columns)
 
-        keyed = source.select(*columns).mapInArrow(gather, "key long, first long")
-        keys = [(r[0], r[1]) for r in keyed.distinct().collect()]
+        keyed = source.select(*columns).mapInArrow(gather, "key long, first long").distinct()
+        # As Arrow columns: a million keys as Python tuples cost seconds to collect and ship.
+        keys = _to_arrow(keyed)
     emitted = list(emitted)
     Gate(plan_json, seed, [])  # refuses here, on the driver, what it cannot judge
 

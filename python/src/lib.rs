@@ -135,18 +135,26 @@ impl Gate {
     /// (`RowEngine.emitted_keys`), which the detectors do not count.
     #[new]
     #[pyo3(signature = (plan_json, seed, keys, emitted = Vec::new()))]
+    ///
+    /// `keys`: a list of `(key, first)` pairs, or a `pyarrow.Table` of int64 columns `key` and
+    /// `first` (as `identifier_keys` gives them).
     fn new(
         plan_json: &str,
         seed: (u64, u64),
-        keys: Vec<(i64, Option<i64>)>,
+        keys: &Bound<'_, PyAny>,
         emitted: Vec<u64>,
     ) -> PyResult<Self> {
         let plan = RowPlan::from_json(plan_json).map_err(value_error)?;
         let hasher = ValueHasher::from_seed([seed.0, seed.1]);
-        let keys = keys
-            .into_iter()
-            .map(|(k, f)| (k as u64, f.map(|f| f as u64)));
-        let inner = rows::BatchGate::new(&plan.gate, hasher, keys, emitted).map_err(value_error)?;
+        let pairs: Vec<(u64, Option<u64>)> = match keys.extract::<Vec<(i64, Option<i64>)>>() {
+            Ok(list) => list
+                .into_iter()
+                .map(|(k, f)| (k as u64, f.map(|f| f as u64)))
+                .collect(),
+            Err(_) => arrow_keys(keys)?,
+        };
+        let inner =
+            rows::BatchGate::new(&plan.gate, hasher, pairs, emitted).map_err(value_error)?;
         Ok(Gate { inner })
     }
 
@@ -160,6 +168,41 @@ impl Gate {
             .map(|(c, n)| (c, n.scanned, n.hits, n.identifier_values))
             .collect())
     }
+}
+
+/// `(key, first)` pairs from a `pyarrow.Table` (or `RecordBatch`) of int64 columns `key` and
+/// `first`.
+fn arrow_keys(keys: &Bound<'_, PyAny>) -> PyResult<Vec<(u64, Option<u64>)>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use arrow_array::Array;
+    let batches: Vec<RecordBatch> = if keys.hasattr("to_batches")? {
+        keys.call_method0("to_batches")?
+            .try_iter()?
+            .map(|b| RecordBatch::from_pyarrow_bound(&b?))
+            .collect::<PyResult<_>>()?
+    } else {
+        vec![RecordBatch::from_pyarrow_bound(keys)?]
+    };
+    let mut out = Vec::new();
+    for b in batches {
+        let column = |name: &str| {
+            b.column_by_name(name)
+                .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!("gate keys need an int64 column `{name}`"))
+                })
+        };
+        let (k, f) = (column("key")?, column("first")?);
+        for i in 0..b.num_rows() {
+            if k.is_null(i) {
+                continue;
+            }
+            let first = (!f.is_null(i)).then(|| f.value(i) as u64);
+            out.push((k.value(i) as u64, first));
+        }
+    }
+    Ok(out)
 }
 
 /// The id (hash prefix) of a key's text, as lineage records it.
