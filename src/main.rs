@@ -608,23 +608,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     file.display()
                 ))
             });
-            match privprep::run::external::commit(plan, &opts, &finished) {
-                Ok(summary) => {
-                    if format == Format::Json {
-                        print_json(&summary)?;
-                    } else if !g.quiet {
-                        print_summary(&summary);
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(failure) => {
-                    if format == Format::Json {
-                        print_json(&failure.summary)?;
-                    }
-                    eprintln!("error: {failure}");
-                    Ok(ExitCode::from(1))
-                }
-            }
+            run_outcome(
+                privprep::run::external::commit(plan, &opts, &finished),
+                format,
+                g.quiet,
+            )
         }
         Command::Explain { file, format } => match privprep::validate(&file) {
             Err(d) => Ok(config_error(&d, format)),
@@ -653,23 +641,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let mut opts = run_options(&g, &lineage_db, key_file);
             opts.progress = !g.no_progress && !g.quiet && std::io::stderr().is_terminal();
-            match privprep::run(&plan, &opts) {
-                Ok(summary) => {
-                    if format == Format::Json {
-                        print_json(&summary)?;
-                    } else if !g.quiet {
-                        print_summary(&summary);
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(failure) => {
-                    if format == Format::Json {
-                        print_json(&failure.summary)?;
-                    }
-                    eprintln!("error: {failure}");
-                    Ok(ExitCode::from(1))
-                }
-            }
+            run_outcome(privprep::run(&plan, &opts), format, g.quiet)
         }
         Command::Datagen {
             rows,
@@ -1100,6 +1072,32 @@ fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 }
 
 /// Run options over the state folder and lineage store of the command line, with its key file.
+/// Prints a run's summary (or, for a failed run, its summary in JSON and the error); exit 0,
+/// or 1 for a failed run.
+fn run_outcome(
+    result: Result<privprep::RunSummary, Box<privprep::RunFailure>>,
+    format: Format,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(summary) => {
+            if format == Format::Json {
+                print_json(&summary)?;
+            } else if !quiet {
+                print_summary(&summary);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => {
+            if format == Format::Json {
+                print_json(&failure.summary)?;
+            }
+            eprintln!("error: {failure}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 fn run_options(
     g: &Global,
     lineage_db: &std::path::Path,

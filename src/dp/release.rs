@@ -249,18 +249,7 @@ impl ReleasePlan {
         };
         match &self.keys {
             Keys::Public { rows, .. } if !keys.is_empty() => {
-                let columns: Vec<Column> = self
-                    .group_by
-                    .iter()
-                    .enumerate()
-                    .map(|(i, g)| {
-                        Column::new(
-                            g.as_str().into(),
-                            rows.iter().map(|r| r[i].clone()).collect::<Vec<String>>(),
-                        )
-                    })
-                    .collect();
-                match DataFrame::new(columns) {
+                match self.key_frame(rows) {
                     Ok(key_frame) => {
                         lf.join(key_frame.lazy(), keys.clone(), keys, JoinType::Right.into())
                     }
@@ -271,6 +260,24 @@ impl ReleasePlan {
             }
             _ => lf,
         }
+    }
+}
+
+impl ReleasePlan {
+    /// The public key list as a frame of the group columns.
+    fn key_frame(&self, rows: &[Vec<String>]) -> PolarsResult<DataFrame> {
+        let columns: Vec<Column> = self
+            .group_by
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                Column::new(
+                    g.as_str().into(),
+                    rows.iter().map(|r| r[i].clone()).collect::<Vec<String>>(),
+                )
+            })
+            .collect();
+        DataFrame::new(columns)
     }
 }
 
@@ -636,19 +643,9 @@ impl Prepared {
         // Every public key, in the key list's order of columns; keys the list lacks go.
         if let Keys::Public { rows, .. } = &plan.keys {
             if !plan.group_by.is_empty() {
-                let columns: Vec<Column> = plan
-                    .group_by
-                    .iter()
-                    .enumerate()
-                    .map(|(i, g)| {
-                        Column::new(
-                            g.as_str().into(),
-                            rows.iter().map(|r| r[i].clone()).collect::<Vec<String>>(),
-                        )
-                    })
-                    .collect();
                 let keys: Vec<Expr> = plan.group_by.iter().map(|g| col(g.as_str())).collect();
-                exact = DataFrame::new(columns)
+                exact = plan
+                    .key_frame(rows)
                     .map_err(pe)?
                     .lazy()
                     .join(exact.lazy(), keys.clone(), keys, JoinType::Left.into())
@@ -774,74 +771,74 @@ impl Prepared {
 /// `values` (a missing value is 0: a group without rows) plus OpenDP noise of `distribution`
 /// (as OpenDP's accuracy summary names it: `Integer Laplace`, `Float Gaussian`, …) at `scale`.
 fn add_noise(values: &Series, distribution: &str, scale: f64) -> Result<Series, String> {
-    use opendp::domains::VectorDomain;
-    use opendp::metrics::{L1Distance, L2Distance};
     let (support, kind) = distribution.split_once(' ').unwrap_or(("", distribution));
     let name = values.name().clone();
     let cast = |t: &DataType| values.cast(t).map_err(|e| e.to_string());
     match support {
         "Integer" => {
-            let v: Vec<i64> = cast(&DataType::Int64)?
-                .i64()
-                .map_err(|e| e.to_string())?
-                .iter()
-                .map(|x| x.unwrap_or(0))
-                .collect();
-            let domain = VectorDomain::new(AtomDomain::<i64>::default());
-            let noisy = match kind {
-                "Laplace" => opendp::measurements::make_laplace::<_, _, MaxDivergence>(
-                    domain,
-                    L1Distance::<i64>::default(),
-                    scale,
-                    None,
-                )
-                .and_then(|m| m.invoke(&v))
-                .map_err(|e| msg(&e))?,
-                "Gaussian" => {
-                    opendp::measurements::make_gaussian::<_, _, ZeroConcentratedDivergence>(
-                        domain,
-                        L2Distance::<i64>::default(),
-                        scale,
-                        None,
-                    )
-                    .and_then(|m| m.invoke(&v))
-                    .map_err(|e| msg(&e))?
-                }
-                other => return Err(format!("unknown noise {other}")),
-            };
-            Ok(Series::new(name, noisy))
+            let v = cast(&DataType::Int64)?;
+            let v = v.i64().map_err(|e| e.to_string())?;
+            let v: Vec<i64> = v.iter().map(|x| x.unwrap_or(0)).collect();
+            Ok(Series::new(
+                name,
+                noised(v, AtomDomain::default(), kind, scale)?,
+            ))
         }
         "Float" => {
-            let v: Vec<f64> = cast(&DataType::Float64)?
-                .f64()
-                .map_err(|e| e.to_string())?
-                .iter()
-                .map(|x| x.unwrap_or(0.0))
-                .collect();
-            let domain = VectorDomain::new(AtomDomain::<f64>::new_non_nan());
-            let noisy = match kind {
-                "Laplace" => opendp::measurements::make_laplace::<_, _, MaxDivergence>(
-                    domain,
-                    L1Distance::<f64>::default(),
-                    scale,
-                    None,
-                )
-                .and_then(|m| m.invoke(&v))
-                .map_err(|e| msg(&e))?,
-                "Gaussian" => {
-                    opendp::measurements::make_gaussian::<_, _, ZeroConcentratedDivergence>(
-                        domain,
-                        L2Distance::<f64>::default(),
-                        scale,
-                        None,
-                    )
-                    .and_then(|m| m.invoke(&v))
-                    .map_err(|e| msg(&e))?
-                }
-                other => return Err(format!("unknown noise {other}")),
-            };
-            Ok(Series::new(name, noisy))
+            let v = cast(&DataType::Float64)?;
+            let v = v.f64().map_err(|e| e.to_string())?;
+            let v: Vec<f64> = v.iter().map(|x| x.unwrap_or(0.0)).collect();
+            Ok(Series::new(
+                name,
+                noised(v, AtomDomain::new_non_nan(), kind, scale)?,
+            ))
         }
         other => Err(format!("unknown noise support {other}")),
     }
+}
+
+/// `values` plus OpenDP's Laplace (ε) or Gaussian (ρ) noise at `scale`, each value its own.
+fn noised<T>(values: Vec<T>, atom: AtomDomain<T>, kind: &str, scale: f64) -> Result<Vec<T>, String>
+where
+    T: opendp::traits::CheckAtom + 'static,
+    opendp::measurements::DiscreteLaplace: opendp::measurements::MakeNoise<
+        opendp::domains::VectorDomain<AtomDomain<T>>,
+        opendp::metrics::L1Distance<T>,
+        MaxDivergence,
+    >,
+    opendp::measurements::DiscreteGaussian: opendp::measurements::MakeNoise<
+        opendp::domains::VectorDomain<AtomDomain<T>>,
+        opendp::metrics::L2Distance<T>,
+        ZeroConcentratedDivergence,
+    >,
+    (
+        opendp::domains::VectorDomain<AtomDomain<T>>,
+        opendp::metrics::L1Distance<T>,
+    ): opendp::core::MetricSpace,
+    (
+        opendp::domains::VectorDomain<AtomDomain<T>>,
+        opendp::metrics::L2Distance<T>,
+    ): opendp::core::MetricSpace,
+{
+    use opendp::domains::VectorDomain;
+    use opendp::metrics::{L1Distance, L2Distance};
+    let domain = VectorDomain::new(atom);
+    match kind {
+        "Laplace" => opendp::measurements::make_laplace::<_, _, MaxDivergence>(
+            domain,
+            L1Distance::<T>::default(),
+            scale,
+            None,
+        )
+        .and_then(|m| m.invoke(&values)),
+        "Gaussian" => opendp::measurements::make_gaussian::<_, _, ZeroConcentratedDivergence>(
+            domain,
+            L2Distance::<T>::default(),
+            scale,
+            None,
+        )
+        .and_then(|m| m.invoke(&values)),
+        other => return Err(format!("unknown noise {other}")),
+    }
+    .map_err(|e| msg(&e))
 }

@@ -127,27 +127,13 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
         (None, Some(first)) => {
             let f = SourceFormat::from_path(first);
             if f.is_none() {
-                diags.push(
-                    at(
-                        s.source.path.span(),
-                        format!(
-                            "cannot tell the format of `{}` from its extension",
-                            first.display()
-                        ),
-                    )
-                    .hint("add format = \"csv\", \"parquet\" or \"ndjson\" to [source]"),
-                );
+                diags.push(unknown_format(file, &first.display().to_string()));
             }
             f
         }
         (None, None) => None,
     };
-    let separator = s
-        .source
-        .separator
-        .as_ref()
-        .and_then(|x| x.get_ref().bytes().next())
-        .unwrap_or(b',');
+    let separator = separator_of(file);
 
     // Manifest.
     let manifest_path = match (&s.source.manifest, files.first()) {
@@ -251,6 +237,25 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
     Ok(())
 }
 
+/// The CSV field separator of `[source]` (`,` unless given).
+fn separator_of(file: &PipelineFile) -> u8 {
+    file.spec
+        .source
+        .separator
+        .as_ref()
+        .and_then(|x| x.get_ref().bytes().next())
+        .unwrap_or(b',')
+}
+
+/// The diagnostic of an input whose format its name does not tell.
+fn unknown_format(file: &PipelineFile, name: &str) -> Diagnostic {
+    file.at(
+        file.spec.source.path.span(),
+        format!("cannot tell the format of `{name}` from its extension"),
+    )
+    .hint("add format = \"csv\", \"parquet\" or \"ndjson\" to [source]")
+}
+
 /// A source path that names a URI (`scheme://…`) rather than a local file.
 pub fn is_uri(path: &str) -> bool {
     path.split_once("://").is_some_and(|(scheme, _)| {
@@ -283,16 +288,7 @@ fn resolve_remote(r: &mut Resolution, remote: Vec<String>) -> Result<(), Halt> {
         None => SourceFormat::from_path(Path::new(remote[0].trim_end_matches('/'))),
     };
     let Some(format) = format else {
-        r.diags.push(
-            at(
-                s.source.path.span(),
-                format!(
-                    "cannot tell the format of `{}` from its extension",
-                    remote[0]
-                ),
-            )
-            .hint("add format = \"csv\", \"parquet\" or \"ndjson\" to [source]"),
-        );
+        r.diags.push(unknown_format(file, &remote[0]));
         return Err(Halt);
     };
     let Some(m) = &s.source.manifest else {
@@ -324,12 +320,7 @@ fn resolve_remote(r: &mut Resolution, remote: Vec<String>) -> Result<(), Halt> {
             }
         }
     };
-    let separator = s
-        .source
-        .separator
-        .as_ref()
-        .and_then(|x| x.get_ref().bytes().next())
-        .unwrap_or(b',');
+    let separator = separator_of(file);
     r.paths.push(NamedPath::read(
         "the dataset manifest",
         manifest.path.clone(),
