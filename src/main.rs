@@ -422,6 +422,13 @@ enum LineageCommand {
 }
 
 fn main() -> ExitCode {
+    // A reader that stops early (`privprep lineage show … | head`) closes the pipe: end
+    // quietly, as other command-line tools do, rather than panic on the next line printed.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to its default, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logs(&cli.global);
     match dispatch(cli) {

@@ -258,3 +258,26 @@ fn a_source_of_uris_is_planned_for_spark_and_refused_by_the_cli_engine() {
         assert!(stderr.contains("ext.toml:"), "{stderr}");
     }
 }
+
+/// A reader that stops early closes the pipe: the CLI ends quietly (as other command-line
+/// tools, by SIGPIPE), without "Broken pipe" errors or a panic.
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    let (w, p) = workspace();
+    w.privprep_ok(&["run", p.to_str().unwrap()]);
+    // Far more output than a pipe holds: every subject, many times over.
+    let ids: Vec<String> = subjects_by_ticket(&w.data()).into_values().collect();
+    let many = vec![ids.join("\n"); 20].join("\n") + "\n";
+    std::fs::write(w.path().join("ids.txt"), many).unwrap();
+    let script = format!(
+        "'{}' subject find --ids ids.txt --format json | head -c 10 > /dev/null",
+        bin().display()
+    );
+    let out = w.cmd_shell(&script);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    // The whole output is larger than a pipe's buffer (so the early close was felt).
+    let full = w.privprep_ok(&["subject", "find", "--ids", "ids.txt", "--format", "json"]);
+    assert!(full.stdout.len() > 256 * 1024, "{}", full.stdout.len());
+}

@@ -41,6 +41,19 @@ impl Work {
             .env("NO_COLOR", "1");
         c
     }
+    /// Runs a shell script in this workspace, with the environment of [`Work::cmd`].
+    pub fn cmd_shell(&self, script: &str) -> Output {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(script)
+            .current_dir(self.path())
+            .env_remove("PRIVPREP_KEY")
+            .env_remove("PRIVPREP_KEY_FILE")
+            .env_remove("PRIVPREP_LINEAGE_DB")
+            .env("PRIVPREP_STATE_DIR", self.state())
+            .env("NO_COLOR", "1");
+        c.output().expect("run sh")
+    }
     /// Runs privprep with these arguments.
     pub fn privprep(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().expect("run privprep")
