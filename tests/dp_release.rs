@@ -660,3 +660,49 @@ fn noise_on_exact_aggregates_spreads_as_the_calibrated_scale() {
         );
     }
 }
+
+/// A quantile from another engine's counts below and above each candidate: OpenDP's noisy
+/// min over the discrete quantile scores picks the true quantile at a large ε, and spreads
+/// over the candidates at a small one.
+#[test]
+fn quantiles_from_exact_counts_are_opendps_noisy_min() {
+    let candidates = vec![10.0, 20.0, 30.0, 40.0, 50.0];
+    let with_epsilon = |epsilon: f64| {
+        let mut p = plan(Keys::Whole, Loss::Pure { epsilon }, 1);
+        p.group_by.clear();
+        p.max_rows = Some(1000);
+        p.statistics = vec![
+            Statistic::Count,
+            Statistic::Quantile {
+                column: "v".into(),
+                alpha: 0.5,
+                candidates: candidates.clone(),
+            },
+        ];
+        p
+    };
+    // 100 values: 25 below 20, 50 below 30 and 45 above it → the median is 30.
+    let exact = df!(
+        "count" => [100i64],
+        "v_q50__lt0" => [5i64], "v_q50__gt0" => [95i64],
+        "v_q50__lt1" => [25i64], "v_q50__gt1" => [75i64],
+        "v_q50__lt2" => [50i64], "v_q50__gt2" => [45i64],
+        "v_q50__lt3" => [80i64], "v_q50__gt3" => [20i64],
+        "v_q50__lt4" => [99i64], "v_q50__gt4" => [1i64]
+    )
+    .unwrap();
+    let picks = |epsilon: f64, n: usize| {
+        let p = with_epsilon(epsilon);
+        let prepared = prepare(&p).unwrap();
+        (0..n)
+            .map(|_| {
+                let out = prepared.run_on_aggregates(&p, exact.clone()).unwrap();
+                out.column("v_q50").unwrap().f64().unwrap().get(0).unwrap()
+            })
+            .collect::<Vec<f64>>()
+    };
+    assert!(picks(1e4, 50).iter().all(|v| *v == 30.0));
+    let spread: std::collections::BTreeSet<u64> =
+        picks(0.01, 300).iter().map(|v| *v as u64).collect();
+    assert!(spread.len() >= 4, "{spread:?}");
+}

@@ -181,21 +181,13 @@ fn commit_refuses_a_result_that_does_not_hold() {
 /// What the Spark engine cannot run yet is refused before anything starts, naming it.
 #[test]
 fn begin_refuses_what_the_engine_cannot_run_yet() {
-    let (w, _) = workspace();
-    let p = capped_pipeline(
-        &w,
-        "dp",
-        10.0,
-        1.0,
-        r#"{ kind = "quantile", column = "satisfaction", alpha = 0.5, candidates = [1.0, 3.0, 5.0] }"#,
-    );
+    let (w, p) = workspace();
+    let text = std::fs::read_to_string(&p).unwrap() + "\n[risk]\nk = 5\n";
+    std::fs::write(&p, text).unwrap();
     let out = w.privprep(&["external", "begin", p.to_str().unwrap(), "--pid", "1"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("quantiles in [[release]] tables"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("[risk] (k-anonymity)"), "{stderr}");
     assert!(stderr.contains("privprep run"), "{stderr}");
     let out = w.privprep(&[
         "external",

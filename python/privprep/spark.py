@@ -737,8 +737,12 @@ def release_aggregates(kept, job: dict, out: str) -> dict:
     derived from the same truncation, so its per-column scale and, for private keys, its
     threshold (a group is released when its noisy count exceeds it) give the same privacy
     loss here. A group without a subject never appears unless its key is public, where it
-    gets noise on zero, as OpenDP fills it. The parity test runs a release on both engines at
-    a loss so large that the noise vanishes: the counts and sums agree."""
+    gets noise on zero, as OpenDP fills it. A quantile is OpenDP's noisy min over its discrete
+    quantile scores, which the CLI computes from the rows below and above each candidate
+    (counted here, after the same truncation, a missing value taking the middle candidate as
+    on polars); one subject moves each of those counts by at most its rows in the group, as in
+    the plan OpenDP analysed. The parity test runs releases on both engines at a loss so large
+    that the noise vanishes: the counts, sums and quantiles agree."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -747,6 +751,7 @@ def release_aggregates(kept, job: dict, out: str) -> dict:
         F.col(SUBJECT_KEY).alias("__s"), FILE, ROW,
         *[F.col(alias).alias(name) for alias, name in job["keys"]],
         *[F.col(s["value"]).alias(s["name"]) for s in job["sums"]],
+        *[F.col(q["value"]).alias(q["name"]) for q in job.get("quantiles", [])],
     )
     rows = kept.count()
     distinct = frame.select(*keys).distinct().count() if keys else 1
@@ -773,6 +778,13 @@ def release_aggregates(kept, job: dict, out: str) -> dict:
         filled = F.when(v.isNull() | F.isnan(v), F.lit(mid)).otherwise(v)
         clamped = F.least(F.greatest(filled, F.lit(s["lower"])), F.lit(s["upper"]))
         aggs.append(F.sum(clamped).alias(s["name"]))
+    for q in job.get("quantiles", []):
+        # OpenDP's quantile score of a candidate needs the rows below and above it.
+        v = F.col(q["name"])
+        filled = F.when(v.isNull() | F.isnan(v), F.lit(q["missing"])).otherwise(v)
+        for i, c in enumerate(q["candidates"]):
+            aggs.append(F.sum(F.when(filled < F.lit(c), 1).otherwise(0)).alias(f"{q['name']}__lt{i}"))
+            aggs.append(F.sum(F.when(filled > F.lit(c), 1).otherwise(0)).alias(f"{q['name']}__gt{i}"))
     table = frame.groupBy(*keys).agg(*aggs) if keys else frame.agg(*aggs)
     table.coalesce(1).write.option("compression", "zstd").parquet(out)
     return {"rows": rows, "keys": distinct}

@@ -289,7 +289,7 @@ path = "out/overall.parquet"
 max_rows_per_group = 4
 max_rows = 100000
 privacy = { rho = 1e6 }
-aggregates = [{ kind = "count" }, { kind = "mean", column = "satisfaction", bounds = [1.0, 5.0] }]
+aggregates = [{ kind = "count" }, { kind = "mean", column = "satisfaction", bounds = [1.0, 5.0] }, { kind = "quantile", column = "handle_time_minutes", alpha = 0.5, candidates = [0.5, 7.5, 15.5, 30.5, 60.5, 120.5] }]
 """
 
 

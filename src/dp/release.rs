@@ -659,6 +659,17 @@ impl Prepared {
             .map(|g| exact.column(g).cloned().map_err(pe))
             .collect::<Result<_, _>>()?;
         for n in &self.calibrated.noise {
+            let quantile = plan.statistics.iter().find_map(|s| match s {
+                Statistic::Quantile {
+                    alpha, candidates, ..
+                } if stat_column(s) == n.column => Some((*alpha, candidates)),
+                _ => None,
+            });
+            if let Some((alpha, candidates)) = quantile {
+                let picked = noisy_quantile(&exact, plan, n, alpha, candidates).map_err(err)?;
+                raw.push(Column::new(n.column.as_str().into(), picked));
+                continue;
+            }
             let values = exact
                 .column(&n.column)
                 .map_err(pe)?
@@ -841,4 +852,97 @@ where
         other => return Err(format!("unknown noise {other}")),
     }
     .map_err(|e| msg(&e))
+}
+
+/// Per group, OpenDP's discrete quantile score of every candidate (from the rows below and
+/// above it, `<column>__lt<i>` and `<column>__gt<i>`), and the candidate OpenDP's noisy min
+/// picks at the calibrated scale: the same score (α as OpenDP makes it a fraction for groups
+/// of at most `max_rows`, counts capped there) and the same mechanism as on the rows.
+fn noisy_quantile(
+    exact: &DataFrame,
+    plan: &ReleasePlan,
+    noise: &NoiseRecord,
+    alpha: f64,
+    candidates: &[f64],
+) -> Result<Vec<f64>, String> {
+    use opendp::domains::VectorDomain;
+    use opendp::metrics::LInfDistance;
+    let size = u64::from(plan.row_bound());
+    let (num, den) = alpha_fraction(alpha, size)?;
+    let counts = |kind: &str, i: usize| -> Result<Vec<u64>, String> {
+        let c = exact
+            .column(&format!("{}__{kind}{i}", noise.column))
+            .and_then(|c| c.cast(&DataType::UInt64))
+            .map_err(|e| e.to_string())?;
+        let c = c.u64().map_err(|e| e.to_string())?;
+        Ok(c.iter().map(|v| v.unwrap_or(0).min(size)).collect())
+    };
+    let below = (0..candidates.len())
+        .map(|i| counts("lt", i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let above = (0..candidates.len())
+        .map(|i| counts("gt", i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let domain = VectorDomain::new(AtomDomain::<u64>::default());
+    let metric = LInfDistance::<u64>::new(false);
+    let pick = |scores: &Vec<u64>| -> Result<usize, String> {
+        if noise.distribution.starts_with("Gumbel") {
+            opendp::measurements::make_noisy_max(
+                domain.clone(),
+                metric.clone(),
+                ZeroConcentratedDivergence,
+                noise.scale,
+                true,
+            )
+            .and_then(|m| m.invoke(scores))
+        } else {
+            opendp::measurements::make_noisy_max(
+                domain.clone(),
+                metric.clone(),
+                MaxDivergence,
+                noise.scale,
+                true,
+            )
+            .and_then(|m| m.invoke(scores))
+        }
+        .map_err(|e| msg(&e))
+    };
+    (0..exact.height())
+        .map(|row| {
+            let scores: Vec<u64> = (0..candidates.len())
+                .map(|i| ((den - num) * below[i][row]).abs_diff(num * above[i][row]))
+                .collect();
+            Ok(candidates[pick(&scores)?])
+        })
+        .collect()
+}
+
+/// α as OpenDP's quantile score takes it: its exact binary fraction when the denominator is
+/// below `u64::MAX / size`, else rounded to that denominator.
+fn alpha_fraction(alpha: f64, size: u64) -> Result<(u64, u64), String> {
+    if !(0.0..=1.0).contains(&alpha) {
+        return Err("alpha must be within [0, 1]".into());
+    }
+    let approx = u64::MAX / size.max(1);
+    if alpha == 0.0 {
+        return Ok((0, 1));
+    }
+    // alpha = m / 2^k exactly, m odd.
+    let bits = alpha.to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i64;
+    let mut mantissa = bits & ((1u64 << 52) - 1);
+    let mut k = 1075 - exponent;
+    if exponent != 0 {
+        mantissa |= 1u64 << 52;
+    } else {
+        k = 1074;
+    }
+    while mantissa.is_multiple_of(2) && k > 0 {
+        mantissa /= 2;
+        k -= 1;
+    }
+    if k < 64 && (1u64 << k) < approx {
+        return Ok((mantissa, 1u64 << k));
+    }
+    Ok(((alpha * approx as f64).round() as u64, approx))
 }

@@ -65,12 +65,26 @@ pub struct ReleaseJob {
     pub keys: Vec<(String, String)>,
     /// The sums and means: the row engine's value column, the aggregate's name, the bounds.
     pub sums: Vec<SumJob>,
+    /// The quantiles: per candidate, the rows below it and above it.
+    #[serde(default)]
+    pub quantiles: Vec<QuantileJob>,
     /// At most this many rows per subject and group…
     pub max_rows_per_group: u32,
     /// …in at most this many groups per subject (the first by key order);
     pub max_groups: u32,
     /// or instead at most this many rows per subject in all.
     pub max_rows_per_subject: Option<u32>,
+}
+
+/// A quantile a release needs ([`ReleaseJob::quantiles`]): per group and candidate `i`, the
+/// rows whose value is below it (`<name>__lt<i>`) and above it (`<name>__gt<i>`), a missing
+/// or NaN value counting as `missing`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuantileJob {
+    pub value: String,
+    pub name: String,
+    pub candidates: Vec<f64>,
+    pub missing: f64,
 }
 
 /// A clamped sum a release needs ([`ReleaseJob::sums`]).
@@ -154,14 +168,7 @@ pub struct Finished {
 
 /// What a run on another engine cannot do yet, as an error naming the pipeline's table.
 fn unsupported(plan: &Plan, engine: &str) -> Result<(), RunError> {
-    use crate::dp::release::Statistic;
-    let quantiles = plan.releases.iter().any(|r| {
-        r.statistics
-            .iter()
-            .any(|s| matches!(s, Statistic::Quantile { .. }))
-    });
     let missing = [
-        (quantiles, "quantiles in [[release]] tables"),
         (!plan.synthetics.is_empty(), "[[synthetic]] tables"),
         (plan.risk.is_some(), "[risk] (k-anonymity)"),
         (plan.output.encryption.is_some(), "[output.encryption]"),
@@ -301,6 +308,21 @@ fn release_job(r: &crate::dp::release::ReleasePlan) -> ReleaseJob {
                     name: stat_column(s),
                     lower: *lower,
                     upper: *upper,
+                }),
+                _ => None,
+            })
+            .collect(),
+        quantiles: r
+            .statistics
+            .iter()
+            .filter_map(|s| match s {
+                Statistic::Quantile {
+                    column, candidates, ..
+                } => Some(QuantileJob {
+                    value: format!("__dpv_{column}"),
+                    name: stat_column(s),
+                    candidates: candidates.clone(),
+                    missing: crate::dp::release::missing_candidate(candidates),
                 }),
                 _ => None,
             })
