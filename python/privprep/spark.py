@@ -237,14 +237,22 @@ def _stats_row(schema: pa.Schema, counts: str) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def text_counts(rows, plan_json: str) -> list:
-    """Free-text counts of a run, summed over the per-task rows :func:`apply` added with
-    ``stats``: per text column of the plan, ``texts``, ``texts_changed``, ``spans`` (per
-    detector slot) and ``rows_dropped``."""
+def task_stats(rows) -> list:
+    """The per-task rows :func:`apply` added with ``stats``, parsed: each a dict of ``texts``
+    (free-text counts per text column) and ``emitted`` (surrogate keys)."""
+    return [
+        json.loads(r[0])
+        for r in rows.where(f"{STATUS} = {STATS_STATUS}").select(STATS).collect()
+    ]
+
+
+def text_counts(stats: list, plan_json: str) -> list:
+    """Free-text counts of a run, summed over :func:`task_stats`: per text column of the plan,
+    ``texts``, ``texts_changed``, ``spans`` (per detector slot) and ``rows_dropped``."""
     texts = json.loads(plan_json)["texts"]
     total = [[0, 0, [], 0] for _ in texts]
-    for r in rows.where(f"{STATUS} = {STATS_STATUS}").select(STATS).collect():
-        for t, c in zip(total, json.loads(r[0])["texts"]):
+    for task in stats:
+        for t, c in zip(total, task["texts"]):
             t[0] += c[0]
             t[1] += c[1]
             t[2] = [a + b for a, b in zip(t[2], c[2])] if t[2] else list(c[2])
@@ -255,13 +263,10 @@ def text_counts(rows, plan_json: str) -> list:
     ]
 
 
-def emitted_keys(rows) -> list:
-    """The keys of every surrogate the row engines wrote into texts, from the per-task rows
-    :func:`apply` added with ``stats`` (for :func:`leak_gate`)."""
-    keys = set()
-    for r in rows.where(f"{STATUS} = {STATS_STATUS}").select(STATS).collect():
-        keys.update(json.loads(r[0])["emitted"])
-    return sorted(keys)
+def emitted_keys(stats: list) -> list:
+    """The keys of every surrogate the row engines wrote into texts, from :func:`task_stats`
+    (for :func:`leak_gate`)."""
+    return sorted({k for task in stats for k in task["emitted"]})
 
 
 def locate(source):
@@ -361,23 +366,44 @@ def count_blocks(located, files) -> Tuple[Dict[Tuple[str, int], Tuple[int, int]]
     return offsets, per_file, blocks_of, names
 
 
-def read_source(spark, files, fmt: str, columns):
-    """The source files as Spark reads them: CSV as text (header, quoted multi-line fields,
-    empty fields null), Parquet as stored, NDJSON as text."""
+def _csv_reader(spark, separator: str = ","):
+    """Spark's CSV reader as privprep reads CSV: a header, quoted multi-line fields, empty
+    fields null."""
+    return (
+        spark.read.option("header", True)
+        .option("multiLine", True)
+        .option("escape", '"')
+        .option("sep", separator)
+    )
+
+
+def _csv(spark, files, header, separator: str = ","):
+    """CSV files whose header is ``header``, every field as text. Spark maps CSV fields to a
+    schema by position, so the schema follows the header, and Spark checks the header's names
+    against it (a file whose columns differ fails instead of being read mislabelled)."""
     from pyspark.sql.types import StringType, StructField, StructType
 
-    text = StructType([StructField(c, StringType(), True) for c in columns])
+    text = StructType([StructField(c, StringType(), True) for c in header])
+    return (
+        _csv_reader(spark, separator)
+        .option("enforceSchema", False)
+        .option("mode", "PERMISSIVE")
+        .schema(text)
+        .csv(files)
+    )
+
+
+def read_source(spark, files, fmt: str, columns):
+    """The source files as Spark reads them: CSV as text (header, quoted multi-line fields,
+    empty fields null; its header in the order of ``columns``), Parquet as stored, NDJSON as
+    text."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
     if fmt == "csv":
-        return (
-            spark.read.option("header", True)
-            .option("multiLine", True)
-            .option("escape", '"')
-            .option("mode", "PERMISSIVE")
-            .schema(text)
-            .csv(files)
-        )
+        return _csv(spark, files, columns)
     if fmt == "parquet":
         return spark.read.parquet(*files)
+    text = StructType([StructField(c, StringType(), True) for c in columns])
     return spark.read.schema(text).json(files)
 
 
@@ -388,42 +414,25 @@ def read_plan_source(spark, plan_json: str):
     spec = json.loads(plan_json)
     src = spec["source"]
     columns = [c["name"] for c in spec["columns"]]
-    if src["format"] == "csv":
-        # Spark maps CSV fields to a given schema by position: the schema follows the header
-        # the CLI read, and Spark checks the header's names against it.
-        from pyspark.sql import functions as F
-        from pyspark.sql.types import StringType, StructField, StructType
+    if src["format"] != "csv":
+        return read_source(spark, src["files"], src["format"], columns)
+    from pyspark.sql import functions as F
 
-        header = src.get("csv_columns")
-        if not header:
-            # A source of URIs: the CLI read no header; Spark reads the first file's.
-            header = (
-                spark.read.option("header", True).option("multiLine", True)
-                .option("escape", '"').option("sep", src["separator"])
-                .csv(src["files"]).columns
+    header = src.get("csv_columns")
+    if not header:
+        # A source of URIs: the CLI read no header; Spark reads the first file's.
+        header = _csv_reader(spark, src["separator"]).csv(src["files"]).columns
+        missing = [c for c in columns if c not in header]
+        extra = [c for c in header if c not in columns]
+        if missing or extra:
+            raise PlanError(
+                f"{', '.join(src['files'])}: the CSV header does not match the manifest"
+                + (f"; not in the data: {', '.join(missing)}" if missing else "")
+                + (f"; not in the manifest: {', '.join(extra)}" if extra else "")
+                + "\n  = hint: fix the manifest's [[columns]] or the data"
             )
-            missing = [c for c in columns if c not in header]
-            extra = [c for c in header if c not in columns]
-            if missing or extra:
-                raise PlanError(
-                    f"{', '.join(src['files'])}: the CSV header does not match the manifest"
-                    + (f"; not in the data: {', '.join(missing)}" if missing else "")
-                    + (f"; not in the manifest: {', '.join(extra)}" if extra else "")
-                    + "\n  = hint: fix the manifest's [[columns]] or the data"
-                )
-        text = StructType([StructField(c, StringType(), True) for c in header])
-        frame = (
-            spark.read.option("header", True)
-            .option("multiLine", True)
-            .option("escape", '"')
-            .option("sep", src["separator"])
-            .option("enforceSchema", False)
-            .option("mode", "PERMISSIVE")
-            .schema(text)
-            .csv(src["files"])
-        )
-        return frame.select(*[F.col(c) for c in columns])
-    return read_source(spark, src["files"], src["format"], columns)
+    frame = _csv(spark, src["files"], header, src["separator"])
+    return frame.select(*[F.col(c) for c in columns])
 
 
 class AccountingError(Exception):
@@ -675,7 +684,8 @@ def _stages(spark, begun, plan_json, key, index, located, metadata, clock) -> di
                 "  = hint: this is a bug in privprep; nothing was written"
             )
         done["statuses"] = statuses
-        done["text_columns"] = text_counts(rows, plan_json)
+        stats = task_stats(rows)
+        done["text_columns"] = text_counts(stats, plan_json)
         if statuses.get("quarantined"):
             bad = rows.where(f"{STATUS} = 1").select(FILE, ROW, BADCOL).collect()
             bad = [(f, r if known[f] else None, c) for f, r, c in bad]
@@ -683,7 +693,7 @@ def _stages(spark, begun, plan_json, key, index, located, metadata, clock) -> di
             if statuses["quarantined"] > plan["source"]["max_bad_rows"]:
                 return done  # the CLI fails the run and puts the report in place alone
         clock.mark("text counts and quarantine")
-        emitted = emitted_keys(rows) if plan["gate"]["text_surrogates"] else []
+        emitted = emitted_keys(stats)
         done["leak_gate"] = leak_gate(located, rows, plan_json, emitted)
         clock.mark("leak gate")
         if plan["gate"]["fail"] and any(v["result"] == "leak" for v in done["leak_gate"]):

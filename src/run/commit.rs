@@ -380,7 +380,7 @@ fn restore_replaced(m: &Move) {
 }
 
 /// Removes a file, or a folder with everything in it; one that is gone is fine.
-fn remove_path(p: &Path) {
+pub(super) fn remove_path(p: &Path) {
     if p.is_dir() {
         let _ = std::fs::remove_dir_all(p);
     } else {
@@ -481,7 +481,7 @@ fn recover_locked(state_dir: &Path, store: &mut Store) -> Vec<String> {
     recovered
 }
 
-fn remove_temp_files(files: &[PathBuf]) {
+pub(super) fn remove_temp_files(files: &[PathBuf]) {
     for t in files {
         remove_path(t);
     }

@@ -19,10 +19,10 @@
 //! Depends on: `commit`, `journal`, `accounting`, `lineage`, `emit`, `ingest`.
 
 use super::accounting::{Counts, QuarantineEntry};
-use super::commit::{recover_interrupted, StagedCommit};
+use super::commit::{recover_interrupted, remove_path, remove_temp_files, StagedCommit};
 use super::journal::{self, Journal, Pending};
 use super::{
-    expires_at, footer_json, judge_leaks, path_collisions, row_plan, scratch_path,
+    expires_at, footer_json, judge_leaks, path_collisions, pipeline_sha256, row_plan, scratch_path,
     stage_subject_index, subject_column, temp_files, RunError, RunFailure, RunOptions, RunSummary,
 };
 use crate::emit;
@@ -214,32 +214,14 @@ pub fn begin(plan: &Plan, opts: &RunOptions, engine: &str, pid: u32) -> Result<B
 
     let run_id = super::new_run_id();
     let started_at = chrono::Utc::now().to_rfc3339();
-    let mut record = RunRecord::begin(
-        &run_id,
-        &started_at,
-        &plan.name,
-        &plan.pipeline.path.display().to_string(),
-        &pipeline_sha256(plan),
-        &plan.pipeline.text,
-    );
-    plan.record_into(&mut record);
-    record.engine = Some(engine.to_string());
+    let mut record = super::begin_record(plan, &run_id, &started_at, engine);
     record.key_id = rows.key_id.clone();
 
-    let staged = |split: &str, code: u8, path: &Path| StagedOutput {
-        split: split.to_string(),
-        code,
-        path: path.to_path_buf(),
-        staging: emit::tmp_path_for(path, &run_id),
-    };
-    let outputs: Vec<StagedOutput> = plan
-        .output
-        .files()
-        .iter()
-        .map(|(split, code, path)| staged(split, *code, path))
-        .collect();
-    let quarantine = staged("quarantine", 0, &plan.output.quarantine_path);
-    let scratch = scratch_path(&opts.state_dir, &run_id);
+    let BegunPaths {
+        outputs,
+        quarantine,
+        scratch,
+    } = BegunPaths::of(plan, opts, &run_id);
     // The folders the engine stages into, as a run on this binary makes them.
     let folders = outputs
         .iter()
@@ -333,12 +315,6 @@ fn release_job(r: &crate::dp::release::ReleasePlan) -> ReleaseJob {
     }
 }
 
-fn pipeline_sha256(plan: &Plan) -> String {
-    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-        plan.pipeline.text.as_bytes(),
-    ))
-}
-
 /// Checks what the engine did and commits its outputs with the run's record; on failure the
 /// run is recorded as failed and nothing of it is left in place. `plan` is the pipeline planned
 /// again, or why it no longer plans (then the run is recorded as failed with that error).
@@ -404,9 +380,7 @@ pub fn commit(
             if record.finished_at.is_empty() {
                 record.finished_at = chrono::Utc::now().to_rfc3339();
             }
-            for t in &pending.temp_files {
-                remove_path(t);
-            }
+            remove_temp_files(&pending.temp_files);
             let hash = store.append(&record).ok();
             if hash.is_some() {
                 let _ = journal.remove();
@@ -414,14 +388,6 @@ pub fn commit(
             let summary = summary(&record, hash);
             Err(Box::new(RunFailure { error, summary }))
         }
-    }
-}
-
-fn remove_path(p: &Path) {
-    if p.is_dir() {
-        let _ = std::fs::remove_dir_all(p);
-    } else {
-        let _ = std::fs::remove_file(p);
     }
 }
 
@@ -516,7 +482,7 @@ fn check_and_stage(
         }
     }
     let dropped_total: u64 = dropped.values().sum();
-    let report = read_report(&begun.quarantine)?;
+    let report = read_report(&begun.quarantine.staging)?;
     if finished.rows_read != written + dropped_total + quarantined
         || per_file != finished.rows_read
         || report.as_ref().map_or(0, |r| r.lines().count() as u64) != quarantined
@@ -540,7 +506,7 @@ fn check_and_stage(
     let quarantine_path = plan.output.quarantine_path.display().to_string();
     if counts.too_many_bad(plan) {
         // The report is what the user needs to fix the data: it goes in place alone.
-        std::fs::rename(&begun.quarantine, &plan.output.quarantine_path)
+        std::fs::rename(&begun.quarantine.staging, &plan.output.quarantine_path)
             .map_err(io_error(&plan.output.quarantine_path))?;
         record.quarantine_report = Some(quarantine_path);
         return Err(counts.too_many_bad_error(plan));
@@ -625,12 +591,9 @@ fn check_and_stage(
         }
     }
     if counts.report.is_some() {
-        let sha256 = emit::sha256_file(&begun.quarantine).map_err(io_error(&begun.quarantine))?;
-        staged.add_path(
-            begun.quarantine.clone(),
-            plan.output.quarantine_path.clone(),
-            sha256,
-        );
+        let staging = &begun.quarantine.staging;
+        let sha256 = emit::sha256_file(staging).map_err(io_error(staging))?;
+        staged.add_path(staging.clone(), plan.output.quarantine_path.clone(), sha256);
         record.quarantine_report = Some(quarantine_path);
     }
 
@@ -645,25 +608,26 @@ fn check_and_stage(
 /// The staging places [`begin`] gave for a run (derived again, not trusted from the engine).
 struct BegunPaths {
     outputs: Vec<StagedOutput>,
-    quarantine: PathBuf,
+    quarantine: StagedOutput,
     scratch: PathBuf,
 }
 
 impl BegunPaths {
     fn of(plan: &Plan, opts: &RunOptions, run_id: &str) -> BegunPaths {
+        let staged = |split: &str, code: u8, path: PathBuf| StagedOutput {
+            split: split.to_string(),
+            code,
+            staging: emit::tmp_path_for(&path, run_id),
+            path,
+        };
         BegunPaths {
             outputs: plan
                 .output
                 .files()
                 .into_iter()
-                .map(|(split, code, path)| StagedOutput {
-                    split: split.to_string(),
-                    code,
-                    staging: emit::tmp_path_for(&path, run_id),
-                    path,
-                })
+                .map(|(split, code, path)| staged(split, code, path))
                 .collect(),
-            quarantine: emit::tmp_path_for(&plan.output.quarantine_path, run_id),
+            quarantine: staged("quarantine", 0, plan.output.quarantine_path.clone()),
             scratch: scratch_path(&opts.state_dir, run_id),
         }
     }

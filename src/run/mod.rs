@@ -231,19 +231,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
     let started = std::time::Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339();
     let run_id = new_run_id();
-    let pipeline_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-        plan.pipeline.text.as_bytes(),
-    ));
-    let mut record = RunRecord::begin(
-        &run_id,
-        &started_at,
-        &plan.name,
-        &plan.pipeline.path.display().to_string(),
-        &pipeline_sha256,
-        &plan.pipeline.text,
-    );
-    plan.record_into(&mut record);
-    record.engine = Some("polars".into());
+    let mut record = begin_record(plan, &run_id, &started_at, "polars");
     let fail = |record: &mut RunRecord, error: RunError, store: Option<&mut Store>| {
         record.mark_failed(error.to_string());
         if record.finished_at.is_empty() {
@@ -337,6 +325,29 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
             Err(failure)
         }
     }
+}
+
+/// SHA-256 of the pipeline file's text, lowercase hex.
+fn pipeline_sha256(plan: &Plan) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        plan.pipeline.text.as_bytes(),
+    ))
+}
+
+/// The record of a run of `plan` on `engine` that has just started (status `failed` until it
+/// commits), with the plan's own part filled in.
+fn begin_record(plan: &Plan, run_id: &str, started_at: &str, engine: &str) -> RunRecord {
+    let mut record = RunRecord::begin(
+        run_id,
+        started_at,
+        &plan.name,
+        &plan.pipeline.path.display().to_string(),
+        &pipeline_sha256(plan),
+        &plan.pipeline.text,
+    );
+    plan.record_into(&mut record);
+    record.engine = Some(engine.to_string());
+    record
 }
 
 /// Every temporary file or folder a run of `plan` may make, for its journal entry.
