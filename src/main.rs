@@ -177,20 +177,30 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
-    /// The surrogate a value gets in a pipeline's surrogate column, with the run key: answers
-    /// "what does this person's value look like in the output" for access and erasure requests.
+    /// The surrogates a subject's value got: in every output that holds the subject, the
+    /// surrogates its rows hold in the columns made from --column (picked as `subject export`
+    /// picks rows, with the run key). With --value and --pipeline instead: the surrogate a value
+    /// gets under that pipeline's rule and the key. Answers "what does this person's value look
+    /// like in the output" for access and erasure requests; no input value is shown.
     Surrogate {
-        /// The value (e.g. the subject's e-mail), or `-` to read it from standard input.
-        value: String,
-        /// The column whose rule is `surrogate`.
+        /// The subject's id, or `-` to read it from standard input.
+        #[arg(required_unless_present = "value", conflicts_with = "value")]
+        id: Option<String>,
+        /// The input column whose rule is `surrogate`.
         #[arg(long)]
         column: String,
-        /// The pipeline file naming the column.
-        #[arg(long)]
-        pipeline: PathBuf,
+        /// A value (or `-` for standard input) instead of a subject: its surrogate under the
+        /// --pipeline's rule for --column.
+        #[arg(long, requires = "pipeline")]
+        value: Option<String>,
+        /// The pipeline file naming the column (with --value).
+        #[arg(long, requires = "value")]
+        pipeline: Option<PathBuf>,
         /// The key the run used (else the environment or the default key).
         #[arg(long)]
         key_file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
     },
     /// Re-identification risk of any Parquet, CSV or NDJSON file: equivalence classes on the named
     /// quasi-identifiers, the k it reaches, classes and rows below --k, and l-diversity.
@@ -864,41 +874,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Surrogate {
-            value,
+            id,
             column,
+            value,
             pipeline,
             key_file,
-        } => {
-            let plan = match privprep::validate(&pipeline) {
-                Err(d) => return Ok(config_error(&d, Format::Text)),
-                Ok(p) => p,
-            };
-            let Some(kind) = plan.columns.iter().find_map(|c| match &c.action {
-                privprep::identity::Action::Surrogate(k) if c.name == column => Some(*k),
-                _ => None,
-            }) else {
-                eprintln!("error: column `{column}` of {} has no surrogate rule\n  = hint: name a column whose rule is action = \"surrogate\"", pipeline.display());
-                return Ok(ExitCode::from(2));
-            };
-            let value = subject_ids(Some(value), None)?
-                .into_iter()
-                .next()
-                .ok_or_else(|| anyhow::anyhow!("no value given"))?;
-            let Some((key, _)) =
-                privprep::identity::keys::existing_key(key_file.as_deref(), &g.state_dir)?
-            else {
-                eprintln!("error: no key: the surrogate depends on the run key\n  = hint: pass --key-file, or set PRIVPREP_KEY_FILE");
-                return Ok(ExitCode::from(2));
-            };
-            let s = privprep_kernels::surrogate::Surrogates::new(&key);
-            println!("{}", s.surrogate(kind, &value));
-            eprintln!(
-                "privprep: {} surrogate under key {}",
-                kind.as_str(),
-                key.id()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+            format,
+        } => match (id, value, pipeline) {
+            (Some(id), None, None) => {
+                subject_surrogates(&g, &lineage_db, &id, &column, key_file.as_deref(), format)
+            }
+            (None, Some(value), Some(pipeline)) => {
+                value_surrogate(&g, &pipeline, &value, &column, key_file.as_deref())
+            }
+            _ => {
+                eprintln!("error: give a subject id, or --value with --pipeline\n  = hint: privprep surrogate ID --column C, or privprep surrogate --value V --column C --pipeline P");
+                Ok(ExitCode::from(2))
+            }
+        },
         Command::Inspect { path, format } => {
             let store = lineage_db
                 .exists()
@@ -1213,6 +1206,94 @@ fn subject_ids(id: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Vec<
         ),
     };
     Ok(ids)
+}
+
+/// `privprep surrogate ID --column C`: the surrogates subject `id`'s rows hold in the columns
+/// made from `column`, in every output that holds the subject.
+fn subject_surrogates(
+    g: &Global,
+    lineage_db: &std::path::Path,
+    id: &str,
+    column: &str,
+    key_file: Option<&std::path::Path>,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let id = subject_ids(Some(id.to_owned()), None)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no subject id given"))?;
+    let key = privprep::identity::keys::existing_key(key_file, &g.state_dir)?.map(|(k, _)| k);
+    let store = Store::open_to_inspect(lineage_db)?;
+    let answer =
+        privprep::subjects::surrogates_of(&store, &g.state_dir, &id, column, key.as_ref())?;
+    if answer.outputs.is_empty() {
+        eprintln!("error: no output that holds the subject has a surrogate column made from `{column}`\n  = hint: the surrogate columns of every run: privprep lineage sql \"SELECT DISTINCT pipeline, column_name, transformation FROM surrogates\"");
+        return Ok(ExitCode::from(2));
+    }
+    if format == Format::Json {
+        print_json(&answer)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("subject (key {}): `{column}`", answer.subject_key);
+    for o in &answer.outputs {
+        let head = format!(
+            "  {} (run {}, key {}), column `{}`",
+            o.path,
+            o.run_id,
+            o.key_id.as_deref().unwrap_or("-"),
+            o.column
+        );
+        match (&o.surrogates, &o.rows_unavailable) {
+            (Some(values), _) => {
+                for v in values {
+                    println!("{head}: {} ({} row(s))", v.surrogate, v.rows);
+                }
+                if values.is_empty() {
+                    println!("{head}: no value in the subject's rows");
+                }
+            }
+            (None, why) => println!("{head}: rows not picked: {}", why.as_deref().unwrap_or("-")),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `privprep surrogate --value V --column C --pipeline P`: the surrogate a value gets under the
+/// pipeline's rule for the column and the key.
+fn value_surrogate(
+    g: &Global,
+    pipeline: &std::path::Path,
+    value: &str,
+    column: &str,
+    key_file: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let plan = match privprep::validate(pipeline) {
+        Err(d) => return Ok(config_error(&d, Format::Text)),
+        Ok(p) => p,
+    };
+    let Some(kind) = plan.columns.iter().find_map(|c| match &c.action {
+        privprep::identity::Action::Surrogate(k) if c.name == column => Some(*k),
+        _ => None,
+    }) else {
+        eprintln!("error: column `{column}` of {} has no surrogate rule\n  = hint: name a column whose rule is action = \"surrogate\"", pipeline.display());
+        return Ok(ExitCode::from(2));
+    };
+    let value = subject_ids(Some(value.to_owned()), None)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no value given"))?;
+    let Some((key, _)) = privprep::identity::keys::existing_key(key_file, &g.state_dir)? else {
+        eprintln!("error: no key: the surrogate depends on the run key\n  = hint: pass --key-file, or set PRIVPREP_KEY_FILE");
+        return Ok(ExitCode::from(2));
+    };
+    let s = privprep_kernels::surrogate::Surrogates::new(&key);
+    println!("{}", s.surrogate(kind, &value));
+    eprintln!(
+        "privprep: {} surrogate under key {}",
+        kind.as_str(),
+        key.id()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `privprep lineage export --openlineage`: two events per run, one per line.

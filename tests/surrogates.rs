@@ -143,6 +143,7 @@ fn surrogates_are_consistent_well_formed_never_the_input_and_pass_the_gate() {
     let out = w.privprep_stdin(
         &[
             "surrogate",
+            "--value",
             "-",
             "--column",
             "email",
@@ -182,6 +183,70 @@ fn surrogates_are_consistent_well_formed_never_the_input_and_pass_the_gate() {
         rows.iter().any(|r| r["ticket_id"] == ticket.as_str()),
         "{bundle}"
     );
+
+    // `privprep surrogate ID --column C`: the surrogates the subject's e-mails got, per output,
+    // equal to the subject's rows of the output (and no input value is shown).
+    let out = w.privprep_ok(&[
+        "surrogate",
+        subject,
+        "--column",
+        "email",
+        "--format",
+        "json",
+    ]);
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a_path = a["outputs"][0]["path"].as_str().unwrap();
+    let held = answer["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["path"] == a_path)
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert_eq!(held["column"], "email");
+    let mut got: Vec<(String, u64)> = held["surrogates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["surrogate"].as_str().unwrap().to_string(),
+                v["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: std::collections::BTreeMap<String, u64> = Default::default();
+    for (t, v) in &out_a {
+        if input[t][0] == *subject {
+            if let Some(e) = &v[2] {
+                *want.entry(e.clone()).or_default() += 1;
+            }
+        }
+    }
+    assert!(!want.is_empty());
+    assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains(input[ticket][2].as_str()),
+        "an input value is shown"
+    );
+    // Run `c` used another key: its rows are not picked with this one, and it says why.
+    let c_path = c["outputs"][0]["path"].as_str().unwrap();
+    if let Some(o) = answer["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["path"] == c_path)
+    {
+        assert!(
+            o["surrogates"].is_null() && o["rows_unavailable"].is_string(),
+            "{o}"
+        );
+    }
+    // A column without a surrogate rule is refused, with a hint.
+    let out = w.privprep(&["surrogate", subject, "--column", "country"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hint"));
 }
 
 /// In free text, `surrogate` hits get the same surrogates as the columns: the writer's name and

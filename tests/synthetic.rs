@@ -287,14 +287,15 @@ fn the_adult_example_runs() {
         .unwrap(),
     )
     .unwrap();
-    assert!(report["mean_tv_2way"].as_f64().unwrap() < 0.2, "{report}");
+    // At ε = 1 the bench's 9 runs gave a mean 2-way TV of 0.045–0.049 (the issue's goal is
+    // 0.05; MST's 0.138): held here below 0.06, whatever the noise.
+    assert!(report["mean_tv_2way"].as_f64().unwrap() < 0.06, "{report}");
     let tstr = &report["train_on_synthetic_test_on_real"];
     assert!(tstr["naive_bayes_accuracy"].is_f64(), "{tstr}");
-    // Income is binary: the logistic regression is there too, and is a working classifier.
-    // It beats guessing the majority (0.761) in most runs (0.77–0.81), but in about one run in
-    // seven the DP noise leads the model to a structure whose rows train it to 0.74 (issue 13
-    // tracks the synthetic quality): held here to within 0.05 of the majority, well above chance.
+    // Income is binary: the logistic regression is there too. The model is conditioned on the
+    // target, so its rows train the classifier well above the majority class (0.761): 0.839–
+    // 0.847 in the bench's 9 runs (trained on the real rows: 0.860).
     let lr = tstr["logistic_regression_accuracy"].as_f64().unwrap();
     let majority = tstr["majority_class"].as_f64().unwrap();
-    assert!(lr > majority - 0.05 && lr > 0.6, "{tstr}");
+    assert!(lr > majority + 0.04, "{tstr}");
 }

@@ -312,9 +312,11 @@ pub struct SyntheticRecord {
     pub columns: Vec<String>,
     pub domain_sizes: Vec<u64>,
     /// `mst-tree`: noisy 1-way marginals, a spanning tree chosen by noisy max, its noisy 2-way
-    /// marginals, sampling.
+    /// marginals, sampling; `mst-tree-on-target`: the same with every measurement conditioned
+    /// on the table's target.
     pub method: String,
-    /// The tree's edges, by column names (parent, child).
+    /// The model's arcs, by column names (parent, child): the target's to every other column
+    /// (with a target), then the tree's edges.
     pub edges: Vec<(String, String)>,
     /// Every measurement: kind, columns, OpenDP mechanism, scale and ρ.
     pub measurements: Vec<crate::synth::Measurement>,

@@ -124,7 +124,11 @@ fn table(
     let domains: Vec<usize> = t.columns.iter().map(|c| c.domain.size()).collect();
     let k = t.max_rows_per_subject;
     // Calibration needs no data: the spend is known, and committed, before any measurement.
-    let cal = synth::calibrate(domains.len(), t.rho, k).map_err(|e| failed(plan, t, e))?;
+    let hub = t
+        .predict
+        .as_ref()
+        .and_then(|p| t.columns.iter().position(|c| &c.name == p));
+    let cal = synth::calibrate(&domains, hub, t.rho, k).map_err(|e| failed(plan, t, e))?;
     let dataset = plan.source.manifest.dataset_id().to_string();
     let unit = plan.policy.subject_column.clone();
     let mut ledger = Ledger::open(&opts.lineage_db)?;
@@ -191,9 +195,9 @@ fn table(
     let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| failed(plan, t, e))?;
     let names: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
     let edges: Vec<(String, String)> = model
-        .edges
+        .arcs()
         .iter()
-        .map(|(p, c, _)| (names[*p].clone(), names[*c].clone()))
+        .map(|(p, c)| (names[*p].clone(), names[*c].clone()))
         .collect();
     let mut record = SyntheticRecord {
         name: t.name.clone(),
@@ -205,7 +209,7 @@ fn table(
         max_rows_per_subject: k,
         columns: names.clone(),
         domain_sizes: domains.iter().map(|d| *d as u64).collect(),
-        method: "mst-tree".into(),
+        method: model.method().into(),
         edges,
         measurements: model.measurements.clone(),
         target: t.target.clone(),

@@ -254,12 +254,17 @@ fn explain(plan: &Plan, out: &mut super::Explained) {
             .map(|c| format!("`{}` ({} values)", c.name, c.domain.size()))
             .collect();
         out.releases.push(format!(
-            "synthetic table `{}` → {}: {} from the kept rows, each subject's first {} row(s); {} (35% for the 1-way marginals, 5% to choose a spanning tree of pairs, 60% for its 2-way marginals; OpenDP Gaussian and noisy max); utility report for the data owner in {}",
+            "synthetic table `{}` → {}: {} from the kept rows, each subject's first {} row(s); {} ({}; OpenDP Gaussian and noisy max){}; utility report for the data owner in {}",
             t.name,
             t.path.display(),
             columns.join(", "),
             t.max_rows_per_subject,
             t.target,
+            crate::synth::shares(t.predict.is_some()),
+            match &t.predict {
+                Some(c) => format!("; every measurement conditioned on the target `{c}`"),
+                None => String::new(),
+            },
             t.report.display()
         ));
     }

@@ -7,6 +7,7 @@
 //! never stored or printed: reports name a subject by its position in the request and by its
 //! keyed hash.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -383,6 +384,100 @@ pub fn export(
         subject_key: finding.key,
         generated_at: chrono::Utc::now().to_rfc3339(),
         privprep_version: env!("CARGO_PKG_VERSION").to_string(),
+        outputs,
+    })
+}
+
+/// One distinct surrogate in a subject's rows, and how many of the rows hold it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SurrogateValue {
+    pub surrogate: String,
+    pub rows: u64,
+}
+
+/// One output that holds the subject and has a surrogate column made from the asked column.
+#[derive(Debug, Clone, Serialize)]
+pub struct SurrogateHolding {
+    pub run_id: String,
+    pub path: String,
+    /// The key the run's surrogates are drawn under (its id).
+    pub key_id: Option<String>,
+    /// The output column and how the run made it (e.g. `surrogate(email, hmac-sha256)`).
+    pub column: String,
+    pub transformation: String,
+    /// The distinct surrogates in the subject's rows; `None` when the rows could not be
+    /// picked (`rows_unavailable` says why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub surrogates: Option<Vec<SurrogateValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_unavailable: Option<String>,
+}
+
+/// What `privprep surrogate ID --column C` answers: in every output that holds subject `id`,
+/// the surrogates the subject's rows hold in the columns the run made from input column `C`
+/// with `surrogate`. The rows are picked as `subject export` picks them (the subject column
+/// tokenized or replaced needs the run's key); the source is not read again, and no input
+/// value is shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct SurrogateAnswer {
+    pub subject_key: String,
+    pub column: String,
+    pub outputs: Vec<SurrogateHolding>,
+}
+
+/// The surrogates of subject `id`'s value of input column `column`, in every output holding
+/// the subject (see [`SurrogateAnswer`]).
+pub fn surrogates_of(
+    store: &Store,
+    state_dir: &Path,
+    id: &str,
+    column: &str,
+    key: Option<&crate::identity::Key>,
+) -> Result<SurrogateAnswer, ExportError> {
+    let bundle = export(store, state_dir, id, key)?;
+    let records = store.indexed_records().map_err(FindError::from)?;
+    let mut outputs = Vec::new();
+    for o in bundle.outputs {
+        let Some(holder) = records
+            .iter()
+            .find(|(seq, _)| *seq == o.holding.seq)
+            .map(|(_, r)| r)
+        else {
+            continue;
+        };
+        let record = source_record(&records, holder, &o.holding.path);
+        let made = record.column_lineage.iter().filter(|c| {
+            c.transformation.starts_with("surrogate") && c.input_columns.iter().any(|i| i == column)
+        });
+        for lineage in made {
+            let surrogates = o.rows.as_ref().map(|rows| {
+                let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+                for r in rows {
+                    match &r[&lineage.output_column] {
+                        serde_json::Value::Null => {}
+                        serde_json::Value::String(v) => *counts.entry(v.clone()).or_default() += 1,
+                        v => *counts.entry(v.to_string()).or_default() += 1,
+                    }
+                }
+                counts
+                    .into_iter()
+                    .map(|(surrogate, rows)| SurrogateValue { surrogate, rows })
+                    .collect()
+            });
+            outputs.push(SurrogateHolding {
+                run_id: o.holding.run_id.clone(),
+                path: o.holding.path.clone(),
+                key_id: o.holding.key_id.clone(),
+                column: lineage.output_column.clone(),
+                transformation: lineage.transformation.clone(),
+                surrogates,
+                rows_unavailable: o.rows_unavailable.clone(),
+            });
+        }
+    }
+    Ok(SurrogateAnswer {
+        subject_key: bundle.subject_key,
+        column: column.to_string(),
         outputs,
     })
 }
