@@ -74,14 +74,16 @@ fn main() {
     let (mut lrs, mut plain_tvs, mut plain_lrs) = (vec![], vec![], vec![]);
     for rep in 0..reps {
         // The same without the target as hub (the plain tree), for comparison.
-        let cal = synth::calibrate(&domains, None, rho, 1).expect("calibrate");
+        let cal =
+            synth::calibrate(&domains, None, synth::Measure::Zcdp, rho, 1).expect("calibrate");
         let model = synth::fit(&train, &domains, &cal, 1).expect("fit");
         let synthetic = synth::sample(&model, train.len(), rep as u64);
         plain_tvs.push(synth::utility(&train, &synthetic, &domains).1);
         plain_lrs
             .push(synth::logistic_accuracy(&synthetic, &test, target, &domains).unwrap_or(0.0));
         let started = Instant::now();
-        let cal = synth::calibrate(&domains, Some(target), rho, 1).expect("calibrate");
+        let cal = synth::calibrate(&domains, Some(target), synth::Measure::Zcdp, rho, 1)
+            .expect("calibrate");
         let model = synth::fit(&train, &domains, &cal, 1).expect("fit");
         fits.push(started.elapsed().as_secs_f64());
         let started = Instant::now();

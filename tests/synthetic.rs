@@ -209,6 +209,102 @@ fn at_epsilon_one_the_table_beats_independent_marginals() {
     eprintln!("mean 2-way TV at ε = 1: tree {tree:.4}, independent marginals {baseline:.4}");
 }
 
+/// `{ epsilon = ε }` alone: pure DP. The measurements are Laplace, each with its ε; their sum
+/// is the spend, in the record and in the ledger (as pure ε), and the table still beats
+/// independent marginals.
+#[test]
+fn a_pure_epsilon_table_spends_the_sum_of_its_laplace_measurements() {
+    let w = Work::new();
+    chain_dataset(w.path(), "");
+    let s = w.run_ok(&pipeline(&w, "pure", "{ epsilon = 2.0 }"));
+    let r = w.lineage_record(s["run_id"].as_str().unwrap());
+    let t = &r["synthetics"][0];
+    let epsilon = t["epsilon"].as_f64().unwrap();
+    // `rho` is the zCDP that pure ε-DP implies.
+    assert!(
+        (t["rho"].as_f64().unwrap() - epsilon * epsilon / 2.0).abs() < 1e-12,
+        "{t}"
+    );
+    let measurements = t["measurements"].as_array().unwrap();
+    let sum: f64 = measurements
+        .iter()
+        .map(|m| m["epsilon"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (sum - epsilon).abs() < 1e-9 && epsilon <= 2.0 && epsilon > 1.9,
+        "{sum} {epsilon}"
+    );
+    assert!(measurements
+        .iter()
+        .filter(|m| m["kind"] != "select")
+        .all(|m| m["mechanism"].as_str().unwrap().starts_with("Laplace")));
+    let spend = &r["budget_spends"][0];
+    assert_eq!(spend["measure"], "pure", "{spend}");
+    assert_eq!(spend["epsilon"].as_f64(), Some(epsilon), "{spend}");
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(w.path().join("out/pure.synthetic.report.json")).unwrap(),
+    )
+    .unwrap();
+    let tree = report["mean_tv_2way"].as_f64().unwrap();
+    let baseline = independent_baseline(&w.path().join("out/pure.parquet"));
+    assert!(tree < baseline, "tree {tree} vs independent {baseline}");
+    w.privprep_ok(&["lineage", "verify"]);
+}
+
+/// A categorical column whose manifest lists no values takes its public domain from a key
+/// file; without one the pipeline is refused at validation, naming the column. Values outside
+/// the key file's list are left out of the model and counted in the report.
+#[test]
+fn a_key_file_gives_a_column_its_public_domain() {
+    let w = Work::new();
+    chain_dataset(w.path(), "");
+    let manifest = w.path().join("chain/manifest.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let cut = text.rfind("values = ").unwrap();
+    std::fs::write(&manifest, &text[..cut]).unwrap();
+    let p = pipeline(&w, "keys", "{ rho = 1.0 }");
+    let out = w.privprep(&["validate", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`d` has no public domain") && err.contains("key_files"), "{err}");
+
+    std::fs::write(w.path().join("chain/d.txt"), "0\n1\n").unwrap();
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, format!("{text}key_files = {{ d = \"chain/d.txt\" }}\n")).unwrap();
+    let s = w.run_ok(&p);
+    let r = w.lineage_record(s["run_id"].as_str().unwrap());
+    let sizes: Vec<u64> = r["synthetics"][0]["domain_sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, [4, 4, 4, 2]);
+    let df = read_parquet(&w.path().join("out/keys.synthetic.parquet"));
+    assert!(df
+        .column("d")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .all(|v| v == 0 || v == 1));
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(w.path().join("out/keys.synthetic.report.json")).unwrap(),
+    )
+    .unwrap();
+    let csv = std::fs::read_to_string(w.path().join("chain/chain.csv")).unwrap();
+    let outside = csv
+        .lines()
+        .skip(1)
+        .filter(|l| matches!(l.rsplit(',').next(), Some("2" | "3")))
+        .count() as u64;
+    assert_eq!(
+        report["values_outside_the_domain"]["d"].as_u64(),
+        Some(outside),
+        "{report}"
+    );
+}
+
 #[test]
 fn the_cap_refuses_an_over_budget_table_before_anything_is_written() {
     let w = Work::new();

@@ -318,11 +318,14 @@ pub struct SyntheticRecord {
     /// The model's arcs, by column names (parent, child): the target's to every other column
     /// (with a target), then the tree's edges.
     pub edges: Vec<(String, String)>,
-    /// Every measurement: kind, columns, OpenDP mechanism, scale and ρ.
+    /// Every measurement: kind, columns, OpenDP mechanism, scale and ρ (or ε in pure DP).
     pub measurements: Vec<crate::synth::Measurement>,
-    /// What the pipeline asked for, and the ρ spent (the sum of OpenDP's maps).
+    /// What the pipeline asked for, and what was spent (the sum of OpenDP's maps): ρ in zCDP;
+    /// in pure DP the ε spent, with `rho` the zCDP it implies (ε²/2).
     pub target: String,
     pub rho: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
     pub seed: u64,
     /// The utility report, for the data owner.
     pub report: String,

@@ -128,7 +128,8 @@ fn table(
         .predict
         .as_ref()
         .and_then(|p| t.columns.iter().position(|c| &c.name == p));
-    let cal = synth::calibrate(&domains, hub, t.rho, k).map_err(|e| failed(plan, t, e))?;
+    let cal =
+        synth::calibrate(&domains, hub, t.measure, t.budget, k).map_err(|e| failed(plan, t, e))?;
     let dataset = plan.source.manifest.dataset_id().to_string();
     let unit = plan.policy.subject_column.clone();
     let mut ledger = Ledger::open(&opts.lineage_db)?;
@@ -139,7 +140,10 @@ fn table(
         plan.budget_cap.as_ref(),
         &[SpendRequest {
             release: t.name.clone(),
-            loss: Loss::Zcdp { rho: cal.rho },
+            loss: match cal.measure {
+                synth::Measure::Zcdp => Loss::Zcdp { rho: cal.loss },
+                synth::Measure::Pure => Loss::Pure { epsilon: cal.loss },
+            },
         }],
     )?;
 
@@ -213,7 +217,12 @@ fn table(
         edges,
         measurements: model.measurements.clone(),
         target: t.target.clone(),
-        rho: cal.rho,
+        // Pure ε-DP implies (ε²/2)-zCDP.
+        rho: match cal.measure {
+            synth::Measure::Zcdp => cal.loss,
+            synth::Measure::Pure => cal.loss * cal.loss / 2.0,
+        },
+        epsilon: (cal.measure == synth::Measure::Pure).then_some(cal.loss),
         seed,
         report: t.report.display().to_string(),
     };

@@ -486,7 +486,10 @@ fn release_plans(
 }
 
 /// Reads a public key list: one key per line, or a CSV whose header names the group columns.
-fn read_keys(path: &std::path::Path, group_by: &[String]) -> Result<Vec<Vec<String>>, String> {
+pub(super) fn read_keys(
+    path: &std::path::Path,
+    group_by: &[String],
+) -> Result<Vec<Vec<String>>, String> {
     let text = spec::sidefile::read_to_string(path, spec::sidefile::KEY_LIST).map_err(|e| {
         format!(
             "{}; a key list must be a regular file of at most {}",

@@ -37,7 +37,12 @@ pub struct SyntheticSpec {
     /// Public bin edges of numeric columns (ascending; values outside are clamped).
     #[serde(default)]
     pub bins: BTreeMap<String, Vec<f64>>,
-    /// `{ rho }`, or `{ epsilon, delta }` (converted to ρ).
+    /// Public domains read from key files (one value per line, or a CSV whose header names the
+    /// column), relative to the pipeline file: for categorical columns whose manifest lists no
+    /// values.
+    #[serde(default)]
+    pub key_files: BTreeMap<String, Spanned<String>>,
+    /// `{ epsilon }` (pure DP), `{ epsilon, delta }` (converted to ρ) or `{ rho }`.
     pub privacy: Spanned<PrivacySpec>,
     /// At most this many rows of one subject are used (default 1).
     #[serde(default)]
@@ -90,8 +95,9 @@ pub struct SyntheticPlan {
     pub path: std::path::PathBuf,
     pub report: std::path::PathBuf,
     pub columns: Vec<SynthColumn>,
-    /// The budget in zCDP.
-    pub rho: f64,
+    /// The budget: ρ in zCDP, or ε in pure DP.
+    pub measure: crate::synth::Measure,
+    pub budget: f64,
     /// What the pipeline asked for, in words.
     pub target: String,
     pub max_rows_per_subject: u32,
@@ -129,6 +135,19 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
                 format!("synthetic table `{name}` names no columns"),
             ));
         }
+        for (col, f) in &t.key_files {
+            if !t.columns.iter().any(|c| c.get_ref() == col) {
+                push(file.at(
+                    f.span(),
+                    format!("key file for `{col}`, which is not a column of the table"),
+                ));
+            }
+            r.paths.push(NamedPath::read(
+                format!("key file of `{col}` in synthetic table `{name}`"),
+                spec::resolve(&r.base, f.get_ref()),
+                Some(f.span()),
+            ));
+        }
         let mut columns = Vec::new();
         for c in &t.columns {
             let Some(m) = manifest.column(c.get_ref()) else {
@@ -148,6 +167,42 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
             }
             let ty = *m.ty.get_ref();
             let domain = match (t.bins.get(c.get_ref()), &m.values) {
+                _ if t.bins.contains_key(c.get_ref()) && t.key_files.contains_key(c.get_ref()) => {
+                    push(file.at(
+                        c.span(),
+                        format!("`{}` has both bins and a key file", c.get_ref()),
+                    ).hint("give one public domain: bins for a number, or a key file of its values"));
+                    continue;
+                }
+                _ if t.key_files.contains_key(c.get_ref()) => {
+                    let f = &t.key_files[c.get_ref()];
+                    let path = spec::resolve(&r.base, f.get_ref());
+                    match super::release::read_keys(&path, std::slice::from_ref(c.get_ref())) {
+                        Ok(rows) => {
+                            let mut values: Vec<String> = Vec::new();
+                            for v in rows.into_iter().flatten() {
+                                if !values.contains(&v) {
+                                    values.push(v);
+                                }
+                            }
+                            Domain::Values(values)
+                        }
+                        Err(why) => {
+                            push(
+                                file.at(
+                                    f.span(),
+                                    format!(
+                                        "key file `{}` of `{}`: {why}",
+                                        path.display(),
+                                        c.get_ref()
+                                    ),
+                                )
+                                .hint("one value per line, or a CSV whose header names the column"),
+                            );
+                            continue;
+                        }
+                    }
+                }
                 (Some(edges), _) => {
                     if !matches!(ty, ColumnType::Int64 | ColumnType::Float64) {
                         push(file.at(
@@ -179,7 +234,7 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
                 _ => {
                     push(
                         file.at(c.span(), format!("`{}` has no public domain", c.get_ref()))
-                            .hint("list its values in the manifest (values = [...]) or give bins here (bins = { col = [0, 10, 20] }); a domain is never read from the data"),
+                            .hint("list its values in the manifest (values = [...]), give a key file here (key_files = { col = \"values.txt\" }) or bins (bins = { col = [0, 10, 20] }); a domain is never read from the data"),
                     );
                     continue;
                 }
@@ -191,17 +246,25 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
             });
         }
         let p = t.privacy.get_ref();
-        let (rho, target) = match (p.rho, p.epsilon, p.delta) {
-            (Some(rho), None, None) if rho > 0.0 && rho.is_finite() => (rho, format!("ρ = {rho}")),
-            (None, Some(e), Some(d)) if e > 0.0 && e.is_finite() && d > 0.0 && d < 1.0 => {
-                (crate::synth::rho_for(e, d), format!("ε = {e}, δ = {d}"))
+        use crate::synth::Measure;
+        let (measure, budget, target) = match (p.rho, p.epsilon, p.delta) {
+            (Some(rho), None, None) if rho > 0.0 && rho.is_finite() => {
+                (Measure::Zcdp, rho, format!("ρ = {rho}"))
             }
+            (None, Some(e), None) if e > 0.0 && e.is_finite() => {
+                (Measure::Pure, e, format!("ε = {e}"))
+            }
+            (None, Some(e), Some(d)) if e > 0.0 && e.is_finite() && d > 0.0 && d < 1.0 => (
+                Measure::Zcdp,
+                crate::synth::rho_for(e, d),
+                format!("ε = {e}, δ = {d}"),
+            ),
             _ => {
                 push(
-                    file.at(t.privacy.span(), "a synthetic table's privacy is { rho = ρ } or { epsilon = ε, delta = δ } (ρ > 0, ε > 0, 0 < δ < 1)")
-                        .hint("its measurements are Gaussian, composed in zCDP"),
+                    file.at(t.privacy.span(), "a synthetic table's privacy is { epsilon = ε }, { epsilon = ε, delta = δ } or { rho = ρ } (ε > 0, 0 < δ < 1, ρ > 0)")
+                        .hint("with ε alone the measurements are Laplace, composed in pure DP; with δ or ρ they are Gaussian, composed in zCDP"),
                 );
-                (0.0, String::new())
+                (Measure::Zcdp, 0.0, String::new())
             }
         };
         let k = t
@@ -233,7 +296,8 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
                 path,
                 report,
                 columns,
-                rho,
+                measure,
+                budget,
                 target,
                 max_rows_per_subject: k,
                 rows: t.rows,
@@ -254,13 +318,17 @@ fn explain(plan: &Plan, out: &mut super::Explained) {
             .map(|c| format!("`{}` ({} values)", c.name, c.domain.size()))
             .collect();
         out.releases.push(format!(
-            "synthetic table `{}` → {}: {} from the kept rows, each subject's first {} row(s); {} ({}; OpenDP Gaussian and noisy max){}; utility report for the data owner in {}",
+            "synthetic table `{}` → {}: {} from the kept rows, each subject's first {} row(s); {} ({}; OpenDP {} and noisy max){}; utility report for the data owner in {}",
             t.name,
             t.path.display(),
             columns.join(", "),
             t.max_rows_per_subject,
             t.target,
             crate::synth::shares(t.predict.is_some()),
+            match t.measure {
+                crate::synth::Measure::Zcdp => "Gaussian",
+                crate::synth::Measure::Pure => "Laplace",
+            },
             match &t.predict {
                 Some(c) => format!("; every measurement conditioned on the target `{c}`"),
                 None => String::new(),

@@ -33,9 +33,9 @@
 use std::collections::HashMap;
 
 use opendp::domains::{AtomDomain, VectorDomain};
-use opendp::measurements::{make_gaussian, make_noisy_max};
-use opendp::measures::ZeroConcentratedDivergence;
-use opendp::metrics::{L2Distance, LInfDistance};
+use opendp::measurements::{make_gaussian, make_laplace, make_noisy_max};
+use opendp::measures::{MaxDivergence, ZeroConcentratedDivergence};
+use opendp::metrics::{L1Distance, L2Distance, LInfDistance};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
@@ -52,30 +52,82 @@ fn odp(e: opendp::error::Error) -> SynthError {
     SynthError::OpenDp(e.to_string())
 }
 
+/// The privacy measure a table's measurements compose in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// Zero-concentrated DP (ρ): Gaussian measurements, noisy max with Gumbel noise. An
+    /// (ε, δ) target is converted to ρ.
+    Zcdp,
+    /// Pure DP (ε): Laplace measurements, and the exponential mechanism (OpenDP's noisy max
+    /// with Gumbel noise) for selection.
+    Pure,
+}
+
 /// One measurement of the model, as lineage records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
-    /// `1-way`, `select` or `2-way`.
+    /// `1-way`, `2-way`, `3-way` or `select`.
     pub kind: String,
     /// The column indexes it is about (for `select`: the edge chosen).
     pub columns: Vec<usize>,
     /// OpenDP's mechanism and its noise scale.
     pub mechanism: String,
     pub scale: f64,
-    /// OpenDP's privacy map at one subject (k rows).
-    pub rho: f64,
+    /// OpenDP's privacy map at one subject (k rows): ρ in zCDP, or ε in pure DP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rho: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
 }
 
 impl Measurement {
-    /// A Gaussian measurement of the marginal of `columns` (1 or 2 of them).
-    fn gaussian(columns: Vec<usize>, scale: f64, k: u32) -> Result<Measurement, SynthError> {
-        Ok(Measurement {
-            kind: format!("{}-way", columns.len()),
+    fn new(
+        measure: Measure,
+        kind: String,
+        columns: Vec<usize>,
+        mechanism: &str,
+        scale: f64,
+        loss: f64,
+    ) -> Measurement {
+        let (rho, epsilon) = match measure {
+            Measure::Zcdp => (Some(loss), None),
+            Measure::Pure => (None, Some(loss)),
+        };
+        Measurement {
+            kind,
             columns,
-            mechanism: "Gaussian (OpenDP make_gaussian, discrete)".into(),
+            mechanism: mechanism.into(),
             scale,
-            rho: gaussian_rho(scale, k)?,
-        })
+            rho,
+            epsilon,
+        }
+    }
+
+    /// A noisy count of the marginal of `columns`.
+    fn marginal(
+        measure: Measure,
+        columns: Vec<usize>,
+        scale: f64,
+        k: u32,
+    ) -> Result<Measurement, SynthError> {
+        let mechanism = match measure {
+            Measure::Zcdp => "Gaussian (OpenDP make_gaussian, discrete)",
+            Measure::Pure => "Laplace (OpenDP make_laplace, discrete)",
+        };
+        let loss = noise_loss(measure, scale, k)?;
+        Ok(Measurement::new(
+            measure,
+            format!("{}-way", columns.len()),
+            columns,
+            mechanism,
+            scale,
+            loss,
+        ))
+    }
+
+    /// The privacy loss, in the table's measure.
+    pub fn loss(&self) -> f64 {
+        self.rho.or(self.epsilon).unwrap_or(0.0)
     }
 }
 
@@ -90,8 +142,9 @@ pub struct Calibration {
     /// Noise of the tree's tables: 2-way, or 3-way with the hub.
     pub sigma_two: f64,
     pub select_scale: f64,
-    /// The total ρ: the sum of OpenDP's maps of every measurement.
-    pub rho: f64,
+    pub measure: Measure,
+    /// The total loss (ρ, or ε in pure DP): the sum of OpenDP's maps of every measurement.
+    pub loss: f64,
 }
 
 impl Calibration {
@@ -111,39 +164,109 @@ pub fn shares(hub: bool) -> &'static str {
     }
 }
 
-fn gaussian(sigma: f64) -> Result<impl Fn(&Vec<i64>) -> Result<Vec<i64>, SynthError>, SynthError> {
-    let m = make_gaussian::<_, _, ZeroConcentratedDivergence>(
-        VectorDomain::new(AtomDomain::<i64>::default()),
-        L2Distance::<i64>::default(),
-        sigma,
-        None,
-    )
-    .map_err(odp)?;
-    Ok(move |x: &Vec<i64>| m.invoke(x).map_err(odp))
+type Noise = Box<dyn Fn(&Vec<i64>) -> Result<Vec<i64>, SynthError>>;
+
+/// OpenDP's noise on counts at `scale`: Gaussian (zCDP, L2 sensitivity) or Laplace (pure DP,
+/// L1 sensitivity).
+fn noise(measure: Measure, scale: f64) -> Result<Noise, SynthError> {
+    let domain = VectorDomain::new(AtomDomain::<i64>::default());
+    Ok(match measure {
+        Measure::Zcdp => {
+            let m = make_gaussian::<_, _, ZeroConcentratedDivergence>(
+                domain,
+                L2Distance::<i64>::default(),
+                scale,
+                None,
+            )
+            .map_err(odp)?;
+            Box::new(move |x: &Vec<i64>| m.invoke(x).map_err(odp))
+        }
+        Measure::Pure => {
+            let m = make_laplace::<_, _, MaxDivergence>(
+                domain,
+                L1Distance::<i64>::default(),
+                scale,
+                None,
+            )
+            .map_err(odp)?;
+            Box::new(move |x: &Vec<i64>| m.invoke(x).map_err(odp))
+        }
+    })
 }
 
-fn gaussian_rho(sigma: f64, k: u32) -> Result<f64, SynthError> {
-    make_gaussian::<_, _, ZeroConcentratedDivergence>(
-        VectorDomain::new(AtomDomain::<i64>::default()),
-        L2Distance::<i64>::default(),
-        sigma,
-        None,
-    )
-    .map_err(odp)?
-    .map(&i64::from(k))
+/// OpenDP's privacy map of `noise` at one subject: `k` rows move a histogram by at most `k`
+/// in L1 and in L2.
+fn noise_loss(measure: Measure, scale: f64, k: u32) -> Result<f64, SynthError> {
+    let domain = VectorDomain::new(AtomDomain::<i64>::default());
+    match measure {
+        Measure::Zcdp => make_gaussian::<_, _, ZeroConcentratedDivergence>(
+            domain,
+            L2Distance::<i64>::default(),
+            scale,
+            None,
+        )
+        .map_err(odp)?
+        .map(&i64::from(k)),
+        Measure::Pure => {
+            make_laplace::<_, _, MaxDivergence>(domain, L1Distance::<i64>::default(), scale, None)
+                .map_err(odp)?
+                .map(&i64::from(k))
+        }
+    }
     .map_err(odp)
 }
 
-fn noisy_max_rho(scale: f64, k: u32) -> Result<f64, SynthError> {
-    make_noisy_max(
-        VectorDomain::new(AtomDomain::<f64>::new_non_nan()),
-        LInfDistance::<f64>::default(),
-        ZeroConcentratedDivergence,
-        scale,
-        false,
-    )
-    .map_err(odp)?
-    .map(&f64::from(k))
+/// The standard deviation of `noise` at `scale`, and its expected absolute value.
+fn noise_spread(measure: Measure, scale: f64) -> (f64, f64) {
+    match measure {
+        Measure::Zcdp => (scale, scale * (2.0 / std::f64::consts::PI).sqrt()),
+        Measure::Pure => (scale * std::f64::consts::SQRT_2, scale),
+    }
+}
+
+type Select = Box<dyn Fn(&Vec<f64>) -> Result<usize, SynthError>>;
+
+/// OpenDP's noisy max (Gumbel noise: the exponential mechanism) over scores that one subject
+/// moves by at most `k` each.
+fn select(measure: Measure, scale: f64) -> Result<Select, SynthError> {
+    let domain = VectorDomain::new(AtomDomain::<f64>::new_non_nan());
+    Ok(match measure {
+        Measure::Zcdp => {
+            let m = make_noisy_max(
+                domain,
+                LInfDistance::<f64>::default(),
+                ZeroConcentratedDivergence,
+                scale,
+                false,
+            )
+            .map_err(odp)?;
+            Box::new(move |x: &Vec<f64>| m.invoke(x).map_err(odp))
+        }
+        Measure::Pure => {
+            let m = make_noisy_max(
+                domain,
+                LInfDistance::<f64>::default(),
+                MaxDivergence,
+                scale,
+                false,
+            )
+            .map_err(odp)?;
+            Box::new(move |x: &Vec<f64>| m.invoke(x).map_err(odp))
+        }
+    })
+}
+
+fn select_loss(measure: Measure, scale: f64, k: u32) -> Result<f64, SynthError> {
+    let domain = VectorDomain::new(AtomDomain::<f64>::new_non_nan());
+    let metric = LInfDistance::<f64>::default();
+    match measure {
+        Measure::Zcdp => make_noisy_max(domain, metric, ZeroConcentratedDivergence, scale, false)
+            .map_err(odp)?
+            .map(&f64::from(k)),
+        Measure::Pure => make_noisy_max(domain, metric, MaxDivergence, scale, false)
+            .map_err(odp)?
+            .map(&f64::from(k)),
+    }
     .map_err(odp)
 }
 
@@ -181,19 +304,20 @@ pub fn rho_for(epsilon: f64, delta: f64) -> f64 {
     root * root
 }
 
-/// Scales for columns of the public `domains` sizes under budget `rho`, each subject bounded
-/// to `k` rows; with a `hub` (the table's target), every measurement is conditioned on that
-/// column.
+/// Scales for columns of the public `domains` sizes under `budget` (ρ in zCDP, or ε in pure
+/// DP), each subject bounded to `k` rows; with a `hub` (the table's target), every measurement
+/// is conditioned on that column.
 pub fn calibrate(
     domains: &[usize],
     hub: Option<usize>,
-    rho: f64,
+    measure: Measure,
+    budget: f64,
     k: u32,
 ) -> Result<Calibration, SynthError> {
     let d = domains.len();
-    if d == 0 || rho.is_nan() || rho <= 0.0 || k == 0 {
+    if d == 0 || budget.is_nan() || budget <= 0.0 || k == 0 {
         return Err(SynthError::Bad(
-            "a synthetic table needs columns, ρ > 0 and k ≥ 1".into(),
+            "a synthetic table needs columns, a budget above 0 and k ≥ 1".into(),
         ));
     }
     // A hub needs another column to condition.
@@ -204,25 +328,29 @@ pub fn calibrate(
     // Without a hub: 0.0594 with 35/5/60, 0.0600 with 30/10/60, 0.0607 with 45/10/45, 0.0626
     // with 25/5/70. With the target as hub, a simulation of the same method on Adult gave
     // 0.0477 with 40/10/50, 0.0472 with 50/10/40 and 0.0473 with 40/5/55: within the noise.
-    let (one, select, two) = match (edges, hub) {
-        (0, _) => (rho, 0.0, 0.0),
-        (_, Some(_)) => (rho * 0.40, rho * 0.10, rho * 0.50),
-        (_, None) => (rho * 0.35, rho * 0.05, rho * 0.60),
+    let (one, chosen, two) = match (edges, hub) {
+        (0, _) => (budget, 0.0, 0.0),
+        (_, Some(_)) => (budget * 0.40, budget * 0.10, budget * 0.50),
+        (_, None) => (budget * 0.35, budget * 0.05, budget * 0.60),
     };
-    // The margins' share is split in proportion to each domain's size to the power 2/3: with
-    // Gaussian noise a margin's expected L1 error is proportional to its cells over √ρ, and
-    // those shares minimise the sum of the errors. The sizes are public.
+    // The margins' share is split by public domain size, to minimise the sum of their expected
+    // L1 errors (cells × noise): in zCDP the noise falls as 1/√ρ, so shares go as size^(2/3);
+    // in pure DP it falls as 1/ε, so shares go as √size.
+    let power = match measure {
+        Measure::Zcdp => 2.0 / 3.0,
+        Measure::Pure => 0.5,
+    };
     let weight = |c: usize| -> f64 {
         if Some(c) == hub {
             0.0
         } else {
-            (domains[c].max(1) as f64).powf(2.0 / 3.0)
+            (domains[c].max(1) as f64).powf(power)
         }
     };
     let weights: f64 = (0..d).map(weight).sum();
     let sigma_one = (0..d)
         .map(|c| match weight(c) {
-            w if w > 0.0 => scale_for(one * w / weights, |s| gaussian_rho(s, k)),
+            w if w > 0.0 => scale_for(one * w / weights, |s| noise_loss(measure, s, k)),
             _ => Ok(0.0),
         })
         .collect::<Result<Vec<f64>, SynthError>>()?;
@@ -230,30 +358,27 @@ pub fn calibrate(
         (0.0, 0.0)
     } else {
         (
-            scale_for(select / edges as f64, |s| noisy_max_rho(s, k))?,
-            scale_for(two / edges as f64, |s| gaussian_rho(s, k))?,
+            scale_for(chosen / edges as f64, |s| select_loss(measure, s, k))?,
+            scale_for(two / edges as f64, |s| noise_loss(measure, s, k))?,
         )
     };
-    let mut rho_one = 0.0;
+    let mut loss = 0.0;
     for (c, sigma) in sigma_one.iter().enumerate() {
         if Some(c) != hub {
-            rho_one += gaussian_rho(*sigma, k)?;
+            loss += noise_loss(measure, *sigma, k)?;
         }
     }
-    let (rho_select, rho_two) = if edges == 0 {
-        (0.0, 0.0)
-    } else {
-        (
-            edges as f64 * noisy_max_rho(select_scale, k)?,
-            edges as f64 * gaussian_rho(sigma_two, k)?,
-        )
-    };
+    if edges > 0 {
+        loss += edges as f64
+            * (select_loss(measure, select_scale, k)? + noise_loss(measure, sigma_two, k)?);
+    }
     Ok(Calibration {
         hub,
         sigma_one,
         sigma_two,
         select_scale,
-        rho: rho_one + rho_select + rho_two,
+        measure,
+        loss,
     })
 }
 
@@ -414,10 +539,15 @@ pub fn fit(
     let mut margins: Vec<Vec<f64>> = vec![Vec::new(); d];
     for &c in &columns {
         let cols = with_hub(&[(c, domains[c])]);
-        let noisy = gaussian(cal.sigma_one[c])?(&marginal(rows, &cols))?;
+        let noisy = noise(cal.measure, cal.sigma_one[c])?(&marginal(rows, &cols))?;
         margins[c] = noisy.iter().map(|v| *v as f64).collect();
         let ids = cols.iter().map(|(i, _)| *i).collect();
-        measurements.push(Measurement::gaussian(ids, cal.sigma_one[c], k)?);
+        measurements.push(Measurement::marginal(
+            cal.measure,
+            ids,
+            cal.sigma_one[c],
+            k,
+        )?);
     }
     // The row count: the mean of the margins' noisy totals (unbiased; clipping the noise at
     // zero first would add the positive half of every empty cell's noise).
@@ -434,7 +564,8 @@ pub fn fit(
         .collect();
     let mut sizes = domains.to_vec();
     for &c in &columns {
-        let threshold = 3.0 * cal.sigma_one[c] * (contexts as f64).sqrt();
+        let threshold =
+            3.0 * noise_spread(cal.measure, cal.sigma_one[c]).0 * (contexts as f64).sqrt();
         let (map, groups, merged) = compress(&margins[c], contexts, threshold);
         sizes[c] = groups.len();
         maps[c] = map;
@@ -453,23 +584,16 @@ pub fn fit(
     // measuring it is expected to help. One subject's k rows move a score by at most k.
     let mut tree: Vec<(usize, usize)> = Vec::new();
     if columns.len() > 1 {
-        let select = make_noisy_max(
-            VectorDomain::new(AtomDomain::<f64>::new_non_nan()),
-            LInfDistance::<f64>::default(),
-            ZeroConcentratedDivergence,
-            cal.select_scale,
-            false,
-        )
-        .map_err(odp)?;
+        let select = select(cal.measure, cal.select_scale)?;
         let pairs: Vec<(usize, usize)> = columns
             .iter()
             .enumerate()
             .flat_map(|(a, i)| columns[a + 1..].iter().map(move |j| (*i, *j)))
             .collect();
-        // A Gaussian cell's expected absolute error is σ√(2/π); the projection onto
+        // A cell's expected absolute error (σ√(2/π) for Gaussian noise); the projection onto
         // non-negative counts removes part of it (0.6 of it is left: measured on Adult, the
         // median 2-way TV was 0.0495 with 0.6 against 0.0501 with 1 and 0.055 with 2).
-        let expected_noise = 0.6 * (2.0 / std::f64::consts::PI).sqrt() * cal.sigma_two;
+        let expected_noise = 0.6 * noise_spread(cal.measure, cal.sigma_two).1;
         let scores: Vec<f64> = pairs
             .iter()
             .map(|(i, j)| {
@@ -491,17 +615,18 @@ pub fn fit(
                 .filter(|p| find(&component, pairs[*p].0) != find(&component, pairs[*p].1))
                 .collect();
             let candidates: Vec<f64> = open.iter().map(|p| scores[*p]).collect();
-            let (i, j) = pairs[open[select.invoke(&candidates).map_err(odp)?]];
+            let (i, j) = pairs[open[select(&candidates)?]];
             let (ri, rj) = (find(&component, i), find(&component, j));
             component[ri] = rj;
             tree.push((i, j));
-            measurements.push(Measurement {
-                kind: "select".into(),
-                columns: vec![i, j],
-                mechanism: "noisy max (OpenDP make_noisy_max, Gumbel)".into(),
-                scale: cal.select_scale,
-                rho: noisy_max_rho(cal.select_scale, k)?,
-            });
+            measurements.push(Measurement::new(
+                cal.measure,
+                "select".into(),
+                vec![i, j],
+                "noisy max (OpenDP make_noisy_max, Gumbel)",
+                cal.select_scale,
+                select_loss(cal.measure, cal.select_scale, k)?,
+            ));
         }
     }
     // 3. The noisy tables of the tree's edges (with the hub: per context), oriented from the
@@ -527,21 +652,22 @@ pub fn fit(
             }
         }
     }
-    let noise_two = gaussian(cal.sigma_two)?;
+    let noise_two = noise(cal.measure, cal.sigma_two)?;
     let mut tables = Vec::new();
     for (p, c) in oriented {
         let cols = with_hub(&[(p, domains[p]), (c, domains[c])]);
         let noisy = noise_two(&marginal(rows, &cols))?;
         tables.push((p, c, noisy.iter().map(|v| *v as f64).collect::<Vec<f64>>()));
         let ids = cols.iter().map(|(i, _)| *i).collect();
-        measurements.push(Measurement::gaussian(ids, cal.sigma_two, k)?);
+        measurements.push(Measurement::marginal(cal.measure, ids, cal.sigma_two, k)?);
     }
     // 4. Estimation (post-processing). Each column's margin is measured once directly and once
     // more in every table it is in (summed over the other column, with that many times the
     // variance): the inverse-variance average, projected onto non-negative counts.
-    let var_two = cal.sigma_two.powi(2);
+    let var_two = noise_spread(cal.measure, cal.sigma_two).0.powi(2);
     for &c in &columns {
-        let (n, var_one) = (domains[c], cal.sigma_one[c].powi(2));
+        let n = domains[c];
+        let var_one = noise_spread(cal.measure, cal.sigma_one[c]).0.powi(2);
         let mut sum: Vec<f64> = margins[c].iter().map(|v| v / var_one).collect();
         let mut weight = 1.0 / var_one;
         for (p, ch, m) in &tables {
@@ -1050,7 +1176,7 @@ mod tests {
             .collect();
         let domains = [4, 5, 4, 2];
         let accuracy = |hub: Option<usize>| {
-            let cal = calibrate(&domains, hub, 2.0, 1).unwrap();
+            let cal = calibrate(&domains, hub, Measure::Zcdp, 2.0, 1).unwrap();
             let model = fit(&rows, &domains, &cal, 1).unwrap();
             let synth = sample(&model, rows.len(), 3);
             // Per (a, b): the synthetic rows' majority target, then scored on the real rows.
@@ -1077,19 +1203,55 @@ mod tests {
 
     #[test]
     fn the_spend_is_the_sum_of_opendps_maps_and_within_the_budget() {
-        let cal = calibrate(&[4; 4], None, 0.3, 2).unwrap();
-        assert!(cal.rho <= 0.3 * (1.0 + 1e-9), "{}", cal.rho);
-        assert!(cal.rho > 0.29, "{}", cal.rho);
-        let model = fit(&chain(500, 1), &[4; 4], &cal, 2).unwrap();
-        let spent: f64 = model.measurements.iter().map(|m| m.rho).sum();
-        assert!((spent - cal.rho).abs() < 1e-12, "{spent} {}", cal.rho);
-        assert_eq!(model.measurements.len(), 4 + 3 + 3);
+        for (measure, budget) in [(Measure::Zcdp, 0.3), (Measure::Pure, 1.0)] {
+            let cal = calibrate(&[4; 4], None, measure, budget, 2).unwrap();
+            assert!(cal.loss <= budget * (1.0 + 1e-9), "{}", cal.loss);
+            assert!(cal.loss > budget * 0.97, "{}", cal.loss);
+            let model = fit(&chain(500, 1), &[4; 4], &cal, 2).unwrap();
+            let spent: f64 = model.measurements.iter().map(Measurement::loss).sum();
+            assert!((spent - cal.loss).abs() < 1e-12, "{spent} {}", cal.loss);
+            assert_eq!(model.measurements.len(), 4 + 3 + 3);
+            // Each measurement says its loss in the table's measure, and only in it.
+            for m in &model.measurements {
+                assert_eq!(m.rho.is_some(), measure == Measure::Zcdp, "{m:?}");
+                assert_eq!(m.epsilon.is_some(), measure == Measure::Pure, "{m:?}");
+            }
+        }
+    }
+
+    /// In pure DP the measurements are Laplace: at a high ε the tree is still the chain, and at
+    /// ε = 1 the margins' noise has the spread of the calibrated Laplace scale.
+    #[test]
+    fn in_pure_dp_the_model_is_laplace_and_finds_the_chain() {
+        let rows = chain(5000, 2);
+        let cal = calibrate(&[4; 4], None, Measure::Pure, 400.0, 1).unwrap();
+        let model = fit(&rows, &[4; 4], &cal, 1).unwrap();
+        let mut edges: Vec<(usize, usize)> = model
+            .edges
+            .iter()
+            .map(|(p, c, _)| ((*p).min(*c), (*p).max(*c)))
+            .collect();
+        edges.sort();
+        assert_eq!(edges, [(0, 1), (1, 2), (2, 3)]);
+        assert!(model.measurements[0].mechanism.starts_with("Laplace"));
+        // The spread of OpenDP's Laplace noise on counts at the calibrated scale: variance 2b².
+        let cal = calibrate(&[4; 4], None, Measure::Pure, 1.0, 1).unwrap();
+        let b = cal.sigma_one[0];
+        let draw = noise(Measure::Pure, b).unwrap();
+        let zeros = vec![0i64; 4000];
+        let x = draw(&zeros).unwrap();
+        let var = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / x.len() as f64;
+        let want = 2.0 * b * b;
+        assert!(
+            (var / want - 1.0).abs() < 0.15,
+            "variance {var}, 2b² = {want}"
+        );
     }
 
     #[test]
     fn at_a_high_budget_the_tree_is_the_chain() {
         let rows = chain(5000, 2);
-        let cal = calibrate(&[4; 4], None, 50.0, 1).unwrap();
+        let cal = calibrate(&[4; 4], None, Measure::Zcdp, 50.0, 1).unwrap();
         let model = fit(&rows, &[4; 4], &cal, 1).unwrap();
         let mut edges: Vec<(usize, usize)> = model
             .edges
@@ -1138,7 +1300,7 @@ mod tests {
     #[test]
     fn the_tree_model_beats_independent_marginals_on_dependent_data() {
         let rows = chain(5000, 3);
-        let cal = calibrate(&[4; 4], None, 0.5, 1).unwrap();
+        let cal = calibrate(&[4; 4], None, Measure::Zcdp, 0.5, 1).unwrap();
         let model = fit(&rows, &[4; 4], &cal, 1).unwrap();
         let synth = sample(&model, rows.len(), 9);
         let (_, tree_tv) = utility(&rows, &synth, &[4; 4]);
