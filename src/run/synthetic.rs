@@ -7,8 +7,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType as ArrowType, Field, Schema};
+use arrow::array::{
+    ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType as ArrowType, Field, Schema, TimeUnit as ArrowTimeUnit};
 use polars::prelude::*;
 
 use super::commit::StagedCommit;
@@ -19,7 +22,7 @@ use crate::engine::polars::sanitize;
 use crate::ingest::ColumnType;
 use crate::lineage::record::SyntheticRecord;
 use crate::plan::Plan;
-use crate::stages::synthetic::{Domain, SyntheticPlan};
+use crate::stages::synthetic::{bin_value, Domain, SyntheticPlan};
 use crate::synth;
 
 /// Makes every synthetic table of the plan from the collected kept rows.
@@ -88,7 +91,7 @@ fn code(plan: &Plan, t: &SyntheticPlan, parts: &[DataFrame]) -> Result<Coded, Ru
                     (Domain::Values(_), Some(v)) => {
                         index[i].as_ref().and_then(|m| m.get(v.trim()).copied())
                     }
-                    (Domain::Bins(edges), Some(v)) => v.trim().parse::<f64>().ok().map(|x| {
+                    (Domain::Bins(edges), Some(v)) => bin_value(c.ty, v).map(|x| {
                         let bins = edges.len() - 1;
                         if x < edges[0] || x > edges[bins] {
                             *outside.entry(c.name.clone()).or_default() += 1;
@@ -166,6 +169,18 @@ fn table(
             (Domain::Bins(e), ColumnType::Int64) => (
                 ArrowType::Int64,
                 Arc::new(Int64Array::from_iter_values(
+                    codes.map(|b| ((e[b] + e[b + 1]) / 2.0).floor() as i64),
+                )),
+            ),
+            (Domain::Bins(e), ColumnType::Date) => (
+                ArrowType::Date32,
+                Arc::new(Date32Array::from_iter_values(
+                    codes.map(|b| ((e[b] + e[b + 1]) / 2.0).floor() as i32),
+                )),
+            ),
+            (Domain::Bins(e), ColumnType::Datetime) => (
+                ArrowType::Timestamp(ArrowTimeUnit::Microsecond, None),
+                Arc::new(TimestampMicrosecondArray::from_iter_values(
                     codes.map(|b| ((e[b] + e[b + 1]) / 2.0).floor() as i64),
                 )),
             ),

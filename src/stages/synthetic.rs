@@ -34,9 +34,10 @@ pub struct SyntheticSpec {
     pub path: Spanned<String>,
     /// The columns of the table (input columns, by name).
     pub columns: Vec<Spanned<String>>,
-    /// Public bin edges of numeric columns (ascending; values outside are clamped).
+    /// Public bin edges of numeric, date or datetime columns (ascending numbers, or ISO
+    /// dates and datetimes as text; values outside are clamped).
     #[serde(default)]
-    pub bins: BTreeMap<String, Vec<f64>>,
+    pub bins: BTreeMap<String, Vec<BinEdge>>,
     /// Public domains read from key files (one value per line, or a CSV whose header names the
     /// column), relative to the pipeline file: for categorical columns whose manifest lists no
     /// values.
@@ -60,6 +61,33 @@ pub struct SyntheticSpec {
     /// trained on the synthetic rows and tested on the real ones.
     #[serde(default)]
     pub target: Option<Spanned<String>>,
+}
+
+/// One bin edge as the pipeline writes it: a number, or an ISO date or datetime.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum BinEdge {
+    Number(f64),
+    Text(String),
+}
+
+/// A value of a binned column on its bins' axis: the number itself, a date's days since
+/// 1970-01-01, or a datetime's microseconds since 1970-01-01T00:00:00 (a date alone is its
+/// midnight). `None` for text that is no such value.
+pub fn bin_value(ty: ColumnType, text: &str) -> Option<f64> {
+    use privprep_kernels::temporal::{iso_date_days, iso_datetime_micros};
+    let text = text.trim();
+    match ty {
+        ColumnType::Int64 | ColumnType::Float64 => text.parse::<f64>().ok(),
+        ColumnType::Date => iso_date_days(text)
+            .or_else(|| iso_datetime_micros(text).map(|m| m.div_euclid(86_400_000_000)))
+            .map(|d| d as f64),
+        ColumnType::Datetime => iso_datetime_micros(text)
+            .or_else(|| iso_date_days(text).map(|d| d * 86_400_000_000))
+            .map(|m| m as f64),
+        ColumnType::String | ColumnType::Bool => None,
+    }
+    .filter(|x| x.is_finite())
 }
 
 /// A column's public domain.
@@ -203,18 +231,35 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
                         }
                     }
                 }
-                (Some(edges), _) => {
-                    if !matches!(ty, ColumnType::Int64 | ColumnType::Float64) {
+                (Some(given), _) => {
+                    let numeric = matches!(ty, ColumnType::Int64 | ColumnType::Float64);
+                    if !numeric && !matches!(ty, ColumnType::Date | ColumnType::Datetime) {
                         push(file.at(
                             c.span(),
                             format!(
-                                "bins are for numbers, but `{}` is {}",
+                                "bins are for numbers, dates and datetimes, but `{}` is {}",
                                 c.get_ref(),
                                 ty.as_str()
                             ),
                         ));
                         continue;
                     }
+                    // Numbers for numbers; ISO dates or datetimes, as text, for the others.
+                    let edges: Option<Vec<f64>> = given
+                        .iter()
+                        .map(|e| match e {
+                            BinEdge::Number(x) if numeric => Some(*x),
+                            BinEdge::Text(t) if !numeric => bin_value(ty, t),
+                            _ => None,
+                        })
+                        .collect();
+                    let Some(edges) = edges else {
+                        push(
+                            file.at(span.clone(), format!("the bins of `{}` must be {}", c.get_ref(), if numeric { "numbers" } else { "ISO dates or datetimes, as text" }))
+                                .hint(if numeric { "e.g. bins = { age = [0, 18, 30, 50, 120] }" } else { "e.g. bins = { birth_date = [\"1900-01-01\", \"1960-01-01\", \"1980-01-01\", \"2010-01-01\"] }" }),
+                        );
+                        continue;
+                    };
                     if edges.len() < 2
                         || edges.iter().any(|e| !e.is_finite())
                         || edges.windows(2).any(|w| w[0] >= w[1])
@@ -228,7 +273,7 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
                         ));
                         continue;
                     }
-                    Domain::Bins(edges.clone())
+                    Domain::Bins(edges)
                 }
                 (None, Some(values)) if !values.is_empty() => Domain::Values(values.clone()),
                 _ => {

@@ -59,6 +59,25 @@ pub fn iso_datetime_micros(s: &str) -> Option<i64> {
     Some(seconds * 1_000_000 + micros)
 }
 
+/// Days since 1970-01-01 of the ISO date `s` (`YYYY-MM-DD`), or `None` when `s` is no such
+/// date or names no real day.
+pub fn iso_date_days(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |from: usize, len: usize| -> Option<i64> {
+        b[from..from + len].iter().try_fold(0i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    Some(days_from_civil(year, month, day))
+}
+
 /// The offset in seconds east of UTC of a zone suffix: nothing, `Z`, `±HH`, `±HHMM` or
 /// `±HH:MM`.
 fn zone_offset_seconds(z: &[u8]) -> Option<i64> {
@@ -114,6 +133,27 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn iso_dates_are_days_since_the_epoch() {
+        assert_eq!(iso_date_days("1970-01-01"), Some(0));
+        assert_eq!(iso_date_days("2000-03-01"), Some(11_017));
+        assert_eq!(iso_date_days("1969-12-31"), Some(-1));
+        // A date is the datetime at its midnight.
+        assert_eq!(
+            iso_date_days("2024-02-29").map(|d| d * 86_400_000_000),
+            iso_datetime_micros("2024-02-29T00:00:00")
+        );
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "2024-1-01",
+            "20240101",
+            "2024-01-01T00",
+        ] {
+            assert_eq!(iso_date_days(bad), None, "{bad}");
+        }
+    }
+
     use super::*;
     use chrono::{DateTime, NaiveDateTime};
     use proptest::prelude::*;
