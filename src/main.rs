@@ -885,7 +885,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 subject_surrogates(&g, &lineage_db, &id, &column, key_file.as_deref(), format)
             }
             (None, Some(value), Some(pipeline)) => {
-                value_surrogate(&g, &pipeline, &value, &column, key_file.as_deref())
+                value_surrogate(&g, &pipeline, &value, &column, key_file.as_deref(), format)
             }
             _ => {
                 eprintln!("error: give a subject id, or --value with --pipeline\n  = hint: privprep surrogate ID --column C, or privprep surrogate --value V --column C --pipeline P");
@@ -1244,12 +1244,15 @@ fn subject_surrogates(
             o.column
         );
         match (&o.surrogates, &o.rows_unavailable) {
+            (Some(_), _) if o.rows == Some(0) => {
+                println!("{head}: no row of the subject found in the file")
+            }
             (Some(values), _) => {
                 for v in values {
                     println!("{head}: {} ({} row(s))", v.surrogate, v.rows);
                 }
                 if values.is_empty() {
-                    println!("{head}: no value in the subject's rows");
+                    println!("{head}: the subject's rows hold no value there");
                 }
             }
             (None, why) => println!("{head}: rows not picked: {}", why.as_deref().unwrap_or("-")),
@@ -1266,6 +1269,7 @@ fn value_surrogate(
     value: &str,
     column: &str,
     key_file: Option<&std::path::Path>,
+    format: Format,
 ) -> anyhow::Result<ExitCode> {
     let plan = match privprep::validate(pipeline) {
         Err(d) => return Ok(config_error(&d, Format::Text)),
@@ -1286,8 +1290,17 @@ fn value_surrogate(
         eprintln!("error: no key: the surrogate depends on the run key\n  = hint: pass --key-file, or set PRIVPREP_KEY_FILE");
         return Ok(ExitCode::from(2));
     };
-    let s = privprep_kernels::surrogate::Surrogates::new(&key);
-    println!("{}", s.surrogate(kind, &value));
+    let surrogate = privprep_kernels::surrogate::Surrogates::new(&key).surrogate(kind, &value);
+    if format == Format::Json {
+        print_json(&serde_json::json!({
+            "column": column,
+            "kind": kind.as_str(),
+            "key_id": key.id(),
+            "surrogate": surrogate,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{surrogate}");
     eprintln!(
         "privprep: {} surrogate under key {}",
         kind.as_str(),

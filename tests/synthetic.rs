@@ -557,3 +557,22 @@ seed = 3
         "{report}"
     );
 }
+
+/// A target that is not a column of the table is refused at validation, at its line, rather
+/// than quietly building a model without it.
+#[test]
+fn a_target_outside_the_table_is_refused() {
+    let w = Work::new();
+    chain_dataset(w.path(), "");
+    let p = pipeline(&w, "target", "{ rho = 1.0 }");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, format!("{text}target = \"zz\"\n")).unwrap();
+    let out = w.privprep(&["validate", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the target `zz` is not a column of the table"),
+        "{err}"
+    );
+    assert!(err.contains("target.toml:"), "{err}");
+}

@@ -505,14 +505,18 @@ pub(super) fn read_keys(
         .split(',')
         .map(|s| s.trim().to_string())
         .collect();
-    let positions: Vec<usize> = if group_by.iter().all(|g| first.contains(g)) {
+    // With a header: the named fields of each line. Without: one key per line, the whole
+    // line (a key may hold a comma: "Married, spouse present").
+    let positions: Option<Vec<usize>> = if group_by.iter().all(|g| first.contains(g)) {
         lines.next();
-        group_by
-            .iter()
-            .map(|g| first.iter().position(|f| f == g).unwrap_or(0))
-            .collect()
+        Some(
+            group_by
+                .iter()
+                .map(|g| first.iter().position(|f| f == g).unwrap_or(0))
+                .collect(),
+        )
     } else if group_by.len() == 1 {
-        vec![0]
+        None
     } else {
         return Err(format!(
             "the header must name the columns {}",
@@ -521,6 +525,10 @@ pub(super) fn read_keys(
     };
     let mut rows: Vec<Vec<String>> = Vec::new();
     for (i, l) in lines.enumerate() {
+        let Some(positions) = &positions else {
+            rows.push(vec![l.to_string()]);
+            continue;
+        };
         let fields: Vec<&str> = l.split(',').map(str::trim).collect();
         let row: Option<Vec<String>> = positions
             .iter()
@@ -642,4 +650,29 @@ fn explain_releases(plan: &Plan) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_keys;
+
+    /// A key list without a header is one key per line, commas and all; with a header naming
+    /// the columns, the named fields of each line.
+    #[test]
+    fn key_lists_read_whole_lines_or_the_named_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = dir.path().join("one.txt");
+        std::fs::write(&one, "Married, spouse present\nNever married\n\n").unwrap();
+        let keys = read_keys(&one, &["status".to_string()]).unwrap();
+        assert_eq!(
+            keys,
+            [vec!["Married, spouse present"], vec!["Never married"]]
+        );
+        let csv = dir.path().join("keys.csv");
+        std::fs::write(&csv, "n,country,region\n1,FR,eu\n2,DE,eu\n").unwrap();
+        let keys = read_keys(&csv, &["region".to_string(), "country".to_string()]).unwrap();
+        assert_eq!(keys, [vec!["eu", "DE"], vec!["eu", "FR"]]);
+        let bad = read_keys(&csv, &["a".to_string(), "b".to_string()]).unwrap_err();
+        assert!(bad.contains("header"), "{bad}");
+    }
 }

@@ -202,6 +202,15 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
                     ).hint("give one public domain: bins for a number, or a key file of its values"));
                     continue;
                 }
+                _ if t.key_files.contains_key(c.get_ref())
+                    && matches!(ty, ColumnType::Date | ColumnType::Datetime) =>
+                {
+                    push(
+                        file.at(t.key_files[c.get_ref()].span(), format!("`{}` is a {}: its public domain is bins, not a key file", c.get_ref(), ty.as_str()))
+                            .hint("e.g. bins = { col = [\"1960-01-01\", \"1980-01-01\", \"2000-01-01\"] }"),
+                    );
+                    continue;
+                }
                 _ if t.key_files.contains_key(c.get_ref()) => {
                     let f = &t.key_files[c.get_ref()];
                     let path = spec::resolve(&r.base, f.get_ref());
@@ -320,6 +329,14 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
         if k == 0 {
             push(file.at(span.clone(), "max_rows_per_subject must be at least 1"));
         }
+        if let Some(target) = &t.target {
+            if !t.columns.iter().any(|c| c.get_ref() == target.get_ref()) {
+                push(
+                    file.at(target.span(), format!("the target `{}` is not a column of the table", target.get_ref()))
+                        .hint("name one of the table's columns: the model is conditioned on it and the report predicts it"),
+                );
+            }
+        }
         let path = spec::resolve(&r.base, t.path.get_ref());
         let report = match &t.report {
             Some(rp) => spec::resolve(&r.base, rp.get_ref()),
@@ -369,7 +386,7 @@ fn explain(plan: &Plan, out: &mut super::Explained) {
             columns.join(", "),
             t.max_rows_per_subject,
             t.target,
-            crate::synth::shares(t.predict.is_some()),
+            crate::synth::shares(t.predict.is_some(), t.columns.len()),
             match t.measure {
                 crate::synth::Measure::Zcdp => "Gaussian",
                 crate::synth::Measure::Pure => "Laplace",

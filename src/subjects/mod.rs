@@ -405,8 +405,10 @@ pub struct SurrogateHolding {
     /// The output column and how the run made it (e.g. `surrogate(email, hmac-sha256)`).
     pub column: String,
     pub transformation: String,
-    /// The distinct surrogates in the subject's rows; `None` when the rows could not be
-    /// picked (`rows_unavailable` says why).
+    /// The subject's rows in the file, and the distinct surrogates they hold; `None` when the
+    /// rows could not be picked (`rows_unavailable` says why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub surrogates: Option<Vec<SurrogateValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -438,6 +440,10 @@ pub fn surrogates_of(
     let records = store.indexed_records().map_err(FindError::from)?;
     let mut outputs = Vec::new();
     for o in bundle.outputs {
+        // DP releases and synthetic tables hold no subject's rows.
+        if o.holding.kind != "data" {
+            continue;
+        }
         let Some(holder) = records
             .iter()
             .find(|(seq, _)| *seq == o.holding.seq)
@@ -465,9 +471,11 @@ pub fn surrogates_of(
                     .collect()
             });
             outputs.push(SurrogateHolding {
+                rows: o.rows.as_ref().map(|r| r.len() as u64),
                 run_id: o.holding.run_id.clone(),
                 path: o.holding.path.clone(),
-                key_id: o.holding.key_id.clone(),
+                // A file an erasure regenerated holds the surrogates of its source run's key.
+                key_id: record.key_id.clone(),
                 column: lineage.output_column.clone(),
                 transformation: lineage.transformation.clone(),
                 surrogates,

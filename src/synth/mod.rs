@@ -58,8 +58,8 @@ pub enum Measure {
     /// Zero-concentrated DP (ρ): Gaussian measurements, noisy max with Gumbel noise. An
     /// (ε, δ) target is converted to ρ.
     Zcdp,
-    /// Pure DP (ε): Laplace measurements, and the exponential mechanism (OpenDP's noisy max
-    /// with Gumbel noise) for selection.
+    /// Pure DP (ε): Laplace measurements, and OpenDP's noisy max with exponential noise (an
+    /// exponential-mechanism selection, as permute-and-flip) for selection.
     Pure,
 }
 
@@ -155,12 +155,16 @@ impl Calibration {
 }
 
 /// The budget's shares between the margins, the selection and the tree's tables, in words,
-/// with the target as hub or without.
-pub fn shares(hub: bool) -> &'static str {
-    if hub {
-        "40% for each column's 2-way marginal with the target, 10% to choose a spanning tree of the other columns, 50% for the 3-way marginals of its edges with the target"
-    } else {
-        "35% for the 1-way marginals, 5% to choose a spanning tree of pairs, 60% for its 2-way marginals"
+/// for `d` columns with the target as hub or without (as [`calibrate`] splits it).
+pub fn shares(hub: bool, d: usize) -> &'static str {
+    let tree_columns = if hub && d > 1 { d - 1 } else { d };
+    match (hub && d > 1, tree_columns) {
+        (true, 1) => "all of it for the column's 2-way marginal with the target",
+        (_, 0 | 1) => "all of it for the 1-way marginal",
+        (true, 2) => "40% for each column's 2-way marginal with the target, 60% for the 3-way marginal of the two other columns with the target",
+        (false, 2) => "35% for the 1-way marginals, 65% for the 2-way marginal of the pair",
+        (true, _) => "40% for each column's 2-way marginal with the target, 10% to choose a spanning tree of the other columns, 50% for the 3-way marginals of its edges with the target",
+        (false, _) => "35% for the 1-way marginals, 5% to choose a spanning tree of pairs, 60% for its 2-way marginals",
     }
 }
 
@@ -226,8 +230,8 @@ fn noise_spread(measure: Measure, scale: f64) -> (f64, f64) {
 
 type Select = Box<dyn Fn(&Vec<f64>) -> Result<usize, SynthError>>;
 
-/// OpenDP's noisy max (Gumbel noise: the exponential mechanism) over scores that one subject
-/// moves by at most `k` each.
+/// OpenDP's noisy max over scores that one subject moves by at most `k` each: Gumbel noise in
+/// zCDP, exponential noise in pure DP.
 fn select(measure: Measure, scale: f64) -> Result<Select, SynthError> {
     let domain = VectorDomain::new(AtomDomain::<f64>::new_non_nan());
     Ok(match measure {
@@ -330,6 +334,9 @@ pub fn calibrate(
     // 0.0477 with 40/10/50, 0.0472 with 50/10/40 and 0.0473 with 40/5/55: within the noise.
     let (one, chosen, two) = match (edges, hub) {
         (0, _) => (budget, 0.0, 0.0),
+        // One edge is the only tree there is: nothing to choose, so its table gets that share.
+        (1, Some(_)) => (budget * 0.40, 0.0, budget * 0.60),
+        (1, None) => (budget * 0.35, 0.0, budget * 0.65),
         (_, Some(_)) => (budget * 0.40, budget * 0.10, budget * 0.50),
         (_, None) => (budget * 0.35, budget * 0.05, budget * 0.60),
     };
@@ -354,13 +361,15 @@ pub fn calibrate(
             _ => Ok(0.0),
         })
         .collect::<Result<Vec<f64>, SynthError>>()?;
-    let (select_scale, sigma_two) = if edges == 0 {
-        (0.0, 0.0)
+    let select_scale = if chosen > 0.0 {
+        scale_for(chosen / edges as f64, |s| select_loss(measure, s, k))?
     } else {
-        (
-            scale_for(chosen / edges as f64, |s| select_loss(measure, s, k))?,
-            scale_for(two / edges as f64, |s| noise_loss(measure, s, k))?,
-        )
+        0.0
+    };
+    let sigma_two = if edges > 0 {
+        scale_for(two / edges as f64, |s| noise_loss(measure, s, k))?
+    } else {
+        0.0
     };
     let mut loss = 0.0;
     for (c, sigma) in sigma_one.iter().enumerate() {
@@ -369,8 +378,10 @@ pub fn calibrate(
         }
     }
     if edges > 0 {
-        loss += edges as f64
-            * (select_loss(measure, select_scale, k)? + noise_loss(measure, sigma_two, k)?);
+        loss += edges as f64 * noise_loss(measure, sigma_two, k)?;
+    }
+    if select_scale > 0.0 {
+        loss += edges as f64 * select_loss(measure, select_scale, k)?;
     }
     Ok(Calibration {
         hub,
@@ -583,7 +594,10 @@ pub fn fit(
     // its measurement's noise is expected to bring (AIM's penalty), so a pair is chosen where
     // measuring it is expected to help. One subject's k rows move a score by at most k.
     let mut tree: Vec<(usize, usize)> = Vec::new();
-    if columns.len() > 1 {
+    if columns.len() == 2 {
+        // The one pair is the tree: nothing to choose, nothing spent.
+        tree.push((columns[0], columns[1]));
+    } else if columns.len() > 2 {
         let select = select(cal.measure, cal.select_scale)?;
         let pairs: Vec<(usize, usize)> = columns
             .iter()
@@ -623,7 +637,10 @@ pub fn fit(
                 cal.measure,
                 "select".into(),
                 vec![i, j],
-                "noisy max (OpenDP make_noisy_max, Gumbel)",
+                match cal.measure {
+                    Measure::Zcdp => "noisy max (OpenDP make_noisy_max, Gumbel noise)",
+                    Measure::Pure => "noisy max (OpenDP make_noisy_max, exponential noise)",
+                },
                 cal.select_scale,
                 select_loss(cal.measure, cal.select_scale, k)?,
             ));
@@ -668,8 +685,12 @@ pub fn fit(
     for &c in &columns {
         let n = domains[c];
         let var_one = noise_spread(cal.measure, cal.sigma_one[c]).0.powi(2);
-        let mut sum: Vec<f64> = margins[c].iter().map(|v| v / var_one).collect();
-        let mut weight = 1.0 / var_one;
+        // A merged value's direct count is the sum of its members' noisy counts: as many
+        // times the variance.
+        let mut weight: Vec<f64> = (0..contexts * n)
+            .map(|i| 1.0 / (var_one * members[c][i % n].len().max(1) as f64))
+            .collect();
+        let mut sum: Vec<f64> = margins[c].iter().zip(&weight).map(|(v, w)| v * w).collect();
         for (p, ch, m) in &tables {
             let (np, nc) = (domains[*p], domains[*ch]);
             let (other, as_parent) = match (*p == c, *ch == c) {
@@ -687,11 +708,11 @@ pub fn fit(
                         (0..np).map(|a| cell(a, v)).sum()
                     };
                     sum[t * n + v] += margin * w;
+                    weight[t * n + v] += w;
                 }
             }
-            weight += w;
         }
-        let combined: Vec<f64> = sum.iter().map(|s| s / weight).collect();
+        let combined: Vec<f64> = sum.iter().zip(&weight).map(|(s, w)| s / w).collect();
         margins[c] = project(&combined, total);
     }
     // The contexts' counts: the average of every column's; each margin is then scaled to them.
@@ -839,28 +860,31 @@ fn draw(rng: &mut impl Rng, p: &[f64]) -> u32 {
 }
 
 /// `m` values drawn from the distribution `p` by controlled rounding: each value gets the
-/// floor of its expected count, the remaining draws go to distinct values with chances in
-/// proportion to the fractions left, and the values are shuffled. Each value's count is
-/// within 1 of its expectation, where independent draws would scatter it by √m.
+/// floor of its expected count, and one more with a chance equal to the fraction left
+/// (systematic sampling: one uniform start, then points 1 apart over the fractions laid end
+/// to end, so each value's chance is exactly its fraction and the extra draws add up to what
+/// is left). The values are shuffled. Each value's count is within 1 of its expectation and
+/// equals it on average, where independent draws would scatter it by √m.
 fn allot(rng: &mut impl Rng, p: &[f64], m: usize) -> Vec<u32> {
     use rand::seq::SliceRandom;
     let expected: Vec<f64> = p.iter().map(|w| w * m as f64).collect();
     let mut counts: Vec<usize> = expected.iter().map(|e| e.floor() as usize).collect();
-    let mut fractions: Vec<f64> = expected
-        .iter()
-        .zip(&counts)
-        .map(|(e, c)| e - *c as f64)
-        .collect();
-    let mut left = m.saturating_sub(counts.iter().sum());
-    while left > 0 {
-        let v = if fractions.iter().any(|f| *f > 0.0) {
-            draw(rng, &normalized(&fractions)) as usize
-        } else {
-            draw(rng, p) as usize
-        };
-        counts[v] += 1;
-        fractions[v] = 0.0;
-        left -= 1;
+    let left = m.saturating_sub(counts.iter().sum());
+    let mut point: f64 = rng.random();
+    let (mut end, mut picked) = (0.0, 0);
+    for (v, e) in expected.iter().enumerate() {
+        let start = end;
+        end += e - e.floor();
+        // A fraction is below 1: at most one point falls in it.
+        if picked < left && point >= start && point < end {
+            counts[v] += 1;
+            picked += 1;
+            point += 1.0;
+        }
+    }
+    // Rounding can leave the fractions' sum a hair short of the draws left.
+    for _ in picked..left {
+        counts[draw(rng, p) as usize] += 1;
     }
     let mut values: Vec<u32> = counts
         .iter()
@@ -1154,6 +1178,26 @@ mod tests {
                     pv * m as f64
                 );
             }
+        }
+    }
+
+    /// Controlled rounding is unbiased: over many draws each value's mean count is its
+    /// expectation, rare values included.
+    #[test]
+    fn allotted_counts_equal_their_expectation_on_average() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        let p = [0.45, 0.3, 0.2, 0.05];
+        let (m, draws) = (2usize, 40_000);
+        let mut totals = [0usize; 4];
+        for _ in 0..draws {
+            for v in allot(&mut rng, &p, m) {
+                totals[v as usize] += 1;
+            }
+        }
+        for (v, pv) in p.iter().enumerate() {
+            let mean = totals[v] as f64 / draws as f64;
+            // The standard error of a mean of 40,000 counts of at most 1 apart is below 0.0025.
+            assert!((mean - pv * m as f64).abs() < 0.012, "value {v}: {mean}");
         }
     }
 
