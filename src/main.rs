@@ -971,10 +971,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             command: SubjectCommand::Export { id, out, key_file },
         } => {
             refuse_state_path(&out, &g.state_dir, &lineage_db)?;
-            let id = subject_ids(Some(id), None)?
-                .into_iter()
-                .next()
-                .ok_or_else(|| anyhow::anyhow!("no subject id given"))?;
+            let id = one_id(&id, "subject id")?;
             let key = privprep::identity::keys::existing_key(key_file.as_deref(), &g.state_dir)?
                 .map(|(k, _)| k);
             let store = Store::open_to_inspect(&lineage_db)?;
@@ -1179,6 +1176,14 @@ fn render_erasure(s: &privprep::run::ErasureSummary) -> String {
 }
 
 /// The subject ids of a request: the argument, standard input (`-`) or a file, one per line.
+/// One id or value given on the command line, or `-` for the first line of standard input.
+fn one_id(text: &str, what: &str) -> anyhow::Result<String> {
+    subject_ids(Some(text.to_owned()), None)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no {what} given"))
+}
+
 fn subject_ids(id: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Vec<String>> {
     let lines = |text: String| -> Vec<String> {
         text.lines()
@@ -1218,10 +1223,7 @@ fn subject_surrogates(
     key_file: Option<&std::path::Path>,
     format: Format,
 ) -> anyhow::Result<ExitCode> {
-    let id = subject_ids(Some(id.to_owned()), None)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("no subject id given"))?;
+    let id = one_id(id, "subject id")?;
     let key = privprep::identity::keys::existing_key(key_file, &g.state_dir)?.map(|(k, _)| k);
     let store = Store::open_to_inspect(lineage_db)?;
     let answer =
@@ -1282,10 +1284,7 @@ fn value_surrogate(
         eprintln!("error: column `{column}` of {} has no surrogate rule\n  = hint: name a column whose rule is action = \"surrogate\"", pipeline.display());
         return Ok(ExitCode::from(2));
     };
-    let value = subject_ids(Some(value.to_owned()), None)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("no value given"))?;
+    let value = one_id(value, "value")?;
     let Some((key, _)) = privprep::identity::keys::existing_key(key_file, &g.state_dir)? else {
         eprintln!("error: no key: the surrogate depends on the run key\n  = hint: pass --key-file, or set PRIVPREP_KEY_FILE");
         return Ok(ExitCode::from(2));

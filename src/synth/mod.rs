@@ -168,56 +168,59 @@ pub fn shares(hub: bool, d: usize) -> &'static str {
     }
 }
 
-type Noise = Box<dyn Fn(&Vec<i64>) -> Result<Vec<i64>, SynthError>>;
+/// A measurement's function, boxed: measurements of zCDP and of pure DP have other types.
+type Invoke<I, O> = Box<dyn Fn(&I) -> Result<O, SynthError>>;
 
-/// OpenDP's noise on counts at `scale`: Gaussian (zCDP, L2 sensitivity) or Laplace (pure DP,
-/// L1 sensitivity).
-fn noise(measure: Measure, scale: f64) -> Result<Noise, SynthError> {
-    let domain = VectorDomain::new(AtomDomain::<i64>::default());
-    Ok(match measure {
-        Measure::Zcdp => {
-            let m = make_gaussian::<_, _, ZeroConcentratedDivergence>(
-                domain,
-                L2Distance::<i64>::default(),
-                scale,
-                None,
-            )
-            .map_err(odp)?;
-            Box::new(move |x: &Vec<i64>| m.invoke(x).map_err(odp))
-        }
-        Measure::Pure => {
-            let m = make_laplace::<_, _, MaxDivergence>(
-                domain,
-                L1Distance::<i64>::default(),
-                scale,
-                None,
-            )
-            .map_err(odp)?;
-            Box::new(move |x: &Vec<i64>| m.invoke(x).map_err(odp))
-        }
-    })
+/// A measurement's function and its privacy map at one subject.
+type Mechanism<I, O> = (Invoke<I, O>, f64);
+
+/// OpenDP's measurement `m` as a function, with its privacy map at one subject (`d_in`).
+fn boxed<DI, MI, MO, TO>(
+    m: opendp::error::Fallible<opendp::core::Measurement<DI, MI, MO, TO>>,
+    d_in: &MI::Distance,
+) -> Result<Mechanism<DI::Carrier, TO>, SynthError>
+where
+    DI: opendp::core::Domain + 'static,
+    MI: opendp::core::Metric + 'static,
+    MO: opendp::core::Measure<Distance = f64> + 'static,
+    TO: 'static,
+{
+    let m = m.map_err(odp)?;
+    let loss = m.map(d_in).map_err(odp)?;
+    Ok((
+        Box::new(move |x: &DI::Carrier| m.invoke(x).map_err(odp)),
+        loss,
+    ))
 }
 
-/// OpenDP's privacy map of `noise` at one subject: `k` rows move a histogram by at most `k`
-/// in L1 and in L2.
-fn noise_loss(measure: Measure, scale: f64, k: u32) -> Result<f64, SynthError> {
+/// OpenDP's noise on counts at `scale`, and its privacy map at one subject (`k` rows move a
+/// histogram by at most `k` in L1 and in L2): Gaussian in zCDP, Laplace in pure DP.
+fn noise(
+    measure: Measure,
+    scale: f64,
+    k: u32,
+) -> Result<Mechanism<Vec<i64>, Vec<i64>>, SynthError> {
     let domain = VectorDomain::new(AtomDomain::<i64>::default());
+    let k = i64::from(k);
     match measure {
-        Measure::Zcdp => make_gaussian::<_, _, ZeroConcentratedDivergence>(
-            domain,
-            L2Distance::<i64>::default(),
-            scale,
-            None,
-        )
-        .map_err(odp)?
-        .map(&i64::from(k)),
-        Measure::Pure => {
-            make_laplace::<_, _, MaxDivergence>(domain, L1Distance::<i64>::default(), scale, None)
-                .map_err(odp)?
-                .map(&i64::from(k))
-        }
+        Measure::Zcdp => boxed(
+            make_gaussian::<_, _, ZeroConcentratedDivergence>(
+                domain,
+                L2Distance::default(),
+                scale,
+                None,
+            ),
+            &k,
+        ),
+        Measure::Pure => boxed(
+            make_laplace::<_, _, MaxDivergence>(domain, L1Distance::default(), scale, None),
+            &k,
+        ),
     }
-    .map_err(odp)
+}
+
+fn noise_loss(measure: Measure, scale: f64, k: u32) -> Result<f64, SynthError> {
+    noise(measure, scale, k).map(|(_, loss)| loss)
 }
 
 /// The standard deviation of `noise` at `scale`, and its expected absolute value.
@@ -228,50 +231,26 @@ fn noise_spread(measure: Measure, scale: f64) -> (f64, f64) {
     }
 }
 
-type Select = Box<dyn Fn(&Vec<f64>) -> Result<usize, SynthError>>;
-
-/// OpenDP's noisy max over scores that one subject moves by at most `k` each: Gumbel noise in
-/// zCDP, exponential noise in pure DP.
-fn select(measure: Measure, scale: f64) -> Result<Select, SynthError> {
+/// OpenDP's noisy max over scores that one subject moves by at most `k` each (Gumbel noise in
+/// zCDP, exponential noise in pure DP), and its privacy map.
+fn select(measure: Measure, scale: f64, k: u32) -> Result<Mechanism<Vec<f64>, usize>, SynthError> {
     let domain = VectorDomain::new(AtomDomain::<f64>::new_non_nan());
-    Ok(match measure {
-        Measure::Zcdp => {
-            let m = make_noisy_max(
-                domain,
-                LInfDistance::<f64>::default(),
-                ZeroConcentratedDivergence,
-                scale,
-                false,
-            )
-            .map_err(odp)?;
-            Box::new(move |x: &Vec<f64>| m.invoke(x).map_err(odp))
-        }
-        Measure::Pure => {
-            let m = make_noisy_max(
-                domain,
-                LInfDistance::<f64>::default(),
-                MaxDivergence,
-                scale,
-                false,
-            )
-            .map_err(odp)?;
-            Box::new(move |x: &Vec<f64>| m.invoke(x).map_err(odp))
-        }
-    })
+    let metric = LInfDistance::<f64>::default();
+    let k = f64::from(k);
+    match measure {
+        Measure::Zcdp => boxed(
+            make_noisy_max(domain, metric, ZeroConcentratedDivergence, scale, false),
+            &k,
+        ),
+        Measure::Pure => boxed(
+            make_noisy_max(domain, metric, MaxDivergence, scale, false),
+            &k,
+        ),
+    }
 }
 
 fn select_loss(measure: Measure, scale: f64, k: u32) -> Result<f64, SynthError> {
-    let domain = VectorDomain::new(AtomDomain::<f64>::new_non_nan());
-    let metric = LInfDistance::<f64>::default();
-    match measure {
-        Measure::Zcdp => make_noisy_max(domain, metric, ZeroConcentratedDivergence, scale, false)
-            .map_err(odp)?
-            .map(&f64::from(k)),
-        Measure::Pure => make_noisy_max(domain, metric, MaxDivergence, scale, false)
-            .map_err(odp)?
-            .map(&f64::from(k)),
-    }
-    .map_err(odp)
+    select(measure, scale, k).map(|(_, loss)| loss)
 }
 
 /// The smallest scale (to 0.1%) whose privacy map is at most `rho`: OpenDP's maps decrease in
@@ -550,7 +529,7 @@ pub fn fit(
     let mut margins: Vec<Vec<f64>> = vec![Vec::new(); d];
     for &c in &columns {
         let cols = with_hub(&[(c, domains[c])]);
-        let noisy = noise(cal.measure, cal.sigma_one[c])?(&marginal(rows, &cols))?;
+        let noisy = noise(cal.measure, cal.sigma_one[c], k)?.0(&marginal(rows, &cols))?;
         margins[c] = noisy.iter().map(|v| *v as f64).collect();
         let ids = cols.iter().map(|(i, _)| *i).collect();
         measurements.push(Measurement::marginal(
@@ -598,7 +577,7 @@ pub fn fit(
         // The one pair is the tree: nothing to choose, nothing spent.
         tree.push((columns[0], columns[1]));
     } else if columns.len() > 2 {
-        let select = select(cal.measure, cal.select_scale)?;
+        let (select, chosen_loss) = select(cal.measure, cal.select_scale, k)?;
         let pairs: Vec<(usize, usize)> = columns
             .iter()
             .enumerate()
@@ -642,7 +621,7 @@ pub fn fit(
                     Measure::Pure => "noisy max (OpenDP make_noisy_max, exponential noise)",
                 },
                 cal.select_scale,
-                select_loss(cal.measure, cal.select_scale, k)?,
+                chosen_loss,
             ));
         }
     }
@@ -669,7 +648,7 @@ pub fn fit(
             }
         }
     }
-    let noise_two = noise(cal.measure, cal.sigma_two)?;
+    let (noise_two, _) = noise(cal.measure, cal.sigma_two, k)?;
     let mut tables = Vec::new();
     for (p, c) in oriented {
         let cols = with_hub(&[(p, domains[p]), (c, domains[c])]);
@@ -1281,7 +1260,7 @@ mod tests {
         // The spread of OpenDP's Laplace noise on counts at the calibrated scale: variance 2b².
         let cal = calibrate(&[4; 4], None, Measure::Pure, 1.0, 1).unwrap();
         let b = cal.sigma_one[0];
-        let draw = noise(Measure::Pure, b).unwrap();
+        let (draw, _) = noise(Measure::Pure, b, 1).unwrap();
         let zeros = vec![0i64; 4000];
         let x = draw(&zeros).unwrap();
         let var = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / x.len() as f64;
