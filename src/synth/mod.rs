@@ -1242,23 +1242,14 @@ mod tests {
         }
     }
 
-    /// In pure DP the measurements are Laplace: at a high ε the tree is still the chain, and at
-    /// ε = 1 the margins' noise has the spread of the calibrated Laplace scale.
+    /// In pure DP the measurements are Laplace, and at ε = 1 the margins' noise has the
+    /// spread of the calibrated Laplace scale.
     #[test]
-    fn in_pure_dp_the_model_is_laplace_and_finds_the_chain() {
-        let rows = chain(5000, 2);
-        let cal = calibrate(&[4; 4], None, Measure::Pure, 400.0, 1).unwrap();
-        let model = fit(&rows, &[4; 4], &cal, 1).unwrap();
-        let mut edges: Vec<(usize, usize)> = model
-            .edges
-            .iter()
-            .map(|(p, c, _)| ((*p).min(*c), (*p).max(*c)))
-            .collect();
-        edges.sort();
-        assert_eq!(edges, [(0, 1), (1, 2), (2, 3)]);
+    fn in_pure_dp_the_noise_is_laplace_at_the_calibrated_scale() {
+        let cal = calibrate(&[4; 4], None, Measure::Pure, 1.0, 1).unwrap();
+        let model = fit(&chain(500, 2), &[4; 4], &cal, 1).unwrap();
         assert!(model.measurements[0].mechanism.starts_with("Laplace"));
         // The spread of OpenDP's Laplace noise on counts at the calibrated scale: variance 2b².
-        let cal = calibrate(&[4; 4], None, Measure::Pure, 1.0, 1).unwrap();
         let b = cal.sigma_one[0];
         let (draw, _) = noise(Measure::Pure, b, 1).unwrap();
         let zeros = vec![0i64; 4000];
@@ -1271,18 +1262,21 @@ mod tests {
         );
     }
 
+    /// At a high budget, in zCDP and in pure DP, the tree is the generating chain.
     #[test]
     fn at_a_high_budget_the_tree_is_the_chain() {
         let rows = chain(5000, 2);
-        let cal = calibrate(&[4; 4], None, Measure::Zcdp, 50.0, 1).unwrap();
-        let model = fit(&rows, &[4; 4], &cal, 1).unwrap();
-        let mut edges: Vec<(usize, usize)> = model
-            .edges
-            .iter()
-            .map(|(p, c, _)| ((*p).min(*c), (*p).max(*c)))
-            .collect();
-        edges.sort();
-        assert_eq!(edges, [(0, 1), (1, 2), (2, 3)]);
+        for (measure, budget) in [(Measure::Zcdp, 50.0), (Measure::Pure, 400.0)] {
+            let cal = calibrate(&[4; 4], None, measure, budget, 1).unwrap();
+            let model = fit(&rows, &[4; 4], &cal, 1).unwrap();
+            let mut edges: Vec<(usize, usize)> = model
+                .edges
+                .iter()
+                .map(|(p, c, _)| ((*p).min(*c), (*p).max(*c)))
+                .collect();
+            edges.sort();
+            assert_eq!(edges, [(0, 1), (1, 2), (2, 3)], "{measure:?}");
+        }
     }
 
     /// One subject with 10,000 rows moves the noiseless marginals by at most the bound.
