@@ -49,34 +49,52 @@ consent = {{ basis = "synthetic test data", purposes = ["research"] }}
 }
 
 fn pipeline(w: &Work, name: &str, privacy: &str) -> PathBuf {
+    synthetic_pipeline(
+        w,
+        name,
+        "chain",
+        &["a", "b", "c", "d"],
+        &format!("privacy = {privacy}\nseed = 7\n"),
+    )
+}
+
+/// A pipeline over `dataset/dataset.csv` keeping `columns` and making one synthetic table of
+/// them, `out/<name>.synthetic.parquet`, with the `[[synthetic]]` lines `extra`.
+fn synthetic_pipeline(
+    w: &Work,
+    name: &str,
+    dataset: &str,
+    columns: &[&str],
+    extra: &str,
+) -> PathBuf {
+    let keep: String = columns
+        .iter()
+        .map(|c| format!("{c} = {{ action = \"keep\" }}\n"))
+        .collect();
+    let listed: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
     let text = format!(
         r#"[pipeline]
 name = "{name}"
 
 [source]
-path = "chain/chain.csv"
-manifest = "chain/manifest.toml"
+path = "{dataset}/{dataset}.csv"
+manifest = "{dataset}/manifest.toml"
 
 [policy]
 purpose = "research"
 allowed_provenance = ["lab"]
 
 [columns]
-a = {{ action = "keep" }}
-b = {{ action = "keep" }}
-c = {{ action = "keep" }}
-d = {{ action = "keep" }}
-
+{keep}
 [output]
 path = "out/{name}.parquet"
 
 [[synthetic]]
-name = "chain_synth"
+name = "{dataset}_synth"
 path = "out/{name}.synthetic.parquet"
-columns = ["a", "b", "c", "d"]
-privacy = {privacy}
-seed = 7
-"#
+columns = [{}]
+{extra}"#,
+        listed.join(", ")
     );
     let p = w.path().join(format!("{name}.toml"));
     std::fs::write(&p, text).unwrap();
@@ -451,41 +469,15 @@ values = ["a", "b"]
     )
     .unwrap();
     let write = |edges_born: &str| {
-        let p = w.path().join("dated.toml");
-        std::fs::write(
-            &p,
-            format!(
-                r#"[pipeline]
-name = "dated"
-
-[source]
-path = "dated/dated.csv"
-manifest = "dated/manifest.toml"
-
-[policy]
-purpose = "research"
-allowed_provenance = ["lab"]
-
-[columns]
-born = {{ action = "keep" }}
-seen = {{ action = "keep" }}
-grp = {{ action = "keep" }}
-
-[output]
-path = "out/dated.parquet"
-
-[[synthetic]]
-name = "dated_synth"
-path = "out/dated.synthetic.parquet"
-columns = ["born", "seen", "grp"]
-bins = {{ born = {edges_born}, seen = ["2024-01-01T00:00:00", "2024-07-01T00:00:00", "2025-01-01"] }}
-privacy = {{ rho = 5.0 }}
-seed = 3
-"#
+        synthetic_pipeline(
+            &w,
+            "dated",
+            "dated",
+            &["born", "seen", "grp"],
+            &format!(
+                "bins = {{ born = {edges_born}, seen = [\"2024-01-01T00:00:00\", \"2024-07-01T00:00:00\", \"2025-01-01\"] }}\nprivacy = {{ rho = 5.0 }}\nseed = 3\n"
             ),
         )
-        .unwrap();
-        p
     };
     // Numbers are no edges of a date.
     let p = write("[1950, 1970, 2010]");
