@@ -101,6 +101,12 @@ columns = [{}]
     p
 }
 
+/// The utility report of the synthetic table of pipeline `name`.
+fn report(w: &Work, name: &str) -> serde_json::Value {
+    let path = w.path().join(format!("out/{name}.synthetic.report.json"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
 /// Mean 2-way TV between the real table and the product of its own 1-way marginals: the
 /// best an independent model can do.
 fn independent_baseline(file: &Path) -> f64 {
@@ -190,10 +196,7 @@ fn a_high_budget_recovers_the_network_and_the_spend_is_opendps() {
         "{}",
         df.height()
     );
-    let report: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(w.path().join("out/high.synthetic.report.json")).unwrap(),
-    )
-    .unwrap();
+    let report = report(&w, "high");
     assert!(report["for_data_owner"].is_string());
     assert!(report["mean_tv_2way"].as_f64().unwrap() < 0.05, "{report}");
     w.privprep_ok(&["lineage", "verify"]);
@@ -217,10 +220,7 @@ fn at_epsilon_one_the_table_beats_independent_marginals() {
     let w = Work::new();
     chain_dataset(w.path(), "");
     w.run_ok(&pipeline(&w, "one", "{ epsilon = 1.0, delta = 1e-6 }"));
-    let report: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(w.path().join("out/one.synthetic.report.json")).unwrap(),
-    )
-    .unwrap();
+    let report = report(&w, "one");
     let tree = report["mean_tv_2way"].as_f64().unwrap();
     let baseline = independent_baseline(&w.path().join("out/one.parquet"));
     assert!(tree < baseline, "tree {tree} vs independent {baseline}");
@@ -259,10 +259,7 @@ fn a_pure_epsilon_table_spends_the_sum_of_its_laplace_measurements() {
     let spend = &r["budget_spends"][0];
     assert_eq!(spend["measure"], "pure", "{spend}");
     assert_eq!(spend["epsilon"].as_f64(), Some(epsilon), "{spend}");
-    let report: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(w.path().join("out/pure.synthetic.report.json")).unwrap(),
-    )
-    .unwrap();
+    let report = report(&w, "pure");
     let tree = report["mean_tv_2way"].as_f64().unwrap();
     let baseline = independent_baseline(&w.path().join("out/pure.parquet"));
     assert!(tree < baseline, "tree {tree} vs independent {baseline}");
@@ -309,10 +306,7 @@ fn a_key_file_gives_a_column_its_public_domain() {
         .unwrap()
         .into_no_null_iter()
         .all(|v| v == 0 || v == 1));
-    let report: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(w.path().join("out/keys.synthetic.report.json")).unwrap(),
-    )
-    .unwrap();
+    let report = report(&w, "keys");
     let csv = std::fs::read_to_string(w.path().join("chain/chain.csv")).unwrap();
     let outside = csv
         .lines()
@@ -539,10 +533,7 @@ values = ["a", "b"]
         "{agree} of {}",
         born.len()
     );
-    let report: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(w.path().join("out/dated.synthetic.report.json")).unwrap(),
-    )
-    .unwrap();
+    let report = report(&w, "dated");
     assert_eq!(
         report["values_outside_the_domain"]["born"].as_u64(),
         Some(outside),
