@@ -248,9 +248,12 @@ impl Bits {
         }
     }
 
+    /// Two bits of one 64-bit word: one memory access, as with one bit, but about a quarter
+    /// of the false "maybe"s at 16 bits a hash (each of which costs a search of the keys).
     fn locate(&self, hash: u64) -> (usize, u64) {
-        let bit = (hash >> self.skip) as usize & (self.words.len() * 64 - 1);
-        (bit / 64, 1u64 << (bit % 64))
+        let h = hash >> self.skip;
+        let word = (h >> 12) as usize & (self.words.len() - 1);
+        (word, (1u64 << (h & 63)) | (1u64 << ((h >> 6) & 63)))
     }
 
     fn set(&mut self, hash: u64) {
@@ -260,7 +263,7 @@ impl Bits {
 
     fn get(&self, hash: u64) -> bool {
         let (w, m) = self.locate(hash);
-        self.words[w] & m != 0
+        self.words[w] & m == m
     }
 }
 
@@ -670,6 +673,22 @@ fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The filter answers "maybe" for every hash it holds, and at 16 bits a hash for few
+    /// others: two bits of one word make about a quarter of one bit's false answers.
+    #[test]
+    fn the_filter_holds_every_hash_and_few_others() {
+        let mut bits = Bits::new(100_000 * 16, KEY_SKIP);
+        let hasher = ValueHasher::from_seed([3, 5]);
+        let key = |i: u64| hasher.word_mix(&format!("value-{i}"));
+        for i in 0..100_000 {
+            bits.set(key(i));
+        }
+        assert!((0..100_000).all(|i| bits.get(key(i))));
+        let false_maybe = (100_000..300_000).filter(|i| bits.get(key(*i))).count();
+        let rate = false_maybe as f64 / 200_000.0;
+        assert!(rate < 0.03, "false maybe rate {rate}");
+    }
 
     /// The set gathered by many threads at once finds exactly what one built value by value
     /// does, and keeps each value once.
