@@ -559,3 +559,36 @@ fn a_target_outside_the_table_is_refused() {
     );
     assert!(err.contains("target.toml:"), "{err}");
 }
+
+/// A target of many values is predicted by the report but the model is not conditioned on it
+/// (its tables would be that many times wider): `explain` warns, and lineage names the plain
+/// tree.
+#[test]
+fn a_target_of_many_values_is_not_the_models_hub() {
+    let w = Work::new();
+    chain_dataset(w.path(), "");
+    let manifest = w.path().join("chain/manifest.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let cut = text.rfind("values = ").unwrap();
+    std::fs::write(&manifest, &text[..cut]).unwrap();
+    let values: String = (0..20).map(|v| format!("{v}\n")).collect();
+    std::fs::write(w.path().join("chain/d.txt"), values).unwrap();
+    let p = pipeline(&w, "wide", "{ rho = 1.0 }");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(
+        &p,
+        format!("{text}key_files = {{ d = \"chain/d.txt\" }}\ntarget = \"d\"\n"),
+    )
+    .unwrap();
+    let out = w.privprep_ok(&["explain", p.to_str().unwrap()]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("not conditioned on it"), "{said}");
+    let s = w.run_ok(&p);
+    let r = w.lineage_record(s["run_id"].as_str().unwrap());
+    assert_eq!(r["synthetics"][0]["method"], "mst-tree");
+    assert!(report(&w, "wide")["train_on_synthetic_test_on_real"]["naive_bayes_accuracy"].is_f64());
+}

@@ -128,7 +128,7 @@ fn table(
     let k = t.max_rows_per_subject;
     // Calibration needs no data: the spend is known, and committed, before any measurement.
     let hub = t
-        .predict
+        .conditioned_on
         .as_ref()
         .and_then(|p| t.columns.iter().position(|c| &c.name == p));
     let cal =

@@ -133,6 +133,9 @@ pub struct SyntheticPlan {
     pub seed: Option<u64>,
     /// The column the report's train-on-synthetic / test-on-real accuracy predicts.
     pub predict: Option<String>,
+    /// The column the model is conditioned on: the target, when it has at most
+    /// [`crate::synth::MAX_HUB_VALUES`] values.
+    pub conditioned_on: Option<String>,
 }
 
 fn resolve(r: &mut Resolution) -> Result<(), Halt> {
@@ -352,6 +355,13 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
             report.clone(),
             Some(t.path.span()),
         ));
+        let conditioned_on = t.target.as_ref().and_then(|target| {
+            columns
+                .iter()
+                .find(|c| &c.name == target.get_ref())
+                .filter(|c| c.domain.size() <= crate::synth::MAX_HUB_VALUES)
+                .map(|c| c.name.clone())
+        });
         if ok {
             plans.push(SyntheticPlan {
                 name,
@@ -365,6 +375,7 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
                 rows: t.rows,
                 seed: t.seed,
                 predict: t.target.as_ref().map(|c| c.get_ref().clone()),
+                conditioned_on,
             });
         }
     }
@@ -374,6 +385,13 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
 
 fn explain(plan: &Plan, out: &mut super::Explained) {
     for t in &plan.synthetics {
+        if let (Some(target), None) = (&t.predict, &t.conditioned_on) {
+            out.warnings.push(format!(
+                "synthetic table `{}`: the target `{target}` has more than {} values, so the model is not conditioned on it (a plain tree); the report still predicts it",
+                t.name,
+                crate::synth::MAX_HUB_VALUES
+            ));
+        }
         let columns: Vec<String> = t
             .columns
             .iter()
@@ -386,12 +404,12 @@ fn explain(plan: &Plan, out: &mut super::Explained) {
             columns.join(", "),
             t.max_rows_per_subject,
             t.target,
-            crate::synth::shares(t.predict.is_some(), t.columns.len()),
+            crate::synth::shares(t.conditioned_on.is_some(), t.columns.len()),
             match t.measure {
                 crate::synth::Measure::Zcdp => "Gaussian",
                 crate::synth::Measure::Pure => "Laplace",
             },
-            match &t.predict {
+            match &t.conditioned_on {
                 Some(c) => format!("; every measurement conditioned on the target `{c}`"),
                 None => String::new(),
             },

@@ -154,6 +154,11 @@ impl Calibration {
     }
 }
 
+/// The most values a target may have for the model to be conditioned on it: each table's cells
+/// are multiplied by them, and beyond a few the noise on the wider tables outweighs what the
+/// conditioning keeps. A target with more values is still predicted by the report.
+pub const MAX_HUB_VALUES: usize = 16;
+
 /// The budget's shares between the margins, the selection and the tree's tables, in words,
 /// for `d` columns with the target as hub or without (as [`calibrate`] splits it).
 pub fn shares(hub: bool, d: usize) -> &'static str {
