@@ -101,6 +101,20 @@ columns = [{}]
     p
 }
 
+/// The chain dataset without the manifest's values of `d` (its last column).
+fn drop_values_of_d(dir: &Path) {
+    let manifest = dir.join("chain/manifest.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let cut = text.rfind("values = ").unwrap();
+    std::fs::write(&manifest, &text[..cut]).unwrap();
+}
+
+/// Appends `lines` to the pipeline file `p` (to its last section, `[[synthetic]]`).
+fn append(p: &Path, lines: &str) {
+    let text = std::fs::read_to_string(p).unwrap();
+    std::fs::write(p, format!("{text}{lines}")).unwrap();
+}
+
 /// The utility report of the synthetic table of pipeline `name`.
 fn report(w: &Work, name: &str) -> serde_json::Value {
     let path = w.path().join(format!("out/{name}.synthetic.report.json"));
@@ -273,10 +287,7 @@ fn a_pure_epsilon_table_spends_the_sum_of_its_laplace_measurements() {
 fn a_key_file_gives_a_column_its_public_domain() {
     let w = Work::new();
     chain_dataset(w.path(), "");
-    let manifest = w.path().join("chain/manifest.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    let cut = text.rfind("values = ").unwrap();
-    std::fs::write(&manifest, &text[..cut]).unwrap();
+    drop_values_of_d(w.path());
     let p = pipeline(&w, "keys", "{ rho = 1.0 }");
     let out = w.privprep(&["validate", p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
@@ -287,8 +298,7 @@ fn a_key_file_gives_a_column_its_public_domain() {
     );
 
     std::fs::write(w.path().join("chain/d.txt"), "0\n1\n").unwrap();
-    let text = std::fs::read_to_string(&p).unwrap();
-    std::fs::write(&p, format!("{text}key_files = {{ d = \"chain/d.txt\" }}\n")).unwrap();
+    append(&p, "key_files = { d = \"chain/d.txt\" }\n");
     let s = w.run_ok(&p);
     let r = w.lineage_record(s["run_id"].as_str().unwrap());
     let sizes: Vec<u64> = r["synthetics"][0]["domain_sizes"]
@@ -548,8 +558,7 @@ fn a_target_outside_the_table_is_refused() {
     let w = Work::new();
     chain_dataset(w.path(), "");
     let p = pipeline(&w, "target", "{ rho = 1.0 }");
-    let text = std::fs::read_to_string(&p).unwrap();
-    std::fs::write(&p, format!("{text}target = \"zz\"\n")).unwrap();
+    append(&p, "target = \"zz\"\n");
     let out = w.privprep(&["validate", p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -567,19 +576,11 @@ fn a_target_outside_the_table_is_refused() {
 fn a_target_of_many_values_is_not_the_models_hub() {
     let w = Work::new();
     chain_dataset(w.path(), "");
-    let manifest = w.path().join("chain/manifest.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    let cut = text.rfind("values = ").unwrap();
-    std::fs::write(&manifest, &text[..cut]).unwrap();
+    drop_values_of_d(w.path());
     let values: String = (0..20).map(|v| format!("{v}\n")).collect();
     std::fs::write(w.path().join("chain/d.txt"), values).unwrap();
     let p = pipeline(&w, "wide", "{ rho = 1.0 }");
-    let text = std::fs::read_to_string(&p).unwrap();
-    std::fs::write(
-        &p,
-        format!("{text}key_files = {{ d = \"chain/d.txt\" }}\ntarget = \"d\"\n"),
-    )
-    .unwrap();
+    append(&p, "key_files = { d = \"chain/d.txt\" }\ntarget = \"d\"\n");
     let out = w.privprep_ok(&["explain", p.to_str().unwrap()]);
     let said = format!(
         "{}{}",
