@@ -1759,6 +1759,19 @@ fn print_summary(s: &privprep::RunSummary) {
             );
         }
     }
+    for t in &s.synthetics {
+        println!(
+            "  synthetic      {} ({} rows, {}, spent {}; utility report for the data owner: {})",
+            t.path,
+            t.rows,
+            t.method,
+            match t.epsilon {
+                Some(e) => format!("ε = {e:.4}"),
+                None => format!("ρ = {:.4}", t.rho),
+            },
+            t.report
+        );
+    }
     if let Some(k) = &s.key_id {
         println!("  key id         {k}");
     }

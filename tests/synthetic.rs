@@ -171,6 +171,8 @@ fn a_high_budget_recovers_the_network_and_the_spend_is_opendps() {
     let s = w.run_ok(&pipeline(&w, "high", "{ rho = 50.0 }"));
     let r = w.lineage_record(s["run_id"].as_str().unwrap());
     let t = &r["synthetics"][0];
+    // The run summary lists the table as lineage records it.
+    assert_eq!(&s["synthetics"][0], t, "{s}");
     let mut edges: Vec<(String, String)> = t["edges"]
         .as_array()
         .unwrap()

@@ -105,6 +105,9 @@ pub struct RunSummary {
     /// k-anonymity (`[risk]`): k reached, classes and rows below k, l-diversity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk: Option<crate::lineage::record::RiskRecord>,
+    /// DP synthetic tables: file, rows, model, spend and the data owner's report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub synthetics: Vec<crate::lineage::record::SyntheticRecord>,
 }
 
 /// Why a run failed.
@@ -477,6 +480,7 @@ impl RunSummary {
             leak_gate: r.leak_gate.clone(),
             releases: r.releases.clone(),
             risk: r.risk.clone(),
+            synthetics: r.synthetics.clone(),
         }
     }
 }
