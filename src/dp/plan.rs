@@ -26,6 +26,25 @@ pub enum Statistic {
     },
 }
 
+impl Statistic {
+    /// The column and clamping bounds of a sum or a mean.
+    pub fn clamped(&self) -> Option<(&str, f64, f64)> {
+        match self {
+            Statistic::Sum {
+                column,
+                lower,
+                upper,
+            }
+            | Statistic::Mean {
+                column,
+                lower,
+                upper,
+            } => Some((column, *lower, *upper)),
+            Statistic::Count | Statistic::Quantile { .. } => None,
+        }
+    }
+}
+
 /// Group keys: a public list (every key is released) or private (found in the data).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Keys {
@@ -164,6 +183,16 @@ pub fn collected_columns(
     out
 }
 
+/// The alias of a release's group column among the collected columns.
+pub fn group_alias(column: &str) -> String {
+    format!("__dpg_{column}")
+}
+
+/// The alias of a release's value column among the collected columns.
+pub fn value_alias(column: &str) -> String {
+    format!("__dpv_{column}")
+}
+
 /// The alias of a synthetic table's column among the collected columns.
 pub fn synthetic_alias(column: &str) -> String {
     format!("__dps_{column}")
@@ -183,13 +212,13 @@ pub fn release_columns(
     let mut out = vec![(SUBJECT.to_string(), subject_column.to_string(), false)];
     for r in releases {
         for g in &r.group_by {
-            let alias = format!("__dpg_{g}");
+            let alias = group_alias(g);
             if !out.iter().any(|(a, _, _)| *a == alias) {
                 out.push((alias, g.clone(), false));
             }
         }
         for v in r.value_columns() {
-            let alias = format!("__dpv_{v}");
+            let alias = value_alias(&v);
             if !out.iter().any(|(a, _, _)| *a == alias) {
                 out.push((alias, v.clone(), true));
             }

@@ -206,23 +206,16 @@ impl ReleasePlan {
         };
         let mut aggs = vec![dp_len(None, false).alias("count")];
         for s in &self.statistics {
-            match s {
-                Statistic::Count => {}
-                Statistic::Sum {
-                    column,
-                    lower,
-                    upper,
-                }
-                | Statistic::Mean {
-                    column,
-                    lower,
-                    upper,
-                } => aggs.push(
-                    col(column.as_str())
+            if let Some((column, lower, upper)) = s.clamped() {
+                aggs.push(
+                    col(column)
                         .dp()
-                        .sum((lit(*lower), lit(*upper)), None)
+                        .sum((lit(lower), lit(upper)), None)
                         .alias(stat_column(s)),
-                ),
+                );
+            }
+            match s {
+                Statistic::Count | Statistic::Sum { .. } | Statistic::Mean { .. } => {}
                 Statistic::Quantile {
                     column,
                     alpha,

@@ -264,34 +264,26 @@ pub fn begin(plan: &Plan, opts: &RunOptions, engine: &str, pid: u32) -> Result<B
 }
 
 fn release_job(r: &crate::dp::release::ReleasePlan) -> ReleaseJob {
+    use crate::dp::plan::{group_alias, value_alias};
     use crate::dp::release::{stat_column, Statistic};
     ReleaseJob {
         name: r.name.clone(),
         keys: r
             .group_by
             .iter()
-            .map(|g| (format!("__dpg_{g}"), g.clone()))
+            .map(|g| (group_alias(g), g.clone()))
             .collect(),
         sums: r
             .statistics
             .iter()
-            .filter_map(|s| match s {
-                Statistic::Sum {
-                    column,
-                    lower,
-                    upper,
-                }
-                | Statistic::Mean {
-                    column,
-                    lower,
-                    upper,
-                } => Some(SumJob {
-                    value: format!("__dpv_{column}"),
+            .filter_map(|s| {
+                let (column, lower, upper) = s.clamped()?;
+                Some(SumJob {
+                    value: value_alias(column),
                     name: stat_column(s),
-                    lower: *lower,
-                    upper: *upper,
-                }),
-                _ => None,
+                    lower,
+                    upper,
+                })
             })
             .collect(),
         quantiles: r
@@ -301,7 +293,7 @@ fn release_job(r: &crate::dp::release::ReleasePlan) -> ReleaseJob {
                 Statistic::Quantile {
                     column, candidates, ..
                 } => Some(QuantileJob {
-                    value: format!("__dpv_{column}"),
+                    value: value_alias(column),
                     name: stat_column(s),
                     candidates: candidates.clone(),
                     missing: crate::dp::release::missing_candidate(candidates),
