@@ -103,26 +103,20 @@ impl Measurement {
         }
     }
 
-    /// A noisy count of the marginal of `columns`.
-    fn marginal(
-        measure: Measure,
-        columns: Vec<usize>,
-        scale: f64,
-        k: u32,
-    ) -> Result<Measurement, SynthError> {
+    /// A noisy count of the marginal of `columns`, at `scale`, of privacy loss `loss`.
+    fn marginal(measure: Measure, columns: Vec<usize>, scale: f64, loss: f64) -> Measurement {
         let mechanism = match measure {
             Measure::Zcdp => "Gaussian (OpenDP make_gaussian, discrete)",
             Measure::Pure => "Laplace (OpenDP make_laplace, discrete)",
         };
-        let loss = noise_loss(measure, scale, k)?;
-        Ok(Measurement::new(
+        Measurement::new(
             measure,
             format!("{}-way", columns.len()),
             columns,
             mechanism,
             scale,
             loss,
-        ))
+        )
     }
 
     /// The privacy loss, in the table's measure.
@@ -393,20 +387,12 @@ pub fn bound_rows<T: Clone>(rows: &[(u64, T)], k: u32) -> Vec<T> {
 
 /// Counts of the values of column `i` (domain size `n`).
 pub fn one_way(rows: &[Vec<u32>], i: usize, n: usize) -> Vec<i64> {
-    let mut c = vec![0i64; n];
-    for r in rows {
-        c[r[i] as usize] += 1;
-    }
-    c
+    marginal(rows, &[(i, n)])
 }
 
 /// Counts of the value pairs of columns `i` and `j`, row-major (`i`'s value times `nj`).
-pub fn two_way(rows: &[Vec<u32>], (i, ni): (usize, usize), (j, nj): (usize, usize)) -> Vec<i64> {
-    let mut c = vec![0i64; ni * nj];
-    for r in rows {
-        c[r[i] as usize * nj + r[j] as usize] += 1;
-    }
-    c
+pub fn two_way(rows: &[Vec<u32>], i: (usize, usize), j: (usize, usize)) -> Vec<i64> {
+    marginal(rows, &[i, j])
 }
 
 /// Counts of the values of `columns` (each with its domain size), row-major: the first
@@ -534,15 +520,18 @@ pub fn fit(
     let mut margins: Vec<Vec<f64>> = vec![Vec::new(); d];
     for &c in &columns {
         let cols = with_hub(&[(c, domains[c])]);
-        let noisy = noise(cal.measure, cal.sigma_one[c], k)?.0(&marginal(rows, &cols))?;
-        margins[c] = noisy.iter().map(|v| *v as f64).collect();
+        let (draw, loss) = noise(cal.measure, cal.sigma_one[c], k)?;
+        margins[c] = draw(&marginal(rows, &cols))?
+            .iter()
+            .map(|v| *v as f64)
+            .collect();
         let ids = cols.iter().map(|(i, _)| *i).collect();
         measurements.push(Measurement::marginal(
             cal.measure,
             ids,
             cal.sigma_one[c],
-            k,
-        )?);
+            loss,
+        ));
     }
     // The row count: the mean of the margins' noisy totals (unbiased; clipping the noise at
     // zero first would add the positive half of every empty cell's noise).
@@ -633,34 +622,19 @@ pub fn fit(
     // 3. The noisy tables of the tree's edges (with the hub: per context), oriented from the
     // root.
     let root = columns[0];
-    let mut oriented = Vec::new();
-    let mut reached = vec![false; d];
-    reached[root] = true;
-    let mut frontier = vec![root];
-    while let Some(p) = frontier.pop() {
-        for (a, b) in &tree {
-            let c = if *a == p {
-                *b
-            } else if *b == p {
-                *a
-            } else {
-                continue;
-            };
-            if !reached[c] {
-                reached[c] = true;
-                oriented.push((p, c));
-                frontier.push(c);
-            }
-        }
-    }
-    let (noise_two, _) = noise(cal.measure, cal.sigma_two, k)?;
+    let (noise_two, loss_two) = noise(cal.measure, cal.sigma_two, k)?;
     let mut tables = Vec::new();
-    for (p, c) in oriented {
+    for (p, c) in orient(&tree, root, d) {
         let cols = with_hub(&[(p, domains[p]), (c, domains[c])]);
         let noisy = noise_two(&marginal(rows, &cols))?;
         tables.push((p, c, noisy.iter().map(|v| *v as f64).collect::<Vec<f64>>()));
         let ids = cols.iter().map(|(i, _)| *i).collect();
-        measurements.push(Measurement::marginal(cal.measure, ids, cal.sigma_two, k)?);
+        measurements.push(Measurement::marginal(
+            cal.measure,
+            ids,
+            cal.sigma_two,
+            loss_two,
+        ));
     }
     // 4. Estimation (post-processing). Each column's margin is measured once directly and once
     // more in every table it is in (summed over the other column, with that many times the
@@ -723,30 +697,12 @@ pub fn fit(
             }
         }
     }
-    // Each table, per context: every parent row made non-negative and consistent with the
-    // parent's count, then fitted to both columns' margins (iterative proportional fitting);
-    // its rows are the child's distribution given the context and the parent.
-    let mut edges = Vec::new();
-    for (p, c, m) in tables {
-        let (np, nc) = (domains[p], domains[c]);
-        let mut conditional = Vec::with_capacity(contexts * np);
-        for t in 0..contexts {
-            let parent = &margins[p][t * np..(t + 1) * np];
-            let child = &margins[c][t * nc..(t + 1) * nc];
-            let mut joint: Vec<Vec<f64>> = (0..np)
-                .map(|a| project(&m[(t * np + a) * nc..(t * np + a + 1) * nc], parent[a]))
-                .collect();
-            fit_margins(&mut joint, parent, child);
-            conditional.extend(joint.iter().map(|row| {
-                if row.iter().any(|v| *v > 0.0) {
-                    normalized(row)
-                } else {
-                    normalized(child)
-                }
-            }));
-        }
-        edges.push((p, c, conditional));
-    }
+    // Each table fitted to its columns' margins: the child's distribution given the context
+    // and the parent.
+    let edges = tables
+        .into_iter()
+        .map(|(p, c, m)| (p, c, conditionals(&m, &margins[p], &margins[c], contexts)))
+        .collect();
     Ok(Model {
         domains: domains.to_vec(),
         members,
@@ -758,6 +714,54 @@ pub fn fit(
         root,
         measurements,
     })
+}
+
+/// The tree's edges as (parent, child), each parent reached before its children, from `root`.
+fn orient(tree: &[(usize, usize)], root: usize, d: usize) -> Vec<(usize, usize)> {
+    let mut oriented = Vec::new();
+    let mut reached = vec![false; d];
+    reached[root] = true;
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(a, b) in tree {
+            let c = match (a == p, b == p) {
+                (true, _) => b,
+                (_, true) => a,
+                _ => continue,
+            };
+            if !reached[c] {
+                reached[c] = true;
+                oriented.push((p, c));
+                frontier.push(c);
+            }
+        }
+    }
+    oriented
+}
+
+/// The child's distribution given the context and the parent, one row per context × parent
+/// value, from a noisy table of (context, parent, child): per context, every parent row made
+/// non-negative and consistent with the parent's count, then fitted to both columns' margins
+/// (iterative proportional fitting).
+fn conditionals(table: &[f64], parent: &[f64], child: &[f64], contexts: usize) -> Vec<Vec<f64>> {
+    let (np, nc) = (parent.len() / contexts, child.len() / contexts);
+    let mut out = Vec::with_capacity(contexts * np);
+    for t in 0..contexts {
+        let parent = &parent[t * np..(t + 1) * np];
+        let child = &child[t * nc..(t + 1) * nc];
+        let mut joint: Vec<Vec<f64>> = (0..np)
+            .map(|a| project(&table[(t * np + a) * nc..(t * np + a + 1) * nc], parent[a]))
+            .collect();
+        fit_margins(&mut joint, parent, child);
+        out.extend(joint.iter().map(|row| {
+            if row.iter().any(|v| *v > 0.0) {
+                normalized(row)
+            } else {
+                normalized(child)
+            }
+        }));
+    }
+    out
 }
 
 /// A pair's L1 error if it were independent within each context: the distance between its
