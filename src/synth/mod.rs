@@ -884,8 +884,32 @@ fn allot(rng: &mut impl Rng, p: &[f64], m: usize) -> Vec<u32> {
     values
 }
 
-/// Sets column `column` of `rows`: the rows are grouped by `group` (below `groups`), and each
-/// group's values are allotted from its distribution `p(group)`.
+/// One value per row: the rows are grouped by `group` (below `groups`), and each group's
+/// values are allotted from its distribution `p(group)`.
+fn allot_by_group(
+    rng: &mut impl Rng,
+    rows: &[Vec<u32>],
+    groups: usize,
+    group: impl Fn(&[u32]) -> usize,
+    p: impl Fn(usize) -> Vec<f64>,
+) -> Vec<u32> {
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); groups];
+    for (i, r) in rows.iter().enumerate() {
+        members[group(r)].push(i);
+    }
+    let mut drawn = vec![0u32; rows.len()];
+    for (g, ids) in members.iter().enumerate() {
+        if ids.is_empty() {
+            continue;
+        }
+        for (i, v) in ids.iter().zip(allot(rng, &p(g), ids.len())) {
+            drawn[*i] = v;
+        }
+    }
+    drawn
+}
+
+/// Sets column `column` of `rows` with [`allot_by_group`].
 fn assign(
     rng: &mut impl Rng,
     rows: &mut [Vec<u32>],
@@ -894,17 +918,9 @@ fn assign(
     group: impl Fn(&[u32]) -> usize,
     p: impl Fn(usize) -> Vec<f64>,
 ) {
-    let mut members: Vec<Vec<usize>> = vec![Vec::new(); groups];
-    for (i, r) in rows.iter().enumerate() {
-        members[group(r)].push(i);
-    }
-    for (g, ids) in members.iter().enumerate() {
-        if ids.is_empty() {
-            continue;
-        }
-        for (i, v) in ids.iter().zip(allot(rng, &p(g), ids.len())) {
-            rows[*i][column] = v;
-        }
+    let drawn = allot_by_group(rng, rows, groups, group, p);
+    for (r, v) in rows.iter_mut().zip(drawn) {
+        r[column] = v;
     }
 }
 
@@ -950,20 +966,15 @@ pub fn sample(model: &Model, n: usize, seed: u64) -> Vec<Vec<u32>> {
             }
             continue;
         }
-        let merged: Vec<u32> = rows.iter().map(|r| r[i]).collect();
-        let mut picks = vec![0u32; n];
-        let mut by_group: Vec<Vec<usize>> = vec![Vec::new(); groups.len()];
-        for (row, g) in merged.iter().enumerate() {
-            by_group[*g as usize].push(row);
-        }
-        for (g, ids) in by_group.iter().enumerate() {
-            let w: Vec<f64> = groups[g].iter().map(|(_, w)| *w).collect();
-            for (row, m) in ids.iter().zip(allot(&mut rng, &normalized(&w), ids.len())) {
-                picks[*row] = groups[g][m as usize].0;
-            }
-        }
-        for (r, v) in rows.iter_mut().zip(picks) {
-            r[i] = v;
+        let member = allot_by_group(
+            &mut rng,
+            &rows,
+            groups.len(),
+            |r| r[i] as usize,
+            |g| normalized(&groups[g].iter().map(|(_, w)| *w).collect::<Vec<_>>()),
+        );
+        for (r, m) in rows.iter_mut().zip(member) {
+            r[i] = groups[r[i] as usize][m as usize].0;
         }
     }
     rows
