@@ -182,13 +182,6 @@ fn unsupported(plan: &Plan, engine: &str) -> Result<(), RunError> {
     }
 }
 
-fn lineage_error(opts: &RunOptions, e: impl ToString) -> RunError {
-    RunError::Lineage {
-        path: opts.lineage_db.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
 /// Starts a run of `plan` on `engine`, whose process is `pid`: journals it and gives the
 /// engine its plan and staging places. Nothing is recorded until [`commit`] (or until the next
 /// command finds `pid` gone and records the run as failed).
@@ -204,7 +197,7 @@ pub fn begin(plan: &Plan, opts: &RunOptions, engine: &str, pid: u32) -> Result<B
     if !collisions.is_empty() {
         return Err(RunError::PathCollision(collisions.join("\n")));
     }
-    let mut store = Store::open(&opts.lineage_db).map_err(|e| lineage_error(opts, e))?;
+    let mut store = Store::open(&opts.lineage_db).map_err(|e| RunError::lineage(opts, e))?;
     recover_interrupted(&opts.state_dir, &mut store);
     let rows = row_plan(plan, opts)?;
     // A release OpenDP refuses fails here, before the engine starts.
@@ -342,7 +335,7 @@ pub fn commit(
     let mut store = match Store::open(&opts.lineage_db) {
         Ok(s) => s,
         Err(e) => {
-            let error = lineage_error(opts, e);
+            let error = RunError::lineage(opts, e);
             let summary = summary(&record, None);
             return Err(Box::new(RunFailure { error, summary }));
         }

@@ -174,6 +174,16 @@ pub enum RunError {
     },
 }
 
+impl RunError {
+    /// The lineage store of `opts` failed with `e`.
+    pub(crate) fn lineage(opts: &RunOptions, e: impl ToString) -> RunError {
+        RunError::Lineage {
+            path: opts.lineage_db.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl From<EngineError> for RunError {
     /// An engine's errors keep their kind (and message) in the run's.
     fn from(e: EngineError) -> RunError {
@@ -248,10 +258,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
     let mut store = match Store::open(&opts.lineage_db) {
         Ok(s) => s,
         Err(e) => {
-            let error = RunError::Lineage {
-                path: opts.lineage_db.display().to_string(),
-                message: e.to_string(),
-            };
+            let error = RunError::lineage(opts, e);
             return Err(fail(&mut record, error, None));
         }
     };
@@ -276,10 +283,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary, Box<RunFailure>
     let erased = match store.erased_keys() {
         Ok(keys) => Arc::new(keys),
         Err(e) => {
-            let error = RunError::Lineage {
-                path: opts.lineage_db.display().to_string(),
-                message: e.to_string(),
-            };
+            let error = RunError::lineage(opts, e);
             return Err(fail(&mut record, error, Some(&mut store)));
         }
     };
@@ -503,10 +507,7 @@ pub fn row_plan(
     let erased = if opts.lineage_db.exists() {
         Store::open(&opts.lineage_db)
             .and_then(|s| s.erased_keys())
-            .map_err(|e| RunError::Lineage {
-                path: opts.lineage_db.display().to_string(),
-                message: e.to_string(),
-            })?
+            .map_err(|e| RunError::lineage(opts, e))?
     } else {
         HashSet::new()
     };
