@@ -65,6 +65,7 @@ pub(super) fn account(
 impl Counts {
     /// Puts the counts in the lineage record (rows written only once committed).
     pub fn record(&self, record: &mut RunRecord) {
+        record.rows_read = self.rows_read;
         record.dropped = self.dropped.clone();
         record.quarantined = self.quarantined;
         let stage = |stage: &str, rows: u64| StageRows {

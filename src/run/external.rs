@@ -486,7 +486,6 @@ fn check_and_stage(
         dropped,
         report,
     };
-    record.rows_read = counts.rows_read;
     counts.record(record);
     let quarantine_path = plan.output.quarantine_path.display().to_string();
     if counts.too_many_bad(plan) {
