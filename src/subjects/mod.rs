@@ -347,10 +347,21 @@ pub fn export(
     id: &str,
     key: Option<&crate::identity::Key>,
 ) -> Result<Bundle, ExportError> {
-    let hasher = SubjectHasher::new(&resolve_index_key(state_dir).map_err(FindError::from)?);
     let records = store.indexed_records().map_err(FindError::from)?;
+    export_from(&records, store, state_dir, id, key)
+}
+
+/// [`export`] over the store's indexed `records`, already read.
+fn export_from(
+    records: &[(i64, RunRecord)],
+    store: &Store,
+    state_dir: &Path,
+    id: &str,
+    key: Option<&crate::identity::Key>,
+) -> Result<Bundle, ExportError> {
+    let hasher = SubjectHasher::new(&resolve_index_key(state_dir).map_err(FindError::from)?);
     let dir = index::index_dir(store.path());
-    let finding = find_in(&records, &dir, &hasher, &[id.to_owned()])?
+    let finding = find_in(records, &dir, &hasher, &[id.to_owned()])?
         .pop()
         .unwrap_or(Finding {
             subject: 1,
@@ -365,7 +376,7 @@ pub fn export(
         let record = records
             .iter()
             .find(|(seq, _)| *seq == holding.seq)
-            .map(|(_, r)| source_record(&records, r, &holding.path));
+            .map(|(_, r)| source_record(records, r, &holding.path));
         let picked = match record {
             Some(record) => pick(&holding, record, (id.trim(), state_dir), key)?,
             None => Err("the run's record is gone".to_string()),
@@ -436,8 +447,8 @@ pub fn surrogates_of(
     column: &str,
     key: Option<&crate::identity::Key>,
 ) -> Result<SurrogateAnswer, ExportError> {
-    let bundle = export(store, state_dir, id, key)?;
     let records = store.indexed_records().map_err(FindError::from)?;
+    let bundle = export_from(&records, store, state_dir, id, key)?;
     let mut outputs = Vec::new();
     for o in bundle.outputs {
         // DP releases and synthetic tables hold no subject's rows.
