@@ -475,6 +475,22 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The answer as JSON on standard output, or the error on standard error and exit code 1.
+fn json_or_fail(
+    answer: Result<impl serde::Serialize, impl std::fmt::Display>,
+) -> anyhow::Result<ExitCode> {
+    match answer {
+        Ok(a) => {
+            print_json(&a)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 fn config_error(d: &privprep::Diagnostics, format: Format) -> ExitCode {
     if format == Format::Json {
         let _ = print_json(&serde_json::json!({"valid": false, "errors": d.0}));
@@ -570,16 +586,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             format: PlanFormat::Json,
         } => match privprep::validate(&file) {
             Err(d) => Ok(config_error(&d, Format::Json)),
-            Ok(plan) => match privprep::row_plan(&plan, &run_options(&g, &lineage_db, key_file)) {
-                Ok(rows) => {
-                    print_json(&rows)?;
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    Ok(ExitCode::from(1))
-                }
-            },
+            Ok(plan) => json_or_fail(privprep::row_plan(
+                &plan,
+                &run_options(&g, &lineage_db, key_file),
+            )),
         },
         Command::External(ExternalCommand::Begin {
             file,
@@ -590,16 +600,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Err(d) => Ok(config_error(&d, Format::Json)),
             Ok(plan) => {
                 let opts = run_options(&g, &lineage_db, key_file);
-                match privprep::run::external::begin(&plan, &opts, &engine, pid) {
-                    Ok(begun) => {
-                        print_json(&begun)?;
-                        Ok(ExitCode::SUCCESS)
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        Ok(ExitCode::from(1))
-                    }
-                }
+                json_or_fail(privprep::run::external::begin(&plan, &opts, &engine, pid))
             }
         },
         Command::External(ExternalCommand::Commit {
