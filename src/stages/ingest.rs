@@ -141,26 +141,15 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
         (None, Some(first)) => Some(spec::resolve(&spec::base_dir(first), "manifest.toml")),
         (None, None) => None,
     };
-    let manifest = match manifest_path {
-        Some(p) if !p.exists() => {
-            let span = s
-                .source
-                .manifest
-                .as_ref()
-                .map(|m| m.span())
-                .unwrap_or(s.source.path.span());
-            diags.push(at(span, format!("manifest `{}` does not exist", p.display())).hint("every source needs a dataset manifest; `privprep datagen` writes one, or set manifest = \"path\" in [source]"));
-            None
-        }
-        Some(p) => match Manifest::load(&p) {
-            Ok(m) => Some(m),
-            Err(ds) => {
-                diags.0.extend(ds.0);
-                None
-            }
-        },
-        None => None,
-    };
+    let manifest = manifest_path.and_then(|p| {
+        let span = s
+            .source
+            .manifest
+            .as_ref()
+            .map(|m| m.span())
+            .unwrap_or(s.source.path.span());
+        load_manifest(file, &p, span, "every source needs a dataset manifest; `privprep datagen` writes one, or set manifest = \"path\" in [source]", diags)
+    });
 
     let (Some(manifest), Some(format)) = (manifest, format) else {
         return Err(Halt);
@@ -237,6 +226,34 @@ fn resolve(r: &mut Resolution) -> Result<(), Halt> {
     Ok(())
 }
 
+/// The dataset manifest at `path`, or its diagnostics (`hint` when it does not exist, at
+/// `span` of the pipeline file).
+fn load_manifest(
+    file: &PipelineFile,
+    path: &Path,
+    span: std::ops::Range<usize>,
+    hint: &str,
+    diags: &mut Diagnostics,
+) -> Option<Manifest> {
+    if !path.exists() {
+        diags.push(
+            file.at(
+                span,
+                format!("manifest `{}` does not exist", path.display()),
+            )
+            .hint(hint),
+        );
+        return None;
+    }
+    match Manifest::load(path) {
+        Ok(m) => Some(m),
+        Err(ds) => {
+            diags.0.extend(ds.0);
+            None
+        }
+    }
+}
+
 /// The CSV field separator of `[source]` (`,` unless given).
 fn separator_of(file: &PipelineFile) -> u8 {
     file.spec
@@ -302,23 +319,14 @@ fn resolve_remote(r: &mut Resolution, remote: Vec<String>) -> Result<(), Halt> {
         return Err(Halt);
     };
     let path = spec::resolve(&r.base, m.get_ref());
-    let manifest = if !path.exists() {
-        r.diags.push(
-            at(
-                m.span(),
-                format!("manifest `{}` does not exist", path.display()),
-            )
-            .hint("every source needs a dataset manifest"),
-        );
+    let Some(manifest) = load_manifest(
+        file,
+        &path,
+        m.span(),
+        "every source needs a dataset manifest",
+        &mut r.diags,
+    ) else {
         return Err(Halt);
-    } else {
-        match Manifest::load(&path) {
-            Ok(m) => m,
-            Err(ds) => {
-                r.diags.0.extend(ds.0);
-                return Err(Halt);
-            }
-        }
     };
     let separator = separator_of(file);
     r.paths.push(NamedPath::read(
