@@ -262,15 +262,14 @@ fn table(
 
     // The utility report: computed on the real rows, so it is for the data owner only.
     let (one_way, mean_two_way) = synth::utility(&rows, &sampled, &domains);
-    let real: Vec<Vec<u32>> = rows.iter().map(|r| r.to_vec()).collect();
     let tstr = t.predict.as_ref().and_then(|target| {
         let i = names.iter().position(|n| n == target)?;
         Some(serde_json::json!({
             "target": target,
             "trained_on": "the synthetic rows; accuracy on the real rows",
-            "naive_bayes_accuracy": synth::naive_bayes_accuracy(&sampled, &real, i, &domains),
-            "logistic_regression_accuracy": synth::logistic_accuracy(&sampled, &real, i, &domains),
-            "majority_class": majority(&real, i, domains[i]),
+            "naive_bayes_accuracy": synth::naive_bayes_accuracy(&sampled, &rows, i, &domains),
+            "logistic_regression_accuracy": synth::logistic_accuracy(&sampled, &rows, i, &domains),
+            "majority_class": majority(&rows, i, domains[i]),
         }))
     });
     let report = serde_json::json!({
