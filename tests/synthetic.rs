@@ -28,8 +28,16 @@ fn chain_dataset(dir: &Path, cap: &str) {
         csv.push_str(&format!("{},{},{},{}\n", r[0], r[1], r[2], r[3]));
     }
     std::fs::write(data.join("chain.csv"), csv).unwrap();
+    let values = "values = [\"0\", \"1\", \"2\", \"3\"]";
+    let columns = ["a", "b", "c", "d"].map(|c| (c, "int64", "quasi_identifier", values));
+    write_manifest(&data, "chain", cap, &columns);
+}
+
+/// A manifest for `dir`: dataset `id`, each row its own privacy unit, consent for research
+/// under a stated basis, the `extra` lines, and columns of (name, type, class, more lines).
+fn write_manifest(dir: &Path, id: &str, extra: &str, columns: &[(&str, &str, &str, &str)]) {
     let mut manifest = format!(
-        r#"dataset_id = "chain"
+        r#"dataset_id = "{id}"
 owner = "o"
 license = "l"
 origin = "generated"
@@ -37,15 +45,15 @@ collected_at = "2026-01-01"
 privacy_unit = "row"
 provenance_tag = "lab"
 consent = {{ basis = "synthetic test data", purposes = ["research"] }}
-{cap}
+{extra}
 "#
     );
-    for c in ["a", "b", "c", "d"] {
+    for (name, ty, class, more) in columns {
         manifest.push_str(&format!(
-            "\n[[columns]]\nname = \"{c}\"\ntype = \"int64\"\nclass = \"quasi_identifier\"\nvalues = [\"0\", \"1\", \"2\", \"3\"]\n"
+            "\n[[columns]]\nname = \"{name}\"\ntype = \"{ty}\"\nclass = \"{class}\"\n{more}\n"
         ));
     }
-    std::fs::write(data.join("manifest.toml"), manifest).unwrap();
+    std::fs::write(dir.join("manifest.toml"), manifest).unwrap();
 }
 
 fn pipeline(w: &Work, name: &str, privacy: &str) -> PathBuf {
@@ -445,35 +453,16 @@ fn dates_and_datetimes_are_binned_by_public_iso_edges() {
         ));
     }
     std::fs::write(data.join("dated.csv"), csv).unwrap();
-    std::fs::write(
-        data.join("manifest.toml"),
-        r#"dataset_id = "dated"
-owner = "o"
-license = "l"
-origin = "generated"
-collected_at = "2026-01-01"
-privacy_unit = "row"
-provenance_tag = "lab"
-consent = { basis = "synthetic test data", purposes = ["research"] }
-
-[[columns]]
-name = "born"
-type = "date"
-class = "quasi_identifier"
-
-[[columns]]
-name = "seen"
-type = "datetime"
-class = "public"
-
-[[columns]]
-name = "grp"
-type = "string"
-class = "public"
-values = ["a", "b"]
-"#,
-    )
-    .unwrap();
+    write_manifest(
+        &data,
+        "dated",
+        "",
+        &[
+            ("born", "date", "quasi_identifier", ""),
+            ("seen", "datetime", "public", ""),
+            ("grp", "string", "public", "values = [\"a\", \"b\"]"),
+        ],
+    );
     let write = |edges_born: &str| {
         synthetic_pipeline(
             &w,
