@@ -509,14 +509,17 @@ pub fn engine_type(t: ColumnType) -> DataType {
     }
 }
 
-/// Typed expressions for every manifest column (aliased to the column name) plus the
-/// `__badcol` expression: index of the first column whose non-empty text did not parse.
+/// Typed expressions for every manifest column (aliased to the column name), with a flag per
+/// parsed column that says whether its text held a value (`__present{i}`), plus the
+/// `__badcol` expression over them: index of the first column whose non-empty text did not
+/// parse. Select `values` first, then add `badcol`: each value is parsed once, and its
+/// presence read without a trimmed copy of the column.
 ///
 /// `__badcol` is one flat `coalesce` over `when(failed_i).then(i)` in manifest order, so the
 /// first failing column wins and the expression is as deep for 20,000 columns as for one (a
 /// nested when/then per column overflowed the stack from about 1,750 typed columns).
-pub fn typed_columns(manifest: &Manifest, conversions: &[Conversion]) -> (Vec<Expr>, Expr) {
-    let mut typed = Vec::new();
+pub fn typed_columns(manifest: &Manifest, conversions: &[Conversion]) -> TypedColumns {
+    let mut values = Vec::new();
     let mut bad_flags: Vec<(usize, Expr)> = Vec::new();
     for (i, (c, conv)) in manifest.spec.columns.iter().zip(conversions).enumerate() {
         let name = c.name.get_ref().as_str();
@@ -525,16 +528,14 @@ pub fn typed_columns(manifest: &Manifest, conversions: &[Conversion]) -> (Vec<Ex
             Conversion::AsIs => col(name),
             Conversion::Cast => col(name).cast(engine_type(ty)),
             Conversion::Parse => {
-                let parsed = parse_expr(col(name), c);
-                let present = col(name)
-                    .is_not_null()
-                    .and(col(name).str().strip_chars(lit(NULL)).neq(lit("")));
-                bad_flags.push((i, present.and(parsed.clone().is_null())));
+                let present = present_name(i);
+                values.push(present_expr(col(name)).alias(present.as_str()));
                 // Empty text is a missing value, not an error.
-                parsed
+                bad_flags.push((i, col(present.as_str()).and(col(name).is_null())));
+                parse_expr(col(name), c)
             }
         };
-        typed.push(expr.alias(name));
+        values.push(expr.alias(name));
     }
     let none = || lit(NULL).cast(DataType::Int32);
     let mut candidates: Vec<Expr> = bad_flags
@@ -544,7 +545,39 @@ pub fn typed_columns(manifest: &Manifest, conversions: &[Conversion]) -> (Vec<Ex
     // `coalesce` needs at least one input; the trailing null also fixes the type when none is.
     candidates.push(none());
     let badcol = coalesce(&candidates).cast(DataType::Int32);
-    (typed, badcol.alias(BADCOL))
+    TypedColumns {
+        values,
+        badcol: badcol.alias(BADCOL),
+    }
+}
+
+/// What [`typed_columns`] gives.
+pub struct TypedColumns {
+    /// The typed columns and the presence flags of the parsed ones.
+    pub values: Vec<Expr>,
+    /// `__badcol`, over the columns of `values`.
+    pub badcol: Expr,
+}
+
+/// The presence flag of manifest column `i` (parsed from text).
+fn present_name(i: usize) -> String {
+    format!("__present{i}")
+}
+
+/// True where the text holds a value (anything but whitespace; null is absent).
+fn present_expr(text: Expr) -> Expr {
+    use privprep_kernels::parse;
+    text.map(
+        |c| {
+            let ca = c.str()?;
+            let out: BooleanChunked = ca
+                .iter()
+                .map(|v| Some(v.is_some_and(parse::is_present)))
+                .collect();
+            Ok(out.with_name(ca.name().clone()).into_column())
+        },
+        |_: &Schema, field: &Field| Ok(Field::new(field.name().clone(), DataType::Boolean)),
+    )
 }
 
 fn parse_expr(text: Expr, c: &ManifestColumn) -> Expr {
@@ -700,9 +733,11 @@ mod tests {
         let out = std::thread::Builder::new()
             .stack_size(2 << 20)
             .spawn(move || {
-                let (mut typed, badcol) = typed_columns(&m, &conversions);
-                typed.push(badcol);
-                df.lazy().select(typed).collect()
+                let typed = typed_columns(&m, &conversions);
+                df.lazy()
+                    .select(typed.values)
+                    .with_column(typed.badcol)
+                    .collect()
             })
             .unwrap()
             .join()
@@ -710,7 +745,8 @@ mod tests {
             .unwrap();
         let bad: Vec<Option<i32>> = out.column(BADCOL).unwrap().i32().unwrap().iter().collect();
         assert_eq!(bad, vec![None, Some(7), Some(2999), None]);
-        assert_eq!(out.width(), n + 1);
+        // Each column, a presence flag per parsed one, and `__badcol`.
+        assert_eq!(out.width(), n + (n - 1) + 1);
         assert!(
             started.elapsed() < std::time::Duration::from_secs(60),
             "took {:?}",
@@ -721,10 +757,14 @@ mod tests {
     #[test]
     fn badcol_without_typed_columns_is_null() {
         let m = wide_manifest(1);
-        let (mut typed, badcol) = typed_columns(&m, &[Conversion::AsIs]);
-        typed.push(badcol);
+        let typed = typed_columns(&m, &[Conversion::AsIs]);
         let df = df!("c0" => ["a", "b"]).unwrap();
-        let out = df.lazy().select(typed).collect().unwrap();
+        let out = df
+            .lazy()
+            .select(typed.values)
+            .with_column(typed.badcol)
+            .collect()
+            .unwrap();
         assert_eq!(out.column(BADCOL).unwrap().null_count(), 2);
         assert_eq!(out.column(BADCOL).unwrap().dtype(), &DataType::Int32);
     }

@@ -201,6 +201,70 @@ impl CsvScanner {
         }
     }
 
+    /// A scanner for a part of the file that starts at byte `offset`, as if at the start of a
+    /// data record of `expected` fields; its lines and records count from the part's start
+    /// until [`CsvScanner::append`] puts them after the parts before it.
+    fn part(first: &CsvScanner, expected: u64, offset: u64) -> Self {
+        let mut sc = CsvScanner::new(first.sep, false);
+        sc.names = first.names.clone();
+        sc.expected = Some(expected);
+        sc.offset = offset;
+        sc.record_start = offset;
+        sc
+    }
+
+    /// True when the bytes fed so far end a record outside quotes: the next byte starts one.
+    fn at_record_start(&self) -> bool {
+        !self.in_quotes
+            && self.record_empty
+            && self.fields == 1
+            && self.invalid_field.is_none()
+            && self.utf8_carry.is_empty()
+            && self.header_done
+    }
+
+    /// Takes on `part`, a scan of the bytes right after this one's (started with
+    /// [`CsvScanner::part`] where this one is [`at_record_start`](Self::at_record_start)):
+    /// its records, lines and findings numbered after this one's, and its state.
+    fn append(&mut self, part: CsvScanner) {
+        let first_line = if self.has_header { 2 } else { 1 };
+        let (lines_before, records_before) = (self.line - 1, self.records);
+        // Extra lines before a record: the part counted its own from its first line.
+        let base = lines_before + 1 - first_line - records_before;
+        let mut shifts = Vec::with_capacity(part.shifts.len() + 1);
+        if part.shifts.first().map(|s| s.0) != Some(0) {
+            shifts.push((records_before, base));
+        }
+        shifts.extend(
+            part.shifts
+                .iter()
+                .map(|&(r, e)| (r + records_before, e + base)),
+        );
+        for (r, e) in shifts {
+            if self.shifts.last().map_or(0, |s| s.1) != e {
+                self.shifts.push((r, e));
+            }
+        }
+        self.bad.extend(part.bad.into_iter().map(|mut b| {
+            b.record += records_before;
+            b.line += lines_before;
+            b
+        }));
+        self.spans.extend(part.spans);
+        self.unreadable |= part.unreadable;
+        self.in_quotes = part.in_quotes;
+        self.quote_line = part.quote_line + lines_before;
+        self.fields = part.fields;
+        self.record_empty = part.record_empty;
+        self.invalid_field = part.invalid_field;
+        self.line = part.line + lines_before;
+        self.record_start_line = part.record_start_line + lines_before;
+        self.record_start = part.record_start;
+        self.offset = part.offset;
+        self.utf8_carry = part.utf8_carry;
+        self.records = records_before + part.records;
+    }
+
     /// Positions (within `bytes`) where an invalid UTF-8 sequence starts; a sequence that began
     /// in the previous chunk and turns out invalid is reported at 0. A sequence cut by the end
     /// of `bytes` is carried over to the next chunk.
@@ -406,6 +470,7 @@ impl CsvScanner {
 }
 
 /// What the CSV scanner found.
+#[derive(Debug, PartialEq)]
 struct CsvScan {
     records: u64,
     bad: Vec<BadRecord>,
@@ -428,8 +493,17 @@ pub fn scan_csv(path: &Path, sep: u8, has_header: bool, hash: bool) -> std::io::
         // validate.
         scanner.names = csv_header(path, sep).unwrap_or_default();
     }
-    let (bytes, sha256) = read_hashing(path, hash, |chunk| scanner.feed(chunk))?;
-    let scan = scanner.finish();
+    let parallel = !hash && has_header && !scanner.names.is_empty();
+    let (bytes, sha256, scan) = match parallel_parts(path, PART_BYTES)? {
+        Some((file, len, bounds)) if parallel => {
+            let scan = scan_parts(&file, scanner, &bounds)?;
+            (len, String::new(), scan)
+        }
+        _ => {
+            let (bytes, sha256) = read_hashing(path, hash, |chunk| scanner.feed(chunk))?;
+            (bytes, sha256, scanner.finish())
+        }
+    };
     Ok(PreScan {
         bytes,
         sha256,
@@ -440,6 +514,103 @@ pub fn scan_csv(path: &Path, sep: u8, has_header: bool, hash: bool) -> std::io::
         spans: scan.spans,
         unreadable: scan.unreadable,
     })
+}
+
+/// Files at least this large are pre-scanned in parts, one per thread.
+const PART_BYTES: u64 = 32 << 20;
+
+/// The file, its length and the starts of its parts (each just after a newline; the first is
+/// 0), when it is large enough to be scanned in parts on this machine's threads.
+fn parallel_parts(path: &Path, min_part: u64) -> std::io::Result<Option<(File, u64, Vec<u64>)>> {
+    let threads = rayon::current_num_threads() as u64;
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    if threads < 2 || len < 2 * min_part {
+        return Ok(None);
+    }
+    let parts = threads.min(len / min_part);
+    let mut bounds = vec![0];
+    for k in 1..parts {
+        if let Some(b) = next_line_start(&file, len * k / parts, len)? {
+            if b > *bounds.last().unwrap_or(&0) && b < len {
+                bounds.push(b);
+            }
+        }
+    }
+    Ok((bounds.len() > 1).then_some((file, len, bounds)))
+}
+
+/// The offset just after the first newline at or after `from`.
+fn next_line_start(file: &File, from: u64, len: u64) -> std::io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut at = from;
+    while at < len {
+        let n = file.read_at(&mut buf, at)?;
+        if n == 0 {
+            break;
+        }
+        if let Some(k) = memchr::memchr(b'\n', &buf[..n]) {
+            return Ok(Some(at + k as u64 + 1));
+        }
+        at += n as u64;
+    }
+    Ok(None)
+}
+
+/// Feeds `scanner` the bytes `[start, end)` of `file`, in chunks.
+fn feed_range(file: &File, scanner: &mut CsvScanner, start: u64, end: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; CHUNK];
+    let mut at = start;
+    while at < end {
+        let want = ((end - at) as usize).min(CHUNK);
+        let n = file.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            return Err(std::io::Error::other("the file changed while it was read"));
+        }
+        scanner.feed(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// Scans the parts of a file at once: the first with `first` (which reads the header), each
+/// other with a scanner of its own that starts as if at the start of a record. A part whose
+/// start turns out to be inside a quoted field (a newline in a value) is scanned again, with
+/// those after it, by the scanner of the parts before it. The joined result is the one
+/// scanning the file in one go gives.
+fn scan_parts(file: &File, first: CsvScanner, bounds: &[u64]) -> std::io::Result<CsvScan> {
+    let len = file.metadata()?.len();
+    let ends: Vec<u64> = bounds.iter().skip(1).copied().chain([len]).collect();
+    let expected = first.names.len() as u64;
+    let mut scanners = vec![first];
+    for &b in &bounds[1..] {
+        scanners.push(CsvScanner::part(&scanners[0], expected, b));
+    }
+    let results: Vec<std::io::Result<CsvScanner>> = {
+        use rayon::prelude::*;
+        scanners
+            .into_par_iter()
+            .zip(bounds.par_iter().zip(&ends))
+            .map(|(mut sc, (&start, &end))| feed_range(file, &mut sc, start, end).map(|()| sc))
+            .collect()
+    };
+    let mut parts = results.into_iter().zip(bounds.iter().zip(&ends));
+    let Some((first, _)) = parts.next() else {
+        return Err(std::io::Error::other("no part to scan"));
+    };
+    let mut joined = first?;
+    for (part, (&start, &end)) in parts {
+        let part = part?;
+        if joined.at_record_start() && joined.expected == Some(expected) {
+            joined.append(part);
+        } else {
+            // The guess was wrong: go on from where the scan really is.
+            feed_range(file, &mut joined, start, end)?;
+        }
+    }
+    Ok(joined.finish())
 }
 
 /// Copies `src` to `dst` without the byte ranges `spans` (sorted, not overlapping): the CSV
@@ -748,6 +919,70 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(text.as_bytes()).unwrap();
         f
+    }
+
+    /// One field of a generated CSV record: plain, quoted with a separator, a newline or an
+    /// escaped quote, empty, or holding a byte that is not UTF-8.
+    fn field(kind: u8, i: usize) -> Vec<u8> {
+        match kind {
+            0 => format!("v{i}").into_bytes(),
+            1 => format!("\"a,{i}\"").into_bytes(),
+            2 => format!("\"line\n{i}\"").into_bytes(),
+            3 => format!("\"say \"\"{i}\"\"\"").into_bytes(),
+            4 => Vec::new(),
+            5 => vec![b'x', 0xff, b'y'],
+            _ => "é€".as_bytes().to_vec(),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Scanning a file in parts, wherever they start (inside quoted values too), finds what
+        /// one scan from start to end finds: records, bad records with their lines, byte spans
+        /// and line shifts.
+        #[test]
+        fn a_scan_in_parts_equals_one_scan(
+            records in proptest::collection::vec(
+                (proptest::collection::vec(0u8..7, 1..5), 0u8..8), 1..40),
+            cuts in proptest::collection::vec(0usize..1000, 1..6),
+            unterminated in proptest::bool::ANY,
+        ) {
+            let mut bytes = b"a,b,c\n".to_vec();
+            for (i, (fields, end)) in records.iter().enumerate() {
+                // Mostly three fields; sometimes fewer or more.
+                let row: Vec<Vec<u8>> = (0..3).map(|k| field(*fields.get(k).unwrap_or(&0), i)).chain(
+                    (fields.len() == 4).then(|| field(fields[3], i))).take(if fields.len() == 1 { 2 } else { 4 }).collect();
+                bytes.extend(row.join(&b',')[..].iter());
+                bytes.extend_from_slice(match end { 0 => b"\r\n".as_slice(), 1 => b"\n\n", _ => b"\n" });
+            }
+            if unterminated {
+                bytes.extend_from_slice(b"x,\"open,1\n2,3\n");
+            }
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            f.write_all(&bytes).unwrap();
+            let whole = {
+                let mut sc = CsvScanner::new(b',', true);
+                sc.names = csv_header(f.path(), b',').unwrap();
+                read_hashing(f.path(), false, |c| sc.feed(c)).unwrap();
+                sc.finish()
+            };
+            let file = File::open(f.path()).unwrap();
+            let len = bytes.len() as u64;
+            let mut bounds = vec![0u64];
+            let mut at: Vec<u64> = cuts.iter().map(|c| (*c as u64 * len) / 1000).collect();
+            at.sort();
+            for a in at {
+                if let Some(b) = next_line_start(&file, a.max(1), len).unwrap() {
+                    if b > *bounds.last().unwrap() && b < len {
+                        bounds.push(b);
+                    }
+                }
+            }
+            let mut first = CsvScanner::new(b',', true);
+            first.names = csv_header(f.path(), b',').unwrap();
+            let parts = scan_parts(&file, first, &bounds).unwrap();
+            proptest::prop_assert_eq!(parts, whole);
+        }
     }
 
     #[test]

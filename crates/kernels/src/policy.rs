@@ -85,12 +85,12 @@ pub const STATUSES: usize = 2 + DropReason::ALL.len();
 /// True when a `sep`-separated purposes list includes `purpose` (trimmed, ASCII case-insensitive).
 pub fn purposes_include(list: &str, sep: &str, purpose: &str) -> bool {
     list.split(sep)
-        .any(|p| p.trim().eq_ignore_ascii_case(purpose))
+        .any(|p| crate::parse::trim(p).eq_ignore_ascii_case(purpose))
 }
 
 /// True when `value` (trimmed) equals one of `allowed`, ASCII case-insensitively.
 pub fn one_of(value: &str, allowed: &[String]) -> bool {
-    let v = value.trim();
+    let v = crate::parse::trim(value);
     allowed.iter().any(|a| a.eq_ignore_ascii_case(v))
 }
 

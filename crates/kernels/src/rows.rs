@@ -642,7 +642,7 @@ impl RowEngine {
             };
             let code = if badcol[row].is_some() {
                 QUARANTINED
-            } else if subject.is_none_or(|s| s.trim().is_empty()) {
+            } else if subject.is_none_or(|s| crate::parse::trim(s).is_empty()) {
                 DropReason::MissingSubject.code()
             } else if key(&self.erased) {
                 DropReason::Erased.code()

@@ -34,7 +34,10 @@ impl Splitter {
     /// The split code (0 train, 1 validation, 2 test) of a subject id. The id is trimmed, as the
     /// policy sees it, and a missing id counts as the empty one.
     pub fn split_of(&self, subject: Option<&str>) -> i32 {
-        split_code(self.unit(subject.unwrap_or("").trim()), self.fractions)
+        split_code(
+            self.unit(crate::parse::trim(subject.unwrap_or(""))),
+            self.fractions,
+        )
     }
 
     /// A subject's position in [0, 1): the first 53 bits of its keyed MAC.

@@ -57,7 +57,7 @@ impl SubjectHasher {
     /// The key of subject `id`, normalised as the policy matches ids: surrounding whitespace
     /// is not part of it. `None` for an empty id (no subject).
     pub fn key(&self, id: &str) -> Option<u64> {
-        let id = id.trim();
+        let id = crate::parse::trim(id);
         if id.is_empty() {
             return None;
         }

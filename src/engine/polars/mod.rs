@@ -466,9 +466,9 @@ fn lower(
             .map_err(|e| EngineError::Failed(sanitize(&e.to_string(), plan)))?
     };
     let conversions: Vec<_> = plan.columns.iter().map(|c| c.conversion.clone()).collect();
-    let (typed, badcol) = ingest::typed_columns(&plan.source.manifest, &conversions);
-    let mut select = typed;
-    select.extend([col(ROW), col(FILE), badcol]);
+    let typed = ingest::typed_columns(&plan.source.manifest, &conversions);
+    let mut select = typed.values;
+    select.extend([col(ROW), col(FILE)]);
     // Each row its own privacy unit: the unit is the row's place (file, record).
     if plan.policy.row_unit {
         select.push(
@@ -486,6 +486,7 @@ fn lower(
     // Policy.
     let lf = lf
         .select(select)
+        .with_column(typed.badcol)
         .with_column(policy::status_expr(&plan.policy, BADCOL, job.erased));
     // Identity: the split.
     let mut lf = match (&plan.output.split, job.key) {

@@ -24,12 +24,13 @@ fn str_predicate(expr: Expr, f: impl Fn(&str) -> bool + Send + Sync + 'static) -
 pub fn status_expr(plan: &PolicyPlan, badcol: &str, erased: Option<&Erased>) -> Expr {
     let revoked = plan.revoked_ids();
     let subject = col(plan.subject_column.as_str());
-    let missing_subject = subject.clone().is_null().or(subject
+    // Null or blank (read without a trimmed copy of the column).
+    let missing_subject = subject
         .clone()
-        .cast(DataType::String)
-        .str()
-        .strip_chars(lit(NULL))
-        .eq(lit("")));
+        .is_null()
+        .or(str_predicate(subject.clone(), |v| {
+            !privprep_kernels::parse::is_present(v)
+        }));
     let is_erased = match erased {
         Some(e) if !e.keys.is_empty() => {
             let (hasher, keys) = (e.hasher.clone(), e.keys.clone());
@@ -39,7 +40,9 @@ pub fn status_expr(plan: &PolicyPlan, badcol: &str, erased: Option<&Erased>) -> 
         }
         _ => lit(false),
     };
-    let is_revoked = str_predicate(subject, move |v| revoked.contains(v.trim()));
+    let is_revoked = str_predicate(subject, move |v| {
+        revoked.contains(privprep_kernels::parse::trim(v))
+    });
     let status = plan.allowed_status.clone();
     // Consent by column, or for the whole dataset (then a constant).
     let bad_status = match &plan.status_column {

@@ -344,7 +344,7 @@ impl RowContext {
     /// of consecutive words and each hyphen part of at least 2 characters,
     /// as whole words); anything else is an id (exact, whole word).
     pub fn add(&mut self, value: &str) {
-        let v = value.trim();
+        let v = crate::parse::trim(value);
         if v.is_empty() {
             return;
         }
