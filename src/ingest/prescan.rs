@@ -129,9 +129,30 @@ fn read_hashing(
     Ok((total, digest))
 }
 
-/// Hash and size only (Parquet inputs, revocation lists).
+/// Hash and size only (Parquet inputs, revocation lists). The file is mapped, not read: the
+/// hash reads the page cache's pages in place, with no copy of the file through a buffer.
 pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
-    read_hashing(path, true, |_| {})
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return read_hashing(path, true, |_| {});
+    }
+    let map = map_file(&file)?;
+    let mut h = Sha256::new();
+    for chunk in map.chunks(CHUNK) {
+        h.update(chunk);
+    }
+    Ok((map.len() as u64, hex::encode(h.finalize())))
+}
+
+/// The file mapped read-only, for one pass from start to end.
+fn map_file(file: &File) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: the map is read-only and lives only for the pass over it. A file truncated
+    // meanwhile by another process would fault; the engine maps the same file to read it.
+    let map = unsafe { memmap2::Mmap::map(file)? };
+    #[cfg(unix)]
+    let _ = map.advise(memmap2::Advice::Sequential);
+    Ok(map)
 }
 
 /// Splits CSV bytes into records (RFC 4180 quoting), counts fields per record and finds fields
@@ -558,21 +579,11 @@ fn next_line_start(file: &File, from: u64, len: u64) -> std::io::Result<Option<u
     Ok(None)
 }
 
-/// Feeds `scanner` the bytes `[start, end)` of `file`, in chunks.
-fn feed_range(file: &File, scanner: &mut CsvScanner, start: u64, end: u64) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; CHUNK];
-    let mut at = start;
-    while at < end {
-        let want = ((end - at) as usize).min(CHUNK);
-        let n = file.read_at(&mut buf[..want], at)?;
-        if n == 0 {
-            return Err(std::io::Error::other("the file changed while it was read"));
-        }
-        scanner.feed(&buf[..n]);
-        at += n as u64;
+/// Feeds `scanner` the bytes `[start, end)` of the mapped file, in chunks.
+fn feed_range(map: &[u8], scanner: &mut CsvScanner, start: u64, end: u64) {
+    for chunk in map[start as usize..end as usize].chunks(CHUNK) {
+        scanner.feed(chunk);
     }
-    Ok(())
 }
 
 /// Scans the parts of a file at once: the first with `first` (which reads the header), each
@@ -581,33 +592,38 @@ fn feed_range(file: &File, scanner: &mut CsvScanner, start: u64, end: u64) -> st
 /// those after it, by the scanner of the parts before it. The joined result is the one
 /// scanning the file in one go gives.
 fn scan_parts(file: &File, first: CsvScanner, bounds: &[u64]) -> std::io::Result<CsvScan> {
-    let len = file.metadata()?.len();
+    let map = map_file(file)?;
+    let len = map.len() as u64;
+    if bounds.last().is_some_and(|&b| b >= len) {
+        return Err(std::io::Error::other("the file changed while it was read"));
+    }
     let ends: Vec<u64> = bounds.iter().skip(1).copied().chain([len]).collect();
     let expected = first.names.len() as u64;
     let mut scanners = vec![first];
     for &b in &bounds[1..] {
         scanners.push(CsvScanner::part(&scanners[0], expected, b));
     }
-    let results: Vec<std::io::Result<CsvScanner>> = {
+    let scanned: Vec<CsvScanner> = {
         use rayon::prelude::*;
         scanners
             .into_par_iter()
             .zip(bounds.par_iter().zip(&ends))
-            .map(|(mut sc, (&start, &end))| feed_range(file, &mut sc, start, end).map(|()| sc))
+            .map(|(mut sc, (&start, &end))| {
+                feed_range(&map, &mut sc, start, end);
+                sc
+            })
             .collect()
     };
-    let mut parts = results.into_iter().zip(bounds.iter().zip(&ends));
-    let Some((first, _)) = parts.next() else {
+    let mut parts = scanned.into_iter().zip(bounds.iter().zip(&ends));
+    let Some((mut joined, _)) = parts.next() else {
         return Err(std::io::Error::other("no part to scan"));
     };
-    let mut joined = first?;
     for (part, (&start, &end)) in parts {
-        let part = part?;
         if joined.at_record_start() && joined.expected == Some(expected) {
             joined.append(part);
         } else {
             // The guess was wrong: go on from where the scan really is.
-            feed_range(file, &mut joined, start, end)?;
+            feed_range(&map, &mut joined, start, end);
         }
     }
     Ok(joined.finish())

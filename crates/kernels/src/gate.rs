@@ -90,59 +90,74 @@ impl ValueHasher {
         (bytes > MIN_VALUE_BYTES).then(|| (key(h, words), (words > 1).then_some(first)))
     }
 
-    /// Keyed 64-bit hash of a word's lowercase UTF-8 bytes, eight bytes at a time through
-    /// a strong mixer (a keyed multiply-xorshift hash, many times faster than SipHash on
-    /// short words; collisions between the few million values of a run stay negligible).
-    /// Its lowest bit says whether the word is long enough to be a value on its own (see
-    /// [`LONG_WORD`]); keys do not keep that bit.
+    /// Keyed 64-bit hash of a word's lowercase UTF-8 bytes, eight bytes at a time through a
+    /// folded multiply (a keyed multiply-fold hash, many times faster than SipHash on short
+    /// words; collisions between the few million values of a run stay negligible). Its lowest
+    /// bit says whether the word is long enough to be a value on its own (see [`LONG_WORD`]);
+    /// keys do not keep that bit.
     fn word_hash(&self, word: &str) -> u64 {
         let long = u64::from(word.len() >= LONG_WORD);
         (self.word_mix(word) & !1) | long
     }
 
     fn word_mix(&self, word: &str) -> u64 {
-        let mut h = self.seed[0] ^ (word.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let mut chunk = [0u8; 8];
-        let mut n = 0;
-        let mut absorb = |b: u8, h: &mut u64| {
-            chunk[n] = b;
-            n += 1;
-            if n == 8 {
-                *h = mix(*h ^ u64::from_le_bytes(chunk)).wrapping_add(self.seed[1]);
-                n = 0;
-            }
-        };
         if word.is_ascii() {
-            // Eight bytes at a time, lowercased together: the same chunks as byte by byte.
-            let mut chunks = word.as_bytes().chunks_exact(8);
-            for c in &mut chunks {
-                let mut eight = [0u8; 8];
-                eight.copy_from_slice(c);
-                let x = ascii_lower8(u64::from_le_bytes(eight));
-                h = mix(h ^ x).wrapping_add(self.seed[1]);
-            }
-            let rest = chunks.remainder();
-            if !rest.is_empty() {
-                // The last bytes, zero-padded, as the byte-by-byte path ends.
-                let mut eight = [0u8; 8];
-                eight[..rest.len()].copy_from_slice(rest);
-                let x = ascii_lower8(u64::from_le_bytes(eight));
-                h = mix(h ^ x ^ ((rest.len() as u64) << 59));
-            }
-            return mix(h ^ self.seed[1]);
-        } else {
-            for c in word.chars().flat_map(char::to_lowercase) {
-                for b in c.encode_utf8(&mut [0u8; 4]).bytes() {
-                    absorb(b, &mut h);
-                }
-            }
+            // ASCII bytes are lowercased eight at a time: the bytes of the lowercase word.
+            return self.bytes_mix(word.as_bytes(), ascii_lower8);
         }
-        if n > 0 {
-            chunk[n..].fill(0);
-            h = mix(h ^ u64::from_le_bytes(chunk) ^ ((n as u64) << 59));
-        }
-        mix(h ^ self.seed[1])
+        let mut lower = String::with_capacity(word.len() + 8);
+        lower.extend(word.chars().flat_map(char::to_lowercase));
+        self.bytes_mix(lower.as_bytes(), |x| x)
     }
+
+    /// The hash of `bytes` (its length, then eight bytes at a time, the last zero-padded),
+    /// each eight passed through `lower` first.
+    #[inline]
+    fn bytes_mix(&self, bytes: &[u8], lower: impl Fn(u64) -> u64) -> u64 {
+        let [s0, s1] = self.seed;
+        let mut h = s0 ^ (bytes.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut eight = [0u8; 8];
+            eight.copy_from_slice(c);
+            h = fold(
+                h ^ lower(u64::from_le_bytes(eight)),
+                s1 ^ 0x243f_6a88_85a3_08d3,
+            );
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            h = fold(h ^ lower(tail8(rest)), s1 ^ 0x1319_8a2e_0370_7344);
+        }
+        fold(h ^ s1, 0xa409_3822_299f_31d0)
+    }
+}
+
+/// One to seven bytes as the little-endian `u64` of their zero-padded eight, read with two
+/// or three overlapping loads (copying them into a padded buffer first stalls the load that
+/// reads it back).
+#[inline]
+fn tail8(rest: &[u8]) -> u64 {
+    let n = rest.len();
+    debug_assert!((1..8).contains(&n));
+    if n >= 4 {
+        let lo = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        let hi = u32::from_le_bytes([rest[n - 4], rest[n - 3], rest[n - 2], rest[n - 1]]);
+        // The bytes both loads read are the same bytes: or-ing them keeps them.
+        u64::from(lo) | (u64::from(hi) << ((n - 4) * 8))
+    } else {
+        u64::from(rest[0])
+            | (u64::from(rest[n / 2]) << (n / 2 * 8))
+            | (u64::from(rest[n - 1]) << ((n - 1) * 8))
+    }
+}
+
+/// The folded 64 × 64 → 128-bit product: one multiplication mixes every bit of `a` into
+/// the middle bits, and folding the halves spreads them over all 64.
+#[inline]
+fn fold(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
 }
 
 /// Eight ASCII bytes with `A`–`Z` lowercased, all at once (every byte below 0x80, so no
@@ -155,7 +170,8 @@ fn ascii_lower8(x: u64) -> u64 {
     x | (upper >> 2)
 }
 
-/// The 64-bit finalizer of MurmurHash3: every input bit affects every output bit.
+/// The 64-bit finalizer of MurmurHash3: every input bit affects every output bit (test data).
+#[cfg(test)]
 fn mix(mut x: u64) -> u64 {
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -576,25 +592,44 @@ fn combine(acc: Option<u64>, word: u64) -> u64 {
     }
 }
 
-/// Calls `f` on each word: a run of letters, digits and `@ . _ + -`, without trailing `.`/`-`
-/// (sentence ends) — so `Kumar,` and `Kumar` and `(221) 750-0974` read the same everywhere.
+/// Bytes that make up words in ASCII text: letters, digits and `@ . _ + -`.
+const WORD_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric() || matches!(c, b'@' | b'.' | b'_' | b'+' | b'-');
+        i += 1;
+    }
+    t
+};
+
+/// Calls `f` on each word: a run of letters, digits and `@ . _ + -`, without leading or
+/// trailing `.`/`-` (sentence ends) — so `Kumar,` and `Kumar` and `(221) 750-0974` read the
+/// same everywhere.
 fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
     if text.is_ascii() {
         // Same rule on bytes, without decoding.
         let b = text.as_bytes();
-        let is_word =
-            |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'@' | b'.' | b'_' | b'+' | b'-');
         let mut i = 0;
         while i < b.len() {
-            while i < b.len() && !is_word(b[i]) {
+            if !WORD_BYTE[usize::from(b[i])] {
+                i += 1;
+                continue;
+            }
+            let mut s = i;
+            while i < b.len() && WORD_BYTE[usize::from(b[i])] {
                 i += 1;
             }
-            let s = i;
-            while i < b.len() && is_word(b[i]) {
-                i += 1;
+            let mut e = i;
+            while s < e && matches!(b[s], b'.' | b'-') {
+                s += 1;
             }
-            if i > s {
-                emit_word(&text[s..i], &mut f);
+            while e > s && matches!(b[e - 1], b'.' | b'-') {
+                e -= 1;
+            }
+            if e > s {
+                f(&text[s..e]);
             }
         }
         return;
@@ -831,25 +866,35 @@ mod tests {
 
     /// The eight-at-a-time hash of ASCII words equals the byte-by-byte one it replaced.
     #[test]
+    fn tails_read_as_their_zero_padded_eight_bytes() {
+        let bytes: Vec<u8> = (1..=7).map(|i| i * 31 + 1).collect();
+        for n in 1..8 {
+            let mut eight = [0u8; 8];
+            eight[..n].copy_from_slice(&bytes[..n]);
+            assert_eq!(tail8(&bytes[..n]), u64::from_le_bytes(eight), "{n} bytes");
+        }
+    }
+
+    #[test]
     fn ascii_words_hash_as_byte_by_byte() {
         let h = ValueHasher::new();
+        // The hash of the lowercase bytes, byte by byte.
         let reference = |word: &str| {
-            let mut acc = h.seed[0] ^ (word.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let mut chunk = [0u8; 8];
-            let mut n = 0;
-            for b in word.bytes() {
-                chunk[n] = b.to_ascii_lowercase();
-                n += 1;
-                if n == 8 {
-                    acc = mix(acc ^ u64::from_le_bytes(chunk)).wrapping_add(h.seed[1]);
-                    n = 0;
-                }
+            let [s0, s1] = h.seed;
+            let mut acc = s0 ^ (word.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let lower = word.to_ascii_lowercase();
+            for (k, c) in lower.as_bytes().chunks(8).enumerate() {
+                let mut eight = [0u8; 8];
+                eight[..c.len()].copy_from_slice(c);
+                let last = (k + 1) * 8 >= word.len() && c.len() < 8;
+                let salt = if last {
+                    0x1319_8a2e_0370_7344
+                } else {
+                    0x243f_6a88_85a3_08d3
+                };
+                acc = fold(acc ^ u64::from_le_bytes(eight), s1 ^ salt);
             }
-            if n > 0 {
-                chunk[n..].fill(0);
-                acc = mix(acc ^ u64::from_le_bytes(chunk) ^ ((n as u64) << 59));
-            }
-            mix(acc ^ h.seed[1])
+            fold(acc ^ s1, 0xa409_3822_299f_31d0)
         };
         // Every ASCII byte, at every position of words of every length up to 19.
         for len in 1..20 {
