@@ -185,8 +185,9 @@ impl GateTally {
         if ids.is_empty() {
             return Ok(());
         }
-        // Row groups are read back and searched in parallel: decoding is most of the work.
-        // Each file's footer is read once, and its judged columns picked once.
+        // Each column of each row group is read back and searched on its own, all in
+        // parallel: decoding is most of the work, and a run's row groups are few and unequal
+        // (a last, short one). Each file's footer is read once.
         let mut jobs: Vec<(&Path, &ArrowReaderMetadata, &ProjectionMask, usize)> = Vec::new();
         let mut files_meta = Vec::new();
         for path in files {
@@ -205,14 +206,17 @@ impl GateTally {
                 .filter(|(_, f)| !self.exempt.contains(f.name()) && is_text(f.data_type()))
                 .map(|(i, _)| i)
                 .collect();
-            if !wanted.is_empty() {
-                let mask = ProjectionMask::roots(meta.parquet_schema(), wanted);
-                files_meta.push((*path, meta, mask));
-            }
+            let masks: Vec<ProjectionMask> = wanted
+                .into_iter()
+                .map(|c| ProjectionMask::roots(meta.parquet_schema(), [c]))
+                .collect();
+            files_meta.push((*path, meta, masks));
         }
-        for (path, meta, mask) in &files_meta {
+        for (path, meta, masks) in &files_meta {
             let groups = meta.metadata().num_row_groups();
-            jobs.extend((0..groups).map(|g| (*path, meta, mask, g)));
+            for g in 0..groups {
+                jobs.extend(masks.iter().map(|m| (*path, meta, m, g)));
+            }
         }
         let found = jobs
             .par_iter()
