@@ -136,6 +136,34 @@ where
     )
 }
 
+/// A string column visited slice by slice in parallel by `visit` (which keeps what it needs
+/// elsewhere, e.g. keys in a shared set), the rows of each slice as Arrow arrays; the column it
+/// gives is all null, the same length, so nothing of the input reaches the sink.
+pub fn visit_str<F>(input: Expr, visit: F) -> Expr
+where
+    F: Fn(&StringChunked) + Send + Sync + 'static,
+{
+    let output =
+        |_: &Schema, field: &Field| Ok(Field::new(field.name().clone(), DataType::Boolean));
+    input.cast(DataType::String).map(
+        move |c| {
+            let ca = c.str()?;
+            let n = ca.len();
+            if n < PARALLEL_MIN {
+                visit(ca);
+            } else {
+                let parts = rayon::current_num_threads().clamp(1, n / (PARALLEL_MIN / 2));
+                let step = n.div_ceil(parts);
+                (0..parts)
+                    .into_par_iter()
+                    .for_each(|i| visit(&ca.slice((i * step) as i64, step)));
+            }
+            Ok(BooleanChunked::full_null(ca.name().clone(), n).into_column())
+        },
+        output,
+    )
+}
+
 /// The adapter over materialized columns: `columns[0]` is mapped, the rest are its context (of
 /// the same length). The output is named after `columns[0]`.
 pub fn map_columns<O: Output>(

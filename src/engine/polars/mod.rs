@@ -591,10 +591,14 @@ fn id_column_name(i: usize) -> String {
 /// null (no value of it reaches the sink).
 fn remember_expr(hasher: &ValueHasher, keys: &Arc<DistinctKeys>, column: &str) -> Expr {
     let (hasher, keys) = (hasher.clone(), keys.clone());
-    map_str::<BooleanType, _>(col(column), vec![], move |s, out| {
-        keys.insert_all(&hasher, s.values().flatten());
-        s.values().for_each(|_| out.append_null());
-        Ok(())
+    adapter::visit_str(col(column), move |slice| {
+        for arr in slice.downcast_iter() {
+            if polars_arrow::array::Array::null_count(arr) == 0 {
+                keys.insert_all(&hasher, arr.values_iter());
+            } else {
+                keys.insert_all(&hasher, arr.iter().flatten());
+            }
+        }
     })
 }
 
