@@ -571,7 +571,8 @@ fn present_expr(text: Expr) -> Expr {
         |c| {
             let ca = c.str()?;
             let out: BooleanChunked = ca
-                .iter()
+                .downcast_iter()
+                .flat_map(|arr| arr.iter())
                 .map(|v| Some(v.is_some_and(parse::is_present)))
                 .collect();
             Ok(out.with_name(ca.name().clone()).into_column())
@@ -617,7 +618,11 @@ where
     text.map(
         move |c| {
             let ca = c.str()?;
-            let out: ChunkedArray<T> = ca.iter().map(|v| v.and_then(&f)).collect();
+            let out: ChunkedArray<T> = ca
+                .downcast_iter()
+                .flat_map(|arr| arr.iter())
+                .map(|v| v.and_then(&f))
+                .collect();
             Ok(out.with_name(ca.name().clone()).into_column())
         },
         move |_: &Schema, field: &Field| Ok(Field::new(field.name().clone(), dtype.clone())),

@@ -204,26 +204,41 @@ impl KeyRun {
         }
     }
 
-    /// Sorts the pending keys in.
+    /// Sorts the pending keys in, in place: the keys not already held are merged in from the
+    /// back, into room the vector keeps (it grows by a quarter at a time, so a large run is
+    /// not copied into a fresh allocation at every batch).
     fn settle(&mut self) {
         if self.pending.is_empty() {
             return;
         }
         self.pending.sort_unstable();
         self.pending.dedup();
-        let (old, new) = (&self.sorted, &self.pending);
-        let mut merged = Vec::with_capacity(old.len() + new.len());
-        let (mut i, mut j) = (0, 0);
-        while i < old.len() && j < new.len() {
-            let (x, y) = (old[i], new[j]);
-            merged.push(x.min(y));
-            // A key in both is kept once.
-            i += usize::from(x <= y);
-            j += usize::from(y <= x);
+        // Keep only the keys not held yet (a walk of both, reading only).
+        let old = &self.sorted;
+        let mut i = 0;
+        self.pending.retain(|&k| {
+            while i < old.len() && old[i] < k {
+                i += 1;
+            }
+            !(i < old.len() && old[i] == k)
+        });
+        let (m, n) = (self.sorted.len(), self.pending.len());
+        if self.sorted.capacity() < m + n {
+            // Grow by a quarter: little room left unused, and few moves of the whole run.
+            self.sorted.reserve_exact(n.max(m / 4));
         }
-        merged.extend_from_slice(&old[i..]);
-        merged.extend_from_slice(&new[j..]);
-        self.sorted = merged;
+        self.sorted.resize(m + n, 0);
+        let (mut a, mut b, mut out) = (m, n, m + n);
+        while b > 0 {
+            out -= 1;
+            if a > 0 && self.sorted[a - 1] > self.pending[b - 1] {
+                a -= 1;
+                self.sorted[out] = self.sorted[a];
+            } else {
+                b -= 1;
+                self.sorted[out] = self.pending[b];
+            }
+        }
         self.pending.clear();
     }
 

@@ -84,9 +84,10 @@ impl<'a> Slice<'a> {
         self.values.is_empty()
     }
 
-    /// The mapped column's values, in order.
+    /// The mapped column's values, in order (array by array: the chunked array's own
+    /// iterator is dynamically dispatched per value).
     pub fn values(&self) -> impl Iterator<Item = Option<&'a str>> + 'a {
-        self.values.iter()
+        self.values.downcast_iter().flat_map(|arr| arr.iter())
     }
 
     /// Row `i`'s context values, in the order the context columns were given.
@@ -212,7 +213,10 @@ fn map_slice<O: Output>(
     // One pointer per context value, per slice: the values themselves are not copied.
     let slice = Slice {
         values: &sliced[0],
-        context: sliced[1..].iter().map(|c| c.iter().collect()).collect(),
+        context: sliced[1..]
+            .iter()
+            .map(|c| c.downcast_iter().flat_map(|arr| arr.iter()).collect())
+            .collect(),
     };
     let mut builder = O::builder(sliced[0].name().clone(), slice.len());
     per_slice(&slice, &mut builder)?;
