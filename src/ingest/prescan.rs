@@ -4,7 +4,9 @@
 //!
 //! They are quarantined with their line number. The engine either skips them by index or, when
 //! it could not read them at all (invalid UTF-8, an unterminated quote), reads a copy of the file
-//! without them. Hashing runs on a second thread so the pass costs one read of the file.
+//! without them. A large CSV file is mapped and scanned in parts, one per thread
+//! ([`scan_csv`]); the run hashes it on a thread of its own meanwhile ([`hash_file`]), also from
+//! a map. A scan that hashes too (`hash`) reads the file once and hashes beside the scan.
 
 use sha2::{Digest, Sha256};
 use std::fs::File;
