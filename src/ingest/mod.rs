@@ -570,9 +570,7 @@ fn present_expr(text: Expr) -> Expr {
     text.map(
         |c| {
             let ca = c.str()?;
-            let out: BooleanChunked = ca
-                .downcast_iter()
-                .flat_map(|arr| arr.iter())
+            let out: BooleanChunked = texts(ca)
                 .map(|v| Some(v.is_some_and(parse::is_present)))
                 .collect();
             Ok(out.with_name(ca.name().clone()).into_column())
@@ -604,6 +602,12 @@ fn parse_expr(text: Expr, c: &ManifestColumn) -> Expr {
     }
 }
 
+/// A text column's values, array by array (the chunked array's own iterator is dynamically
+/// dispatched per value).
+fn texts(ca: &StringChunked) -> impl Iterator<Item = Option<&str>> {
+    ca.downcast_iter().flat_map(|arr| arr.iter())
+}
+
 /// `text` read value by value with a kernel of `privprep_kernels::parse` (the rules every
 /// engine quarantines by); a value that does not read is null.
 fn parsed<T, V>(
@@ -618,11 +622,7 @@ where
     text.map(
         move |c| {
             let ca = c.str()?;
-            let out: ChunkedArray<T> = ca
-                .downcast_iter()
-                .flat_map(|arr| arr.iter())
-                .map(|v| v.and_then(&f))
-                .collect();
+            let out: ChunkedArray<T> = texts(ca).map(|v| v.and_then(&f)).collect();
             Ok(out.with_name(ca.name().clone()).into_column())
         },
         move |_: &Schema, field: &Field| Ok(Field::new(field.name().clone(), dtype.clone())),
