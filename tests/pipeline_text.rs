@@ -355,6 +355,56 @@ fn leak_gate_fails_a_run_that_keeps_free_text_unredacted() {
     assert!(w.path().join("out/leaky_warn.parquet").exists());
 }
 
+/// The leak gate finds the same identifier values whether the pre-scan gathered the input's
+/// identifiers and each written batch was searched (CSV), or the engine gathered them and the
+/// written file was read back (NDJSON of the same records).
+#[test]
+fn the_gate_counts_alike_whether_the_prescan_or_the_engine_gathers_identifiers() {
+    use polars::prelude::*;
+    let w = Work::new();
+    w.datagen(3000, 41, &[]);
+    misclassify_body(&w.data());
+    let df = LazyCsvReader::new(PlPath::new(w.data().join("tickets.csv").to_str().unwrap()))
+        .with_infer_schema_length(Some(0))
+        .finish()
+        .unwrap()
+        .collect()
+        .unwrap();
+    let mut buf = Vec::new();
+    JsonWriter::new(&mut buf)
+        .with_json_format(JsonFormat::JsonLines)
+        .finish(&mut df.clone())
+        .unwrap();
+    std::fs::write(w.data().join("tickets.ndjson"), buf).unwrap();
+    // The body kept as it is: its names, e-mails and phone numbers are identifier values.
+    let columns = SAFE_COLUMNS
+        .replace("body = { action = \"drop\" }\n", "")
+        .replace("body = { action = \"drop\" }", "");
+    let mut gates = Vec::new();
+    for (name, path) in [("csv", "data/tickets.csv"), ("nd", "data/tickets.ndjson")] {
+        let p = w.pipeline(name, "", &columns, "");
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("data/tickets.csv", path)
+            + "\n[pii]\nleak_gate = \"warn\"\n";
+        std::fs::write(&p, text).unwrap();
+        let (code, summary, stderr) = w.run_json(&p, &[]);
+        assert_eq!(code, 0, "{name}: {stderr}");
+        gates.push(summary["leak_gate"].clone());
+    }
+    let body = gates[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["column"] == "body")
+        .unwrap();
+    assert!(
+        body["hits"]["identifier_value"].as_u64().unwrap_or(0) > 100,
+        "{body}"
+    );
+    assert_eq!(gates[0], gates[1]);
+}
+
 #[test]
 fn the_quickstart_redacts_its_free_text_and_passes_the_gate() {
     let w = Work::new();

@@ -15,9 +15,10 @@
 //! - `bad_values`: where each quarantined record is (file, record, column), never its values;
 //! - `files`: the output files with every kept row written, not yet finished or renamed;
 //! - `identifiers`: the keyed hashes of the identifier values of every record it read, kept
-//!   or dropped, for the leak gate;
-//! - `gate`: the leak gate's detector hits in every string value it wrote (the run adds the
-//!   identifier half once `identifiers` is complete);
+//!   or dropped, for the leak gate; none when the job brought them ([`Job::identifiers`]);
+//! - `gate`: the leak gate's detector hits in every string value it wrote, and the identifier
+//!   values of [`Job::identifiers`] found in them (without those, the run adds the identifier
+//!   half once `identifiers` is complete);
 //! - `release_rows`: the columns DP releases need, of the kept rows only;
 //! - `text_stats`: what the redaction of each text column counted.
 //!
@@ -65,6 +66,9 @@ pub struct Job<'a> {
     pub erased: Option<&'a Erased>,
     /// How the data files are encrypted, with the master keys (`[output.encryption]`).
     pub encryption: Option<&'a crate::emit::encryption::Encryption>,
+    /// The keyed identifier values of every input record, when the pre-scan gathered them:
+    /// the engine then searches every batch it writes for them and gathers none itself.
+    pub identifiers: Option<Arc<IdentifierSet>>,
 }
 
 /// The erasure list as an engine applies it: the subject index keys of erased subjects, and
@@ -86,7 +90,9 @@ pub struct Streamed {
     pub files: Vec<(u8, AtomicParquet)>,
     /// The output schema, as lineage records it.
     pub schema: Vec<SchemaField>,
-    pub identifiers: IdentifierSet,
+    /// The identifier values the engine gathered, for the run to search the written files
+    /// for; `None` when the job brought them and `gate` already counts them.
+    pub identifiers: Option<IdentifierSet>,
     pub gate: GateTally,
     pub release_rows: ReleaseRows,
     /// One per text column of the plan, in plan order.

@@ -285,16 +285,25 @@ fn raw_scan(
 
 /// Pre-scans one input file: its records and those that cannot be split into fields. The
 /// SHA-256 is left empty: [`hash_inputs`] computes it beside the run, since nothing needs it
-/// before the outputs are finished.
-pub fn prescan(path: &Path, format: SourceFormat, sep: u8) -> Result<InputFile, IngestError> {
+/// before the outputs are finished. A CSV file's identifier fields are keyed into `ids` on the
+/// way, when given.
+pub fn prescan(
+    path: &Path,
+    format: SourceFormat,
+    sep: u8,
+    ids: Option<prescan::IdGather>,
+) -> Result<InputFile, IngestError> {
     let io = |source| IngestError::Io {
         path: path.display().to_string(),
         source,
     };
-    let scan = match format {
-        SourceFormat::Csv => prescan::scan_csv(path, sep, true, false).map_err(io)?,
-        SourceFormat::Ndjson => prescan::scan_ndjson(path, false).map_err(io)?,
-        SourceFormat::Parquet => {
+    let scan = match (format, ids) {
+        (SourceFormat::Csv, Some(ids)) => {
+            prescan::scan_csv_gathering(path, sep, true, ids).map_err(io)?
+        }
+        (SourceFormat::Csv, None) => prescan::scan_csv(path, sep, true, false).map_err(io)?,
+        (SourceFormat::Ndjson, _) => prescan::scan_ndjson(path, false).map_err(io)?,
+        (SourceFormat::Parquet, _) => {
             let bytes = std::fs::metadata(path).map_err(io)?.len();
             let lf = raw_scan(path, format, sep, &[]).map_err(|e| IngestError::Engine {
                 path: path.display().to_string(),

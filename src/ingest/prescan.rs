@@ -8,6 +8,7 @@
 //! ([`scan_csv`]); the run hashes it on a thread of its own meanwhile ([`hash_file`]), also from
 //! a map. A scan that hashes too (`hash`) reads the file once and hashes beside the scan.
 
+use privprep_kernels::gate::{DistinctKeys, ValueHasher};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Read;
@@ -157,9 +158,95 @@ fn map_file(file: &File) -> std::io::Result<memmap2::Mmap> {
     Ok(map)
 }
 
+/// Identifier columns whose values the pre-scan gathers for the leak gate, keyed as the
+/// engine would key them ([`ValueHasher::value_keys`]).
+#[derive(Clone, Copy)]
+pub struct IdGather<'a> {
+    /// 0-based positions of the identifier columns among a record's fields.
+    pub fields: &'a [usize],
+    pub hasher: &'a ValueHasher,
+    /// Where the keys go.
+    pub keys: &'a DistinctKeys,
+}
+
+/// Keys gathered before they are put in the set.
+const GATHER_BATCH: usize = 1 << 14;
+
+/// The identifier fields of each good record, keyed as the scanner meets them. A field is
+/// hashed from the file's bytes as they are, quotes and all: a value's key depends only on
+/// its words, and quotes, separators around them and a `\r` are not part of any word, so the
+/// key is the one of the value a CSV reader gives.
+struct Gather<'m> {
+    /// The whole file (fields are found by absolute offsets).
+    map: &'m [u8],
+    /// By 1-based field number: gathered or not.
+    wanted: Vec<bool>,
+    /// The highest field number gathered: separators after it are only counted.
+    last: u64,
+    hasher: ValueHasher,
+    keys: &'m DistinctKeys,
+    /// Absolute offset of the current field's first byte.
+    field_start: u64,
+    /// The current record's gathered fields, `[start, end)`.
+    spans: Vec<(u64, u64)>,
+    batch: Vec<(u64, Option<u64>)>,
+}
+
+impl<'m> Gather<'m> {
+    fn new(map: &'m [u8], ids: IdGather<'m>, keys: &'m DistinctKeys, start: u64) -> Self {
+        let last = ids.fields.iter().map(|f| *f as u64 + 1).max().unwrap_or(0);
+        let mut wanted = vec![false; last as usize + 1];
+        for f in ids.fields {
+            wanted[f + 1] = true;
+        }
+        Gather {
+            map,
+            wanted,
+            last,
+            hasher: ids.hasher.clone(),
+            keys,
+            field_start: start,
+            spans: Vec::new(),
+            batch: Vec::new(),
+        }
+    }
+
+    /// Field `field` ends at `end` (its separator or newline).
+    fn end_field(&mut self, field: u64, end: u64) {
+        if self.wanted.get(field as usize).copied().unwrap_or(false) {
+            self.spans.push((self.field_start, end));
+        }
+        self.field_start = end + 1;
+    }
+
+    /// The record ends; its fields are keyed when it is a good data record. The next starts at
+    /// `next`.
+    fn end_record(&mut self, good: bool, next: u64) {
+        if good {
+            for &(start, end) in &self.spans {
+                let bytes = &self.map[start as usize..end as usize];
+                if let Some(k) = self.hasher.value_keys_utf8(bytes) {
+                    self.batch.push(k);
+                }
+            }
+            if self.batch.len() >= GATHER_BATCH {
+                self.flush();
+            }
+        }
+        self.spans.clear();
+        self.field_start = next;
+    }
+
+    fn flush(&mut self) {
+        if !self.batch.is_empty() {
+            self.keys.insert_keys(self.batch.drain(..));
+        }
+    }
+}
+
 /// Splits CSV bytes into records (RFC 4180 quoting), counts fields per record and finds fields
-/// that are not valid UTF-8.
-struct CsvScanner {
+/// that are not valid UTF-8; with a [`Gather`], keys the identifier fields of good records.
+struct CsvScanner<'m> {
     sep: u8,
     has_header: bool,
     /// Header names, to name the column of an invalid field (empty without a header).
@@ -186,6 +273,7 @@ struct CsvScanner {
     spans: Vec<(u64, u64)>,
     unreadable: bool,
     shifts: Vec<(u64, u64)>,
+    gather: Option<Gather<'m>>,
 }
 
 /// Bytes of the UTF-8 sequence a leading byte starts.
@@ -198,7 +286,7 @@ fn utf8_width(lead: u8) -> usize {
     }
 }
 
-impl CsvScanner {
+impl<'m> CsvScanner<'m> {
     fn new(sep: u8, has_header: bool) -> Self {
         CsvScanner {
             sep,
@@ -221,18 +309,37 @@ impl CsvScanner {
             spans: Vec::new(),
             unreadable: false,
             shifts: Vec::new(),
+            gather: None,
         }
     }
 
     /// A scanner for a part of the file that starts at byte `offset`, as if at the start of a
     /// data record of `expected` fields; its lines and records count from the part's start
     /// until [`CsvScanner::append`] puts them after the parts before it.
-    fn part(first: &CsvScanner, expected: u64, offset: u64) -> Self {
+    ///
+    /// A part that gathers identifier keys puts them in `keys`, its own set, which joins the
+    /// first's only if the part is taken on.
+    fn part(
+        first: &CsvScanner<'m>,
+        expected: u64,
+        offset: u64,
+        keys: Option<&'m DistinctKeys>,
+    ) -> Self {
         let mut sc = CsvScanner::new(first.sep, false);
         sc.names = first.names.clone();
         sc.expected = Some(expected);
         sc.offset = offset;
         sc.record_start = offset;
+        sc.gather = first.gather.as_ref().zip(keys).map(|(g, keys)| Gather {
+            map: g.map,
+            wanted: g.wanted.clone(),
+            last: g.last,
+            hasher: g.hasher.clone(),
+            keys,
+            field_start: offset,
+            spans: Vec::new(),
+            batch: Vec::new(),
+        });
         sc
     }
 
@@ -249,7 +356,14 @@ impl CsvScanner {
     /// Takes on `part`, a scan of the bytes right after this one's (started with
     /// [`CsvScanner::part`] where this one is [`at_record_start`](Self::at_record_start)):
     /// its records, lines and findings numbered after this one's, and its state.
-    fn append(&mut self, part: CsvScanner) {
+    fn append(&mut self, mut part: CsvScanner<'m>) {
+        if let (Some(mine), Some(theirs)) = (&mut self.gather, &mut part.gather) {
+            theirs.flush();
+            mine.keys.absorb(theirs.keys);
+            // The part may end inside a record that the next part goes on with.
+            mine.field_start = theirs.field_start;
+            mine.spans = std::mem::take(&mut theirs.spans);
+        }
         let first_line = if self.has_header { 2 } else { 1 };
         let (lines_before, records_before) = (self.line - 1, self.records);
         // Extra lines before a record: the part counted its own from its first line.
@@ -381,7 +495,20 @@ impl CsvScanner {
                     let before = bytes[i..p].iter().filter(|&&b| b == sep).count() as u64;
                     self.mark_invalid(self.fields + before);
                 }
-                self.fields += run.iter().filter(|&&b| b == sep).count() as u64;
+                let mut counted = 0;
+                if let Some(g) = &mut self.gather {
+                    // Field by field up to the last gathered one; the rest are only counted.
+                    let base = self.offset + i as u64;
+                    while self.fields <= g.last {
+                        let Some(k) = memchr::memchr(sep, &run[counted..]) else {
+                            break;
+                        };
+                        g.end_field(self.fields, base + (counted + k) as u64);
+                        self.fields += 1;
+                        counted += k + 1;
+                    }
+                }
+                self.fields += run[counted..].iter().filter(|&&b| b == sep).count() as u64;
                 if self.record_empty && run.iter().any(|&b| b != b'\r') {
                     self.record_empty = false;
                 }
@@ -392,6 +519,9 @@ impl CsvScanner {
                 self.quote_line = self.line;
                 self.record_empty = false;
             } else {
+                if let Some(g) = &mut self.gather {
+                    g.end_field(self.fields, self.offset + (i + k) as u64);
+                }
                 self.end_record(self.offset + (i + k + 1) as u64);
                 self.line += 1;
                 self.record_start_line = self.line;
@@ -407,11 +537,17 @@ impl CsvScanner {
             // Blank lines are skipped by CSV readers; they are not records.
             self.fields = 1;
             self.record_start = end;
+            if let Some(g) = &mut self.gather {
+                g.end_record(false, end);
+            }
             return;
         }
         if !self.header_done {
             self.header_done = true;
             self.expected = Some(self.fields);
+            if let Some(g) = &mut self.gather {
+                g.end_record(false, end);
+            }
         } else {
             let record = self.records;
             let first_line = if self.has_header { 2 } else { 1 };
@@ -440,6 +576,9 @@ impl CsvScanner {
             };
             if self.expected.is_none() {
                 self.expected = Some(self.fields);
+            }
+            if let Some(g) = &mut self.gather {
+                g.end_record(problem.is_none(), end);
             }
             if let Some((column, error)) = problem {
                 self.push_bad(record, column, error, end);
@@ -486,8 +625,19 @@ impl CsvScanner {
                 self.fields = n;
             }
             self.invalid_field = None;
+            // Nor is any of its fields gathered.
+            if let Some(g) = &mut self.gather {
+                g.spans.clear();
+                g.wanted.clear();
+            }
+        }
+        if let Some(g) = &mut self.gather {
+            g.end_field(self.fields, end);
         }
         self.end_record(end);
+        if let Some(g) = &mut self.gather {
+            g.flush();
+        }
         CsvScan {
             records: self.records,
             bad: self.bad,
@@ -516,6 +666,28 @@ pub fn prescan_csv(path: &Path, sep: u8, has_header: bool) -> std::io::Result<Pr
 /// Pre-scan of a CSV file; its SHA-256 only when `hash` (else empty, for [`hash_file`] to
 /// compute beside the run).
 pub fn scan_csv(path: &Path, sep: u8, has_header: bool, hash: bool) -> std::io::Result<PreScan> {
+    scan_csv_with(path, sep, has_header, hash, None)
+}
+
+/// [`scan_csv`] without the hash, gathering the keys of the identifier fields of every good
+/// record in `ids` (records the scan finds bad are left out, as the engine leaves them out).
+/// The file is mapped and scanned from the map.
+pub fn scan_csv_gathering(
+    path: &Path,
+    sep: u8,
+    has_header: bool,
+    ids: IdGather,
+) -> std::io::Result<PreScan> {
+    scan_csv_with(path, sep, has_header, false, Some(ids))
+}
+
+fn scan_csv_with(
+    path: &Path,
+    sep: u8,
+    has_header: bool,
+    hash: bool,
+    ids: Option<IdGather>,
+) -> std::io::Result<PreScan> {
     let mut scanner = CsvScanner::new(sep, has_header);
     if has_header {
         // Only to name columns in messages; a header that cannot be read is reported at
@@ -525,12 +697,20 @@ pub fn scan_csv(path: &Path, sep: u8, has_header: bool, hash: bool) -> std::io::
     let parallel = !hash && has_header && !scanner.names.is_empty();
     let (bytes, sha256, scan) = match parallel_parts(path, PART_BYTES)? {
         Some((file, len, bounds)) if parallel => {
-            let scan = scan_parts(&file, scanner, &bounds)?;
+            let scan = scan_parts(&file, scanner, &bounds, ids)?;
             (len, String::new(), scan)
         }
         _ => {
-            let (bytes, sha256) = read_hashing(path, hash, |chunk| scanner.feed(chunk))?;
-            (bytes, sha256, scanner.finish())
+            let file = File::open(path)?;
+            let len = file.metadata()?.len();
+            match ids {
+                // One part, from the map (a field is read back from where it lies in it).
+                Some(_) if len > 0 => (len, String::new(), scan_parts(&file, scanner, &[0], ids)?),
+                _ => {
+                    let (bytes, sha256) = read_hashing(path, hash, |chunk| scanner.feed(chunk))?;
+                    (bytes, sha256, scanner.finish())
+                }
+            }
         }
     };
     Ok(PreScan {
@@ -599,7 +779,15 @@ fn feed_range(map: &[u8], scanner: &mut CsvScanner, start: u64, end: u64) {
 /// start turns out to be inside a quoted field (a newline in a value) is scanned again, with
 /// those after it, by the scanner of the parts before it. The joined result is the one
 /// scanning the file in one go gives.
-fn scan_parts(file: &File, first: CsvScanner, bounds: &[u64]) -> std::io::Result<CsvScan> {
+///
+/// With `ids`, every part gathers identifier keys: the first into `ids`' set, each other into a
+/// set of its own that joins it when the part is taken on.
+fn scan_parts(
+    file: &File,
+    first: CsvScanner<'static>,
+    bounds: &[u64],
+    ids: Option<IdGather>,
+) -> std::io::Result<CsvScan> {
     let map = map_file(file)?;
     let len = map.len() as u64;
     if bounds.last().is_some_and(|&b| b >= len) {
@@ -607,9 +795,16 @@ fn scan_parts(file: &File, first: CsvScanner, bounds: &[u64]) -> std::io::Result
     }
     let ends: Vec<u64> = bounds.iter().skip(1).copied().chain([len]).collect();
     let expected = first.names.len() as u64;
+    let own_keys: Vec<DistinctKeys> = match ids {
+        Some(_) => bounds[1..].iter().map(|_| DistinctKeys::new()).collect(),
+        None => Vec::new(),
+    };
+    let mut first: CsvScanner<'_> = first;
+    first.gather = ids.map(|ids| Gather::new(&map, ids, ids.keys, 0));
     let mut scanners = vec![first];
-    for &b in &bounds[1..] {
-        scanners.push(CsvScanner::part(&scanners[0], expected, b));
+    for (k, &b) in bounds[1..].iter().enumerate() {
+        let part = CsvScanner::part(&scanners[0], expected, b, own_keys.get(k));
+        scanners.push(part);
     }
     let scanned: Vec<CsvScanner> = {
         use rayon::prelude::*;
@@ -1004,8 +1199,25 @@ mod tests {
             }
             let mut first = CsvScanner::new(b',', true);
             first.names = csv_header(f.path(), b',').unwrap();
-            let parts = scan_parts(&file, first, &bounds).unwrap();
-            proptest::prop_assert_eq!(parts, whole);
+            let parts = scan_parts(&file, first, &bounds, None).unwrap();
+            proptest::prop_assert_eq!(&parts, &whole);
+
+            // Gathering identifier keys (fields 1 and 3) in the same parts gathers what one
+            // scan gathers, and the scan finds the same records.
+            let hasher = ValueHasher::from_seed([3, 5]);
+            let gather = |bounds: &[u64]| {
+                let keys = DistinctKeys::new();
+                let ids = IdGather { fields: &[0, 2], hasher: &hasher, keys: &keys };
+                let mut first = CsvScanner::new(b',', true);
+                first.names = csv_header(f.path(), b',').unwrap();
+                let scan = scan_parts(&file, first, bounds, Some(ids)).unwrap();
+                (scan, keys)
+            };
+            let (one_scan, one_keys) = gather(&[0]);
+            let (parts_scan, parts_keys) = gather(&bounds);
+            proptest::prop_assert_eq!(&one_scan, &whole);
+            proptest::prop_assert_eq!(&parts_scan, &whole);
+            proptest::prop_assert_eq!(parts_keys, one_keys);
         }
     }
 
@@ -1199,7 +1411,48 @@ mod props {
         ]
     }
 
+    /// A value with words: letters, digits, spaces, `@ . -`, an accented letter; quoted
+    /// (with separators, newlines and escaped quotes inside) or not.
+    fn id_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-zA-Z0-9 @.é-]{0,14}",
+            "[a-zA-Z0-9 ,\n\"@.é]{0,14}".prop_map(|s| format!("\"{}\"", s.replace('"', "\"\""))),
+        ]
+    }
+
     proptest! {
+        /// The identifier keys the scan gathers are the keys of the values a reference CSV
+        /// reader gives for the same fields of every record of the right length (records of
+        /// another length are bad and left out), whatever the quoting and line ends.
+        #[test]
+        fn gathered_keys_are_those_of_the_values_a_csv_reader_gives(
+            rows in prop::collection::vec((prop::collection::vec(id_value(), 2..5), any::<bool>()), 1..30),
+        ) {
+            let mut text = String::from("id,name,email\n");
+            for (fields, crlf) in &rows {
+                text.push_str(&fields.join(","));
+                text.push_str(if *crlf { "\r\n" } else { "\n" });
+            }
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+            let hasher = ValueHasher::from_seed([1, 2]);
+            let gathered = DistinctKeys::new();
+            let ids = IdGather { fields: &[0, 2], hasher: &hasher, keys: &gathered };
+            let scan = scan_csv_gathering(f.path(), b',', true, ids).unwrap();
+            let expected = DistinctKeys::new();
+            let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
+            let mut good = 0;
+            for r in reader.records() {
+                let r = r.unwrap();
+                if r.len() == 3 {
+                    good += 1;
+                    expected.insert_all(&hasher, [&r[0], &r[2]]);
+                }
+            }
+            prop_assert_eq!(scan.records - scan.bad.len() as u64, good);
+            prop_assert_eq!(gathered, expected);
+        }
+
         /// The scanner splits records exactly as a reference CSV reader does, wherever the
         /// 4 MiB read chunks happen to fall (here: any split point in a small file).
         #[test]

@@ -8,9 +8,10 @@
 //! run, so the set cannot be reversed or carried away. Counts come out, never values.
 //!
 //! The two halves run apart ([`GateTally`]): detector hits on the batches the engine writes,
-//! while they are in memory; the identifier values once the stream is over (only then is the
-//! set of every input's identifiers complete), by reading the string columns of the written
-//! files back with arrow-rs, and only when there are identifiers to look for. The hashing, the
+//! while they are in memory. The identifier values too when the pre-scan gathered the set of
+//! every input's identifiers before the stream (CSV inputs); otherwise only once the stream is
+//! over (only then is the set complete), by reading the string columns of the written files
+//! back with arrow-rs, and only when there are identifiers to look for. The hashing, the
 //! set and the checks of a batch of values are kernels ([`ValueHasher`], [`IdentifierSet`],
 //! `privprep_kernels::gate`), the same on every engine.
 
@@ -170,6 +171,21 @@ impl GateTally {
             for (a, b) in entry.1.iter_mut().zip(counts.hits) {
                 *a += b;
             }
+        }
+    }
+
+    /// The identifier half on one batch the run writes, while it is in memory: for a set that
+    /// was whole before the first row was written (gathered by the pre-scan).
+    pub fn add_identifier_hits_in(&mut self, ids: &IdentifierSet, batch: &RecordBatch) {
+        if ids.is_empty() {
+            return;
+        }
+        let found: Vec<(&str, u64)> = self
+            .judged(batch)
+            .map(|(column, values)| (column, identifier_hits(ids, &values).identifier_values))
+            .collect();
+        for (column, n) in found {
+            self.entry(column).2 += n;
         }
     }
 

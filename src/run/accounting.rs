@@ -191,7 +191,7 @@ mod tests {
     use crate::emit::{AtomicParquet, ParquetSettings};
     use crate::engine::STATUSES;
     use crate::ingest::prescan::{BadRecord, PreScan};
-    use crate::pii::gate::{GateTally, IdentifierSet};
+    use crate::pii::gate::GateTally;
     use std::sync::Arc;
 
     fn plan(dir: &std::path::Path) -> Plan {
@@ -243,7 +243,7 @@ mod tests {
             seen,
             files: vec![file(dir, by_status[KEPT as usize] as usize)],
             schema: Vec::new(),
-            identifiers: IdentifierSet::new(),
+            identifiers: None,
             gate: GateTally::new(Vec::new(), Vec::new(), Vec::new()),
             release_rows: Vec::new(),
             text_stats: Vec::new(),

@@ -19,16 +19,17 @@ use crate::engine::polars::{sanitize, Polars};
 use crate::engine::{Engine, EngineError, Erased, Job, Streamed};
 use crate::identity::keys::{self, Key};
 use crate::ingest;
+use crate::ingest::prescan::IdGather;
 use crate::lineage;
 use crate::lineage::record::{
     GateResult, LeakGateRecord, OutputRecord, ReleaseRecord, RunRecord, RunStatus, TextColumnRecord,
 };
 use crate::lineage::record::{SubjectColumnRecord, SubjectSetRecord};
 use crate::lineage::store::Store;
-use crate::pii::gate::{GateTally, IdentifierSet};
+use crate::pii::gate::{DistinctKeys, GateTally, IdentifierSet, ValueHasher};
 use crate::pii::redact::TextStats;
 use crate::plan::Plan;
-use crate::spec::LeakGateMode;
+use crate::spec::{LeakGateMode, SourceFormat};
 use crate::stages;
 use parquet::encryption::decrypt::FileDecryptionProperties;
 use privprep_kernels::subject::{self, SubjectHasher};
@@ -536,7 +537,7 @@ fn execute(
     // every input beside the run (the hashes are needed only once the outputs are written).
     progress.set_message("checking inputs");
     let hashing = ingest::hash_inputs(&plan.source.files);
-    let mut inputs = prescan(plan)?;
+    let (mut inputs, identifiers) = prescan(plan)?;
     record.rows_read = inputs.iter().map(|i| i.scan.records).sum();
 
     // DP releases are calibrated before any row is read (their privacy cost is known, and a
@@ -559,7 +560,7 @@ fn execute(
         run_id,
         key.as_ref(),
         (&subjects, &erased, encryption.as_ref()),
-        &inputs,
+        (&inputs, identifiers),
         &progress,
     );
     progress.finish_and_clear();
@@ -589,15 +590,16 @@ fn execute(
     let stats: Vec<&TextStats> = streamed.text_stats.iter().map(|s| s.as_ref()).collect();
     record.text_columns = stages::text::text_records(plan, &stats);
 
-    // Leak gate: the engine counted detector hits as it wrote; the identifier values of every
-    // input are searched for in what was written, before anything becomes visible.
+    // Leak gate: the engine counted detector hits as it wrote, and identifier values when the
+    // pre-scan gathered them; else those of every input are searched for in what was written.
+    // Either way, before anything becomes visible.
     progress.set_message("leak gate");
     let tmp_files: Vec<&Path> = finished.iter().map(|f| f.writer.tmp_path()).collect();
     leak_gate(
         plan,
         streamed.gate,
         (
-            &streamed.identifiers,
+            streamed.identifiers.as_ref(),
             encryption.as_ref().map(|e| e.keys.decryption()),
         ),
         &tmp_files,
@@ -754,7 +756,7 @@ fn calibrate_and_stream(
     run_id: &str,
     key: Option<&Arc<Key>>,
     (subjects, erased, encryption): (&SubjectHasher, &Erased, Option<&Encryption>),
-    inputs: &[ingest::InputFile],
+    (inputs, identifiers): (&[ingest::InputFile], Option<IdentifierSet>),
     progress: &indicatif::ProgressBar,
 ) -> Result<(Vec<release::Prepared>, Streamed), RunError> {
     let prepared = plan
@@ -777,6 +779,7 @@ fn calibrate_and_stream(
         subjects: Some(subjects),
         erased: Some(erased),
         encryption,
+        identifiers: identifiers.map(Arc::new),
     })?;
     Ok((prepared, streamed))
 }
@@ -844,15 +847,39 @@ fn load_key(
     Ok(Some(Arc::new(key)))
 }
 
-/// Every input, hashed, counted and checked for records that cannot be split into fields.
-fn prescan(plan: &Plan) -> Result<Vec<ingest::InputFile>, RunError> {
+/// Every input, counted and checked for records that cannot be split into fields. CSV inputs
+/// also give the leak gate's identifier set: the pre-scan keys their identifier fields as it
+/// splits them, so the set is whole before the first row is written (other formats leave it
+/// to the engine: `None`).
+fn prescan(plan: &Plan) -> Result<(Vec<ingest::InputFile>, Option<IdentifierSet>), RunError> {
+    // The identifier columns' places among the CSV fields (the engine reads fields by place).
+    let fields: Option<Vec<usize>> = match plan.source.format {
+        SourceFormat::Csv => plan
+            .identifier_columns()
+            .iter()
+            .map(|c| plan.source.csv_names.iter().position(|n| n == c))
+            .collect(),
+        _ => None,
+    };
+    let fields = fields.filter(|f| !f.is_empty());
+    let (hasher, keys) = (ValueHasher::new(), DistinctKeys::new());
     let mut inputs = Vec::new();
     for f in &plan.source.files {
-        let input = ingest::prescan(f, plan.source.format, plan.source.separator)?;
+        let ids = fields.as_deref().map(|fields| IdGather {
+            fields,
+            hasher: &hasher,
+            keys: &keys,
+        });
+        let input = ingest::prescan(f, plan.source.format, plan.source.separator, ids)?;
         tracing::info!(file = %f.display(), records = input.scan.records, unparseable = input.scan.bad.len(), "input scanned");
         inputs.push(input);
     }
-    Ok(inputs)
+    let identifiers = fields.map(|_| {
+        let set = IdentifierSet::from_distinct(hasher, keys);
+        tracing::info!(distinct = set.len(), "leak gate: identifier set gathered");
+        set
+    });
+    Ok((inputs, identifiers))
 }
 
 /// A finished output file, not yet renamed.
@@ -896,19 +923,24 @@ fn finish_files(
 fn leak_gate(
     plan: &Plan,
     mut gate: GateTally,
-    (identifiers, decryption): (&IdentifierSet, Option<Arc<FileDecryptionProperties>>),
+    (identifiers, decryption): (
+        Option<&IdentifierSet>,
+        Option<Arc<FileDecryptionProperties>>,
+    ),
     files: &[&Path],
     record: &mut RunRecord,
 ) -> Result<(), RunError> {
-    let started = std::time::Instant::now();
-    gate.add_identifier_hits(identifiers, files, decryption)
-        .map_err(|e| RunError::Engine(sanitize(&e.to_string(), plan)))?;
+    if let Some(identifiers) = identifiers {
+        let started = std::time::Instant::now();
+        gate.add_identifier_hits(identifiers, files, decryption)
+            .map_err(|e| RunError::Engine(sanitize(&e.to_string(), plan)))?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            identifier_values = identifiers.len(),
+            "leak gate searched the written files"
+        );
+    }
     let verdicts = gate.verdicts();
-    tracing::info!(
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        identifier_values = identifiers.len(),
-        "leak gate checked the outputs"
-    );
     record.leak_gate = verdicts
         .into_iter()
         .map(|v| LeakGateRecord {

@@ -72,22 +72,32 @@ impl ValueHasher {
     /// the hash of its first word, from which [`IdentifierSet::count_in`] tries the longer
     /// runs of words.
     pub fn value_keys(&self, value: &str) -> Option<(u64, Option<u64>)> {
-        let mut h = None;
-        let mut first = 0;
-        let (mut bytes, mut words) = (0, 0);
-        for_each_word(value, |w| {
-            if words < MAX_WORDS {
-                let wh = self.word_hash(w);
-                if words == 0 {
-                    first = wh;
-                }
-                bytes += w.len() + 1;
-                words += 1;
-                h = Some(combine(h, wh));
-            }
+        if value.is_ascii() {
+            return self.ascii_value_keys(value.as_bytes());
+        }
+        let mut keys = ValueKeys::default();
+        for_each_word(value, |w| keys.add(w.len(), || self.word_hash(w)));
+        keys.finish()
+    }
+
+    /// [`ValueHasher::value_keys`] of UTF-8 bytes (`None` for bytes that are not UTF-8), for
+    /// values read straight from a file: ASCII, most of them, is hashed without decoding.
+    pub fn value_keys_utf8(&self, value: &[u8]) -> Option<(u64, Option<u64>)> {
+        if value.is_ascii() {
+            return self.ascii_value_keys(value);
+        }
+        std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| self.value_keys(v))
+    }
+
+    fn ascii_value_keys(&self, value: &[u8]) -> Option<(u64, Option<u64>)> {
+        let mut keys = ValueKeys::default();
+        ascii_words(value, |s, e| {
+            let w = &value[s..e];
+            keys.add(w.len(), || self.ascii_word_hash(w));
         });
-        let h = h?;
-        (bytes > MIN_VALUE_BYTES).then(|| (key(h, words), (words > 1).then_some(first)))
+        keys.finish()
     }
 
     /// Keyed 64-bit hash of a word's lowercase UTF-8 bytes, eight bytes at a time through a
@@ -96,8 +106,28 @@ impl ValueHasher {
     /// bit says whether the word is long enough to be a value on its own (see [`LONG_WORD`]);
     /// keys do not keep that bit.
     fn word_hash(&self, word: &str) -> u64 {
+        if word.is_ascii() {
+            return self.ascii_word_hash(word.as_bytes());
+        }
         let long = u64::from(word.len() >= LONG_WORD);
         (self.word_mix(word) & !1) | long
+    }
+
+    /// The hash of each word of `text`, pushed onto `out`.
+    fn word_hashes(&self, text: &str, out: &mut Vec<u64>) {
+        if text.is_ascii() {
+            let b = text.as_bytes();
+            ascii_words(b, |s, e| out.push(self.ascii_word_hash(&b[s..e])));
+        } else {
+            for_each_word(text, |w| out.push(self.word_hash(w)));
+        }
+    }
+
+    /// [`ValueHasher::word_hash`] of an ASCII word.
+    #[inline]
+    fn ascii_word_hash(&self, word: &[u8]) -> u64 {
+        let long = u64::from(word.len() >= LONG_WORD);
+        (self.bytes_mix(word, ascii_lower8) & !1) | long
     }
 
     fn word_mix(&self, word: &str) -> u64 {
@@ -130,6 +160,38 @@ impl ValueHasher {
             h = fold(h ^ lower(tail8(rest)), s1 ^ 0x1319_8a2e_0370_7344);
         }
         fold(h ^ s1, 0xa409_3822_299f_31d0)
+    }
+}
+
+/// A value's key as its words come: their combined hash, count and bytes, and the first
+/// word's hash.
+#[derive(Default)]
+struct ValueKeys {
+    hash: Option<u64>,
+    first: u64,
+    bytes: usize,
+    words: usize,
+}
+
+impl ValueKeys {
+    /// One more word, of `len` bytes; `hash` is called only for the first [`MAX_WORDS`].
+    #[inline]
+    fn add(&mut self, len: usize, hash: impl FnOnce() -> u64) {
+        if self.words < MAX_WORDS {
+            let wh = hash();
+            if self.words == 0 {
+                self.first = wh;
+            }
+            self.bytes += len + 1;
+            self.words += 1;
+            self.hash = Some(combine(self.hash, wh));
+        }
+    }
+
+    fn finish(self) -> Option<(u64, Option<u64>)> {
+        let h = self.hash?;
+        (self.bytes > MIN_VALUE_BYTES)
+            .then(|| (key(h, self.words), (self.words > 1).then_some(self.first)))
     }
 }
 
@@ -213,6 +275,18 @@ impl KeyRun {
         }
         self.pending.sort_unstable();
         self.pending.dedup();
+        self.merge_pending();
+    }
+
+    /// Takes in `keys`, sorted and distinct, without sorting them again.
+    fn merge_sorted(&mut self, keys: &[u64]) {
+        self.settle();
+        self.pending.extend_from_slice(keys);
+        self.merge_pending();
+    }
+
+    /// Merges the pending keys, sorted and distinct, into the sorted ones.
+    fn merge_pending(&mut self) {
         // Keep only the keys not held yet (a walk of both, reading only).
         let old = &self.sorted;
         let mut i = 0;
@@ -380,6 +454,22 @@ impl DistinctKeys {
         }
     }
 
+    /// Takes in every key of `other` (a set gathered apart, e.g. by another part of a scan).
+    pub fn absorb(&self, other: &DistinctKeys) {
+        // Shard by shard, in parallel: two sorted runs merged.
+        self.shards
+            .par_iter()
+            .zip(&other.shards)
+            .for_each(|(mine, theirs)| {
+                let mut theirs = theirs.lock().unwrap_or_else(|p| p.into_inner());
+                theirs.0.settle();
+                theirs.1.settle();
+                let mut mine = mine.lock().unwrap_or_else(|p| p.into_inner());
+                mine.0.merge_sorted(&theirs.0.sorted);
+                mine.1.merge_sorted(&theirs.1.sorted);
+            });
+    }
+
     /// Number of distinct values remembered.
     pub fn len(&self) -> usize {
         self.shards
@@ -394,6 +484,34 @@ impl DistinctKeys {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Every shard's keys and first words, settled.
+    fn settled(&self) -> Vec<(Vec<u64>, Vec<u64>)> {
+        self.shards
+            .iter()
+            .map(|s| {
+                let mut runs = s.lock().unwrap_or_else(|p| p.into_inner());
+                runs.0.settle();
+                runs.1.settle();
+                (runs.0.sorted.clone(), runs.1.sorted.clone())
+            })
+            .collect()
+    }
+}
+
+/// Two sets are equal when they hold the same keys and first words (however they were
+/// gathered).
+impl PartialEq for DistinctKeys {
+    fn eq(&self, other: &DistinctKeys) -> bool {
+        std::ptr::eq(self, other) || self.settled() == other.settled()
+    }
+}
+
+impl std::fmt::Debug for DistinctKeys {
+    /// Only the size: keys are not for logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DistinctKeys({} keys)", self.len())
     }
 }
 
@@ -517,7 +635,7 @@ impl IdentifierSet {
             return 0;
         }
         words.clear();
-        for_each_word(text, |w| words.push(self.hasher.word_hash(w)));
+        self.hasher.word_hashes(text, words);
         self.prefetch(words);
         self.count_hashed(words)
     }
@@ -534,7 +652,7 @@ impl IdentifierSet {
             scratch.words.clear();
             scratch.ends.clear();
             for (v, _) in group {
-                for_each_word(v, |w| scratch.words.push(self.hasher.word_hash(w)));
+                self.hasher.word_hashes(v, &mut scratch.words);
                 scratch.ends.push(scratch.words.len());
             }
             self.prefetch(&scratch.words);
@@ -625,28 +743,7 @@ const WORD_BYTE: [bool; 256] = {
 fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
     if text.is_ascii() {
         // Same rule on bytes, without decoding.
-        let b = text.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            if !WORD_BYTE[usize::from(b[i])] {
-                i += 1;
-                continue;
-            }
-            let mut s = i;
-            while i < b.len() && WORD_BYTE[usize::from(b[i])] {
-                i += 1;
-            }
-            let mut e = i;
-            while s < e && matches!(b[s], b'.' | b'-') {
-                s += 1;
-            }
-            while e > s && matches!(b[e - 1], b'.' | b'-') {
-                e -= 1;
-            }
-            if e > s {
-                f(&text[s..e]);
-            }
-        }
+        ascii_words(text.as_bytes(), |s, e| f(&text[s..e]));
         return;
     }
     let is_word = |c: char| c.is_alphanumeric() || matches!(c, '@' | '.' | '_' | '+' | '-');
@@ -663,6 +760,32 @@ fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
     }
     if let Some(s) = start {
         emit_word(&text[s..], &mut f);
+    }
+}
+
+/// [`for_each_word`]'s rule on ASCII bytes: calls `f` with each word's `[start, end)`.
+#[inline]
+fn ascii_words(b: &[u8], mut f: impl FnMut(usize, usize)) {
+    let mut i = 0;
+    while i < b.len() {
+        if !WORD_BYTE[usize::from(b[i])] {
+            i += 1;
+            continue;
+        }
+        let mut s = i;
+        while i < b.len() && WORD_BYTE[usize::from(b[i])] {
+            i += 1;
+        }
+        let mut e = i;
+        while s < e && matches!(b[s], b'.' | b'-') {
+            s += 1;
+        }
+        while e > s && matches!(b[e - 1], b'.' | b'-') {
+            e -= 1;
+        }
+        if e > s {
+            f(s, e);
+        }
     }
 }
 
@@ -877,6 +1000,38 @@ mod tests {
         assert_eq!(run.sorted, expected.iter().copied().collect::<Vec<_>>());
         assert!(expected.iter().step_by(101).all(|k| run.contains(*k)));
         assert!(!run.contains(u64::MAX - 1) || expected.contains(&(u64::MAX - 1)));
+    }
+
+    /// Sets gathered apart and absorbed into one hold what one set gathered from every value
+    /// holds; a set missing one value is not equal to it.
+    #[test]
+    fn absorbed_sets_equal_one_set_gathered_whole() {
+        let hasher = ValueHasher::from_seed([7, 11]);
+        let values: Vec<String> = (0..40_000)
+            .map(|i| match i % 3 {
+                0 => format!("person{}@example.org", i % 9_000),
+                1 => format!("Name{} Surname{}", i % 700, i % 13),
+                _ => format!("ID-{:08}", i % 20_000),
+            })
+            .collect();
+        let whole = DistinctKeys::new();
+        whole.insert_all(&hasher, values.iter().map(String::as_str));
+        let (a, b, c) = (
+            DistinctKeys::new(),
+            DistinctKeys::new(),
+            DistinctKeys::new(),
+        );
+        a.insert_all(&hasher, values[..15_000].iter().map(String::as_str));
+        b.insert_all(&hasher, values[10_000..31_000].iter().map(String::as_str));
+        c.insert_all(&hasher, values[31_000..].iter().map(String::as_str));
+        a.absorb(&b);
+        a.absorb(&c);
+        assert_eq!(a, whole);
+        assert_eq!(a.len(), whole.len());
+        // One value more, and the sets differ.
+        whole.insert_all(&hasher, ["someone.else@example.org"]);
+        a.absorb(&DistinctKeys::new());
+        assert_ne!(a, whole);
     }
 
     /// The eight-at-a-time hash of ASCII words equals the byte-by-byte one it replaced.
@@ -1122,6 +1277,33 @@ mod tests {
             let one_by_one: u64 = values.iter().map(|(v, n)| n * set.count_in(v, &mut words)).sum();
             let grouped = set.count_in_all(&values, &mut IdScratch::default());
             proptest::prop_assert_eq!(grouped, one_by_one);
+        }
+
+        /// A value's keys are those of its words hashed one by one through the general
+        /// (lowercasing, decoding) path, whether it comes as text or as bytes, ASCII or not;
+        /// bytes that are not UTF-8 have none.
+        #[test]
+        fn value_keys_equal_the_word_by_word_keys(
+            value in "[a-zA-Z0-9 @._+,;()\"-]{0,40}|[a-zA-Zé€ÄÖß0-9 .@-]{0,30}",
+            cut in proptest::option::of(0usize..40),
+        ) {
+            let h = ValueHasher::from_seed([21, 34]);
+            let mut reference = ValueKeys::default();
+            for_each_word(&value, |w| {
+                reference.add(w.len(), || (h.word_mix(w) & !1) | u64::from(w.len() >= LONG_WORD))
+            });
+            let reference = reference.finish();
+            proptest::prop_assert_eq!(h.value_keys(&value), reference);
+            proptest::prop_assert_eq!(h.value_keys_utf8(value.as_bytes()), reference);
+            let mut words = Vec::new();
+            h.word_hashes(&value, &mut words);
+            let mut one_by_one = Vec::new();
+            for_each_word(&value, |w| one_by_one.push(h.word_hash(w)));
+            proptest::prop_assert_eq!(words, one_by_one);
+            // A cut inside a character leaves bytes that are not UTF-8.
+            if let Some(c) = cut.filter(|&c| c < value.len() && !value.is_char_boundary(c)) {
+                proptest::prop_assert_eq!(h.value_keys_utf8(&value.as_bytes()[..c]), None);
+            }
         }
     }
 }

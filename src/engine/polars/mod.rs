@@ -1,8 +1,10 @@
 //! The polars engine: each stage's plan lowered to expressions of one streaming `select`
 //! (`policy`, `identity`, `text`), the string-kernel adapter they all use, and the sink that
 //! counts every row by status, keeps what releases need of the kept rows and hands them to a
-//! writer thread that encodes the output files. Identifier values are remembered for the
-//! leak gate by the engine's threads, in the `select`, not in the sink.
+//! writer thread that encodes the output files. The leak gate's identifier set comes with the
+//! job when the pre-scan gathered it (CSV inputs): the writer thread then searches each batch
+//! for it too. Otherwise identifier values are remembered by the engine's threads, in the
+//! `select`, not in the sink, and the run searches the written files once the set is whole.
 //!
 //! Depends on: polars, `plan`/`stages` (plan types), `ingest` (scans), `emit` (writers),
 //! `identity`, `policy`, `pii`, `dp::plan` and `dp::release` (the subject key),
@@ -75,21 +77,41 @@ struct Sinks {
 /// engine's threads: the sink only hands it batches, so one file's encoding never holds up
 /// the stream. It hands the files back when its channel closes, or the first error.
 ///
-/// It also runs the detector half of the leak gate on each batch, while it is in memory.
+/// It passes each batch on to the leak gate's thread ([`gate_thread`]), which judges it while
+/// this one encodes it.
 fn writer_thread(
     mut files: Vec<AtomicParquet>,
     batches: Receiver<(usize, RecordBatch)>,
-    scanner: Scanner,
-    mut gate: GateTally,
-) -> std::thread::JoinHandle<Result<(Vec<AtomicParquet>, GateTally), emit::EmitError>> {
+    to_gate: SyncSender<RecordBatch>,
+) -> std::thread::JoinHandle<Result<Vec<AtomicParquet>, emit::EmitError>> {
     std::thread::spawn(move || {
         for (i, batch) in batches {
-            gate.add_detector_hits(&scanner, &batch);
+            // Arrays are shared, not copied. A gate that stopped is found when it is joined.
+            let _ = to_gate.send(batch.clone());
             // Dropping the files on an error removes them; dropping the receiver tells the
             // sink to stop.
             files[i].write(&batch)?;
         }
-        Ok((files, gate))
+        Ok(files)
+    })
+}
+
+/// The leak gate's half that runs on the batches written: detector hits, and the identifier
+/// values when the set of every input's identifiers is already whole (`ids`).
+fn gate_thread(
+    batches: Receiver<RecordBatch>,
+    scanner: Scanner,
+    mut gate: GateTally,
+    ids: Option<Arc<IdentifierSet>>,
+) -> std::thread::JoinHandle<GateTally> {
+    std::thread::spawn(move || {
+        for batch in batches {
+            gate.add_detector_hits(&scanner, &batch);
+            if let Some(ids) = &ids {
+                gate.add_identifier_hits_in(ids, &batch);
+            }
+        }
+        gate
     })
 }
 
@@ -112,10 +134,13 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
         &synthetic_columns,
         &plan.policy.subject_column,
     );
-    let id_columns = plan.identifier_columns();
+    // Every identifier value of every record, kept or dropped, for the leak gate: gathered by
+    // the pre-scan, or keyed and gathered by the engine's threads as they go.
+    let id_columns = match job.identifiers {
+        Some(_) => Vec::new(),
+        None => plan.identifier_columns(),
+    };
     let value_hasher = ValueHasher::new();
-    // Every identifier value of every record, kept or dropped, for the leak gate: keyed and
-    // gathered by the engine's threads as they go.
     let identifiers = Arc::new(DistinctKeys::new());
     let lf = lower(
         job,
@@ -199,7 +224,9 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
             .collect(),
     )
     .with_emitted(emitted.clone());
-    let writer = writer_thread(files, batches, gate_scanner, gate);
+    let (to_gate, judged) = std::sync::mpsc::sync_channel(4);
+    let gate = gate_thread(judged, gate_scanner, gate, job.identifiers.clone());
+    let writer = writer_thread(files, batches, to_gate);
     let sinks = Arc::new(Mutex::new(Sinks {
         to_writer: Some(to_writer),
         codes: codes.clone(),
@@ -261,7 +288,11 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
     let written = writer
         .join()
         .map_err(|_| EngineError::Poisoned("writer thread"))?;
-    let (files, gate) = match (written, result) {
+    // The writer's end closed the gate's channel.
+    let gate = gate
+        .join()
+        .map_err(|_| EngineError::Poisoned("leak gate thread"))?;
+    let files = match (written, result) {
         // The writer's error, whole, comes first: the engine only saw that it stopped.
         (Err(e), _) => return Err(EngineError::Emit(e)),
         (Ok(_), Err(e)) => return Err(engine_err(e)),
@@ -269,13 +300,17 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
     };
     let tally = take(&tally, "tally")?;
     let keys = Arc::into_inner(identifiers).ok_or(EngineError::Poisoned("identifier set"))?;
-    let set_started = std::time::Instant::now();
-    let identifiers = IdentifierSet::from_distinct(value_hasher, keys);
-    tracing::info!(
-        elapsed_ms = set_started.elapsed().as_millis() as u64,
-        distinct = identifiers.len(),
-        "leak gate: identifier set built"
-    );
+    // The set the run still has to search the written files for, when the engine gathered it.
+    let identifiers = job.identifiers.is_none().then(|| {
+        let set_started = std::time::Instant::now();
+        let identifiers = IdentifierSet::from_distinct(value_hasher, keys);
+        tracing::info!(
+            elapsed_ms = set_started.elapsed().as_millis() as u64,
+            distinct = identifiers.len(),
+            "leak gate: identifier set built"
+        );
+        identifiers
+    });
     Ok(Streamed {
         by_status: tally.by_status,
         bad_values: tally.bad_values,
