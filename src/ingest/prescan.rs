@@ -8,7 +8,7 @@
 //! ([`scan_csv`]); the run hashes it on a thread of its own meanwhile ([`hash_file`]), also from
 //! a map. A scan that hashes too (`hash`) reads the file once and hashes beside the scan.
 
-use privprep_kernels::gate::{DistinctKeys, ValueHasher};
+use privprep_kernels::gate::{DistinctKeys, KeyBatch, ValueHasher};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Read;
@@ -189,7 +189,7 @@ struct Gather<'m> {
     field_start: u64,
     /// The current record's gathered fields, `[start, end)`.
     spans: Vec<(u64, u64)>,
-    batch: Vec<(u64, Option<u64>)>,
+    batch: KeyBatch,
 }
 
 impl<'m> Gather<'m> {
@@ -207,7 +207,7 @@ impl<'m> Gather<'m> {
             keys,
             field_start: start,
             spans: Vec::new(),
-            batch: Vec::new(),
+            batch: KeyBatch::new(),
         }
     }
 
@@ -239,7 +239,7 @@ impl<'m> Gather<'m> {
 
     fn flush(&mut self) {
         if !self.batch.is_empty() {
-            self.keys.insert_keys(self.batch.drain(..));
+            self.keys.insert_batch(&mut self.batch);
         }
     }
 }
@@ -338,7 +338,7 @@ impl<'m> CsvScanner<'m> {
             keys,
             field_start: offset,
             spans: Vec::new(),
-            batch: Vec::new(),
+            batch: KeyBatch::new(),
         });
         sc
     }
@@ -499,8 +499,10 @@ impl<'m> CsvScanner<'m> {
                 if let Some(g) = &mut self.gather {
                     // Field by field up to the last gathered one; the rest are only counted.
                     let base = self.offset + i as u64;
+                    // Fields are short: a plain loop finds each separator sooner than a
+                    // search set up per field.
                     while self.fields <= g.last {
-                        let Some(k) = memchr::memchr(sep, &run[counted..]) else {
+                        let Some(k) = run[counted..].iter().position(|&b| b == sep) else {
                             break;
                         };
                         g.end_field(self.fields, base + (counted + k) as u64);

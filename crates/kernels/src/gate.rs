@@ -419,39 +419,39 @@ impl DistinctKeys {
     /// Remembers every value of a batch (values too short to be telling are skipped), keyed
     /// by `hasher`; each shard is locked once per batch.
     pub fn insert_all<'a>(&self, hasher: &ValueHasher, values: impl IntoIterator<Item = &'a str>) {
-        let mut by_shard: Vec<(Vec<u64>, Vec<u64>)> = vec![Default::default(); SHARDS];
+        let mut batch = KeyBatch::new();
         for v in values {
-            if let Some((k, first)) = hasher.value_keys(v) {
-                let (keys, firsts) = &mut by_shard[shard(k)];
-                keys.push(k);
-                firsts.extend(first);
+            if let Some(k) = hasher.value_keys(v) {
+                batch.push(k);
             }
         }
-        for (i, (keys, firsts)) in by_shard.into_iter().enumerate() {
-            if keys.is_empty() {
+        self.insert_batch(&mut batch);
+    }
+
+    /// Remembers values already keyed ([`ValueHasher::value_keys`]), as gathered elsewhere.
+    pub fn insert_keys(&self, keys: impl IntoIterator<Item = (u64, Option<u64>)>) {
+        let mut batch = KeyBatch::new();
+        for k in keys {
+            batch.push(k);
+        }
+        self.insert_batch(&mut batch);
+    }
+
+    /// Remembers the keys of `batch` and empties it (its buffers are kept for the next).
+    pub fn insert_batch(&self, batch: &mut KeyBatch) {
+        for (i, (keys, firsts)) in batch.by_shard.iter_mut().enumerate() {
+            if keys.is_empty() && firsts.is_empty() {
                 continue;
             }
             // A poisoned shard only means another thread panicked mid-insert; the keys it
             // holds are still keys.
             let mut runs = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
-            runs.0.add(&keys);
-            runs.1.add(&firsts);
+            runs.0.add(keys);
+            runs.1.add(firsts);
+            keys.clear();
+            firsts.clear();
         }
-    }
-
-    /// Remembers values already keyed ([`ValueHasher::value_keys`]), as gathered elsewhere.
-    pub fn insert_keys(&self, keys: impl IntoIterator<Item = (u64, Option<u64>)>) {
-        let mut by_shard: Vec<(Vec<u64>, Vec<u64>)> = vec![Default::default(); SHARDS];
-        for (k, first) in keys {
-            let (keys, firsts) = &mut by_shard[shard(k)];
-            keys.push(k);
-            firsts.extend(first);
-        }
-        for (i, (keys, firsts)) in by_shard.into_iter().enumerate() {
-            let mut runs = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
-            runs.0.add(&keys);
-            runs.1.add(&firsts);
-        }
+        batch.len = 0;
     }
 
     /// Takes in every key of `other` (a set gathered apart, e.g. by another part of a scan).
@@ -512,6 +512,57 @@ impl std::fmt::Debug for DistinctKeys {
     /// Only the size: keys are not for logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "DistinctKeys({} keys)", self.len())
+    }
+}
+
+/// Keys on their way into a [`DistinctKeys`], already split by shard, in buffers that are
+/// reused from one batch to the next. First words repeat a lot (a few hundred first names and
+/// area codes): one seen lately is not added again.
+pub struct KeyBatch {
+    by_shard: Vec<(Vec<u64>, Vec<u64>)>,
+    len: usize,
+    /// The first word last added in each of a few slots.
+    recent_firsts: Vec<Option<u64>>,
+}
+
+impl Default for KeyBatch {
+    fn default() -> Self {
+        KeyBatch::new()
+    }
+}
+
+impl KeyBatch {
+    pub fn new() -> KeyBatch {
+        KeyBatch {
+            by_shard: vec![Default::default(); SHARDS],
+            len: 0,
+            recent_firsts: vec![None; 1024],
+        }
+    }
+
+    /// One value's keys ([`ValueHasher::value_keys`]).
+    #[inline]
+    pub fn push(&mut self, (k, first): (u64, Option<u64>)) {
+        self.by_shard[shard(k)].0.push(k);
+        // A first word is kept in its own shard, so it is held once however many values
+        // begin with it.
+        if let Some(f) = first {
+            let slot = &mut self.recent_firsts[(f >> 20) as usize & 1023];
+            if *slot != Some(f) {
+                *slot = Some(f);
+                self.by_shard[shard(f)].1.push(f);
+            }
+        }
+        self.len += 1;
+    }
+
+    /// Values pushed since the batch was last inserted.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 
