@@ -360,22 +360,11 @@ fn leak_gate_fails_a_run_that_keeps_free_text_unredacted() {
 /// written file was read back (NDJSON of the same records).
 #[test]
 fn the_gate_counts_alike_whether_the_prescan_or_the_engine_gathers_identifiers() {
-    use polars::prelude::*;
     let w = Work::new();
     w.datagen(3000, 41, &[]);
     misclassify_body(&w.data());
-    let df = LazyCsvReader::new(PlPath::new(w.data().join("tickets.csv").to_str().unwrap()))
-        .with_infer_schema_length(Some(0))
-        .finish()
-        .unwrap()
-        .collect()
-        .unwrap();
-    let mut buf = Vec::new();
-    JsonWriter::new(&mut buf)
-        .with_json_format(JsonFormat::JsonLines)
-        .finish(&mut df.clone())
-        .unwrap();
-    std::fs::write(w.data().join("tickets.ndjson"), buf).unwrap();
+    let ndjson = common::csv_as_ndjson(&w.data().join("tickets.csv"));
+    std::fs::write(w.data().join("tickets.ndjson"), ndjson).unwrap();
     // The body kept as it is: its names, e-mails and phone numbers are identifier values.
     let columns = SAFE_COLUMNS
         .replace("body = { action = \"drop\" }\n", "")

@@ -215,6 +215,23 @@ country = { action = "keep" }
 satisfaction = { action = "keep" }
 body = { action = "drop" }"#;
 
+/// The records of a CSV file as NDJSON lines, every value as text.
+pub fn csv_as_ndjson(csv: &Path) -> String {
+    use polars::prelude::*;
+    let df = LazyCsvReader::new(PlPath::new(csv.to_str().unwrap()))
+        .with_infer_schema_length(Some(0))
+        .finish()
+        .unwrap()
+        .collect()
+        .unwrap();
+    let mut buf = Vec::new();
+    JsonWriter::new(&mut buf)
+        .with_json_format(JsonFormat::JsonLines)
+        .finish(&mut df.clone())
+        .unwrap();
+    String::from_utf8(buf).unwrap()
+}
+
 /// Reads a Parquet file with the engine.
 pub fn read_parquet(path: &Path) -> polars::prelude::DataFrame {
     use polars::prelude::*;
