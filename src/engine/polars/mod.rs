@@ -1,10 +1,11 @@
 //! The polars engine: each stage's plan lowered to expressions of one streaming `select`
 //! (`policy`, `identity`, `text`), the string-kernel adapter they all use, and the sink that
 //! counts every row by status, keeps what releases need of the kept rows and hands them to a
-//! writer thread that encodes the output files. The leak gate's identifier set comes with the
-//! job when the pre-scan gathered it (CSV inputs): the writer thread then searches each batch
-//! for it too. Otherwise identifier values are remembered by the engine's threads, in the
-//! `select`, not in the sink, and the run searches the written files once the set is whole.
+//! writer thread that encodes the output files, and to the leak gate's thread that judges
+//! them meanwhile. The gate's identifier set comes with the job when the pre-scan gathered it
+//! (CSV inputs): the gate's thread then searches each batch for it too. Otherwise identifier
+//! values are remembered by the engine's threads, in the `select`, not in the sink, and the
+//! run searches the written files once the set is whole.
 //!
 //! Depends on: polars, `plan`/`stages` (plan types), `ingest` (scans), `emit` (writers),
 //! `identity`, `policy`, `pii`, `dp::plan` and `dp::release` (the subject key),
