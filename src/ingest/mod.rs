@@ -613,7 +613,7 @@ fn parse_expr(text: Expr, c: &ManifestColumn) -> Expr {
 
 /// A text column's values, array by array (the chunked array's own iterator is dynamically
 /// dispatched per value).
-fn texts(ca: &StringChunked) -> impl Iterator<Item = Option<&str>> {
+pub(crate) fn texts(ca: &StringChunked) -> impl Iterator<Item = Option<&str>> {
     ca.downcast_iter().flat_map(|arr| arr.iter())
 }
 

@@ -193,7 +193,8 @@ struct Gather<'m> {
 }
 
 impl<'m> Gather<'m> {
-    fn new(map: &'m [u8], ids: IdGather<'m>, keys: &'m DistinctKeys, start: u64) -> Self {
+    /// Gathering from the start of the file into `ids`' set.
+    fn new(map: &'m [u8], ids: IdGather<'m>) -> Self {
         let last = ids.fields.iter().map(|f| *f as u64 + 1).max().unwrap_or(0);
         let mut wanted = vec![false; last as usize + 1];
         for f in ids.fields {
@@ -204,6 +205,20 @@ impl<'m> Gather<'m> {
             wanted,
             last,
             hasher: ids.hasher.clone(),
+            keys: ids.keys,
+            field_start: 0,
+            spans: Vec::new(),
+            batch: KeyBatch::new(),
+        }
+    }
+
+    /// The same fields gathered from byte `start` on, into `keys`.
+    fn for_part(&self, keys: &'m DistinctKeys, start: u64) -> Self {
+        Gather {
+            map: self.map,
+            wanted: self.wanted.clone(),
+            last: self.last,
+            hasher: self.hasher.clone(),
             keys,
             field_start: start,
             spans: Vec::new(),
@@ -330,16 +345,11 @@ impl<'m> CsvScanner<'m> {
         sc.expected = Some(expected);
         sc.offset = offset;
         sc.record_start = offset;
-        sc.gather = first.gather.as_ref().zip(keys).map(|(g, keys)| Gather {
-            map: g.map,
-            wanted: g.wanted.clone(),
-            last: g.last,
-            hasher: g.hasher.clone(),
-            keys,
-            field_start: offset,
-            spans: Vec::new(),
-            batch: KeyBatch::new(),
-        });
+        sc.gather = first
+            .gather
+            .as_ref()
+            .zip(keys)
+            .map(|(g, keys)| g.for_part(keys, offset));
         sc
     }
 
@@ -627,13 +637,11 @@ impl<'m> CsvScanner<'m> {
                 self.fields = n;
             }
             self.invalid_field = None;
-            // Nor is any of its fields gathered.
+            // Nor are its fields gathered.
             if let Some(g) = &mut self.gather {
-                g.spans.clear();
-                g.wanted.clear();
+                g.end_record(false, end);
             }
-        }
-        if let Some(g) = &mut self.gather {
+        } else if let Some(g) = &mut self.gather {
             g.end_field(self.fields, end);
         }
         self.end_record(end);
@@ -697,22 +705,23 @@ fn scan_csv_with(
         scanner.names = csv_header(path, sep).unwrap_or_default();
     }
     let parallel = !hash && has_header && !scanner.names.is_empty();
-    let (bytes, sha256, scan) = match parallel_parts(path, PART_BYTES)? {
-        Some((file, len, bounds)) if parallel => {
-            let scan = scan_parts(&file, scanner, &bounds, ids)?;
-            (len, String::new(), scan)
-        }
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let parts = match parallel {
+        true => parallel_parts(&file, len, PART_BYTES)?,
+        false => None,
+    };
+    let (bytes, sha256, scan) = match (parts, ids) {
+        (Some(bounds), _) => (
+            len,
+            String::new(),
+            scan_parts(&file, scanner, &bounds, ids)?,
+        ),
+        // One part, from the map (a field is read back from where it lies in it).
+        (None, Some(_)) if len > 0 => (len, String::new(), scan_parts(&file, scanner, &[0], ids)?),
         _ => {
-            let file = File::open(path)?;
-            let len = file.metadata()?.len();
-            match ids {
-                // One part, from the map (a field is read back from where it lies in it).
-                Some(_) if len > 0 => (len, String::new(), scan_parts(&file, scanner, &[0], ids)?),
-                _ => {
-                    let (bytes, sha256) = read_hashing(path, hash, |chunk| scanner.feed(chunk))?;
-                    (bytes, sha256, scanner.finish())
-                }
-            }
+            let (bytes, sha256) = read_hashing(path, hash, |chunk| scanner.feed(chunk))?;
+            (bytes, sha256, scanner.finish())
         }
     };
     Ok(PreScan {
@@ -730,25 +739,23 @@ fn scan_csv_with(
 /// Files at least this large are pre-scanned in parts, one per thread.
 const PART_BYTES: u64 = 32 << 20;
 
-/// The file, its length and the starts of its parts (each just after a newline; the first is
-/// 0), when it is large enough to be scanned in parts on this machine's threads.
-fn parallel_parts(path: &Path, min_part: u64) -> std::io::Result<Option<(File, u64, Vec<u64>)>> {
+/// The starts of the parts of `file` (`len` bytes; each part starts just after a newline, the
+/// first at 0), when it is large enough to be scanned in parts on this machine's threads.
+fn parallel_parts(file: &File, len: u64, min_part: u64) -> std::io::Result<Option<Vec<u64>>> {
     let threads = rayon::current_num_threads() as u64;
-    let file = File::open(path)?;
-    let len = file.metadata()?.len();
     if threads < 2 || len < 2 * min_part {
         return Ok(None);
     }
     let parts = threads.min(len / min_part);
     let mut bounds = vec![0];
     for k in 1..parts {
-        if let Some(b) = next_line_start(&file, len * k / parts, len)? {
+        if let Some(b) = next_line_start(file, len * k / parts, len)? {
             if b > *bounds.last().unwrap_or(&0) && b < len {
                 bounds.push(b);
             }
         }
     }
-    Ok((bounds.len() > 1).then_some((file, len, bounds)))
+    Ok((bounds.len() > 1).then_some(bounds))
 }
 
 /// The offset just after the first newline at or after `from`.
@@ -802,7 +809,7 @@ fn scan_parts(
         None => Vec::new(),
     };
     let mut first: CsvScanner<'_> = first;
-    first.gather = ids.map(|ids| Gather::new(&map, ids, ids.keys, 0));
+    first.gather = ids.map(|ids| Gather::new(&map, ids));
     let mut scanners = vec![first];
     for (k, &b) in bounds[1..].iter().enumerate() {
         let part = CsvScanner::part(&scanners[0], expected, b, own_keys.get(k));

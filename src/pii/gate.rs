@@ -180,13 +180,20 @@ impl GateTally {
         if ids.is_empty() {
             return;
         }
-        let found: Vec<(&str, u64)> = self
-            .judged(batch)
-            .map(|(column, values)| (column, identifier_hits(ids, &values).identifier_values))
-            .collect();
+        let found: Vec<(&str, u64)> = self.identifiers_in(ids, batch).collect();
         for (column, n) in found {
             self.entry(column).2 += n;
         }
+    }
+
+    /// Per judged column of `batch`: the identifier values of `ids` found in it.
+    fn identifiers_in<'b, 'i>(
+        &self,
+        ids: &'i IdentifierSet,
+        batch: &'b RecordBatch,
+    ) -> impl Iterator<Item = (&'b str, u64)> + use<'b, 'i, '_> {
+        self.judged(batch)
+            .map(|(column, values)| (column, identifier_hits(ids, &values).identifier_values))
     }
 
     /// The identifier half: the string columns of `files` (all with the same schema) read
@@ -265,12 +272,10 @@ impl GateTally {
         let mut found = Vec::new();
         for batch in reader {
             let batch = batch.map_err(|e| gate_error(path, e))?;
-            found.extend(self.judged(&batch).map(|(column, values)| {
-                (
-                    column.to_string(),
-                    identifier_hits(ids, &values).identifier_values,
-                )
-            }));
+            found.extend(
+                self.identifiers_in(ids, &batch)
+                    .map(|(column, n)| (column.to_string(), n)),
+            );
         }
         Ok(found)
     }

@@ -106,9 +106,6 @@ impl ValueHasher {
     /// bit says whether the word is long enough to be a value on its own (see [`LONG_WORD`]);
     /// keys do not keep that bit.
     fn word_hash(&self, word: &str) -> u64 {
-        if word.is_ascii() {
-            return self.ascii_word_hash(word.as_bytes());
-        }
         let long = u64::from(word.len() >= LONG_WORD);
         (self.word_mix(word) & !1) | long
     }
@@ -127,13 +124,18 @@ impl ValueHasher {
     #[inline]
     fn ascii_word_hash(&self, word: &[u8]) -> u64 {
         let long = u64::from(word.len() >= LONG_WORD);
-        (self.bytes_mix(word, ascii_lower8) & !1) | long
+        (self.ascii_mix(word) & !1) | long
+    }
+
+    /// ASCII bytes lowercased eight at a time: the hash of the lowercase word.
+    #[inline]
+    fn ascii_mix(&self, word: &[u8]) -> u64 {
+        self.bytes_mix(word, ascii_lower8)
     }
 
     fn word_mix(&self, word: &str) -> u64 {
         if word.is_ascii() {
-            // ASCII bytes are lowercased eight at a time: the bytes of the lowercase word.
-            return self.bytes_mix(word.as_bytes(), ascii_lower8);
+            return self.ascii_mix(word.as_bytes());
         }
         let mut lower = String::with_capacity(word.len() + 8);
         lower.extend(word.chars().flat_map(char::to_lowercase));

@@ -87,7 +87,7 @@ impl<'a> Slice<'a> {
     /// The mapped column's values, in order (array by array: the chunked array's own
     /// iterator is dynamically dispatched per value).
     pub fn values(&self) -> impl Iterator<Item = Option<&'a str>> + 'a {
-        self.values.downcast_iter().flat_map(|arr| arr.iter())
+        crate::ingest::texts(self.values)
     }
 
     /// Row `i`'s context values, in the order the context columns were given.
@@ -215,7 +215,7 @@ fn map_slice<O: Output>(
         values: &sliced[0],
         context: sliced[1..]
             .iter()
-            .map(|c| c.downcast_iter().flat_map(|arr| arr.iter()).collect())
+            .map(|c| crate::ingest::texts(c).collect())
             .collect(),
     };
     let mut builder = O::builder(sliced[0].name().clone(), slice.len());
