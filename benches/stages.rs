@@ -67,6 +67,7 @@ fn bench(c: &mut Criterion) {
         row_group_size: 65_536,
         lineage_json: Some("{}".into()),
         encryption: None,
+        plain_columns: vec!["body".into()],
     };
     let out = dir.path().join("out.parquet");
     let mut g = c.benchmark_group("emit");

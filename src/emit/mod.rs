@@ -126,6 +126,9 @@ pub struct ParquetSettings {
     /// Parquet modular encryption: the columns, key ids and the master keys that wrap each
     /// file's fresh data keys.
     pub encryption: Option<encryption::Encryption>,
+    /// Columns written without dictionary encoding: free text, whose values hardly repeat, so
+    /// a dictionary is built for each row group only to be given up.
+    pub plain_columns: Vec<String>,
 }
 
 /// A Parquet file being written to a temporary path, renamed into place on commit.
@@ -168,6 +171,12 @@ impl AtomicParquet {
                     parquet::file::properties::EnabledStatistics::None,
                 );
             }
+        }
+        for c in &settings.plain_columns {
+            props = props.set_column_dictionary_enabled(
+                parquet::schema::types::ColumnPath::from(c.as_str()),
+                false,
+            );
         }
         let props = props
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
@@ -413,6 +422,7 @@ mod tests {
             row_group_size: 1024,
             lineage_json: Some("{}".into()),
             encryption: None,
+            plain_columns: Vec::new(),
         };
         let mut w = AtomicParquet::create(&path, "run", schema.clone(), &settings).unwrap();
         w.write(&to_record_batch(df, &schema).unwrap()).unwrap();
@@ -467,6 +477,7 @@ mod tests {
             row_group_size: 10,
             lineage_json: Some("{}".into()),
             encryption: None,
+            plain_columns: Vec::new(),
         };
         let mut w = AtomicParquet::create(&path, "run", schema.clone(), &settings).unwrap();
         w.write(&to_record_batch(&df, &schema).unwrap()).unwrap();

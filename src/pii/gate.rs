@@ -112,24 +112,29 @@ impl GateTally {
         self
     }
 
-    /// The string columns of a batch that are judged, with their values.
+    /// The string columns of `batches` (of one schema) that are judged, with their values,
+    /// batch after batch.
     fn judged<'b>(
         &self,
-        batch: &'b RecordBatch,
+        batches: &'b [RecordBatch],
     ) -> impl Iterator<Item = (&'b str, Vec<Option<&'b str>>)> + use<'b, '_> {
-        batch
-            .schema_ref()
-            .fields()
+        let schema = batches.first().map(|b| b.schema_ref());
+        let fields = schema.map_or(&[][..], |s| &s.fields()[..]);
+        fields
             .iter()
-            .zip(batch.columns())
-            .filter(|(f, _)| !self.exempt.contains(f.name()))
-            .filter_map(|(f, array)| {
-                let values: Vec<Option<&str>> = match array.data_type() {
-                    DataType::Utf8 => array.as_string::<i32>().iter().collect(),
-                    DataType::LargeUtf8 => array.as_string::<i64>().iter().collect(),
-                    DataType::Utf8View => array.as_string_view().iter().collect(),
-                    _ => return None,
-                };
+            .enumerate()
+            .filter(|(_, f)| !self.exempt.contains(f.name()))
+            .filter_map(move |(i, f)| {
+                let mut values: Vec<Option<&str>> = Vec::new();
+                for batch in batches {
+                    let array = batch.column(i);
+                    match array.data_type() {
+                        DataType::Utf8 => values.extend(array.as_string::<i32>().iter()),
+                        DataType::LargeUtf8 => values.extend(array.as_string::<i64>().iter()),
+                        DataType::Utf8View => values.extend(array.as_string_view().iter()),
+                        _ => return None,
+                    }
+                }
                 Some((f.name().as_str(), values))
             })
     }
@@ -141,11 +146,11 @@ impl GateTally {
             .or_insert_with(|| (0, vec![0; slots], 0))
     }
 
-    /// The detector half, on one batch the run writes.
-    pub fn add_detector_hits(&mut self, scanner: &Scanner, batch: &RecordBatch) {
+    /// The detector half, on batches the run writes (of one schema).
+    pub fn add_detector_hits(&mut self, scanner: &Scanner, batches: &[RecordBatch]) {
         let slots = self.slot_names.len();
         let found: Vec<(&str, GateCounts)> = self
-            .judged(batch)
+            .judged(batches)
             .map(|(column, values)| {
                 if self.surrogates.iter().any(|c| c == column) {
                     let n = values.iter().flatten().count() as u64;
@@ -174,25 +179,26 @@ impl GateTally {
         }
     }
 
-    /// The identifier half on one batch the run writes, while it is in memory: for a set that
-    /// was whole before the first row was written (gathered by the pre-scan).
-    pub fn add_identifier_hits_in(&mut self, ids: &IdentifierSet, batch: &RecordBatch) {
+    /// The identifier half on batches the run writes (of one schema), while they are in
+    /// memory: for a set that was whole before the first row was written (gathered by the
+    /// pre-scan).
+    pub fn add_identifier_hits_in(&mut self, ids: &IdentifierSet, batches: &[RecordBatch]) {
         if ids.is_empty() {
             return;
         }
-        let found: Vec<(&str, u64)> = self.identifiers_in(ids, batch).collect();
+        let found: Vec<(&str, u64)> = self.identifiers_in(ids, batches).collect();
         for (column, n) in found {
             self.entry(column).2 += n;
         }
     }
 
-    /// Per judged column of `batch`: the identifier values of `ids` found in it.
+    /// Per judged column of `batches`: the identifier values of `ids` found in it.
     fn identifiers_in<'b, 'i>(
         &self,
         ids: &'i IdentifierSet,
-        batch: &'b RecordBatch,
+        batches: &'b [RecordBatch],
     ) -> impl Iterator<Item = (&'b str, u64)> + use<'b, 'i, '_> {
-        self.judged(batch)
+        self.judged(batches)
             .map(|(column, values)| (column, identifier_hits(ids, &values).identifier_values))
     }
 
@@ -273,7 +279,7 @@ impl GateTally {
         for batch in reader {
             let batch = batch.map_err(|e| gate_error(path, e))?;
             found.extend(
-                self.identifiers_in(ids, &batch)
+                self.identifiers_in(ids, std::slice::from_ref(&batch))
                     .map(|(column, n)| (column.to_string(), n)),
             );
         }
@@ -318,5 +324,103 @@ impl GateTally {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use privprep_kernels::pii::detect::{Kind, ScannerConfig};
+    use proptest::prelude::*;
+    use std::sync::Arc;
+
+    fn batch(rows: &[(Option<String>, Option<String>)]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("code", DataType::Utf8, true),
+            Field::new("note", DataType::Utf8, true),
+        ]));
+        let code: ArrayRef = Arc::new(StringArray::from_iter(rows.iter().map(|r| r.0.clone())));
+        let note: ArrayRef = Arc::new(StringArray::from_iter(rows.iter().map(|r| r.1.clone())));
+        RecordBatch::try_new(schema, vec![code, note]).unwrap()
+    }
+
+    fn tally() -> GateTally {
+        let slots = (0..Kind::FIXED.len())
+            .map(|s| {
+                privprep_kernels::pii::redact::kind_at(s)
+                    .as_str()
+                    .to_string()
+            })
+            .collect();
+        GateTally::new(vec!["code".into(), "note".into()], Vec::new(), slots)
+    }
+
+    /// A note: plain words, sometimes an e-mail address or a remembered identifier.
+    fn note() -> impl Strategy<Value = Option<String>> {
+        let word = prop::sample::select(vec![
+            "the",
+            "parcel",
+            "late",
+            "ana.lima@example.org",
+            "Ana Lima",
+            "S1234567",
+            "refund",
+        ]);
+        prop::option::weighted(
+            0.9,
+            prop::collection::vec(word, 0..6).prop_map(|w| w.join(" ")),
+        )
+    }
+
+    /// A code column of few values (judged value by value once a batch is large).
+    fn code() -> impl Strategy<Value = Option<String>> {
+        prop::option::weighted(
+            0.95,
+            prop::sample::select(vec!["US", "DE", "S1234567", "FR"]).prop_map(str::to_string),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// The gate's thread judges batches several at once: the verdicts are those of judging
+        /// them one by one (distinct values counted once per judgment, weighed by occurrences).
+        #[test]
+        fn batches_judged_together_count_as_judged_one_by_one(
+            parts in prop::collection::vec(
+                prop::collection::vec((code(), note()), 0..3000),
+                1..5,
+            ),
+        ) {
+            let scanner = Scanner::new(&ScannerConfig::default()).unwrap();
+            let hasher = ValueHasher::new();
+            let keys = DistinctKeys::new();
+            keys.insert_all(&hasher, ["Ana Lima", "S1234567"]);
+            let ids = IdentifierSet::from_distinct(hasher, keys);
+            let batches: Vec<RecordBatch> = parts.iter().map(|p| batch(p)).collect();
+            let mut together = tally();
+            together.add_detector_hits(&scanner, &batches);
+            together.add_identifier_hits_in(&ids, &batches);
+            let mut alone = tally();
+            for b in &batches {
+                alone.add_detector_hits(&scanner, std::slice::from_ref(b));
+                alone.add_identifier_hits_in(&ids, std::slice::from_ref(b));
+            }
+            let (together, alone) = (together.verdicts(), alone.verdicts());
+            let rows: u64 = parts.iter().map(|p| p.len() as u64).sum();
+            prop_assert_eq!(&together, &alone);
+            // Every non-null value was scanned, and the notes' e-mails were found.
+            let notes = parts.iter().flatten().filter(|r| r.1.is_some()).count() as u64;
+            prop_assert_eq!(together[1].values_scanned, notes);
+            let mails = parts
+                .iter()
+                .flatten()
+                .filter_map(|r| r.1.as_deref())
+                .map(|n| n.matches("ana.lima@example.org").count() as u64)
+                .sum::<u64>();
+            prop_assert_eq!(together[1].hits.get("email").copied().unwrap_or(0), mails);
+            prop_assert!(together[0].values_scanned <= rows);
+        }
     }
 }

@@ -207,6 +207,7 @@ mod tests {
             row_group_size: 1024,
             lineage_json: Some("{}".into()),
             encryption: None,
+            plain_columns: Vec::new(),
         };
         let mut w = AtomicParquet::create(&dir.join("o.parquet"), "run", schema.clone(), &settings)
             .unwrap();

@@ -224,6 +224,7 @@ pub(super) fn write_release(
         ),
         // A release is differentially private already; it stays readable by any reader.
         encryption: None,
+        plain_columns: Vec::new(),
     };
     let mut w = AtomicParquet::create(&r.path, run_id, schema.clone(), &settings)?;
     w.write(&emit::to_record_batch(table, &schema)?)?;

@@ -263,6 +263,7 @@ fn reencrypt(
             record: enc,
             keys: keys.clone(),
         }),
+        plain_columns: Vec::new(),
     };
     let mut w = AtomicParquet::create(path, id, schema, &settings).map_err(|e| e.to_string())?;
     for batch in reader {

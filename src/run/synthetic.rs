@@ -253,6 +253,7 @@ fn table(
             .to_string(),
         ),
         encryption: None,
+        plain_columns: Vec::new(),
     };
     let mut w = AtomicParquet::create(&t.path, run_id, schema, &settings)?;
     w.write(&batch)?;

@@ -8,7 +8,6 @@
 //! hashing, the set, and the check of a batch of values; reading the outputs back is the
 //! engine's part.
 
-use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 
@@ -904,9 +903,10 @@ fn check(
 ) -> GateCounts {
     // Columns of categories or generalized values repeat a few values over and over:
     // judge each distinct value once and weigh its result by how often it occurs.
-    let head: HashSet<&str> = values.iter().take(1024).flatten().copied().collect();
+    // (foldhash, seeded per process: several times faster than SipHash on short values.)
+    let head: foldhash::HashSet<&str> = values.iter().take(1024).flatten().copied().collect();
     if values.len() >= 4096 && head.len() * 16 <= values.len().min(1024) {
-        let mut counts: std::collections::HashMap<&str, u64> = Default::default();
+        let mut counts: foldhash::HashMap<&str, u64> = Default::default();
         for v in values.iter().flatten() {
             *counts.entry(v).or_default() += 1;
         }
