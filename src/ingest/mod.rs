@@ -240,6 +240,32 @@ fn ndjson_sample(path: &Path, n: usize) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// A UDF of the run (built with `Expr::map`) marked as one that never calls back into the
+/// engine. polars marks every `map` as possibly re-entrant and then evaluates it on a blocking
+/// thread of its I/O runtime: a hand-over to another thread for every morsel and expression.
+/// The run's UDFs only map values, so they run on the engine's own thread.
+pub(crate) fn not_reentrant(e: Expr) -> Expr {
+    match e {
+        Expr::AnonymousFunction {
+            input,
+            function,
+            mut options,
+            fmt_str,
+        } => {
+            options
+                .flags
+                .remove(polars_plan::prelude::FunctionFlags::OPTIONAL_RE_ENTRANT);
+            Expr::AnonymousFunction {
+                input,
+                function,
+                options,
+                fmt_str,
+            }
+        }
+        other => other,
+    }
+}
+
 fn plpath(path: &Path) -> PlPath {
     PlPath::new(&path.to_string_lossy())
 }
@@ -423,7 +449,7 @@ pub fn scan_input(
         let map = Series::new("__map".into(), kept);
         raw_scan(&cleaned, input.format, sep, csv_names)
             .map_err(err)?
-            .with_column(col(ROW).map(
+            .with_column(not_reentrant(col(ROW).map(
                 move |c| {
                     let idx = c.as_materialized_series().cast(&DataType::UInt64)?;
                     let idx = IdxCa::from_vec(
@@ -436,7 +462,7 @@ pub fn scan_input(
                     Ok(map.take(&idx)?.with_name(ROW.into()).into_column())
                 },
                 |_, f| Ok(Field::new(f.name().clone(), DataType::UInt64)),
-            ))
+            )))
     } else {
         let lf = raw_scan(&input.path, input.format, sep, csv_names).map_err(err)?;
         if bad.is_empty() {
@@ -576,7 +602,7 @@ fn present_name(i: usize) -> String {
 /// True where the text holds a value (anything but whitespace; null is absent).
 fn present_expr(text: Expr) -> Expr {
     use privprep_kernels::parse;
-    text.map(
+    not_reentrant(text.map(
         |c| {
             let ca = c.str()?;
             let out: BooleanChunked = texts(ca)
@@ -585,7 +611,7 @@ fn present_expr(text: Expr) -> Expr {
             Ok(out.with_name(ca.name().clone()).into_column())
         },
         |_: &Schema, field: &Field| Ok(Field::new(field.name().clone(), DataType::Boolean)),
-    )
+    ))
 }
 
 fn parse_expr(text: Expr, c: &ManifestColumn) -> Expr {
@@ -628,14 +654,14 @@ where
     T: PolarsDataType,
     ChunkedArray<T>: IntoColumn + FromIterator<Option<V>>,
 {
-    text.map(
+    not_reentrant(text.map(
         move |c| {
             let ca = c.str()?;
             let out: ChunkedArray<T> = texts(ca).map(|v| v.and_then(&f)).collect();
             Ok(out.with_name(ca.name().clone()).into_column())
         },
         move |_: &Schema, field: &Field| Ok(Field::new(field.name().clone(), dtype.clone())),
-    )
+    ))
 }
 
 #[cfg(test)]
@@ -818,6 +844,41 @@ mod tests {
         let e = file_schema(&p, SourceFormat::Csv, b',').unwrap_err();
         assert!(matches!(e, IngestError::Empty { .. }), "{e}");
         assert!(e.to_string().contains("e.csv: the file is empty"), "{e}");
+    }
+
+    /// polars marks every `map` as possibly re-entrant (run on its I/O runtime's blocking
+    /// threads); the run's UDFs lose that mark and nothing else, and still compute the same.
+    #[test]
+    fn the_run_s_udfs_are_not_marked_re_entrant() {
+        use polars_plan::prelude::FunctionFlags;
+        let flags = |e: &Expr| match e {
+            Expr::AnonymousFunction { options, .. } => options.flags,
+            _ => panic!("not a UDF"),
+        };
+        let udf = col("a").map(
+            |c| Ok((c.as_materialized_series() * 2).into_column()),
+            |_: &Schema, f: &Field| Ok(f.clone()),
+        );
+        let before = flags(&udf);
+        assert!(before.contains(FunctionFlags::OPTIONAL_RE_ENTRANT));
+        let udf = not_reentrant(udf);
+        let after = flags(&udf);
+        assert!(!after.contains(FunctionFlags::OPTIONAL_RE_ENTRANT));
+        assert_eq!(after | FunctionFlags::OPTIONAL_RE_ENTRANT, before);
+        let df = df!("a" => [1i64, 2, 3]).unwrap();
+        let out = df
+            .lazy()
+            .select([udf])
+            .collect_with_engine(Engine::Streaming)
+            .unwrap();
+        let a: Vec<Option<i64>> = out
+            .column("a")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(a, vec![Some(2), Some(4), Some(6)]);
     }
 
     /// Regression: a FIFO or device as input was reported as "does not exist".

@@ -9,6 +9,8 @@ use ::polars::prelude::*;
 use privprep_kernels::array::map_values;
 use rayon::prelude::*;
 
+use crate::ingest::not_reentrant;
+
 /// Below this many rows a column is mapped on the calling thread; a parallel slice is never
 /// shorter than half of it.
 const PARALLEL_MIN: usize = 4 * 1024;
@@ -115,10 +117,10 @@ where
         |_: &Schema, field: &Field| Ok(Field::new(field.name().clone(), O::get_static_dtype()));
     let input = input.cast(DataType::String);
     if context.is_empty() {
-        return input.map(
+        return not_reentrant(input.map(
             move |c| Ok(map_columns::<O>(&[c.str()?.clone()], &per_slice)?.into_column()),
             output,
-        );
+        ));
     }
     let context: Vec<Expr> = context
         .into_iter()
@@ -146,7 +148,7 @@ where
 {
     let output =
         |_: &Schema, field: &Field| Ok(Field::new(field.name().clone(), DataType::Boolean));
-    input.cast(DataType::String).map(
+    not_reentrant(input.cast(DataType::String).map(
         move |c| {
             let ca = c.str()?;
             let n = ca.len();
@@ -162,7 +164,7 @@ where
             Ok(BooleanChunked::full_null(ca.name().clone(), n).into_column())
         },
         output,
-    )
+    ))
 }
 
 /// The adapter over materialized columns: `columns[0]` is mapped, the rest are its context (of

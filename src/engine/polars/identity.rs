@@ -9,6 +9,8 @@ use crate::identity::Action;
 use crate::ingest::ColumnType;
 use crate::spec::DatePart;
 use polars::prelude::*;
+
+use crate::ingest::not_reentrant;
 use privprep_kernels::generalize::{self, month_start_days};
 use privprep_kernels::key::Key;
 use privprep_kernels::mask;
@@ -101,21 +103,21 @@ fn generalize_date(input: Expr, ty: ColumnType, part: DatePart) -> Expr {
     };
     match part {
         DatePart::Year => date.dt().year(),
-        DatePart::Month => date.map(
+        DatePart::Month => not_reentrant(date.map(
             |c| {
                 let days = c.cast(&DataType::Int32)?;
                 let out: Int32Chunked = days.i32()?.apply_values(month_start_days);
                 out.into_column().cast(&DataType::Date)
             },
             |_, f| Ok(Field::new(f.name().clone(), DataType::Date)),
-        ),
+        )),
     }
 }
 
 fn generalize_number(input: Expr, ty: ColumnType, width: f64) -> Expr {
     if ty == ColumnType::Int64 {
         let w = (width.round() as i64).max(1);
-        input.map(
+        not_reentrant(input.map(
             move |c| {
                 let ca = c.cast(&DataType::Int64)?;
                 Ok(ca
@@ -124,9 +126,9 @@ fn generalize_number(input: Expr, ty: ColumnType, width: f64) -> Expr {
                     .into_column())
             },
             |_, f| Ok(Field::new(f.name().clone(), DataType::Int64)),
-        )
+        ))
     } else {
-        input.map(
+        not_reentrant(input.map(
             move |c| {
                 let ca = c.cast(&DataType::Float64)?;
                 Ok(ca
@@ -135,7 +137,7 @@ fn generalize_number(input: Expr, ty: ColumnType, width: f64) -> Expr {
                     .into_column())
             },
             |_, f| Ok(Field::new(f.name().clone(), DataType::Float64)),
-        )
+        ))
     }
 }
 
