@@ -146,49 +146,57 @@ impl GateTally {
             .or_insert_with(|| (0, vec![0; slots], 0))
     }
 
-    /// The detector half, on batches the run writes (of one schema).
-    pub fn add_detector_hits(&mut self, scanner: &Scanner, batches: &[RecordBatch]) {
-        let slots = self.slot_names.len();
-        let found: Vec<(&str, GateCounts)> = self
+    /// Both halves on batches the run writes (of one schema), while they are in memory, each
+    /// column's values gathered once for both: detector hits, and the identifier values of
+    /// `ids` when the set was whole before the first row was written (gathered by the
+    /// pre-scan).
+    pub fn add_hits_in(
+        &mut self,
+        scanner: &Scanner,
+        ids: Option<&IdentifierSet>,
+        batches: &[RecordBatch],
+    ) {
+        let ids = ids.filter(|ids| !ids.is_empty());
+        let found: Vec<(&str, GateCounts, u64)> = self
             .judged(batches)
             .map(|(column, values)| {
-                if self.surrogates.iter().any(|c| c == column) {
-                    let n = values.iter().flatten().count() as u64;
-                    let counts = GateCounts {
-                        scanned: n,
-                        hits: vec![0; slots],
-                        ..GateCounts::default()
-                    };
-                    (column, counts)
-                } else if let Some(e) = &self.emitted {
-                    (
-                        column,
-                        privprep_kernels::gate::detector_hits_except(scanner, slots, &values, e),
-                    )
-                } else {
-                    (column, detector_hits(scanner, slots, &values))
-                }
+                let found = ids.map_or(0, |ids| identifier_hits(ids, &values).identifier_values);
+                (
+                    column,
+                    self.detector_counts(scanner, column, &values),
+                    found,
+                )
             })
             .collect();
-        for (column, counts) in found {
+        for (column, counts, found) in found {
             let entry = self.entry(column);
             entry.0 += counts.scanned;
             for (a, b) in entry.1.iter_mut().zip(counts.hits) {
                 *a += b;
             }
+            entry.2 += found;
         }
     }
 
-    /// The identifier half on batches the run writes (of one schema), while they are in
-    /// memory: for a set that was whole before the first row was written (gathered by the
-    /// pre-scan).
-    pub fn add_identifier_hits_in(&mut self, ids: &IdentifierSet, batches: &[RecordBatch]) {
-        if ids.is_empty() {
-            return;
-        }
-        let found: Vec<(&str, u64)> = self.identifiers_in(ids, batches).collect();
-        for (column, n) in found {
-            self.entry(column).2 += n;
+    /// The detector half on one column's values: surrogate columns are only counted, and the
+    /// surrogates the text stage wrote are not hits.
+    fn detector_counts(
+        &self,
+        scanner: &Scanner,
+        column: &str,
+        values: &[Option<&str>],
+    ) -> GateCounts {
+        let slots = self.slot_names.len();
+        if self.surrogates.iter().any(|c| c == column) {
+            GateCounts {
+                scanned: values.iter().flatten().count() as u64,
+                hits: vec![0; slots],
+                ..GateCounts::default()
+            }
+        } else if let Some(e) = &self.emitted {
+            privprep_kernels::gate::detector_hits_except(scanner, slots, values, e)
+        } else {
+            detector_hits(scanner, slots, values)
         }
     }
 
@@ -400,12 +408,10 @@ mod tests {
             let ids = IdentifierSet::from_distinct(hasher, keys);
             let batches: Vec<RecordBatch> = parts.iter().map(|p| batch(p)).collect();
             let mut together = tally();
-            together.add_detector_hits(&scanner, &batches);
-            together.add_identifier_hits_in(&ids, &batches);
+            together.add_hits_in(&scanner, Some(&ids), &batches);
             let mut alone = tally();
             for b in &batches {
-                alone.add_detector_hits(&scanner, std::slice::from_ref(b));
-                alone.add_identifier_hits_in(&ids, std::slice::from_ref(b));
+                alone.add_hits_in(&scanner, Some(&ids), std::slice::from_ref(b));
             }
             let (together, alone) = (together.verdicts(), alone.verdicts());
             let rows: u64 = parts.iter().map(|p| p.len() as u64).sum();

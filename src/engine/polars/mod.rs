@@ -108,22 +108,17 @@ fn gate_thread(
     std::thread::spawn(move || {
         // Batches are judged a few together: a column's repeated values are then judged
         // once for more rows, and each judgment's fixed cost is paid less often.
-        let mut held: Vec<RecordBatch> = Vec::new();
-        let mut judge = |held: &mut Vec<RecordBatch>| {
-            gate.add_detector_hits(&scanner, held);
-            if let Some(ids) = &ids {
-                gate.add_identifier_hits_in(ids, held);
-            }
-            held.clear();
-        };
+        let (mut held, mut rows) = (Vec::new(), 0);
         for batch in batches {
+            rows += batch.num_rows();
             held.push(batch);
-            if held.iter().map(|b| b.num_rows()).sum::<usize>() >= GATE_ROWS {
-                judge(&mut held);
+            if rows >= GATE_ROWS {
+                gate.add_hits_in(&scanner, ids.as_deref(), &held);
+                (held, rows) = (Vec::new(), 0);
             }
         }
         if !held.is_empty() {
-            judge(&mut held);
+            gate.add_hits_in(&scanner, ids.as_deref(), &held);
         }
         gate
     })
