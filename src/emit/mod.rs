@@ -135,8 +135,53 @@ pub struct ParquetSettings {
 pub struct AtomicParquet {
     final_path: PathBuf,
     tmp_path: PathBuf,
-    writer: Option<ArrowWriter<BufWriter<File>>>,
+    writer: Option<ArrowWriter<BufWriter<HashingFile>>>,
     rows: u64,
+}
+
+/// The temporary file, hashed as it is written: the writer only appends, so the hash of what
+/// went through it is the file's, and finishing does not read the file back.
+struct HashingFile {
+    file: File,
+    sha256: Sha256,
+    /// Bytes written since the kernel was last asked to start writing them out.
+    unsynced: u64,
+}
+
+/// Written bytes after which the kernel is asked to start writing them to disk, so the fsync
+/// at the end waits for little.
+const WRITEBACK_BYTES: u64 = 8 << 20;
+
+impl std::io::Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.sha256.update(&buf[..n]);
+        self.unsynced += n as u64;
+        if self.unsynced >= WRITEBACK_BYTES {
+            self.start_writeback();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl HashingFile {
+    /// Asks the kernel to start writing the file's dirty pages out, without waiting for it
+    /// (Linux; elsewhere the fsync at the end does all of it).
+    fn start_writeback(&mut self) {
+        self.unsynced = 0;
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid open descriptor; the call only starts write-back of its pages.
+            unsafe {
+                libc::sync_file_range(self.file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE)
+            };
+        }
+    }
 }
 
 impl AtomicParquet {
@@ -189,6 +234,11 @@ impl AtomicParquet {
             )
             .set_created_by(format!("privprep {}", env!("CARGO_PKG_VERSION")))
             .build();
+        let file = HashingFile {
+            file,
+            sha256: Sha256::new(),
+            unsynced: 0,
+        };
         let writer =
             ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema, Some(props))
                 .map_err(|e| EmitError::Parquet {
@@ -243,24 +293,44 @@ impl AtomicParquet {
         &self.tmp_path
     }
 
+    /// Writes out the rows held in memory (the last row group) and starts their way to disk,
+    /// once every row is written: finishing then only adds the footer. Writing more rows after
+    /// it starts a new row group.
+    pub fn flush_rows(&mut self) -> Result<(), EmitError> {
+        let path = || self.final_path.display().to_string();
+        if let Some(w) = self.writer.as_mut() {
+            w.flush().map_err(|e| EmitError::Parquet {
+                path: path(),
+                message: e.to_string(),
+            })?;
+            let buf = w.inner_mut();
+            std::io::Write::flush(buf).map_err(|source| EmitError::Io {
+                path: path(),
+                source,
+            })?;
+            buf.get_mut().start_writeback();
+        }
+        Ok(())
+    }
+
     /// Closes and fsyncs the temporary file; returns its SHA-256. Not yet visible.
     pub fn finish(&mut self) -> Result<String, EmitError> {
         let path = self.final_path.display().to_string();
-        if let Some(w) = self.writer.take() {
-            let buf = w.into_inner().map_err(|e| EmitError::Parquet {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            let file = buf.into_inner().map_err(|e| EmitError::Io {
-                path: path.clone(),
-                source: e.into_error(),
-            })?;
-            file.sync_all().map_err(|source| EmitError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        }
-        sha256_file(&self.tmp_path).map_err(|source| EmitError::Io { path, source })
+        let Some(w) = self.writer.take() else {
+            return sha256_file(&self.tmp_path).map_err(|source| EmitError::Io { path, source });
+        };
+        let buf = w.into_inner().map_err(|e| EmitError::Parquet {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let file = buf.into_inner().map_err(|e| EmitError::Io {
+            path: path.clone(),
+            source: e.into_error(),
+        })?;
+        file.file
+            .sync_all()
+            .map_err(|source| EmitError::Io { path, source })?;
+        Ok(hex::encode(file.sha256.finalize()))
     }
 
     /// Renames the finished temporary file into place and fsyncs the folder.
@@ -465,6 +535,63 @@ mod tests {
             split_path(Path::new("out/t.parquet"), "train"),
             PathBuf::from("out/t.train.parquet")
         );
+    }
+
+    /// The hash a writer returns is the file's, whether its rows were written out early
+    /// (`flush_rows`) or not, and rows written after an early flush are kept, in a row group of
+    /// their own, in order.
+    #[test]
+    fn the_hash_kept_while_writing_is_the_file_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = ParquetSettings {
+            row_group_size: 1000,
+            lineage_json: None,
+            encryption: None,
+            plain_columns: vec!["s".into()],
+        };
+        let batch = |from: i64, n: i64| {
+            let df = polars::df!(
+                "a" => (from..from + n).collect::<Vec<i64>>(),
+                "s" => (from..from + n).map(|i| format!("row {i}")).collect::<Vec<String>>()
+            )
+            .unwrap();
+            let schema = arrow_schema(df.schema()).unwrap();
+            (to_record_batch(&df, &schema).unwrap(), schema)
+        };
+        for (flushes, groups) in [(false, 3), (true, 4)] {
+            let path = dir.path().join(format!("t{flushes}.parquet"));
+            let (first, schema) = batch(0, 2500);
+            let mut w = AtomicParquet::create(&path, "run", schema, &settings).unwrap();
+            w.write(&first).unwrap();
+            if flushes {
+                w.flush_rows().unwrap();
+            }
+            w.write(&batch(2500, 300).0).unwrap();
+            w.flush_rows().unwrap();
+            w.set_lineage("{\"run\":1}".into());
+            let sha = w.finish().unwrap();
+            assert_eq!(sha, sha256_file(w.tmp_path()).unwrap());
+            w.commit().unwrap();
+            let back = polars::prelude::ParquetReader::new(File::open(&path).unwrap())
+                .finish()
+                .unwrap();
+            let a: Vec<i64> = back
+                .column("a")
+                .unwrap()
+                .i64()
+                .unwrap()
+                .into_no_null_iter()
+                .collect();
+            assert_eq!(a, (0..2800).collect::<Vec<i64>>());
+            let meta = parquet::file::reader::FileReader::metadata(
+                &parquet::file::serialized_reader::SerializedFileReader::new(
+                    File::open(&path).unwrap(),
+                )
+                .unwrap(),
+            )
+            .clone();
+            assert_eq!(meta.num_row_groups(), groups, "flushed early: {flushes}");
+        }
     }
 
     #[test]

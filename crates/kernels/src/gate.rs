@@ -256,13 +256,16 @@ struct KeyRun {
     pending: Vec<u64>,
 }
 
-/// Keys gathered before a shard's pending keys are sorted in.
+/// Keys gathered before a shard's pending keys are sorted in, at least.
 const PENDING: usize = 1 << 14;
 
 impl KeyRun {
+    /// Pending keys are sorted in once they number at least half the sorted ones: each merge
+    /// walks the whole sorted run, so merges that grow with it keep the walks to a few per key
+    /// over the whole gathering, where a fixed batch makes them grow with the run's size.
     fn add(&mut self, keys: &[u64]) {
         self.pending.extend_from_slice(keys);
-        if self.pending.len() >= PENDING {
+        if self.pending.len() >= PENDING.max(self.sorted.len() / 2) {
             self.settle();
         }
     }
@@ -1027,13 +1030,14 @@ mod tests {
     }
 
     /// Keys added in many batches, with repeats across the batches that are sorted in, end up
-    /// once each, in order.
+    /// once each, in order; past the fixed batch, keys wait until they number half the run.
     #[test]
     fn key_runs_keep_each_key_once_across_settles() {
         let mut run = KeyRun::default();
         let mut expected = std::collections::BTreeSet::new();
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for round in 0..5 {
+        let mut waited_longer = false;
+        for round in 0..16 {
             let batch: Vec<u64> = (0..(PENDING / 2 + 123))
                 .map(|i| {
                     x = mix(x.wrapping_add(i as u64));
@@ -1047,7 +1051,10 @@ mod tests {
                 .collect();
             expected.extend(batch.iter().copied());
             run.add(&batch);
+            assert!(run.pending.len() < PENDING.max(run.sorted.len() / 2));
+            waited_longer |= run.pending.len() >= PENDING;
         }
+        assert!(waited_longer, "the run never grew past the fixed batch");
         run.settle();
         assert!(run.pending.is_empty());
         assert_eq!(run.sorted, expected.iter().copied().collect::<Vec<_>>());

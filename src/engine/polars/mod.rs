@@ -93,6 +93,10 @@ fn writer_thread(
             // sink to stop.
             files[i].write(&batch)?;
         }
+        // Every row is in: write the last row groups out while the run goes on.
+        for f in &mut files {
+            f.flush_rows()?;
+        }
         Ok(files)
     })
 }
