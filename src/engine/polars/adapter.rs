@@ -1,6 +1,8 @@
 //! The one string-kernel adapter: a string column (and, when a kernel needs the row's context,
 //! further string columns beside it) split into equal row slices, mapped in parallel with rayon,
-//! each slice writing into one builder of the output type, the pieces appended in order.
+//! each slice writing into one builder of the output type, the pieces appended in order. In
+//! parallel only where the engine itself would be: its streaming pipelines already keep every
+//! thread busy, one morsel each, and evaluate expressions without threads of their own.
 //!
 //! The per-slice closure owns its scratch state (a reused buffer, a text rewriter) for the
 //! whole slice; [`Slice::map_kernel`] is the common case of a `&str` kernel whose nulls stay null.
@@ -14,6 +16,19 @@ use crate::ingest::not_reentrant;
 /// Below this many rows a column is mapped on the calling thread; a parallel slice is never
 /// shorter than half of it.
 const PARALLEL_MIN: usize = 4 * 1024;
+
+/// The slices a column of `n` rows is mapped in: one below [`PARALLEL_MIN`] rows, and one
+/// where the engine evaluates an expression without threads (each streaming pipeline, whose
+/// morsels are already mapped in parallel with the others': splitting them again only adds
+/// hand-overs between threads, about 5% of a streaming run's time). Otherwise one per thread.
+fn slices(n: usize) -> usize {
+    if n < PARALLEL_MIN {
+        return 1;
+    }
+    polars_core::POOL
+        .current_num_threads()
+        .clamp(1, n / (PARALLEL_MIN / 2))
+}
 
 /// An output type the adapter can build: String, Boolean, UInt64 or Int32.
 pub trait Output: PolarsDataType + Sized {
@@ -152,10 +167,10 @@ where
         move |c| {
             let ca = c.str()?;
             let n = ca.len();
-            if n < PARALLEL_MIN {
+            let parts = slices(n);
+            if parts == 1 {
                 visit(ca);
             } else {
-                let parts = rayon::current_num_threads().clamp(1, n / (PARALLEL_MIN / 2));
                 let step = n.div_ceil(parts);
                 (0..parts)
                     .into_par_iter()
@@ -174,10 +189,10 @@ pub fn map_columns<O: Output>(
     per_slice: &(dyn Fn(&Slice<'_>, &mut O::Builder) -> PolarsResult<()> + Sync),
 ) -> PolarsResult<ChunkedArray<O>> {
     let n = columns[0].len();
-    if n < PARALLEL_MIN {
+    let parts = slices(n);
+    if parts == 1 {
         return map_slice::<O>(columns, 0, n, per_slice);
     }
-    let parts = rayon::current_num_threads().clamp(1, n / (PARALLEL_MIN / 2));
     let step = n.div_ceil(parts);
     let pieces = (0..parts)
         .into_par_iter()
@@ -260,6 +275,21 @@ mod tests {
         for (a, b) in ca.iter().zip(out.iter()) {
             assert_eq!(a.map(|v| v.to_uppercase()).as_deref(), b);
         }
+    }
+
+    /// Where the engine evaluates without threads (its streaming pipelines), a long column is
+    /// mapped in one slice, to the same values; elsewhere in one per engine thread.
+    #[test]
+    fn no_slices_where_the_engine_runs_without_threads() {
+        let n = 10 * PARALLEL_MIN + 3;
+        let ca = column(n);
+        let threads = polars_core::POOL.current_num_threads();
+        let parallel = map_str_column(&ca, &upper);
+        let alone = polars_core::POOL.without_threading(|| map_str_column(&ca, &upper));
+        assert_eq!(alone.chunks().len(), 1);
+        assert_eq!(parallel.chunks().len(), threads.min(20));
+        assert!(alone.iter().eq(parallel.iter()));
+        assert_eq!(alone.null_count(), ca.null_count());
     }
 
     #[test]
