@@ -240,30 +240,20 @@ fn ndjson_sample(path: &Path, n: usize) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// A UDF of the run (built with `Expr::map`) marked as one that never calls back into the
-/// engine. polars marks every `map` as possibly re-entrant and then evaluates it on a blocking
-/// thread of its I/O runtime: a hand-over to another thread for every morsel and expression.
-/// The run's UDFs only map values, so they run on the engine's own thread.
-pub(crate) fn not_reentrant(e: Expr) -> Expr {
-    match e {
-        Expr::AnonymousFunction {
-            input,
-            function,
-            mut options,
-            fmt_str,
-        } => {
-            options
-                .flags
-                .remove(polars_plan::prelude::FunctionFlags::OPTIONAL_RE_ENTRANT);
-            Expr::AnonymousFunction {
-                input,
-                function,
-                options,
-                fmt_str,
-            }
-        }
-        other => other,
-    }
+/// A UDF of the run: `f` maps `input`'s column, elementwise. Built with `map_many`, which
+/// unlike `map` does not mark it as possibly re-entering the engine: polars evaluates such an
+/// expression on a blocking thread of its I/O runtime, a hand-over to another thread for every
+/// morsel and expression, and the run's UDFs only map values.
+pub(crate) fn value_map<F, DT>(input: Expr, f: F, output: DT) -> Expr
+where
+    F: Fn(Column) -> PolarsResult<Column> + Send + Sync + 'static,
+    DT: Fn(&Schema, &Field) -> PolarsResult<Field> + Send + Sync + 'static,
+{
+    input.map_many(
+        move |cols: &mut [Column]| f(std::mem::take(&mut cols[0])),
+        &[],
+        move |schema: &Schema, fields: &[Field]| output(schema, &fields[0]),
+    )
 }
 
 fn plpath(path: &Path) -> PlPath {
@@ -449,7 +439,8 @@ pub fn scan_input(
         let map = Series::new("__map".into(), kept);
         raw_scan(&cleaned, input.format, sep, csv_names)
             .map_err(err)?
-            .with_column(not_reentrant(col(ROW).map(
+            .with_column(value_map(
+                col(ROW),
                 move |c| {
                     let idx = c.as_materialized_series().cast(&DataType::UInt64)?;
                     let idx = IdxCa::from_vec(
@@ -462,7 +453,7 @@ pub fn scan_input(
                     Ok(map.take(&idx)?.with_name(ROW.into()).into_column())
                 },
                 |_, f| Ok(Field::new(f.name().clone(), DataType::UInt64)),
-            )))
+            ))
     } else {
         let lf = raw_scan(&input.path, input.format, sep, csv_names).map_err(err)?;
         if bad.is_empty() {
@@ -602,7 +593,8 @@ fn present_name(i: usize) -> String {
 /// True where the text holds a value (anything but whitespace; null is absent).
 fn present_expr(text: Expr) -> Expr {
     use privprep_kernels::parse;
-    not_reentrant(text.map(
+    value_map(
+        text,
         |c| {
             let ca = c.str()?;
             let out: BooleanChunked = texts(ca)
@@ -611,7 +603,7 @@ fn present_expr(text: Expr) -> Expr {
             Ok(out.with_name(ca.name().clone()).into_column())
         },
         |_: &Schema, field: &Field| Ok(Field::new(field.name().clone(), DataType::Boolean)),
-    ))
+    )
 }
 
 fn parse_expr(text: Expr, c: &ManifestColumn) -> Expr {
@@ -654,14 +646,15 @@ where
     T: PolarsDataType,
     ChunkedArray<T>: IntoColumn + FromIterator<Option<V>>,
 {
-    not_reentrant(text.map(
+    value_map(
+        text,
         move |c| {
             let ca = c.str()?;
             let out: ChunkedArray<T> = texts(ca).map(|v| v.and_then(&f)).collect();
             Ok(out.with_name(ca.name().clone()).into_column())
         },
         move |_: &Schema, field: &Field| Ok(Field::new(field.name().clone(), dtype.clone())),
-    ))
+    )
 }
 
 #[cfg(test)]
@@ -847,7 +840,8 @@ mod tests {
     }
 
     /// polars marks every `map` as possibly re-entrant (run on its I/O runtime's blocking
-    /// threads); the run's UDFs lose that mark and nothing else, and still compute the same.
+    /// threads); the run's UDFs differ from a `map` by that mark and nothing else, and compute
+    /// the same.
     #[test]
     fn the_run_s_udfs_are_not_marked_re_entrant() {
         use polars_plan::prelude::FunctionFlags;
@@ -855,13 +849,11 @@ mod tests {
             Expr::AnonymousFunction { options, .. } => options.flags,
             _ => panic!("not a UDF"),
         };
-        let udf = col("a").map(
-            |c| Ok((c.as_materialized_series() * 2).into_column()),
-            |_: &Schema, f: &Field| Ok(f.clone()),
-        );
-        let before = flags(&udf);
+        let double = |c: Column| Ok((c.as_materialized_series() * 2).into_column());
+        let same = |_: &Schema, f: &Field| Ok(f.clone());
+        let before = flags(&col("a").map(double, same));
         assert!(before.contains(FunctionFlags::OPTIONAL_RE_ENTRANT));
-        let udf = not_reentrant(udf);
+        let udf = value_map(col("a"), double, same);
         let after = flags(&udf);
         assert!(!after.contains(FunctionFlags::OPTIONAL_RE_ENTRANT));
         assert_eq!(after | FunctionFlags::OPTIONAL_RE_ENTRANT, before);

@@ -11,7 +11,7 @@ use ::polars::prelude::*;
 use privprep_kernels::array::map_values;
 use rayon::prelude::*;
 
-use crate::ingest::not_reentrant;
+use crate::ingest::value_map;
 
 /// Below this many rows a column is mapped on the calling thread; a parallel slice is never
 /// shorter than half of it.
@@ -132,10 +132,11 @@ where
         |_: &Schema, field: &Field| Ok(Field::new(field.name().clone(), O::get_static_dtype()));
     let input = input.cast(DataType::String);
     if context.is_empty() {
-        return not_reentrant(input.map(
+        return value_map(
+            input,
             move |c| Ok(map_columns::<O>(&[c.str()?.clone()], &per_slice)?.into_column()),
             output,
-        ));
+        );
     }
     let context: Vec<Expr> = context
         .into_iter()
@@ -163,7 +164,8 @@ where
 {
     let output =
         |_: &Schema, field: &Field| Ok(Field::new(field.name().clone(), DataType::Boolean));
-    not_reentrant(input.cast(DataType::String).map(
+    value_map(
+        input.cast(DataType::String),
         move |c| {
             let ca = c.str()?;
             let n = ca.len();
@@ -179,7 +181,7 @@ where
             Ok(BooleanChunked::full_null(ca.name().clone(), n).into_column())
         },
         output,
-    ))
+    )
 }
 
 /// The adapter over materialized columns: `columns[0]` is mapped, the rest are its context (of

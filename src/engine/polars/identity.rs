@@ -10,7 +10,7 @@ use crate::ingest::ColumnType;
 use crate::spec::DatePart;
 use polars::prelude::*;
 
-use crate::ingest::not_reentrant;
+use crate::ingest::value_map;
 use privprep_kernels::generalize::{self, month_start_days};
 use privprep_kernels::key::Key;
 use privprep_kernels::mask;
@@ -103,21 +103,23 @@ fn generalize_date(input: Expr, ty: ColumnType, part: DatePart) -> Expr {
     };
     match part {
         DatePart::Year => date.dt().year(),
-        DatePart::Month => not_reentrant(date.map(
+        DatePart::Month => value_map(
+            date,
             |c| {
                 let days = c.cast(&DataType::Int32)?;
                 let out: Int32Chunked = days.i32()?.apply_values(month_start_days);
                 out.into_column().cast(&DataType::Date)
             },
             |_, f| Ok(Field::new(f.name().clone(), DataType::Date)),
-        )),
+        ),
     }
 }
 
 fn generalize_number(input: Expr, ty: ColumnType, width: f64) -> Expr {
     if ty == ColumnType::Int64 {
         let w = (width.round() as i64).max(1);
-        not_reentrant(input.map(
+        value_map(
+            input,
             move |c| {
                 let ca = c.cast(&DataType::Int64)?;
                 Ok(ca
@@ -126,9 +128,10 @@ fn generalize_number(input: Expr, ty: ColumnType, width: f64) -> Expr {
                     .into_column())
             },
             |_, f| Ok(Field::new(f.name().clone(), DataType::Int64)),
-        ))
+        )
     } else {
-        not_reentrant(input.map(
+        value_map(
+            input,
             move |c| {
                 let ca = c.cast(&DataType::Float64)?;
                 Ok(ca
@@ -137,7 +140,7 @@ fn generalize_number(input: Expr, ty: ColumnType, width: f64) -> Expr {
                     .into_column())
             },
             |_, f| Ok(Field::new(f.name().clone(), DataType::Float64)),
-        ))
+        )
     }
 }
 
