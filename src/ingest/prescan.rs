@@ -7,6 +7,9 @@
 //! without them. A large CSV file is mapped and scanned in parts, one per thread
 //! ([`scan_csv`]); the run hashes it on a thread of its own meanwhile ([`hash_file`]), also from
 //! a map. A scan that hashes too (`hash`) reads the file once and hashes beside the scan.
+//!
+//! A CSV scan also leaves cuts ([`PreScan::cuts`]): line starts outside quotes about a MiB
+//! apart, where the engine's CSV reader may start a chunk of its own.
 
 use privprep_kernels::gate::{DistinctKeys, KeyBatch, ValueHasher};
 use sha2::{Digest, Sha256};
@@ -46,6 +49,9 @@ pub struct PreScan {
     /// CSV: some bad record cannot be read by the engine at all (invalid UTF-8, a quote never
     /// closed), so it must read a copy of the file without the bad records.
     unreadable: bool,
+    /// CSV: offsets where a line starts outside quotes: the first data line, then one every
+    /// [`CUT_BYTES`] or so (see [`PreScan::cuts`]).
+    cuts: Vec<u64>,
 }
 
 impl PreScan {
@@ -69,6 +75,14 @@ impl PreScan {
     /// Byte ranges `[start, end)` of the bad CSV records.
     pub fn bad_spans(&self) -> &[(u64, u64)] {
         &self.spans
+    }
+
+    /// CSV: byte offsets where a line starts outside quotes, in order: the first is where the
+    /// data starts (just past the header), each other at least [`CUT_BYTES`] after the one
+    /// before. An engine may read the file in chunks between them, each on its own, as a CSV
+    /// reader reading the whole file would split them into records.
+    pub fn cuts(&self) -> &[u64] {
+        &self.cuts
     }
 
     /// 1-based line that data record `record` starts on.
@@ -288,6 +302,12 @@ struct CsvScanner<'m> {
     spans: Vec<(u64, u64)>,
     unreadable: bool,
     shifts: Vec<(u64, u64)>,
+    /// Line starts outside quotes where the file may be cut ([`PreScan::cuts`]).
+    cuts: Vec<u64>,
+    /// The next cut is the first line start at or after this offset (a multiple of
+    /// `cut_bytes`, so scans in parts cut where one scan cuts).
+    next_cut: u64,
+    cut_bytes: u64,
     gather: Option<Gather<'m>>,
 }
 
@@ -324,6 +344,10 @@ impl<'m> CsvScanner<'m> {
             spans: Vec::new(),
             unreadable: false,
             shifts: Vec::new(),
+            // Without a header the data starts at the first byte.
+            cuts: if has_header { Vec::new() } else { vec![0] },
+            next_cut: if has_header { 0 } else { CUT_BYTES },
+            cut_bytes: CUT_BYTES,
             gather: None,
         }
     }
@@ -345,6 +369,9 @@ impl<'m> CsvScanner<'m> {
         sc.expected = Some(expected);
         sc.offset = offset;
         sc.record_start = offset;
+        sc.cuts.clear();
+        sc.cut_bytes = first.cut_bytes;
+        sc.next_cut = sc.cut_after(offset);
         sc.gather = first
             .gather
             .as_ref()
@@ -399,6 +426,8 @@ impl<'m> CsvScanner<'m> {
             b
         }));
         self.spans.extend(part.spans);
+        self.cuts.extend(part.cuts);
+        self.next_cut = part.next_cut;
         self.unreadable |= part.unreadable;
         self.in_quotes = part.in_quotes;
         self.quote_line = part.quote_line + lines_before;
@@ -543,8 +572,19 @@ impl<'m> CsvScanner<'m> {
         self.offset += bytes.len() as u64;
     }
 
+    /// The first multiple of `cut_bytes` after `offset`.
+    fn cut_after(&self, offset: u64) -> u64 {
+        (offset / self.cut_bytes + 1) * self.cut_bytes
+    }
+
     /// Ends the current record; `end` is the offset just past it (after its newline).
     fn end_record(&mut self, end: u64) {
+        // Past the header, every line end outside quotes may be a cut; the header's end is
+        // the first.
+        if self.header_done && end >= self.next_cut {
+            self.cuts.push(end);
+            self.next_cut = self.cut_after(end);
+        }
         if self.record_empty {
             // Blank lines are skipped by CSV readers; they are not records.
             self.fields = 1;
@@ -556,6 +596,8 @@ impl<'m> CsvScanner<'m> {
         }
         if !self.header_done {
             self.header_done = true;
+            self.cuts.push(end);
+            self.next_cut = self.cut_after(end);
             self.expected = Some(self.fields);
             if let Some(g) = &mut self.gather {
                 g.end_record(false, end);
@@ -654,6 +696,7 @@ impl<'m> CsvScanner<'m> {
             spans: self.spans,
             unreadable: self.unreadable,
             shifts: self.shifts,
+            cuts: self.cuts,
         }
     }
 }
@@ -666,7 +709,11 @@ struct CsvScan {
     spans: Vec<(u64, u64)>,
     unreadable: bool,
     shifts: Vec<(u64, u64)>,
+    cuts: Vec<u64>,
 }
+
+/// Lines that may start a chunk of a CSV file are at least this far apart ([`PreScan::cuts`]).
+pub const CUT_BYTES: u64 = 1 << 20;
 
 /// Pre-scan of a CSV file, with its SHA-256.
 pub fn prescan_csv(path: &Path, sep: u8, has_header: bool) -> std::io::Result<PreScan> {
@@ -676,7 +723,13 @@ pub fn prescan_csv(path: &Path, sep: u8, has_header: bool) -> std::io::Result<Pr
 /// Pre-scan of a CSV file; its SHA-256 only when `hash` (else empty, for [`hash_file`] to
 /// compute beside the run).
 pub fn scan_csv(path: &Path, sep: u8, has_header: bool, hash: bool) -> std::io::Result<PreScan> {
-    scan_csv_with(path, sep, has_header, hash, None)
+    scan_csv_with(path, sep, has_header, hash, None, CUT_BYTES)
+}
+
+/// [`scan_csv`] with cuts about `cut_bytes` apart (tests cut small files into many chunks).
+#[cfg(test)]
+pub(crate) fn scan_csv_cutting(path: &Path, sep: u8, cut_bytes: u64) -> std::io::Result<PreScan> {
+    scan_csv_with(path, sep, true, false, None, cut_bytes)
 }
 
 /// [`scan_csv`] without the hash, gathering the keys of the identifier fields of every good
@@ -688,7 +741,7 @@ pub fn scan_csv_gathering(
     has_header: bool,
     ids: IdGather,
 ) -> std::io::Result<PreScan> {
-    scan_csv_with(path, sep, has_header, false, Some(ids))
+    scan_csv_with(path, sep, has_header, false, Some(ids), CUT_BYTES)
 }
 
 fn scan_csv_with(
@@ -697,8 +750,13 @@ fn scan_csv_with(
     has_header: bool,
     hash: bool,
     ids: Option<IdGather>,
+    cut_bytes: u64,
 ) -> std::io::Result<PreScan> {
     let mut scanner = CsvScanner::new(sep, has_header);
+    scanner.cut_bytes = cut_bytes;
+    if !has_header {
+        scanner.next_cut = cut_bytes;
+    }
     if has_header {
         // Only to name columns in messages; a header that cannot be read is reported at
         // validate.
@@ -733,6 +791,7 @@ fn scan_csv_with(
         first_line: if has_header { 2 } else { 1 },
         spans: scan.spans,
         unreadable: scan.unreadable,
+        cuts: scan.cuts,
     })
 }
 
@@ -1190,6 +1249,7 @@ mod tests {
             f.write_all(&bytes).unwrap();
             let whole = {
                 let mut sc = CsvScanner::new(b',', true);
+                sc.cut_bytes = 64;
                 sc.names = csv_header(f.path(), b',').unwrap();
                 read_hashing(f.path(), false, |c| sc.feed(c)).unwrap();
                 sc.finish()
@@ -1207,9 +1267,16 @@ mod tests {
                 }
             }
             let mut first = CsvScanner::new(b',', true);
+            first.cut_bytes = 64;
             first.names = csv_header(f.path(), b',').unwrap();
             let parts = scan_parts(&file, first, &bounds, None).unwrap();
+            // Cuts too: each the first line start outside quotes at or past a multiple of 64
+            // (and the data's start).
             proptest::prop_assert_eq!(&parts, &whole);
+            proptest::prop_assert_eq!(whole.cuts.first(), Some(&6));
+            for w in whole.cuts.windows(2) {
+                proptest::prop_assert!(w[1] / 64 > w[0] / 64);
+            }
 
             // Gathering identifier keys (fields 1 and 3) in the same parts gathers what one
             // scan gathers, and the scan finds the same records.
@@ -1218,6 +1285,7 @@ mod tests {
                 let keys = DistinctKeys::new();
                 let ids = IdGather { fields: &[0, 2], hasher: &hasher, keys: &keys };
                 let mut first = CsvScanner::new(b',', true);
+                first.cut_bytes = 64;
                 first.names = csv_header(f.path(), b',').unwrap();
                 let scan = scan_parts(&file, first, bounds, Some(ids)).unwrap();
                 (scan, keys)

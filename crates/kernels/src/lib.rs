@@ -22,9 +22,11 @@
 //! - [`temporal`]: ISO 8601 / RFC 3339 datetimes read in one pass.
 //! - [`subject`]: keyed hashes of subject ids and the sorted sets of the subject index.
 //! - [`array`](mod@array): the kernels over whole Arrow string arrays; nulls stay null.
+//! - [`csv`]: CSV records split into fields by the rules of polars' reader.
 //! - [`rows`]: a plan's row stages over one Arrow batch (the engine of the Python wheel).
 
 pub mod array;
+pub mod csv;
 pub mod gate;
 pub mod generalize;
 pub mod key;

@@ -1,17 +1,19 @@
-//! The polars engine: each stage's plan lowered to expressions of one streaming `select`
-//! (`policy`, `identity`, `text`), the string-kernel adapter they all use, and the sink that
-//! counts every row by status, keeps what releases need of the kept rows and hands them to a
-//! writer thread that encodes the output files, and to the leak gate's thread that judges
-//! them meanwhile. The gate's identifier set comes with the job when the pre-scan gathered it
-//! (CSV inputs): the gate's thread then searches each batch for it too. Otherwise identifier
-//! values are remembered by the engine's threads, in the `select`, not in the sink, and the
-//! run searches the written files once the set is whole.
+//! The polars engine: each stage's plan lowered to expressions of one `select` (`policy`,
+//! `identity`, `text`), run over polars' streaming scans of the inputs or, for clean CSV
+//! inputs, over each chunk the engine's own reader reads ([`csv`]); the string-kernel adapter
+//! they all use; and the sink that counts every row by status, keeps what releases need of the
+//! kept rows and hands them to a writer thread that encodes the output files, and to the leak
+//! gate's thread that judges them meanwhile. The gate's identifier set comes with the job
+//! when the pre-scan gathered it (CSV inputs): the gate's thread then searches each batch for
+//! it too. Otherwise identifier values are remembered by the engine's threads, in the
+//! `select`, not in the sink, and the run searches the written files once the set is whole.
 //!
 //! Depends on: polars, `plan`/`stages` (plan types), `ingest` (scans), `emit` (writers),
 //! `identity`, `policy`, `pii`, `dp::plan` and `dp::release` (the subject key),
 //! `lineage::record` (schema), `spec` (message sanitizing), the kernels crate.
 
 pub mod adapter;
+pub mod csv;
 pub mod identity;
 pub mod policy;
 pub mod risk;
@@ -290,12 +292,49 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
         progress: job.progress.clone(),
         busy: busy.clone(),
     };
-    let callback = PlanCallback::Rust(SpecialEq::new(Arc::new(
-        move |df: DataFrame| -> PolarsResult<bool> { sink.take(df) },
-    )));
-    let result = lf
-        .sink_batches(callback, true, None)
-        .and_then(|lf| lf.collect_with_engine(Engine::Streaming));
+    // Clean CSV inputs are read in chunks by the engine's own reader, each chunk through the
+    // same stages; anything else, and two-pass runs, by polars' streaming scans.
+    let result = if plan.risk.is_none() && csv::readable(job.inputs) {
+        let names: Vec<PlSmallStr> = plan
+            .source
+            .csv_names
+            .iter()
+            .map(|n| n.as_str().into())
+            .collect();
+        let wanted = names
+            .iter()
+            .map(|n| plan.columns.iter().any(|c| c.name == n.as_str()))
+            .collect();
+        let columns = csv::Columns { names, wanted };
+        let lowered = Lowered::new(
+            job,
+            &texts,
+            &dp_columns,
+            &id_columns,
+            &value_hasher,
+            &identifiers,
+        )?;
+        let query = |chunk: DataFrame| -> PolarsResult<DataFrame> {
+            lowered
+                .on(chunk.lazy())
+                .collect_with_engine(Engine::InMemory)
+        };
+        csv::read(
+            job.inputs,
+            plan.source.separator,
+            &columns,
+            polars_core::POOL.current_num_threads(),
+            &query,
+            &|df| sink.take(df),
+        )
+    } else {
+        let callback = PlanCallback::Rust(SpecialEq::new(Arc::new(
+            move |df: DataFrame| -> PolarsResult<bool> { sink.take(df) },
+        )));
+        lf.sink_batches(callback, true, None)
+            .and_then(|lf| lf.collect_with_engine(Engine::Streaming))
+            .map(|_| ())
+    };
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         sink_busy_ms = busy.load(std::sync::atomic::Ordering::Relaxed) / 1000,
@@ -504,8 +543,20 @@ fn lower(
     value_hasher: &ValueHasher,
     identifiers: &Arc<DistinctKeys>,
 ) -> Result<LazyFrame, EngineError> {
+    let lowered = Lowered::new(
+        job,
+        texts,
+        dp_columns,
+        id_columns,
+        value_hasher,
+        identifiers,
+    )?;
+    Ok(lowered.on(scan_inputs(job)?))
+}
+
+/// Every input, read by polars' scans, one after another.
+fn scan_inputs(job: &Job) -> Result<LazyFrame, EngineError> {
     let plan = job.plan;
-    // Ingest.
     let mut scans = Vec::new();
     for (i, input) in job.inputs.iter().enumerate() {
         scans.push(ingest::scan_input(
@@ -516,12 +567,62 @@ fn lower(
             job.scratch,
         )?);
     }
-    let lf = if scans.len() == 1 {
-        scans.pop().expect("one scan")
+    if scans.len() == 1 {
+        Ok(scans.pop().expect("one scan"))
     } else {
         concat(scans, UnionArgs::default())
-            .map_err(|e| EngineError::Failed(sanitize(&e.to_string(), plan)))?
-    };
+            .map_err(|e| EngineError::Failed(sanitize(&e.to_string(), plan)))
+    }
+}
+
+/// One step of the lowered plan.
+enum Step {
+    Select(Vec<Expr>),
+    With(Expr),
+}
+
+/// The plan's stages as steps of expressions, built once and applied to the inputs' rows as
+/// read (every CSV column a string, with `__row` and `__file`): polars' scans of every input,
+/// or each chunk of them the engine's CSV reader reads.
+struct Lowered(Vec<Step>);
+
+impl Lowered {
+    fn on(&self, lf: LazyFrame) -> LazyFrame {
+        self.0.iter().fold(lf, |lf, step| match step {
+            Step::Select(exprs) => lf.select(exprs.clone()),
+            Step::With(expr) => lf.with_column(expr.clone()),
+        })
+    }
+
+    fn new(
+        job: &Job,
+        texts: &[Arc<TextRuntime>],
+        dp_columns: &[(String, String, bool)],
+        id_columns: &[String],
+        value_hasher: &ValueHasher,
+        identifiers: &Arc<DistinctKeys>,
+    ) -> Result<Lowered, EngineError> {
+        lower_steps(
+            job,
+            texts,
+            dp_columns,
+            id_columns,
+            value_hasher,
+            identifiers,
+        )
+        .map(Lowered)
+    }
+}
+
+fn lower_steps(
+    job: &Job,
+    texts: &[Arc<TextRuntime>],
+    dp_columns: &[(String, String, bool)],
+    id_columns: &[String],
+    value_hasher: &ValueHasher,
+    identifiers: &Arc<DistinctKeys>,
+) -> Result<Vec<Step>, EngineError> {
+    let plan = job.plan;
     let conversions: Vec<_> = plan.columns.iter().map(|c| c.conversion.clone()).collect();
     let typed = ingest::typed_columns(&plan.source.manifest, &conversions);
     let mut select = typed.values;
@@ -541,19 +642,20 @@ fn lower(
         );
     }
     // Policy.
-    let lf = lf
-        .select(select)
-        .with_column(typed.badcol)
-        .with_column(policy::status_expr(&plan.policy, BADCOL, job.erased));
+    let mut steps = vec![
+        Step::Select(select),
+        Step::With(typed.badcol),
+        Step::With(policy::status_expr(&plan.policy, BADCOL, job.erased)),
+    ];
     // Identity: the split.
-    let mut lf = match (&plan.output.split, job.key) {
-        (Some((train, validation, test)), Some(k)) => lf.with_column(split_expr(
+    steps.push(Step::With(match (&plan.output.split, job.key) {
+        (Some((train, validation, test)), Some(k)) => split_expr(
             col(plan.policy.subject_column.as_str()),
             k,
             [*train, *validation, *test],
-        )),
-        _ => lf.with_column(lit(0i32).cast(DataType::Int32).alias(SPLIT)),
-    };
+        ),
+        _ => lit(0i32).cast(DataType::Int32).alias(SPLIT),
+    }));
     // Text: texts with a `drop_row` hit drop their row before anything is transformed.
     let kept_only = |name: &str| {
         when(col(STATUS).eq(lit(KEPT as i32)))
@@ -565,7 +667,7 @@ fn lower(
     for (t, rt) in plan.text.iter().zip(texts) {
         if t.drops_rows() {
             let hit = text::drop_expr(rt.clone(), kept_only(&t.column), context_of(t));
-            lf = lf.with_column(
+            steps.push(Step::With(
                 when(
                     col(STATUS)
                         .eq(lit(KEPT as i32))
@@ -574,7 +676,7 @@ fn lower(
                 .then(lit(DropReason::PiiInText.code() as i32))
                 .otherwise(col(STATUS))
                 .alias(STATUS),
-            );
+            ));
         }
     }
     // Releases: their columns, of every row (the sink keeps the kept ones).
@@ -620,7 +722,8 @@ fn lower(
         outputs.push(remember_expr(value_hasher, identifiers, c).alias(id_column_name(i)));
     }
     outputs.extend([col(STATUS), col(ROW), col(FILE), col(BADCOL), col(SPLIT)]);
-    Ok(lf.select(outputs))
+    steps.push(Step::Select(outputs));
+    Ok(steps)
 }
 
 /// The column of subject index keys.
