@@ -163,7 +163,7 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
 }
 
 /// The file mapped read-only, for one pass from start to end.
-fn map_file(file: &File) -> std::io::Result<memmap2::Mmap> {
+pub(crate) fn map_file(file: &File) -> std::io::Result<memmap2::Mmap> {
     // SAFETY: the map is read-only and lives only for the pass over it. A file truncated
     // meanwhile by another process would fault; the engine maps the same file to read it.
     let map = unsafe { memmap2::Mmap::map(file)? };

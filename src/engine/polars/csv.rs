@@ -209,17 +209,12 @@ fn map(path: &std::path::Path, bytes: u64) -> PolarsResult<Option<memmap2::Mmap>
     let file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
     if len != bytes {
-        polars_bail!(ComputeError: "the input file changed after it was scanned");
+        polars_bail!(ComputeError: "`{}` changed after it was scanned", path.display());
     }
     if len == 0 {
         return Ok(None);
     }
-    // SAFETY: read-only, for this run's reading; the pre-scan maps the file the same way, and
-    // its hash (taken beside the run) would not match a file changed meanwhile.
-    let map = unsafe { memmap2::Mmap::map(&file)? };
-    #[cfg(unix)]
-    let _ = map.advise(memmap2::Advice::Sequential);
-    Ok(Some(map))
+    Ok(Some(crate::ingest::prescan::map_file(&file)?))
 }
 
 /// What the reading threads share.

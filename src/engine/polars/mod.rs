@@ -301,11 +301,6 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
             .iter()
             .map(|n| n.as_str().into())
             .collect();
-        let wanted = names
-            .iter()
-            .map(|n| plan.columns.iter().any(|c| c.name == n.as_str()))
-            .collect();
-        let columns = csv::Columns { names, wanted };
         let lowered = Lowered::new(
             job,
             &texts,
@@ -314,6 +309,16 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
             &value_hasher,
             &identifiers,
         )?;
+        // Only the columns the steps read (a column the run drops is not read).
+        let (lowered, used) = match lowered.pruned() {
+            Some((pruned, used)) => (pruned, Some(used)),
+            None => (lowered, None),
+        };
+        let wanted = names
+            .iter()
+            .map(|n| used.as_ref().is_none_or(|u| u.contains(n)))
+            .collect();
+        let columns = csv::Columns { names, wanted };
         let query = |chunk: DataFrame| -> PolarsResult<DataFrame> {
             lowered
                 .on(chunk.lazy())
@@ -576,6 +581,7 @@ fn scan_inputs(job: &Job) -> Result<LazyFrame, EngineError> {
 }
 
 /// One step of the lowered plan.
+#[derive(Clone)]
 enum Step {
     Select(Vec<Expr>),
     With(Expr),
@@ -592,6 +598,13 @@ impl Lowered {
             Step::Select(exprs) => lf.select(exprs.clone()),
             Step::With(expr) => lf.with_column(expr.clone()),
         })
+    }
+
+    /// The steps without what no output needs, and the input columns they read: projection
+    /// pushdown, done by hand for the engine's CSV reader, so a column the run drops is not
+    /// read. `None` when that cannot be told (then every column is read, every step kept).
+    fn pruned(&self) -> Option<(Lowered, std::collections::HashSet<PlSmallStr>)> {
+        prune(&self.0).map(|(steps, used)| (Lowered(steps), used))
     }
 
     fn new(
@@ -612,6 +625,41 @@ impl Lowered {
         )
         .map(Lowered)
     }
+}
+
+/// `steps` without the expressions whose output no later step needs, and the columns they
+/// read from their input: walking back from the last step's outputs, each step keeps the
+/// expressions that give a column needed after it, and needs their roots. `None` when an
+/// expression's output cannot be named.
+fn prune(steps: &[Step]) -> Option<(Vec<Step>, std::collections::HashSet<PlSmallStr>)> {
+    let mut needed: Option<std::collections::HashSet<PlSmallStr>> = None;
+    let mut kept = Vec::new();
+    for step in steps.iter().rev() {
+        match step {
+            Step::Select(exprs) => {
+                let (mut before, mut select) = (std::collections::HashSet::new(), Vec::new());
+                for e in exprs {
+                    let name = e.clone().meta().output_name().ok()?;
+                    if needed.as_ref().is_none_or(|n| n.contains(&name)) {
+                        before.extend(e.clone().meta().root_names());
+                        select.push(e.clone());
+                    }
+                }
+                needed = Some(before);
+                kept.push(Step::Select(select));
+            }
+            Step::With(e) => {
+                let name = e.clone().meta().output_name().ok()?;
+                let n = needed.as_mut()?;
+                if n.remove(&name) {
+                    n.extend(e.clone().meta().root_names());
+                    kept.push(step.clone());
+                }
+            }
+        }
+    }
+    kept.reverse();
+    Some((kept, needed?))
 }
 
 fn lower_steps(
@@ -826,4 +874,53 @@ fn is_dtype_name(s: &str) -> bool {
     ];
     let head = s.split(['[', '(']).next().unwrap_or("");
     NAMES.contains(&head) && s.len() <= 40
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A column only a later step drops, or that no output needs, is not read; a column an
+    /// output needs through a replaced column is.
+    #[test]
+    fn steps_read_only_the_columns_their_outputs_need() {
+        let steps = vec![
+            Step::Select(vec![
+                col("a"),
+                col("b").alias("b"),
+                col("dropped"),
+                (col("c") + col("d")).alias("cd"),
+                col("s"),
+            ]),
+            Step::With(col("s").fill_null(col("a")).alias("s")),
+            Step::With(col("b").alias("unused")),
+            Step::Select(vec![col("a"), col("cd").alias("out"), col("s")]),
+        ];
+        let (kept, used) = prune(&steps).expect("named outputs");
+        let mut used: Vec<&str> = used.iter().map(|n| n.as_str()).collect();
+        used.sort();
+        assert_eq!(used, vec!["a", "c", "d", "s"]);
+        // The first select keeps what is needed; the step giving `unused` is gone.
+        assert_eq!(kept.len(), 3);
+        let Step::Select(first) = &kept[0] else {
+            panic!("a select first")
+        };
+        assert_eq!(first.len(), 3);
+        // Both give the same frame.
+        let df = df!(
+            "a" => [1, 2], "b" => [3, 4], "dropped" => [5, 6], "c" => [7, 8], "d" => [9, 10],
+            "s" => [None, Some(1)]
+        )
+        .unwrap();
+        let run = |steps: Vec<Step>| Lowered(steps).on(df.clone().lazy()).collect().unwrap();
+        assert!(run(steps.clone()).equals_missing(&run(kept)));
+        // A column a later step reads through the first select's output is read.
+        let steps = vec![
+            Step::Select(vec![col("a"), col("e")]),
+            Step::With(col("a").fill_null(col("e")).alias("a")),
+            Step::Select(vec![col("a")]),
+        ];
+        let (_, used) = prune(&steps).expect("named outputs");
+        assert!(used.contains("a") && used.contains("e"));
+    }
 }
