@@ -160,6 +160,12 @@ fn chunk_frame(
     Ok((cols, rows))
 }
 
+/// A chunk's frame in, the stages' result out.
+pub type Query<'a> = &'a (dyn Fn(DataFrame) -> PolarsResult<DataFrame> + Sync);
+
+/// Takes one result; `true` stops the reading.
+pub type SinkFn<'a> = &'a (dyn Fn(DataFrame) -> PolarsResult<bool> + Sync);
+
 /// Reads every input (all [`readable`]) in chunks on `threads` threads: each chunk's frame,
 /// with `__row` and `__file`, goes through `query`, and the results reach `sink` one at a
 /// time, in file and row order. The first error stops every thread and is returned; so does a
@@ -169,8 +175,8 @@ pub fn read(
     sep: u8,
     columns: &Columns,
     threads: usize,
-    query: &(dyn Fn(DataFrame) -> PolarsResult<DataFrame> + Sync),
-    sink: &(dyn Fn(DataFrame) -> PolarsResult<bool> + Sync),
+    query: Query,
+    sink: SinkFn,
 ) -> PolarsResult<()> {
     let threads = threads.max(1);
     let maps = inputs
@@ -178,26 +184,35 @@ pub fn read(
         .map(|i| map(&i.path, i.scan.bytes))
         .collect::<PolarsResult<Vec<_>>>()?;
     let chunks = chunks(inputs, threads);
-    let shared = Shared {
-        next: AtomicUsize::new(0),
-        stop: AtomicBool::new(false),
-        error: Mutex::new(None),
-        starts: Mutex::new(chunks.iter().map(|c| c.first.then_some(0u64)).collect()),
-        order: Mutex::new(Order::default()),
-        started: Condvar::new(),
-        sunk: Condvar::new(),
+    let reader = Reader {
+        shared: Shared {
+            next: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            error: Mutex::new(None),
+            starts: Mutex::new(chunks.iter().map(|c| c.first.then_some(0u64)).collect()),
+            order: Mutex::new(Order::default()),
+            started: Condvar::new(),
+            sunk: Condvar::new(),
+        },
+        inputs,
+        maps,
+        chunks,
+        sep,
+        columns,
+        threads,
+        query,
+        sink,
     };
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
-                let files = (inputs, &maps[..]);
-                if let Err(e) = work(&shared, &chunks, files, sep, columns, threads, query, sink) {
-                    shared.fail(e);
+                if let Err(e) = reader.work() {
+                    reader.shared.fail(e);
                 }
             });
         }
     });
-    match shared.error.into_inner() {
+    match reader.shared.error.into_inner() {
         Ok(Some(e)) => Err(e),
         Ok(None) => Ok(()),
         Err(_) => Err(polars_err!(ComputeError: "the CSV reader's state was poisoned")),
@@ -215,6 +230,19 @@ fn map(path: &std::path::Path, bytes: u64) -> PolarsResult<Option<memmap2::Mmap>
         return Ok(None);
     }
     Ok(Some(crate::ingest::prescan::map_file(&file)?))
+}
+
+/// What every reading thread reads with.
+struct Reader<'a> {
+    shared: Shared,
+    inputs: &'a [InputFile],
+    maps: Vec<Option<memmap2::Mmap>>,
+    chunks: Vec<Chunk>,
+    sep: u8,
+    columns: &'a Columns,
+    threads: usize,
+    query: Query<'a>,
+    sink: SinkFn<'a>,
 }
 
 /// What the reading threads share.
@@ -268,110 +296,99 @@ fn poisoned() -> PolarsError {
     polars_err!(ComputeError: "the CSV reader's state was poisoned")
 }
 
-/// One reading thread: takes chunks in order until none is left.
-#[allow(clippy::too_many_arguments)]
-fn work(
-    shared: &Shared,
-    chunks: &[Chunk],
-    (inputs, maps): (&[InputFile], &[Option<memmap2::Mmap>]),
-    sep: u8,
-    columns: &Columns,
-    threads: usize,
-    query: &(dyn Fn(DataFrame) -> PolarsResult<DataFrame> + Sync),
-    sink: &(dyn Fn(DataFrame) -> PolarsResult<bool> + Sync),
-) -> PolarsResult<()> {
-    loop {
-        let k = shared.next.fetch_add(1, Ordering::SeqCst);
-        if k >= chunks.len() || shared.stopped() {
+impl Reader<'_> {
+    /// One reading thread: takes chunks in order until none is left.
+    fn work(&self) -> PolarsResult<()> {
+        let shared = &self.shared;
+        loop {
+            let k = shared.next.fetch_add(1, Ordering::SeqCst);
+            if k >= self.chunks.len() || shared.stopped() {
+                return Ok(());
+            }
+            // At most a few results wait for the sink: memory stays bounded when it is slower.
+            {
+                let mut o = shared.order.lock().map_err(|_| poisoned())?;
+                while k >= o.next + 2 * self.threads && !shared.stopped() {
+                    o = shared.sunk.wait(o).map_err(|_| poisoned())?;
+                }
+            }
+            let c = self.chunks[k];
+            let bytes = self.maps[c.file]
+                .as_deref()
+                .map_or(&[][..], |m| &m[c.start as usize..c.end as usize]);
+            // Records in the chunk, about: the file's mean record length says.
+            let scan = &self.inputs[c.file].scan;
+            let mean = scan.bytes / scan.records.max(1);
+            let place = Place {
+                path: &self.inputs[c.file].path,
+                offset: c.start,
+                rows: (bytes.len() as u64 / mean.max(1)) as usize,
+            };
+            let (mut cols, rows) = chunk_frame(bytes, self.sep, self.columns, place)?;
+            // This chunk's first row follows the last of the chunk before it.
+            let start = {
+                let mut starts = shared.starts.lock().map_err(|_| poisoned())?;
+                while starts[k].is_none() && !shared.stopped() {
+                    starts = shared.started.wait(starts).map_err(|_| poisoned())?;
+                }
+                let Some(start) = starts[k] else {
+                    return Ok(());
+                };
+                if self.chunks.get(k + 1).is_some_and(|n| !n.first) {
+                    starts[k + 1] = Some(start + rows as u64);
+                }
+                start
+            };
+            shared.started.notify_all();
+            cols.push(
+                UInt64Chunked::from_vec(ROW.into(), (start..start + rows as u64).collect())
+                    .into_column(),
+            );
+            cols.push(Column::new_scalar(
+                FILE.into(),
+                Scalar::new(DataType::UInt32, AnyValue::UInt32(c.file as u32)),
+                rows,
+            ));
+            let frame = DataFrame::new_with_height(rows, cols)?;
+            let out = polars_core::POOL.without_threading(|| (self.query)(frame))?;
+            self.hand_over(k, out)?;
+        }
+    }
+
+    /// Puts chunk `k`'s result in line for the sink, and hands the sink every result whose turn
+    /// has come unless another thread is already doing so.
+    fn hand_over(&self, k: usize, out: DataFrame) -> PolarsResult<()> {
+        let shared = &self.shared;
+        let mut o = shared.order.lock().map_err(|_| poisoned())?;
+        o.ready.insert(k, out);
+        if o.sinking {
             return Ok(());
         }
-        // At most a few results wait for the sink: memory stays bounded when it is slower.
-        {
-            let mut o = shared.order.lock().map_err(|_| poisoned())?;
-            while k >= o.next + 2 * threads && !shared.stopped() {
-                o = shared.sunk.wait(o).map_err(|_| poisoned())?;
-            }
-        }
-        let c = chunks[k];
-        let bytes = maps[c.file]
-            .as_deref()
-            .map_or(&[][..], |m| &m[c.start as usize..c.end as usize]);
-        // Records in the chunk, about: the file's mean record length says.
-        let scan = &inputs[c.file].scan;
-        let mean = scan.bytes / scan.records.max(1);
-        let place = Place {
-            path: &inputs[c.file].path,
-            offset: c.start,
-            rows: (bytes.len() as u64 / mean.max(1)) as usize,
-        };
-        let (mut cols, rows) = chunk_frame(bytes, sep, columns, place)?;
-        // This chunk's first row follows the last of the chunk before it.
-        let start = {
-            let mut starts = shared.starts.lock().map_err(|_| poisoned())?;
-            while starts[k].is_none() && !shared.stopped() {
-                starts = shared.started.wait(starts).map_err(|_| poisoned())?;
-            }
-            let Some(start) = starts[k] else {
+        o.sinking = true;
+        loop {
+            let turn = o.next;
+            let Some(df) = o.ready.remove(&turn) else {
+                o.sinking = false;
                 return Ok(());
             };
-            if chunks.get(k + 1).is_some_and(|n| !n.first) {
-                starts[k + 1] = Some(start + rows as u64);
-            }
-            start
-        };
-        shared.started.notify_all();
-        cols.push(
-            UInt64Chunked::from_vec(ROW.into(), (start..start + rows as u64).collect())
-                .into_column(),
-        );
-        cols.push(Column::new_scalar(
-            FILE.into(),
-            Scalar::new(DataType::UInt32, AnyValue::UInt32(c.file as u32)),
-            rows,
-        ));
-        let frame = DataFrame::new_with_height(rows, cols)?;
-        let out = polars_core::POOL.without_threading(|| query(frame))?;
-        hand_over(shared, k, out, sink)?;
-    }
-}
-
-/// Puts chunk `k`'s result in line for the sink, and hands the sink every result whose turn
-/// has come unless another thread is already doing so.
-fn hand_over(
-    shared: &Shared,
-    k: usize,
-    out: DataFrame,
-    sink: &(dyn Fn(DataFrame) -> PolarsResult<bool> + Sync),
-) -> PolarsResult<()> {
-    let mut o = shared.order.lock().map_err(|_| poisoned())?;
-    o.ready.insert(k, out);
-    if o.sinking {
-        return Ok(());
-    }
-    o.sinking = true;
-    loop {
-        let turn = o.next;
-        let Some(df) = o.ready.remove(&turn) else {
-            o.sinking = false;
-            return Ok(());
-        };
-        drop(o);
-        let stop = sink(df);
-        o = shared.order.lock().map_err(|_| poisoned())?;
-        o.next += 1;
-        shared.sunk.notify_all();
-        match stop {
-            Ok(false) => {}
-            Ok(true) => {
-                o.sinking = false;
-                shared.stop.store(true, Ordering::SeqCst);
-                drop(o);
-                shared.wake();
-                return Ok(());
-            }
-            Err(e) => {
-                o.sinking = false;
-                return Err(e);
+            drop(o);
+            let stop = (self.sink)(df);
+            o = shared.order.lock().map_err(|_| poisoned())?;
+            o.next += 1;
+            shared.sunk.notify_all();
+            match stop {
+                Ok(false) => {}
+                Ok(true) => {
+                    o.sinking = false;
+                    shared.stop.store(true, Ordering::SeqCst);
+                    drop(o);
+                    shared.wake();
+                    return Ok(());
+                }
+                Err(e) => {
+                    o.sinking = false;
+                    return Err(e);
+                }
             }
         }
     }

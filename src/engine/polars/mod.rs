@@ -160,7 +160,7 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
     };
     let value_hasher = ValueHasher::new();
     let identifiers = Arc::new(DistinctKeys::new());
-    let lf = lower(
+    let lowered = lower(
         job,
         &texts,
         &dp_columns,
@@ -168,6 +168,7 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
         &value_hasher,
         &identifiers,
     )?;
+    let lf = lowered.on(scan_inputs(job)?);
     let output_names: Vec<PlSmallStr> = plan
         .output_columns()
         .map(|c| c.name.as_str().into())
@@ -184,7 +185,8 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
                 &[],
                 &ValueHasher::new(),
                 &Arc::new(DistinctKeys::new()),
-            )?;
+            )?
+            .on(scan_inputs(job)?);
             let classes = risk::count_classes(first, r).map_err(engine_err)?;
             let lf = match r.action {
                 crate::stages::risk::RiskAction::Suppress => {
@@ -301,19 +303,8 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
             .iter()
             .map(|n| n.as_str().into())
             .collect();
-        let lowered = Lowered::new(
-            job,
-            &texts,
-            &dp_columns,
-            &id_columns,
-            &value_hasher,
-            &identifiers,
-        )?;
         // Only the columns the steps read (a column the run drops is not read).
-        let (lowered, used) = match lowered.pruned() {
-            Some((pruned, used)) => (pruned, Some(used)),
-            None => (lowered, None),
-        };
+        let (lowered, used) = lowered.pruned();
         let wanted = names
             .iter()
             .map(|n| used.as_ref().is_none_or(|u| u.contains(n)))
@@ -333,6 +324,8 @@ fn stream(job: &Job) -> Result<Streamed, EngineError> {
             &|df| sink.take(df),
         )
     } else {
+        // The steps hold the UDFs' shares of the identifier set, which must be let go.
+        drop(lowered);
         let callback = PlanCallback::Rust(SpecialEq::new(Arc::new(
             move |df: DataFrame| -> PolarsResult<bool> { sink.take(df) },
         )));
@@ -536,29 +529,6 @@ fn record_batch(
     emit::to_record_batch(&out, schema)
 }
 
-/// The lazy plan: read every input, type its columns, then one `select` in which each stage
-/// adds its expressions: policy (the status column), identity (each output column's action,
-/// the split), text (redaction; rows with a `drop_row` hit change status first), the columns
-/// releases need and the identifier keys for the gate.
-fn lower(
-    job: &Job,
-    texts: &[Arc<TextRuntime>],
-    dp_columns: &[(String, String, bool)],
-    id_columns: &[String],
-    value_hasher: &ValueHasher,
-    identifiers: &Arc<DistinctKeys>,
-) -> Result<LazyFrame, EngineError> {
-    let lowered = Lowered::new(
-        job,
-        texts,
-        dp_columns,
-        id_columns,
-        value_hasher,
-        identifiers,
-    )?;
-    Ok(lowered.on(scan_inputs(job)?))
-}
-
 /// Every input, read by polars' scans, one after another.
 fn scan_inputs(job: &Job) -> Result<LazyFrame, EngineError> {
     let plan = job.plan;
@@ -602,28 +572,13 @@ impl Lowered {
 
     /// The steps without what no output needs, and the input columns they read: projection
     /// pushdown, done by hand for the engine's CSV reader, so a column the run drops is not
-    /// read. `None` when that cannot be told (then every column is read, every step kept).
-    fn pruned(&self) -> Option<(Lowered, std::collections::HashSet<PlSmallStr>)> {
-        prune(&self.0).map(|(steps, used)| (Lowered(steps), used))
-    }
-
-    fn new(
-        job: &Job,
-        texts: &[Arc<TextRuntime>],
-        dp_columns: &[(String, String, bool)],
-        id_columns: &[String],
-        value_hasher: &ValueHasher,
-        identifiers: &Arc<DistinctKeys>,
-    ) -> Result<Lowered, EngineError> {
-        lower_steps(
-            job,
-            texts,
-            dp_columns,
-            id_columns,
-            value_hasher,
-            identifiers,
-        )
-        .map(Lowered)
+    /// read. The columns are `None` when that cannot be told: every column is read then, and
+    /// every step kept.
+    fn pruned(self) -> (Lowered, Option<std::collections::HashSet<PlSmallStr>>) {
+        match prune(&self.0) {
+            Some((steps, used)) => (Lowered(steps), Some(used)),
+            None => (self, None),
+        }
     }
 }
 
@@ -662,14 +617,18 @@ fn prune(steps: &[Step]) -> Option<(Vec<Step>, std::collections::HashSet<PlSmall
     Some((kept, needed?))
 }
 
-fn lower_steps(
+/// The plan as steps over every input's rows: type the columns, then one `select` in which
+/// each stage adds its expressions: policy (the status column), identity (each output
+/// column's action, the split), text (redaction; rows with a `drop_row` hit change status
+/// first), the columns releases need and the identifier keys for the gate.
+fn lower(
     job: &Job,
     texts: &[Arc<TextRuntime>],
     dp_columns: &[(String, String, bool)],
     id_columns: &[String],
     value_hasher: &ValueHasher,
     identifiers: &Arc<DistinctKeys>,
-) -> Result<Vec<Step>, EngineError> {
+) -> Result<Lowered, EngineError> {
     let plan = job.plan;
     let conversions: Vec<_> = plan.columns.iter().map(|c| c.conversion.clone()).collect();
     let typed = ingest::typed_columns(&plan.source.manifest, &conversions);
@@ -771,7 +730,7 @@ fn lower_steps(
     }
     outputs.extend([col(STATUS), col(ROW), col(FILE), col(BADCOL), col(SPLIT)]);
     steps.push(Step::Select(outputs));
-    Ok(steps)
+    Ok(Lowered(steps))
 }
 
 /// The column of subject index keys.
