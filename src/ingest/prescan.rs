@@ -346,7 +346,7 @@ impl<'m> CsvScanner<'m> {
             shifts: Vec::new(),
             // Without a header the data starts at the first byte.
             cuts: if has_header { Vec::new() } else { vec![0] },
-            next_cut: if has_header { 0 } else { CUT_BYTES },
+            next_cut: CUT_BYTES,
             cut_bytes: CUT_BYTES,
             gather: None,
         }
@@ -370,8 +370,7 @@ impl<'m> CsvScanner<'m> {
         sc.offset = offset;
         sc.record_start = offset;
         sc.cuts.clear();
-        sc.cut_bytes = first.cut_bytes;
-        sc.next_cut = sc.cut_after(offset);
+        sc.cut_every(first.cut_bytes);
         sc.gather = first
             .gather
             .as_ref()
@@ -572,9 +571,21 @@ impl<'m> CsvScanner<'m> {
         self.offset += bytes.len() as u64;
     }
 
+    /// Cuts at the first line start at or past each multiple of `bytes` from here on.
+    fn cut_every(&mut self, bytes: u64) {
+        self.cut_bytes = bytes;
+        self.next_cut = self.cut_after(self.offset);
+    }
+
     /// The first multiple of `cut_bytes` after `offset`.
     fn cut_after(&self, offset: u64) -> u64 {
         (offset / self.cut_bytes + 1) * self.cut_bytes
+    }
+
+    /// The file may be cut at `at`, a line start outside quotes.
+    fn cut(&mut self, at: u64) {
+        self.cuts.push(at);
+        self.next_cut = self.cut_after(at);
     }
 
     /// Ends the current record; `end` is the offset just past it (after its newline).
@@ -582,8 +593,7 @@ impl<'m> CsvScanner<'m> {
         // Past the header, every line end outside quotes may be a cut; the header's end is
         // the first.
         if self.header_done && end >= self.next_cut {
-            self.cuts.push(end);
-            self.next_cut = self.cut_after(end);
+            self.cut(end);
         }
         if self.record_empty {
             // Blank lines are skipped by CSV readers; they are not records.
@@ -596,8 +606,7 @@ impl<'m> CsvScanner<'m> {
         }
         if !self.header_done {
             self.header_done = true;
-            self.cuts.push(end);
-            self.next_cut = self.cut_after(end);
+            self.cut(end);
             self.expected = Some(self.fields);
             if let Some(g) = &mut self.gather {
                 g.end_record(false, end);
@@ -753,10 +762,7 @@ fn scan_csv_with(
     cut_bytes: u64,
 ) -> std::io::Result<PreScan> {
     let mut scanner = CsvScanner::new(sep, has_header);
-    scanner.cut_bytes = cut_bytes;
-    if !has_header {
-        scanner.next_cut = cut_bytes;
-    }
+    scanner.cut_every(cut_bytes);
     if has_header {
         // Only to name columns in messages; a header that cannot be read is reported at
         // validate.
@@ -1249,7 +1255,7 @@ mod tests {
             f.write_all(&bytes).unwrap();
             let whole = {
                 let mut sc = CsvScanner::new(b',', true);
-                sc.cut_bytes = 64;
+                sc.cut_every(64);
                 sc.names = csv_header(f.path(), b',').unwrap();
                 read_hashing(f.path(), false, |c| sc.feed(c)).unwrap();
                 sc.finish()
@@ -1267,7 +1273,7 @@ mod tests {
                 }
             }
             let mut first = CsvScanner::new(b',', true);
-            first.cut_bytes = 64;
+            first.cut_every(64);
             first.names = csv_header(f.path(), b',').unwrap();
             let parts = scan_parts(&file, first, &bounds, None).unwrap();
             // Cuts too: each the first line start outside quotes at or past a multiple of 64
@@ -1285,7 +1291,7 @@ mod tests {
                 let keys = DistinctKeys::new();
                 let ids = IdGather { fields: &[0, 2], hasher: &hasher, keys: &keys };
                 let mut first = CsvScanner::new(b',', true);
-                first.cut_bytes = 64;
+                first.cut_every(64);
                 first.names = csv_header(f.path(), b',').unwrap();
                 let scan = scan_parts(&file, first, bounds, Some(ids)).unwrap();
                 (scan, keys)

@@ -30,10 +30,7 @@ const CHUNK_BYTES: u64 = 8 << 20;
 pub fn readable(inputs: &[InputFile]) -> bool {
     !inputs.is_empty()
         && inputs.iter().all(|i| {
-            i.format == SourceFormat::Csv
-                && i.scan.bad.is_empty()
-                && !i.scan.needs_clean_copy()
-                && !i.scan.cuts().is_empty()
+            i.format == SourceFormat::Csv && i.scan.bad.is_empty() && !i.scan.cuts().is_empty()
         })
 }
 
@@ -55,30 +52,21 @@ fn chunks(inputs: &[InputFile], threads: usize) -> Vec<Chunk> {
         let len = input.scan.bytes;
         let cuts = input.scan.cuts();
         let target = (len / (4 * threads as u64)).clamp(1, CHUNK_BYTES);
-        let data = cuts[0];
-        let mut start = data;
-        for &c in &cuts[1..] {
-            if c >= len {
-                break;
-            }
-            if c - start >= target {
-                out.push(Chunk {
-                    file,
-                    start,
-                    end: c,
-                    first: start == data,
-                });
-                start = c;
+        let mut bounds = vec![cuts[0]];
+        for &c in cuts[1..].iter().take_while(|&&c| c < len) {
+            if c - bounds[bounds.len() - 1] >= target {
+                bounds.push(c);
             }
         }
-        if start < len {
-            out.push(Chunk {
-                file,
-                start,
-                end: len,
-                first: start == data,
-            });
+        if bounds[bounds.len() - 1] < len {
+            bounds.push(len);
         }
+        out.extend(bounds.windows(2).enumerate().map(|(i, w)| Chunk {
+            file,
+            start: w[0],
+            end: w[1],
+            first: i == 0,
+        }));
     }
     out
 }
@@ -215,7 +203,7 @@ pub fn read(
     match reader.shared.error.into_inner() {
         Ok(Some(e)) => Err(e),
         Ok(None) => Ok(()),
-        Err(_) => Err(polars_err!(ComputeError: "the CSV reader's state was poisoned")),
+        Err(_) => Err(poisoned()),
     }
 }
 
@@ -275,12 +263,14 @@ impl Shared {
         if let Ok(mut slot) = self.error.lock() {
             slot.get_or_insert(e);
         }
-        self.stop.store(true, Ordering::SeqCst);
-        self.wake();
+        self.halt();
     }
 
-    /// Wakes every waiting thread (taking the locks the waits hold, so none misses it).
-    fn wake(&self) {
+    /// Stops every thread: each finishes what it holds, takes no more, and stops waiting.
+    fn halt(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Every waiting thread is woken, with the locks its wait holds taken first so none
+        // misses it.
         drop(self.starts.lock());
         self.started.notify_all();
         drop(self.order.lock());
@@ -380,9 +370,8 @@ impl Reader<'_> {
                 Ok(false) => {}
                 Ok(true) => {
                     o.sinking = false;
-                    shared.stop.store(true, Ordering::SeqCst);
                     drop(o);
-                    shared.wake();
+                    shared.halt();
                     return Ok(());
                 }
                 Err(e) => {

@@ -19,6 +19,7 @@ pub mod policy;
 pub mod risk;
 pub mod text;
 
+use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
@@ -574,7 +575,7 @@ impl Lowered {
     /// pushdown, done by hand for the engine's CSV reader, so a column the run drops is not
     /// read. The columns are `None` when that cannot be told: every column is read then, and
     /// every step kept.
-    fn pruned(self) -> (Lowered, Option<std::collections::HashSet<PlSmallStr>>) {
+    fn pruned(self) -> (Lowered, Option<HashSet<PlSmallStr>>) {
         match prune(&self.0) {
             Some((steps, used)) => (Lowered(steps), Some(used)),
             None => (self, None),
@@ -586,13 +587,13 @@ impl Lowered {
 /// read from their input: walking back from the last step's outputs, each step keeps the
 /// expressions that give a column needed after it, and needs their roots. `None` when an
 /// expression's output cannot be named.
-fn prune(steps: &[Step]) -> Option<(Vec<Step>, std::collections::HashSet<PlSmallStr>)> {
-    let mut needed: Option<std::collections::HashSet<PlSmallStr>> = None;
+fn prune(steps: &[Step]) -> Option<(Vec<Step>, HashSet<PlSmallStr>)> {
+    let mut needed: Option<HashSet<PlSmallStr>> = None;
     let mut kept = Vec::new();
     for step in steps.iter().rev() {
         match step {
             Step::Select(exprs) => {
-                let (mut before, mut select) = (std::collections::HashSet::new(), Vec::new());
+                let (mut before, mut select) = (HashSet::new(), Vec::new());
                 for e in exprs {
                     let name = e.clone().meta().output_name().ok()?;
                     if needed.as_ref().is_none_or(|n| n.contains(&name)) {
